@@ -50,6 +50,7 @@ def one_at_a_time(model, tokenizer, prompts: list[str], max_new_tokens: int) -> 
 def throughput(model_name: str, n: int, max_new_tokens: int, batch_size: int) -> None:
     model, tokenizer = load_model(ModelRef(model_name))
     prompts = [format_prompt(tokenizer, it.prompt) for it in builtin_prompts()[:n]]
+    one_at_a_time(model, tokenizer, prompts[:2], max_new_tokens)  # warm-up, untimed
     t0 = time.perf_counter()
     batched = generate(model, tokenizer, prompts, GenerationSettings(max_new_tokens=max_new_tokens,
                                                                     batch_size=batch_size))
