@@ -182,6 +182,8 @@ def test_probe_and_steer_stages_and_commands(tiny_experiment: dict[str, Any], ti
     assert all(r["metric"] == "auroc" and r["n"] == 24 and r["n_pos"] == 12 and 0 <= r["ci_low"] <= r["rate"]
                <= r["ci_high"] <= 1 for r in probes)
     assert sum(r["best"] for r in probes) == 4
+    assert all(r["heldout_selection"]["n"] == 12 and r["heldout_selection"]["layer"] in (0, 1)
+               for r in probes if r["best"])
     for name in ("probe_auroc_by_layer.png", "probe_roc.png", "curves.json"):
         assert (run.path / "probe" / name).stat().st_size > 100
     steer = [r for r in records if r["stage"] == "steer"]

