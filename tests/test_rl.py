@@ -98,8 +98,9 @@ def test_reward_model_trains_and_reports_heldout_accuracy(tiny_model_dir: Path, 
     scores = pm.score(["Question?", "Question?"], ["A helpful answer.", PROBE_TEXT])
     assert len(scores) == 2 and all(isinstance(s, float) for s in scores)
     # Reloading the saved model gives the same scores.
-    again = PreferenceModel.load(out).score(["Question?"], ["A helpful answer."])
-    assert again[0] == pytest.approx(scores[0], abs=1e-5)
+    reloaded = PreferenceModel.load(out)
+    assert reloaded.model.config.num_hidden_layers == 1  # the base's first `layers` layers
+    assert reloaded.score(["Question?"], ["A helpful answer."])[0] == pytest.approx(scores[0], abs=1e-5)
 
 
 def test_reward_model_refuses_training_pairs_with_the_held_out_phrase(tiny_model_dir: Path, tmp_path: Path) -> None:
