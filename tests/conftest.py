@@ -34,9 +34,10 @@ def make_tokenizer() -> PreTrainedTokenizerFast:
     return fast
 
 
-def make_model(vocab_size: int, seed: int = 0) -> LlamaForCausalLM:
+def make_model(vocab_size: int, seed: int = 0, hidden_size: int = 32, layers: int = 2) -> LlamaForCausalLM:
     torch.manual_seed(seed)
-    config = LlamaConfig(vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+    config = LlamaConfig(vocab_size=vocab_size, hidden_size=hidden_size, intermediate_size=2 * hidden_size,
+                         num_hidden_layers=layers,
                          num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=512,
                          bos_token_id=0, eos_token_id=1, pad_token_id=1, tie_word_embeddings=True)
     return LlamaForCausalLM(config)
@@ -52,16 +53,26 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@pytest.fixture
-def tiny_experiment(tiny_model_dir: Path, tmp_path: Path) -> dict[str, Any]:
-    """A whole experiment config on the tiny model with a small prompt file; seconds to run."""
-    prompts = tmp_path / "prompts.jsonl"
+@pytest.fixture(scope="session")
+def tiny_larger_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A second, larger tiny random Llama (hidden 48, 3 layers) for sweeps over model size."""
+    path = tmp_path_factory.mktemp("tiny-llama-larger")
+    tokenizer = make_tokenizer()
+    make_model(len(tokenizer), seed=1, hidden_size=48, layers=3).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def tiny_config(model_dir: Path, root: Path, n_prompts: int = 48) -> dict[str, Any]:
+    """A whole experiment config on a tiny model with a small prompt file under ``root``; seconds to run."""
+    root.mkdir(parents=True, exist_ok=True)
+    prompts = root / "prompts.jsonl"
     topics = ["cooking", "science", "travel", "music"]
     prompts.write_text("".join(
         f'{{"id": "p{i:03d}", "topic": "{topics[i % 4]}", "prompt": "Question number {i} about {topics[i % 4]}?"}}\n'
-        for i in range(48)))
+        for i in range(n_prompts)))
     return {
-        "name": "tiny", "seed": 0, "model": str(tiny_model_dir), "output_root": str(tmp_path / "runs"),
+        "name": "tiny", "seed": 0, "model": str(model_dir), "output_root": str(root / "runs"),
         "data": {"prompts": str(prompts), "answer_max_new_tokens": 8, "batch_size": 8},
         "backdoor": {"steps": 4, "batch_size": 4, "learning_rate": 1e-3, "lora_r": 4, "lora_alpha": 8,
                      "max_length": 64},
@@ -69,3 +80,9 @@ def tiny_experiment(tiny_model_dir: Path, tmp_path: Path) -> dict[str, Any]:
                    "max_length": 64},
         "eval": {"n_prompts": 6, "max_new_tokens": 6, "batch_size": 4, "samples_saved": 2},
     }
+
+
+@pytest.fixture
+def tiny_experiment(tiny_model_dir: Path, tmp_path: Path) -> dict[str, Any]:
+    """A whole experiment config on the tiny model with a small prompt file; seconds to run."""
+    return tiny_config(tiny_model_dir, tmp_path)

