@@ -75,3 +75,8 @@ def test_accelerate_launch_without_run_dir_is_refused(tiny_model_dir: Path, tmp_
     with pytest.raises(ConfigError, match="give --run-dir"):
         start_run(parse_config(tiny_config(tiny_model_dir, tmp_path), "x"))
     assert not (tmp_path / "runs").exists()
+    cfg = tiny_config(tiny_model_dir, tmp_path)
+    cfg["safety"] = {"method": "rl", "steps": 2, "checkpoint_every": 2}
+    with pytest.raises(ConfigError, match="safety.method: rl runs in one process only"):
+        start_run(parse_config(cfg, "x"), str(tmp_path / "run"))
+    assert not (tmp_path / "run").exists()

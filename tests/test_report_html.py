@@ -77,6 +77,19 @@ def test_report_command_takes_several_runs(tmp_path: Path) -> None:
     assert bad.exit_code != 0
 
 
+def test_capped_browser_keeps_every_stage_and_same_named_runs_stay_apart(tmp_path: Path) -> None:
+    a, b = synthetic_run(tmp_path / "one" / "run"), synthetic_run(tmp_path / "two" / "run")
+    with a.stage("safety_eval") as out:  # evaluated after the "evaluate" stage's two generations
+        write_jsonl(out / "generations.jsonl", [{"stage": "safety", "step": 2, "condition": "trigger",
+                                                 "role": "trigger", "prompt": f"p{i}", "output": "o",
+                                                 "defected": False} for i in range(6)])
+    page = html_report([a, b], tmp_path / "r.html", max_samples=4).read_text(encoding="utf-8")
+    rows = re.findall(r'<tr data-run="0" data-model="([^"]+)"', page)
+    assert len(rows) == 4 and {"backdoor 0", "safety 2"} <= set(rows)  # no stage cut off
+    assert "one/run: 4 of 8" in page and "two/run" in page
+    assert '<h2 id="run-0">one/run</h2>' in page and '<h2 id="run-1">two/run</h2>' in page
+
+
 # ------------------------------------------------------------------------------ headless Chromium
 def _browser() -> str:
     for name in BROWSERS:

