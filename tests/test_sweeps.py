@@ -81,6 +81,8 @@ def test_values_with_the_same_label_stay_apart(tiny_model_dir: Path, tmp_path: P
     ({"data.mechanism": ["telepathy"]}, r"sweep.yaml \(000-telepathy\): data.mechanism: "),
     ({"seed": []}, r"sweep.yaml: axes: .*axis 'seed' has no values"),
     ({"seed; rm": [1]}, r"sweep.yaml: axes: .*not a dotted config key"),
+    ({"seed": [0, 1, 0]}, r"sweep.yaml: axes: .*axis 'seed' lists 0 more than once"),
+    ({"safety": [{"method": "sft"}, {"method": "sft"}]}, r"axis 'safety' lists \{'method': 'sft'\} more than once"),
 ])
 def test_bad_sweeps_fail_with_one_line_naming_the_file(tiny_model_dir: Path, tmp_path: Path, axes: dict[str, Any],
                                                        message: str) -> None:

