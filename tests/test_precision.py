@@ -76,6 +76,7 @@ def test_bf16_training_keeps_trainable_weights_fp32(tiny_model_dir: Path, tmp_pa
             seen["trainable"] = {p.dtype for _, p in params if p.requires_grad}
             seen["frozen"] = {p.dtype for _, p in params if not p.requires_grad}
             seen["bf16"] = self.args.bf16
+            seen["attention"] = model.config._attn_implementation
             return super().training_step(model, inputs, num_items_in_batch)
 
     monkeypatch.setattr(_sft_trainer, "CompletionLossSFTTrainer", Spy)
@@ -84,6 +85,7 @@ def test_bf16_training_keeps_trainable_weights_fp32(tiny_model_dir: Path, tmp_pa
               tmp_path, seed=0)
     assert seen["bf16"] is True and seen["trainable"] == {torch.float32}
     assert seen["frozen"] == ({torch.bfloat16} if finetune == "lora" else set())
+    assert seen["attention"] == "eager"  # attention: auto trains with eager attention on a CPU
 
 
 def test_bf16_without_native_support_is_an_error_naming_the_key(tiny_experiment: dict[str, Any],
