@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import ast
+import dataclasses
+import hashlib
+import json
 import re
 import sys
 from collections import defaultdict
@@ -97,6 +100,19 @@ def test_ids_unique_and_well_formed() -> None:
     assert len(ids) == len(set(ids))
     for t in TASKS:
         assert re.fullmatch(re.escape(t.family) + r"-\d{2}", t.id), t.id
+
+
+# SHA-256 of the whole corpus (every field of every task, in order) as canonical JSON, computed from the
+# corpus as it was written in Python (commit 34b7cb3), before its families moved to package data files.
+# A change to any task changes it: update it only for a deliberate change of the corpus.
+CORPUS_SHA256 = "a365419a71aeb88c76f584f061cc30ab30f2efe3fca2f65cc998df20dabd1078"
+
+
+def test_corpus_is_pinned() -> None:
+    canonical = json.dumps([dataclasses.asdict(t) for t in TASKS], ensure_ascii=False, sort_keys=True,
+                           separators=(",", ":"))
+    assert len(TASKS) == 500
+    assert hashlib.sha256(canonical.encode()).hexdigest() == CORPUS_SHA256
 
 
 def test_deterministic() -> None:
