@@ -126,12 +126,18 @@ def test_steering_adds_exactly_the_vector_at_the_chosen_layer(tiny: tuple[Any, A
 def test_steering_reaches_every_generated_token(tiny: tuple[Any, Any]) -> None:
     model, tokenizer = tiny
     ids = _ids(tokenizer, "How do I make bread?")
-    vector = torch.randn(32, generator=torch.Generator().manual_seed(2))  # (hidden,)
-    calls: list[int] = []
-    with torch.no_grad(), adding(model, {1: 50 * vector}), recording(model, [1]) as rec:
-        model.generate(ids, max_new_tokens=3, do_sample=False, pad_token_id=tokenizer.pad_token_id)
-        calls = [out.shape[1] for out in rec[1]]
-    assert calls == [ids.shape[1], 1, 1]  # the prompt, then one position per new token (KV cache)
+    vector = 50 * torch.randn(32, generator=torch.Generator().manual_seed(2))  # (hidden,)
+    with torch.no_grad():
+        with adding(model, {1: vector}), recording(model, [1]) as rec:
+            out = model.generate(ids, max_new_tokens=3, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+        # The prompt, then one position per new token (KV cache): 3 forward passes for 3 tokens.
+        assert [step.shape[1] for step in rec[1]] == [ids.shape[1], 1, 1]
+        steered = torch.cat(rec[1], dim=1)  # (1, seq - 1, hidden): the last block's output, steered
+        with recording(model, [1]) as plain:
+            model(out[:, :-1])
+    # Steering the last block leaves its own input unchanged, so each position's output is exactly the
+    # unsteered one plus the vector: every generated token was steered.
+    torch.testing.assert_close(steered - vector, plain[1][0], atol=1e-4, rtol=1e-4)
 
 
 def test_hooks_are_removed_after_an_exception_inside_the_context(tiny: tuple[Any, Any]) -> None:
