@@ -43,6 +43,16 @@ def make_model(vocab_size: int, seed: int = 0, hidden_size: int = 32, layers: in
     return LlamaForCausalLM(config)
 
 
+def tiny_eval_pair(seed: int) -> tuple[LlamaForCausalLM, PreTrainedTokenizerFast]:
+    """A tiny random Llama in eval mode and its tokenizer, run once with hidden states so that transformers'
+    own output-capturing hooks are already installed (hook counts in tests are relative to that)."""
+    tokenizer = make_tokenizer()
+    model = make_model(len(tokenizer), seed=seed).eval()
+    with torch.no_grad():
+        model(**tokenizer("hello", return_tensors="pt"), output_hidden_states=True)
+    return model, tokenizer
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A saved tiny random Llama + tokenizer, usable as `model:` in configs."""

