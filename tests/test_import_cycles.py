@@ -25,7 +25,8 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 KNOWN_CYCLE_EDGES: dict[tuple[str, str], str] = {}
 
 # design.md: lower layers never import higher ones (whether or not that closes a cycle).
-LOWER = ("errors", "registry", "dist", "runs", "models", "scanner", "triggers", "objectives", "data", "evals")
+LOWER = ("errors", "metrics", "registry", "dist", "runs", "models", "scanner", "triggers", "objectives", "data",
+         "evals")
 HIGHER = ("pipeline", "report", "cli", "sweeps", "context", "stages", "redteam._stage")
 
 

