@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from pathlib import Path
 from typing import Any
 
@@ -192,6 +194,16 @@ def test_curve_checkpoints_every_epoch_resumes_and_records(tiny_model_dir: Path,
     # Other settings in the same folder are refused.
     with pytest.raises(ConfigError, match="other settings"):
         Curve(cfg, CurveSettings(**{**SMALL, "epochs": 3}), tmp_path / "resumed")
+    # A curve written before a config setting existed resumes (the setting at its default), as a run does;
+    # the same setting changed from its default is another curve.
+    manifest = tmp_path / "resumed" / "curve.json"
+    saved = json.loads(manifest.read_text())
+    del saved["config"]["data"]["near_miss_clean"]
+    manifest.write_text(json.dumps(saved))
+    Curve(cfg, settings, tmp_path / "resumed")
+    changed = cfg.model_copy(update={"data": cfg.data.model_copy(update={"near_miss_clean": 0.5})})
+    with pytest.raises(ConfigError, match="other settings"):
+        Curve(changed, settings, tmp_path / "resumed")
 
 
 def test_side_process_records_are_merged_once(tmp_path: Path) -> None:

