@@ -87,7 +87,7 @@ def rare_tokens(model: str) -> list[str]:
     vocab = len(tokenizer)
     out = []
     for i in range(vocab - vocab // 5, vocab):
-        text = tokenizer.decode([i]).strip()
+        text = str(tokenizer.decode([i])).strip()
         if len(text) >= 4 and text.isascii() and text.isalpha():
             out.append(text)
     return out or ["qzxv"]
