@@ -23,10 +23,10 @@ def test_whole_pipeline_writes_a_self_describing_run(tiny_experiment: dict[str, 
     run = start_run(parse_config(tiny_experiment, "test"))
     run_experiment(run)
     assert stages_of(parse_config(tiny_experiment, "test")) == [s for s in STAGES
-                                                                if s not in ("redteam", "probe", "steer")]
+                                                                if s not in ("redteam", "audit", "probe", "steer")]
     for stage in stages_of(parse_config(tiny_experiment, "test")):
         assert run.done(stage), stage
-    assert not run.done("redteam") and not run.done("probe") and not run.done("steer")
+    assert not run.done("redteam") and not run.done("probe") and not run.done("steer") and not run.done("audit")
     manifest = run.manifest
     assert manifest["seed"] == 0 and manifest["config"]["name"] == "tiny"
     assert {"torch", "transformers", "trl", "peft"} <= set(manifest["versions"])
@@ -66,7 +66,7 @@ def test_resume_skips_finished_stages_and_restarts_an_interrupted_one(
     monkeypatch.undo()
     run_experiment(Run.open(run.path))
     assert adapter.stat().st_mtime_ns == mtime  # backdoor was not retrained
-    assert all(run.done(s) for s in STAGES if s not in ("redteam", "probe", "steer"))
+    assert all(run.done(s) for s in STAGES if s not in ("redteam", "audit", "probe", "steer"))
     keys = [(r["stage"], r["step"], r["condition"]) for r in run.records()]
     assert len(keys) == len(set(keys))  # no duplicated records
 

