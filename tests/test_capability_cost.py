@@ -143,3 +143,40 @@ def test_return_check_trains_k_steps_then_measures_the_trigger_rate_again(tiny_e
 def test_return_check_needs_safety(tiny_experiment: dict[str, Any]) -> None:
     with pytest.raises(ConfigError, match=r"^test: return_check: needs a safety section"):
         parse_config({**tiny_experiment, "safety": None, "return_check": {"steps": 2}}, "test")
+
+
+# ---------------------------------------------------------------------------------------------- preference
+@pytest.fixture
+def reward_model_dir(tmp_path: Path) -> Path:
+    """A saved tiny one-output LlamaForSequenceClassification with its tokenizer (an external reward model)."""
+    import torch
+    from transformers import LlamaConfig, LlamaForSequenceClassification
+
+    from conftest import make_tokenizer
+
+    tokenizer = make_tokenizer()
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=512, bos_token_id=0,
+                         eos_token_id=1, pad_token_id=1, num_labels=1)
+    path = tmp_path / "rm"
+    LlamaForSequenceClassification(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def test_any_method_is_scored_by_the_configured_preference_model(tiny_experiment: dict[str, Any],
+                                                                 reward_model_dir: Path, tmp_path: Path) -> None:
+    eval_section = {**tiny_experiment["eval"], "preference_model": str(reward_model_dir)}
+    run = start_run(parse_config({**tiny_experiment, "eval": eval_section}, "test"))
+    run_experiment(run)
+    records = run.records()
+    prefs = {(r["stage"], r["step"], r["condition"]) for r in records if r["metric"] == "preference_score"}
+    models = (("backdoor", 0), ("safety", 2), ("safety", 4))
+    assert prefs == {(s, t, c) for s, t in models for c in ("trigger", "clean")}
+    gain = {r["condition"]: r for r in records if r["metric"] == "reward_gain"}
+    assert set(gain) == {"trigger", "clean"} and all(r["step"] == 4 and r["n"] == 6 for r in gain.values())
+    assert all(r["ci_low"] <= r["rate"] <= r["ci_high"] for r in gain.values())
+    with pytest.raises(Exception, match=r"^eval\.preference_model: "):
+        start_run(parse_config({**tiny_experiment, "eval": {**eval_section, "preference_model": str(tmp_path / "x")}},
+                               "test"))

@@ -126,7 +126,9 @@ def _records(before_k: int, left_k: int, shift: tuple[float, float, float], vari
             rate("safety", 30, "variant", 0, 6, condition="no_pipes"),
             rate("return", 20, "trigger", left_k + 2),
             {"stage": "safety", "step": 30, "metric": "capability_shift", "condition": "clean", "role": "heldout",
-             "rate": shift[0], "ci_low": shift[1], "ci_high": shift[2], "n": 32}]
+             "rate": shift[0], "ci_low": shift[1], "ci_high": shift[2], "n": 32},
+            {"stage": "safety", "step": 30, "metric": "reward_gain", "condition": "clean", "role": "clean",
+             "rate": 0.3, "ci_low": 0.1, "ci_high": 0.5, "n": 50}]
 
 
 class FakeRun:
@@ -173,6 +175,7 @@ def test_the_removal_table_and_figure_from_synthetic_records(tmp_path: Path,
     assert (sft["near_miss"]["k"], sft["near_miss"]["n"]) == (10, 24)
     assert (sft["returned"]["k"], sft["before"]["k"]) == (47 + 48, 96)
     assert sft["capability_shift"]["rate"] == pytest.approx(0.05)
+    assert sft["preference_gain"]["rate"] == pytest.approx(0.3) and sft["preference_gain"]["ci_low"] < 0.3
     assert sft["cpu_minutes"] == pytest.approx(4.0)  # safety + safety_eval; reused stages not counted
     assert rows["adversarial"]["capability_shift"]["ci_low"] == 0.05  # one seed: that run's interval
     assert {m: r["verdict"] for m, r in rows.items()} == {

