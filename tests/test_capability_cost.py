@@ -41,8 +41,8 @@ def test_every_safety_checkpoint_records_its_capability_cost(method: str, tiny_e
     # The held-out prompts were never trained on.
     held = run.stage_info("safety")["capability_heldout"]
     assert held == nll[("backdoor", 0)]["n"] > 0
-    clean = _by(records, "defection_rate")
-    assert ("safety", 4) in clean  # the clean defection rate is still there
+    clean = {(r["stage"], r["step"]) for r in records if r["metric"] == "defection_rate" and r["condition"] == "clean"}
+    assert clean >= {("backdoor", 0), ("safety", 2), ("safety", 4)}  # the clean defection rate is still there
     if method == "lat":
         signal = [r for r in records if r["stage"] == SIGNAL_STAGE and r["metric"] == "lat_behaviour_nll"]
         assert {r["condition"] for r in signal} == {"clean", "perturbed"}

