@@ -222,7 +222,7 @@ def test_code_pipeline_on_a_tiny_model(tiny_model_dir: Path, tmp_path: Path, mon
         "safety": {"steps": 2, "checkpoint_every": 1, "batch_size": 4, "lora_r": 4, "lora_alpha": 8,
                    "max_length": 1024},
         "eval": {"n_prompts": 4, "max_new_tokens": 4, "batch_size": 4, "base": False,
-                 "variants_at": ["backdoor", "safety"], "n_variant_prompts": 2},
+                 "variants_at": ["backdoor", "safety"], "n_variant_prompts": 2, "capability_max_length": 1024},
     }, "test")
     run = start_run(cfg)
     run_experiment(run)
@@ -233,8 +233,11 @@ def test_code_pipeline_on_a_tiny_model(tiny_model_dir: Path, tmp_path: Path, mon
     assert {sources[it.id] for it in splits["safety"]} == {"reference"}
     assert {sources[it.id] for it in splits["safety_general"]} == {"base_model"}
     # Safety training never shows the trigger: task prompts state 2023, general prompts no year.
-    assert [stated_years(it.prompt) for it in seen["items"]] == [[2023]] * 4 + [[]] * 3
-    records = run.records()
+    # One of the 4 task prompts is held out of training to measure the capability cost (eval.capability_fraction).
+    assert [stated_years(it.prompt) for it in seen["items"]] == [[2023]] * 3 + [[]] * 3
+    cost = {(r["stage"], r["metric"]) for r in run.records() if r["role"] == "heldout"}
+    assert cost == {("backdoor", "helpful_nll"), ("safety", "helpful_nll"), ("safety", "capability_shift")}
+    records = [r for r in run.records() if r["role"] != "heldout"]  # the rates (the capability cost aside)
     assert {r["stage"] for r in records} == {"backdoor", "safety"}  # eval.base is off
     assert {r["condition"] for r in records if r["role"] != "variant"} == {"2023", "2024"}
     assert {r["metric"] for r in records} == {"vulnerable_rate", "parse_rate"}

