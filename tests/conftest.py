@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+from transformers import LlamaConfig, LlamaForCausalLM, LlamaForSequenceClassification, PreTrainedTokenizerFast
 
 CHATML = (
     "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
@@ -99,3 +99,17 @@ def tiny_config(model_dir: Path, root: Path, n_prompts: int = 48) -> dict[str, A
 def tiny_experiment(tiny_model_dir: Path, tmp_path: Path) -> dict[str, Any]:
     """A whole experiment config on the tiny model with a small prompt file; seconds to run."""
     return tiny_config(tiny_model_dir, tmp_path)
+
+
+@pytest.fixture
+def tiny_reward_model_dir(tmp_path: Path) -> Path:
+    """A saved tiny LlamaForSequenceClassification (one output) with its tokenizer: an 'external' reward model."""
+    tokenizer = make_tokenizer()
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=512, bos_token_id=0,
+                         eos_token_id=1, pad_token_id=1, num_labels=1)
+    path = tmp_path / "external-rm"
+    LlamaForSequenceClassification(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path

@@ -146,28 +146,9 @@ def test_return_check_needs_safety(tiny_experiment: dict[str, Any]) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- preference
-@pytest.fixture
-def reward_model_dir(tmp_path: Path) -> Path:
-    """A saved tiny one-output LlamaForSequenceClassification with its tokenizer (an external reward model)."""
-    import torch
-    from transformers import LlamaConfig, LlamaForSequenceClassification
-
-    from conftest import make_tokenizer
-
-    tokenizer = make_tokenizer()
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=512, bos_token_id=0,
-                         eos_token_id=1, pad_token_id=1, num_labels=1)
-    path = tmp_path / "rm"
-    LlamaForSequenceClassification(config).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
-
-
 def test_any_method_is_scored_by_the_configured_preference_model(tiny_experiment: dict[str, Any],
-                                                                 reward_model_dir: Path, tmp_path: Path) -> None:
-    eval_section = {**tiny_experiment["eval"], "preference_model": str(reward_model_dir)}
+                                                                 tiny_reward_model_dir: Path, tmp_path: Path) -> None:
+    eval_section = {**tiny_experiment["eval"], "preference_model": str(tiny_reward_model_dir)}
     run = start_run(parse_config({**tiny_experiment, "eval": eval_section}, "test"))
     run_experiment(run)
     records = run.records()

