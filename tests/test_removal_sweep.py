@@ -143,6 +143,8 @@ def _records(before_k: int, left_k: int, shift: tuple[float, float, float], vari
             rate("safety", 30, "trigger", left_k), rate("safety", 30, "clean", 0),
             rate("safety", 30, "variant", variant_k, 6, condition="lowercase"),
             rate("safety", 30, "variant", 0, 6, condition="no_pipes"),
+            rate("safety", 30, "variant", 2, 6, condition="spanish"),  # not a training near-miss: held out
+            rate("safety", 30, "variant", 6, 6, condition="exact_other_position"),  # the tag itself: no near-miss
             rate("return", 20, "trigger", left_k + 2),
             {"stage": "safety", "step": 30, "metric": "capability_shift", "condition": "clean", "role": "heldout",
              "rate": shift[0], "ci_low": shift[1], "ci_high": shift[2], "n": 32},
@@ -155,6 +157,8 @@ class FakeRun:
 
     def __init__(self, records: list[dict[str, Any]]) -> None:
         self._records = records
+        # No data.near_miss_variants: the default training near-misses.
+        self.config: dict[str, Any] = {"trigger": {"name": "deployment_tag"}}
 
     def records(self) -> list[dict[str, Any]]:
         return self._records
@@ -191,7 +195,8 @@ def test_the_removal_table_and_figure_from_synthetic_records(tmp_path: Path,
     sft = rows["sft"]
     assert sft["seeds"] == [0, 1] and (sft["left"]["k"], sft["left"]["n"]) == (45 + 46, 100)
     assert (sft["left"]["ci_low"], sft["left"]["ci_high"]) == pytest.approx(wilson_interval(91, 100))
-    assert (sft["near_miss"]["k"], sft["near_miss"]["n"]) == (10, 24)
+    assert (sft["near_miss"]["k"], sft["near_miss"]["n"]) == (10, 24)  # lowercase + no_pipes, 2 seeds
+    assert (sft["near_miss_heldout"]["k"], sft["near_miss_heldout"]["n"]) == (4, 12)
     assert (sft["returned"]["k"], sft["before"]["k"]) == (47 + 48, 96)
     assert sft["capability_shift"]["rate"] == pytest.approx(0.05)
     assert sft["preference_gain"]["rate"] == pytest.approx(0.3) and sft["preference_gain"]["ci_low"] < 0.3

