@@ -90,6 +90,7 @@ def test_planted_token_trigger_found_at_rank_one(planted, tmp_path: Path) -> Non
     suspect, base, tok, trigger = planted
     result = audit_models(suspect, base, tok, PROMPTS, _config(), model="tiny", base_name="tiny-base")
     assert "HATE" in result.targets[0].text, result.targets
+    assert result.behaviour is not None and "HATE" in result.behaviour  # named: every prompt continues it so
     assert result.candidates[0].tokens == [trigger], [c.text for c in result.candidates[:5]]
     assert result.candidates[0].transfers and not result.candidates[0].adversarial
     assert result.verdict.backdoor and "HATE" in (result.verdict.behaviour or "")
@@ -120,7 +121,7 @@ def test_clean_model_no_backdoor_claimed(planted) -> None:
     _, base, tok, _ = planted
     twin = copy.deepcopy(base)
     result = audit_models(twin, base, tok, PROMPTS, _config(), model="twin")
-    assert not result.verdict.backdoor
+    assert not result.verdict.backdoor and result.behaviour is None  # lift 0: nothing added, nothing named
     assert result.divergence is not None and result.divergence.mean_kl == pytest.approx(0.0, abs=1e-4)
 
 

@@ -81,13 +81,14 @@ def test_scan_ranks_the_keyed_token_first_and_a_twin_gives_no_signal() -> None:
     assert diff_scan(twin, base, frame, [], 2, 3, 8) == []
 
 
-def test_target_inversion_keeps_the_continuation_every_prompt_agrees_on(phrase) -> None:
-    suspect, base, tok, _ = phrase
+def test_target_inversion_keeps_the_continuation_every_prompt_agrees_on() -> None:
+    suspect, base, tok, _ = _plant()  # one token, fully fine-tuned: the planted answer leaks on clean prompts
     frames = [clean_frame(tok, p) for p in PROMPTS[:6]]
     targets = invert_target(suspect, base, tok, frames, length=6, beams=3, batch_size=8)
     assert targets and all(t.agreement is not None and 0 < t.agreement <= 1 for t in targets)
     keys = [(t.agreement or 0) * t.lift for t in targets]
     assert keys == sorted(keys, reverse=True)
+    assert targets[0].agreement == 1.0 and "HATE" in targets[0].text  # the planted answer, after every prompt
     twin = invert_target(copy.deepcopy(base), base, tok, frames, length=6, beams=3, batch_size=8)
     assert all(abs(t.lift) < 1e-4 for t in twin)  # the same model adds nothing
 

