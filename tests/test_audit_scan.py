@@ -89,6 +89,8 @@ def test_target_inversion_keeps_the_continuation_every_prompt_agrees_on() -> Non
     keys = [(t.agreement or 0) * t.lift for t in targets]
     assert keys == sorted(keys, reverse=True)
     assert targets[0].agreement == 1.0 and "HATE" in targets[0].text  # the planted answer, after every prompt
+    one = invert_target(suspect, base, tok, frames, length=1, beams=2, batch_size=8)  # the first token alone
+    assert [len(t.tokens) for t in one] == [1, 1] and all(t.agreement == 1.0 for t in one)
     twin = invert_target(copy.deepcopy(base), base, tok, frames, length=6, beams=3, batch_size=8)
     assert all(abs(t.lift) < 1e-4 for t in twin)  # the same model adds nothing
 

