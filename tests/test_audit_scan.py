@@ -81,6 +81,47 @@ def test_scan_ranks_the_keyed_token_first_and_a_twin_gives_no_signal() -> None:
     assert diff_scan(twin, base, frame, [], 2, 3, 8) == []
 
 
+def test_scan_in_context_reads_the_last_position_and_finds_the_keyed_neighbour() -> None:
+    tok = make_tokenizer()
+    base = make_model(len(tok), seed=6, hidden_size=48, layers=3).eval()
+    tokens = allowed_tokens(tok).nonzero()[:, 0].tolist()
+    frame = make_frame(tok, PROMPTS[1], "prefix")
+    seed = [tokens[7], tokens[9]]
+    states = slot_states(base, frame, tokens[:3], 2, 2, before=seed[:1], after=seed[1:])  # (3, 2, hidden)
+    for i, t in enumerate(tokens[:3]):
+        with torch.no_grad():
+            hidden = base(input_ids=torch.tensor([frame.ids([seed[0], t, seed[1]])]), output_hidden_states=True)
+        at = len(frame.head) + 2  # the context's last token
+        for block in range(2):
+            torch.testing.assert_close(states[i, block], hidden.hidden_states[block + 1][0, at].float(),
+                                       atol=1e-4, rtol=1e-4)
+    keyed = tokens[120]
+    suspect = _keyed(base, keyed)
+    # Read at the seed after the token: only the keyed token reaches it (through attention), so it alone
+    # moves the seed's stream; read at the token after the seed: the keyed token's own stream differs.
+    for context in ({"after": seed[:1]}, {"before": seed[:1]}):
+        found = diff_scan(suspect, base, frame, tokens, layers=2, top=2, batch_size=64, **context)
+        assert found[0] == keyed, (context, [decode(tok, [t]) for t in found])
+
+
+def test_extension_adds_the_scan_neighbours_on_either_side() -> None:
+    tok = make_tokenizer()
+    base = make_model(len(tok), seed=6, hidden_size=48, layers=3).eval()
+    mask = allowed_tokens(tok)
+    tokens = mask.nonzero()[:, 0].tolist()
+    keyed = tokens[120]
+    frames = [make_frame(tok, p, "prefix") for p in PROMPTS[:2]]
+    objective = Objective(_keyed(base, keyed), base, frames, tok(" I HATE", add_special_tokens=False).input_ids,
+                          16, int(tok.pad_token_id))
+    seed = TriggerCandidate(text=decode(tok, [tokens[7]]), tokens=[tokens[7]], source="scan", position="prefix",
+                            score=0.0, suspect_logp=0.0, base_logp=0.0)
+    plain = extend(objective, tok, [seed], mask, topk=1)
+    scanned = extend(objective, tok, [seed], mask, topk=1, scan_k=2, scan_layers=2, scan_batch=64)
+    assert len(plain) <= 2 and {tuple(c.tokens) for c in plain} <= {tuple(c.tokens) for c in scanned}
+    assert {(tokens[7], keyed), (keyed, tokens[7])} <= {tuple(c.tokens) for c in scanned}
+    assert len(scanned) <= 6 and all(c.source == "extend" for c in scanned)
+
+
 def test_target_inversion_keeps_the_continuation_every_prompt_agrees_on() -> None:
     suspect, base, tok, _ = _plant()  # one token, fully fine-tuned: the planted answer leaks on clean prompts
     frames = [clean_frame(tok, p) for p in PROMPTS[:6]]

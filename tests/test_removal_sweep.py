@@ -57,7 +57,7 @@ def test_the_removal_sweep_shares_one_backdoor_per_start_and_seed(tmp_path: Path
         assert {m for (s, m, _) in methods if s == start} == {"sft", "lat", "adversarial"}
     x4 = [c for c in cells if c.values.get("budget") == 4]
     assert {c.config["safety"]["method"] for c in x4} == {"sft", "rl", "lat"}
-    assert all(c.config["safety"]["steps"] == 120 and c.config["safety"]["checkpoint_every"] == 120 for c in x4)
+    assert all(c.config["safety"]["steps"] == 80 and c.config["safety"]["checkpoint_every"] == 80 for c in x4)
     assert {s.config["data"]["near_miss_clean"] for s in shared if s.values["start"] == "specific"} == {0.5}
     assert {s.config["data"]["mechanism"] for s in shared if s.values["start"] == "cot"} == {"cot"}
     assert all(c.experiment().return_check is not None for c in cells)

