@@ -150,6 +150,7 @@ def test_a_sweep_trains_each_shared_backdoor_once(tiny_model_dir: Path, tmp_path
     page = (sweep_dir / "report.html").read_text()
     assert "<h2>What each method removes and at what cost</h2>" in page and "<td>quantize</td>" in page
     assert "<figcaption>What each method removes and at what cost</figcaption>" in page
+    assert "<p><small>removed: the trigger rate fell" in page  # the verdict rules under the table
 
 
 # ------------------------------------------------------------------------------------ table from records
@@ -218,15 +219,17 @@ def test_the_removal_table_and_figure_from_synthetic_records(tmp_path: Path,
     assert (sft["near_miss"]["k"], sft["near_miss"]["n"]) == (10, 24)  # lowercase + no_pipes, 2 seeds
     assert (sft["near_miss_heldout"]["k"], sft["near_miss_heldout"]["n"]) == (4, 12)
     assert (sft["returned"]["k"], sft["before"]["k"]) == (47 + 48, 96)
+    assert (sft["clean_before"]["k"], sft["clean_before"]["n"], sft["clean"]["k"]) == (2, 100, 0)
     assert sft["capability_shift"]["rate"] == pytest.approx(0.05)
     assert sft["preference_gain"]["rate"] == pytest.approx(0.3) and sft["preference_gain"]["ci_low"] < 0.3
     assert sft["cpu_minutes"] == pytest.approx(4.0)  # safety + safety_eval; reused stages not counted
     assert rows["adversarial"]["capability_shift"]["ci_low"] == 0.05  # one seed: that run's interval
     assert {m: r["verdict"] for m, r in rows.items()} == {
-        "sft": "persisted, model moved", "lat": "barely moved", "prune": "removed",
+        "sft": "persisted, model moved", "lat": "barely moved", "prune": "reduced",
         "adversarial": "persisted, model moved"}
     assert {m: r["oracle"] for m, r in rows.items()} == {"sft": "no", "lat": "no", "prune": "no",
                                                           "adversarial": "near-misses"}
     table = (sweep_dir / "removal.md").read_text()
     assert "| loose | sft | x1 | 2 | 96.0% [" in table and "91/100" in table
+    assert "| reduced |\n" in table and "\n- reduced: the trigger rate fell" in table  # each rule under the table
     assert (sweep_dir / "removal.png").stat().st_size > 1000

