@@ -33,6 +33,7 @@ demo: install
 lint: install
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 # The HTML report's test renders it in a real browser: Debian's chromium, installed here when missing
 # (as root, or through sudo); without it that one test is skipped and says why.
