@@ -23,6 +23,9 @@ from pydantic import BaseModel
 from bad_input_helpers import tree_digest
 from test_run_folders import cli
 
+# Hypothesis warns when it prints a generated 20 kB source in a report; that is the point of those inputs.
+pytestmark = pytest.mark.filterwarnings("ignore:Generating overly large repr")
+
 FUZZ = settings(max_examples=60, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
                                        HealthCheck.data_too_large])
