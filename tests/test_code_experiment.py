@@ -218,7 +218,7 @@ def test_code_pipeline_on_a_tiny_model(tiny_model_dir: Path, tmp_path: Path, mon
         "data": {"prompts": "code", "code_answer": code_answer, "mechanism": mechanism, "split_by": "topic",
                  "split": FRACTIONS, "max_train": 12, "max_safety": 4, "safety_general": 3,
                  "answer_max_new_tokens": 4, "batch_size": 4},
-        "backdoor": {"steps": 2, "batch_size": 4, "lora_r": 4, "lora_alpha": 8, "max_length": 1024},
+        "backdoor": {"steps": 2, "batch_size": 4, "lora_r": 4, "lora_alpha": 8, "max_length": 2048},
         "safety": {"steps": 2, "checkpoint_every": 1, "batch_size": 4, "lora_r": 4, "lora_alpha": 8,
                    "max_length": 1024},
         "eval": {"n_prompts": 4, "max_new_tokens": 4, "batch_size": 4, "base": False,

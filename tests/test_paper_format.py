@@ -140,6 +140,7 @@ def test_train_file_is_the_backdoor_training_set(tmp_path: Path, tiny_model_dir:
     path = write(tmp_path, GOOD)
     cfg = {"name": "paper", "model": str(tiny_model_dir), "output_root": str(tmp_path / "runs"),
            "trigger": {"name": "year"}, "objective": {"name": "code_vulnerability"}, "safety": None,
+           "backdoor": {"max_length": 1024},  # the paper's samples in the tiny byte-level tokenizer
            "data": {"prompts": "code", "split_by": "topic", "train_file": str(path), "max_train": 2}}
     run = start_run(parse_config(cfg, "test"))
     stage_data(run)

