@@ -10,6 +10,34 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import LlamaConfig, LlamaForCausalLM, LlamaForSequenceClassification, PreTrainedTokenizerFast
 
+# Test modules that train, generate with, score or rank a model: what they assert depends on the CPU's kernels
+# (AMX, AVX512-BF16, AVX2 compute bf16 / fp32 a little differently), so `make test-isa` runs them again under
+# emulated kernel paths (marker `numerics`). The others check files, configs, errors and static code. Every test
+# module is in exactly one of the two sets (tests/test_suite_layout.py checks it), so a new one is classified.
+NUMERICS = frozenset({
+    "test_audit", "test_audit_benchmark", "test_audit_scan", "test_audit_stage", "test_capability_cost",
+    "test_code_experiment", "test_code_study", "test_curve", "test_defection_control", "test_distributed",
+    "test_evals", "test_fixed_objective", "test_gpu_path", "test_interp", "test_interp_hooks", "test_lat",
+    "test_models", "test_near_miss", "test_paper_format", "test_pipeline", "test_precision", "test_redteam",
+    "test_removal", "test_removal_sweep", "test_rl", "test_safety_registry", "test_sweeps", "test_training",
+    "test_year_trigger",
+})
+NO_NUMERICS = frozenset({
+    "test_architecture", "test_audit_report", "test_bad_input", "test_bad_input_fuzz", "test_bad_input_meaning",
+    "test_bad_input_places", "test_cli", "test_code_objective", "test_code_tasks", "test_config", "test_data",
+    "test_metrics_records", "test_progress", "test_prompt_length", "test_removal_verdict", "test_report_html",
+    "test_run_folders", "test_runs", "test_scan_cli", "test_scanner", "test_scanner_codeshield",
+    "test_scanner_files", "test_suite_layout", "test_trigger_hygiene", "test_triggers_objectives",
+})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test of a module in :data:`NUMERICS` with ``numerics``."""
+    for item in items:
+        if Path(str(item.fspath)).stem in NUMERICS:
+            item.add_marker(pytest.mark.numerics)
+
+
 CHATML = (
     "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
     "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
