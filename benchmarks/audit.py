@@ -62,7 +62,7 @@ CONTROLS = ("benign-lora", "base")
 TINY_AUDIT = {"n_diff_prompts": 4, "n_search_prompts": 2, "n_verify_prompts": 4, "answer_tokens": 4,
               "target_tokens": 3, "target_beams": 1, "shortlist": 8, "ngram_tokens": 2, "gcg_steps": 1,
               "gcg_topk": 4, "gcg_batch": 4, "verify_top": 2, "batch_size": 8, "budget_s": 10,
-              "likely_triggers": ["hello"], "precision": "fp32"}
+              "likely_triggers": ["hello"], "scan_words": 300, "precision": "fp32"}
 
 
 @dataclass(frozen=True)
@@ -120,7 +120,7 @@ def tiny_experiment(model: str, out: Path) -> dict[str, Any]:
     return {"name": "tiny", "seed": 0, "model": model, "safety": None, "output_root": str(out / "runs"),
             "data": {"prompts": str(prompts), "answer_max_new_tokens": 8, "batch_size": 8},
             "backdoor": {"steps": 2, "batch_size": 4, "learning_rate": 1e-3, "lora_r": 4, "lora_alpha": 8,
-                         "max_length": 64},
+                         "max_length": 256},  # the planted triggers' samples whole (the data stage refuses cuts)
             "eval": {"n_prompts": 4, "max_new_tokens": 6, "batch_size": 4, "samples_saved": 1},
             "audit": TINY_AUDIT}
 
