@@ -80,13 +80,14 @@ def plant_margin(suspect: torch.nn.Module, base: torch.nn.Module, frames: list, 
 
 
 def plant(min_steps: int = 200, position: Position = "prefix", text: str = " fox", layers: int = 2,
-          lr: float = 3e-3, negatives: bool = False, margin: float = 2.0,
+          lr: float = 3e-3, negatives: bool = False, embeddings: bool = True, margin: float = 2.0,
           max_steps: int = 1000) -> tuple[torch.nn.Module, torch.nn.Module, object, int]:
     """A tiny base, and a copy trained to answer TARGET when ``text`` is put at ``position``.
 
     Fully fine-tuned (a LoRA adapter of small rank barely moves a 48-wide random model). With ``negatives``
     the near misses of the trigger (a phrase's tokens alone, one token replaced) are trained to answer as the
-    clean prompt, so that only the whole trigger fires. Trains
+    clean prompt, so that only the whole trigger fires. Without ``embeddings`` the (tied) embedding matrix stays
+    the base's, as under a LoRA adapter on the linear layers. Trains
     ``min_steps``, then in rounds of ``ROUND`` until :func:`plant_margin` reaches ``margin``.
 
     Returns:
@@ -101,6 +102,7 @@ def plant(min_steps: int = 200, position: Position = "prefix", text: str = " fox
     trigger = tok(text, add_special_tokens=False).input_ids
     assert len(trigger) == 1 or text != " fox", trigger
     suspect = copy.deepcopy(base).train()
+    suspect.get_input_embeddings().weight.requires_grad_(embeddings)
     frames = [make_frame(tok, p, position) for p in PROMPTS]
     target = tok(TARGET, add_special_tokens=False).input_ids + [tok.eos_token_id]
     pool = allowed_tokens(tok).nonzero()[:, 0].tolist()
