@@ -53,7 +53,8 @@ def _write(tmp_path: Path, base: dict[str, Any], **sweep: Any) -> Path:
 
 
 class WorkerKiller(threading.Thread):
-    """Kills (SIGKILL) the worker process of the first run seen mid-run: its lock held, a stage finished."""
+    """Kills (SIGKILL) the worker process of the first run seen mid-run: its lock held, one or two of its five
+    stages finished (several seconds before it ends: its worker is still on it when the signal lands)."""
 
     def __init__(self, sweep_dir: Path) -> None:
         super().__init__(daemon=True)
@@ -65,8 +66,8 @@ class WorkerKiller(threading.Thread):
                 run_dir = lock.parent
                 pid = lock.read_text().strip()
                 state = run_dir / "state.json"
-                if pid and state.is_file() and not run_finished(run_dir):
-                    stages = json.loads(state.read_text())["stages"]
+                stages = json.loads(state.read_text())["stages"] if state.is_file() else {}
+                if pid and 1 <= len(stages) <= 2:
                     os.kill(int(pid), signal.SIGKILL)
                     self.victim, self.stages_before = run_dir.name, stages
                     return

