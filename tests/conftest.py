@@ -20,7 +20,7 @@ NUMERICS = frozenset({
     "test_evals", "test_fixed_objective", "test_gpu_path", "test_interp", "test_interp_hooks", "test_lat",
     "test_models", "test_near_miss", "test_paper_format", "test_pipeline", "test_precision", "test_redteam",
     "test_removal", "test_removal_sweep", "test_rl", "test_safety_registry", "test_sweeps", "test_training",
-    "test_year_trigger",
+    "test_inspect", "test_sweeps_ray", "test_year_trigger",
 })
 NO_NUMERICS = frozenset({
     "test_architecture", "test_audit_report", "test_bad_input", "test_bad_input_fuzz", "test_bad_input_meaning",
