@@ -27,7 +27,7 @@ NO_NUMERICS = frozenset({
     "test_bad_input_places", "test_cli", "test_code_objective", "test_code_tasks", "test_config", "test_data",
     "test_metrics_records", "test_progress", "test_prompt_length", "test_removal_verdict", "test_report_html",
     "test_run_folders", "test_runs", "test_scan_cli", "test_scanner", "test_scanner_codeshield",
-    "test_scanner_files", "test_suite_layout", "test_trigger_hygiene", "test_triggers_objectives",
+    "test_scanner_files", "test_study", "test_suite_layout", "test_trigger_hygiene", "test_triggers_objectives",
 })
 
 

