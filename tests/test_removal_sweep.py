@@ -73,7 +73,7 @@ def _portable(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_the_results_in_the_readme_come_from_this_sweep_file(tmp_path: Path) -> None:
-    """docs/removal-sweep/ (the README's table) was measured with exactly the runs this file expands to."""
+    """docs/removal-sweep/ (the table in docs/results.md) was measured with exactly the runs this file expands to."""
     recorded = json.loads((ROOT / "docs" / "removal-sweep" / "sweep.json").read_text())
     runs = expand(load_sweep(REMOVAL), REMOVAL, tmp_path / "sw")
     assert [(r["name"], _portable(r["config"])) for r in recorded["runs"]] == [
