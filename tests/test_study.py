@@ -33,7 +33,7 @@ def test_study_crosses_every_mechanism_with_every_safety_method() -> None:
     assert all(r.config["eval"]["scratchpad_intervention"] for r in cot)
 
 
-def test_each_shared_backdoor_runs_just_before_its_first_cell() -> None:
+def test_each_starting_model_runs_with_all_its_cells_before_the_next() -> None:
     runs = expand(load_sweep(STUDY), STUDY)
     order = execution_order(runs)
     assert sorted(r.name for r in order) == sorted(r.name for r in runs)
@@ -42,6 +42,8 @@ def test_each_shared_backdoor_runs_just_before_its_first_cell() -> None:
         if start:
             assert start in [o.name for o in order[:i]]
     assert order[0].shared and not order[1].shared  # the first cell does not wait for every backdoor
+    names = [r.name for r in order]
+    assert names.index("008-cot_adversarial-0_sft") < names.index("001-backdoor-normal_0")  # one row at a time
 
 
 class _Tagged:

