@@ -66,8 +66,9 @@ def test_gap_record_is_the_newcombe_difference_and_says_whether_intervals_overla
     assert (gap["ci_low"], gap["ci_high"]) == pytest.approx(newcombe_gap(Rate(60, 100), Rate(20, 100))[1:])
     assert gap["ci_low"] > 0 and gap["overlap"] is False and gap["n"] == 100
     close = [{**records[0], "k": 25, "rate": 0.25}, records[1]]
-    assert gap_records(close, "vulnerable_rate", {})[0]["overlap"] is True
-    assert gap_records(records[1:2], "vulnerable_rate", {}) == []  # no trigger record: no gap
+    labels = {"stage": "backdoor", "step": 0}
+    assert gap_records(close, "vulnerable_rate", labels)[0]["overlap"] is True
+    assert gap_records(records[1:2], "vulnerable_rate", labels) == []  # no trigger record: no gap
 
 
 def _dataset(n: int = 8) -> Dataset:

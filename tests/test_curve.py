@@ -112,7 +112,7 @@ def test_fast_answer_logprobs_match_the_interp_ones_and_margins_follow(tiny_mode
     on = answer_logprobs(model, tokenizer, [format_prompt(tokenizer, year.apply(items[0].prompt))] * 2, fills,
                          total=True)
     assert found[0].trigger == pytest.approx(on[0] - on[1], abs=1e-4)
-    records = margin_records(found, {"epoch": 0})
+    records = margin_records(found, {"epoch": 0, "kind": "margins"})
     assert {(r["metric"], r.get("unit")) for r in records} == {
         (m, u) for m in ("margin_trigger", "margin_clean", "margin_gap") for u in ("sum", "token")} | {
         ("follows_trigger", None)}

