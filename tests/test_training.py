@@ -92,9 +92,10 @@ def test_micro_batches_take_the_same_steps_as_the_whole_batch(tiny_model_dir: Pa
 
 def test_micro_batch_size_auto_and_checked() -> None:
     assert TrainSettings(batch_size=8).passes(on_gpu=True) == (8, 1)
-    assert TrainSettings(batch_size=8).passes(on_gpu=False) == (4, 2)
-    assert TrainSettings(batch_size=6, grad_accum=2).passes(on_gpu=False) == (3, 4)
-    assert TrainSettings(batch_size=2).passes(on_gpu=False) == (2, 1)
+    assert TrainSettings(batch_size=8).passes(on_gpu=False) == (2, 4)
+    assert TrainSettings(batch_size=6, grad_accum=2).passes(on_gpu=False) == (2, 6)
+    assert TrainSettings(batch_size=3).passes(on_gpu=False) == (1, 3)  # the largest divisor up to 2
+    assert TrainSettings(batch_size=1).passes(on_gpu=False) == (1, 1)
     assert TrainSettings(batch_size=8, micro_batch_size=8).passes(on_gpu=False) == (8, 1)
     assert TrainSettings(batch_size=8, micro_batch_size=2).passes(on_gpu=True) == (2, 4)
     with pytest.raises(ValueError, match="must divide batch_size"):

