@@ -61,7 +61,7 @@ def test_batched_generation_equals_one_at_a_time(tiny_model_dir: Path) -> None:
 
 
 def test_greedy_rows_leave_the_batch_once_decided(tiny_model_dir: Path) -> None:
-    model, tokenizer = load_model(ModelRef(str(tiny_model_dir)), LoaderOptions(device="cpu"))
+    model, tokenizer = load_model(ModelRef(str(tiny_model_dir)), LoaderOptions(device="cpu", precision="fp32"))
     users = ["Hi", "Explain how plants grow in a long sentence please.", "Write a haiku about the sea.", "Why?",
              "Give me three tips for saving money."]
     prompts = [format_prompt(tokenizer, u) for u in users]
