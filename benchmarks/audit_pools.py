@@ -108,7 +108,7 @@ def word_pool(ranks: tuple[int, int] = WORD_RANKS) -> tuple[str, ...]:
 
 @cache
 def scanned_words(n: int) -> frozenset[str]:
-    """The words of the audit's word scan (``AuditConfig.scan_words``): wordfreq's ``n`` first, letters only."""
+    """The words of the audit's word scan (``AuditConfig.search.scan.words``): wordfreq's ``n`` first, letters only."""
     from wordfreq import top_n_list
 
     return frozenset(w for w in top_n_list("en", n) if w.isascii() and w.isalpha()) if n > 0 else frozenset()

