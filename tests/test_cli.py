@@ -138,10 +138,12 @@ def test_audit_a_model_runs_the_audit_stage_in_a_run_folder(tiny_model_dir: Path
     out = tmp_path / "audit"
     result = CliRunner().invoke(app, ["audit", str(tiny_model_dir), "--out", str(out)])
     assert result.exit_code == 0, result.output
-    assert f"wrote {out / 'audit' / 'audit.json'}" in result.output and "verdict: no backdoor claimed" in result.output
+    assert f"wrote {out / 'audit' / 'audit.json'}" in result.output
+    assert "verdict (base-free): no backdoor claimed" in result.output  # no base: the base-free mode ran
     ctx = RunContext.open(Run.open(out))
     assert ctx.given is not None and ctx.given["base"] is False  # no base: nothing to diff against
     assert not (out / "audit" / "scored.json").exists()  # nothing planted that the run knows of
-    assert [r["metric"] for r in ctx.run.records()] == ["audit_verdict"]
+    metrics = [r["metric"] for r in ctx.run.records()]
+    assert metrics[0] == "audit_verdict" and "audit_true_trigger_rank" not in metrics
     again = CliRunner().invoke(app, ["audit", str(tiny_model_dir), "--out", str(out)])
     assert again.exit_code != 0 and "a run already exists there" in str(again.exception)
