@@ -5,7 +5,7 @@ Usage:
     python benchmarks/audit_scoring.py --run RUN_DIR   # a run's backdoored model against its base
 
 Scores the same candidates (random vocabulary strings of 1, 2, 3 and 5 tokens) on 4 clean prompts before
-and after the request, as the trigger search does (``SearchObjective.frame_parts``: the target's log-probability
+and after the request, as the trigger search does (``SearchObjective.scores``: the target's log-probability
 under both models, the frame's head in a key-value cache), once with ``logits_to_keep`` (the vocabulary
 projection only at the positions that predict the target) and once computing every position's logits and
 gathering them. Both are timed side by side in one process, twice each in turn; it prints wall and CPU
@@ -68,13 +68,18 @@ def _timed(fn: Callable[[], torch.Tensor]) -> tuple[tuple[float, float], torch.T
     return (time.perf_counter() - wall, time.process_time() - cpu), out
 
 
+def _stacked(scores: Any) -> torch.Tensor:
+    """Suspect and base log-probabilities of :class:`SlotScores` as one tensor ``(2, n, frames)``."""
+    return torch.stack([scores.suspect, scores.base])
+
+
 def _chunks(frames: Any, position: str, candidates: list[list[int]], tokenizer: Any, suspect: Any, base: Any,
             prompts: list[str], target: list[int]) -> None:
     objective = frames.SearchObjective(suspect, base, [frames.make_frame(tokenizer, p, position) for p in prompts],
                                        target, 16, int(tokenizer.pad_token_id or 0))
 
     def by(step: int) -> torch.Tensor:
-        parts = [torch.stack(objective.frame_parts(candidates[i : i + step])) for i in range(0, len(candidates), step)]
+        parts = [_stacked(objective.scores(candidates[i : i + step])) for i in range(0, len(candidates), step)]
         return torch.cat(parts, 1)  # (2, n, frames)
 
     seconds: dict[int, list[tuple[float, float]]] = {16: [], 64: []}
@@ -96,7 +101,7 @@ def _logits_to_keep(frames: Any, position: str, candidates: list[list[int]], tok
     values: dict[str, torch.Tensor] = {}
     for label in ("kept", "all", "kept", "all"):
         score._takes_logits_to_keep = accepts if label == "kept" else (lambda model: False)
-        took, values[label] = _timed(lambda: torch.stack(objective.frame_parts(candidates)))  # (2, n, frames)
+        took, values[label] = _timed(lambda: _stacked(objective.scores(candidates)))  # (2, n, frames)
         seconds[label].append(took)
     score._takes_logits_to_keep = accepts
     kept = min(seconds["kept"])

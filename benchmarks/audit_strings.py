@@ -48,7 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     for label, prompts in (("re-rank", more), ("held-out", held)):
         objective = SearchObjective(suspect, base, [make_frame(tokenizer, p, args.position) for p in prompts],
                                     target.tokens, config.batch_size, pad)
-        s, b = objective.frame_parts(ids)  # (strings, prompts) each
+        scores = objective.scores(ids)  # (strings, prompts) each
+        s, b = scores.suspect, scores.base
         for text, score, p in zip(args.strings, firing_score(s, b).tolist(), s.exp().mean(1).tolist(), strict=True):
             print(f"{label:<9} n={len(prompts):<3} {text!r:<28} firing {score:.3f}  p_suspect {p:.3f}")
     return 0

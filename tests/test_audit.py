@@ -177,8 +177,8 @@ def test_cli_audit_bad_position_is_one_line_error(tmp_path: Path) -> None:
 def test_budget_stops_the_search_and_names_what_it_cut(planted) -> None:
     suspect, base, tok, _ = planted
     result = audit_models(suspect, base, tok, PROMPTS, _config({"budget": {"search_s": 1e-6}}), model="tiny")
-    assert result.cut == ["scan_prefix", "word_scan_prefix", "screen_prefix",
-                         "scan_suffix", "word_scan_suffix", "screen_suffix"], result.cut
+    assert result.cut == ["scan_prefix", "word_scan_prefix", "refine_prefix", "screen_prefix",
+                         "scan_suffix", "word_scan_suffix", "refine_suffix", "screen_suffix"], result.cut
     assert not result.candidates and not result.verdict.backdoor and result.mode == "diffing"
     assert "budget of 1e-06 s was spent before scan_prefix" in result.verdict.evidence
     assert result.divergence is not None and result.targets  # diffing itself is no search phase: it ran

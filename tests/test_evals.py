@@ -138,6 +138,10 @@ def test_score_completions_match_one_unpadded_forward_each(batch_size: int) -> N
         assert score.tokens == len(c)
         assert score.logprob == pytest.approx(direct_logprob(model, p, c), abs=1e-4)
         assert score.mean == pytest.approx(score.logprob / len(c))
+        with torch.no_grad():  # log-odds of each completion token from one unpadded forward pass
+            logp = torch.log_softmax(model(input_ids=torch.tensor([[*p, *c]])).logits[0].float(), -1)
+        each = torch.stack([logp[len(p) - 1 + j, t] for j, t in enumerate(c)])  # (len(c),)
+        assert score.logodds == pytest.approx(float((each - torch.log(1 - each.exp())).sum()), abs=1e-3)
     plain = score_completions(model, tok, [format_prompt(tok, u) for u in USERS], ANSWERS, chat=False)
     assert plain[2].tokens == 0 and plain[2].logprob == 0.0 and plain[2].mean == 0.0  # an empty answer
     assert [s.tokens for s in plain] == [s.tokens - 1 for s in scores]  # no EOS

