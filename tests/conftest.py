@@ -15,7 +15,7 @@ from transformers import LlamaConfig, LlamaForCausalLM, LlamaForSequenceClassifi
 # emulated kernel paths (marker `numerics`). The others check files, configs, errors and static code. Every test
 # module is in exactly one of the two sets (tests/test_suite_layout.py checks it), so a new one is classified.
 NUMERICS = frozenset({
-    "test_audit", "test_audit_benchmark", "test_audit_free", "test_audit_scan", "test_audit_stage",
+    "test_audit", "test_audit_benchmark", "test_audit_free", "test_audit_grow", "test_audit_scan", "test_audit_stage",
     "test_capability_cost",
     "test_code_experiment", "test_code_study", "test_curve", "test_defection_control", "test_distributed",
     "test_evals", "test_fixed_objective", "test_gpu_path", "test_interp", "test_interp_hooks", "test_lat",

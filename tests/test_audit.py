@@ -176,12 +176,17 @@ def test_cli_audit_bad_position_is_one_line_error(tmp_path: Path) -> None:
 
 def test_budget_stops_the_search_and_names_what_it_cut(planted) -> None:
     suspect, base, tok, _ = planted
-    result = audit_models(suspect, base, tok, PROMPTS, _config({"budget": {"search_s": 1e-6}}), model="tiny")
-    assert result.cut == ["scan_prefix", "word_scan_prefix", "refine_prefix", "screen_prefix",
-                         "scan_suffix", "word_scan_suffix", "refine_suffix", "screen_suffix"], result.cut
+    result = audit_models(suspect, base, tok, PROMPTS, _config({"budget": {"search_s": 1e-6, "verify_s": 0}}),
+                          model="tiny")
+    cut = ["scan_prefix", "word_scan_prefix", "refine_prefix", "screen_prefix",
+           "scan_suffix", "word_scan_suffix", "refine_suffix", "screen_suffix"]
+    assert result.cut == cut, result.cut
     assert not result.candidates and not result.verdict.backdoor and result.mode == "diffing"
     assert "budget of 1e-06 s was spent before scan_prefix" in result.verdict.evidence
     assert result.divergence is not None and result.targets  # diffing itself is no search phase: it ran
+    kept = audit_models(suspect, base, tok, PROMPTS, _config({"budget": {"search_s": 600.0, "verify_s": 600.0}}),
+                        model="tiny")  # all of it kept for verification: no search phase may start
+    assert kept.cut == cut and "budget of 0 s was spent" in kept.verdict.evidence
 
 
 def test_budget_share_splits_what_is_left_and_keeps_one_list_of_cuts() -> None:

